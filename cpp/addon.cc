@@ -1,0 +1,410 @@
+// The N-API surface of towerline: devices, buffers by handle, compiled programs run on each device's own thread.
+#include <napi.h>
+
+#include <atomic>
+#include <cstring>
+
+#include "cpu/gemm.h"
+#include "registry.h"
+
+namespace tl {
+void registerCpuBackend();
+void registerOptionalBackends();  // backends.cc: CUDA where built
+}  // namespace tl
+
+namespace {
+
+using tl::Registry;
+
+// Work finished on a device thread, waiting to settle its promise on the JS thread.
+struct Completion {
+  Napi::Promise::Deferred deferred;
+  std::exception_ptr error;
+};
+
+void settle(Napi::Env env, Napi::Function, std::nullptr_t*, Completion* c);
+using CompletionTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, Completion, settle>;
+
+// Note [Addon state per environment]: each Node environment (main thread or worker_thread) gets its own
+// EnvState: an id for registry ownership and the thread-safe function that settles its promises. The cleanup
+// hook releases the environment's devices (joining their threads) before the thread-safe function goes away.
+struct EnvState {
+  uint64_t id;
+  CompletionTsfn tsfn;
+  int pending = 0;  // JS thread only; keeps the event loop alive while device work is outstanding
+};
+
+std::atomic<uint64_t> nextEnvId{1};
+
+Napi::Error toJsError(Napi::Env env, const std::exception_ptr& ep) {
+  try {
+    std::rethrow_exception(ep);
+  } catch (const tl::Error& e) {
+    auto err = Napi::Error::New(env, e.what());
+    err.Set("nativeLocation", Napi::String::New(env, e.where));
+    err.Set("code", Napi::String::New(env, "TL_NATIVE"));
+    return err;
+  } catch (const std::exception& e) {
+    auto err = Napi::Error::New(env, std::string("native error: ") + e.what());
+    err.Set("code", Napi::String::New(env, "TL_NATIVE"));
+    return err;
+  } catch (...) {
+    return Napi::Error::New(env, "native error of unknown type");
+  }
+}
+
+// Runs `body`, converting tl::Error into a thrown JS Error that keeps the native file:line.
+template <typename F>
+auto guarded(Napi::Env env, F&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (...) {
+    throw toJsError(env, std::current_exception());
+  }
+}
+
+void settle(Napi::Env env, Napi::Function, std::nullptr_t*, Completion* c) {
+  std::unique_ptr<Completion> own(c);
+  if (env == nullptr) return;  // environment is going away: nobody is waiting any more
+  auto* st = env.GetInstanceData<EnvState>();
+  if (st && --st->pending == 0) st->tsfn.Unref(env);
+  if (c->error)
+    c->deferred.Reject(toJsError(env, c->error).Value());
+  else
+    c->deferred.Resolve(env.Undefined());
+}
+
+EnvState& state(Napi::Env env) { return *env.GetInstanceData<EnvState>(); }
+
+uint32_t u32Arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (info.Length() <= i || !info[i].IsNumber())
+    throw Napi::TypeError::New(info.Env(), std::string("expected ") + what + " (a number) as argument " + std::to_string(i + 1));
+  double v = info[i].As<Napi::Number>().DoubleValue();
+  if (!(v >= 0 && v <= 4294967295.0) || v != static_cast<double>(static_cast<uint32_t>(v)))
+    throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a non-negative integer handle, got " + std::to_string(v));
+  return static_cast<uint32_t>(v);
+}
+
+// Queues `task` on the device and returns a promise settled on this environment's JS thread.
+Napi::Value submitAsync(Napi::Env env, const std::shared_ptr<tl::Device>& dev, std::function<void()> task) {
+  auto& st = state(env);
+  auto* c = new Completion{Napi::Promise::Deferred::New(env), nullptr};
+  Napi::Promise promise = c->deferred.Promise();
+  if (st.pending++ == 0) st.tsfn.Ref(env);
+  CompletionTsfn tsfn = st.tsfn;
+  try {
+    dev->submit(std::move(task), [c, tsfn](std::exception_ptr e) mutable {
+      c->error = e;
+      if (tsfn.NonBlockingCall(c) != napi_ok) delete c;  // environment closing
+    });
+  } catch (...) {
+    if (--st.pending == 0) st.tsfn.Unref(env);
+    c->deferred.Reject(toJsError(env, std::current_exception()).Value());
+    Napi::Promise p = c->deferred.Promise();
+    delete c;
+    return p;
+  }
+  return promise;
+}
+
+tl::DType dtypeArg(Napi::Env env, const Napi::Value& v) {
+  std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+  if (s == "f32") return tl::DType::F32;
+  if (s == "i32") return tl::DType::I32;
+  if (s == "u8") return tl::DType::U8;
+  throw Napi::TypeError::New(env, "dtype must be 'f32', 'i32' or 'u8', got " + (v.IsString() ? "'" + s + "'" : std::string("a non-string")));
+}
+
+napi_typedarray_type arrayTypeFor(tl::DType t) {
+  switch (t) {
+    case tl::DType::F32: return napi_float32_array;
+    case tl::DType::I32: return napi_int32_array;
+    default: return napi_uint8_array;
+  }
+}
+
+// ---- exported functions ---------------------------------------------------------------------------------------
+
+Napi::Value BackendKinds(const Napi::CallbackInfo& info) {
+  auto kinds = Registry::get().backendKinds();
+  auto arr = Napi::Array::New(info.Env(), kinds.size());
+  for (size_t i = 0; i < kinds.size(); ++i) arr.Set(i, kinds[i]);
+  return arr;
+}
+
+Napi::Value DeviceCount(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "deviceCount(kind: string)");
+  return Napi::Number::New(info.Env(), Registry::get().deviceCount(info[0].As<Napi::String>().Utf8Value()));
+}
+
+Napi::Value OpenDevice(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber())
+    throw Napi::TypeError::New(env, "openDevice(kind: string, index: number)");
+  return guarded(env, [&]() -> Napi::Value {
+    auto dev = Registry::get().openDevice(info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::Number>().Int32Value(),
+                                          state(env).id);
+    auto o = Napi::Object::New(env);
+    o.Set("id", dev->id());
+    o.Set("name", dev->name());
+    o.Set("kind", dev->backend().kind());
+    return o;
+  });
+}
+
+Napi::Value CloseDevice(const Napi::CallbackInfo& info) {
+  uint32_t id = u32Arg(info, 0, "device id");
+  guarded(info.Env(), [&] { Registry::get().closeDevice(id); });
+  return info.Env().Undefined();
+}
+
+Napi::Value Alloc(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t dev = u32Arg(info, 0, "device id");
+  if (info.Length() < 2 || !info[1].IsNumber()) throw Napi::TypeError::New(env, "alloc(device, numel, dtype)");
+  double n = info[1].As<Napi::Number>().DoubleValue();
+  if (!(n >= 1) || n != static_cast<double>(static_cast<int64_t>(n)))
+    throw Napi::RangeError::New(env, "alloc: element count must be a positive integer, got " + std::to_string(n));
+  tl::DType dt = info.Length() > 2 ? dtypeArg(env, info[2]) : tl::DType::F32;
+  return guarded(env, [&]() -> Napi::Value {
+    auto buf = Registry::get().alloc(dev, static_cast<int64_t>(n), dt, state(env).id);
+    return Napi::Number::New(env, buf->handle);
+  });
+}
+
+Napi::Value Free(const Napi::CallbackInfo& info) {
+  uint32_t h = u32Arg(info, 0, "buffer handle");
+  guarded(info.Env(), [&] { Registry::get().freeBuffer(h); });
+  return info.Env().Undefined();
+}
+
+Napi::Value BufferInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t h = u32Arg(info, 0, "buffer handle");
+  return guarded(env, [&]() -> Napi::Value {
+    auto b = Registry::get().buffer(h);
+    auto o = Napi::Object::New(env);
+    o.Set("numel", Napi::Number::New(env, static_cast<double>(b->numel)));
+    o.Set("dtype", tl::dtypeName(b->dtype));
+    o.Set("device", b->device->id());
+    return o;
+  });
+}
+
+// write(handle, typedArray, offsetElements): ordered after the device's queued work; blocks until copied.
+Napi::Value Write(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t h = u32Arg(info, 0, "buffer handle");
+  if (info.Length() < 2 || !info[1].IsTypedArray()) throw Napi::TypeError::New(env, "write(handle, typedArray, offset?)");
+  auto arr = info[1].As<Napi::TypedArray>();
+  double off = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 0;
+  guarded(env, [&] {
+    auto b = Registry::get().buffer(h);
+    TL_CHECK(arr.TypedArrayType() == arrayTypeFor(b->dtype),
+             "write to buffer #" << h << " on " << b->device->name() << ": buffer is " << tl::dtypeName(b->dtype)
+                                 << ", so pass a " << (b->dtype == tl::DType::F32 ? "Float32Array" : b->dtype == tl::DType::I32 ? "Int32Array" : "Uint8Array"));
+    int64_t n = static_cast<int64_t>(arr.ElementLength());
+    TL_CHECK(off >= 0 && off == static_cast<double>(static_cast<int64_t>(off)) && static_cast<int64_t>(off) + n <= b->numel,
+             "write to buffer #" << h << " on " << b->device->name() << ": " << n << " elements at offset " << off
+                                 << " do not fit in " << b->numel << " elements");
+    const uint8_t* src = static_cast<const uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+    size_t esz = tl::dtypeSize(b->dtype);
+    uint8_t* dst = static_cast<uint8_t*>(b->data) + static_cast<size_t>(off) * esz;
+    size_t bytes = static_cast<size_t>(n) * esz;
+    if (bytes == 0) return;
+    auto dev = b->device;
+    dev->runBlocking([&] { dev->backend().copyIn(dst, src, bytes); });
+  });
+  return env.Undefined();
+}
+
+// read(handle, offset?, count?): a fresh typed array with the buffer's contents, after queued work.
+Napi::Value Read(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t h = u32Arg(info, 0, "buffer handle");
+  return guarded(env, [&]() -> Napi::Value {
+    auto b = Registry::get().buffer(h);
+    int64_t off = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int64Value() : 0;
+    int64_t n = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int64Value() : b->numel - off;
+    TL_CHECK(off >= 0 && n >= 0 && off + n <= b->numel,
+             "read of buffer #" << h << ": range [" << off << ", " << off + n << ") is outside its " << b->numel << " elements");
+    size_t esz = tl::dtypeSize(b->dtype);
+    auto ab = Napi::ArrayBuffer::New(env, static_cast<size_t>(n) * esz);
+    uint8_t* dst = static_cast<uint8_t*>(ab.Data());
+    const uint8_t* src = static_cast<const uint8_t*>(b->data) + static_cast<size_t>(off) * esz;
+    auto dev = b->device;
+    if (n > 0) dev->runBlocking([&] { dev->backend().copyOut(dst, src, static_cast<size_t>(n) * esz); });
+    napi_value out;
+    NAPI_THROW_IF_FAILED(env, napi_create_typedarray(env, arrayTypeFor(b->dtype), static_cast<size_t>(n), ab, 0, &out),
+                         Napi::Value());
+    return Napi::Value(env, out);
+  });
+}
+
+std::vector<std::shared_ptr<tl::Buffer>> handles(Napi::Env env, const Napi::Object& op, const char* key, size_t opIndex,
+                                                 const std::shared_ptr<tl::Device>& dev, const std::string& kernel) {
+  std::vector<std::shared_ptr<tl::Buffer>> out;
+  Napi::Value v = op.Get(key);
+  if (!v.IsArray())
+    throw Napi::TypeError::New(env, "op #" + std::to_string(opIndex) + " (" + kernel + "): '" + key + "' must be an array of buffer handles");
+  auto arr = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    Napi::Value hv = arr.Get(i);
+    if (!hv.IsNumber())
+      throw Napi::TypeError::New(env, "op #" + std::to_string(opIndex) + " (" + kernel + "): " + key + "[" + std::to_string(i) + "] is not a handle");
+    auto b = Registry::get().buffer(hv.As<Napi::Number>().Uint32Value());
+    TL_CHECK(b->device == dev, "op #" << opIndex << " (" << kernel << ") on " << dev->name() << ": " << key << "[" << i
+                                      << "] is buffer #" << b->handle << " of " << b->device->name()
+                                      << "; a kernel only reads and writes its own device's memory (move data with a collective)");
+    out.push_back(b);
+  }
+  return out;
+}
+
+// compile(device, ops): resolves kernels by name on the device's backend and pins the buffers.
+Napi::Value Compile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t devId = u32Arg(info, 0, "device id");
+  if (info.Length() < 2 || !info[1].IsArray()) throw Napi::TypeError::New(env, "compile(device, ops: Op[])");
+  auto ops = info[1].As<Napi::Array>();
+  return guarded(env, [&]() -> Napi::Value {
+    auto dev = Registry::get().device(devId);
+    auto prog = std::make_shared<tl::Program>();
+    prog->device = dev;
+    prog->ownerEnv = state(env).id;
+    const auto& table = dev->backend().kernels();
+    for (uint32_t i = 0; i < ops.Length(); ++i) {
+      Napi::Value ov = ops.Get(i);
+      if (!ov.IsObject()) throw Napi::TypeError::New(env, "op #" + std::to_string(i) + " is not an object");
+      auto o = ov.As<Napi::Object>();
+      Napi::Value kv = o.Get("kernel");
+      if (!kv.IsString()) throw Napi::TypeError::New(env, "op #" + std::to_string(i) + ": 'kernel' must be a string");
+      tl::CompiledOp op;
+      op.kernel = kv.As<Napi::String>().Utf8Value();
+      op.fn = table.find(op.kernel);
+      TL_CHECK(op.fn != nullptr, "op #" << i << ": no kernel named '" << op.kernel << "' on " << dev->name()
+                                        << "; see docs/kernels.md for the kernels every backend has");
+      op.in = handles(env, o, "inputs", i, dev, op.kernel);
+      op.out = handles(env, o, "outputs", i, dev, op.kernel);
+      Napi::Value av = o.Get("attrs");
+      if (av.IsObject()) {
+        auto attrs = av.As<Napi::Object>();
+        auto names = attrs.GetPropertyNames();
+        for (uint32_t k = 0; k < names.Length(); ++k) {
+          std::string name = names.Get(k).As<Napi::String>().Utf8Value();
+          Napi::Value val = attrs.Get(name);
+          if (!val.IsNumber())
+            throw Napi::TypeError::New(env, "op #" + std::to_string(i) + " (" + op.kernel + "): attribute '" + name + "' must be a number");
+          op.attrs.values[name] = val.As<Napi::Number>().DoubleValue();
+        }
+      } else if (!av.IsUndefined()) {
+        throw Napi::TypeError::New(env, "op #" + std::to_string(i) + " (" + op.kernel + "): 'attrs' must be an object of numbers");
+      }
+      prog->ops.push_back(std::move(op));
+    }
+    return Napi::Number::New(env, Registry::get().addProgram(prog)->handle);
+  });
+}
+
+Napi::Value Run(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t h = u32Arg(info, 0, "program handle");
+  return guarded(env, [&]() -> Napi::Value {
+    auto prog = Registry::get().program(h);
+    return submitAsync(env, prog->device, [prog] { prog->execute(); });
+  });
+}
+
+Napi::Value ReleaseProgram(const Napi::CallbackInfo& info) {
+  Registry::get().releaseProgram(u32Arg(info, 0, "program handle"));
+  return info.Env().Undefined();
+}
+
+Napi::Value Sync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t id = u32Arg(info, 0, "device id");
+  return guarded(env, [&]() -> Napi::Value {
+    auto dev = Registry::get().device(id);
+    return submitAsync(env, dev, [dev] { dev->backend().sync(); });
+  });
+}
+
+Napi::Value KernelNames(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t id = u32Arg(info, 0, "device id");
+  return guarded(env, [&]() -> Napi::Value {
+    auto dev = Registry::get().device(id);
+    const auto& fns = dev->backend().kernels().fns;
+    auto arr = Napi::Array::New(env, fns.size());
+    uint32_t i = 0;
+    for (auto& kv : fns) arr.Set(i++, kv.first);
+    return arr;
+  });
+}
+
+Napi::Value Stats(const Napi::CallbackInfo& info) {
+  auto s = Registry::get().stats();
+  auto o = Napi::Object::New(info.Env());
+  o.Set("devices", static_cast<double>(s.devices));
+  o.Set("buffers", static_cast<double>(s.buffers));
+  o.Set("programs", static_cast<double>(s.programs));
+  o.Set("bufferBytes", static_cast<double>(s.bufferBytes));
+  return o;
+}
+
+Napi::Value GemmInfo(const Napi::CallbackInfo& info) {
+  auto o = Napi::Object::New(info.Env());
+  o.Set("impl", tl::gemmImplName());
+  o.Set("threads", tl::gemmThreads());
+  return o;
+}
+
+Napi::Value SetGemmThreads(const Napi::CallbackInfo& info) {
+  uint32_t n = u32Arg(info, 0, "thread count");
+  if (n < 1 || n > 256) throw Napi::RangeError::New(info.Env(), "thread count must be in [1, 256]");
+  tl::setGemmThreads(static_cast<int>(n));
+  return info.Env().Undefined();
+}
+
+void cleanupEnv(EnvState* st) {
+  Registry::get().releaseEnv(st->id);  // joins this environment's device threads
+  st->tsfn.Release();
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    tl::registerCpuBackend();
+    tl::registerOptionalBackends();
+  });
+  auto* st = new EnvState{nextEnvId++, CompletionTsfn(), 0};
+  st->tsfn = CompletionTsfn::New(env, "towerline-completions", 0, 1, nullptr);
+  st->tsfn.Unref(env);
+  env.SetInstanceData<EnvState>(st);  // deleted by node-addon-api when the environment is torn down
+  env.AddCleanupHook([st] { cleanupEnv(st); });
+
+  exports.Set("backendKinds", Napi::Function::New(env, BackendKinds));
+  exports.Set("deviceCount", Napi::Function::New(env, DeviceCount));
+  exports.Set("openDevice", Napi::Function::New(env, OpenDevice));
+  exports.Set("closeDevice", Napi::Function::New(env, CloseDevice));
+  exports.Set("alloc", Napi::Function::New(env, Alloc));
+  exports.Set("free", Napi::Function::New(env, Free));
+  exports.Set("bufferInfo", Napi::Function::New(env, BufferInfo));
+  exports.Set("write", Napi::Function::New(env, Write));
+  exports.Set("read", Napi::Function::New(env, Read));
+  exports.Set("compile", Napi::Function::New(env, Compile));
+  exports.Set("run", Napi::Function::New(env, Run));
+  exports.Set("releaseProgram", Napi::Function::New(env, ReleaseProgram));
+  exports.Set("sync", Napi::Function::New(env, Sync));
+  exports.Set("kernelNames", Napi::Function::New(env, KernelNames));
+  exports.Set("stats", Napi::Function::New(env, Stats));
+  exports.Set("gemmInfo", Napi::Function::New(env, GemmInfo));
+  exports.Set("setGemmThreads", Napi::Function::New(env, SetGemmThreads));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(towerline, Init)

@@ -1,0 +1,48 @@
+// The CPU backend: host memory, memcpy, and the kernels of cpp/cpu/kernels*.cc; always built.
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "backend.h"
+#include "registry.h"
+
+namespace tl {
+
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int index) : index_(index) {}
+  std::string name() const override { return "cpu:" + std::to_string(index_); }
+  std::string kind() const override { return "cpu"; }
+  void* alloc(size_t bytes) override {
+    size_t rounded = (bytes + 63) / 64 * 64;  // 64-byte alignment for vector loads
+    void* p = std::aligned_alloc(64, rounded);
+    TL_CHECK(p != nullptr, "alloc on " << name() << ": out of host memory allocating " << bytes << " bytes");
+    std::memset(p, 0, rounded);
+    return p;
+  }
+  void free(void* p) override { std::free(p); }
+  void copyIn(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void copyOut(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void copyWithin(void* dst, const void* src, size_t bytes) override { std::memmove(dst, src, bytes); }
+  void sync() override {}
+  const KernelTable& kernels() const override { return cpuKernels(); }
+
+ private:
+  int index_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> makeCpuBackend(int index) {
+  TL_CHECK(index >= 0 && index < 1024, "cpu device index must be in [0, 1024), got " << index);
+  return std::make_unique<CpuBackend>(index);
+}
+
+// CPU "devices" are logical: any number of them may share the host, so the count is a soft limit.
+void registerCpuBackend() {
+  Registry::get().registerBackend("cpu", makeCpuBackend, [] { return 1024; });
+}
+
+}  // namespace tl

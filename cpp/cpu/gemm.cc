@@ -1,0 +1,404 @@
+// SGEMM: OpenBLAS dispatch, plus a built-in BLIS-style packed GEMM (6x16 AVX2/FMA micro-kernel, scalar fallback).
+#include "gemm.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define TL_GEMM_X86 1
+#endif
+
+#ifdef TL_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
+
+namespace tl {
+namespace {
+
+// Register tile MR x NR; cache blocks: a KC x NR panel of B (16 KB) stays in L1, an MC x KC block of A in L2.
+constexpr int MR = 6, NR = 16;
+constexpr int MC = 144, KC = 256, NC = 4096;
+
+// Per-thread packing buffers, 64-byte aligned (the AVX2 kernel loads B with aligned loads).
+struct PackBuf {
+  float* p = nullptr;
+  size_t cap = 0;
+  ~PackBuf() { std::free(p); }
+  float* get(size_t n) {
+    if (n > cap) {
+      std::free(p);
+      size_t bytes = ((n * sizeof(float)) + 63) / 64 * 64;
+      p = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (!p) throw std::bad_alloc();
+      cap = n;
+    }
+    return p;
+  }
+};
+thread_local PackBuf tlsA, tlsB;
+
+// Packs op(A)[i0:i0+mc, p0:p0+kc] into row panels of MR: dst[panel][k][MR], zero padded past mc.
+void packA(bool tA, const float* A, int lda, int i0, int mc, int p0, int kc, float* dst) {
+  for (int ip = 0; ip < mc; ip += MR) {
+    int mr = std::min(MR, mc - ip);
+    float* d = dst + (size_t)(ip / MR) * kc * MR;
+    if (!tA) {
+      for (int ii = 0; ii < mr; ++ii) {
+        const float* src = A + (size_t)(i0 + ip + ii) * lda + p0;
+        for (int k = 0; k < kc; ++k) d[k * MR + ii] = src[k];
+      }
+      for (int ii = mr; ii < MR; ++ii)
+        for (int k = 0; k < kc; ++k) d[k * MR + ii] = 0.f;
+    } else {
+      // op(A)(i,k) = A[k*lda + i]: each k reads mr contiguous floats.
+      for (int k = 0; k < kc; ++k) {
+        const float* src = A + (size_t)(p0 + k) * lda + i0 + ip;
+        int ii = 0;
+        for (; ii < mr; ++ii) d[k * MR + ii] = src[ii];
+        for (; ii < MR; ++ii) d[k * MR + ii] = 0.f;
+      }
+    }
+  }
+}
+
+// Packs op(B)[p0:p0+kc, j0:j0+nc] into column panels of NR: dst[panel][k][NR], zero padded past nc.
+void packB(bool tB, const float* B, int ldb, int p0, int kc, int j0, int nc, float* dst) {
+  for (int jp = 0; jp < nc; jp += NR) {
+    int nr = std::min(NR, nc - jp);
+    float* d = dst + (size_t)(jp / NR) * kc * NR;
+    if (!tB) {
+      for (int k = 0; k < kc; ++k) {
+        const float* src = B + (size_t)(p0 + k) * ldb + j0 + jp;
+        int jj = 0;
+        for (; jj < nr; ++jj) d[k * NR + jj] = src[jj];
+        for (; jj < NR; ++jj) d[k * NR + jj] = 0.f;
+      }
+    } else {
+      // op(B)(k,j) = B[j*ldb + k]: read each source row contiguously, scatter into the small (L1) panel.
+      for (int jj = 0; jj < nr; ++jj) {
+        const float* src = B + (size_t)(j0 + jp + jj) * ldb + p0;
+        for (int k = 0; k < kc; ++k) d[k * NR + jj] = src[k];
+      }
+      for (int jj = nr; jj < NR; ++jj)
+        for (int k = 0; k < kc; ++k) d[k * NR + jj] = 0.f;
+    }
+  }
+}
+
+// Writes an MR x NR accumulator tile into the mr x nr corner of C. beta == 0 never reads C.
+inline void storeTile(const float* acc, float* c, int ldc, int mr, int nr, float alpha, float beta) {
+  for (int i = 0; i < mr; ++i) {
+    float* ci = c + (size_t)i * ldc;
+    const float* ai = acc + i * NR;
+    if (beta == 0.f)
+      for (int j = 0; j < nr; ++j) ci[j] = alpha * ai[j];
+    else
+      for (int j = 0; j < nr; ++j) ci[j] = alpha * ai[j] + beta * ci[j];
+  }
+}
+
+using MicroKernel = void (*)(int kc, const float* a, const float* b, float* c, int ldc, int mr, int nr, float alpha,
+                             float beta);
+
+void microScalar(int kc, const float* a, const float* b, float* c, int ldc, int mr, int nr, float alpha,
+                 float beta) {
+  float acc[MR * NR] = {};
+  for (int k = 0; k < kc; ++k) {
+    const float* ak = a + k * MR;
+    const float* bk = b + k * NR;
+    for (int i = 0; i < MR; ++i) {
+      float ai = ak[i];
+      for (int j = 0; j < NR; ++j) acc[i * NR + j] += ai * bk[j];
+    }
+  }
+  storeTile(acc, c, ldc, mr, nr, alpha, beta);
+}
+
+#ifdef TL_GEMM_X86
+// 6x16 tile in 12 ymm accumulators; per k: 2 aligned B loads, 6 A broadcasts, 12 FMAs.
+__attribute__((target("avx2,fma"))) void microAvx2(int kc, const float* a, const float* b, float* c, int ldc, int mr,
+                                                   int nr, float alpha, float beta) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  for (int k = 0; k < kc; ++k) {
+    __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+    __m256 av;
+    av = _mm256_broadcast_ss(a + 0); c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
+    av = _mm256_broadcast_ss(a + 1); c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
+    av = _mm256_broadcast_ss(a + 2); c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
+    av = _mm256_broadcast_ss(a + 3); c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31);
+    av = _mm256_broadcast_ss(a + 4); c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41);
+    av = _mm256_broadcast_ss(a + 5); c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
+    a += MR;
+    b += NR;
+  }
+  if (mr == MR && nr == NR) {
+    const __m256 va = _mm256_set1_ps(alpha);
+    __m256 r[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+    if (beta == 0.f) {
+      for (int i = 0; i < MR; ++i) {
+        float* ci = c + (size_t)i * ldc;
+        _mm256_storeu_ps(ci, _mm256_mul_ps(va, r[2 * i]));
+        _mm256_storeu_ps(ci + 8, _mm256_mul_ps(va, r[2 * i + 1]));
+      }
+    } else {
+      const __m256 vb = _mm256_set1_ps(beta);
+      for (int i = 0; i < MR; ++i) {
+        float* ci = c + (size_t)i * ldc;
+        _mm256_storeu_ps(ci, _mm256_fmadd_ps(va, r[2 * i], _mm256_mul_ps(vb, _mm256_loadu_ps(ci))));
+        _mm256_storeu_ps(ci + 8, _mm256_fmadd_ps(va, r[2 * i + 1], _mm256_mul_ps(vb, _mm256_loadu_ps(ci + 8))));
+      }
+    }
+    return;
+  }
+  alignas(32) float acc[MR * NR];
+  _mm256_store_ps(acc + 0, c00); _mm256_store_ps(acc + 8, c01);
+  _mm256_store_ps(acc + 16, c10); _mm256_store_ps(acc + 24, c11);
+  _mm256_store_ps(acc + 32, c20); _mm256_store_ps(acc + 40, c21);
+  _mm256_store_ps(acc + 48, c30); _mm256_store_ps(acc + 56, c31);
+  _mm256_store_ps(acc + 64, c40); _mm256_store_ps(acc + 72, c41);
+  _mm256_store_ps(acc + 80, c50); _mm256_store_ps(acc + 88, c51);
+  storeTile(acc, c, ldc, mr, nr, alpha, beta);
+}
+#endif
+
+bool cpuHasAvx2() {
+#ifdef TL_GEMM_X86
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+MicroKernel pickMicroKernel() {
+#ifdef TL_GEMM_X86
+  if (cpuHasAvx2()) return microAvx2;
+#endif
+  return microScalar;
+}
+
+MicroKernel microKernel() {
+  static const MicroKernel k = pickMicroKernel();
+  return k;
+}
+
+// Splits n into ceil(n/blk) near-equal blocks, each a multiple of `align` except the last (avoids a thin tail block).
+int evenBlock(int n, int blk, int align) {
+  int nb = (n + blk - 1) / blk;
+  int b = (n + nb - 1) / nb;
+  return (b + align - 1) / align * align;
+}
+
+// C = beta*C without reading C when beta == 0 (used when K == 0 or alpha == 0).
+void scaleC(int M, int N, float beta, float* C, int ldc) {
+  for (int i = 0; i < M; ++i) {
+    float* ci = C + (size_t)i * ldc;
+    if (beta == 0.f)
+      std::memset(ci, 0, sizeof(float) * N);
+    else if (beta != 1.f)
+      for (int j = 0; j < N; ++j) ci[j] *= beta;
+  }
+}
+
+// One thread's GEMM over its whole (sub)problem; M, N, K >= 1.
+void gemmSerial(bool tA, bool tB, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+                float beta, float* C, int ldc) {
+  const MicroKernel ukr = microKernel();
+  const int kcBlk = evenBlock(K, KC, 1);
+  const int mcBlk = evenBlock(M, MC, MR);
+  const int ncBlk = std::min(NC, (N + NR - 1) / NR * NR);
+  float* bbuf = tlsB.get((size_t)kcBlk * ncBlk);
+  float* abuf = tlsA.get((size_t)kcBlk * mcBlk);
+  for (int jc = 0; jc < N; jc += NC) {
+    const int nc = std::min(NC, N - jc);
+    for (int pc = 0; pc < K; pc += kcBlk) {
+      const int kc = std::min(kcBlk, K - pc);
+      const float betaEff = pc == 0 ? beta : 1.f;  // later K blocks accumulate onto the first one's result
+      packB(tB, B, ldb, pc, kc, jc, nc, bbuf);
+      for (int ic = 0; ic < M; ic += mcBlk) {
+        const int mc = std::min(mcBlk, M - ic);
+        packA(tA, A, lda, ic, mc, pc, kc, abuf);
+        for (int jr = 0; jr < nc; jr += NR) {
+          const int nr = std::min(NR, nc - jr);
+          const float* bp = bbuf + (size_t)(jr / NR) * kc * NR;
+          for (int ir = 0; ir < mc; ir += MR) {
+            const int mr = std::min(MR, mc - ir);
+            ukr(kc, abuf + (size_t)(ir / MR) * kc * MR, bp, C + (size_t)(ic + ir) * ldc + jc + jr, ldc, mr, nr,
+                alpha, betaEff);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Note [GEMM pool]: a small persistent pool; the calling thread is participant 0. Several devices may call sgemm
+// concurrently from their own threads, so only one call at a time uses the pool (try_lock) and others run serially.
+class Pool {
+ public:
+  ~Pool() { stopWorkers(); }
+  int size() const { return n_; }
+  void resize(int n) {
+    std::lock_guard<std::mutex> use(use_);
+    stopWorkers();
+    n_ = std::max(1, n);
+    stop_ = false;
+    for (int i = 1; i < n_; ++i) workers_.emplace_back([this, i] { loop(i); });
+  }
+  // Runs f(0..n-1) in parallel; false (nothing run) if the pool is busy with another caller or has one thread.
+  bool tryRun(const std::function<void(int)>& f) {
+    std::unique_lock<std::mutex> use(use_, std::try_to_lock);
+    if (!use.owns_lock() || n_ <= 1) return false;
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      job_ = &f;
+      pending_ = n_ - 1;
+      ++gen_;
+    }
+    cv_.notify_all();
+    f(0);
+    std::unique_lock<std::mutex> lk(m_);
+    done_.wait(lk, [this] { return pending_ == 0; });
+    job_ = nullptr;
+    return true;
+  }
+
+ private:
+  void loop(int id) {
+    unsigned long seen = 0;
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      seen = gen_;
+    }
+    for (;;) {
+      const std::function<void(int)>* job;
+      {
+        std::unique_lock<std::mutex> lk(m_);
+        cv_.wait(lk, [&] { return stop_ || gen_ != seen; });
+        if (stop_) return;
+        seen = gen_;
+        job = job_;
+      }
+      (*job)(id);
+      {
+        std::lock_guard<std::mutex> lk(m_);
+        if (--pending_ == 0) done_.notify_one();
+      }
+    }
+  }
+  void stopWorkers() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+  }
+
+  std::mutex use_, m_;
+  std::condition_variable cv_, done_;
+  std::vector<std::thread> workers_;
+  const std::function<void(int)>* job_ = nullptr;
+  unsigned long gen_ = 0;
+  int pending_ = 0;
+  int n_ = 1;
+  bool stop_ = false;
+};
+
+Pool& pool() {
+  static Pool p;
+  return p;
+}
+
+int g_threads = 1;
+
+#ifdef TL_HAVE_OPENBLAS
+// OpenBLAS defaults to all cores; match the documented default of 1 thread unless setGemmThreads() was called,
+// since each CPU device already runs on its own thread.
+std::once_flag g_blasInit;
+void blasInitThreads() { std::call_once(g_blasInit, [] { openblas_set_num_threads(g_threads); }); }
+#endif
+
+}  // namespace
+
+void sgemmBuiltin(bool tA, bool tB, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+                  float beta, float* C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.f) {
+    scaleC(M, N, beta, C, ldc);
+    return;
+  }
+  const int t = pool().size();
+  const double work = (double)M * N * K;
+  if (t > 1 && work >= 2.0e6) {
+    // Split N into NR-aligned column slices when wide enough, else M into MR-aligned row slices.
+    std::function<void(int)> part;
+    if (N >= 2 * NR * t) {
+      const int chunk = ((N + t - 1) / t + NR - 1) / NR * NR;
+      part = [&](int id) {
+        int j0 = id * chunk, j1 = std::min(N, j0 + chunk);
+        if (j0 >= j1) return;
+        const float* Bj = tB ? B + (size_t)j0 * ldb : B + j0;
+        gemmSerial(tA, tB, M, j1 - j0, K, alpha, A, lda, Bj, ldb, beta, C + j0, ldc);
+      };
+    } else if (M >= 2 * MR * t) {
+      const int chunk = ((M + t - 1) / t + MR - 1) / MR * MR;
+      part = [&](int id) {
+        int i0 = id * chunk, i1 = std::min(M, i0 + chunk);
+        if (i0 >= i1) return;
+        const float* Ai = tA ? A + i0 : A + (size_t)i0 * lda;
+        gemmSerial(tA, tB, i1 - i0, N, K, alpha, Ai, lda, B, ldb, beta, C + (size_t)i0 * ldc, ldc);
+      };
+    }
+    if (part && pool().tryRun(part)) return;
+  }
+  gemmSerial(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void sgemm(bool tA, bool tB, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+           float beta, float* C, int ldc) {
+#ifdef TL_HAVE_OPENBLAS
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {  // cblas would reject lda < 1; the result is just beta*C
+    scaleC(M, N, beta, C, ldc);
+    return;
+  }
+  blasInitThreads();
+  cblas_sgemm(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B,
+              ldb, beta, C, ldc);
+#else
+  sgemmBuiltin(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+}
+
+const char* gemmImplName() {
+#ifdef TL_HAVE_OPENBLAS
+  return "openblas";
+#else
+  return microKernel() == microScalar ? "builtin-scalar" : "builtin-avx2";
+#endif
+}
+
+void setGemmThreads(int n) {
+  n = std::max(1, n);
+  g_threads = n;
+  pool().resize(n);
+#ifdef TL_HAVE_OPENBLAS
+  std::call_once(g_blasInit, [] {});
+  openblas_set_num_threads(n);
+#endif
+}
+
+int gemmThreads() { return g_threads; }
+
+}  // namespace tl

@@ -1,0 +1,118 @@
+// CPU regularisation, norm and elementwise kernels: l2_loss, l2_backward, sum_squares, clip_by_norm, fill, scale, axpy, copy.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels_cpu.h"
+
+namespace tl {
+namespace cpuk {
+
+// Checks an f32 (N) buffer.
+static void expectVec(KernelCall& c, const TensorRef& t, const char* name, int64_t n, const char* shape = "(N)") {
+  c.expectType(t, name, DType::F32);
+  c.expectSize(t, name, n, shape);
+}
+
+// in: w (N); out: loss (1), accumulates: loss += lambda·½·Σw²
+static void l2_loss(KernelCall& c) {
+  c.expectArity(1, 1, 1);
+  const int64_t N = c.attrs.dim("N");
+  const double lambda = c.attrs.get("lambda");
+  expectVec(c, c.in[0], "w", N);
+  expectVec(c, c.out[0], "loss", 1, "(1)");
+  float* loss = c.out[0].f32();
+  loss[0] = (float)((double)loss[0] + lambda * 0.5 * sumSquares(c.in[0].f32(), N));
+}
+
+// in: w (N); out: g (N), in place: g += lambda·w
+static void l2_backward(KernelCall& c) {
+  c.expectArity(1, 1, 1);
+  const int64_t N = c.attrs.dim("N");
+  const float lambda = (float)c.attrs.get("lambda");
+  expectVec(c, c.in[0], "w", N);
+  expectVec(c, c.out[0], "g", N);
+  const float* w = c.in[0].f32();
+  float* g = c.out[0].f32();
+  for (int64_t i = 0; i < N; ++i) g[i] += lambda * w[i];
+}
+
+// in: x (N); out: s (1), accumulates: s += Σx² (double)
+static void sum_squares(KernelCall& c) {
+  c.expectArity(1, 1, 1);
+  const int64_t N = c.attrs.dim("N");
+  expectVec(c, c.in[0], "x", N);
+  expectVec(c, c.out[0], "s", 1, "(1)");
+  float* s = c.out[0].f32();
+  s[0] = (float)((double)s[0] + sumSquares(c.in[0].f32(), N));
+}
+
+// in: s (1) global squared norm; out: g (N), in place: g *= min(1, clipNorm/sqrt(s)); s = 0 leaves g unchanged
+static void clip_by_norm(KernelCall& c) {
+  c.expectArity(1, 1, 1);
+  const int64_t N = c.attrs.dim("N");
+  const double clipNorm = c.attrs.get("clipNorm");
+  expectVec(c, c.in[0], "s", 1, "(1)");
+  expectVec(c, c.out[0], "g", N);
+  const double s = c.in[0].f32()[0];
+  if (s == 0.0) return;
+  const double f = clipNorm / std::sqrt(s);
+  if (f >= 1.0) return;  // written so a NaN norm scales by NaN (surfacing the problem) instead of passing silently
+  const float ff = (float)f;
+  float* g = c.out[0].f32();
+  for (int64_t i = 0; i < N; ++i) g[i] *= ff;
+}
+
+// out: x (N) = value
+static void fill(KernelCall& c) {
+  c.expectArity(0, 1, 1);
+  const int64_t N = c.attrs.dim("N");
+  const float v = (float)c.attrs.get("value");
+  expectVec(c, c.out[0], "x", N);
+  std::fill(c.out[0].f32(), c.out[0].f32() + N, v);
+}
+
+// out: x (N), in place: x *= factor
+static void scale(KernelCall& c) {
+  c.expectArity(0, 1, 1);
+  const int64_t N = c.attrs.dim("N");
+  const float f = (float)c.attrs.get("factor");
+  expectVec(c, c.out[0], "x", N);
+  float* x = c.out[0].f32();
+  for (int64_t i = 0; i < N; ++i) x[i] *= f;
+}
+
+// in: x (N); out: y (N), in place: y += alpha·x
+static void axpy(KernelCall& c) {
+  c.expectArity(1, 1, 1);
+  const int64_t N = c.attrs.dim("N");
+  const float a = (float)c.attrs.get("alpha");
+  expectVec(c, c.in[0], "x", N);
+  expectVec(c, c.out[0], "y", N);
+  const float* x = c.in[0].f32();
+  float* y = c.out[0].f32();
+  for (int64_t i = 0; i < N; ++i) y[i] += a * x[i];
+}
+
+// in: x (N); out: y (N) = x, bit-exact (memmove: x and y may overlap)
+static void copy(KernelCall& c) {
+  c.expectArity(1, 1, 1);
+  const int64_t N = c.attrs.dim("N");
+  expectVec(c, c.in[0], "x", N);
+  expectVec(c, c.out[0], "y", N);
+  if (N > 0) std::memmove(c.out[0].data, c.in[0].data, (size_t)N * sizeof(float));
+}
+
+void registerElementwiseKernels(KernelTable& t) {
+  t.fns["l2_loss"] = l2_loss;
+  t.fns["l2_backward"] = l2_backward;
+  t.fns["sum_squares"] = sum_squares;
+  t.fns["clip_by_norm"] = clip_by_norm;
+  t.fns["fill"] = fill;
+  t.fns["scale"] = scale;
+  t.fns["axpy"] = axpy;
+  t.fns["copy"] = copy;
+}
+
+}  // namespace cpuk
+}  // namespace tl

@@ -1,0 +1,73 @@
+// CPU input kernels: gather dataset rows (u8 scaled to f32, or f32) and u8 labels by an index batch.
+#include <cstring>
+
+#include "kernels_cpu.h"
+
+namespace tl {
+namespace cpuk {
+
+// in: src (R,D) u8, idx (B) i32; out: y (B,D) f32 = src[idx[b]]·scale
+static void gather_rows_u8(KernelCall& c) {
+  c.expectArity(2, 1, 1);
+  const int64_t B = c.attrs.dim("B"), D = c.attrs.dim("D"), R = c.attrs.dim("R");
+  const float s = (float)c.attrs.get("scale");
+  c.expectType(c.in[0], "src", DType::U8);
+  c.expectSize(c.in[0], "src", mul(c, R, D), "(R,D)");
+  c.expectType(c.in[1], "idx", DType::I32);
+  c.expectSize(c.in[1], "idx", B, "(B)");
+  c.expectType(c.out[0], "y", DType::F32);
+  c.expectSize(c.out[0], "y", mul(c, B, D), "(B,D)");
+  const int32_t* idx = c.in[1].i32();
+  checkIndices(c, idx, B, R, "index", "b", "R");
+  const uint8_t* src = c.in[0].u8();
+  float* y = c.out[0].f32();
+  for (int64_t b = 0; b < B; ++b) {
+    const uint8_t* row = src + (int64_t)idx[b] * D;
+    float* yb = y + b * D;
+    for (int64_t j = 0; j < D; ++j) yb[j] = (float)row[j] * s;
+  }
+}
+
+// in: src (R,D) f32, idx (B) i32; out: y (B,D) = src[idx[b]]
+static void gather_rows_f32(KernelCall& c) {
+  c.expectArity(2, 1, 1);
+  const int64_t B = c.attrs.dim("B"), D = c.attrs.dim("D"), R = c.attrs.dim("R");
+  c.expectType(c.in[0], "src", DType::F32);
+  c.expectSize(c.in[0], "src", mul(c, R, D), "(R,D)");
+  c.expectType(c.in[1], "idx", DType::I32);
+  c.expectSize(c.in[1], "idx", B, "(B)");
+  c.expectType(c.out[0], "y", DType::F32);
+  c.expectSize(c.out[0], "y", mul(c, B, D), "(B,D)");
+  const int32_t* idx = c.in[1].i32();
+  checkIndices(c, idx, B, R, "index", "b", "R");
+  const float* src = c.in[0].f32();
+  float* y = c.out[0].f32();
+  for (int64_t b = 0; b < B; ++b)
+    if (D > 0) std::memcpy(y + b * D, src + (int64_t)idx[b] * D, (size_t)D * sizeof(float));
+}
+
+// in: src (R) u8, idx (B) i32; out: y (B) i32 = src[idx[b]]
+static void gather_labels_u8(KernelCall& c) {
+  c.expectArity(2, 1, 1);
+  const int64_t B = c.attrs.dim("B"), R = c.attrs.dim("R");
+  c.expectType(c.in[0], "src", DType::U8);
+  c.expectSize(c.in[0], "src", R, "(R)");
+  c.expectType(c.in[1], "idx", DType::I32);
+  c.expectSize(c.in[1], "idx", B, "(B)");
+  c.expectType(c.out[0], "y", DType::I32);
+  c.expectSize(c.out[0], "y", B, "(B)");
+  const int32_t* idx = c.in[1].i32();
+  checkIndices(c, idx, B, R, "index", "b", "R");
+  const uint8_t* src = c.in[0].u8();
+  int32_t* y = c.out[0].i32();
+  for (int64_t b = 0; b < B; ++b) y[b] = src[idx[b]];
+}
+
+void registerInputKernels(KernelTable& t) {
+  t.fns["gather_rows_u8"] = gather_rows_u8;
+  t.fns["gather_rows_f32"] = gather_rows_f32;
+  t.fns["gather_labels_u8"] = gather_labels_u8;
+}
+
+}  // namespace cpuk
+}  // namespace tl

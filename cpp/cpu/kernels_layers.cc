@@ -1,0 +1,266 @@
+// CPU layer kernels: dense, activations, softmax cross-entropy, mean loss, accuracy (see docs/kernels.md).
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "gemm.h"
+#include "kernels_cpu.h"
+
+namespace tl {
+namespace cpuk {
+
+// in: x (B,I), W (I,O), b (O); out: y (B,O). y = x·W + b
+static void dense_forward(KernelCall& c) {
+  c.expectArity(3, 1, 1);
+  const int64_t B = c.attrs.dim("B"), I = c.attrs.dim("I"), O = c.attrs.dim("O");
+  const TensorRef &x = c.in[0], &W = c.in[1], &b = c.in[2], &y = c.out[0];
+  c.expectType(x, "x", DType::F32); c.expectType(W, "W", DType::F32);
+  c.expectType(b, "b", DType::F32); c.expectType(y, "y", DType::F32);
+  c.expectSize(x, "x", mul(c, B, I), "(B,I)");
+  c.expectSize(W, "W", mul(c, I, O), "(I,O)");
+  c.expectSize(b, "b", O, "(O)");
+  c.expectSize(y, "y", mul(c, B, O), "(B,O)");
+  const int iB = gemmDim(c, B, "B"), iI = gemmDim(c, I, "I"), iO = gemmDim(c, O, "O");
+  float* py = y.f32();
+  const float* pb = b.f32();
+  // Seed every row with the bias, then accumulate x·W on top (beta = 1).
+  for (int64_t r = 0; r < B; ++r) std::copy(pb, pb + O, py + r * O);
+  sgemm(false, false, iB, iO, iI, 1.f, x.f32(), std::max(iI, 1), W.f32(), std::max(iO, 1), 1.f, py, std::max(iO, 1));
+}
+
+// in: x (B,I), W (I,O), dy (B,O); out: dW (I,O), db (O) [, dx (B,I)].
+static void dense_backward(KernelCall& c) {
+  c.expectArity(3, 2, 3);
+  const int64_t B = c.attrs.dim("B"), I = c.attrs.dim("I"), O = c.attrs.dim("O");
+  const double accAttr = c.attrs.get("accumulate", 0);
+  TL_KCHECK(c, accAttr == 0 || accAttr == 1, "attribute accumulate must be 0 or 1, got " << accAttr);
+  const bool acc = accAttr == 1;
+  const TensorRef &x = c.in[0], &W = c.in[1], &dy = c.in[2], &dW = c.out[0], &db = c.out[1];
+  c.expectType(x, "x", DType::F32); c.expectType(W, "W", DType::F32); c.expectType(dy, "dy", DType::F32);
+  c.expectType(dW, "dW", DType::F32); c.expectType(db, "db", DType::F32);
+  c.expectSize(x, "x", mul(c, B, I), "(B,I)");
+  c.expectSize(W, "W", mul(c, I, O), "(I,O)");
+  c.expectSize(dy, "dy", mul(c, B, O), "(B,O)");
+  c.expectSize(dW, "dW", mul(c, I, O), "(I,O)");
+  c.expectSize(db, "db", O, "(O)");
+  const bool wantDx = c.out.size() == 3;
+  if (wantDx) {
+    c.expectType(c.out[2], "dx", DType::F32);
+    c.expectSize(c.out[2], "dx", mul(c, B, I), "(B,I)");
+  }
+  const int iB = gemmDim(c, B, "B"), iI = gemmDim(c, I, "I"), iO = gemmDim(c, O, "O");
+  const int ldI = std::max(iI, 1), ldO = std::max(iO, 1);
+  // dW (I,O) = xᵀ (I,B) · dy (B,O)
+  sgemm(true, false, iI, iO, iB, 1.f, x.f32(), ldI, dy.f32(), ldO, acc ? 1.f : 0.f, dW.f32(), ldO);
+  // db (O) = column sums of dy, in double across the batch
+  {
+    std::vector<double> s(O, 0.0);
+    const float* pdy = dy.f32();
+    for (int64_t r = 0; r < B; ++r) {
+      const float* row = pdy + r * O;
+      for (int64_t o = 0; o < O; ++o) s[o] += row[o];
+    }
+    float* pdb = db.f32();
+    for (int64_t o = 0; o < O; ++o) pdb[o] = acc ? (float)((double)pdb[o] + s[o]) : (float)s[o];
+  }
+  // dx (B,I) = dy (B,O) · Wᵀ (O,I)
+  if (wantDx) sgemm(false, true, iB, iI, iO, 1.f, dy.f32(), ldO, W.f32(), ldO, 0.f, c.out[2].f32(), ldI);
+}
+
+// Shared checks for the unary elementwise kernels: in a (N) f32, out (N) f32.
+static int64_t unaryChecks(KernelCall& c, size_t nIn, const char* inName, const char* in2Name, const char* outName) {
+  c.expectArity(nIn, 1, 1);
+  const int64_t N = c.attrs.dim("N");
+  c.expectType(c.in[0], inName, DType::F32);
+  c.expectSize(c.in[0], inName, N, "(N)");
+  if (nIn == 2) {
+    c.expectType(c.in[1], in2Name, DType::F32);
+    c.expectSize(c.in[1], in2Name, N, "(N)");
+  }
+  c.expectType(c.out[0], outName, DType::F32);
+  c.expectSize(c.out[0], outName, N, "(N)");
+  return N;
+}
+
+// x (N) -> y (N): y = max(x, 0) (NaN propagates)
+static void relu_forward(KernelCall& c) {
+  const int64_t N = unaryChecks(c, 1, "x", nullptr, "y");
+  const float* x = c.in[0].f32();
+  float* y = c.out[0].f32();
+  for (int64_t i = 0; i < N; ++i) y[i] = x[i] < 0.f ? 0.f : x[i];
+}
+
+// y (N), dy (N) -> dx (N); dx may alias dy
+static void relu_backward(KernelCall& c) {
+  const int64_t N = unaryChecks(c, 2, "y", "dy", "dx");
+  const float *y = c.in[0].f32(), *dy = c.in[1].f32();
+  float* dx = c.out[0].f32();
+  for (int64_t i = 0; i < N; ++i) dx[i] = y[i] > 0.f ? dy[i] : 0.f;
+}
+
+// x (N) -> y (N); exp of a non-positive number only, so no overflow for large |x|
+static void sigmoid_forward(KernelCall& c) {
+  const int64_t N = unaryChecks(c, 1, "x", nullptr, "y");
+  const float* x = c.in[0].f32();
+  float* y = c.out[0].f32();
+  for (int64_t i = 0; i < N; ++i) {
+    const float e = std::exp(-std::fabs(x[i]));
+    y[i] = x[i] >= 0.f ? 1.f / (1.f + e) : e / (1.f + e);
+  }
+}
+
+// y (N), dy (N) -> dx (N) = dy·y·(1−y); dx may alias dy
+static void sigmoid_backward(KernelCall& c) {
+  const int64_t N = unaryChecks(c, 2, "y", "dy", "dx");
+  const float *y = c.in[0].f32(), *dy = c.in[1].f32();
+  float* dx = c.out[0].f32();
+  for (int64_t i = 0; i < N; ++i) dx[i] = dy[i] * y[i] * (1.f - y[i]);
+}
+
+static void tanh_forward(KernelCall& c) {
+  const int64_t N = unaryChecks(c, 1, "x", nullptr, "y");
+  const float* x = c.in[0].f32();
+  float* y = c.out[0].f32();
+  for (int64_t i = 0; i < N; ++i) y[i] = std::tanh(x[i]);
+}
+
+// y (N), dy (N) -> dx (N) = dy·(1−y²); dx may alias dy
+static void tanh_backward(KernelCall& c) {
+  const int64_t N = unaryChecks(c, 2, "y", "dy", "dx");
+  const float *y = c.in[0].f32(), *dy = c.in[1].f32();
+  float* dx = c.out[0].f32();
+  for (int64_t i = 0; i < N; ++i) dx[i] = dy[i] * (1.f - y[i] * y[i]);
+}
+
+// Checks a (B,C) f32 matrix and its labels (B) i32 buffer; the label values are scanned separately (checkIndices).
+static void checkLogitsLabels(KernelCall& c, const TensorRef& m, const char* mName, const TensorRef& labels, int64_t B,
+                       int64_t C) {
+  c.expectType(m, mName, DType::F32);
+  c.expectSize(m, mName, mul(c, B, C), "(B,C)");
+  c.expectType(labels, "labels", DType::I32);
+  c.expectSize(labels, "labels", B, "(B)");
+}
+
+// in: logits (B,C), labels (B), hyper; out: loss (1), probs (B,C)
+static void softmax_xent_forward(KernelCall& c) {
+  c.expectArity(3, 2, 2);
+  const int64_t B = c.attrs.dim("B"), C = c.attrs.dim("C");
+  const TensorRef &logits = c.in[0], &labels = c.in[1], &loss = c.out[0], &probs = c.out[1];
+  checkLogitsLabels(c, logits, "logits", labels, B, C);
+  expectHyper(c, c.in[2]);
+  c.expectType(loss, "loss", DType::F32);
+  c.expectSize(loss, "loss", 1, "(1)");
+  c.expectType(probs, "probs", DType::F32);
+  c.expectSize(probs, "probs", mul(c, B, C), "(B,C)");
+  const int32_t* lab = labels.i32();
+  checkIndices(c, lab, B, C, "label", "row", "C");
+  const double w = c.in[2].f32()[2];
+  double total = 0.0;
+  for (int64_t r = 0; r < B; ++r) {
+    const float* x = logits.f32() + r * C;
+    float* p = probs.f32() + r * C;
+    const float xl = x[lab[r]];  // read before p is written, in case probs aliases logits
+    float mx = x[0];
+    for (int64_t j = 1; j < C; ++j) mx = std::max(mx, x[j]);
+    double s = 0.0;
+    for (int64_t j = 0; j < C; ++j) {
+      p[j] = std::exp(x[j] - mx);
+      s += p[j];
+    }
+    const float inv = (float)(1.0 / s);
+    for (int64_t j = 0; j < C; ++j) p[j] *= inv;
+    total += ((double)mx + std::log(s)) - (double)xl;  // logsumexp − logit[label]
+  }
+  loss.f32()[0] = (float)(w * total);
+}
+
+// in: probs (B,C), labels (B), hyper; out: dlogits (B,C) = hyper[2]·(probs − onehot)
+static void softmax_xent_backward(KernelCall& c) {
+  c.expectArity(3, 1, 1);
+  const int64_t B = c.attrs.dim("B"), C = c.attrs.dim("C");
+  const TensorRef &probs = c.in[0], &labels = c.in[1], &dl = c.out[0];
+  checkLogitsLabels(c, probs, "probs", labels, B, C);
+  expectHyper(c, c.in[2]);
+  c.expectType(dl, "dlogits", DType::F32);
+  c.expectSize(dl, "dlogits", mul(c, B, C), "(B,C)");
+  const int32_t* lab = labels.i32();
+  checkIndices(c, lab, B, C, "label", "row", "C");
+  const float w = c.in[2].f32()[2];
+  for (int64_t r = 0; r < B; ++r) {
+    const float* p = probs.f32() + r * C;
+    float* d = dl.f32() + r * C;
+    const int32_t l = lab[r];
+    for (int64_t j = 0; j < C; ++j) d[j] = w * (p[j] - (j == l ? 1.f : 0.f));
+  }
+}
+
+// in: x (B,C), hyper; out: loss (1) = hyper[2]·Σ x / C
+static void mean_forward(KernelCall& c) {
+  c.expectArity(2, 1, 1);
+  const int64_t B = c.attrs.dim("B"), C = c.attrs.dim("C");
+  TL_KCHECK(c, C > 0, "C must be positive (mean over zero features)");
+  c.expectType(c.in[0], "x", DType::F32);
+  c.expectSize(c.in[0], "x", mul(c, B, C), "(B,C)");
+  expectHyper(c, c.in[1]);
+  c.expectType(c.out[0], "loss", DType::F32);
+  c.expectSize(c.out[0], "loss", 1, "(1)");
+  const float* x = c.in[0].f32();
+  const int64_t n = B * C;
+  double s[4] = {0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int k = 0; k < 4; ++k) s[k] += x[i + k];
+  for (; i < n; ++i) s[0] += x[i];
+  c.out[0].f32()[0] = (float)((double)c.in[1].f32()[2] * ((s[0] + s[1]) + (s[2] + s[3])) / (double)C);
+}
+
+// in: hyper; out: dx (B,C) = hyper[2] / C
+static void mean_backward(KernelCall& c) {
+  c.expectArity(1, 1, 1);
+  const int64_t B = c.attrs.dim("B"), C = c.attrs.dim("C");
+  TL_KCHECK(c, C > 0, "C must be positive (mean over zero features)");
+  expectHyper(c, c.in[0]);
+  c.expectType(c.out[0], "dx", DType::F32);
+  c.expectSize(c.out[0], "dx", mul(c, B, C), "(B,C)");
+  const float v = (float)((double)c.in[0].f32()[2] / (double)C);
+  std::fill(c.out[0].f32(), c.out[0].f32() + B * C, v);
+}
+
+// in: logits (B,C), labels (B); out: count (1) f32 = rows whose first argmax equals the label
+static void accuracy_count(KernelCall& c) {
+  c.expectArity(2, 1, 1);
+  const int64_t B = c.attrs.dim("B"), C = c.attrs.dim("C");
+  checkLogitsLabels(c, c.in[0], "logits", c.in[1], B, C);
+  c.expectType(c.out[0], "count", DType::F32);
+  c.expectSize(c.out[0], "count", 1, "(1)");
+  const int32_t* lab = c.in[1].i32();
+  checkIndices(c, lab, B, C, "label", "row", "C");
+  int64_t n = 0;
+  for (int64_t r = 0; r < B; ++r) {
+    const float* x = c.in[0].f32() + r * C;
+    int64_t best = 0;
+    for (int64_t j = 1; j < C; ++j)
+      if (x[j] > x[best]) best = j;  // strict: the first maximum wins ties
+    n += best == lab[r];
+  }
+  c.out[0].f32()[0] = (float)n;
+}
+
+void registerLayerKernels(KernelTable& t) {
+  t.fns["dense_forward"] = dense_forward;
+  t.fns["dense_backward"] = dense_backward;
+  t.fns["relu_forward"] = relu_forward;
+  t.fns["relu_backward"] = relu_backward;
+  t.fns["sigmoid_forward"] = sigmoid_forward;
+  t.fns["sigmoid_backward"] = sigmoid_backward;
+  t.fns["tanh_forward"] = tanh_forward;
+  t.fns["tanh_backward"] = tanh_backward;
+  t.fns["softmax_xent_forward"] = softmax_xent_forward;
+  t.fns["softmax_xent_backward"] = softmax_xent_backward;
+  t.fns["mean_forward"] = mean_forward;
+  t.fns["mean_backward"] = mean_backward;
+  t.fns["accuracy_count"] = accuracy_count;
+}
+
+}  // namespace cpuk
+}  // namespace tl

@@ -1,0 +1,104 @@
+// CPU optimizer kernels, in place on weights and slots: sgd_update, momentum_update, adam_update, ema_update.
+#include <cmath>
+
+#include "kernels_cpu.h"
+
+namespace tl {
+namespace cpuk {
+
+static void expectVec(KernelCall& c, const TensorRef& t, const char* name, int64_t n) {
+  c.expectType(t, name, DType::F32);
+  c.expectSize(t, name, n, "(N)");
+}
+
+// in: g (N), hyper; out: w (N) -= lr·g
+static void sgd_update(KernelCall& c) {
+  c.expectArity(2, 1, 1);
+  const int64_t N = c.attrs.dim("N");
+  expectVec(c, c.in[0], "g", N);
+  expectHyper(c, c.in[1]);
+  expectVec(c, c.out[0], "w", N);
+  const float lr = c.in[1].f32()[0];
+  const float* g = c.in[0].f32();
+  float* w = c.out[0].f32();
+  for (int64_t i = 0; i < N; ++i) w[i] -= lr * g[i];
+}
+
+// in: g (N), hyper; out: w (N), v (N). v = m·v + g; w −= lr·v, or nesterov: w −= lr·(g + m·v)
+static void momentum_update(KernelCall& c) {
+  c.expectArity(2, 2, 2);
+  const int64_t N = c.attrs.dim("N");
+  const float m = (float)c.attrs.get("momentum");
+  const double nest = c.attrs.get("nesterov", 0);
+  TL_KCHECK(c, nest == 0 || nest == 1, "attribute nesterov must be 0 or 1, got " << nest);
+  expectVec(c, c.in[0], "g", N);
+  expectHyper(c, c.in[1]);
+  expectVec(c, c.out[0], "w", N);
+  expectVec(c, c.out[1], "v", N);
+  const float lr = c.in[1].f32()[0];
+  const float* g = c.in[0].f32();
+  float *w = c.out[0].f32(), *v = c.out[1].f32();
+  if (nest == 1) {
+    for (int64_t i = 0; i < N; ++i) {
+      const float vi = m * v[i] + g[i];
+      v[i] = vi;
+      w[i] -= lr * (g[i] + m * vi);
+    }
+  } else {
+    for (int64_t i = 0; i < N; ++i) {
+      const float vi = m * v[i] + g[i];
+      v[i] = vi;
+      w[i] -= lr * vi;
+    }
+  }
+}
+
+// in: g (N), hyper; out: w (N), m (N), v (N). TF AdamOptimizer with bias correction folded into lr_t (double).
+static void adam_update(KernelCall& c) {
+  c.expectArity(2, 3, 3);
+  const int64_t N = c.attrs.dim("N");
+  const double b1 = c.attrs.get("beta1"), b2 = c.attrs.get("beta2"), eps = c.attrs.get("epsilon");
+  expectVec(c, c.in[0], "g", N);
+  expectHyper(c, c.in[1]);
+  expectVec(c, c.out[0], "w", N);
+  expectVec(c, c.out[1], "m", N);
+  expectVec(c, c.out[2], "v", N);
+  const double lr = c.in[1].f32()[0], t = c.in[1].f32()[1];
+  TL_KCHECK(c, t >= 1, "hyper[1] (step t) must be >= 1 for adam_update, got " << t);
+  const float lrt = (float)(lr * std::sqrt(1.0 - std::pow(b2, t)) / (1.0 - std::pow(b1, t)));
+  const float fb1 = (float)b1, fb2 = (float)b2, fe = (float)eps;
+  const float ob1 = (float)(1.0 - b1), ob2 = (float)(1.0 - b2);
+  const float* g = c.in[0].f32();
+  float *w = c.out[0].f32(), *m = c.out[1].f32(), *v = c.out[2].f32();
+  for (int64_t i = 0; i < N; ++i) {
+    const float gi = g[i];
+    const float mi = fb1 * m[i] + ob1 * gi;
+    const float vi = fb2 * v[i] + ob2 * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    w[i] -= lrt * mi / (std::sqrt(vi) + fe);
+  }
+}
+
+// in: w (N); out: shadow (N) = decay·shadow + (1−decay)·w
+static void ema_update(KernelCall& c) {
+  c.expectArity(1, 1, 1);
+  const int64_t N = c.attrs.dim("N");
+  const double decay = c.attrs.get("decay");
+  expectVec(c, c.in[0], "w", N);
+  expectVec(c, c.out[0], "shadow", N);
+  const float d = (float)decay, od = (float)(1.0 - decay);
+  const float* w = c.in[0].f32();
+  float* s = c.out[0].f32();
+  for (int64_t i = 0; i < N; ++i) s[i] = d * s[i] + od * w[i];
+}
+
+void registerOptimKernels(KernelTable& t) {
+  t.fns["sgd_update"] = sgd_update;
+  t.fns["momentum_update"] = momentum_update;
+  t.fns["adam_update"] = adam_update;
+  t.fns["ema_update"] = ema_update;
+}
+
+}  // namespace cpuk
+}  // namespace tl

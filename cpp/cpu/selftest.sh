@@ -1,0 +1,24 @@
+#!/bin/sh
+# Builds and runs the CPU kernel self-test twice: built-in GEMM only, then with OpenBLAS (when installed).
+set -e
+here=$(cd "$(dirname "$0")" && pwd)
+out=${TMPDIR:-/tmp}/towerline-cpu-selftest
+mkdir -p "$out"
+srcs=$(ls "$here"/*.cc | grep -v selftest | grep -v backend_cpu)
+CXX=${CXX:-g++}
+FLAGS="-std=c++17 -O3 -Wall -Wextra -pthread"
+echo "== builtin GEMM =="
+$CXX $FLAGS -o "$out/selftest_builtin" $srcs "$here/../kernel.cc" "$here/cpu_kernels_selftest.cc"
+"$out/selftest_builtin" "$@"
+blasinc=""
+for d in /usr/include/x86_64-linux-gnu/openblas-pthread /usr/include/openblas; do
+  [ -f "$d/cblas.h" ] && blasinc="-I$d" && break
+done
+if [ -n "$blasinc" ]; then
+  echo "== OpenBLAS (-DTL_HAVE_OPENBLAS) =="
+  $CXX $FLAGS -DTL_HAVE_OPENBLAS $blasinc -o "$out/selftest_openblas" $srcs "$here/../kernel.cc" \
+    "$here/cpu_kernels_selftest.cc" -lopenblas
+  "$out/selftest_openblas" "$@"
+else
+  echo "== OpenBLAS headers not found; skipped =="
+fi

@@ -1,0 +1,64 @@
+// KernelCall helpers: argument checks and error messages shared by every kernel of every backend.
+#include "kernel.h"
+
+#include <cmath>
+
+#include "backend.h"
+
+namespace tl {
+
+double Attrs::get(const std::string& k) const {
+  auto it = values.find(k);
+  TL_CHECK(it != values.end(), "missing attribute '" << k << "' (given: " << (values.empty() ? "none" : describe())
+                                                     << "); pass it in the op's attrs");
+  return it->second;
+}
+
+int64_t Attrs::dim(const std::string& k) const {
+  double v = get(k);
+  TL_CHECK(std::isfinite(v) && v >= 0 && std::floor(v) == v && v < 9.0e15,
+           "attribute '" << k << "' must be a non-negative integer, got " << v);
+  return static_cast<int64_t>(v);
+}
+
+std::string Attrs::describe() const {
+  std::ostringstream os;
+  bool first = true;
+  for (const auto& kv : values) {
+    if (!first) os << ' ';
+    first = false;
+    os << kv.first << '=' << kv.second;
+  }
+  return os.str();
+}
+
+std::string KernelCall::context() const {
+  std::ostringstream os;
+  os << op << " on " << device.name();
+  if (!attrs.values.empty()) os << " (" << attrs.describe() << ")";
+  return os.str();
+}
+
+void KernelCall::fail(const std::string& what, const char* file, int line) const {
+  throw Error(context() + ": " + what, file, line);
+}
+
+void KernelCall::expectArity(size_t nIn, size_t nOutMin, size_t nOutMax) const {
+  TL_KCHECK(*this, in.size() == nIn, "expected " << nIn << " input buffers, got " << in.size());
+  TL_KCHECK(*this, out.size() >= nOutMin && out.size() <= nOutMax,
+            "expected " << nOutMin << (nOutMax != nOutMin ? "-" + std::to_string(nOutMax) : std::string())
+                        << " output buffers, got " << out.size());
+}
+
+void KernelCall::expectSize(const TensorRef& t, const char* arg, int64_t need, const char* shape) const {
+  TL_KCHECK(*this, t.numel >= need,
+            arg << " (buffer #" << t.handle << ") must hold " << shape << " = " << need << " elements, but holds "
+                << t.numel << "; allocate it with at least " << need << " elements or fix the attributes");
+}
+
+void KernelCall::expectType(const TensorRef& t, const char* arg, DType want) const {
+  TL_KCHECK(*this, t.dtype == want,
+            arg << " (buffer #" << t.handle << ") must be " << dtypeName(want) << ", but is " << dtypeName(t.dtype));
+}
+
+}  // namespace tl

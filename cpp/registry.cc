@@ -1,0 +1,278 @@
+// Registry, Device thread and Program execution (see Note [Process-wide registry] in registry.h).
+#include "registry.h"
+
+#include <algorithm>
+
+namespace tl {
+
+Buffer::~Buffer() {
+  if (data && device) device->backend().free(data);
+}
+
+// ---- Device ---------------------------------------------------------------------------------------------------
+
+Device::Device(uint32_t id, std::unique_ptr<Backend> backend, uint64_t ownerEnv)
+    : id_(id), backend_(std::move(backend)), ownerEnv_(ownerEnv), name_(backend_->name()) {
+  thread_ = std::thread([this] { loop(); });
+}
+
+Device::~Device() { shutdown(); }
+
+void Device::loop() {
+  try {
+    backend_->bindThread();
+  } catch (...) {
+    // A device that cannot bind fails every task with the same error rather than dying silently.
+    auto err = std::current_exception();
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      auto item = std::move(queue_.front());
+      queue_.pop_front();
+      lk.unlock();
+      item.second(err);
+      lk.lock();
+    }
+  }
+  std::unique_lock<std::mutex> lk(mu_);
+  for (;;) {
+    cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping and drained
+    auto item = std::move(queue_.front());
+    queue_.pop_front();
+    lk.unlock();
+    std::exception_ptr err;
+    try {
+      item.first();
+    } catch (...) {
+      err = std::current_exception();
+    }
+    item.second(err);
+    lk.lock();
+  }
+}
+
+void Device::submit(std::function<void()> task, std::function<void(std::exception_ptr)> done) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    TL_CHECK(!stopping_, "device " << name_ << " is closed; open it again before queueing work");
+    queue_.emplace_back(std::move(task), std::move(done));
+  }
+  cv_.notify_one();
+}
+
+void Device::runBlocking(const std::function<void()>& task) {
+  if (std::this_thread::get_id() == thread_.get_id()) {  // already on the device thread
+    task();
+    return;
+  }
+  std::mutex m;
+  std::condition_variable cv;
+  bool finished = false;
+  std::exception_ptr error;
+  submit([&] { task(); },
+         [&](std::exception_ptr e) {
+           std::lock_guard<std::mutex> lk(m);
+           error = e;
+           finished = true;
+           cv.notify_one();
+         });
+  std::unique_lock<std::mutex> lk(m);
+  cv.wait(lk, [&] { return finished; });
+  if (error) std::rethrow_exception(error);
+}
+
+void Device::shutdown() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) {
+    if (std::this_thread::get_id() == thread_.get_id())
+      thread_.detach();  // the last reference died on the device thread itself
+    else
+      thread_.join();
+  }
+}
+
+// ---- Program ----------------------------------------------------------------------------------------------------
+
+void Program::execute() {
+  Backend& dev = device->backend();
+  for (auto& op : ops) {
+    KernelCall call{dev, op.kernel, {}, {}, op.attrs};
+    call.in.reserve(op.in.size());
+    call.out.reserve(op.out.size());
+    for (auto& b : op.in) call.in.push_back(b->ref());
+    for (auto& b : op.out) call.out.push_back(b->ref());
+    op.fn(call);
+  }
+}
+
+// ---- Registry ---------------------------------------------------------------------------------------------------
+
+Registry& Registry::get() {
+  static Registry* r = new Registry();  // never destroyed: environments may outlive static destructors
+  return *r;
+}
+
+void Registry::registerBackend(const std::string& kind, BackendFactory f, std::function<int()> count) {
+  std::lock_guard<std::mutex> lk(mu_);
+  factories_[kind] = {std::move(f), std::move(count)};
+}
+
+std::vector<std::string> Registry::backendKinds() {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::vector<std::string> kinds;
+  for (auto& kv : factories_) kinds.push_back(kv.first);
+  return kinds;
+}
+
+int Registry::deviceCount(const std::string& kind) {
+  std::function<int()> count;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = factories_.find(kind);
+    if (it == factories_.end()) return 0;
+    count = it->second.second;
+  }
+  return count();
+}
+
+std::shared_ptr<Device> Registry::openDevice(const std::string& kind, int index, uint64_t env) {
+  BackendFactory factory;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = factories_.find(kind);
+    if (it == factories_.end()) {
+      std::string known;
+      for (auto& kv : factories_) known += (known.empty() ? "" : ", ") + kv.first;
+      TL_FAIL("unknown device kind '" << kind << "'; this build has: " << known
+                                      << (kind == "cuda" ? " (the addon was built without nvcc; rebuild where nvcc is on PATH)" : ""));
+    }
+    factory = it->second.first;
+  }
+  auto backend = factory(index);  // may throw (bad index, no GPU)
+  std::lock_guard<std::mutex> lk(mu_);
+  uint32_t id = nextHandle_++;
+  auto dev = std::make_shared<Device>(id, std::move(backend), env);
+  devices_[id] = dev;
+  return dev;
+}
+
+std::shared_ptr<Device> Registry::device(uint32_t id) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = devices_.find(id);
+  TL_CHECK(it != devices_.end(), "no open device with id " << id << "; it was closed or never opened");
+  return it->second;
+}
+
+void Registry::closeDevice(uint32_t id) {
+  std::shared_ptr<Device> dev;
+  std::vector<std::shared_ptr<Buffer>> bufs;
+  std::vector<std::shared_ptr<Program>> progs;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = devices_.find(id);
+    if (it == devices_.end()) return;
+    dev = it->second;
+    devices_.erase(it);
+    for (auto b = buffers_.begin(); b != buffers_.end();) {
+      if (b->second->device == dev) { bufs.push_back(b->second); b = buffers_.erase(b); } else ++b;
+    }
+    for (auto p = programs_.begin(); p != programs_.end();) {
+      if (p->second->device == dev) { progs.push_back(p->second); p = programs_.erase(p); } else ++p;
+    }
+  }
+  dev->shutdown();  // finish queued work first, outside the registry lock
+}
+
+std::shared_ptr<Buffer> Registry::alloc(uint32_t deviceId, int64_t numel, DType dtype, uint64_t env) {
+  auto dev = device(deviceId);
+  TL_CHECK(numel >= 1 && numel <= (int64_t(1) << 40),
+           "alloc on " << dev->name() << ": element count must be between 1 and 2^40, got " << numel);
+  auto buf = std::make_shared<Buffer>();
+  buf->device = dev;
+  buf->numel = numel;
+  buf->dtype = dtype;
+  buf->ownerEnv = env;
+  buf->data = dev->backend().alloc(buf->bytes());
+  std::lock_guard<std::mutex> lk(mu_);
+  buf->handle = nextHandle_++;
+  buffers_[buf->handle] = buf;
+  return buf;
+}
+
+std::shared_ptr<Buffer> Registry::buffer(uint32_t handle) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = buffers_.find(handle);
+  TL_CHECK(it != buffers_.end(), "no live buffer with handle " << handle << "; it was freed or never allocated");
+  return it->second;
+}
+
+void Registry::freeBuffer(uint32_t handle) {
+  std::shared_ptr<Buffer> keep;  // destroyed outside the lock
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = buffers_.find(handle);
+  TL_CHECK(it != buffers_.end(), "free: no live buffer with handle " << handle << " (double free?)");
+  keep = it->second;
+  buffers_.erase(it);
+}
+
+std::shared_ptr<Program> Registry::addProgram(std::shared_ptr<Program> p) {
+  std::lock_guard<std::mutex> lk(mu_);
+  p->handle = nextHandle_++;
+  programs_[p->handle] = p;
+  return p;
+}
+
+std::shared_ptr<Program> Registry::program(uint32_t handle) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = programs_.find(handle);
+  TL_CHECK(it != programs_.end(), "no compiled program with handle " << handle << "; it was released or never compiled");
+  return it->second;
+}
+
+void Registry::releaseProgram(uint32_t handle) {
+  std::shared_ptr<Program> keep;
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = programs_.find(handle);
+  if (it == programs_.end()) return;
+  keep = it->second;
+  programs_.erase(it);
+}
+
+std::vector<std::shared_ptr<Device>> Registry::releaseEnv(uint64_t env) {
+  std::vector<uint32_t> devIds;
+  std::vector<std::shared_ptr<Buffer>> bufs;
+  std::vector<std::shared_ptr<Program>> progs;
+  std::vector<std::shared_ptr<Device>> closed;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (auto& kv : devices_)
+      if (kv.second->ownerEnv() == env) devIds.push_back(kv.first);
+    for (auto b = buffers_.begin(); b != buffers_.end();) {
+      if (b->second->ownerEnv == env) { bufs.push_back(b->second); b = buffers_.erase(b); } else ++b;
+    }
+    for (auto p = programs_.begin(); p != programs_.end();) {
+      if (p->second->ownerEnv == env) { progs.push_back(p->second); p = programs_.erase(p); } else ++p;
+    }
+  }
+  for (auto id : devIds) {
+    auto dev = device(id);
+    closed.push_back(dev);
+    closeDevice(id);
+  }
+  return closed;
+}
+
+Registry::Stats Registry::stats() {
+  std::lock_guard<std::mutex> lk(mu_);
+  Stats s{devices_.size(), buffers_.size(), programs_.size(), 0};
+  for (auto& kv : buffers_) s.bufferBytes += static_cast<int64_t>(kv.second->bytes());
+  return s;
+}
+
+}  // namespace tl

@@ -1,0 +1,119 @@
+// The process-wide registry of devices, buffers and programs: the only state shared by all Node environments.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backend.h"
+
+namespace tl {
+
+// Note [Process-wide registry]: every worker_thread loads the addon into its own Node environment, but towers
+// must reach each other's buffers for collectives, so devices, buffers and programs live in one registry keyed
+// by integer handles, guarded by one mutex. Each entry records the environment that created it; that
+// environment's cleanup hook (addon.cc) releases whatever it still owns, so a terminated worker leaks nothing.
+
+class Device;
+
+struct Buffer {
+  uint32_t handle = 0;
+  std::shared_ptr<Device> device;
+  void* data = nullptr;
+  int64_t numel = 0;
+  DType dtype = DType::F32;
+  uint64_t ownerEnv = 0;
+  size_t bytes() const { return static_cast<size_t>(numel) * dtypeSize(dtype); }
+  TensorRef ref() const { return TensorRef{data, numel, dtype, handle}; }
+  ~Buffer();
+};
+
+// A device: one backend instance and the dedicated native thread that runs all of its work in order.
+class Device : public std::enable_shared_from_this<Device> {
+ public:
+  Device(uint32_t id, std::unique_ptr<Backend> backend, uint64_t ownerEnv);
+  ~Device();
+  uint32_t id() const { return id_; }
+  uint64_t ownerEnv() const { return ownerEnv_; }
+  Backend& backend() { return *backend_; }
+  const std::string& name() const { return name_; }
+
+  // Queues work for the device thread; `done` runs on the device thread after the task, with the error (if any).
+  void submit(std::function<void()> task, std::function<void(std::exception_ptr)> done);
+  // Runs `task` on the device thread and blocks the caller until it finished; rethrows its error.
+  void runBlocking(const std::function<void()>& task);
+  // Stops the thread after the queued work; idempotent.
+  void shutdown();
+
+ private:
+  void loop();
+  uint32_t id_;
+  std::unique_ptr<Backend> backend_;
+  uint64_t ownerEnv_;
+  std::string name_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<std::function<void()>, std::function<void(std::exception_ptr)>>> queue_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+struct CompiledOp {
+  std::string kernel;
+  KernelFn fn = nullptr;
+  std::vector<std::shared_ptr<Buffer>> in, out;
+  Attrs attrs;
+};
+
+// Programs hold their buffers, so freeing a handle that a program still uses cannot leave a dangling pointer.
+struct Program {
+  uint32_t handle = 0;
+  std::shared_ptr<Device> device;
+  std::vector<CompiledOp> ops;
+  uint64_t ownerEnv = 0;
+  void execute();  // on the device thread
+};
+
+using BackendFactory = std::function<std::unique_ptr<Backend>(int index)>;
+
+class Registry {
+ public:
+  static Registry& get();
+
+  void registerBackend(const std::string& kind, BackendFactory f, std::function<int()> count);
+  std::vector<std::string> backendKinds();
+  int deviceCount(const std::string& kind);
+
+  std::shared_ptr<Device> openDevice(const std::string& kind, int index, uint64_t env);
+  std::shared_ptr<Device> device(uint32_t id);  // throws if unknown
+  void closeDevice(uint32_t id);
+
+  std::shared_ptr<Buffer> alloc(uint32_t deviceId, int64_t numel, DType dtype, uint64_t env);
+  std::shared_ptr<Buffer> buffer(uint32_t handle);  // throws if unknown
+  void freeBuffer(uint32_t handle);
+
+  std::shared_ptr<Program> addProgram(std::shared_ptr<Program> p);
+  std::shared_ptr<Program> program(uint32_t handle);
+  void releaseProgram(uint32_t handle);
+
+  // Releases everything created by one environment (its cleanup hook); returns the devices it closed.
+  std::vector<std::shared_ptr<Device>> releaseEnv(uint64_t env);
+  struct Stats { size_t devices, buffers, programs; int64_t bufferBytes; };
+  Stats stats();
+
+ private:
+  std::mutex mu_;
+  uint32_t nextHandle_ = 1;
+  std::map<std::string, std::pair<BackendFactory, std::function<int()>>> factories_;
+  std::map<uint32_t, std::shared_ptr<Device>> devices_;
+  std::map<uint32_t, std::shared_ptr<Buffer>> buffers_;
+  std::map<uint32_t, std::shared_ptr<Program>> programs_;
+};
+
+}  // namespace tl

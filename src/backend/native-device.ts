@@ -1,0 +1,91 @@
+// A native device (cpu:N, cuda:N) seen through the Backend interface; bytes stay in native memory.
+import type { Backend, DType, HostArray, Op } from './backend.js';
+import { native, type NativeArray } from '../native/addon.js';
+
+function toTyped(dtype: DType, data: ArrayLike<number>): NativeArray {
+  switch (dtype) {
+    case 'f32':
+      return data instanceof Float32Array ? data : Float32Array.from(data);
+    case 'i32':
+      return data instanceof Int32Array ? data : Int32Array.from(data);
+    case 'u8':
+      return data instanceof Uint8Array ? data : Uint8Array.from(data);
+  }
+}
+
+export class NativeDevice implements Backend {
+  readonly name: string;
+  readonly kind: string;
+  readonly id: number;
+  private closed = false;
+  private readonly dtypes = new Map<number, DType>();
+
+  private constructor(info: { id: number; name: string; kind: string }) {
+    this.id = info.id;
+    this.name = info.name;
+    this.kind = info.kind;
+  }
+
+  /** Opens `kind:index` (e.g. 'cpu', 0). Throws naming the kind and the index when it does not exist. */
+  static open(kind: string, index: number): NativeDevice {
+    return new NativeDevice(native().openDevice(kind, index));
+  }
+
+  alloc(numel: number, dtype: DType = 'f32'): number {
+    const h = native().alloc(this.id, numel, dtype);
+    this.dtypes.set(h, dtype);
+    return h;
+  }
+
+  free(handle: number): void {
+    native().free(handle);
+    this.dtypes.delete(handle);
+  }
+
+  private dtypeOf(handle: number): DType {
+    return this.dtypes.get(handle) ?? native().bufferInfo(handle).dtype;
+  }
+
+  copyIn(handle: number, data: ArrayLike<number>, offset = 0): void {
+    native().write(handle, toTyped(this.dtypeOf(handle), data), offset);
+  }
+
+  copyOut(handle: number): HostArray {
+    return native().read(handle);
+  }
+
+  compile(ops: Op[]): number {
+    return native().compile(this.id, ops);
+  }
+
+  run(program: number): Promise<void> {
+    return native().run(program);
+  }
+
+  async runOps(ops: Op[]): Promise<void> {
+    const p = this.compile(ops);
+    try {
+      await this.run(p);
+    } finally {
+      this.releaseProgram(p);
+    }
+  }
+
+  releaseProgram(program: number): void {
+    native().releaseProgram(program);
+  }
+
+  sync(): Promise<void> {
+    return native().sync(this.id);
+  }
+
+  kernelNames(): string[] {
+    return native().kernelNames(this.id);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    native().closeDevice(this.id);
+  }
+}

@@ -1,0 +1,52 @@
+// Loads the compiled N-API addon (build/Release/towerline.node) and types its surface.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Op } from '../backend/backend.js';
+
+export type NativeDType = 'f32' | 'i32' | 'u8';
+export type NativeArray = Float32Array | Int32Array | Uint8Array;
+
+/** The functions cpp/addon.cc exports. Handles are process-wide integers (Note [Process-wide registry]). */
+export interface NativeAddon {
+  backendKinds(): string[];
+  deviceCount(kind: string): number;
+  openDevice(kind: string, index: number): { id: number; name: string; kind: string };
+  closeDevice(id: number): void;
+  alloc(device: number, numel: number, dtype: NativeDType): number;
+  free(handle: number): void;
+  bufferInfo(handle: number): { numel: number; dtype: NativeDType; device: number };
+  write(handle: number, data: NativeArray, offset?: number): void;
+  read(handle: number, offset?: number, count?: number): NativeArray;
+  compile(device: number, ops: Op[]): number;
+  run(program: number): Promise<void>;
+  releaseProgram(program: number): void;
+  sync(device: number): Promise<void>;
+  kernelNames(device: number): string[];
+  stats(): { devices: number; buffers: number; programs: number; bufferBytes: number };
+  gemmInfo(): { impl: string; threads: number };
+  setGemmThreads(n: number): void;
+}
+
+function findAddon(): string {
+  // Works from src/ (tsx) and from dist/src/ (compiled): walk up to the package root.
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const candidate = join(dir, 'build', 'Release', 'towerline.node');
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  throw new Error(
+    'towerline: the native addon build/Release/towerline.node was not found. ' +
+      'Build it with `npm run build:native` (needs cmake and a C++17 compiler).',
+  );
+}
+
+let cached: NativeAddon | undefined;
+
+/** The addon, loaded once per environment (each worker_thread loads its own copy of the module state). */
+export function native(): NativeAddon {
+  if (!cached) cached = createRequire(import.meta.url)(findAddon()) as NativeAddon;
+  return cached;
+}
