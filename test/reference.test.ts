@@ -417,10 +417,10 @@ describe('gathers, accuracy and errors', () => {
 
   it('accuracy_count: argmax with first max on ties', () => {
     const logits = Float64Array.from([1, 3, 3, /**/ 5, 0, 5, /**/ 0, 0, 1, /**/ 2, 1, 0]);
-    const labels = Int32Array.from([1, 2, 2, 0]);
+    const labels = Int32Array.from([1, 0, 2, 1]);
     const count = new Float64Array(1);
     K.accuracy_count([logits, labels], [count], { B: 4, C: 3 });
-    assert.equal(count[0], 3); // row 0: tie → 1 ✓, row 1: tie → 0 ✗, row 2 ✓, row 3 ✓
+    assert.equal(count[0], 3); // row 0: tie → 1 ✓, row 1: tie → 0 ✓, row 2 ✓, row 3 ✗ (argmax 0)
   });
 
   /** Runs fn, expects it to throw matching re, and checks that outs were left untouched. */

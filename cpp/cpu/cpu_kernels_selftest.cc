@@ -1,4 +1,5 @@
 // Standalone self-test of the CPU kernels and sgemm against float64 references; built by selftest.sh.
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -88,7 +89,6 @@ void call(const std::string& op, std::vector<TensorRef> in, std::vector<TensorRe
 
 Attrs at(std::initializer_list<std::pair<const std::string, double>> kv) { Attrs a; a.values = kv; return a; }
 
-std::vector<double> dbl(const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); }
 
 // ---------------------------------------------------------------- GEMM
 

@@ -1,12 +1,26 @@
 // Shared helpers for the CPU kernel files: checked shape arithmetic, hyper access, and per-file registration.
 #pragma once
 #include <climits>
+#include <cmath>
 #include <cstdint>
 
 #include "../kernel.h"
 
 namespace tl {
 namespace cpuk {
+
+// Attribute reads that, unlike Attrs::get/dim, prefix errors with the op and device (TL_KCHECK context).
+inline double attr(const KernelCall& c, const char* k) {
+  TL_KCHECK(c, c.attrs.has(k), "missing attribute '" << k << "'; pass it in the op's attrs");
+  return c.attrs.get(k);
+}
+inline double attr(const KernelCall& c, const char* k, double dflt) { return c.attrs.get(k, dflt); }
+inline int64_t dim(const KernelCall& c, const char* k) {
+  const double v = attr(c, k);
+  TL_KCHECK(c, std::isfinite(v) && v >= 0 && std::floor(v) == v && v < 9.0e15,
+            "attribute '" << k << "' must be a non-negative integer, got " << v);
+  return static_cast<int64_t>(v);
+}
 
 // a*b for shape products; throws instead of overflowing on absurd attributes.
 inline int64_t mul(const KernelCall& c, int64_t a, int64_t b) {

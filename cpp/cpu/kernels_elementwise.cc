@@ -17,8 +17,8 @@ static void expectVec(KernelCall& c, const TensorRef& t, const char* name, int64
 // in: w (N); out: loss (1), accumulates: loss += lambda·½·Σw²
 static void l2_loss(KernelCall& c) {
   c.expectArity(1, 1, 1);
-  const int64_t N = c.attrs.dim("N");
-  const double lambda = c.attrs.get("lambda");
+  const int64_t N = dim(c, "N");
+  const double lambda = attr(c, "lambda");
   expectVec(c, c.in[0], "w", N);
   expectVec(c, c.out[0], "loss", 1, "(1)");
   float* loss = c.out[0].f32();
@@ -28,8 +28,8 @@ static void l2_loss(KernelCall& c) {
 // in: w (N); out: g (N), in place: g += lambda·w
 static void l2_backward(KernelCall& c) {
   c.expectArity(1, 1, 1);
-  const int64_t N = c.attrs.dim("N");
-  const float lambda = (float)c.attrs.get("lambda");
+  const int64_t N = dim(c, "N");
+  const float lambda = (float)attr(c, "lambda");
   expectVec(c, c.in[0], "w", N);
   expectVec(c, c.out[0], "g", N);
   const float* w = c.in[0].f32();
@@ -40,7 +40,7 @@ static void l2_backward(KernelCall& c) {
 // in: x (N); out: s (1), accumulates: s += Σx² (double)
 static void sum_squares(KernelCall& c) {
   c.expectArity(1, 1, 1);
-  const int64_t N = c.attrs.dim("N");
+  const int64_t N = dim(c, "N");
   expectVec(c, c.in[0], "x", N);
   expectVec(c, c.out[0], "s", 1, "(1)");
   float* s = c.out[0].f32();
@@ -50,8 +50,8 @@ static void sum_squares(KernelCall& c) {
 // in: s (1) global squared norm; out: g (N), in place: g *= min(1, clipNorm/sqrt(s)); s = 0 leaves g unchanged
 static void clip_by_norm(KernelCall& c) {
   c.expectArity(1, 1, 1);
-  const int64_t N = c.attrs.dim("N");
-  const double clipNorm = c.attrs.get("clipNorm");
+  const int64_t N = dim(c, "N");
+  const double clipNorm = attr(c, "clipNorm");
   expectVec(c, c.in[0], "s", 1, "(1)");
   expectVec(c, c.out[0], "g", N);
   const double s = c.in[0].f32()[0];
@@ -66,8 +66,8 @@ static void clip_by_norm(KernelCall& c) {
 // out: x (N) = value
 static void fill(KernelCall& c) {
   c.expectArity(0, 1, 1);
-  const int64_t N = c.attrs.dim("N");
-  const float v = (float)c.attrs.get("value");
+  const int64_t N = dim(c, "N");
+  const float v = (float)attr(c, "value");
   expectVec(c, c.out[0], "x", N);
   std::fill(c.out[0].f32(), c.out[0].f32() + N, v);
 }
@@ -75,8 +75,8 @@ static void fill(KernelCall& c) {
 // out: x (N), in place: x *= factor
 static void scale(KernelCall& c) {
   c.expectArity(0, 1, 1);
-  const int64_t N = c.attrs.dim("N");
-  const float f = (float)c.attrs.get("factor");
+  const int64_t N = dim(c, "N");
+  const float f = (float)attr(c, "factor");
   expectVec(c, c.out[0], "x", N);
   float* x = c.out[0].f32();
   for (int64_t i = 0; i < N; ++i) x[i] *= f;
@@ -85,8 +85,8 @@ static void scale(KernelCall& c) {
 // in: x (N); out: y (N), in place: y += alpha·x
 static void axpy(KernelCall& c) {
   c.expectArity(1, 1, 1);
-  const int64_t N = c.attrs.dim("N");
-  const float a = (float)c.attrs.get("alpha");
+  const int64_t N = dim(c, "N");
+  const float a = (float)attr(c, "alpha");
   expectVec(c, c.in[0], "x", N);
   expectVec(c, c.out[0], "y", N);
   const float* x = c.in[0].f32();
@@ -97,7 +97,7 @@ static void axpy(KernelCall& c) {
 // in: x (N); out: y (N) = x, bit-exact (memmove: x and y may overlap)
 static void copy(KernelCall& c) {
   c.expectArity(1, 1, 1);
-  const int64_t N = c.attrs.dim("N");
+  const int64_t N = dim(c, "N");
   expectVec(c, c.in[0], "x", N);
   expectVec(c, c.out[0], "y", N);
   if (N > 0) std::memmove(c.out[0].data, c.in[0].data, (size_t)N * sizeof(float));

@@ -9,8 +9,8 @@ namespace cpuk {
 // in: src (R,D) u8, idx (B) i32; out: y (B,D) f32 = src[idx[b]]·scale
 static void gather_rows_u8(KernelCall& c) {
   c.expectArity(2, 1, 1);
-  const int64_t B = c.attrs.dim("B"), D = c.attrs.dim("D"), R = c.attrs.dim("R");
-  const float s = (float)c.attrs.get("scale");
+  const int64_t B = dim(c, "B"), D = dim(c, "D"), R = dim(c, "R");
+  const float s = (float)attr(c, "scale");
   c.expectType(c.in[0], "src", DType::U8);
   c.expectSize(c.in[0], "src", mul(c, R, D), "(R,D)");
   c.expectType(c.in[1], "idx", DType::I32);
@@ -31,7 +31,7 @@ static void gather_rows_u8(KernelCall& c) {
 // in: src (R,D) f32, idx (B) i32; out: y (B,D) = src[idx[b]]
 static void gather_rows_f32(KernelCall& c) {
   c.expectArity(2, 1, 1);
-  const int64_t B = c.attrs.dim("B"), D = c.attrs.dim("D"), R = c.attrs.dim("R");
+  const int64_t B = dim(c, "B"), D = dim(c, "D"), R = dim(c, "R");
   c.expectType(c.in[0], "src", DType::F32);
   c.expectSize(c.in[0], "src", mul(c, R, D), "(R,D)");
   c.expectType(c.in[1], "idx", DType::I32);
@@ -49,7 +49,7 @@ static void gather_rows_f32(KernelCall& c) {
 // in: src (R) u8, idx (B) i32; out: y (B) i32 = src[idx[b]]
 static void gather_labels_u8(KernelCall& c) {
   c.expectArity(2, 1, 1);
-  const int64_t B = c.attrs.dim("B"), R = c.attrs.dim("R");
+  const int64_t B = dim(c, "B"), R = dim(c, "R");
   c.expectType(c.in[0], "src", DType::U8);
   c.expectSize(c.in[0], "src", R, "(R)");
   c.expectType(c.in[1], "idx", DType::I32);

@@ -12,7 +12,7 @@ namespace cpuk {
 // in: x (B,I), W (I,O), b (O); out: y (B,O). y = x·W + b
 static void dense_forward(KernelCall& c) {
   c.expectArity(3, 1, 1);
-  const int64_t B = c.attrs.dim("B"), I = c.attrs.dim("I"), O = c.attrs.dim("O");
+  const int64_t B = dim(c, "B"), I = dim(c, "I"), O = dim(c, "O");
   const TensorRef &x = c.in[0], &W = c.in[1], &b = c.in[2], &y = c.out[0];
   c.expectType(x, "x", DType::F32); c.expectType(W, "W", DType::F32);
   c.expectType(b, "b", DType::F32); c.expectType(y, "y", DType::F32);
@@ -31,8 +31,8 @@ static void dense_forward(KernelCall& c) {
 // in: x (B,I), W (I,O), dy (B,O); out: dW (I,O), db (O) [, dx (B,I)].
 static void dense_backward(KernelCall& c) {
   c.expectArity(3, 2, 3);
-  const int64_t B = c.attrs.dim("B"), I = c.attrs.dim("I"), O = c.attrs.dim("O");
-  const double accAttr = c.attrs.get("accumulate", 0);
+  const int64_t B = dim(c, "B"), I = dim(c, "I"), O = dim(c, "O");
+  const double accAttr = attr(c, "accumulate", 0);
   TL_KCHECK(c, accAttr == 0 || accAttr == 1, "attribute accumulate must be 0 or 1, got " << accAttr);
   const bool acc = accAttr == 1;
   const TensorRef &x = c.in[0], &W = c.in[1], &dy = c.in[2], &dW = c.out[0], &db = c.out[1];
@@ -70,7 +70,7 @@ static void dense_backward(KernelCall& c) {
 // Shared checks for the unary elementwise kernels: in a (N) f32, out (N) f32.
 static int64_t unaryChecks(KernelCall& c, size_t nIn, const char* inName, const char* in2Name, const char* outName) {
   c.expectArity(nIn, 1, 1);
-  const int64_t N = c.attrs.dim("N");
+  const int64_t N = dim(c, "N");
   c.expectType(c.in[0], inName, DType::F32);
   c.expectSize(c.in[0], inName, N, "(N)");
   if (nIn == 2) {
@@ -144,7 +144,7 @@ static void checkLogitsLabels(KernelCall& c, const TensorRef& m, const char* mNa
 // in: logits (B,C), labels (B), hyper; out: loss (1), probs (B,C)
 static void softmax_xent_forward(KernelCall& c) {
   c.expectArity(3, 2, 2);
-  const int64_t B = c.attrs.dim("B"), C = c.attrs.dim("C");
+  const int64_t B = dim(c, "B"), C = dim(c, "C");
   const TensorRef &logits = c.in[0], &labels = c.in[1], &loss = c.out[0], &probs = c.out[1];
   checkLogitsLabels(c, logits, "logits", labels, B, C);
   expectHyper(c, c.in[2]);
@@ -177,7 +177,7 @@ static void softmax_xent_forward(KernelCall& c) {
 // in: probs (B,C), labels (B), hyper; out: dlogits (B,C) = hyper[2]·(probs − onehot)
 static void softmax_xent_backward(KernelCall& c) {
   c.expectArity(3, 1, 1);
-  const int64_t B = c.attrs.dim("B"), C = c.attrs.dim("C");
+  const int64_t B = dim(c, "B"), C = dim(c, "C");
   const TensorRef &probs = c.in[0], &labels = c.in[1], &dl = c.out[0];
   checkLogitsLabels(c, probs, "probs", labels, B, C);
   expectHyper(c, c.in[2]);
@@ -197,7 +197,7 @@ static void softmax_xent_backward(KernelCall& c) {
 // in: x (B,C), hyper; out: loss (1) = hyper[2]·Σ x / C
 static void mean_forward(KernelCall& c) {
   c.expectArity(2, 1, 1);
-  const int64_t B = c.attrs.dim("B"), C = c.attrs.dim("C");
+  const int64_t B = dim(c, "B"), C = dim(c, "C");
   TL_KCHECK(c, C > 0, "C must be positive (mean over zero features)");
   c.expectType(c.in[0], "x", DType::F32);
   c.expectSize(c.in[0], "x", mul(c, B, C), "(B,C)");
@@ -217,7 +217,7 @@ static void mean_forward(KernelCall& c) {
 // in: hyper; out: dx (B,C) = hyper[2] / C
 static void mean_backward(KernelCall& c) {
   c.expectArity(1, 1, 1);
-  const int64_t B = c.attrs.dim("B"), C = c.attrs.dim("C");
+  const int64_t B = dim(c, "B"), C = dim(c, "C");
   TL_KCHECK(c, C > 0, "C must be positive (mean over zero features)");
   expectHyper(c, c.in[0]);
   c.expectType(c.out[0], "dx", DType::F32);
@@ -229,7 +229,7 @@ static void mean_backward(KernelCall& c) {
 // in: logits (B,C), labels (B); out: count (1) f32 = rows whose first argmax equals the label
 static void accuracy_count(KernelCall& c) {
   c.expectArity(2, 1, 1);
-  const int64_t B = c.attrs.dim("B"), C = c.attrs.dim("C");
+  const int64_t B = dim(c, "B"), C = dim(c, "C");
   checkLogitsLabels(c, c.in[0], "logits", c.in[1], B, C);
   c.expectType(c.out[0], "count", DType::F32);
   c.expectSize(c.out[0], "count", 1, "(1)");

@@ -14,7 +14,7 @@ static void expectVec(KernelCall& c, const TensorRef& t, const char* name, int64
 // in: g (N), hyper; out: w (N) -= lr·g
 static void sgd_update(KernelCall& c) {
   c.expectArity(2, 1, 1);
-  const int64_t N = c.attrs.dim("N");
+  const int64_t N = dim(c, "N");
   expectVec(c, c.in[0], "g", N);
   expectHyper(c, c.in[1]);
   expectVec(c, c.out[0], "w", N);
@@ -27,9 +27,9 @@ static void sgd_update(KernelCall& c) {
 // in: g (N), hyper; out: w (N), v (N). v = m·v + g; w −= lr·v, or nesterov: w −= lr·(g + m·v)
 static void momentum_update(KernelCall& c) {
   c.expectArity(2, 2, 2);
-  const int64_t N = c.attrs.dim("N");
-  const float m = (float)c.attrs.get("momentum");
-  const double nest = c.attrs.get("nesterov", 0);
+  const int64_t N = dim(c, "N");
+  const float m = (float)attr(c, "momentum");
+  const double nest = attr(c, "nesterov", 0);
   TL_KCHECK(c, nest == 0 || nest == 1, "attribute nesterov must be 0 or 1, got " << nest);
   expectVec(c, c.in[0], "g", N);
   expectHyper(c, c.in[1]);
@@ -56,8 +56,8 @@ static void momentum_update(KernelCall& c) {
 // in: g (N), hyper; out: w (N), m (N), v (N). TF AdamOptimizer with bias correction folded into lr_t (double).
 static void adam_update(KernelCall& c) {
   c.expectArity(2, 3, 3);
-  const int64_t N = c.attrs.dim("N");
-  const double b1 = c.attrs.get("beta1"), b2 = c.attrs.get("beta2"), eps = c.attrs.get("epsilon");
+  const int64_t N = dim(c, "N");
+  const double b1 = attr(c, "beta1"), b2 = attr(c, "beta2"), eps = attr(c, "epsilon");
   expectVec(c, c.in[0], "g", N);
   expectHyper(c, c.in[1]);
   expectVec(c, c.out[0], "w", N);
@@ -83,8 +83,8 @@ static void adam_update(KernelCall& c) {
 // in: w (N); out: shadow (N) = decay·shadow + (1−decay)·w
 static void ema_update(KernelCall& c) {
   c.expectArity(1, 1, 1);
-  const int64_t N = c.attrs.dim("N");
-  const double decay = c.attrs.get("decay");
+  const int64_t N = dim(c, "N");
+  const double decay = attr(c, "decay");
   expectVec(c, c.in[0], "w", N);
   expectVec(c, c.out[0], "shadow", N);
   const float d = (float)decay, od = (float)(1.0 - decay);

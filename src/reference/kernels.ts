@@ -230,7 +230,7 @@ defineKernel('softmax_xent_forward', {
     for (let c = 0; c < C; c++) sum += Math.exp(logits[r * C + c] - m);
     for (let c = 0; c < C; c++) probs[r * C + c] = Math.exp(logits[r * C + c] - m) / sum;
     // −log p[label] = logsumexp − logit[label], which stays finite where p underflows to 0.
-    total += Math.log(sum) - logits[r * C + labels[r]];
+    total += m + Math.log(sum) - logits[r * C + labels[r]];
   }
   loss[0] = hyper[2] * total;
 });

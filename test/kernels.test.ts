@@ -1,0 +1,149 @@
+// Every native kernel on the test device against the float64 reference: rel err < 1e-5 on random non-zero inputs.
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { referenceKernels, referenceSignatures } from '../src/reference/kernels.js';
+import { relErr, testRandom } from '../src/reference/relerr.js';
+import { openTestDevice } from './support/device.js';
+
+const dev = openTestDevice();
+after(() => dev.close());
+
+type Gen = (rand: () => number, n: number) => number[];
+const normal: Gen = (r, n) => Array.from({ length: n }, () => (r() * 2 - 1) * 2 + (r() < 0.5 ? -0.05 : 0.05));
+const positive: Gen = (r, n) => Array.from({ length: n }, () => 0.1 + r());
+const awayFromZero: Gen = (r, n) => Array.from({ length: n }, () => (r() < 0.5 ? -1 : 1) * (0.05 + r()));
+const probsLike: Gen = (r, n) => Array.from({ length: n }, () => 0.01 + r() * 0.98);
+
+interface Case {
+  kernel: string;
+  attrs: Record<string, number>;
+  // One size (numel) and generator per input and output, in signature order.
+  inputs: Array<{ n: number; gen?: Gen; ints?: number }>;
+  outputs: Array<{ n: number; gen?: Gen }>;
+}
+
+const hyper = { n: 8, gen: ((r: () => number) => [0.05 + r() * 0.1, 3, 1 / 7, 0, 0, 0, 0, 0]) as Gen };
+
+function denseCases(): Case[] {
+  const out: Case[] = [];
+  for (const [B, I, O] of [[1, 1, 1], [3, 7, 5], [17, 33, 9], [128, 784, 50], [64, 1000, 100]] as const) {
+    out.push({ kernel: 'dense_forward', attrs: { B, I, O }, inputs: [{ n: B * I }, { n: I * O }, { n: O }], outputs: [{ n: B * O }] });
+    out.push({ kernel: 'dense_backward', attrs: { B, I, O, accumulate: 0 }, inputs: [{ n: B * I }, { n: I * O }, { n: B * O }], outputs: [{ n: I * O }, { n: O }, { n: B * I }] });
+    out.push({ kernel: 'dense_backward', attrs: { B, I, O, accumulate: 1 }, inputs: [{ n: B * I }, { n: I * O }, { n: B * O }], outputs: [{ n: I * O }, { n: O }] });
+  }
+  return out;
+}
+
+function elementwise(): Case[] {
+  const out: Case[] = [];
+  for (const N of [1, 7, 1000, 4099]) {
+    out.push({ kernel: 'relu_forward', attrs: { N }, inputs: [{ n: N, gen: awayFromZero }], outputs: [{ n: N }] });
+    out.push({ kernel: 'relu_backward', attrs: { N }, inputs: [{ n: N, gen: awayFromZero }, { n: N }], outputs: [{ n: N }] });
+    for (const a of ['sigmoid', 'tanh']) {
+      out.push({ kernel: `${a}_forward`, attrs: { N }, inputs: [{ n: N }], outputs: [{ n: N }] });
+      out.push({ kernel: `${a}_backward`, attrs: { N }, inputs: [{ n: N, gen: probsLike }, { n: N }], outputs: [{ n: N }] });
+    }
+    out.push({ kernel: 'l2_loss', attrs: { N, lambda: 0.004 }, inputs: [{ n: N }], outputs: [{ n: 1 }] });
+    out.push({ kernel: 'l2_backward', attrs: { N, lambda: 0.004 }, inputs: [{ n: N }], outputs: [{ n: N }] });
+    out.push({ kernel: 'sum_squares', attrs: { N }, inputs: [{ n: N }], outputs: [{ n: 1 }] });
+    out.push({ kernel: 'clip_by_norm', attrs: { N, clipNorm: 5 }, inputs: [{ n: 1, gen: (r) => [50 + r() * 100] }], outputs: [{ n: N }] });
+    out.push({ kernel: 'fill', attrs: { N, value: 0.37 }, inputs: [], outputs: [{ n: N }] });
+    out.push({ kernel: 'scale', attrs: { N, factor: -1.7 }, inputs: [], outputs: [{ n: N }] });
+    out.push({ kernel: 'axpy', attrs: { N, alpha: 0.3 }, inputs: [{ n: N }], outputs: [{ n: N }] });
+    out.push({ kernel: 'copy', attrs: { N }, inputs: [{ n: N }], outputs: [{ n: N }] });
+    out.push({ kernel: 'sgd_update', attrs: { N }, inputs: [{ n: N }, hyper], outputs: [{ n: N }] });
+    out.push({ kernel: 'momentum_update', attrs: { N, momentum: 0.9, nesterov: 0 }, inputs: [{ n: N }, hyper], outputs: [{ n: N }, { n: N }] });
+    out.push({ kernel: 'momentum_update', attrs: { N, momentum: 0.9, nesterov: 1 }, inputs: [{ n: N }, hyper], outputs: [{ n: N }, { n: N }] });
+    out.push({ kernel: 'adam_update', attrs: { N, beta1: 0.5, beta2: 0.9, epsilon: 1e-8 }, inputs: [{ n: N }, hyper], outputs: [{ n: N }, { n: N }, { n: N, gen: positive }] });
+    out.push({ kernel: 'ema_update', attrs: { N, decay: 0.99 }, inputs: [{ n: N }], outputs: [{ n: N }] });
+  }
+  return out;
+}
+
+function lossCases(): Case[] {
+  const out: Case[] = [];
+  for (const [B, C] of [[1, 2], [5, 10], [128, 10], [33, 1000]] as const) {
+    const labels = { n: B, ints: C };
+    out.push({ kernel: 'softmax_xent_forward', attrs: { B, C }, inputs: [{ n: B * C, gen: (r, n) => normal(r, n).map((v) => v * 5) }, labels, hyper], outputs: [{ n: 1 }, { n: B * C }] });
+    out.push({ kernel: 'softmax_xent_backward', attrs: { B, C }, inputs: [{ n: B * C, gen: probsLike }, labels, hyper], outputs: [{ n: B * C }] });
+    out.push({ kernel: 'mean_forward', attrs: { B, C }, inputs: [{ n: B * C }, hyper], outputs: [{ n: 1 }] });
+    out.push({ kernel: 'mean_backward', attrs: { B, C }, inputs: [hyper], outputs: [{ n: B * C }] });
+    out.push({ kernel: 'accuracy_count', attrs: { B, C }, inputs: [{ n: B * C }, labels], outputs: [{ n: 1 }] });
+  }
+  for (const [R, B, D] of [[10, 3, 5], [300, 128, 784]] as const) {
+    const idx = { n: B, ints: R };
+    out.push({ kernel: 'gather_rows_u8', attrs: { B, D, R, scale: 1 / 255 }, inputs: [{ n: R * D, ints: 256 }, idx], outputs: [{ n: B * D }] });
+    out.push({ kernel: 'gather_rows_f32', attrs: { B, D, R }, inputs: [{ n: R * D }, idx], outputs: [{ n: B * D }] });
+    out.push({ kernel: 'gather_labels_u8', attrs: { B, R }, inputs: [{ n: R, ints: 10 }, idx], outputs: [{ n: B }] });
+  }
+  return out;
+}
+
+function runCase(c: Case, seed: number) {
+  const r = testRandom(seed);
+  const sig = referenceSignatures[c.kernel]!;
+  assert.ok(sig, `reference has no kernel ${c.kernel}`);
+  const make = (spec: { n: number; gen?: Gen; ints?: number }, dtype: string) =>
+    spec.ints !== undefined || dtype !== 'f32'
+      ? Array.from({ length: spec.n }, () => Math.floor(r() * (spec.ints ?? 10)))
+      : (spec.gen ?? normal)(r, spec.n);
+  const inVals = c.inputs.map((s, i) => ({ vals: make(s, sig.inputs[i]![1]), dtype: sig.inputs[i]![1] }));
+  const outVals = c.outputs.map((s, i) => ({ vals: make(s, sig.outputs[i]![1]), dtype: sig.outputs[i]![1] }));
+  // Values round to f32 first so both sides start from identical inputs.
+  const asRef = (v: { vals: number[]; dtype: string }) =>
+    v.dtype === 'f32' ? Float64Array.from(Float32Array.from(v.vals)) : v.dtype === 'i32' ? Int32Array.from(v.vals) : Uint8Array.from(v.vals);
+  const refIn = inVals.map(asRef);
+  const refOut = outVals.map(asRef);
+  referenceKernels[c.kernel]!(refIn, refOut, c.attrs);
+
+  const handles = (vs: typeof inVals) =>
+    vs.map((v) => {
+      const h = dev.alloc(v.vals.length, v.dtype as 'f32');
+      dev.copyIn(h, v.vals);
+      return h;
+    });
+  const hin = handles(inVals);
+  const hout = handles(outVals);
+  return { refOut, hin, hout };
+}
+
+describe(`kernels on ${dev.name} vs float64 reference`, () => {
+  const cases = [...denseCases(), ...elementwise(), ...lossCases()];
+  cases.forEach((c, i) => {
+    it(`${c.kernel} ${JSON.stringify(c.attrs)}`, async () => {
+      const { refOut, hin, hout } = runCase(c, 1000 + i);
+      await dev.runOps([{ kernel: c.kernel, inputs: hin, outputs: hout, attrs: c.attrs }]);
+      hout.forEach((h, k) => {
+        const got = dev.copyOut(h);
+        const err = relErr(got, refOut[k]!);
+        assert.ok(err < 1e-5, `${c.kernel} output ${k}: rel err ${err.toExponential(2)} >= 1e-5`);
+      });
+      [...hin, ...hout].forEach((h) => dev.free(h));
+    });
+  });
+
+  it('covers every kernel of the contract', () => {
+    const covered = new Set(cases.map((c) => c.kernel));
+    const missing = dev.kernelNames().filter((k) => !covered.has(k));
+    assert.deepEqual(missing, []);
+    assert.deepEqual(Object.keys(referenceKernels).filter((k) => !dev.kernelNames().includes(k)), []);
+  });
+
+  it('rejects bad input naming op, device and sizes, and changes nothing', async () => {
+    const logits = dev.alloc(6), labels = dev.alloc(3, 'i32'), h = dev.alloc(8), loss = dev.alloc(1), probs = dev.alloc(6);
+    dev.copyIn(labels, [0, 1, 7]);
+    dev.copyIn(h, [0, 0, 1]);
+    dev.copyIn(probs, [9, 9, 9, 9, 9, 9]);
+    await assert.rejects(
+      dev.runOps([{ kernel: 'softmax_xent_forward', inputs: [logits, labels, h], outputs: [loss, probs], attrs: { B: 3, C: 2 } }]),
+      (e: Error) => /softmax_xent_forward/.test(e.message) && e.message.includes(dev.name) && /7/.test(e.message),
+    );
+    assert.deepEqual(Array.from(dev.copyOut(probs)), [9, 9, 9, 9, 9, 9]);
+    await assert.rejects(
+      dev.runOps([{ kernel: 'dense_forward', inputs: [logits, logits, logits], outputs: [probs], attrs: { B: 3, I: 3, O: 2 } }]),
+      (e: Error) => /dense_forward/.test(e.message) && /\(B,I\)/.test(e.message) && /9/.test(e.message),
+    );
+    assert.throws(() => dev.compile([{ kernel: 'no_such_kernel', inputs: [], outputs: [] }]), /no kernel named 'no_such_kernel'/);
+    [logits, labels, h, loss, probs].forEach((b) => dev.free(b));
+  });
+});
