@@ -1,0 +1,13 @@
+// towerline's public surface: everything a user imports comes from here.
+export type { Backend, DType, Op, HostArray } from './backend/backend.js';
+export { NativeDevice } from './backend/native-device.js';
+export { ReferenceBackend } from './reference/reference-backend.js';
+export { Tower, type Param, type DeviceDataset, type BatchSource, type TowerOptions } from './model/tower.js';
+export { parseModelSpec, mnistMlp, type ModelSpec, type LayerSpec, type InitSpec } from './model/spec.js';
+export { parseTrainingOptions, type OptimizerSpec, type TrainingOptions } from './model/optimizer.js';
+export { parseSchedule, learningRate, type ScheduleSpec } from './model/schedule.js';
+export { loadMnist, type LabeledSet } from './data/mnist.js';
+export { parseIdx, readIdx, DataError, type IdxArray } from './data/idx.js';
+export { batchPlans, epochOrder, batchesPerEpoch, type BatchPlan } from './data/batches.js';
+export { Rng } from './util/rng.js';
+export { ConfigError } from './util/validate.js';
