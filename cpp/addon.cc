@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "cpu/gemm.h"
+#include "collective/communicator.h"
 #include "registry.h"
 
 namespace tl {
@@ -209,7 +210,10 @@ Napi::Value Write(const Napi::CallbackInfo& info) {
     TL_CHECK(off >= 0 && off == static_cast<double>(static_cast<int64_t>(off)) && static_cast<int64_t>(off) + n <= b->numel,
              "write to buffer #" << h << " on " << b->device->name() << ": " << n << " elements at offset " << off
                                  << " do not fit in " << b->numel << " elements");
-    const uint8_t* src = static_cast<const uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+    // napi_get_typedarray_info gives the data pointer for SharedArrayBuffer-backed arrays too.
+    void* raw = nullptr;
+    NAPI_THROW_IF_FAILED_VOID(env, napi_get_typedarray_info(env, arr, nullptr, nullptr, &raw, nullptr, nullptr));
+    const uint8_t* src = static_cast<const uint8_t*>(raw);
     size_t esz = tl::dtypeSize(b->dtype);
     uint8_t* dst = static_cast<uint8_t*>(b->data) + static_cast<size_t>(off) * esz;
     size_t bytes = static_cast<size_t>(n) * esz;
@@ -283,6 +287,25 @@ Napi::Value Compile(const Napi::CallbackInfo& info) {
       if (!kv.IsString()) throw Napi::TypeError::New(env, "op #" + std::to_string(i) + ": 'kernel' must be a string");
       tl::CompiledOp op;
       op.kernel = kv.As<Napi::String>().Utf8Value();
+      Napi::Value av0 = o.Get("attrs");
+      auto attrNum = [&](const char* k) -> double {
+        Napi::Value v = av0.IsObject() ? av0.As<Napi::Object>().Get(k) : env.Undefined();
+        if (!v.IsNumber()) throw Napi::TypeError::New(env, "op #" + std::to_string(i) + " (" + op.kernel + "): attribute '" + k + "' must be a number");
+        return v.As<Napi::Number>().DoubleValue();
+      };
+      if (op.kernel == "@collective") {
+        op.comm = Registry::get().comm(static_cast<uint32_t>(attrNum("comm")));
+        op.rank = static_cast<int>(attrNum("rank"));
+        TL_CHECK(op.rank >= 0 && op.rank < op.comm->size(), "op #" << i << " (@collective): rank " << op.rank << " outside [0, " << op.comm->size() << ")");
+        prog->ops.push_back(std::move(op));
+        continue;
+      }
+      if (op.kernel == "@mark") {
+        op.mark = static_cast<int>(prog->marks.size());
+        prog->marks.push_back(0);
+        prog->ops.push_back(std::move(op));
+        continue;
+      }
       op.fn = table.find(op.kernel);
       TL_CHECK(op.fn != nullptr, "op #" << i << ": no kernel named '" << op.kernel << "' on " << dev->name()
                                         << "; see docs/kernels.md for the kernels every backend has");
@@ -314,6 +337,115 @@ Napi::Value Run(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     auto prog = Registry::get().program(h);
     return submitAsync(env, prog->device, [prog] { prog->execute(); });
+  });
+}
+
+Napi::Value ProgramMarks(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t h = u32Arg(info, 0, "program handle");
+  return guarded(env, [&]() -> Napi::Value {
+    auto prog = Registry::get().program(h);
+    auto arr = Napi::Float64Array::New(env, prog->marks.size());
+    for (size_t i = 0; i < prog->marks.size(); ++i) arr[i] = prog->marks[i];
+    return arr;
+  });
+}
+
+Napi::Value AllocView(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t parent = u32Arg(info, 0, "parent buffer handle");
+  double off = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+  double n = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : -1;
+  return guarded(env, [&]() -> Napi::Value {
+    auto b = Registry::get().allocView(parent, static_cast<int64_t>(off), static_cast<int64_t>(n), state(env).id);
+    return Napi::Number::New(env, b->handle);
+  });
+}
+
+// Schedules cross as {name, phases: number[][][][]} where phases[p][rank] = [[kind, peer, offset, length], ...].
+tl::Schedule scheduleArg(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsObject()) throw Napi::TypeError::New(env, "schedule must be an object {name, phases}");
+  auto o = v.As<Napi::Object>();
+  tl::Schedule s;
+  s.name = o.Get("name").IsString() ? o.Get("name").As<Napi::String>().Utf8Value() : "custom";
+  Napi::Value pv = o.Get("phases");
+  if (!pv.IsArray()) throw Napi::TypeError::New(env, "schedule '" + s.name + "': phases must be an array");
+  auto phases = pv.As<Napi::Array>();
+  for (uint32_t p = 0; p < phases.Length(); ++p) {
+    Napi::Value rv = phases.Get(p);
+    if (!rv.IsArray()) throw Napi::TypeError::New(env, "schedule '" + s.name + "': phases[" + std::to_string(p) + "] must be an array of ranks");
+    auto ranks = rv.As<Napi::Array>();
+    std::vector<std::vector<tl::CollStep>> phase(ranks.Length());
+    for (uint32_t r = 0; r < ranks.Length(); ++r) {
+      Napi::Value sv = ranks.Get(r);
+      if (!sv.IsArray()) throw Napi::TypeError::New(env, "schedule '" + s.name + "': phases[" + std::to_string(p) + "][" + std::to_string(r) + "] must be an array of steps");
+      auto steps = sv.As<Napi::Array>();
+      for (uint32_t k = 0; k < steps.Length(); ++k) {
+        Napi::Value st = steps.Get(k);
+        auto bad = [&] { return Napi::TypeError::New(env, "schedule '" + s.name + "': phases[" + std::to_string(p) + "][" + std::to_string(r) + "][" + std::to_string(k) + "] must be [kind, peer, offset, length] numbers"); };
+        if (!st.IsArray() || st.As<Napi::Array>().Length() != 4) throw bad();
+        auto a = st.As<Napi::Array>();
+        double f[4];
+        for (uint32_t j = 0; j < 4; ++j) {
+          if (!a.Get(j).IsNumber()) throw bad();
+          f[j] = a.Get(j).As<Napi::Number>().DoubleValue();
+        }
+        phase[r].push_back(tl::CollStep{static_cast<tl::CollStep::Kind>(static_cast<int>(f[0])), static_cast<int>(f[1]),
+                                        static_cast<int64_t>(f[2]), static_cast<int64_t>(f[3])});
+      }
+    }
+    s.phases.push_back(std::move(phase));
+  }
+  return s;
+}
+
+// createComm(bufferHandles, schedule, timeoutMs): one flat f32 buffer per tower, in rank order.
+Napi::Value CreateComm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsArray() || !info[2].IsNumber())
+    throw Napi::TypeError::New(env, "createComm(buffers: number[], schedule, timeoutMs: number)");
+  return guarded(env, [&]() -> Napi::Value {
+    auto arr = info[0].As<Napi::Array>();
+    std::vector<std::shared_ptr<tl::Buffer>> bufs;
+    for (uint32_t i = 0; i < arr.Length(); ++i) bufs.push_back(Registry::get().buffer(arr.Get(i).As<Napi::Number>().Uint32Value()));
+    auto c = std::make_shared<tl::Communicator>(Registry::get().newHandle(), bufs, scheduleArg(env, info[1]),
+                                                static_cast<int64_t>(info[2].As<Napi::Number>().DoubleValue()));
+    c->ownerEnv = state(env).id;
+    Registry::get().addComm(c);
+    return Napi::Number::New(env, c->id());
+  });
+}
+
+Napi::Value SetCommSchedule(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t id = u32Arg(info, 0, "communicator id");
+  guarded(env, [&] { Registry::get().comm(id)->setSchedule(scheduleArg(env, info[1])); });
+  return env.Undefined();
+}
+
+Napi::Value SetCommTimeout(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t id = u32Arg(info, 0, "communicator id");
+  uint32_t ms = u32Arg(info, 1, "timeout in ms");
+  guarded(env, [&] { Registry::get().comm(id)->setTimeout(ms); });
+  return env.Undefined();
+}
+
+Napi::Value ReleaseComm(const Napi::CallbackInfo& info) {
+  Registry::get().releaseComm(u32Arg(info, 0, "communicator id"));
+  return info.Env().Undefined();
+}
+
+Napi::Value CommStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t id = u32Arg(info, 0, "communicator id");
+  uint32_t rank = u32Arg(info, 1, "rank");
+  return guarded(env, [&]() -> Napi::Value {
+    auto st = Registry::get().comm(id)->stats(static_cast<int>(rank));
+    auto o = Napi::Object::New(env);
+    o.Set("totalMs", st.totalMs);
+    o.Set("waitMs", st.waitMs);
+    return o;
   });
 }
 
@@ -350,6 +482,7 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   o.Set("devices", static_cast<double>(s.devices));
   o.Set("buffers", static_cast<double>(s.buffers));
   o.Set("programs", static_cast<double>(s.programs));
+  o.Set("comms", static_cast<double>(s.comms));
   o.Set("bufferBytes", static_cast<double>(s.bufferBytes));
   return o;
 }
@@ -397,6 +530,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("compile", Napi::Function::New(env, Compile));
   exports.Set("run", Napi::Function::New(env, Run));
   exports.Set("releaseProgram", Napi::Function::New(env, ReleaseProgram));
+  exports.Set("programMarks", Napi::Function::New(env, ProgramMarks));
+  exports.Set("allocView", Napi::Function::New(env, AllocView));
+  exports.Set("createComm", Napi::Function::New(env, CreateComm));
+  exports.Set("setCommSchedule", Napi::Function::New(env, SetCommSchedule));
+  exports.Set("setCommTimeout", Napi::Function::New(env, SetCommTimeout));
+  exports.Set("releaseComm", Napi::Function::New(env, ReleaseComm));
+  exports.Set("commStats", Napi::Function::New(env, CommStats));
   exports.Set("sync", Napi::Function::New(env, Sync));
   exports.Set("kernelNames", Napi::Function::New(env, KernelNames));
   exports.Set("stats", Napi::Function::New(env, Stats));

@@ -1,12 +1,16 @@
 // Registry, Device thread and Program execution (see Note [Process-wide registry] in registry.h).
 #include "registry.h"
 
+#include <chrono>
+
+#include "collective/communicator.h"
+
 #include <algorithm>
 
 namespace tl {
 
 Buffer::~Buffer() {
-  if (data && device) device->backend().free(data);
+  if (data && device && !parent) device->backend().free(data);
 }
 
 // ---- Device ---------------------------------------------------------------------------------------------------
@@ -101,7 +105,29 @@ void Device::shutdown() {
 
 void Program::execute() {
   Backend& dev = device->backend();
+  auto t0 = std::chrono::steady_clock::now();
+  try {
+    executeOps(dev, t0);
+  } catch (const std::exception& e) {
+    // Peers blocked in a collective with this tower must not wait for a step that will never come.
+    for (auto& op : ops)
+      if (op.comm) op.comm->abort(std::string("tower on ") + device->name() + " failed: " + e.what());
+    throw;
+  }
+}
+
+void Program::executeOps(Backend& dev, std::chrono::steady_clock::time_point t0) {
   for (auto& op : ops) {
+    if (op.mark >= 0) {
+      dev.sync();  // asynchronous backends: the mark means "work so far has finished"
+      marks[op.mark] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      continue;
+    }
+    if (op.comm) {
+      dev.sync();
+      op.comm->execute(op.rank);
+      continue;
+    }
     KernelCall call{dev, op.kernel, {}, {}, op.attrs};
     call.in.reserve(op.in.size());
     call.out.reserve(op.out.size());
@@ -186,6 +212,13 @@ void Registry::closeDevice(uint32_t id) {
       if (p->second->device == dev) { progs.push_back(p->second); p = programs_.erase(p); } else ++p;
     }
   }
+  std::vector<std::shared_ptr<Communicator>> comms;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (auto& kv : comms_)
+      if (kv.second->involves(dev.get())) comms.push_back(kv.second);
+  }
+  for (auto& c : comms) c->abort("device " + dev->name() + " was closed (its worker exited or the runtime closed)");
   dev->shutdown();  // finish queued work first, outside the registry lock
 }
 
@@ -210,6 +243,51 @@ std::shared_ptr<Buffer> Registry::buffer(uint32_t handle) {
   auto it = buffers_.find(handle);
   TL_CHECK(it != buffers_.end(), "no live buffer with handle " << handle << "; it was freed or never allocated");
   return it->second;
+}
+
+std::shared_ptr<Buffer> Registry::allocView(uint32_t parentHandle, int64_t offset, int64_t numel, uint64_t env) {
+  auto parent = buffer(parentHandle);
+  TL_CHECK(offset >= 0 && numel >= 1 && offset + numel <= parent->numel,
+           "view [" << offset << ", " << offset + numel << ") is outside buffer #" << parentHandle << " of " << parent->numel << " elements");
+  auto root = parent->parent ? parent->parent : parent;
+  auto buf = std::make_shared<Buffer>();
+  buf->device = parent->device;
+  buf->numel = numel;
+  buf->dtype = parent->dtype;
+  buf->ownerEnv = env;
+  buf->parent = root;
+  buf->data = static_cast<uint8_t*>(parent->data) + static_cast<size_t>(offset) * dtypeSize(parent->dtype);
+  std::lock_guard<std::mutex> lk(mu_);
+  buf->handle = nextHandle_++;
+  buffers_[buf->handle] = buf;
+  return buf;
+}
+
+uint32_t Registry::newHandle() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return nextHandle_++;
+}
+
+std::shared_ptr<Communicator> Registry::addComm(std::shared_ptr<Communicator> c) {
+  std::lock_guard<std::mutex> lk(mu_);
+  comms_[c->id()] = c;
+  return c;
+}
+
+std::shared_ptr<Communicator> Registry::comm(uint32_t id) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = comms_.find(id);
+  TL_CHECK(it != comms_.end(), "no communicator with id " << id << "; it was released or never created");
+  return it->second;
+}
+
+void Registry::releaseComm(uint32_t id) {
+  std::shared_ptr<Communicator> keep;
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = comms_.find(id);
+  if (it == comms_.end()) return;
+  keep = it->second;
+  comms_.erase(it);
 }
 
 void Registry::freeBuffer(uint32_t handle) {
@@ -259,6 +337,9 @@ std::vector<std::shared_ptr<Device>> Registry::releaseEnv(uint64_t env) {
     for (auto p = programs_.begin(); p != programs_.end();) {
       if (p->second->ownerEnv == env) { progs.push_back(p->second); p = programs_.erase(p); } else ++p;
     }
+    for (auto c = comms_.begin(); c != comms_.end();) {
+      if (c->second->ownerEnv == env) { c->second->abort("the runtime that created it was closed"); c = comms_.erase(c); } else ++c;
+    }
   }
   for (auto id : devIds) {
     auto dev = device(id);
@@ -270,8 +351,9 @@ std::vector<std::shared_ptr<Device>> Registry::releaseEnv(uint64_t env) {
 
 Registry::Stats Registry::stats() {
   std::lock_guard<std::mutex> lk(mu_);
-  Stats s{devices_.size(), buffers_.size(), programs_.size(), 0};
-  for (auto& kv : buffers_) s.bufferBytes += static_cast<int64_t>(kv.second->bytes());
+  Stats s{devices_.size(), buffers_.size(), programs_.size(), comms_.size(), 0};
+  for (auto& kv : buffers_)
+    if (!kv.second->parent) s.bufferBytes += static_cast<int64_t>(kv.second->bytes());
   return s;
 }
 

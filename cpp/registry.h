@@ -1,5 +1,6 @@
 // The process-wide registry of devices, buffers and programs: the only state shared by all Node environments.
 #pragma once
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -21,6 +22,7 @@ namespace tl {
 // environment's cleanup hook (addon.cc) releases whatever it still owns, so a terminated worker leaks nothing.
 
 class Device;
+class Communicator;
 
 struct Buffer {
   uint32_t handle = 0;
@@ -29,6 +31,7 @@ struct Buffer {
   int64_t numel = 0;
   DType dtype = DType::F32;
   uint64_t ownerEnv = 0;
+  std::shared_ptr<Buffer> parent;  // set for views: the view keeps its parent's memory alive and never frees it
   size_t bytes() const { return static_cast<size_t>(numel) * dtypeSize(dtype); }
   TensorRef ref() const { return TensorRef{data, numel, dtype, handle}; }
   ~Buffer();
@@ -67,6 +70,10 @@ class Device : public std::enable_shared_from_this<Device> {
 struct CompiledOp {
   std::string kernel;
   KernelFn fn = nullptr;
+  // Runtime ops instead of a kernel: "@collective" runs a communicator's schedule, "@mark" records a time.
+  std::shared_ptr<Communicator> comm;
+  int rank = -1;
+  int mark = -1;
   std::vector<std::shared_ptr<Buffer>> in, out;
   Attrs attrs;
 };
@@ -77,7 +84,11 @@ struct Program {
   std::shared_ptr<Device> device;
   std::vector<CompiledOp> ops;
   uint64_t ownerEnv = 0;
+  std::vector<double> marks;  // milliseconds since the run started, one per "@mark" op (see Tower timings)
   void execute();  // on the device thread
+
+ private:
+  void executeOps(Backend& dev, std::chrono::steady_clock::time_point t0);
 };
 
 using BackendFactory = std::function<std::unique_ptr<Backend>(int index)>;
@@ -96,15 +107,22 @@ class Registry {
 
   std::shared_ptr<Buffer> alloc(uint32_t deviceId, int64_t numel, DType dtype, uint64_t env);
   std::shared_ptr<Buffer> buffer(uint32_t handle);  // throws if unknown
+  // A view of `numel` elements of `parent` starting at element `offset` (gradient and weight arenas).
+  std::shared_ptr<Buffer> allocView(uint32_t parent, int64_t offset, int64_t numel, uint64_t env);
   void freeBuffer(uint32_t handle);
 
   std::shared_ptr<Program> addProgram(std::shared_ptr<Program> p);
   std::shared_ptr<Program> program(uint32_t handle);
   void releaseProgram(uint32_t handle);
 
+  std::shared_ptr<Communicator> addComm(std::shared_ptr<Communicator> c);
+  std::shared_ptr<Communicator> comm(uint32_t id);
+  void releaseComm(uint32_t id);
+  uint32_t newHandle();
+
   // Releases everything created by one environment (its cleanup hook); returns the devices it closed.
   std::vector<std::shared_ptr<Device>> releaseEnv(uint64_t env);
-  struct Stats { size_t devices, buffers, programs; int64_t bufferBytes; };
+  struct Stats { size_t devices, buffers, programs, comms; int64_t bufferBytes; };
   Stats stats();
 
  private:
@@ -114,6 +132,7 @@ class Registry {
   std::map<uint32_t, std::shared_ptr<Device>> devices_;
   std::map<uint32_t, std::shared_ptr<Buffer>> buffers_;
   std::map<uint32_t, std::shared_ptr<Program>> programs_;
+  std::map<uint32_t, std::shared_ptr<Communicator>> comms_;
 };
 
 }  // namespace tl

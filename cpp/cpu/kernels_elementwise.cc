@@ -8,6 +8,36 @@
 namespace tl {
 namespace cpuk {
 
+// Σx² in double, 16 independent partial sums so the loop vectorises and pipelines (the header's 4-sum sumSquares
+// is latency-bound on its dependent double adds). With AVX2 + FMA, where the CPU has them, 4 doubles per op.
+#define TL_SUMSQ_BODY                                                                \
+  double s[16] = {0};                                                                \
+  int64_t i = 0;                                                                     \
+  for (; i + 16 <= n; i += 16)                                                       \
+    for (int k = 0; k < 16; ++k) s[k] += (double)x[i + k] * (double)x[i + k];       \
+  for (; i < n; ++i) s[i & 15] += (double)x[i] * (double)x[i];                       \
+  for (int w = 8; w >= 1; w /= 2)                                                    \
+    for (int k = 0; k < w; ++k) s[k] += s[k + w];                                    \
+  return s[0];
+
+static double sumSquaresGeneric(const float* x, int64_t n) { TL_SUMSQ_BODY }
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2,fma"))) static double sumSquaresAvx2(const float* x, int64_t n) { TL_SUMSQ_BODY }
+static bool hasAvx2Fma() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#endif
+#undef TL_SUMSQ_BODY
+
+static double sumSquaresFast(const float* x, int64_t n) {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool avx2 = hasAvx2Fma();
+  if (avx2) return sumSquaresAvx2(x, n);
+#endif
+  return sumSquaresGeneric(x, n);
+}
+
 // Checks an f32 (N) buffer.
 static void expectVec(KernelCall& c, const TensorRef& t, const char* name, int64_t n, const char* shape = "(N)") {
   c.expectType(t, name, DType::F32);
@@ -22,7 +52,7 @@ static void l2_loss(KernelCall& c) {
   expectVec(c, c.in[0], "w", N);
   expectVec(c, c.out[0], "loss", 1, "(1)");
   float* loss = c.out[0].f32();
-  loss[0] = (float)((double)loss[0] + lambda * 0.5 * sumSquares(c.in[0].f32(), N));
+  loss[0] = (float)((double)loss[0] + lambda * 0.5 * sumSquaresFast(c.in[0].f32(), N));
 }
 
 // in: w (N); out: g (N), in place: g += lambda·w
@@ -44,7 +74,7 @@ static void sum_squares(KernelCall& c) {
   expectVec(c, c.in[0], "x", N);
   expectVec(c, c.out[0], "s", 1, "(1)");
   float* s = c.out[0].f32();
-  s[0] = (float)((double)s[0] + sumSquares(c.in[0].f32(), N));
+  s[0] = (float)((double)s[0] + sumSquaresFast(c.in[0].f32(), N));
 }
 
 // in: s (1) global squared norm; out: g (N), in place: g *= min(1, clipNorm/sqrt(s)); s = 0 leaves g unchanged

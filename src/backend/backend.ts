@@ -18,6 +18,8 @@ export type HostArray = Float64Array | Float32Array | Int32Array | Uint8Array;
 export interface Backend {
   readonly name: string;
   alloc(numel: number, dtype?: DType): number;
+  /** A view of `numel` elements of `parent` from element `offset` (one flat gradient arena, per-tensor views). */
+  allocView(parent: number, offset: number, numel: number): number;
   free(handle: number): void;
   copyIn(handle: number, data: ArrayLike<number>, offset?: number): void;
   copyOut(handle: number): HostArray;
@@ -28,4 +30,6 @@ export interface Backend {
   sync(): Promise<void>;
   kernelNames(): string[];
   close(): Promise<void>;
+  /** Native devices: times (ms since the run began) at the program's '@mark' ops, from its last run. */
+  marks?(program: number): Float64Array;
 }

@@ -37,6 +37,17 @@ export class NativeDevice implements Backend {
     return h;
   }
 
+  allocView(parent: number, offset: number, numel: number): number {
+    const h = native().allocView(parent, offset, numel);
+    this.dtypes.set(h, this.dtypeOf(parent));
+    return h;
+  }
+
+  /** Timestamps (ms from the start of the last run) of the program's '@mark' ops. */
+  marks(program: number): Float64Array {
+    return native().programMarks(program);
+  }
+
   free(handle: number): void {
     native().free(handle);
     this.dtypes.delete(handle);

@@ -32,6 +32,22 @@ export type BatchSource =
   | { kind: 'indices'; dataset: DeviceDataset; indices: Int32Array }
   | { kind: 'direct'; x: Float32Array; labels: Int32Array };
 
+/** Milliseconds per phase of one step, measured on the device thread (see Tower.trainStep). */
+export interface StepTimings {
+  input: number;
+  forward: number;
+  backward: number;
+  reduce: number;
+  update: number;
+  total: number;
+}
+
+/** A tower's place in a collective: the communicator over the towers' gradient arenas and its rank there. */
+export interface CollectiveSlot {
+  comm: number;
+  rank: number;
+}
+
 export interface TowerOptions {
   /** Largest batch this tower will ever run (activation buffers are sized for it). */
   maxBatch: number;
@@ -71,6 +87,11 @@ export class Tower {
   private readonly programs = new Map<string, number>();
   private readonly hyperHost = new Float32Array(HYPER_SIZE);
   private disposed = false;
+  /** All weights in one flat buffer, and all gradients in another: each parameter is a view into them, so an
+   * all-reduce or a broadcast is one collective over one buffer. */
+  readonly weightArena: number;
+  readonly gradArena: number;
+  readonly paramCount: number;
 
   constructor(
     readonly backend: Backend,
@@ -90,6 +111,19 @@ export class Tower {
     };
 
     this.inputDim = this.spec.input.shape.reduce((a, b) => a * b, 1);
+    // Parameter sizes first, so the arenas can be allocated before the views.
+    const sizes: number[] = [];
+    {
+      let d = this.inputDim;
+      for (const layer of this.spec.layers)
+        if (layer.type === 'dense') {
+          sizes.push(d * layer.units, layer.units);
+          d = layer.units;
+        }
+    }
+    this.paramCount = sizes.reduce((a, b) => a + b, 0);
+    this.weightArena = buf(Math.max(1, this.paramCount));
+    this.gradArena = buf(Math.max(1, this.paramCount));
     this.x = buf(B * this.inputDim);
     this.labels = buf(B, 'i32');
     this.idx = buf(B, 'i32');
@@ -138,12 +172,18 @@ export class Tower {
   private addParam(name: string, shape: number[], l2: number, fanIn: number, fanOut: number, buf: (n: number) => number): number {
     const numel = shape.reduce((a, b) => a * b, 1);
     const nSlots = this.training ? slotCount(this.training.optimizer) : 0;
+    const offset = this.params.reduce((a, q) => a + q.numel, 0);
+    const view = (arena: number) => {
+      const h = this.backend.allocView(arena, offset, numel);
+      this.owned.push(h);
+      return h;
+    };
     const p: Param = {
       name,
       shape,
       numel,
-      w: buf(numel),
-      g: buf(numel),
+      w: view(this.weightArena),
+      g: view(this.gradArena),
       slots: Array.from({ length: nSlots }, () => buf(numel)),
       ...(this.training?.emaDecay !== undefined ? { ema: buf(numel) } : {}),
       l2,
@@ -255,11 +295,11 @@ export class Tower {
         ops.push({ kernel: 'l2_backward', inputs: [p.w], outputs: [p.g], attrs: { N: p.numel, lambda: p.l2 } });
       }
     }
-    if (t.clipNorm !== undefined) {
-      ops.push({ kernel: 'fill', inputs: [], outputs: [this.normSq], attrs: { N: 1, value: 0 } });
-      for (const p of this.params) ops.push({ kernel: 'sum_squares', inputs: [p.g], outputs: [this.normSq], attrs: { N: p.numel } });
-      for (const p of this.params) ops.push({ kernel: 'clip_by_norm', inputs: [this.normSq], outputs: [p.g], attrs: { N: p.numel, clipNorm: t.clipNorm } });
-    }
+    // The global gradient norm (reported every step, and the clipping threshold's input): one pass over the arena.
+    ops.push({ kernel: 'fill', inputs: [], outputs: [this.normSq], attrs: { N: 1, value: 0 } });
+    ops.push({ kernel: 'sum_squares', inputs: [this.gradArena], outputs: [this.normSq], attrs: { N: this.paramCount } });
+    if (t.clipNorm !== undefined)
+      ops.push({ kernel: 'clip_by_norm', inputs: [this.normSq], outputs: [this.gradArena], attrs: { N: this.paramCount, clipNorm: t.clipNorm } });
     for (const p of this.params) ops.push(updateOp(t.optimizer, p.numel, p.w, p.g, p.slots, this.hyper));
     if (t.emaDecay !== undefined)
       for (const p of this.params) ops.push({ kernel: 'ema_update', inputs: [p.w], outputs: [p.ema!], attrs: { N: p.numel, decay: t.emaDecay } });
@@ -335,20 +375,53 @@ export class Tower {
     await this.backend.run(this.program('update', () => this.updateOps()));
   }
 
-  /** One whole single-device step in one native call: forward, backward, update. */
-  async trainStep(src: BatchSource, lr: number, t: number): Promise<void> {
+  /**
+   * One whole step in one native call: forward, backward, (all-reduce with the other towers), update.
+   * Alone, the shard is the whole batch (gradScale 1/B). In a collective, `gradScale` is 1 / global batch and
+   * the reduced gradient is the sum of the towers' (Note [Shard weighting] in src/actors/coordinator.ts).
+   */
+  async trainStep(src: BatchSource, lr: number, t: number, opts: { gradScale?: number; collective?: CollectiveSlot } = {}): Promise<StepTimings> {
     const B = this.stage(src);
-    this.writeHyper(lr, t, 1 / B);
+    this.writeHyper(lr, t, opts.gradScale ?? 1 / B);
     const ds = src.kind === 'indices' ? src.dataset : undefined;
-    const key = `step:${B}:${ds ? ds.images : 'direct'}`;
-    await this.backend.run(
-      this.program(key, () => [...this.inputOps(B, ds), ...this.forwardOps(B, false), ...this.lossOps(B), ...this.backwardOps(B), ...this.updateOps()]),
-    );
+    const c = opts.collective;
+    const key = `step:${B}:${ds ? ds.images : 'direct'}:${c ? `${c.comm}/${c.rank}` : 'alone'}`;
+    const mark: Op = { kernel: '@mark', inputs: [], outputs: [] };
+    const program = this.program(key, () => [
+      ...this.inputOps(B, ds),
+      mark,
+      ...this.forwardOps(B, false),
+      ...this.lossOps(B),
+      mark,
+      ...this.backwardOps(B),
+      mark,
+      ...(c ? [{ kernel: '@collective', inputs: [], outputs: [], attrs: { comm: c.comm, rank: c.rank } }] : []),
+      mark,
+      ...this.updateOps(),
+      mark,
+    ]);
+    await this.backend.run(program);
+    const m = this.backend.marks?.(program);
+    if (!m || m.length < 5) return { input: 0, forward: 0, backward: 0, reduce: 0, update: 0, total: 0 };
+    return { input: m[0]!, forward: m[1]! - m[0]!, backward: m[2]! - m[1]!, reduce: m[3]! - m[2]!, update: m[4]! - m[3]!, total: m[4]! };
+  }
+
+  /** Runs a collective over the weight arena (the start-up broadcast from tower 0), then restarts the EMA. */
+  async runWeightCollective(slot: CollectiveSlot): Promise<void> {
+    await this.backend.runOps([
+      { kernel: '@collective', inputs: [], outputs: [], attrs: { comm: slot.comm, rank: slot.rank } },
+      ...this.params.filter((p) => p.ema !== undefined).map((p) => ({ kernel: 'copy', inputs: [p.w], outputs: [p.ema!], attrs: { N: p.numel } })),
+    ]);
   }
 
   /** The data loss of the last forward pass (already weighted by its shard scale). */
   dataLoss(): number {
     return this.backend.copyOut(this.loss)[0]!;
+  }
+
+  /** The global norm of the (reduced, regularised) gradient at the last update, before clipping. */
+  gradientNorm(): number {
+    return Math.sqrt(this.backend.copyOut(this.normSq)[0]!);
   }
 
   /** The L2 penalty computed by the last update (on the weights before that update). */
@@ -407,7 +480,7 @@ export class Tower {
     if (this.disposed) return;
     this.disposed = true;
     for (const p of this.programs.values()) this.backend.releaseProgram(p);
-    for (const h of this.owned) this.backend.free(h);
+    for (const h of [...this.owned].reverse()) this.backend.free(h);
     this.programs.clear();
   }
 }

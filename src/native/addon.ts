@@ -22,9 +22,16 @@ export interface NativeAddon {
   compile(device: number, ops: Op[]): number;
   run(program: number): Promise<void>;
   releaseProgram(program: number): void;
+  programMarks(program: number): Float64Array;
+  allocView(parent: number, offset: number, numel: number): number;
+  createComm(buffers: number[], schedule: { name: string; phases: number[][][][] }, timeoutMs: number): number;
+  setCommSchedule(comm: number, schedule: { name: string; phases: number[][][][] }): void;
+  setCommTimeout(comm: number, timeoutMs: number): void;
+  releaseComm(comm: number): void;
+  commStats(comm: number, rank: number): { totalMs: number; waitMs: number };
   sync(device: number): Promise<void>;
   kernelNames(device: number): string[];
-  stats(): { devices: number; buffers: number; programs: number; bufferBytes: number };
+  stats(): { devices: number; buffers: number; programs: number; comms: number; bufferBytes: number };
   gemmInfo(): { impl: string; threads: number };
   setGemmThreads(n: number): void;
 }

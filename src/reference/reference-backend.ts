@@ -41,6 +41,16 @@ export class ReferenceBackend implements Backend {
     return h;
   }
 
+  /** A view of `numel` elements of `parent` from element `offset`: writes through either handle are shared. */
+  allocView(parent: number, offset: number, numel: number): number {
+    const buf = this.buffer(parent, 'allocView');
+    if (!Number.isInteger(offset) || !Number.isInteger(numel) || offset < 0 || numel < 1 || offset + numel > buf.data.length)
+      throw new Error(`${this.name}: allocView: [${offset}, ${offset + numel}) is outside handle ${parent} of ${buf.data.length} elements`);
+    const h = this.nextHandle++;
+    this.buffers.set(h, { dtype: buf.dtype, data: buf.data.subarray(offset, offset + numel) });
+    return h;
+  }
+
   free(handle: number): void {
     this.buffer(handle, 'free');
     this.buffers.delete(handle);
@@ -65,7 +75,8 @@ export class ReferenceBackend implements Backend {
 
   compile(ops: Op[]): number {
     this.checkOpen('compile');
-    const compiled = ops.map((op, k) => {
+    // "@mark" records step-phase times on native devices; the reference has no timeline, so it is dropped.
+    const compiled = ops.filter((op) => op.kernel !== '@mark').map((op, k) => {
       const where = `${this.name}: compile: op ${k} (${op.kernel})`;
       const kernel = referenceKernels[op.kernel];
       const sig = referenceSignatures[op.kernel];

