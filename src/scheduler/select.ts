@@ -6,14 +6,19 @@ import { tree } from './tree.js';
 import { validateSchedule, type ReductionStrategy, type Schedule, type ScheduleRequest } from './schedule.js';
 import { validate } from '../util/validate.js';
 
-export const reductionSchema = z.union([
-  z.object({
+const builtinSchema = z
+  .object({
     algorithm: z.enum(['auto', 'ring', 'tree', 'naive']).default('auto'),
     /** Upper bound on the elements one tower moves per step (splits big messages into segments). */
     chunkElems: z.number().int().positive().optional(),
-  }).strict(),
-  z.object({ custom: z.custom<ReductionStrategy>((v) => typeof v === 'object' && v !== null && typeof (v as ReductionStrategy).plan === 'function', 'expected { name, plan(req) }') }).strict(),
-]);
+  })
+  .strict();
+const customSchema = z
+  .object({
+    custom: z.custom<ReductionStrategy>((v) => typeof v === 'object' && v !== null && typeof (v as ReductionStrategy).plan === 'function', 'expected { name, plan(req) }'),
+  })
+  .strict();
+export const reductionSchema = z.union([builtinSchema, customSchema]);
 export type ReductionOptions = z.input<typeof reductionSchema>;
 
 /** Below this many bytes the tree's fewer phases beat the ring's bandwidth (measured: see bench/allreduce). */
@@ -26,7 +31,9 @@ export function autoStrategy(req: ScheduleRequest, chunkElems?: number): Reducti
 
 /** Plans the schedule for `req` and validates it; a bad custom schedule is rejected with the reason. */
 export function planReduction(options: ReductionOptions | undefined, req: ScheduleRequest): Schedule {
-  const o = validate(reductionSchema, options ?? {}, 'reduction', "Use { algorithm: 'auto' | 'ring' | 'tree' | 'naive', chunkElems? } or { custom: { name, plan(req) } }.");
+  const hint = "Use { algorithm: 'auto' | 'ring' | 'tree' | 'naive', chunkElems? } or { custom: { name, plan(req) } }.";
+  const isCustom = typeof options === 'object' && options !== null && 'custom' in options;
+  const o = isCustom ? validate(customSchema, options, 'reduction', hint) : validate(builtinSchema, options ?? {}, 'reduction', hint);
   let strategy: ReductionStrategy;
   if ('custom' in o) strategy = o.custom;
   else if (o.algorithm === 'ring') strategy = ring(o.chunkElems);
