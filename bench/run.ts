@@ -7,10 +7,12 @@ import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { native } from '../src/native/addon.js';
+import { allreduce } from './allreduce.js';
 import { mnistStep } from './mnist-step.js';
+import { towersStep } from './towers-step.js';
 import type { Row, Section } from './section.js';
 
-const SECTIONS: Section[] = [mnistStep];
+const SECTIONS: Section[] = [mnistStep, allreduce, towersStep];
 
 const num = (v: number) => (Math.abs(v) >= 100 ? Math.round(v).toLocaleString('en-US') : v.toPrecision(4));
 

@@ -7,6 +7,7 @@
 #include "cpu/gemm.h"
 #include "collective/communicator.h"
 #include "registry.h"
+#include "cuda/gpu_api.h"  // plain C++; defined only in builds with the CUDA backend
 
 namespace tl {
 void registerCpuBackend();
@@ -300,6 +301,26 @@ Napi::Value Compile(const Napi::CallbackInfo& info) {
         prog->ops.push_back(std::move(op));
         continue;
       }
+      if (op.kernel == "@sleep") {
+        op.sleepMs = attrNum("ms");
+        prog->ops.push_back(std::move(op));
+        continue;
+      }
+      if (op.kernel == "@poison" || op.kernel == "@guard") {
+        bool poison = op.kernel == "@poison";
+        auto bufs = handles(env, o, poison ? "outputs" : "inputs", i, dev, op.kernel);
+        TL_CHECK(bufs.size() == 1 && bufs[0]->dtype == tl::DType::F32, "op #" << i << " (" << op.kernel << ") takes one f32 buffer");
+        if (poison) {
+          op.poisonAt = static_cast<int64_t>(attrNum("index"));
+          TL_CHECK(op.poisonAt < bufs[0]->numel, "op #" << i << " (@poison): index " << op.poisonAt << " outside the buffer");
+          op.out = bufs;
+        } else {
+          op.guard = true;
+          op.in = bufs;
+        }
+        prog->ops.push_back(std::move(op));
+        continue;
+      }
       if (op.kernel == "@mark") {
         op.mark = static_cast<int>(prog->marks.size());
         prog->marks.push_back(0);
@@ -340,15 +361,32 @@ Napi::Value Run(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value ProgramMarks(const Napi::CallbackInfo& info) {
+// programStatus(program): {startMs, marks, guardTripped, currentOp}; safe while the program runs (the watchdog).
+Napi::Value ProgramStatus(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t h = u32Arg(info, 0, "program handle");
   return guarded(env, [&]() -> Napi::Value {
     auto prog = Registry::get().program(h);
+    auto o = Napi::Object::New(env);
+    std::lock_guard<std::mutex> lk(prog->statusMu);
     auto arr = Napi::Float64Array::New(env, prog->marks.size());
     for (size_t i = 0; i < prog->marks.size(); ++i) arr[i] = prog->marks[i];
-    return arr;
+    o.Set("marks", arr);
+    o.Set("startMs", prog->startMs);
+    o.Set("guardTripped", prog->guardTripped);
+    o.Set("currentOp", prog->currentOp.load());
+    return o;
   });
+}
+
+Napi::Value NowMs(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), tl::nowMs()); }
+
+Napi::Value InjectBitFlip(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t id = u32Arg(info, 0, "communicator id");
+  uint32_t rank = u32Arg(info, 1, "rank");
+  guarded(env, [&] { Registry::get().comm(id)->injectBitFlip(static_cast<int>(rank)); });
+  return env.Undefined();
 }
 
 Napi::Value AllocView(const Napi::CallbackInfo& info) {
@@ -501,6 +539,91 @@ Napi::Value SetGemmThreads(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// ---- GPU inspection: topology, P2P self-test, the P2P switch (cpp/cuda/gpu_api.h) ---------------------------------
+
+// topology(): {gpus, links, source}; empty (never throws) without the CUDA backend or without a GPU.
+Napi::Value Topology(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  tl::gpu::Topology t;
+#ifdef TL_HAVE_CUDA_BACKEND
+  t = tl::gpu::topology();
+#endif
+  auto gpus = Napi::Array::New(env, t.gpus.size());
+  for (size_t i = 0; i < t.gpus.size(); ++i) {
+    const auto& g = t.gpus[i];
+    auto o = Napi::Object::New(env);
+    o.Set("index", g.index);
+    o.Set("name", g.name);
+    o.Set("pciBusId", g.pciBusId);
+    o.Set("memoryBytes", static_cast<double>(g.memoryBytes));
+    gpus.Set(i, o);
+  }
+  auto links = Napi::Array::New(env, t.links.size());
+  for (size_t i = 0; i < t.links.size(); ++i) {
+    const auto& l = t.links[i];
+    auto o = Napi::Object::New(env);
+    o.Set("a", l.a);
+    o.Set("b", l.b);
+    o.Set("kind", l.kind);
+    o.Set("p2p", l.p2p);
+    if (l.perfRank >= 0) o.Set("perfRank", l.perfRank);
+    if (l.nvlinks > 0) o.Set("nvlinks", l.nvlinks);
+    o.Set("atomics", l.atomics);
+    links.Set(i, o);
+  }
+  auto o = Napi::Object::New(env);
+  o.Set("gpus", gpus);
+  o.Set("links", links);
+  o.Set("source", t.source);
+  return o;
+}
+
+// p2pSelfTest(indices): one result per ordered pair of distinct GPUs; [] for []. Blocks the calling thread.
+Napi::Value P2PSelfTest(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(env, "p2pSelfTest(indices: number[])");
+  auto arr = info[0].As<Napi::Array>();
+  std::vector<int> idx;
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    Napi::Value v = arr.Get(i);
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 0 && d < 1024) || d != static_cast<double>(static_cast<int>(d)))
+      throw Napi::TypeError::New(env, "p2pSelfTest: GPU indices must be non-negative integers");
+    idx.push_back(static_cast<int>(d));
+  }
+  return guarded(env, [&]() -> Napi::Value {
+    std::vector<tl::gpu::PairResult> rs;
+#ifdef TL_HAVE_CUDA_BACKEND
+    rs = tl::gpu::p2pSelfTest(idx);
+#else
+    TL_CHECK(idx.empty(), "p2pSelfTest: this build has no CUDA backend (no GPU to test); use cpu devices");
+#endif
+    auto out = Napi::Array::New(env, rs.size());
+    for (size_t i = 0; i < rs.size(); ++i) {
+      auto o = Napi::Object::New(env);
+      o.Set("src", rs[i].src);
+      o.Set("dst", rs[i].dst);
+      o.Set("p2p", rs[i].p2p);
+      o.Set("ok", rs[i].ok);
+      o.Set("gbps", rs[i].gbps);
+      o.Set("detail", rs[i].detail);
+      out.Set(i, o);
+    }
+    return out;
+  });
+}
+
+// setP2PEnabled(enabled): direct P2P between different GPUs for communicators created afterwards (and, for those
+// already created, for their next steps: cuda-p2p checks per step and falls back to the host-staged path).
+Napi::Value SetP2PEnabled(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsBoolean()) throw Napi::TypeError::New(env, "setP2PEnabled(enabled: boolean)");
+#ifdef TL_HAVE_CUDA_BACKEND
+  tl::gpu::setP2PEnabled(info[0].As<Napi::Boolean>().Value());
+#endif
+  return env.Undefined();
+}
+
 void cleanupEnv(EnvState* st) {
   Registry::get().releaseEnv(st->id);  // joins this environment's device threads
   st->tsfn.Release();
@@ -530,7 +653,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("compile", Napi::Function::New(env, Compile));
   exports.Set("run", Napi::Function::New(env, Run));
   exports.Set("releaseProgram", Napi::Function::New(env, ReleaseProgram));
-  exports.Set("programMarks", Napi::Function::New(env, ProgramMarks));
+  exports.Set("programStatus", Napi::Function::New(env, ProgramStatus));
+  exports.Set("nowMs", Napi::Function::New(env, NowMs));
+  exports.Set("injectBitFlip", Napi::Function::New(env, InjectBitFlip));
   exports.Set("allocView", Napi::Function::New(env, AllocView));
   exports.Set("createComm", Napi::Function::New(env, CreateComm));
   exports.Set("setCommSchedule", Napi::Function::New(env, SetCommSchedule));
@@ -542,6 +667,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("stats", Napi::Function::New(env, Stats));
   exports.Set("gemmInfo", Napi::Function::New(env, GemmInfo));
   exports.Set("setGemmThreads", Napi::Function::New(env, SetGemmThreads));
+  exports.Set("topology", Napi::Function::New(env, Topology));
+  exports.Set("p2pSelfTest", Napi::Function::New(env, P2PSelfTest));
+  exports.Set("setP2PEnabled", Napi::Function::New(env, SetP2PEnabled));
   return exports;
 }
 

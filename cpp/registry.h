@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <atomic>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -74,6 +75,9 @@ struct CompiledOp {
   std::shared_ptr<Communicator> comm;
   int rank = -1;
   int mark = -1;
+  double sleepMs = -1;    // "@sleep": fault injection (a stalled tower)
+  int64_t poisonAt = -1;  // "@poison": fault injection (writes NaN at this element of out[0])
+  bool guard = false;     // "@guard": if in[0][0] is not finite, skip the rest of the program
   std::vector<std::shared_ptr<Buffer>> in, out;
   Attrs attrs;
 };
@@ -85,11 +89,18 @@ struct Program {
   std::vector<CompiledOp> ops;
   uint64_t ownerEnv = 0;
   std::vector<double> marks;  // milliseconds since the run started, one per "@mark" op (see Tower timings)
+  double startMs = 0;         // when the last run started, on the process-wide steady clock (nowMs())
+  bool guardTripped = false;  // the last run stopped at a "@guard" (non-finite value)
+  std::atomic<int> currentOp{-1};  // the op running now, -1 when idle: the watchdog reads it from another thread
+  std::mutex statusMu;        // guards marks/startMs/guardTripped against concurrent status reads
   void execute();  // on the device thread
 
  private:
   void executeOps(Backend& dev, std::chrono::steady_clock::time_point t0);
 };
+
+// Milliseconds on the process-wide steady clock: every thread (and every worker) shares it, so timelines line up.
+double nowMs();
 
 using BackendFactory = std::function<std::unique_ptr<Backend>(int index)>;
 

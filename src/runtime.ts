@@ -5,7 +5,7 @@ import { native } from './native/addon.js';
 import { DeviceActor, TowerError } from './actors/device-actor.js';
 import { parseDevices } from './actors/devices.js';
 import { shardSizes, splitIndices } from './actors/split.js';
-import type { BuildReply, StepReply } from './actors/protocol.js';
+import type { BuildReply, StepReply, StepRequest } from './actors/protocol.js';
 import { planReduction, type ReductionOptions } from './scheduler/select.js';
 import { broadcastSchedule } from './scheduler/broadcast.js';
 import type { Schedule } from './scheduler/schedule.js';
@@ -38,6 +38,19 @@ export function mnist(opts: { batchSize: number; lastBatch?: 'drop' | 'keep'; sh
   return { kind: 'mnist', ...opts };
 }
 
+/** What to do when the guards fire (Note [Non-finite guard] in src/model/tower.ts). */
+export interface GuardOptions {
+  /** A NaN or infinite loss or reduced gradient: 'halt' (default) errors naming step, tower and tensor; 'skip' drops the update. */
+  nonFinite?: 'halt' | 'skip';
+  /** Watchdog: a step that has not finished within this many ms errors naming the tower and its phase. */
+  stepTimeoutMs?: number;
+}
+
+/** Test-only hooks (fault injection); never set in production code. */
+export interface TestHooks {
+  faultFor?(step: number, rank: number): Pick<StepRequest, 'inject' | 'fault'> | undefined;
+}
+
 export interface TrainOptions {
   model: ModelSpec;
   optimizer: OptimizerSpec;
@@ -49,6 +62,8 @@ export interface TrainOptions {
   seed?: number;
   /** Evaluate on the test set after each epoch (tower 0, EMA weights when kept). */
   evaluate?: boolean;
+  guard?: GuardOptions;
+  testHooks?: TestHooks;
 }
 
 export interface TowerTimings extends StepTimings {
@@ -72,6 +87,7 @@ export interface StepEvent {
 
 export type RunEvent =
   | { type: 'epoch'; epoch: number; steps: number }
+  | { type: 'skipped'; step: number; reason: string }
   | { type: 'evaluation'; epoch: number; loss: number; accuracy: number; useEma: boolean };
 
 export interface RunSummary {
@@ -235,17 +251,31 @@ export class Runtime {
       const shards = splitIndices(plan.indices, sizes);
       const lr = learningRate(schedule, step);
       const gradScale = 1 / plan.indices.length;
-      const replies: StepReply[] = await this.all((a, r) =>
-        a.call('step', this.callMs, { dataset: 'train', indices: shards[r]!, gradScale, lr, t: step + 1 }),
-      );
+      const replies = await this.stepAll(step, (r) => ({
+        dataset: 'train',
+        indices: shards[r]!,
+        gradScale,
+        lr,
+        t: step + 1,
+        ...(o.testHooks?.faultFor?.(step + 1, r) ?? {}),
+      }), o.guard);
+      const lossSum = replies.reduce((acc, r) => acc + r.loss, 0);
+      if (replies[0]!.skipped || !Number.isFinite(lossSum)) {
+        const reason = await this.describeNonFinite(step + 1, replies);
+        if ((o.guard?.nonFinite ?? 'halt') === 'halt') throw new NonFiniteError(reason);
+        step++;
+        events$.next({ type: 'skipped', step, reason });
+        continue;
+      }
       const wall = (performance.now() - t0) / 1000;
-      loss = replies.reduce((acc, r) => acc + r.loss, 0) + replies[0]!.regLoss;
+      loss = lossSum + replies[0]!.regLoss;
       step++;
       steps$.next({
         step,
         epoch: plan.epoch,
         loss,
         learningRate: lr,
+        gradientNorm: replies[0]!.gradNorm,
         examplesPerSec: plan.indices.length / wall,
         secPerBatch: wall,
         batchSize: plan.indices.length,
@@ -263,6 +293,38 @@ export class Runtime {
       }
     }
     return { steps: step, epochs, finalLoss: loss, ...(evaluation ? { evaluation } : {}) };
+  }
+
+  /**
+   * One step on every tower. The watchdog: if the step misses its deadline, ask each tower which phase it is
+   * in (towers waiting in the all-reduce are the victims; the others are the culprits) and say so.
+   */
+  private async stepAll(step: number, req: (rank: number) => StepRequest, guard: GuardOptions | undefined): Promise<StepReply[]> {
+    const deadline = guard?.stepTimeoutMs ?? this.callMs;
+    try {
+      return await this.all((a, r) => a.call('step', deadline, req(r)));
+    } catch (e) {
+      if (!(e instanceof TowerError) || !/deadline/.test(e.causeText)) throw e;
+      const phases = await Promise.all(this.actors.map((a) => a.call('phase', 1000).catch(() => 'unresponsive')));
+      const stuck = phases.map((p, r) => ({ p, r })).filter((x) => x.p !== 'reduce');
+      const culprits = stuck.length > 0 ? stuck : phases.map((p, r) => ({ p, r }));
+      const what = culprits.map((c) => `tower on ${this.actors[c.r]!.label} is in phase '${c.p ?? 'idle'}'`).join('; ');
+      if (this.gradComm !== undefined) native().releaseComm(this.gradComm); // frees the towers blocked in the all-reduce
+      this.gradComm = undefined;
+      throw new WatchdogError(`step ${step + 1} did not finish within ${deadline} ms: ${what}`, culprits.map((c) => this.actors[c.r]!.label), culprits[0]?.p ?? undefined);
+    }
+  }
+
+  private async describeNonFinite(step: number, replies: StepReply[]): Promise<string> {
+    const bad: string[] = [];
+    for (let r = 0; r < replies.length; r++) {
+      const tensor = await this.actors[r]!.call('firstNonFinite', this.callMs);
+      const lossBad = !Number.isFinite(replies[r]!.loss);
+      if (tensor !== undefined || lossBad)
+        bad.push(`tower on ${this.actors[r]!.label}${tensor ? `: gradient of '${tensor}'` : ''}${lossBad ? ` (loss ${replies[r]!.loss})` : ''}`);
+    }
+    const where = bad.length > 0 ? bad.join('; ') : 'no tower had a non-finite local gradient: the all-reduce produced it (corrupted transfer?)';
+    return `non-finite value at step ${step}: ${where}`;
   }
 
   /** Each tower's weights (copies; for checks and checkpoints, never on the hot path). */
@@ -299,3 +361,23 @@ export function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
 }
 
 export { TowerError };
+
+/** The non-finite guard halted training: the message names the step, the tower(s) and the first tensor. */
+export class NonFiniteError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NonFiniteError';
+  }
+}
+
+/** The watchdog fired: `devices` are the towers that did not reach the all-reduce, `phase` where they were. */
+export class WatchdogError extends Error {
+  constructor(
+    message: string,
+    readonly devices: string[],
+    readonly phase: string | undefined,
+  ) {
+    super(message);
+    this.name = 'WatchdogError';
+  }
+}

@@ -20,6 +20,8 @@ interface Case {
   // One size (numel) and generator per input and output, in signature order.
   inputs: Array<{ n: number; gen?: Gen; ints?: number }>;
   outputs: Array<{ n: number; gen?: Gen }>;
+  // Outputs compared bit for bit against the reference rounded to f32 (selections, masks, indices).
+  exact?: number[];
 }
 
 const hyper = { n: 8, gen: ((r: () => number) => [0.05 + r() * 0.1, 3, 1 / 7, 0, 0, 0, 0, 0]) as Gen };
@@ -79,12 +81,99 @@ function lossCases(): Case[] {
   return out;
 }
 
+/** Output size of one spatial dimension (docs/kernels.md): VALID ceil((in − k + 1)/s), SAME ceil(in/s). */
+function outDim(n: number, k: number, s: number, same: number): number {
+  return same ? Math.ceil(n / s) : Math.floor((n - k) / s) + 1;
+}
+
+/** Inputs with distinct values (no ties in a pooling window): a shuffled grid, scaled into ±2. */
+const distinct: Gen = (r, n) => {
+  const v = Array.from({ length: n }, (_, k) => ((k + 0.5) / n) * 4 - 2);
+  for (let k = n - 1; k > 0; k--) {
+    const j = Math.floor(r() * (k + 1));
+    [v[k], v[j]] = [v[j]!, v[k]!];
+  }
+  return v;
+};
+
+function convCases(): Case[] {
+  const out: Case[] = [];
+  // B, H, W, C, K, KH, KW, SH, SW, padding (0 VALID, 1 SAME)
+  const shapes: Array<[number, number, number, number, number, number, number, number, number, number]> = [
+    [1, 7, 5, 3, 4, 3, 3, 1, 1, 1],
+    [3, 7, 5, 3, 4, 3, 3, 2, 2, 1],
+    [3, 7, 5, 3, 4, 3, 3, 1, 1, 0],
+    [1, 7, 5, 3, 4, 3, 3, 2, 2, 0],
+    [3, 7, 5, 3, 4, 2, 3, 2, 1, 1],
+    [3, 7, 5, 3, 4, 5, 5, 1, 1, 1], // filter wider than the input
+    [1, 5, 5, 2, 3, 5, 5, 1, 1, 0], // filter = input: a 1x1 output
+    [2, 6, 6, 2, 3, 1, 1, 1, 1, 0], // pointwise
+    [2, 6, 6, 2, 3, 1, 1, 2, 2, 1],
+    [2, 24, 24, 3, 64, 5, 5, 1, 1, 1], // CIFAR-10 conv1
+    [2, 12, 12, 64, 64, 5, 5, 1, 1, 1], // CIFAR-10 conv2
+  ];
+  for (const [B, H, W, C, K, KH, KW, SH, SW, padding] of shapes) {
+    const OH = outDim(H, KH, SH, padding), OW = outDim(W, KW, SW, padding);
+    const attrs = { B, H, W, C, K, KH, KW, SH, SW, padding, OH, OW };
+    const nx = B * H * W * C, nw = KH * KW * C * K, ny = B * OH * OW * K;
+    out.push({ kernel: 'conv2d_forward', attrs, inputs: [{ n: nx }, { n: nw }, { n: K }], outputs: [{ n: ny }] });
+    out.push({ kernel: 'conv2d_backward', attrs: { ...attrs, accumulate: 0 }, inputs: [{ n: nx }, { n: nw }, { n: ny }], outputs: [{ n: nw }, { n: K }, { n: nx }] });
+    out.push({ kernel: 'conv2d_backward', attrs: { ...attrs, accumulate: 1 }, inputs: [{ n: nx }, { n: nw }, { n: ny }], outputs: [{ n: nw }, { n: K }] });
+  }
+  // B, H, W, C, KH, KW, SH, SW, padding
+  const pools: Array<[number, number, number, number, number, number, number, number, number]> = [
+    [1, 7, 5, 3, 3, 3, 2, 2, 1],
+    [3, 7, 5, 3, 3, 3, 2, 2, 0],
+    [3, 7, 5, 3, 2, 2, 1, 1, 0],
+    [2, 7, 5, 4, 3, 2, 1, 2, 1],
+    [1, 6, 6, 2, 2, 2, 2, 2, 1],
+    [2, 24, 24, 64, 3, 3, 2, 2, 1], // CIFAR-10 pool1
+  ];
+  for (const [B, H, W, C, KH, KW, SH, SW, padding] of pools) {
+    const OH = outDim(H, KH, SH, padding), OW = outDim(W, KW, SW, padding);
+    const attrs = { B, H, W, C, KH, KW, SH, SW, padding, OH, OW };
+    const nx = B * H * W * C, ny = B * OH * OW * C;
+    out.push({ kernel: 'maxpool_forward', attrs, inputs: [{ n: nx, gen: distinct }], outputs: [{ n: ny }, { n: ny }], exact: [0, 1] });
+    // argmax as maxpool_forward writes it, from a random input without ties
+    const argmax: Gen = (r, n) => {
+      const y = new Float64Array(n), am = new Int32Array(n);
+      referenceKernels.maxpool_forward!([Float64Array.from(Float32Array.from(distinct(r, nx)))], [y, am], attrs);
+      return Array.from(am);
+    };
+    out.push({ kernel: 'maxpool_backward', attrs, inputs: [{ n: ny }, { n: ny, gen: argmax }], outputs: [{ n: nx }] });
+  }
+  const lrnParams = [
+    { depthRadius: 4, bias: 1, alpha: 0.001 / 9, beta: 0.75 }, // CIFAR-10
+    { depthRadius: 2, bias: 2, alpha: 0.3, beta: 0.6 },
+    { depthRadius: 0, bias: 1, alpha: 0.5, beta: 1 },
+    { depthRadius: 5, bias: 0.5, alpha: 0.2, beta: 0.5 },
+  ];
+  for (const [N, C] of [[1, 1], [7, 3], [35, 8], [300, 64]] as const) {
+    for (const p of lrnParams) {
+      const attrs = { N, C, ...p };
+      const n = N * C;
+      const scaleGen: Gen = (r, k) => Array.from({ length: k }, () => p.bias + r() * 2);
+      out.push({ kernel: 'lrn_forward', attrs, inputs: [{ n }], outputs: [{ n }, { n }] });
+      out.push({ kernel: 'lrn_backward', attrs, inputs: [{ n }, { n }, { n }, { n, gen: scaleGen }], outputs: [{ n }] });
+    }
+  }
+  for (const N of [1, 7, 1000, 4099]) {
+    for (const [keepProb, seed, step] of [[0.5, 1, 0], [0.9, 123456789, 77], [1, 3, 5], [0.25, 2 ** 40 + 3, 2 ** 33 + 1]] as const) {
+      out.push({ kernel: 'dropout_forward', attrs: { N, keepProb, seed, step }, inputs: [{ n: N }], outputs: [{ n: N }, { n: N }], exact: [1] });
+    }
+    out.push({ kernel: 'dropout_backward', attrs: { N }, inputs: [{ n: N }, { n: N, gen: (r, k) => Array.from({ length: k }, () => (r() < 0.5 ? 0 : 2)) }], outputs: [{ n: N }] });
+  }
+  return out;
+}
+
 function runCase(c: Case, seed: number) {
   const r = testRandom(seed);
   const sig = referenceSignatures[c.kernel]!;
   assert.ok(sig, `reference has no kernel ${c.kernel}`);
   const make = (spec: { n: number; gen?: Gen; ints?: number }, dtype: string) =>
-    spec.ints !== undefined || dtype !== 'f32'
+    spec.gen && spec.ints === undefined
+      ? spec.gen(r, spec.n)
+      : spec.ints !== undefined || dtype !== 'f32'
       ? Array.from({ length: spec.n }, () => Math.floor(r() * (spec.ints ?? 10)))
       : (spec.gen ?? normal)(r, spec.n);
   const inVals = c.inputs.map((s, i) => ({ vals: make(s, sig.inputs[i]![1]), dtype: sig.inputs[i]![1] }));
@@ -108,18 +197,52 @@ function runCase(c: Case, seed: number) {
 }
 
 describe(`kernels on ${dev.name} vs float64 reference`, () => {
-  const cases = [...denseCases(), ...elementwise(), ...lossCases()];
+  const cases = [...denseCases(), ...elementwise(), ...lossCases(), ...convCases()];
   cases.forEach((c, i) => {
     it(`${c.kernel} ${JSON.stringify(c.attrs)}`, async () => {
       const { refOut, hin, hout } = runCase(c, 1000 + i);
       await dev.runOps([{ kernel: c.kernel, inputs: hin, outputs: hout, attrs: c.attrs }]);
       hout.forEach((h, k) => {
         const got = dev.copyOut(h);
+        if (c.exact?.includes(k)) {
+          const ref = refOut[k]!;
+          const want = ref instanceof Float64Array ? Float32Array.from(ref) : ref;
+          const bad = Array.from(want).findIndex((v, j) => !Object.is(v, got[j]));
+          assert.equal(bad, -1, `${c.kernel} output ${k} differs at ${bad}: got ${got[bad]}, expected ${want[bad]}`);
+          return;
+        }
         const err = relErr(got, refOut[k]!);
         assert.ok(err < 1e-5, `${c.kernel} output ${k}: rel err ${err.toExponential(2)} >= 1e-5`);
       });
       [...hin, ...hout].forEach((h) => dev.free(h));
     });
+  });
+
+  it('dropout: the mask is identical to the reference and keeps about keepProb of the elements', async () => {
+    const N = 100_000;
+    for (const [keepProb, seed, step] of [[0.5, 42, 0], [0.5, 42, 1], [0.8, 7, 1000], [0.1, 2 ** 40, 3]] as const) {
+      const attrs = { N, keepProb, seed, step };
+      const x = dev.alloc(N), y = dev.alloc(N), mask = dev.alloc(N);
+      dev.copyIn(x, new Float32Array(N).fill(1));
+      await dev.runOps([{ kernel: 'dropout_forward', inputs: [x], outputs: [y, mask], attrs }]);
+      const got = dev.copyOut(mask);
+      const refY = new Float64Array(N), refMask = new Float64Array(N);
+      referenceKernels.dropout_forward!([new Float64Array(N).fill(1)], [refY, refMask], attrs);
+      assert.deepEqual(got, Float32Array.from(refMask), `mask ${JSON.stringify(attrs)}`);
+      const kept = Array.from(got).filter((v) => v !== 0).length / N;
+      // binomial sd is at most 0.0016 at N = 1e5; 5 sd
+      assert.ok(Math.abs(kept - keepProb) < 0.008, `kept ${kept} for keepProb ${keepProb}`);
+      assert.ok(got.every((v) => v === 0 || v === Math.fround(1 / keepProb)));
+      [x, y, mask].forEach((h) => dev.free(h));
+    }
+    // another step or seed gives another mask
+    const masks = [[42, 0], [42, 1], [43, 0]].map(([seed, step]) => {
+      const y = new Float64Array(1000), m = new Float64Array(1000);
+      referenceKernels.dropout_forward!([new Float64Array(1000).fill(1)], [y, m], { N: 1000, keepProb: 0.5, seed: seed!, step: step! });
+      return m;
+    });
+    const same = (a: Float64Array, b: Float64Array) => a.filter((v, k) => v === b[k]).length / a.length;
+    assert.ok(same(masks[0]!, masks[1]!) < 0.6 && same(masks[0]!, masks[2]!) < 0.6, 'masks of other steps/seeds are unrelated');
   });
 
   it('covers every kernel of the contract', () => {

@@ -41,6 +41,8 @@ class Communicator {
   struct RankStats { double totalMs = 0, waitMs = 0; };
   RankStats stats(int rank);
   std::string transportOf(int dst, int src) const { return transports_[dst][src]->name(); }
+  // Fault injection (tests): the next copy step of `rank` flips one bit of what it received.
+  void injectBitFlip(int rank) { flipRank_ = rank; }
 
  private:
   void barrier(int rank, size_t phase);
@@ -55,6 +57,7 @@ class Communicator {
   uint64_t generation_ = 0;
   std::string aborted_;
   std::vector<RankStats> stats_;
+  std::atomic<int> flipRank_{-1};
 };
 
 // Validates a schedule against the buffers (peers, ranges, no rank writing what another reads in one phase).

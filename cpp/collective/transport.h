@@ -25,6 +25,9 @@ class Transport {
 const Transport& hostMemoryTransport();
 // The table, in order of preference.
 std::vector<const Transport*>& transportTable();
+// Adds a transport (the CUDA backend registers its own at start-up, before any communicator exists): at the front
+// (preferred over those already there) or at the back. Adding one that is already in the table does nothing.
+void addTransport(const Transport* t, bool front);
 const Transport& selectTransport(Device& dst, Device& src);
 
 }  // namespace tl

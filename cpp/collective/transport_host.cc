@@ -1,5 +1,6 @@
 // The host-memory transport: CPU towers share the process's memory, so a step is a plain loop or memcpy.
 #include <cstring>
+#include <vector>
 
 #include "transport.h"
 
@@ -34,6 +35,16 @@ const Transport& hostMemoryTransport() {
 std::vector<const Transport*>& transportTable() {
   static std::vector<const Transport*> table{&hostMemoryTransport()};
   return table;
+}
+
+void addTransport(const Transport* t, bool front) {
+  auto& table = transportTable();
+  for (const Transport* x : table)
+    if (x == t) return;
+  if (front)
+    table.insert(table.begin(), t);
+  else
+    table.push_back(t);
 }
 
 const Transport& selectTransport(Device& dst, Device& src) {

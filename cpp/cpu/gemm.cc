@@ -251,8 +251,12 @@ class Pool {
     std::lock_guard<std::mutex> use(use_);
     stopWorkers();
     n_ = std::max(1, n);
-    stop_ = false;
-    for (int i = 1; i < n_; ++i) workers_.emplace_back([this, i] { loop(i); });
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      stop_ = false;
+    }
+    const unsigned long g0 = gen_;  // a new worker waits for the generation after this one
+    for (int i = 1; i < n_; ++i) workers_.emplace_back([this, i, g0] { loop(i, g0); });
   }
   // Runs f(0..n-1) in parallel; false (nothing run) if the pool is busy with another caller or has one thread.
   bool tryRun(const std::function<void(int)>& f) {
@@ -273,12 +277,7 @@ class Pool {
   }
 
  private:
-  void loop(int id) {
-    unsigned long seen = 0;
-    {
-      std::lock_guard<std::mutex> lk(m_);
-      seen = gen_;
-    }
+  void loop(int id, unsigned long seen) {
     for (;;) {
       const std::function<void(int)>* job;
       {
@@ -345,7 +344,7 @@ void sgemmBuiltin(bool tA, bool tB, int M, int N, int K, float alpha, const floa
     std::function<void(int)> part;
     if (N >= 2 * NR * t) {
       const int chunk = ((N + t - 1) / t + NR - 1) / NR * NR;
-      part = [&](int id) {
+      part = [&, chunk](int id) {  // chunk by value: it goes out of scope before tryRun
         int j0 = id * chunk, j1 = std::min(N, j0 + chunk);
         if (j0 >= j1) return;
         const float* Bj = tB ? B + (size_t)j0 * ldb : B + j0;
@@ -353,7 +352,7 @@ void sgemmBuiltin(bool tA, bool tB, int M, int N, int K, float alpha, const floa
       };
     } else if (M >= 2 * MR * t) {
       const int chunk = ((M + t - 1) / t + MR - 1) / MR * MR;
-      part = [&](int id) {
+      part = [&, chunk](int id) {  // chunk by value: it goes out of scope before tryRun
         int i0 = id * chunk, i1 = std::min(M, i0 + chunk);
         if (i0 >= i1) return;
         const float* Ai = tA ? A + i0 : A + (size_t)i0 * lda;

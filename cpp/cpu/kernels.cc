@@ -11,6 +11,7 @@ const KernelTable& cpuKernels() {
     cpuk::registerElementwiseKernels(t);
     cpuk::registerOptimKernels(t);
     cpuk::registerInputKernels(t);
+    cpuk::registerConvKernels(t);
     return t;
   }();
   return table;

@@ -6,6 +6,7 @@
 
 #include "../registry.h"
 #include "cuda_check.h"
+#include "p2p.h"
 
 namespace tl {
 
@@ -18,6 +19,7 @@ CudaBackend::~CudaBackend() {
   cudaStreamSynchronize(stream_);
   if (blas_) cublasDestroy(blas_);
   if (scratch_) cudaFree(scratch_);
+  if (hostStage_) cudaFreeHost(hostStage_);
   cudaStreamDestroy(stream_);
   cudaGetLastError();
 }
@@ -110,6 +112,20 @@ void* CudaBackend::scratch(size_t bytes) {
   return scratch_;
 }
 
+void* CudaBackend::hostStage(size_t bytes) {
+  if (bytes <= hostStageBytes_) return hostStage_;
+  if (hostStage_) {
+    TL_CUDA_CHECK(cudaStreamSynchronize(stream_));  // a queued H2D copy may still read the old stage
+    TL_CUDA_CHECK(cudaFreeHost(hostStage_));
+    hostStage_ = nullptr;
+    hostStageBytes_ = 0;
+  }
+  // Portable: pinned for every GPU's context, since the stage is filled from the source tower's GPU.
+  TL_CUDA_CHECK(cudaHostAlloc(&hostStage_, bytes, cudaHostAllocPortable));
+  hostStageBytes_ = bytes;
+  return hostStage_;
+}
+
 const KernelTable& CudaBackend::kernels() const { return cudaKernels(); }
 
 const KernelTable& cudaKernels() {
@@ -119,6 +135,7 @@ const KernelTable& cudaKernels() {
     cudak::registerElementwiseKernels(t);
     cudak::registerOptimKernels(t);
     cudak::registerInputKernels(t);
+    cudak::registerConvKernels(t);
     return t;
   }();
   return table;
@@ -145,6 +162,7 @@ void registerCudaBackend() {
         return std::make_unique<CudaBackend>(index);
       },
       cudaDeviceCountOrZero);
+  gpu::registerCudaTransports();  // cuda-p2p and cuda-staged, ahead of host-memory (Note [CUDA transports])
 }
 
 }  // namespace tl

@@ -35,6 +35,8 @@ class CudaBackend final : public Backend {
   cublasHandle_t blas() const { return blas_; }
   // Device scratch of at least `bytes`, reused by every kernel (stream order makes that safe); grows on demand.
   void* scratch(size_t bytes);
+  // Pinned host memory of at least `bytes` for the host-staged transport (device thread only); grows on demand.
+  void* hostStage(size_t bytes);
   // Stream-ordered device -> host read of a few bytes, then waits (used by the label/index range checks).
   void readBack(void* host, const void* dev, size_t bytes);
 
@@ -46,6 +48,8 @@ class CudaBackend final : public Backend {
   cublasHandle_t blas_ = nullptr;
   void* scratch_ = nullptr;
   size_t scratchBytes_ = 0;
+  void* hostStage_ = nullptr;
+  size_t hostStageBytes_ = 0;
 };
 
 const KernelTable& cudaKernels();
@@ -56,6 +60,7 @@ void registerLayerKernels(KernelTable& t);
 void registerElementwiseKernels(KernelTable& t);
 void registerOptimKernels(KernelTable& t);
 void registerInputKernels(KernelTable& t);
+void registerConvKernels(KernelTable& t);
 }  // namespace cudak
 
 }  // namespace tl

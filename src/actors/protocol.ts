@@ -1,7 +1,7 @@
 // The messages between the coordinator and a device actor (a worker_thread), as comlink exposes them.
 import type { ModelSpec } from '../model/spec.js';
 import type { TrainingOptions } from '../model/optimizer.js';
-import type { StepTimings } from '../model/tower.js';
+import type { StepFault, StepTimings } from '../model/tower.js';
 
 export interface ActorStart {
   kind: string;
@@ -35,15 +35,19 @@ export interface StepRequest {
   gradScale: number;
   lr: number;
   t: number;
-  /** Fault injection for tests only (see test/runtime.test.ts). */
+  /** Fault injection for tests only (Note [Fault injection] in tower-worker.ts). */
   inject?: 'kernel-throw' | 'exit';
+  fault?: StepFault;
 }
 
 export interface StepReply {
   loss: number;
   regLoss: number;
+  gradNorm: number;
   timings: StepTimings;
   reduceWaitMs: number;
+  /** The non-finite guard skipped this step's update. */
+  skipped: boolean;
 }
 
 /** What a device actor exposes over comlink. Tensors never cross here: only handles, indices and scalars. */
@@ -55,6 +59,10 @@ export interface TowerActorApi {
   broadcastWeights(): Promise<void>;
   step(req: StepRequest): Promise<StepReply>;
   evaluate(key: string, useEma: boolean): Promise<{ lossSum: number; correct: number; count: number }>;
+  /** The phase of the step running now ('forward', 'reduce', ...), for the watchdog; undefined when idle. */
+  phase(): Promise<string | undefined>;
+  /** After a guard trip: the first tensor whose local (pre-reduce) gradient was not finite. */
+  firstNonFinite(): Promise<string | undefined>;
   readWeights(): Promise<Array<[string, Float32Array]>>;
   readGradients(): Promise<Array<[string, Float32Array]>>;
   dispose(): Promise<void>;

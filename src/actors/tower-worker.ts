@@ -49,12 +49,15 @@ const api: TowerActorApi = {
     if (!weightSlot) throw new Error(`device actor ${device.name}: no weight communicator`);
     await need().runWeightCollective(weightSlot);
   },
+  // Note [Fault injection]: tests ask for faults per step ('kernel-throw': a real kernel sees an index past the
+  // data set; 'exit': the worker dies mid-step; fault.stallMs: the device thread sleeps in a phase; fault.nanAt:
+  // a NaN lands in this tower's gradient before the all-reduce). Without a request nothing is added to the
+  // step program, so the hot path pays nothing.
   async step(req: StepRequest): Promise<StepReply> {
     const t = need();
     if (req.inject === 'exit') setTimeout(() => process.exit(3), 5);
     let indices = req.indices;
     if (req.inject === 'kernel-throw' && indices) {
-      // Bypasses the JS checks on purpose: the native gather kernel sees an index past the data set and throws.
       indices = Int32Array.from(indices);
       indices[0] = 1 << 30;
     }
@@ -63,9 +66,19 @@ const api: TowerActorApi = {
         ? { kind: 'indices' as const, dataset: datasets.get(req.dataset)!, indices }
         : { kind: 'direct' as const, x: req.x!, labels: req.labels! };
     if (src.kind === 'indices' && !src.dataset) throw new Error(`device actor ${device.name}: unknown dataset '${req.dataset}'`);
-    const timings = await t.trainStep(src, req.lr, req.t, { gradScale: req.gradScale, ...(gradSlot ? { collective: gradSlot } : {}) });
+    const r = await t.trainStep(src, req.lr, req.t, {
+      gradScale: req.gradScale,
+      ...(gradSlot ? { collective: gradSlot } : {}),
+      ...(req.fault ? { fault: req.fault } : {}),
+    });
     const wait = gradSlot ? native().commStats(gradSlot.comm, gradSlot.rank).waitMs : 0;
-    return { loss: t.dataLoss(), regLoss: t.regularizationLoss(), timings, reduceWaitMs: wait };
+    return { loss: t.dataLoss(), regLoss: t.regularizationLoss(), gradNorm: t.gradientNorm(), timings: r.timings, reduceWaitMs: wait, skipped: r.skipped };
+  },
+  async phase() {
+    return tower?.currentPhase();
+  },
+  async firstNonFinite() {
+    return need().firstNonFiniteLocal();
   },
   async evaluate(key, useEma) {
     const ds = datasets.get(key);

@@ -30,6 +30,6 @@ export interface Backend {
   sync(): Promise<void>;
   kernelNames(): string[];
   close(): Promise<void>;
-  /** Native devices: times (ms since the run began) at the program's '@mark' ops, from its last run. */
-  marks?(program: number): Float64Array;
+  /** Native devices: the last run of a program: start (ms, process-wide clock), '@mark' times, guard state. */
+  status?(program: number): { marks: Float64Array; startMs: number; guardTripped: boolean; currentOp: number };
 }

@@ -43,9 +43,9 @@ export class NativeDevice implements Backend {
     return h;
   }
 
-  /** Timestamps (ms from the start of the last run) of the program's '@mark' ops. */
-  marks(program: number): Float64Array {
-    return native().programMarks(program);
+  /** The last (or current) run of a program: start time, '@mark' times, whether a '@guard' stopped it. */
+  status(program: number): { marks: Float64Array; startMs: number; guardTripped: boolean; currentOp: number } {
+    return native().programStatus(program);
   }
 
   free(handle: number): void {

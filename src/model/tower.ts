@@ -17,6 +17,8 @@ export interface Param {
   l2: number;
   fanIn: number;
   fanOut: number;
+  /** Σ g² of this tower's own gradient before the all-reduce: names the tower and tensor of a non-finite value. */
+  localNormSq: number;
 }
 
 /** Examples already in device memory (uploaded once); a step then only sends row indices. */
@@ -34,6 +36,8 @@ export type BatchSource =
 
 /** Milliseconds per phase of one step, measured on the device thread (see Tower.trainStep). */
 export interface StepTimings {
+  /** When the step started on the device thread (ms on the process-wide clock, native nowMs()). */
+  startMs: number;
   input: number;
   forward: number;
   backward: number;
@@ -41,6 +45,20 @@ export interface StepTimings {
   update: number;
   total: number;
 }
+
+/** Fault injection for tests (off unless asked): see Note [Fault injection] in src/actors/tower-worker.ts. */
+export interface StepFault {
+  stallMs?: { phase: 'forward' | 'backward' | 'reduce' | 'update'; ms: number };
+  nanAt?: number;  // element of the gradient arena set to NaN before the all-reduce
+}
+
+export interface StepResult {
+  timings: StepTimings;
+  /** The non-finite guard stopped the update (the reduced gradient norm was NaN or infinite). */
+  skipped: boolean;
+}
+
+export const STEP_PHASES = ['input', 'forward', 'backward', 'reduce', 'update'] as const;
 
 /** A tower's place in a collective: the communicator over the towers' gradient arenas and its rank there. */
 export interface CollectiveSlot {
@@ -189,6 +207,7 @@ export class Tower {
       l2,
       fanIn,
       fanOut,
+      localNormSq: buf(1),
     };
     this.params.push(p);
     return this.params.length - 1;
@@ -298,6 +317,7 @@ export class Tower {
     // The global gradient norm (reported every step, and the clipping threshold's input): one pass over the arena.
     ops.push({ kernel: 'fill', inputs: [], outputs: [this.normSq], attrs: { N: 1, value: 0 } });
     ops.push({ kernel: 'sum_squares', inputs: [this.gradArena], outputs: [this.normSq], attrs: { N: this.paramCount } });
+    ops.push({ kernel: '@guard', inputs: [this.normSq], outputs: [] });
     if (t.clipNorm !== undefined)
       ops.push({ kernel: 'clip_by_norm', inputs: [this.normSq], outputs: [this.gradArena], attrs: { N: this.paramCount, clipNorm: t.clipNorm } });
     for (const p of this.params) ops.push(updateOp(t.optimizer, p.numel, p.w, p.g, p.slots, this.hyper));
@@ -378,32 +398,76 @@ export class Tower {
   /**
    * One whole step in one native call: forward, backward, (all-reduce with the other towers), update.
    * Alone, the shard is the whole batch (gradScale 1/B). In a collective, `gradScale` is 1 / global batch and
-   * the reduced gradient is the sum of the towers' (Note [Shard weighting] in src/actors/coordinator.ts).
+   * the reduced gradient is the sum of the towers' (Note [Shard weighting] in src/actors/split.ts).
+   * A non-finite reduced gradient norm skips the update on every tower alike (Note [Non-finite guard]).
    */
-  async trainStep(src: BatchSource, lr: number, t: number, opts: { gradScale?: number; collective?: CollectiveSlot } = {}): Promise<StepTimings> {
+  async trainStep(
+    src: BatchSource,
+    lr: number,
+    t: number,
+    opts: { gradScale?: number; collective?: CollectiveSlot; fault?: StepFault } = {},
+  ): Promise<StepResult> {
     const B = this.stage(src);
     this.writeHyper(lr, t, opts.gradScale ?? 1 / B);
-    const ds = src.kind === 'indices' ? src.dataset : undefined;
-    const c = opts.collective;
-    const key = `step:${B}:${ds ? ds.images : 'direct'}:${c ? `${c.comm}/${c.rank}` : 'alone'}`;
+    const program = this.stepProgram(B, src.kind === 'indices' ? src.dataset : undefined, opts.collective, opts.fault);
+    this.lastStepProgram = program;
+    await this.backend.run(program);
+    const st = this.backend.status?.(program);
+    const m = st?.marks;
+    if (!st || !m || m.length < 5) return { timings: { startMs: 0, input: 0, forward: 0, backward: 0, reduce: 0, update: 0, total: 0 }, skipped: false };
+    const timings = { startMs: st.startMs, input: m[0]!, forward: m[1]! - m[0]!, backward: m[2]! - m[1]!, reduce: m[3]! - m[2]!, update: m[4]! - m[3]!, total: m[4]! };
+    return { timings, skipped: st.guardTripped };
+  }
+
+  /** The program of the step running now (or last), for the watchdog's "which phase is it in?". */
+  lastStepProgram: number | undefined;
+
+  /** Which phase the current step is in, from its '@mark' progress; undefined when no step runs. */
+  currentPhase(): (typeof STEP_PHASES)[number] | undefined {
+    if (this.lastStepProgram === undefined) return undefined;
+    const st = this.backend.status?.(this.lastStepProgram);
+    if (!st || st.currentOp < 0) return undefined;
+    const done = Array.from(st.marks).filter((x) => x >= 0).length;
+    return STEP_PHASES[Math.min(done, STEP_PHASES.length - 1)];
+  }
+
+  // Note [Non-finite guard]: each tower records Σg² per tensor of its own gradient before the all-reduce
+  // (P tiny reductions, one pass over the gradients, no host copy), and every tower checks the reduced norm
+  // with a '@guard' op before clipping and updating. All towers see the same reduced norm, so they all skip
+  // or all apply; the per-tensor local sums are read only after a trip, to name the tower and the tensor.
+  private stepProgram(B: number, ds: DeviceDataset | undefined, c: CollectiveSlot | undefined, fault: StepFault | undefined): number {
+    const key = `step:${B}:${ds ? ds.images : 'direct'}:${c ? `${c.comm}/${c.rank}` : 'alone'}:${fault ? JSON.stringify(fault) : ''}`;
     const mark: Op = { kernel: '@mark', inputs: [], outputs: [] };
-    const program = this.program(key, () => [
+    const stall = (phase: string): Op[] =>
+      fault?.stallMs?.phase === phase ? [{ kernel: '@sleep', inputs: [], outputs: [], attrs: { ms: fault.stallMs.ms } }] : [];
+    return this.program(key, () => [
       ...this.inputOps(B, ds),
       mark,
+      ...stall('forward'),
       ...this.forwardOps(B, false),
       ...this.lossOps(B),
       mark,
+      ...stall('backward'),
       ...this.backwardOps(B),
+      ...(fault?.nanAt !== undefined ? [{ kernel: '@poison', inputs: [], outputs: [this.gradArena], attrs: { index: fault.nanAt } }] : []),
+      ...this.params.flatMap((p): Op[] => [
+        { kernel: 'fill', inputs: [], outputs: [p.localNormSq], attrs: { N: 1, value: 0 } },
+        { kernel: 'sum_squares', inputs: [p.g], outputs: [p.localNormSq], attrs: { N: p.numel } },
+      ]),
       mark,
+      ...stall('reduce'),
       ...(c ? [{ kernel: '@collective', inputs: [], outputs: [], attrs: { comm: c.comm, rank: c.rank } }] : []),
       mark,
+      ...stall('update'),
       ...this.updateOps(),
       mark,
     ]);
-    await this.backend.run(program);
-    const m = this.backend.marks?.(program);
-    if (!m || m.length < 5) return { input: 0, forward: 0, backward: 0, reduce: 0, update: 0, total: 0 };
-    return { input: m[0]!, forward: m[1]! - m[0]!, backward: m[2]! - m[1]!, reduce: m[3]! - m[2]!, update: m[4]! - m[3]!, total: m[4]! };
+  }
+
+  /** After a guard trip: the first tensor (in parameter order) whose local gradient was not finite, if any. */
+  firstNonFiniteLocal(): string | undefined {
+    for (const p of this.params) if (!Number.isFinite(this.backend.copyOut(p.localNormSq)[0]!)) return p.name;
+    return undefined;
   }
 
   /** Runs a collective over the weight arena (the start-up broadcast from tower 0), then restarts the EMA. */

@@ -22,7 +22,9 @@ export interface NativeAddon {
   compile(device: number, ops: Op[]): number;
   run(program: number): Promise<void>;
   releaseProgram(program: number): void;
-  programMarks(program: number): Float64Array;
+  programStatus(program: number): { marks: Float64Array; startMs: number; guardTripped: boolean; currentOp: number };
+  nowMs(): number;
+  injectBitFlip(comm: number, rank: number): void;
   allocView(parent: number, offset: number, numel: number): number;
   createComm(buffers: number[], schedule: { name: string; phases: number[][][][] }, timeoutMs: number): number;
   setCommSchedule(comm: number, schedule: { name: string; phases: number[][][][] }): void;

@@ -75,8 +75,9 @@ export class ReferenceBackend implements Backend {
 
   compile(ops: Op[]): number {
     this.checkOpen('compile');
-    // "@mark" records step-phase times on native devices; the reference has no timeline, so it is dropped.
-    const compiled = ops.filter((op) => op.kernel !== '@mark').map((op, k) => {
+    // Runtime ops ('@mark' timings, '@guard', '@collective', fault injection) belong to the native executor;
+    // the reference checks numerics only, so it drops them.
+    const compiled = ops.filter((op) => !op.kernel.startsWith('@')).map((op, k) => {
       const where = `${this.name}: compile: op ${k} (${op.kernel})`;
       const kernel = referenceKernels[op.kernel];
       const sig = referenceSignatures[op.kernel];

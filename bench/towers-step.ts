@@ -1,0 +1,161 @@
+// MNIST training through the real runtime (createRuntime + train, device actors on worker_threads) on 1, 2 and 4
+// CPU towers at global batch 128: examples/sec, and the runtime's own per-step overhead.
+//
+// Definitions, per step (from the steps$ event):
+//   wall      = StepEvent.secPerBatch: the coordinator's time from dispatching the step to having every reply.
+//   tower(i)  = towers[i].total: tower i's step program on its device thread, from its start to its last mark
+//               (input + forward + backward + all-reduce incl. barrier waits + update).
+//   overhead  = wall - max_i tower(i): time on the critical path spent outside every device program, i.e. the
+//               runtime's own cost: comlink/postMessage both ways, worker wake-ups, the blocking copyIn/copyOut
+//               round trips to the device thread (indices, hyper-parameters, loss, L2 loss), commStats, the
+//               promise settling, and the skew between the towers' start times that the barrier does not absorb.
+//   busy(i)   = tower(i) - idle(i), idle = the tower's barrier waits in the all-reduce (commStats waitMs).
+// examples/sec: the median over measured steps of batch / wall (StepEvent.examplesPerSec), and, as a check,
+// measured steps * batch / (arrival time of the last measured event - arrival time of the last warm-up event),
+// which also counts the coordinator's work between steps.
+import { createRuntime, mnist, type StepEvent } from '../src/runtime.js';
+import { mnistMlp } from '../src/model/spec.js';
+import type { Row, Section } from './section.js';
+
+const BATCH = 128;
+const WARMUP = 20;
+const MEASURED = 200;
+const REPS = 3;  // runs per tower count, interleaved over the tower counts
+const TOWERS = [1, 2, 4];
+const ALGORITHM = 'ring' as const;
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const quantile = (xs: number[], q: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.round(q * (s.length - 1))))]!;
+};
+
+interface RunStats {
+  towers: number;
+  examplesPerSec: number;    // median of per-step batch / wall
+  throughputTotal: number;   // measured examples / elapsed arrival time
+  overheadUs: number[];      // per measured step
+  wallMs: number[];
+  maxTowerMs: number[];
+  maxBusyMs: number[];
+  idleMs: number[];          // the largest idle among towers, per step
+  reduceMs: number[];        // the slowest tower's reduce phase (incl. its barrier waits), per step
+  finalLoss: number;
+}
+
+async function runOnce(rt: Awaited<ReturnType<typeof createRuntime>>, towers: number, seed: number): Promise<RunStats> {
+  const events: { e: StepEvent; at: number }[] = [];
+  const run = rt.train({
+    model: mnistMlp(),
+    optimizer: { type: 'momentum', lr: 0.01, momentum: 0.9 },
+    data: mnist({ batchSize: BATCH }),
+    steps: WARMUP + MEASURED,
+    seed,
+  });
+  run.steps$.subscribe((e) => events.push({ e, at: performance.now() }));
+  const summary = await run.done;
+  await new Promise((r) => setImmediate(r));  // let the asap-scheduled last events arrive
+  if (events.length !== WARMUP + MEASURED) throw new Error(`towers ${towers}: got ${events.length} step events, expected ${WARMUP + MEASURED}`);
+  if (!Number.isFinite(summary.finalLoss)) throw new Error(`towers ${towers}: training diverged (loss ${summary.finalLoss})`);
+  const measured = events.slice(WARMUP);
+  const s: RunStats = { towers, examplesPerSec: 0, throughputTotal: 0, overheadUs: [], wallMs: [], maxTowerMs: [], maxBusyMs: [], idleMs: [], reduceMs: [], finalLoss: summary.finalLoss };
+  for (const { e } of measured) {
+    const wall = e.secPerBatch * 1000;
+    const maxTower = Math.max(...e.towers.map((t) => t.total));
+    s.wallMs.push(wall);
+    s.maxTowerMs.push(maxTower);
+    s.overheadUs.push((wall - maxTower) * 1000);
+    s.maxBusyMs.push(Math.max(...e.towers.map((t) => t.total - t.idle)));
+    s.idleMs.push(Math.max(...e.towers.map((t) => t.idle)));
+    s.reduceMs.push(Math.max(...e.towers.map((t) => t.reduce)));
+  }
+  s.examplesPerSec = median(measured.map(({ e }) => e.examplesPerSec));
+  const elapsed = (measured[measured.length - 1]!.at - events[WARMUP - 1]!.at) / 1000;
+  s.throughputTotal = (MEASURED * BATCH) / elapsed;
+  return s;
+}
+
+export const towersStep: Section = {
+  name: 'towers',
+  description: `MNIST 784-500-10 through the runtime, global batch ${BATCH}, ${TOWERS.join('/')} CPU towers (${ALGORITHM} all-reduce): examples/s and per-step runtime overhead`,
+  async run(): Promise<Row[]> {
+    const runtimes = new Map<number, Awaited<ReturnType<typeof createRuntime>>>();
+    const byTowers = new Map<number, RunStats[]>(TOWERS.map((n) => [n, []]));
+    try {
+      for (const n of TOWERS) runtimes.set(n, await createRuntime({ devices: `cpu:${n}`, reduction: { algorithm: ALGORITHM } }));
+      // Interleave the tower counts so a burst of load from other processes does not land on one of them only.
+      for (let rep = 0; rep < REPS; rep++)
+        for (const n of TOWERS) byTowers.get(n)!.push(await runOnce(runtimes.get(n)!, n, rep + 1));
+    } finally {
+      await Promise.all([...runtimes.values()].map((rt) => rt.close()));
+    }
+
+    // Per tower count: the run with the median examples/sec; step statistics pooled over all runs.
+    const pick = (n: number) => {
+      const runs = byTowers.get(n)!;
+      const pooled = (f: (r: RunStats) => number[]) => runs.flatMap(f);
+      return {
+        runs,
+        eps: median(runs.map((r) => r.examplesPerSec)),
+        epsTotal: median(runs.map((r) => r.throughputTotal)),
+        overhead: median(pooled((r) => r.overheadUs)),
+        overheadP10: quantile(pooled((r) => r.overheadUs), 0.1),
+        overheadP90: quantile(pooled((r) => r.overheadUs), 0.9),
+        wall: median(pooled((r) => r.wallMs)),
+        maxTower: median(pooled((r) => r.maxTowerMs)),
+        busy: median(pooled((r) => r.maxBusyMs)),
+        idle: median(pooled((r) => r.idleMs)),
+        reduce: median(pooled((r) => r.reduceMs)),
+      };
+    };
+    const stats = new Map(TOWERS.map((n) => [n, pick(n)]));
+
+    console.log(`  # per step, median over ${REPS} runs x ${MEASURED} steps (after ${WARMUP} warm-up steps each), ms unless said`);
+    console.log(`  # towers  examples/s  (total-time)   wall   max tower  max busy  max idle  reduce  overhead us (p10..p90)`);
+    for (const n of TOWERS) {
+      const s = stats.get(n)!;
+      console.log(`  ${String(n).padStart(8)} ${s.eps.toFixed(0).padStart(11)} ${`(${s.epsTotal.toFixed(0)})`.padStart(13)} ${s.wall.toFixed(3).padStart(7)} ` +
+        `${s.maxTower.toFixed(3).padStart(10)} ${s.busy.toFixed(3).padStart(9)} ${s.idle.toFixed(3).padStart(9)} ${s.reduce.toFixed(3).padStart(7)} ` +
+        `${s.overhead.toFixed(0).padStart(12)} (${s.overheadP10.toFixed(0)}..${s.overheadP90.toFixed(0)})`);
+    }
+
+    const one = stats.get(1)!;
+    const rows: Row[] = [];
+    for (const n of TOWERS) {
+      const s = stats.get(n)!;
+      const row: Row = {
+        name: `mnist through the runtime, B=${BATCH}, ${n} tower${n > 1 ? 's' : ''}`,
+        value: s.eps,
+        unit: 'examples/s',
+        note: `median of per-step examples/s over ${REPS} x ${MEASURED} steps; runs ${s.runs.map((r) => r.examplesPerSec.toFixed(0)).join(', ')}; ` +
+          `by total time ${s.epsTotal.toFixed(0)}; final loss ${s.runs.map((r) => r.finalLoss.toFixed(3)).join(', ')}`,
+      };
+      if (n > 1) {
+        row.reference = { value: one.eps, label: '1 tower through the runtime' };
+        row.ratio = s.eps / one.eps;
+        if (n === 2) {
+          row.target = '2 towers >= 1 tower (ratio >= 1.0)';
+          row.met = row.ratio >= 1.0;
+        }
+      }
+      rows.push(row);
+    }
+    for (const n of TOWERS) {
+      const s = stats.get(n)!;
+      rows.push({
+        name: `runtime overhead per step, ${n} tower${n > 1 ? 's' : ''} (wall - slowest tower's device-thread time)`,
+        value: s.overhead,
+        unit: 'us',
+        target: '<= 100 us',
+        met: s.overhead <= 100,
+        note: `median over ${REPS} x ${MEASURED} steps, p10 ${s.overheadP10.toFixed(0)} us, p90 ${s.overheadP90.toFixed(0)} us; ` +
+          `wall ${s.wall.toFixed(3)} ms, slowest tower ${s.maxTower.toFixed(3)} ms (busy ${s.busy.toFixed(3)}, idle ${s.idle.toFixed(3)}) = ${((s.overhead / 1000 / s.wall) * 100).toFixed(0)}% of the step`,
+      });
+    }
+    return rows;
+  },
+};

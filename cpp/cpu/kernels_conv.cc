@@ -1,0 +1,415 @@
+// CPU convolution, pooling, LRN and dropout kernels, NHWC (see docs/kernels.md, "Convolution and pooling").
+// conv2d runs as im2col + sgemm over chunks of output rows; everything else is plain loops on one thread.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "gemm.h"
+#include "kernels_cpu.h"
+
+namespace tl {
+namespace cpuk {
+
+// ---- conv2d ------------------------------------------------------------------------------------------------------
+
+// Per-thread scratch for the column matrices, kept between calls (kernels of one device run on its thread).
+static float* scratchFloats(std::vector<float>& v, int64_t n) {
+  if ((int64_t)v.size() < n) v.assign((size_t)n, 0.f);
+  return v.data();
+}
+
+// Output rows per chunk: the column matrix of one chunk stays around 4 MB (a few images of a CIFAR-sized layer).
+static int64_t chunkRows(int64_t kk, int64_t rows) {
+  const int64_t budget = int64_t(1) << 20;  // floats
+  return std::max<int64_t>(1, std::min<int64_t>(rows, budget / std::max<int64_t>(kk, 1)));
+}
+
+// Row r of the column matrix (r = (b·OH + oh)·OW + ow) is the receptive field of that output, ordered (kh, kw, c) to
+// match the filter's (KH, KW, C, K) layout; cells in the padding are 0. Rows [r0, r0 + m) go to col (m, KH·KW·C).
+static void im2col(const ConvGeom& g, const float* x, int64_t r0, int64_t m, float* col) {
+  const int64_t C = g.C, KW = g.KW, kk = g.KH * KW * C, rowC = KW * C;
+  for (int64_t r = r0; r < r0 + m; ++r) {
+    const int64_t b = r / (g.OH * g.OW), rem = r - b * g.OH * g.OW, oh = rem / g.OW, ow = rem - oh * g.OW;
+    const int64_t ih0 = oh * g.SH - g.padTop, iw0 = ow * g.SW - g.padLeft;
+    float* dst = col + (r - r0) * kk;
+    const bool wInside = iw0 >= 0 && iw0 + KW <= g.W;
+    for (int64_t kh = 0; kh < g.KH; ++kh, dst += rowC) {
+      const int64_t ih = ih0 + kh;
+      if (ih < 0 || ih >= g.H) {
+        std::memset(dst, 0, sizeof(float) * rowC);
+        continue;
+      }
+      const float* src = x + ((b * g.H + ih) * g.W) * C;
+      if (wInside) {  // the KW cells of this filter row are contiguous in NHWC
+        std::memcpy(dst, src + iw0 * C, sizeof(float) * rowC);
+        continue;
+      }
+      for (int64_t kw = 0; kw < KW; ++kw) {
+        const int64_t iw = iw0 + kw;
+        if (iw < 0 || iw >= g.W) std::memset(dst + kw * C, 0, sizeof(float) * C);
+        else std::memcpy(dst + kw * C, src + iw * C, sizeof(float) * C);
+      }
+    }
+  }
+}
+
+// The adjoint of im2col: dx += the column rows [r0, r0 + m), padding cells dropped.
+static void col2imAdd(const ConvGeom& g, const float* col, int64_t r0, int64_t m, float* dx) {
+  const int64_t C = g.C, KW = g.KW, kk = g.KH * KW * C, rowC = KW * C;
+  for (int64_t r = r0; r < r0 + m; ++r) {
+    const int64_t b = r / (g.OH * g.OW), rem = r - b * g.OH * g.OW, oh = rem / g.OW, ow = rem - oh * g.OW;
+    const int64_t ih0 = oh * g.SH - g.padTop, iw0 = ow * g.SW - g.padLeft;
+    const float* src = col + (r - r0) * kk;
+    const int64_t kw0 = std::max<int64_t>(0, -iw0), kw1 = std::min<int64_t>(KW, g.W - iw0);
+    for (int64_t kh = 0; kh < g.KH; ++kh, src += rowC) {
+      const int64_t ih = ih0 + kh;
+      if (ih < 0 || ih >= g.H || kw0 >= kw1) continue;
+      float* dst = dx + ((b * g.H + ih) * g.W + iw0 + kw0) * C;  // cells kw0..kw1−1 of this filter row
+      const float* s = src + kw0 * C;
+      for (int64_t j = 0; j < (kw1 - kw0) * C; ++j) dst[j] += s[j];
+    }
+  }
+}
+
+// A 1x1 filter with stride 1 needs no column matrix: x itself is (B·H·W, C).
+static bool isPointwise(const ConvGeom& g) { return g.KH == 1 && g.KW == 1 && g.SH == 1 && g.SW == 1; }
+
+static void checkConvBuffers(KernelCall& c, const ConvGeom& g, int64_t K, const TensorRef& x, const TensorRef& w) {
+  c.expectType(x, "x", DType::F32);
+  c.expectType(w, "w", DType::F32);
+  c.expectSize(x, "x", g.inNumel(), "(B,H,W,C)");
+  c.expectSize(w, "w", mul(c, mul(c, g.KH * g.KW, g.C), K), "(KH,KW,C,K)");
+}
+
+// in: x (B,H,W,C), w (KH,KW,C,K), b (K); out: y (B,OH,OW,K)
+static void conv2d_forward(KernelCall& c) {
+  c.expectArity(3, 1, 1);
+  const ConvGeom g = convGeom(c);
+  const int64_t K = dim(c, "K");
+  const TensorRef &x = c.in[0], &w = c.in[1], &b = c.in[2], &y = c.out[0];
+  checkConvBuffers(c, g, K, x, w);
+  c.expectType(b, "b", DType::F32);
+  c.expectSize(b, "b", K, "(K)");
+  c.expectType(y, "y", DType::F32);
+  const int64_t M = g.outRows(), kk = g.KH * g.KW * g.C;
+  c.expectSize(y, "y", mul(c, M, K), "(B,OH,OW,K)");
+  const int iK = gemmDim(c, K, "K"), iKK = gemmDim(c, kk, "KH*KW*C");
+  gemmDim(c, M, "B*OH*OW");
+  float* py = y.f32();
+  const float* pb = b.f32();
+  for (int64_t r = 0; r < M; ++r) std::copy(pb, pb + K, py + r * K);
+  if (K == 0 || M == 0 || kk == 0) return;
+  if (isPointwise(g)) {
+    sgemm(false, false, (int)M, iK, iKK, 1.f, x.f32(), std::max(iKK, 1), w.f32(), iK, 1.f, py, iK);
+    return;
+  }
+  static thread_local std::vector<float> colBuf;
+  const int64_t step = chunkRows(kk, M);
+  float* col = scratchFloats(colBuf, step * kk);
+  for (int64_t r0 = 0; r0 < M; r0 += step) {
+    const int64_t m = std::min(step, M - r0);
+    im2col(g, x.f32(), r0, m, col);
+    sgemm(false, false, (int)m, iK, iKK, 1.f, col, iKK, w.f32(), iK, 1.f, py + r0 * K, iK);
+  }
+}
+
+// in: x (B,H,W,C), w (KH,KW,C,K), dy (B,OH,OW,K); out: dw (KH,KW,C,K), db (K) [, dx (B,H,W,C)]
+static void conv2d_backward(KernelCall& c) {
+  c.expectArity(3, 2, 3);
+  const ConvGeom g = convGeom(c);
+  const int64_t K = dim(c, "K");
+  const double accAttr = attr(c, "accumulate", 0);
+  TL_KCHECK(c, accAttr == 0 || accAttr == 1, "attribute accumulate must be 0 or 1, got " << accAttr);
+  const bool acc = accAttr == 1;
+  const TensorRef &x = c.in[0], &w = c.in[1], &dy = c.in[2], &dw = c.out[0], &db = c.out[1];
+  checkConvBuffers(c, g, K, x, w);
+  const int64_t M = g.outRows(), kk = g.KH * g.KW * g.C;
+  c.expectType(dy, "dy", DType::F32);
+  c.expectSize(dy, "dy", mul(c, M, K), "(B,OH,OW,K)");
+  c.expectType(dw, "dw", DType::F32);
+  c.expectSize(dw, "dw", mul(c, kk, K), "(KH,KW,C,K)");
+  c.expectType(db, "db", DType::F32);
+  c.expectSize(db, "db", K, "(K)");
+  const bool wantDx = c.out.size() == 3;
+  if (wantDx) {
+    c.expectType(c.out[2], "dx", DType::F32);
+    c.expectSize(c.out[2], "dx", g.inNumel(), "(B,H,W,C)");
+  }
+  const int iK = gemmDim(c, K, "K"), iKK = gemmDim(c, kk, "KH*KW*C");
+  gemmDim(c, M, "B*OH*OW");
+  const float *px = x.f32(), *pw = w.f32(), *pdy = dy.f32();
+  float *pdw = dw.f32(), *pdx = wantDx ? c.out[2].f32() : nullptr;
+
+  // db (K) = column sums of dy, in double across the B·OH·OW rows
+  {
+    std::vector<double> s(K, 0.0);
+    for (int64_t r = 0; r < M; ++r) {
+      const float* row = pdy + r * K;
+      for (int64_t k = 0; k < K; ++k) s[k] += row[k];
+    }
+    float* pdb = db.f32();
+    for (int64_t k = 0; k < K; ++k) pdb[k] = acc ? (float)((double)pdb[k] + s[k]) : (float)s[k];
+  }
+  if (K == 0) return;
+  if (M == 0 || kk == 0) {  // empty sums: dw = 0 (or unchanged), dx = 0
+    if (!acc) std::fill(pdw, pdw + kk * K, 0.f);
+    if (wantDx) std::fill(pdx, pdx + g.inNumel(), 0.f);
+    return;
+  }
+  if (isPointwise(g)) {
+    // dw (C,K) = xᵀ·dy; dx (B·H·W, C) = dy·wᵀ
+    sgemm(true, false, iKK, iK, (int)M, 1.f, px, iKK, pdy, iK, acc ? 1.f : 0.f, pdw, iK);
+    if (wantDx) sgemm(false, true, (int)M, iKK, iK, 1.f, pdy, iK, pw, iK, 0.f, pdx, iKK);
+    return;
+  }
+  static thread_local std::vector<float> colBuf, dcolBuf;
+  const int64_t step = chunkRows(kk, M);
+  float* col = scratchFloats(colBuf, step * kk);
+  float* dcol = wantDx ? scratchFloats(dcolBuf, step * kk) : nullptr;
+  if (wantDx) std::fill(pdx, pdx + g.inNumel(), 0.f);
+  for (int64_t r0 = 0; r0 < M; r0 += step) {
+    const int64_t m = std::min(step, M - r0);
+    const float* dyc = pdy + r0 * K;
+    // dw (KK,K) (+)= colᵀ (KK,m) · dy (m,K); chunks after the first always add
+    im2col(g, px, r0, m, col);
+    sgemm(true, false, iKK, iK, (int)m, 1.f, col, iKK, dyc, iK, (acc || r0 > 0) ? 1.f : 0.f, pdw, iK);
+    if (wantDx) {
+      // dcol (m,KK) = dy (m,K) · wᵀ (K,KK), then scattered back onto dx
+      sgemm(false, true, (int)m, iKK, iK, 1.f, dyc, iK, pw, iK, 0.f, dcol, iKK);
+      col2imAdd(g, dcol, r0, m, pdx);
+    }
+  }
+}
+
+// ---- max pooling -------------------------------------------------------------------------------------------------
+
+static ConvGeom poolChecks(KernelCall& c) {
+  const ConvGeom g = convGeom(c);
+  TL_KCHECK(c, g.inNumel() <= INT32_MAX, "B*H*W*C=" << g.inNumel() << " exceeds the i32 argmax range");
+  return g;
+}
+
+// in: x (B,H,W,C); out: y (B,OH,OW,C), argmax (B,OH,OW,C) i32. The first maximum in window order (kh, kw), i.e. the
+// lowest flat index, wins ties; padding cells never take part.
+static void maxpool_forward(KernelCall& c) {
+  c.expectArity(1, 2, 2);
+  const ConvGeom g = poolChecks(c);
+  const TensorRef &x = c.in[0], &y = c.out[0], &am = c.out[1];
+  const int64_t nOut = g.outRows() * g.C;
+  c.expectType(x, "x", DType::F32);
+  c.expectSize(x, "x", g.inNumel(), "(B,H,W,C)");
+  c.expectType(y, "y", DType::F32);
+  c.expectSize(y, "y", nOut, "(B,OH,OW,C)");
+  c.expectType(am, "argmax", DType::I32);
+  c.expectSize(am, "argmax", nOut, "(B,OH,OW,C)");
+  const int64_t C = g.C;
+  const float* px = x.f32();
+  float* py = y.f32();
+  int32_t* pa = am.i32();
+  for (int64_t b = 0; b < g.B; ++b)
+    for (int64_t oh = 0; oh < g.OH; ++oh) {
+      const int64_t ih0 = oh * g.SH - g.padTop;
+      const int64_t h0 = std::max<int64_t>(ih0, 0), h1 = std::min<int64_t>(ih0 + g.KH, g.H);
+      for (int64_t ow = 0; ow < g.OW; ++ow) {
+        const int64_t iw0 = ow * g.SW - g.padLeft;
+        const int64_t w0 = std::max<int64_t>(iw0, 0), w1 = std::min<int64_t>(iw0 + g.KW, g.W);
+        const int64_t o = ((b * g.OH + oh) * g.OW + ow) * C;
+        float* yo = py + o;
+        int32_t* ao = pa + o;
+        bool first = true;
+        for (int64_t ih = h0; ih < h1; ++ih)
+          for (int64_t iw = w0; iw < w1; ++iw) {
+            const int64_t base = ((b * g.H + ih) * g.W + iw) * C;
+            const float* xi = px + base;
+            if (first) {
+              for (int64_t ch = 0; ch < C; ++ch) { yo[ch] = xi[ch]; ao[ch] = (int32_t)(base + ch); }
+              first = false;
+            } else {
+              for (int64_t ch = 0; ch < C; ++ch)
+                if (xi[ch] > yo[ch]) { yo[ch] = xi[ch]; ao[ch] = (int32_t)(base + ch); }
+            }
+          }
+        if (first)  // unreachable under the padding rules (every window holds an input cell); kept total
+          for (int64_t ch = 0; ch < C; ++ch) { yo[ch] = 0.f; ao[ch] = -1; }
+      }
+    }
+}
+
+// in: dy (B,OH,OW,C), argmax (B,OH,OW,C) i32; out: dx (B,H,W,C) = 0, then dx[argmax[o]] += dy[o].
+// Every argmax must lie inside its own window (as maxpool_forward writes it); otherwise an error, nothing written.
+static void maxpool_backward(KernelCall& c) {
+  c.expectArity(2, 1, 1);
+  const ConvGeom g = poolChecks(c);
+  const TensorRef &dy = c.in[0], &am = c.in[1], &dx = c.out[0];
+  const int64_t nOut = g.outRows() * g.C;
+  c.expectType(dy, "dy", DType::F32);
+  c.expectSize(dy, "dy", nOut, "(B,OH,OW,C)");
+  c.expectType(am, "argmax", DType::I32);
+  c.expectSize(am, "argmax", nOut, "(B,OH,OW,C)");
+  c.expectType(dx, "dx", DType::F32);
+  c.expectSize(dx, "dx", g.inNumel(), "(B,H,W,C)");
+  const int32_t* pa = am.i32();
+  const int64_t C = g.C;
+  for (int64_t o = 0; o < nOut; ++o) {
+    const int64_t ch = o % C, pos = o / C, ow = pos % g.OW, oh = (pos / g.OW) % g.OH, b = pos / (g.OW * g.OH);
+    const int64_t a = pa[o];
+    const int64_t ac = a % C, apos = a / C, aw = apos % g.W, ah = (apos / g.W) % g.H, ab = apos / (g.W * g.H);
+    const int64_t ih0 = oh * g.SH - g.padTop, iw0 = ow * g.SW - g.padLeft;
+    TL_KCHECK(c, a >= 0 && a < g.inNumel() && ac == ch && ab == b && ah >= ih0 && ah < ih0 + g.KH && aw >= iw0 &&
+                     aw < iw0 + g.KW,
+              "argmax at o=" << o << " is " << a << ", not a cell of that output's window; pass maxpool_forward's "
+                             << "argmax with the same attributes");
+  }
+  float* pdx = dx.f32();
+  const float* pdy = dy.f32();
+  std::fill(pdx, pdx + g.inNumel(), 0.f);
+  for (int64_t o = 0; o < nOut; ++o) pdx[pa[o]] += pdy[o];
+}
+
+// ---- local response normalisation ------------------------------------------------------------------------------
+
+struct LrnParams {
+  int64_t N, C, r;
+  double bias, alpha, beta;
+};
+
+static LrnParams lrnParams(KernelCall& c) {
+  LrnParams p;
+  p.N = dim(c, "N");
+  p.C = dim(c, "C");
+  p.r = dim(c, "depthRadius");
+  p.bias = attr(c, "bias");
+  p.alpha = attr(c, "alpha");
+  p.beta = attr(c, "beta");
+  TL_KCHECK(c, std::isfinite(p.bias) && std::isfinite(p.alpha) && std::isfinite(p.beta),
+            "bias, alpha and beta must be finite");
+  mul(c, p.N, p.C);
+  return p;
+}
+
+// s^(−beta) in double, with the common exponents done by square roots (CIFAR-10's beta is 0.75).
+static inline double powNeg(double s, double beta) {
+  if (beta == 0.75) { const double q = std::sqrt(s); return 1.0 / (q * std::sqrt(q)); }
+  if (beta == 0.5) return 1.0 / std::sqrt(s);
+  if (beta == 1.0) return 1.0 / s;
+  return std::pow(s, -beta);
+}
+
+// in: x (N,C); out: y (N,C), scale (N,C) = bias + alpha·Σ_{|c'−c| <= r} x[c']² (TF's tf.nn.lrn), y = x·scale^(−beta)
+static void lrn_forward(KernelCall& c) {
+  c.expectArity(1, 2, 2);
+  const LrnParams p = lrnParams(c);
+  const int64_t n = p.N * p.C;
+  c.expectType(c.in[0], "x", DType::F32);
+  c.expectSize(c.in[0], "x", n, "(N,C)");
+  c.expectType(c.out[0], "y", DType::F32);
+  c.expectSize(c.out[0], "y", n, "(N,C)");
+  c.expectType(c.out[1], "scale", DType::F32);
+  c.expectSize(c.out[1], "scale", n, "(N,C)");
+  const int64_t C = p.C, r = p.r;
+  std::vector<double> sq(C);
+  for (int64_t row = 0; row < p.N; ++row) {
+    const float* x = c.in[0].f32() + row * C;
+    float* y = c.out[0].f32() + row * C;
+    float* sc = c.out[1].f32() + row * C;
+    for (int64_t ch = 0; ch < C; ++ch) sq[ch] = (double)x[ch] * (double)x[ch];
+    double win = 0.0;  // Σ sq over [ch − r, ch + r] ∩ [0, C), slid along the row
+    for (int64_t ch = 0; ch < std::min(r, C); ++ch) win += sq[ch];
+    for (int64_t ch = 0; ch < C; ++ch) {
+      if (ch + r < C) win += sq[ch + r];
+      if (ch - r - 1 >= 0) win -= sq[ch - r - 1];
+      const double s = p.bias + p.alpha * win;
+      const double yv = (double)x[ch] * powNeg(s, p.beta);
+      sc[ch] = (float)s;
+      y[ch] = (float)yv;
+    }
+  }
+}
+
+// in: x, y, dy, scale (N,C); out: dx (N,C) = dy·scale^(−beta) − 2·alpha·beta·x·Σ_{|c−j| <= r} dy[c]·y[c]/scale[c]
+static void lrn_backward(KernelCall& c) {
+  c.expectArity(4, 1, 1);
+  const LrnParams p = lrnParams(c);
+  const int64_t n = p.N * p.C;
+  const char* names[4] = {"x", "y", "dy", "scale"};
+  for (int k = 0; k < 4; ++k) {
+    c.expectType(c.in[k], names[k], DType::F32);
+    c.expectSize(c.in[k], names[k], n, "(N,C)");
+  }
+  c.expectType(c.out[0], "dx", DType::F32);
+  c.expectSize(c.out[0], "dx", n, "(N,C)");
+  const int64_t C = p.C, r = p.r;
+  const double k2ab = 2.0 * p.alpha * p.beta;
+  std::vector<double> t(C);
+  for (int64_t row = 0; row < p.N; ++row) {
+    const float *x = c.in[0].f32() + row * C, *y = c.in[1].f32() + row * C, *dy = c.in[2].f32() + row * C,
+                *sc = c.in[3].f32() + row * C;
+    float* dx = c.out[0].f32() + row * C;
+    for (int64_t ch = 0; ch < C; ++ch) t[ch] = (double)dy[ch] * (double)y[ch] / (double)sc[ch];
+    double win = 0.0;
+    for (int64_t ch = 0; ch < std::min(r, C); ++ch) win += t[ch];
+    for (int64_t ch = 0; ch < C; ++ch) {
+      if (ch + r < C) win += t[ch + r];
+      if (ch - r - 1 >= 0) win -= t[ch - r - 1];
+      dx[ch] = (float)((double)dy[ch] * powNeg((double)sc[ch], p.beta) - k2ab * (double)x[ch] * win);
+    }
+  }
+}
+
+// ---- dropout -----------------------------------------------------------------------------------------------------
+
+// in: x (N); out: y (N), mask (N) = 1/keepProb where dropoutHash(seed, step, i) < ceil(keepProb·2^32), else 0
+static void dropout_forward(KernelCall& c) {
+  c.expectArity(1, 2, 2);
+  const int64_t N = dim(c, "N");
+  const double keep = attr(c, "keepProb");
+  TL_KCHECK(c, keep > 0 && keep <= 1, "attribute keepProb must be in (0, 1], got " << keep);
+  const uint64_t seed = (uint64_t)dim(c, "seed"), step = (uint64_t)dim(c, "step");
+  TL_KCHECK(c, N <= (int64_t(1) << 32), "N=" << N << " exceeds the 2^32 elements the dropout hash counts");
+  c.expectType(c.in[0], "x", DType::F32);
+  c.expectSize(c.in[0], "x", N, "(N)");
+  c.expectType(c.out[0], "y", DType::F32);
+  c.expectSize(c.out[0], "y", N, "(N)");
+  c.expectType(c.out[1], "mask", DType::F32);
+  c.expectSize(c.out[1], "mask", N, "(N)");
+  const uint64_t threshold = (uint64_t)std::ceil(keep * 4294967296.0);
+  const float inv = (float)(1.0 / keep);
+  const DropoutKey key = dropoutKey(seed, step);
+  const float* x = c.in[0].f32();
+  float *y = c.out[0].f32(), *mask = c.out[1].f32();
+  for (int64_t i = 0; i < N; ++i) {
+    const float m = (uint64_t)dropoutHash(key, (uint32_t)i) < threshold ? inv : 0.f;
+    mask[i] = m;
+    y[i] = x[i] * m;
+  }
+}
+
+// in: dy (N), mask (N); out: dx (N) = dy·mask (dx may alias dy)
+static void dropout_backward(KernelCall& c) {
+  c.expectArity(2, 1, 1);
+  const int64_t N = dim(c, "N");
+  c.expectType(c.in[0], "dy", DType::F32);
+  c.expectSize(c.in[0], "dy", N, "(N)");
+  c.expectType(c.in[1], "mask", DType::F32);
+  c.expectSize(c.in[1], "mask", N, "(N)");
+  c.expectType(c.out[0], "dx", DType::F32);
+  c.expectSize(c.out[0], "dx", N, "(N)");
+  const float *dy = c.in[0].f32(), *mask = c.in[1].f32();
+  float* dx = c.out[0].f32();
+  for (int64_t i = 0; i < N; ++i) dx[i] = dy[i] * mask[i];
+}
+
+void registerConvKernels(KernelTable& t) {
+  t.fns["conv2d_forward"] = conv2d_forward;
+  t.fns["conv2d_backward"] = conv2d_backward;
+  t.fns["maxpool_forward"] = maxpool_forward;
+  t.fns["maxpool_backward"] = maxpool_backward;
+  t.fns["lrn_forward"] = lrn_forward;
+  t.fns["lrn_backward"] = lrn_backward;
+  t.fns["dropout_forward"] = dropout_forward;
+  t.fns["dropout_backward"] = dropout_backward;
+}
+
+}  // namespace cpuk
+}  // namespace tl

@@ -1,0 +1,78 @@
+// Guards with injected faults: a NaN in one tower's gradient halts naming tower and tensor (or is skipped);
+// a stalled tower is reported by the watchdog within its deadline, naming the tower and the phase.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRuntime, mnist, NonFiniteError, WatchdogError, type RunEvent } from '../src/runtime.js';
+import { mnistMlp } from '../src/model/spec.js';
+import { native } from '../src/native/addon.js';
+
+const model = mnistMlp(32);
+const optimizer = { type: 'sgd' as const, lr: 0.05 };
+// dense_0/kernel is 784x32 = 25088 elements, then dense_0/bias (32): element 25090 lies in the bias.
+const IN_BIAS = 784 * 32 + 2;
+
+describe('non-finite guard', () => {
+  it("halt (default): a NaN in tower 2's gradient stops the run naming step, tower and tensor", async () => {
+    const rt = await createRuntime({ devices: 'cpu:3' });
+    try {
+      const run = rt.train({
+        model, optimizer, data: mnist({ batchSize: 96 }), steps: 10, seed: 1,
+        testHooks: { faultFor: (step, rank) => (step === 4 && rank === 2 ? { fault: { nanAt: IN_BIAS } } : undefined) },
+      });
+      let streamErr: Error | undefined;
+      run.steps$.subscribe({ error: (e: Error) => (streamErr = e) });
+      await assert.rejects(run.done, (e: Error) => e instanceof NonFiniteError && /step 4/.test(e.message) && /cpu:2/.test(e.message) && /dense_0\/bias/.test(e.message) && !/cpu:0|cpu:1/.test(e.message));
+      await new Promise((r) => setTimeout(r, 10));
+      assert.ok(streamErr instanceof NonFiniteError);
+      // The update was not applied: weights are finite and identical across towers.
+      const w = await rt.readWeights();
+      for (const [name, v] of w[0]!) {
+        assert.ok(v.every(Number.isFinite), `${name} has non-finite weights`);
+        assert.deepEqual(v, w[2]!.get(name));
+      }
+    } finally {
+      await rt.close();
+    }
+  });
+
+  it('skip: the bad step is skipped on every tower and training goes on', async () => {
+    const rt = await createRuntime({ devices: 'cpu:2' });
+    try {
+      const events: RunEvent[] = [];
+      const run = rt.train({
+        model, optimizer, data: mnist({ batchSize: 64 }), steps: 8, seed: 1, guard: { nonFinite: 'skip' },
+        testHooks: { faultFor: (step, rank) => (step === 3 && rank === 1 ? { fault: { nanAt: 5 } } : undefined) },
+      });
+      run.events$.subscribe((e) => events.push(e));
+      const s = await run.done;
+      assert.equal(s.steps, 8);
+      assert.ok(Number.isFinite(s.finalLoss));
+      const skipped = events.filter((e) => e.type === 'skipped');
+      assert.equal(skipped.length, 1);
+      assert.match((skipped[0] as { reason: string }).reason, /cpu:1.*dense_0\/kernel/);
+      const w = await rt.readWeights();
+      for (const [name, v] of w[0]!) assert.ok(v.every(Number.isFinite) && Buffer.compare(Buffer.from(v.buffer), Buffer.from(w[1]!.get(name)!.buffer)) === 0, name);
+    } finally {
+      await rt.close();
+    }
+  });
+});
+
+describe('watchdog', () => {
+  it('a tower stalled in backward is reported within its deadline, naming the tower and the phase; close returns', async () => {
+    const rt = await createRuntime({ devices: 'cpu:3' });
+    const run = rt.train({
+      model, optimizer, data: mnist({ batchSize: 96 }), steps: 10, seed: 1, guard: { stepTimeoutMs: 1500 },
+      testHooks: { faultFor: (step, rank) => (step === 3 && rank === 1 ? { fault: { stallMs: { phase: 'backward', ms: 4000 } } } : undefined) },
+    });
+    let stepStart = 0;
+    run.steps$.subscribe({ next: (e) => { if (e.step === 2) stepStart = performance.now(); }, error: () => undefined });
+    await assert.rejects(run.done, (e: Error) => e instanceof WatchdogError && e.devices.join() === 'cpu:1' && e.phase === 'backward' && /step 3/.test(e.message));
+    const dt = performance.now() - stepStart;
+    assert.ok(dt < 1500 + 2000, `reported after ${dt.toFixed(0)} ms`);
+    const t0 = performance.now();
+    await rt.close();
+    assert.ok(performance.now() - t0 < 15000);
+    assert.equal(native().stats().comms, 0);
+  });
+});
