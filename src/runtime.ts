@@ -16,6 +16,10 @@ import type { StepTimings } from './model/tower.js';
 import { loadMnist, type LabeledSet } from './data/mnist.js';
 import { batchPlans, batchesPerEpoch } from './data/batches.js';
 import { ConfigError } from './util/validate.js';
+import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from './io/checkpoint.js';
+import { EventWriter } from './io/tfevents.js';
+import { TraceWriter } from './io/trace.js';
+import { traceStep } from './actors/timeline.js';
 
 export interface RuntimeOptions {
   /** 'cpu:3', 'cpu:0,cpu:1', 'cuda:all', 'cuda:0x4' ... */
@@ -63,6 +67,12 @@ export interface TrainOptions {
   /** Evaluate on the test set after each epoch (tower 0, EMA weights when kept). */
   evaluate?: boolean;
   guard?: GuardOptions;
+  /** Checkpoints: every N steps and at the end (also after stop()); resume continues the exact trajectory. */
+  checkpoint?: { dir: string; everySteps?: number; keep?: number; resume?: boolean };
+  /** TensorBoard event files (loss, learning rate, examples/sec, gradient norm, accuracy). */
+  logDir?: string;
+  /** A Chrome trace-event timeline with one track per tower (open in Perfetto or chrome://tracing). */
+  traceFile?: string;
   testHooks?: TestHooks;
 }
 
@@ -88,6 +98,8 @@ export interface StepEvent {
 export type RunEvent =
   | { type: 'epoch'; epoch: number; steps: number }
   | { type: 'skipped'; step: number; reason: string }
+  | { type: 'checkpoint'; step: number; path: string }
+  | { type: 'resumed'; step: number; path: string }
   | { type: 'evaluation'; epoch: number; loss: number; accuracy: number; useEma: boolean };
 
 export interface RunSummary {
@@ -228,6 +240,7 @@ export class Runtime {
     if (o.data?.kind !== 'mnist') throw new ConfigError("train: data must be mnist({ batchSize }) in this version", 'data');
     const batchSize = o.data.batchSize;
     const lastBatch = o.data.lastBatch ?? 'drop';
+    const shuffle = o.data.shuffle ?? true;
     if (o.epochs === undefined && o.steps === undefined) throw new ConfigError('train: give epochs or steps', 'epochs');
     shardSizes(batchSize, this.actors.length); // rejects batches smaller than the tower count before any work
     const maxShard = Math.ceil(batchSize / this.actors.length);
@@ -236,61 +249,117 @@ export class Runtime {
     await this.upload('train', trainSet);
     if (testSet) await this.upload('test', testSet);
 
+    const spec = parseModelSpec(o.model);
     const optimizer = parseTrainingOptions({ optimizer: o.optimizer }).optimizer;
     const schedule = parseSchedule(optimizer.lr);
     const seed = o.seed ?? 0;
     const perEpoch = batchesPerEpoch(trainSet.count, batchSize, lastBatch);
     const epochs = o.epochs ?? Math.ceil((o.steps ?? 0) / perEpoch);
+    // Note [Exact resume]: the trajectory is a function of (weights, optimizer slots, EMA, step, data position,
+    // settings). The checkpoint holds all of them; the data order depends only on (seed, epoch), so the resumed
+    // run replays the same batches from the saved position, and every tower gets the same state bit for bit.
+    const runSettings = { model: spec, optimizer: o.optimizer, clipNorm: o.clipNorm ?? null, emaDecay: o.emaDecay ?? null, seed, batchSize, lastBatch, shuffle };
     let step = 0;
+    let start = { epoch: 0, batch: 0 };
+    if (o.checkpoint?.resume) {
+      const path = await latestCheckpoint(o.checkpoint.dir);
+      if (path) {
+        const ck = await loadCheckpoint(path);
+        const saved = ck.state.settings as typeof runSettings | undefined;
+        if (JSON.stringify(saved) !== JSON.stringify(runSettings))
+          throw new ConfigError(
+            `checkpoint ${path} was written with other settings (model, optimizer, seed, batch size or data options), so resuming would not continue its trajectory.\n` +
+              `  saved: ${JSON.stringify(saved)}\n  given: ${JSON.stringify(runSettings)}\nUse the same settings, or another checkpoint dir to start fresh.`,
+            'checkpoint',
+          );
+        const tensors = [...ck.tensors].map(([name, t]) => [name, t.data] as [string, Float32Array]);
+        await this.all((a) => a.call('writeState', this.callMs, tensors));
+        step = ck.step;
+        start = ck.state.next as { epoch: number; batch: number };
+        events$.next({ type: 'resumed', step, path });
+      }
+    }
+    const save = async (next: { epoch: number; batch: number }): Promise<void> => {
+      if (!o.checkpoint) return;
+      const tensors = await this.actors[0]!.call('readState', this.callMs);
+      const path = await saveCheckpoint(o.checkpoint.dir, { step, tensors, state: { settings: runSettings, next, towers: this.devices } }, { keep: o.checkpoint.keep ?? 3 });
+      events$.next({ type: 'checkpoint', step, path });
+    };
+    const tb = o.logDir ? await EventWriter.open(o.logDir) : undefined;
+    const trace = o.traceFile ? new TraceWriter(o.traceFile) : undefined;
+    const clock0 = native().nowMs();
+    trace?.track(0, 'coordinator');
+    this.actors.forEach((a, r) => trace?.track(r + 1, `tower ${r} (${a.label})`));
+
     let loss = NaN;
     let evaluation: RunSummary['evaluation'];
-    for (const plan of batchPlans({ count: trainSet.count, batchSize, seed, lastBatch, shuffle: o.data.shuffle ?? true, epochs })) {
-      if ((o.steps !== undefined && step >= o.steps) || stopped()) break;
-      const t0 = performance.now();
-      const sizes = shardSizes(plan.indices.length, this.actors.length);
-      const shards = splitIndices(plan.indices, sizes);
-      const lr = learningRate(schedule, step);
-      const gradScale = 1 / plan.indices.length;
-      const replies = await this.stepAll(step, (r) => ({
-        dataset: 'train',
-        indices: shards[r]!,
-        gradScale,
-        lr,
-        t: step + 1,
-        ...(o.testHooks?.faultFor?.(step + 1, r) ?? {}),
-      }), o.guard);
-      const lossSum = replies.reduce((acc, r) => acc + r.loss, 0);
-      if (replies[0]!.skipped || !Number.isFinite(lossSum)) {
-        const reason = await this.describeNonFinite(step + 1, replies);
-        if ((o.guard?.nonFinite ?? 'halt') === 'halt') throw new NonFiniteError(reason);
+    let next = start;
+    try {
+      for (const plan of batchPlans({ count: trainSet.count, batchSize, seed, lastBatch, shuffle, epochs, startEpoch: start.epoch, startBatch: start.batch })) {
+        if ((o.steps !== undefined && step >= o.steps) || stopped()) break;
+        const t0 = performance.now();
+        const c0 = native().nowMs();
+        const sizes = shardSizes(plan.indices.length, this.actors.length);
+        const shards = splitIndices(plan.indices, sizes);
+        const lr = learningRate(schedule, step);
+        const gradScale = 1 / plan.indices.length;
+        const replies = await this.stepAll(step, (r) => ({
+          dataset: 'train',
+          indices: shards[r]!,
+          gradScale,
+          lr,
+          t: step + 1,
+          ...(o.testHooks?.faultFor?.(step + 1, r) ?? {}),
+        }), o.guard);
+        next = plan.index + 1 === perEpoch ? { epoch: plan.epoch + 1, batch: 0 } : { epoch: plan.epoch, batch: plan.index + 1 };
+        const lossSum = replies.reduce((acc, r) => acc + r.loss, 0);
+        if (replies[0]!.skipped || !Number.isFinite(lossSum)) {
+          const reason = await this.describeNonFinite(step + 1, replies);
+          if ((o.guard?.nonFinite ?? 'halt') === 'halt') throw new NonFiniteError(reason);
+          step++;
+          events$.next({ type: 'skipped', step, reason });
+          continue;
+        }
+        const wall = (performance.now() - t0) / 1000;
+        const c1 = native().nowMs();
+        loss = lossSum + replies[0]!.regLoss;
         step++;
-        events$.next({ type: 'skipped', step, reason });
-        continue;
-      }
-      const wall = (performance.now() - t0) / 1000;
-      loss = lossSum + replies[0]!.regLoss;
-      step++;
-      steps$.next({
-        step,
-        epoch: plan.epoch,
-        loss,
-        learningRate: lr,
-        gradientNorm: replies[0]!.gradNorm,
-        examplesPerSec: plan.indices.length / wall,
-        secPerBatch: wall,
-        batchSize: plan.indices.length,
-        shardSizes: sizes,
-        towers: replies.map((r, i) => ({ device: this.actors[i]!.label, ...r.timings, idle: r.reduceWaitMs })),
-      });
-      if (plan.index === perEpoch - 1) {
-        events$.next({ type: 'epoch', epoch: plan.epoch, steps: step });
-        if (testSet) {
-          const useEma = o.emaDecay !== undefined;
-          const r = await this.actors[0]!.call('evaluate', this.callMs, 'test', useEma);
-          evaluation = { loss: r.lossSum / r.count, accuracy: r.correct / r.count };
-          events$.next({ type: 'evaluation', epoch: plan.epoch, ...evaluation, useEma });
+        const event: StepEvent = {
+          step,
+          epoch: plan.epoch,
+          loss,
+          learningRate: lr,
+          gradientNorm: replies[0]!.gradNorm,
+          examplesPerSec: plan.indices.length / wall,
+          secPerBatch: wall,
+          batchSize: plan.indices.length,
+          shardSizes: sizes,
+          towers: replies.map((r, i) => ({ device: this.actors[i]!.label, ...r.timings, idle: r.reduceWaitMs })),
+        };
+        steps$.next(event);
+        if (tb) {
+          tb.scalar('loss', loss, step);
+          tb.scalar('learning_rate', lr, step);
+          tb.scalar('examples_per_sec', event.examplesPerSec, step);
+          tb.scalar('gradient_norm', event.gradientNorm ?? NaN, step);
+        }
+        if (trace) traceStep(trace, step, c0 - clock0, c1 - clock0, event.towers.map((t) => ({ ...t, startMs: t.startMs - clock0 })));
+        if (o.checkpoint?.everySteps && step % o.checkpoint.everySteps === 0) await save(next);
+        if (plan.index === perEpoch - 1) {
+          events$.next({ type: 'epoch', epoch: plan.epoch, steps: step });
+          if (testSet) {
+            const useEma = o.emaDecay !== undefined;
+            const r = await this.actors[0]!.call('evaluate', this.callMs, 'test', useEma);
+            evaluation = { loss: r.lossSum / r.count, accuracy: r.correct / r.count };
+            events$.next({ type: 'evaluation', epoch: plan.epoch, ...evaluation, useEma });
+            tb?.scalar('accuracy', evaluation.accuracy, step);
+          }
         }
       }
+      await save(next);
+    } finally {
+      await tb?.close();
+      await trace?.close();
     }
     return { steps: step, epochs, finalLoss: loss, ...(evaluation ? { evaluation } : {}) };
   }
@@ -334,6 +403,25 @@ export class Runtime {
 
   async readGradients(): Promise<Array<Map<string, Float32Array>>> {
     return (await this.all((a) => a.call('readGradients', this.callMs))).map((e) => new Map(e));
+  }
+
+  /**
+   * Where everything lives (TF's log_device_placement, seed 001's lesson): per tower, each parameter with its
+   * device and its place in the weight arena, and the kernels of each layer. Valid after train() has built.
+   */
+  placement(): string[] {
+    const lines: string[] = [];
+    this.built.forEach((b, r) => {
+      lines.push(`tower ${r} on ${b.device}: ${b.paramCount} parameters in one weight arena and one gradient arena on ${b.device}`);
+      let offset = 0;
+      for (const p of b.params) {
+        const n = p.shape.reduce((a, x) => a * x, 1);
+        lines.push(`  ${p.name.padEnd(20)} [${p.shape.join('x')}] f32 on ${b.device} (arena +${offset}); kernels dense_forward, dense_backward, optimizer update on ${b.device}`);
+        offset += n;
+      }
+      lines.push(`  all-reduce of the gradient arena: ${this.currentSchedule().name}, executed on ${b.device}'s own native thread`);
+    });
+    return lines;
   }
 
   /** Test hook: the actor of tower `rank`. */

@@ -64,6 +64,8 @@ export interface TowerActorApi {
   /** After a guard trip: the first tensor whose local (pre-reduce) gradient was not finite. */
   firstNonFinite(): Promise<string | undefined>;
   readWeights(): Promise<Array<[string, Float32Array]>>;
+  readState(): Promise<Array<{ name: string; shape: number[]; data: Float32Array }>>;
+  writeState(tensors: Array<[string, Float32Array]>): Promise<void>;
   readGradients(): Promise<Array<[string, Float32Array]>>;
   dispose(): Promise<void>;
 }

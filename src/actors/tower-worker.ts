@@ -89,6 +89,12 @@ const api: TowerActorApi = {
   async readWeights() {
     return [...need().readWeights('w')];
   },
+  async readState() {
+    return need().readState();
+  },
+  async writeState(tensors) {
+    need().writeState(new Map(tensors));
+  },
   async readGradients() {
     return [...need().readWeights('g')];
   },

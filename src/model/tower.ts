@@ -531,6 +531,37 @@ export class Tower {
     return out;
   }
 
+  /**
+   * Everything a resumed run needs, by name: weights ('<param>'), optimizer slots ('optimizer/<param>/<k>') and
+   * the EMA ('ema/<param>'). Copies for checkpoints, never on the hot path.
+   */
+  readState(): Array<{ name: string; shape: number[]; data: Float32Array }> {
+    const out: Array<{ name: string; shape: number[]; data: Float32Array }> = [];
+    for (const p of this.params) {
+      out.push({ name: p.name, shape: p.shape, data: this.backend.copyOut(p.w) as Float32Array });
+      p.slots.forEach((h, k) => out.push({ name: `optimizer/${p.name}/${k}`, shape: p.shape, data: this.backend.copyOut(h) as Float32Array }));
+      if (p.ema !== undefined) out.push({ name: `ema/${p.name}`, shape: p.shape, data: this.backend.copyOut(p.ema) as Float32Array });
+    }
+    return out;
+  }
+
+  /** Restores readState()'s tensors. Checks every name and size first: a mismatched state changes nothing. */
+  writeState(tensors: Map<string, ArrayLike<number>>): void {
+    const plan: Array<[number, ArrayLike<number>]> = [];
+    const want = (name: string, h: number, p: Param) => {
+      const v = tensors.get(name);
+      if (!v) throw new Error(`checkpoint has no tensor '${name}' that model '${this.spec.name}' needs (is it from another model or optimizer?)`);
+      if (v.length !== p.numel) throw new RangeError(`checkpoint tensor '${name}' has ${v.length} values; model '${this.spec.name}' expects ${p.numel} (shape ${p.shape.join('x')})`);
+      plan.push([h, v]);
+    };
+    for (const p of this.params) {
+      want(p.name, p.w, p);
+      p.slots.forEach((h, k) => want(`optimizer/${p.name}/${k}`, h, p));
+      if (p.ema !== undefined) want(`ema/${p.name}`, p.ema, p);
+    }
+    for (const [h, v] of plan) this.backend.copyIn(h, v);
+  }
+
   writeWeights(values: Map<string, ArrayLike<number>>): void {
     for (const p of this.params) {
       const v = values.get(p.name);

@@ -8,6 +8,26 @@ import type { Op } from '../backend/backend.js';
 export type NativeDType = 'f32' | 'i32' | 'u8';
 export type NativeArray = Float32Array | Int32Array | Uint8Array;
 
+export type LinkKind = 'SELF' | 'NVLINK' | 'PIX' | 'PXB' | 'PHB' | 'NODE' | 'SYS' | 'P2P' | 'NONE';
+
+/** cpp/cuda/gpu_api.h's Topology: link kinds from NVML when it loads ('nvml'), else from CUDA attributes ('cuda'). */
+export interface NativeTopology {
+  gpus: { index: number; name: string; pciBusId: string; memoryBytes: number }[];
+  /** One entry per unordered pair a <= b (a === b: 'SELF'). */
+  links: { a: number; b: number; kind: LinkKind; p2p: boolean; perfRank?: number; nvlinks?: number; atomics?: boolean }[];
+  source?: 'nvml' | 'cuda' | 'none';
+}
+
+/** One direction of the P2P self-test: p2p = the path tested (and used) is direct peer-to-peer. */
+export interface P2PPairResult {
+  src: number;
+  dst: number;
+  p2p: boolean;
+  ok: boolean;
+  gbps: number;
+  detail: string;
+}
+
 /** The functions cpp/addon.cc exports. Handles are process-wide integers (Note [Process-wide registry]). */
 export interface NativeAddon {
   backendKinds(): string[];
@@ -36,6 +56,12 @@ export interface NativeAddon {
   stats(): { devices: number; buffers: number; programs: number; comms: number; bufferBytes: number };
   gemmInfo(): { impl: string; threads: number };
   setGemmThreads(n: number): void;
+  /** GPUs and their pairwise links; empty (never throws) without the CUDA backend or without a GPU. */
+  topology(): NativeTopology;
+  /** Copies test patterns between every ordered pair of the given GPUs; [] for []. A corrupted pair loses P2P. */
+  p2pSelfTest(indices: number[]): P2PPairResult[];
+  /** Direct P2P between different GPUs on/off (TOWERLINE_P2P=0 starts it off); a no-op without CUDA. */
+  setP2PEnabled(enabled: boolean): void;
 }
 
 function findAddon(): string {

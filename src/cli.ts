@@ -1,0 +1,226 @@
+// The towerline command line: train, eval, topo, bench allreduce.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import cliProgress from 'cli-progress';
+import { readFile } from 'node:fs/promises';
+import { createRuntime, mnist, type StepEvent, type TrainOptions } from './runtime.js';
+import { mnistMlp, type ModelSpec } from './model/spec.js';
+import type { OptimizerSpec } from './model/optimizer.js';
+import type { ScheduleSpec } from './model/schedule.js';
+import { loadCheckpoint } from './io/checkpoint.js';
+import { NativeDevice } from './backend/native-device.js';
+import { Tower } from './model/tower.js';
+import { loadMnist } from './data/mnist.js';
+
+const int = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got '${v}'`);
+  return n;
+};
+const num = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got '${v}'`);
+  return n;
+};
+
+async function loadModel(model: string): Promise<ModelSpec> {
+  if (model === 'mnist') return mnistMlp();
+  try {
+    return JSON.parse(await readFile(model, 'utf8')) as ModelSpec;
+  } catch (e) {
+    throw new Error(`--model: '${model}' is neither a preset (mnist) nor a readable JSON spec file: ${(e as Error).message}`);
+  }
+}
+
+/** The seeds' familiar line: `step 100, loss = 0.35 (12345.6 examples/sec; 0.010 sec/batch)`. */
+export function stepLine(e: StepEvent): string {
+  return `step ${e.step}, loss = ${e.loss.toFixed(2)} (${e.examplesPerSec.toFixed(1)} examples/sec; ${e.secPerBatch.toFixed(3)} sec/batch)`;
+}
+
+interface TrainFlags {
+  model: string;
+  devices: string;
+  reduction: 'auto' | 'ring' | 'tree' | 'naive';
+  batchSize: number;
+  epochs?: number;
+  steps?: number;
+  optimizer: 'sgd' | 'momentum' | 'adam';
+  lr: number;
+  momentum: number;
+  decayRate?: number;
+  decaySteps?: number;
+  staircase?: boolean;
+  ema?: number;
+  clipNorm?: number;
+  checkpointDir?: string;
+  checkpointEvery?: number;
+  keep: number;
+  resume?: boolean;
+  logDir?: string;
+  trace?: string;
+  seed: number;
+  eval?: boolean;
+  logPlacement?: boolean;
+  logEvery: number;
+}
+
+async function train(f: TrainFlags): Promise<number> {
+  if (f.epochs === undefined && f.steps === undefined) throw new Error('give --epochs or --steps');
+  const lr: number | ScheduleSpec =
+    f.decayRate !== undefined ? { type: 'exponential', lr: f.lr, decayRate: f.decayRate, decaySteps: f.decaySteps ?? 1000, staircase: f.staircase ?? false } : f.lr;
+  const optimizer: OptimizerSpec =
+    f.optimizer === 'momentum' ? { type: 'momentum', lr, momentum: f.momentum } : f.optimizer === 'adam' ? { type: 'adam', lr } : { type: 'sgd', lr };
+  const opts: TrainOptions = {
+    model: await loadModel(f.model),
+    optimizer,
+    data: mnist({ batchSize: f.batchSize }),
+    seed: f.seed,
+    evaluate: f.eval ?? false,
+    ...(f.epochs !== undefined ? { epochs: f.epochs } : {}),
+    ...(f.steps !== undefined ? { steps: f.steps } : {}),
+    ...(f.ema !== undefined ? { emaDecay: f.ema } : {}),
+    ...(f.clipNorm !== undefined ? { clipNorm: f.clipNorm } : {}),
+    ...(f.checkpointDir ? { checkpoint: { dir: f.checkpointDir, keep: f.keep, resume: f.resume ?? false, ...(f.checkpointEvery ? { everySteps: f.checkpointEvery } : {}) } } : {}),
+    ...(f.logDir ? { logDir: f.logDir } : {}),
+    ...(f.trace ? { traceFile: f.trace } : {}),
+  };
+  const rt = await createRuntime({ devices: f.devices, reduction: { algorithm: f.reduction } });
+  const tty = process.stdout.isTTY === true;
+  let stopping = false;
+  let exitCode = 0;
+  try {
+    const run = rt.train(opts);
+    const onSigint = () => {
+      if (stopping) return;
+      stopping = true;
+      exitCode = 130;
+      process.stderr.write('\nCtrl+C: stopping after the current step and writing a checkpoint...\n');
+      run.stop();
+    };
+    process.on('SIGINT', onSigint);
+    const total = f.steps ?? f.epochs! * Math.floor(60000 / f.batchSize);
+    const bar = tty
+      ? new cliProgress.SingleBar({ format: 'step {value}/{total} [{bar}] loss {loss} | {eps} examples/sec | ETA {eta_formatted}', hideCursor: true }, cliProgress.Presets.shades_classic)
+      : undefined;
+    let placementShown = false;
+    run.steps$.subscribe({
+      next: (e) => {
+        if (f.logPlacement && !placementShown) {
+          placementShown = true;
+          for (const line of rt.placement()) process.stdout.write(`${line}\n`);
+        }
+        if (bar) {
+          if (e.step === 1 || !bar.getTotal()) bar.start(total, 0, { loss: '-', eps: '-' });
+          bar.update(e.step, { loss: e.loss.toFixed(3), eps: e.examplesPerSec.toFixed(0) });
+        } else if (e.step % f.logEvery === 0) {
+          process.stdout.write(`${stepLine(e)}\n`);
+        }
+      },
+      error: () => bar?.stop(),
+      complete: () => bar?.stop(),
+    });
+    run.events$.subscribe({
+      next: (e) => {
+        if (e.type === 'evaluation') process.stdout.write(`epoch ${e.epoch + 1}: test accuracy ${(e.accuracy * 100).toFixed(2)}%${e.useEma ? ' (EMA weights)' : ''}\n`);
+        if (e.type === 'checkpoint' && !tty) process.stdout.write(`checkpoint at step ${e.step}: ${e.path}\n`);
+        if (e.type === 'resumed') process.stdout.write(`resumed from ${e.path} at step ${e.step}\n`);
+        if (e.type === 'skipped') process.stdout.write(`step ${e.step} skipped: ${e.reason}\n`);
+      },
+      error: () => undefined,
+    });
+    const summary = await run.done;
+    process.off('SIGINT', onSigint);
+    process.stdout.write(`done: ${summary.steps} steps, final loss ${summary.finalLoss.toFixed(4)}${summary.evaluation ? `, test accuracy ${(summary.evaluation.accuracy * 100).toFixed(2)}%` : ''}\n`);
+  } finally {
+    await rt.close();
+  }
+  return exitCode;
+}
+
+async function evaluate(f: { checkpoint: string; ema?: boolean }): Promise<number> {
+  const ck = await loadCheckpoint(f.checkpoint);
+  const settings = ck.state.settings as { model: ModelSpec; optimizer: OptimizerSpec; emaDecay: number | null } | undefined;
+  if (!settings) throw new Error(`${ck.path}: no run settings in the checkpoint sidecar`);
+  const dev = NativeDevice.open('cpu', 0);
+  try {
+    const tower = new Tower(dev, settings.model, { maxBatch: 1000, training: { optimizer: settings.optimizer, ...(settings.emaDecay !== null ? { emaDecay: settings.emaDecay } : {}) } });
+    tower.writeState(new Map([...ck.tensors].map(([k, t]) => [k, t.data])));
+    const test = await loadMnist('test');
+    const ds = tower.uploadDataset(test.images, test.labels, test.count);
+    const r = await tower.evaluate(ds, { useEma: f.ema ?? false });
+    process.stdout.write(`checkpoint ${ck.path} (step ${ck.step}): test loss ${r.loss.toFixed(4)}, accuracy ${(r.accuracy * 100).toFixed(2)}% on ${r.count} examples${f.ema ? ' (EMA weights)' : ''}\n`);
+    tower.dispose();
+  } finally {
+    await dev.close();
+  }
+  return 0;
+}
+
+export function buildCli(): Command {
+  const program = new Command('towerline').description('Data-parallel training in Node.js: one tower per device, kept in lock-step.').showHelpAfterError();
+  program
+    .command('train')
+    .description('train a model on the MNIST data set')
+    .option('--model <preset|file>', "model preset ('mnist') or a JSON model spec file", 'mnist')
+    .option('--devices <list>', "devices: 'cpu:3', 'cpu:0,cpu:1', 'cuda:all', 'cuda:0x4'", 'cpu:1')
+    .addOption(new Option('--reduction <algorithm>', 'all-reduce algorithm').choices(['auto', 'ring', 'tree', 'naive']).default('auto'))
+    .option('--batch-size <n>', 'global batch size (split over the towers)', int('--batch-size'), 128)
+    .option('--epochs <n>', 'epochs to train', int('--epochs'))
+    .option('--steps <n>', 'steps to train (total, counting resumed ones)', int('--steps'))
+    .addOption(new Option('--optimizer <name>', 'optimizer').choices(['sgd', 'momentum', 'adam']).default('momentum'))
+    .option('--lr <x>', 'learning rate', num('--lr'), 0.1)
+    .option('--momentum <x>', 'momentum', num('--momentum'), 0.9)
+    .option('--decay-rate <x>', 'exponential learning-rate decay rate', num('--decay-rate'))
+    .option('--decay-steps <n>', 'steps per decay period', int('--decay-steps'))
+    .option('--staircase', 'decay in whole periods')
+    .option('--ema <decay>', 'keep a moving average of the weights', num('--ema'))
+    .option('--clip-norm <x>', 'clip gradients by global norm', num('--clip-norm'))
+    .option('--checkpoint-dir <dir>', 'write checkpoints here (at the end, on Ctrl+C, and every --checkpoint-every steps)')
+    .option('--checkpoint-every <n>', 'checkpoint every n steps', int('--checkpoint-every'))
+    .option('--keep <k>', 'checkpoints to keep', int('--keep'), 3)
+    .option('--resume', 'resume from the latest checkpoint in --checkpoint-dir (exact trajectory)')
+    .option('--log-dir <dir>', 'TensorBoard event files')
+    .option('--trace <file>', 'Chrome trace-event timeline (Perfetto, chrome://tracing)')
+    .option('--seed <n>', 'seed for initialisation and data order', int('--seed'), 0)
+    .option('--eval', 'evaluate on the test set after each epoch')
+    .option('--log-placement', 'print where every weight and kernel lives, per tower')
+    .option('--log-every <n>', 'print a line every n steps when not on a terminal', int('--log-every'), 100)
+    .action(async (f: TrainFlags) => {
+      process.exitCode = await train(f);
+    });
+  program
+    .command('eval')
+    .description('evaluate a checkpoint on the MNIST test set')
+    .requiredOption('--checkpoint <path>', 'checkpoint directory, sidecar .json or weights .safetensors')
+    .option('--ema', 'use the EMA weights')
+    .action(async (f: { checkpoint: string; ema?: boolean }) => {
+      process.exitCode = await evaluate(f);
+    });
+  program
+    .command('topo')
+    .description('print the devices and the links between them')
+    .action(async () => {
+      const { topology, formatTopology } = await import('./topology.js');
+      process.stdout.write(`${formatTopology(topology())}\n`);
+    });
+  program
+    .command('bench')
+    .description('benchmarks')
+    .command('allreduce')
+    .description('all-reduce bus bandwidth per algorithm (nccl-tests style)')
+    .option('--towers <n>', 'CPU towers', int('--towers'), 4)
+    .option('--max-bytes <n>', 'largest message', int('--max-bytes'), 64 << 20)
+    .action(async (f: { towers: number; maxBytes: number }) => {
+      const { allreduceTable } = await import('./collective-bench.js');
+      process.stdout.write(await allreduceTable(f.towers, f.maxBytes));
+    });
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildCli().parseAsync(argv);
+  } catch (e) {
+    process.stderr.write(`towerline: ${(e as Error).message}\n`);
+    process.exitCode = process.exitCode || 1;
+  }
+}
