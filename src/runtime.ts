@@ -16,6 +16,7 @@ import type { StepTimings } from './model/tower.js';
 import { loadMnist, type LabeledSet } from './data/mnist.js';
 import { batchPlans, batchesPerEpoch } from './data/batches.js';
 import { ConfigError } from './util/validate.js';
+import { checkRuntimeOptions, checkTrainOptions } from './options.js';
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from './io/checkpoint.js';
 import { EventWriter } from './io/tfevents.js';
 import { TraceWriter } from './io/trace.js';
@@ -138,7 +139,7 @@ export class Runtime {
   }
 
   static async create(opts: RuntimeOptions): Promise<Runtime> {
-    if (!opts || typeof opts !== 'object') throw new ConfigError("createRuntime: expected options like { devices: 'cpu:2' }");
+    checkRuntimeOptions(opts);
     const slots = parseDevices(opts.devices);
     planReduction(opts.reduction, { ranks: slots.length, length: 16 }); // validate the options early
     const cpuTowers = slots.filter((s) => s.kind === 'cpu').length;
@@ -207,6 +208,9 @@ export class Runtime {
   train(o: TrainOptions): TrainRun {
     if (this.closed) throw new Error('runtime is closed');
     if (this.training) throw new Error('a training run is already in progress on this runtime; await its done first');
+    checkTrainOptions(o);
+    parseModelSpec(o.model);
+    parseTrainingOptions({ optimizer: o.optimizer, clipNorm: o.clipNorm, emaDecay: o.emaDecay });
     const stepsSubject = new ReplaySubject<StepEvent>(1);
     const eventsSubject = new Subject<RunEvent>();
     let stopRequested = false;

@@ -267,6 +267,21 @@ describe(`kernels on ${dev.name} vs float64 reference`, () => {
       (e: Error) => /dense_forward/.test(e.message) && /\(B,I\)/.test(e.message) && /9/.test(e.message),
     );
     assert.throws(() => dev.compile([{ kernel: 'no_such_kernel', inputs: [], outputs: [] }]), /no kernel named 'no_such_kernel'/);
+    // maxpool_backward: an argmax outside its window is an error naming the position and value, dx unchanged
+    const pool = { B: 1, H: 2, W: 3, C: 1, KH: 2, KW: 2, SH: 2, SW: 2, padding: 1, OH: 1, OW: 2 };
+    const pdy = dev.alloc(2), pam = dev.alloc(2, 'i32'), pdx = dev.alloc(6);
+    dev.copyIn(pam, [1, 0]);
+    dev.copyIn(pdx, [9, 9, 9, 9, 9, 9]);
+    await assert.rejects(
+      dev.runOps([{ kernel: 'maxpool_backward', inputs: [pdy, pam], outputs: [pdx], attrs: pool }]),
+      (e: Error) => /maxpool_backward/.test(e.message) && /o=1 is 0/.test(e.message),
+    );
+    assert.deepEqual(Array.from(dev.copyOut(pdx)), [9, 9, 9, 9, 9, 9]);
+    await assert.rejects(
+      dev.runOps([{ kernel: 'conv2d_forward', inputs: [pdx, pdx, pdx], outputs: [pdx], attrs: { B: 1, H: 2, W: 3, C: 1, K: 1, KH: 1, KW: 1, SH: 1, SW: 1, padding: 0, OH: 3, OW: 3 } }]),
+      (e: Error) => /conv2d_forward/.test(e.message) && /OH=3 does not match/.test(e.message),
+    );
+    [pdy, pam, pdx].forEach((b) => dev.free(b));
     [logits, labels, h, loss, probs].forEach((b) => dev.free(b));
   });
 });

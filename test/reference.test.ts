@@ -3,6 +3,9 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { referenceKernels as K, type RefTensor } from '../src/reference/kernels.js';
+
+// The conv tests use K as the output-channel count; K_ names the kernel table there.
+const K_ = K;
 import { ReferenceBackend } from '../src/reference/reference-backend.js';
 import { relErr, testRandom } from '../src/reference/relerr.js';
 
@@ -228,6 +231,186 @@ describe('loss gradients vs finite differences', () => {
       assertClose(g2, g.map((v) => 1 + v), 'l2_backward in place');
     });
   }
+});
+
+describe('convolution, pooling, LRN and dropout gradients vs finite differences', () => {
+  const outDim = (n: number, k: number, s: number, same: number): number =>
+    same ? Math.ceil(n / s) : Math.floor((n - k) / s) + 1;
+
+  // B, H, W, C, K, KH, KW, SH, SW, padding
+  const convShapes: Array<[number, number, number, number, number, number, number, number, number, number]> = [
+    [2, 5, 4, 2, 3, 3, 3, 1, 1, 1],
+    [1, 7, 5, 3, 2, 3, 2, 2, 2, 1],
+    [2, 7, 5, 3, 2, 3, 3, 2, 1, 0],
+    [1, 4, 3, 2, 3, 1, 1, 1, 1, 0],
+    [1, 3, 3, 1, 2, 5, 5, 2, 2, 1],
+  ];
+  for (const [B, H, W, C, K, KH, KW, SH, SW, padding] of convShapes) {
+    const OH = outDim(H, KH, SH, padding), OW = outDim(W, KW, SW, padding);
+    const attrs = { B, H, W, C, K, KH, KW, SH, SW, padding, OH, OW };
+    it(`conv2d ${JSON.stringify(attrs)}: dw, db, dx`, () => {
+      const rng = testRandom(B * 1000 + H * 100 + KH * 10 + SH + padding);
+      const x = randn(rng, B * H * W * C), w = randn(rng, KH * KW * C * K), b = randn(rng, K);
+      const r = randn(rng, B * OH * OW * K), y = new Float64Array(B * OH * OW * K);
+      const objective = (): number => {
+        K_.conv2d_forward([x, w, b], [y], attrs);
+        return dot(r, y);
+      };
+      const dw = new Float64Array(w.length), db = new Float64Array(K), dx = new Float64Array(x.length);
+      K_.conv2d_backward([x, w, r], [dw, db, dx], attrs);
+      assertGrad(dw, fdGrad(objective, w), 'dw');
+      assertGrad(db, fdGrad(objective, b), 'db');
+      assertGrad(dx, fdGrad(objective, x), 'dx');
+    });
+  }
+
+  it('conv2d_backward accumulate=1 adds to dw and db, overwrites dx; dx is optional', () => {
+    const attrs = { B: 2, H: 5, W: 4, C: 2, K: 3, KH: 3, KW: 3, SH: 2, SW: 1, padding: 1, OH: 3, OW: 4 };
+    const rng = testRandom(77);
+    const x = randn(rng, 80), w = randn(rng, 54), dy = randn(rng, 72);
+    const dw0 = new Float64Array(54), db0 = new Float64Array(3), dx0 = new Float64Array(80);
+    K_.conv2d_backward([x, w, dy], [dw0, db0, dx0], attrs);
+    const dw = randn(rng, 54), db = randn(rng, 3), dx = randn(rng, 80);
+    const dwStart = dw.slice(), dbStart = db.slice();
+    K_.conv2d_backward([x, w, dy], [dw, db, dx], { ...attrs, accumulate: 1 });
+    assertClose(dw, dwStart.map((v, k) => v + dw0[k]), 'dw accumulated');
+    assertClose(db, dbStart.map((v, k) => v + db0[k]), 'db accumulated');
+    assertClose(dx, dx0, 'dx overwritten');
+    const dw2 = new Float64Array(54), db2 = new Float64Array(3);
+    K_.conv2d_backward([x, w, dy], [dw2, db2], attrs);
+    assertClose(dw2, dw0, 'dw without dx');
+  });
+
+  it('conv2d SAME padding follows TF: OH = ceil(H/SH), pad_top = floor(pad_total/2), and OH is checked', () => {
+    // H = 4, KH = 3, SH = 2: OH = 2, pad_total = max(1·2 + 3 − 4, 0) = 1, pad_top = 0 (the extra row is at the bottom)
+    const x = Float64Array.from([1, 2, 3, 4]); // B=1, H=4, W=1, C=1
+    const w = Float64Array.from([1, 10, 100]); // KH=3, KW=1, C=1, K=1
+    const y = new Float64Array(2);
+    const attrs = { B: 1, H: 4, W: 1, C: 1, K: 1, KH: 3, KW: 1, SH: 2, SW: 1, padding: 1, OH: 2, OW: 1 };
+    K_.conv2d_forward([x, w, new Float64Array(1)], [y], attrs);
+    // rows 0..2 → 1 + 20 + 300; rows 2..4 (row 4 is padding) → 3 + 40
+    assertClose(y, [321, 43], 'SAME output');
+    assert.throws(() => K_.conv2d_forward([x, w, new Float64Array(1)], [y], { ...attrs, OH: 3 }),
+      /conv2d_forward \(ref\): OH=3 does not match padding SAME/);
+    assert.throws(() => K_.conv2d_forward([x, w, new Float64Array(1)], [y], { ...attrs, padding: 0, H: 2, OH: 1 }),
+      /VALID padding needs H >= KH/);
+  });
+
+  // B, H, W, C, KH, KW, SH, SW, padding
+  const poolShapes: Array<[number, number, number, number, number, number, number, number, number]> = [
+    [1, 7, 5, 3, 3, 3, 2, 2, 1],
+    [2, 7, 5, 2, 3, 3, 2, 2, 0],
+    [1, 6, 6, 2, 2, 2, 2, 2, 1],
+    [2, 5, 4, 3, 3, 2, 1, 1, 1],
+  ];
+  for (const [B, H, W, C, KH, KW, SH, SW, padding] of poolShapes) {
+    const OH = outDim(H, KH, SH, padding), OW = outDim(W, KW, SW, padding);
+    const attrs = { B, H, W, C, KH, KW, SH, SW, padding, OH, OW };
+    it(`maxpool ${JSON.stringify(attrs)}: dx`, () => {
+      const rng = testRandom(B * 500 + H * 50 + KH * 5 + padding);
+      const n = B * H * W * C, m = B * OH * OW * C;
+      // Distinct values at least 1e-3 apart: no ties, and a finite-difference step never changes the argmax.
+      const x = Float64Array.from({ length: n }, (_, k) => (k - n / 2) * 0.01);
+      for (let k = n - 1; k > 0; k--) {
+        const j = Math.floor(rng() * (k + 1));
+        [x[k], x[j]] = [x[j], x[k]];
+      }
+      const r = randn(rng, m), y = new Float64Array(m), am = new Int32Array(m);
+      const objective = (): number => {
+        K_.maxpool_forward([x], [y, am], attrs);
+        return dot(r, y);
+      };
+      objective();
+      const dx = Float64Array.from({ length: n }, () => 5); // must be overwritten
+      K_.maxpool_backward([r, am], [dx], attrs);
+      assertGrad(dx, fdGrad(objective, x), 'maxpool dx');
+    });
+  }
+
+  it('maxpool: first max on ties, padding never wins, argmax outside its window is an error', () => {
+    // B=1, H=2, W=3, C=1; 2x2 windows, stride 2, SAME: OH=1, OW=2; the second window is [x2, pad, x5, pad]
+    const x = Float64Array.from([-3, 7, -1, 7, 2, -2]);
+    const y = new Float64Array(2), am = new Int32Array(2);
+    const attrs = { B: 1, H: 2, W: 3, C: 1, KH: 2, KW: 2, SH: 2, SW: 2, padding: 1, OH: 1, OW: 2 };
+    K_.maxpool_forward([x], [y, am], attrs);
+    assert.deepEqual([...y], [7, -1]); // all-negative window: the padding (0) is not a candidate
+    assert.deepEqual([...am], [1, 2]); // tie between x1 and x3: the first
+    const dx = new Float64Array(6);
+    K_.maxpool_backward([Float64Array.from([1, 2]), am], [dx], attrs);
+    assert.deepEqual([...dx], [0, 1, 2, 0, 0, 0]);
+    assert.throws(() => K_.maxpool_backward([Float64Array.from([1, 2]), Int32Array.from([1, 0])], [dx], attrs),
+      /maxpool_backward \(ref\): argmax 0 at o 1 is not a cell of that output's window/);
+  });
+
+  const lrnParams = [
+    { depthRadius: 4, bias: 1, alpha: 0.001 / 9, beta: 0.75 },
+    { depthRadius: 2, bias: 2, alpha: 0.5, beta: 0.6 },
+    { depthRadius: 1, bias: 1, alpha: 1, beta: 1 },
+    { depthRadius: 0, bias: 0.5, alpha: 2, beta: 0.5 },
+    { depthRadius: 7, bias: 1, alpha: 0.3, beta: 0.75 },
+  ];
+  for (const p of lrnParams) {
+    for (const [N, C] of [[1, 1], [3, 5], [2, 10]] as Array<[number, number]>) {
+      it(`lrn N=${N} C=${C} ${JSON.stringify(p)}: dx`, () => {
+        const rng = testRandom(N * 31 + C + p.depthRadius * 7);
+        const attrs = { N, C, ...p };
+        const x = randn(rng, N * C).map((v) => 2 * v), r = randn(rng, N * C);
+        const y = new Float64Array(N * C), scale = new Float64Array(N * C);
+        const objective = (): number => {
+          K_.lrn_forward([x], [y, scale], attrs);
+          return dot(r, y);
+        };
+        objective();
+        const dx = new Float64Array(N * C);
+        K_.lrn_backward([x, y, r, scale], [dx], attrs);
+        assertGrad(dx, fdGrad(objective, x), 'lrn dx');
+      });
+    }
+  }
+
+  it('lrn matches tf.nn.lrn on a hand-computed row', () => {
+    const x = Float64Array.from([1, 2, 3]);
+    const y = new Float64Array(3), scale = new Float64Array(3);
+    K_.lrn_forward([x], [y, scale], { N: 1, C: 3, depthRadius: 1, bias: 1, alpha: 0.5, beta: 0.5 });
+    assertClose(scale, [1 + 0.5 * 5, 1 + 0.5 * 14, 1 + 0.5 * 13], 'scale');
+    assertClose(y, [1 / Math.sqrt(3.5), 2 / Math.sqrt(8), 3 / Math.sqrt(7.5)], 'y');
+  });
+
+  for (const N of [1, 9, 200]) {
+    it(`dropout N=${N}: dx given the mask`, () => {
+      const rng = testRandom(N + 3);
+      const attrs = { N, keepProb: 0.6, seed: 11, step: 4 };
+      const x = randn(rng, N), r = randn(rng, N), y = new Float64Array(N), mask = new Float64Array(N);
+      const objective = (): number => {
+        K_.dropout_forward([x], [y, mask], attrs);
+        return dot(r, y);
+      };
+      objective();
+      if (N > 1) assert.ok(mask.some((v) => v === 0) && mask.some((v) => v !== 0), 'mask keeps some and drops some');
+      const dx = new Float64Array(N);
+      K_.dropout_backward([r, mask], [dx], { N });
+      const fd = fdGrad(objective, x);
+      if (mask.every((v) => v === 0)) assert.ok(dx.every((v) => v === 0) && fd.every((v) => v === 0));
+      else assertGrad(dx, fd, 'dropout dx');
+    });
+  }
+
+  it('dropout: keep fraction near keepProb, mask values 0 or 1/keepProb, a function of (seed, step, i)', () => {
+    const N = 50_000;
+    for (const keepProb of [0.1, 0.5, 0.9, 1]) {
+      const y = new Float64Array(N), mask = new Float64Array(N);
+      K_.dropout_forward([new Float64Array(N).fill(1)], [y, mask], { N, keepProb, seed: 5, step: 9 });
+      const kept = mask.filter((v) => v !== 0).length / N;
+      assert.ok(Math.abs(kept - keepProb) < 0.012, `kept ${kept} for keepProb ${keepProb}`);
+      assert.ok(mask.every((v) => v === 0 || v === 1 / keepProb));
+      // the first elements of a longer buffer get the same mask
+      const y2 = new Float64Array(10), m2 = new Float64Array(10);
+      K_.dropout_forward([new Float64Array(10).fill(1)], [y2, m2], { N: 10, keepProb, seed: 5, step: 9 });
+      assert.deepEqual([...m2], [...mask.subarray(0, 10)]);
+    }
+    assert.throws(() => K_.dropout_forward([new Float64Array(1)], [new Float64Array(1), new Float64Array(1)],
+      { N: 1, keepProb: 0, seed: 1, step: 1 }), /dropout_forward \(ref\): attribute keepProb must be in \(0, 1\]/);
+  });
 });
 
 describe('composed network on ReferenceBackend', () => {

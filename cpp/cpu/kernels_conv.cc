@@ -215,19 +215,25 @@ static void maxpool_forward(KernelCall& c) {
         const int64_t iw0 = ow * g.SW - g.padLeft;
         const int64_t w0 = std::max<int64_t>(iw0, 0), w1 = std::min<int64_t>(iw0 + g.KW, g.W);
         const int64_t o = ((b * g.OH + oh) * g.OW + ow) * C;
-        float* yo = py + o;
-        int32_t* ao = pa + o;
+        float* __restrict__ yo = py + o;
+        int32_t* __restrict__ ao = pa + o;
         bool first = true;
         for (int64_t ih = h0; ih < h1; ++ih)
           for (int64_t iw = w0; iw < w1; ++iw) {
             const int64_t base = ((b * g.H + ih) * g.W + iw) * C;
-            const float* xi = px + base;
+            const float* __restrict__ xi = px + base;
             if (first) {
               for (int64_t ch = 0; ch < C; ++ch) { yo[ch] = xi[ch]; ao[ch] = (int32_t)(base + ch); }
               first = false;
             } else {
-              for (int64_t ch = 0; ch < C; ++ch)
-                if (xi[ch] > yo[ch]) { yo[ch] = xi[ch]; ao[ch] = (int32_t)(base + ch); }
+              const int32_t b32 = (int32_t)base, C32 = (int32_t)C;
+              for (int32_t ch = 0; ch < C32; ++ch) {  // branch-free selects, so the channel loop vectorises
+                const float v = xi[ch], cur = yo[ch];
+                const int32_t a = ao[ch];
+                const int32_t m = -(int32_t)(v > cur);  // all ones where v wins
+                yo[ch] = v > cur ? v : cur;
+                ao[ch] = (a & ~m) | ((b32 + ch) & m);
+              }
             }
           }
         if (first)  // unreachable under the padding rules (every window holds an input cell); kept total
@@ -251,16 +257,35 @@ static void maxpool_backward(KernelCall& c) {
   c.expectSize(dx, "dx", g.inNumel(), "(B,H,W,C)");
   const int32_t* pa = am.i32();
   const int64_t C = g.C;
-  for (int64_t o = 0; o < nOut; ++o) {
-    const int64_t ch = o % C, pos = o / C, ow = pos % g.OW, oh = (pos / g.OW) % g.OH, b = pos / (g.OW * g.OH);
-    const int64_t a = pa[o];
-    const int64_t ac = a % C, apos = a / C, aw = apos % g.W, ah = (apos / g.W) % g.H, ab = apos / (g.W * g.H);
-    const int64_t ih0 = oh * g.SH - g.padTop, iw0 = ow * g.SW - g.padLeft;
-    TL_KCHECK(c, a >= 0 && a < g.inNumel() && ac == ch && ab == b && ah >= ih0 && ah < ih0 + g.KH && aw >= iw0 &&
-                     aw < iw0 + g.KW,
-              "argmax at o=" << o << " is " << a << ", not a cell of that output's window; pass maxpool_forward's "
-                             << "argmax with the same attributes");
-  }
+  // Every argmax must be a cell of its own window: a = imageBase + (ah·W + aw)·C + ch with ah, aw inside the window.
+  // 32-bit unsigned arithmetic: all indices are below 2^31 (poolChecks).
+  const uint32_t uC = (uint32_t)std::max<int64_t>(C, 1), uW = (uint32_t)std::max<int64_t>(g.W, 1);
+  const uint32_t imageSize = (uint32_t)(g.H * g.W * C);
+  for (int64_t b = 0, o = 0; b < g.B; ++b)
+    for (int64_t oh = 0; oh < g.OH; ++oh) {
+      const int64_t ih0 = oh * g.SH - g.padTop;
+      const int64_t h0 = std::max<int64_t>(ih0, 0), h1 = std::min<int64_t>(ih0 + g.KH, g.H);
+      for (int64_t ow = 0; ow < g.OW; ++ow) {
+        const int64_t iw0 = ow * g.SW - g.padLeft;
+        const int64_t w0 = std::max<int64_t>(iw0, 0), w1 = std::min<int64_t>(iw0 + g.KW, g.W);
+        const int64_t imageBase = b * g.H * g.W * C;
+        bool ok = true;
+        for (int64_t ch = 0; ch < C; ++ch) {
+          const uint32_t rel = (uint32_t)((int64_t)pa[o + ch] - imageBase - ch);  // wraps when out of the image
+          const uint32_t pix = rel / uC, ah = pix / uW, aw = pix - ah * uW;
+          ok &= rel < imageSize && pix * uC == rel && ah >= h0 && ah < h1 && aw >= w0 && aw < w1;
+        }
+        if (!ok)
+          for (int64_t ch = 0; ch < C; ++ch) {
+            const uint32_t rel = (uint32_t)((int64_t)pa[o + ch] - imageBase - ch);
+            const uint32_t pix = rel / uC, ah = pix / uW, aw = pix - ah * uW;
+            TL_KCHECK(c, rel < imageSize && pix * uC == rel && ah >= h0 && ah < h1 && aw >= w0 && aw < w1,
+                      "argmax at o=" << o + ch << " is " << pa[o + ch] << ", not a cell of that output's window; "
+                                     << "pass maxpool_forward's argmax with the same attributes");
+          }
+        o += C;
+      }
+    }
   float* pdx = dx.f32();
   const float* pdy = dy.f32();
   std::fill(pdx, pdx + g.inNumel(), 0.f);

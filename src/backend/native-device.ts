@@ -2,15 +2,24 @@
 import type { Backend, DType, HostArray, Op } from './backend.js';
 import { native, type NativeArray } from '../native/addon.js';
 
-function toTyped(dtype: DType, data: ArrayLike<number>): NativeArray {
-  switch (dtype) {
-    case 'f32':
-      return data instanceof Float32Array ? data : Float32Array.from(data);
-    case 'i32':
-      return data instanceof Int32Array ? data : Int32Array.from(data);
-    case 'u8':
-      return data instanceof Uint8Array ? data : Uint8Array.from(data);
+const ARRAY_FOR: Record<DType, string> = { f32: 'Float32Array', i32: 'Int32Array', u8: 'Uint8Array' };
+
+/** Typed arrays must match the buffer's dtype exactly; plain arrays are converted, integers checked. */
+function toTyped(dtype: DType, data: ArrayLike<number>, where: string): NativeArray {
+  const want = ARRAY_FOR[dtype];
+  if (ArrayBuffer.isView(data)) {
+    const given = data.constructor.name;
+    if (given !== want) throw new TypeError(`${where}: the buffer is ${dtype}, so pass a ${want}; given a ${given}`);
+    return data as NativeArray;
   }
+  if (dtype === 'f32') return Float32Array.from(data);
+  const lo = dtype === 'u8' ? 0 : -(2 ** 31);
+  const hi = dtype === 'u8' ? 255 : 2 ** 31 - 1;
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i]!;
+    if (!Number.isInteger(v) || v < lo || v > hi) throw new TypeError(`${where}: the buffer is ${dtype}; element ${i} is ${v}, expected an integer in [${lo}, ${hi}]`);
+  }
+  return dtype === 'i32' ? Int32Array.from(data) : Uint8Array.from(data);
 }
 
 export class NativeDevice implements Backend {
@@ -58,7 +67,7 @@ export class NativeDevice implements Backend {
   }
 
   copyIn(handle: number, data: ArrayLike<number>, offset = 0): void {
-    native().write(handle, toTyped(this.dtypeOf(handle), data), offset);
+    native().write(handle, toTyped(this.dtypeOf(handle), data, `copyIn to buffer #${handle} on ${this.name}`), offset);
   }
 
   copyOut(handle: number): HostArray {

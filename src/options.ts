@@ -1,0 +1,44 @@
+// Schemas for the runtime's and train()'s options, so plain-JavaScript callers get errors naming the field.
+import { z } from 'zod';
+import { validate } from './util/validate.js';
+
+const positiveInt = z.number().int('expected an integer').positive('expected a positive integer');
+
+export const runtimeOptionsSchema = z
+  .object({
+    devices: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], { message: "expected a device list like 'cpu:2' or ['cpu:0', 'cpu:1']" }),
+    reduction: z.unknown().optional(), // checked by planReduction, which knows custom strategies
+    callTimeoutMs: positiveInt.optional(),
+    collectiveTimeoutMs: positiveInt.optional(),
+  })
+  .strict();
+
+export const trainOptionsSchema = z
+  .object({
+    model: z.unknown(), // checked by parseModelSpec
+    optimizer: z.unknown(), // checked by parseTrainingOptions
+    clipNorm: z.number().positive().optional(),
+    emaDecay: z.number().gt(0).lt(1).optional(),
+    data: z
+      .object({ kind: z.literal('mnist'), batchSize: positiveInt, lastBatch: z.enum(['drop', 'keep']).optional(), shuffle: z.boolean().optional() })
+      .strict(),
+    epochs: positiveInt.optional(),
+    steps: positiveInt.optional(),
+    seed: z.number().int().min(0).optional(),
+    evaluate: z.boolean().optional(),
+    guard: z.object({ nonFinite: z.enum(['halt', 'skip']).optional(), stepTimeoutMs: positiveInt.optional() }).strict().optional(),
+    checkpoint: z.object({ dir: z.string().min(1), everySteps: positiveInt.optional(), keep: positiveInt.optional(), resume: z.boolean().optional() }).strict().optional(),
+    logDir: z.string().min(1).optional(),
+    traceFile: z.string().min(1).optional(),
+    testHooks: z.unknown().optional(),
+  })
+  .strict()
+  .refine((o) => o.epochs !== undefined || o.steps !== undefined, { message: 'give epochs or steps', path: ['epochs'] });
+
+export function checkRuntimeOptions(o: unknown): void {
+  validate(runtimeOptionsSchema, o, 'runtime options', "Example: createRuntime({ devices: 'cpu:2', reduction: { algorithm: 'ring' } })");
+}
+
+export function checkTrainOptions(o: unknown): void {
+  validate(trainOptionsSchema, o, 'train options', 'Example: rt.train({ model, optimizer: { type: "sgd", lr: 0.1 }, data: mnist({ batchSize: 128 }), epochs: 1 })');
+}
