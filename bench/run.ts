@@ -8,11 +8,14 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { native } from '../src/native/addon.js';
 import { allreduce } from './allreduce.js';
+import { cudaDevices, gpu } from './gpu.js';
 import { mnistStep } from './mnist-step.js';
 import { towersStep } from './towers-step.js';
 import type { Row, Section } from './section.js';
 
-const SECTIONS: Section[] = [mnistStep, allreduce, towersStep];
+const SECTIONS: Section[] = [mnistStep, allreduce, towersStep, gpu];
+// Sections run only when named, unless their condition holds (gpu: where CUDA devices exist).
+const ONLY_WHEN: Record<string, () => boolean> = { gpu: () => cudaDevices() > 0 };
 
 const num = (v: number) => (Math.abs(v) >= 100 ? Math.round(v).toLocaleString('en-US') : v.toPrecision(4));
 
@@ -48,7 +51,9 @@ async function main(): Promise<void> {
     console.error(`unknown section(s) ${unknown.join(', ')}; available: ${[...known].join(', ')}`);
     process.exit(2);
   }
-  const selected = wanted.length ? SECTIONS.filter((s) => wanted.includes(s.name)) : SECTIONS;
+  const selected = wanted.length
+    ? SECTIONS.filter((s) => wanted.includes(s.name))
+    : SECTIONS.filter((s) => !ONLY_WHEN[s.name] || ONLY_WHEN[s.name]!());
   const gemm = native().gemmInfo();
   console.log(`towerline bench: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? '?'}, gemm ${gemm.impl}, ` +
     `load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);

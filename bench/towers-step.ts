@@ -10,6 +10,10 @@
 //               round trips to the device thread (indices, hyper-parameters, loss, L2 loss), commStats, the
 //               promise settling, and the skew between the towers' start times that the barrier does not absorb.
 //   busy(i)   = tower(i) - idle(i), idle = the tower's barrier waits in the all-reduce (commStats waitMs).
+//   start skew = max_i startMs(i) - min_i startMs(i): how far apart the towers' programs began (process-wide
+//               clock); the early towers spend it waiting at the all-reduce's first barrier.
+//   overhead incl. skew = wall - max_i busy(i): also counts the towers' start skew, which the first barrier turns
+//               into idle time inside the towers' programs (so the definition above cannot see it).
 // examples/sec: the median over measured steps of batch / wall (StepEvent.examplesPerSec), and, as a check,
 // measured steps * batch / (arrival time of the last measured event - arrival time of the last warm-up event),
 // which also counts the coordinator's work between steps.
@@ -39,11 +43,13 @@ interface RunStats {
   examplesPerSec: number;    // median of per-step batch / wall
   throughputTotal: number;   // measured examples / elapsed arrival time
   overheadUs: number[];      // per measured step
+  overheadSkewUs: number[];  // wall - max busy, per measured step
   wallMs: number[];
   maxTowerMs: number[];
   maxBusyMs: number[];
   idleMs: number[];          // the largest idle among towers, per step
   reduceMs: number[];        // the slowest tower's reduce phase (incl. its barrier waits), per step
+  skewUs: number[];          // max - min of the towers' program start times, per step
   finalLoss: number;
 }
 
@@ -62,16 +68,20 @@ async function runOnce(rt: Awaited<ReturnType<typeof createRuntime>>, towers: nu
   if (events.length !== WARMUP + MEASURED) throw new Error(`towers ${towers}: got ${events.length} step events, expected ${WARMUP + MEASURED}`);
   if (!Number.isFinite(summary.finalLoss)) throw new Error(`towers ${towers}: training diverged (loss ${summary.finalLoss})`);
   const measured = events.slice(WARMUP);
-  const s: RunStats = { towers, examplesPerSec: 0, throughputTotal: 0, overheadUs: [], wallMs: [], maxTowerMs: [], maxBusyMs: [], idleMs: [], reduceMs: [], finalLoss: summary.finalLoss };
+  const s: RunStats = { towers, examplesPerSec: 0, throughputTotal: 0, overheadUs: [], overheadSkewUs: [], wallMs: [], maxTowerMs: [], maxBusyMs: [], idleMs: [], reduceMs: [], skewUs: [], finalLoss: summary.finalLoss };
   for (const { e } of measured) {
     const wall = e.secPerBatch * 1000;
     const maxTower = Math.max(...e.towers.map((t) => t.total));
     s.wallMs.push(wall);
     s.maxTowerMs.push(maxTower);
     s.overheadUs.push((wall - maxTower) * 1000);
-    s.maxBusyMs.push(Math.max(...e.towers.map((t) => t.total - t.idle)));
+    const maxBusy = Math.max(...e.towers.map((t) => t.total - t.idle));
+    s.maxBusyMs.push(maxBusy);
+    s.overheadSkewUs.push((wall - maxBusy) * 1000);
     s.idleMs.push(Math.max(...e.towers.map((t) => t.idle)));
     s.reduceMs.push(Math.max(...e.towers.map((t) => t.reduce)));
+    const starts = e.towers.map((t) => t.startMs);
+    s.skewUs.push((Math.max(...starts) - Math.min(...starts)) * 1000);
   }
   s.examplesPerSec = median(measured.map(({ e }) => e.examplesPerSec));
   const elapsed = (measured[measured.length - 1]!.at - events[WARMUP - 1]!.at) / 1000;
@@ -105,22 +115,24 @@ export const towersStep: Section = {
         overhead: median(pooled((r) => r.overheadUs)),
         overheadP10: quantile(pooled((r) => r.overheadUs), 0.1),
         overheadP90: quantile(pooled((r) => r.overheadUs), 0.9),
+        overheadSkew: median(pooled((r) => r.overheadSkewUs)),
         wall: median(pooled((r) => r.wallMs)),
         maxTower: median(pooled((r) => r.maxTowerMs)),
         busy: median(pooled((r) => r.maxBusyMs)),
         idle: median(pooled((r) => r.idleMs)),
         reduce: median(pooled((r) => r.reduceMs)),
+        skew: median(pooled((r) => r.skewUs)),
       };
     };
     const stats = new Map(TOWERS.map((n) => [n, pick(n)]));
 
     console.log(`  # per step, median over ${REPS} runs x ${MEASURED} steps (after ${WARMUP} warm-up steps each), ms unless said`);
-    console.log(`  # towers  examples/s  (total-time)   wall   max tower  max busy  max idle  reduce  overhead us (p10..p90)`);
+    console.log(`  # towers  examples/s  (total-time)   wall   max tower  max busy  max idle  reduce  skew us  overhead us (p10..p90)  incl. skew us`);
     for (const n of TOWERS) {
       const s = stats.get(n)!;
       console.log(`  ${String(n).padStart(8)} ${s.eps.toFixed(0).padStart(11)} ${`(${s.epsTotal.toFixed(0)})`.padStart(13)} ${s.wall.toFixed(3).padStart(7)} ` +
-        `${s.maxTower.toFixed(3).padStart(10)} ${s.busy.toFixed(3).padStart(9)} ${s.idle.toFixed(3).padStart(9)} ${s.reduce.toFixed(3).padStart(7)} ` +
-        `${s.overhead.toFixed(0).padStart(12)} (${s.overheadP10.toFixed(0)}..${s.overheadP90.toFixed(0)})`);
+        `${s.maxTower.toFixed(3).padStart(10)} ${s.busy.toFixed(3).padStart(9)} ${s.idle.toFixed(3).padStart(9)} ${s.reduce.toFixed(3).padStart(7)} ${s.skew.toFixed(0).padStart(8)} ` +
+        `${s.overhead.toFixed(0).padStart(12)} ${`(${s.overheadP10.toFixed(0)}..${s.overheadP90.toFixed(0)})`.padEnd(12)} ${s.overheadSkew.toFixed(0).padStart(12)}`);
     }
 
     const one = stats.get(1)!;
@@ -154,6 +166,16 @@ export const towersStep: Section = {
         met: s.overhead <= 100,
         note: `median over ${REPS} x ${MEASURED} steps, p10 ${s.overheadP10.toFixed(0)} us, p90 ${s.overheadP90.toFixed(0)} us; ` +
           `wall ${s.wall.toFixed(3)} ms, slowest tower ${s.maxTower.toFixed(3)} ms (busy ${s.busy.toFixed(3)}, idle ${s.idle.toFixed(3)}) = ${((s.overhead / 1000 / s.wall) * 100).toFixed(0)}% of the step`,
+      });
+    }
+    for (const n of TOWERS) {
+      const s = stats.get(n)!;
+      rows.push({
+        name: `  runtime cost per step incl. start skew, ${n} tower${n > 1 ? 's' : ''} (wall - slowest tower's busy time)`,
+        value: s.overheadSkew,
+        unit: 'us',
+        note: `median over ${REPS} x ${MEASURED} steps; = ${((s.overheadSkew / 1000 / s.wall) * 100).toFixed(0)}% of the step; median start skew ${s.skew.toFixed(0)} us; ` +
+          `busy = device-thread time less the all-reduce barrier waits (which absorb the skew between the towers' starts)`,
       });
     }
     return rows;

@@ -26,7 +26,15 @@ export const trainOptionsSchema = z
     steps: positiveInt.optional(),
     seed: z.number().int().min(0).optional(),
     evaluate: z.boolean().optional(),
-    guard: z.object({ nonFinite: z.enum(['halt', 'skip']).optional(), stepTimeoutMs: positiveInt.optional() }).strict().optional(),
+    guard: z
+      .object({
+        nonFinite: z.enum(['halt', 'skip']).optional(),
+        stepTimeoutMs: positiveInt.optional(),
+        replicaCheckEvery: z.number().int().min(0).optional(),
+        replicaPolicy: z.enum(['halt', 'rebroadcast']).optional(),
+      })
+      .strict()
+      .optional(),
     checkpoint: z.object({ dir: z.string().min(1), everySteps: positiveInt.optional(), keep: positiveInt.optional(), resume: z.boolean().optional() }).strict().optional(),
     logDir: z.string().min(1).optional(),
     traceFile: z.string().min(1).optional(),

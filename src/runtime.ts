@@ -49,11 +49,17 @@ export interface GuardOptions {
   nonFinite?: 'halt' | 'skip';
   /** Watchdog: a step that has not finished within this many ms errors naming the tower and its phase. */
   stepTimeoutMs?: number;
+  /** Compare a 64-bit hash of every tower's weights every K steps (default 100; 0 = never). */
+  replicaCheckEvery?: number;
+  /** On a replica mismatch: 'halt' (default) or 'rebroadcast' tower 0's weights to all and go on. */
+  replicaPolicy?: 'halt' | 'rebroadcast';
 }
 
 /** Test-only hooks (fault injection); never set in production code. */
 export interface TestHooks {
   faultFor?(step: number, rank: number): Pick<StepRequest, 'inject' | 'fault'> | undefined;
+  /** Before step `step`, flip one bit in what tower `rank` receives in the all-reduce. */
+  bitFlipAt?(step: number): number | undefined;
 }
 
 export interface TrainOptions {
@@ -100,6 +106,7 @@ export type RunEvent =
   | { type: 'epoch'; epoch: number; steps: number }
   | { type: 'skipped'; step: number; reason: string }
   | { type: 'checkpoint'; step: number; path: string }
+  | { type: 'replicas'; step: number; consistent: boolean; detail: string }
   | { type: 'resumed'; step: number; path: string }
   | { type: 'evaluation'; epoch: number; loss: number; accuracy: number; useEma: boolean };
 
@@ -307,6 +314,8 @@ export class Runtime {
         const shards = splitIndices(plan.indices, sizes);
         const lr = learningRate(schedule, step);
         const gradScale = 1 / plan.indices.length;
+        const flip = o.testHooks?.bitFlipAt?.(step + 1);
+        if (flip !== undefined && this.gradComm !== undefined) native().injectBitFlip(this.gradComm, flip);
         const replies = await this.stepAll(step, (r) => ({
           dataset: 'train',
           indices: shards[r]!,
@@ -348,6 +357,15 @@ export class Runtime {
           tb.scalar('gradient_norm', event.gradientNorm ?? NaN, step);
         }
         if (trace) traceStep(trace, step, c0 - clock0, c1 - clock0, event.towers.map((t) => ({ ...t, startMs: t.startMs - clock0 })));
+        const every = o.guard?.replicaCheckEvery ?? 100;
+        if (every > 0 && step % every === 0) {
+          const report = await this.checkReplicas();
+          events$.next({ type: 'replicas', step, ...report });
+          if (!report.consistent) {
+            if ((o.guard?.replicaPolicy ?? 'halt') === 'halt') throw new ReplicaMismatchError(`replicas diverged by step ${step}: ${report.detail}`);
+            await this.all((a) => a.call('broadcastWeights', this.callMs));
+          }
+        }
         if (o.checkpoint?.everySteps && step % o.checkpoint.everySteps === 0) await save(next);
         if (plan.index === perEpoch - 1) {
           events$.next({ type: 'epoch', epoch: plan.epoch, steps: step });
@@ -398,6 +416,22 @@ export class Runtime {
     }
     const where = bad.length > 0 ? bad.join('; ') : 'no tower had a non-finite local gradient: the all-reduce produced it (corrupted transfer?)';
     return `non-finite value at step ${step}: ${where}`;
+  }
+
+  /**
+   * The replica consistency check (also on demand): every tower hashes its weights on its device; towers whose
+   * hash differs from tower 0's are named with their first differing tensor.
+   */
+  async checkReplicas(): Promise<{ consistent: boolean; detail: string }> {
+    const hashes = await this.all((a) => a.call('replicaHashes', this.callMs));
+    const ref = hashes[0]!;
+    const bad: string[] = [];
+    hashes.forEach((h, r) => {
+      if (r === 0 || h.total === ref.total) return;
+      const tensor = h.tensors.find(([name, v], i) => ref.tensors[i]?.[0] === name && ref.tensors[i]?.[1] !== v)?.[0];
+      bad.push(`tower on ${this.actors[r]!.label} differs from tower 0 (${this.actors[0]!.label}) in '${tensor ?? '?'}'`);
+    });
+    return bad.length === 0 ? { consistent: true, detail: `all ${hashes.length} towers hash to ${ref.total}` } : { consistent: false, detail: bad.join('; ') };
   }
 
   /** Each tower's weights (copies; for checks and checkpoints, never on the hot path). */
@@ -459,6 +493,14 @@ export class NonFiniteError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'NonFiniteError';
+  }
+}
+
+/** The replica check found towers whose weights differ (seed 000's silent corruption). */
+export class ReplicaMismatchError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ReplicaMismatchError';
   }
 }
 

@@ -2,7 +2,7 @@
 // a stalled tower is reported by the watchdog within its deadline, naming the tower and the phase.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRuntime, mnist, NonFiniteError, WatchdogError, type RunEvent } from '../src/runtime.js';
+import { createRuntime, mnist, NonFiniteError, ReplicaMismatchError, WatchdogError, type RunEvent } from '../src/runtime.js';
 import { mnistMlp } from '../src/model/spec.js';
 import { native } from '../src/native/addon.js';
 
@@ -74,5 +74,40 @@ describe('watchdog', () => {
     await rt.close();
     assert.ok(performance.now() - t0 < 15000);
     assert.equal(native().stats().comms, 0);
+  });
+});
+
+describe('replica consistency check', () => {
+  for (const [devices, algorithm, rank] of [['cpu:2', 'ring', 1], ['cpu:3', 'naive', 2]] as const) {
+    it(`a single bit flipped in tower ${rank}'s all-reduce transfer (${algorithm}, ${devices}) is detected within K=5 steps, naming the tower`, async () => {
+      const rt = await createRuntime({ devices, reduction: { algorithm } });
+      try {
+        const run = rt.train({
+          model, optimizer, data: mnist({ batchSize: 96 }), steps: 30, seed: 2, guard: { replicaCheckEvery: 5 },
+          testHooks: { bitFlipAt: (step) => (step === 7 ? rank : undefined) },
+        });
+        const events: RunEvent[] = [];
+        run.events$.subscribe({ next: (e) => events.push(e), error: () => undefined });
+        await assert.rejects(run.done, (e: Error) => e instanceof ReplicaMismatchError && /by step 10/.test(e.message) && new RegExp(`cpu:${rank} differs from tower 0`).test(e.message) && /in 'dense_/.test(e.message));
+        const checks = events.filter((e) => e.type === 'replicas') as Array<{ step: number; consistent: boolean }>;
+        assert.deepEqual(checks.map((c) => [c.step, c.consistent]), [[5, true], [10, false]], 'step 5 was consistent; step 10 caught the flip of step 7');
+      } finally {
+        await rt.close();
+      }
+    });
+  }
+
+  it('rebroadcast policy: tower 0 is copied to all, training goes on, and replicas end bit-identical', async () => {
+    const rt = await createRuntime({ devices: 'cpu:2' });
+    try {
+      const run = rt.train({
+        model, optimizer, data: mnist({ batchSize: 64 }), steps: 12, seed: 2, guard: { replicaCheckEvery: 4, replicaPolicy: 'rebroadcast' },
+        testHooks: { bitFlipAt: (step) => (step === 2 ? 1 : undefined) },
+      });
+      await run.done;
+      assert.equal((await rt.checkReplicas()).consistent, true);
+    } finally {
+      await rt.close();
+    }
   });
 });

@@ -58,6 +58,7 @@ function elementwise(): Case[] {
     out.push({ kernel: 'momentum_update', attrs: { N, momentum: 0.9, nesterov: 1 }, inputs: [{ n: N }, hyper], outputs: [{ n: N }, { n: N }] });
     out.push({ kernel: 'adam_update', attrs: { N, beta1: 0.5, beta2: 0.9, epsilon: 1e-8 }, inputs: [{ n: N }, hyper], outputs: [{ n: N }, { n: N }, { n: N, gen: positive }] });
     out.push({ kernel: 'ema_update', attrs: { N, decay: 0.99 }, inputs: [{ n: N }], outputs: [{ n: N }] });
+    out.push({ kernel: 'hash_bits', attrs: { N }, inputs: [{ n: N }], outputs: [{ n: 2 }] });
   }
   return out;
 }
@@ -211,6 +212,8 @@ describe(`kernels on ${dev.name} vs float64 reference`, () => {
           assert.equal(bad, -1, `${c.kernel} output ${k} differs at ${bad}: got ${got[bad]}, expected ${want[bad]}`);
           return;
         }
+        // Integer outputs (hashes, argmax, labels) must match exactly.
+        if (!(got instanceof Float32Array)) assert.deepEqual(Array.from(got), Array.from(refOut[k]!), `${c.kernel} output ${k} differs`);
         const err = relErr(got, refOut[k]!);
         assert.ok(err < 1e-5, `${c.kernel} output ${k}: rel err ${err.toExponential(2)} >= 1e-5`);
       });

@@ -101,9 +101,9 @@ void Communicator::execute(int rank) {
         int expected = rank;
         if (s.length > 0 && flipRank_.compare_exchange_strong(expected, -1)) {
           uint32_t bits = 0;
-          float* at = static_cast<float*>(mine.data) + s.offset;
+          float* at = static_cast<float*>(mine.data) + s.offset + s.length / 2;  // mid-chunk: a live value
           mine.device->backend().copyOut(&bits, at, 4);
-          bits ^= 1u;  // the lowest mantissa bit: a tiny, silent corruption like seed 000's
+          bits ^= 1u << 22;  // the top mantissa bit: a silent corruption that survives rounding into the weights
           mine.device->backend().copyIn(at, &bits, 4);
         }
       }

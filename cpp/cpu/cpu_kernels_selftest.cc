@@ -9,6 +9,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../backend.h"
@@ -165,6 +166,29 @@ void testGemm(GemmFn f, const char* name) {
         }
   report(bad == 0, std::string(name) + ": " + std::to_string(n) + " cases (shapes x transposes x beta 0/1/.5 x ld pad)" +
                        firstBad, worst);
+}
+
+// Two device threads calling GEMM at once while the pool has 2 threads: one gets the pool, the other runs serially.
+void testGemmConcurrent(GemmFn f, const char* name) {
+  bool ok[2] = {true, true};
+  auto work = [&](int id) {
+    std::mt19937 rng(99 + id);
+    for (int rep = 0; rep < 20 && ok[id]; ++rep) {
+      const int M = 50 + rep * 7, N = 60 + id * 13, K = 300;
+      std::vector<float> A((size_t)M * K), B((size_t)K * N), C((size_t)M * N, std::nanf(""));
+      std::uniform_real_distribution<float> u(-1, 1);
+      for (auto& v : A) v = u(rng);
+      for (auto& v : B) v = u(rng);
+      std::vector<double> R(C.size());
+      naiveGemm(false, false, M, N, K, 1.0, A.data(), K, B.data(), N, 0.0, C, R, N);
+      f(false, false, M, N, K, 1.f, A.data(), K, B.data(), N, 0.f, C.data(), N);
+      ok[id] = relErr(C.data(), R) < 1e-5;
+    }
+  };
+  std::thread t0(work, 0), t1(work, 1);
+  t0.join();
+  t1.join();
+  report(ok[0] && ok[1], std::string(name) + ": two caller threads at once, 2-thread pool");
 }
 
 double timeGemm(GemmFn f, bool tA, bool tB, int M, int N, int K, const std::vector<float>& A,
@@ -602,6 +626,8 @@ int main(int argc, char** argv) {
   setGemmThreads(2);
   testGemm(sgemmBuiltin, "sgemmBuiltin 2 threads");
   testGemm(sgemm, "sgemm 2 threads");
+  testGemmConcurrent(sgemmBuiltin, "sgemmBuiltin");
+  testGemmConcurrent(sgemm, "sgemm");
   setGemmThreads(1);
   testDense();
   testUnary("relu_forward", "relu_backward", [](double x) { return x > 0 ? x : 0; },

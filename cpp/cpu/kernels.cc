@@ -12,6 +12,7 @@ const KernelTable& cpuKernels() {
     cpuk::registerOptimKernels(t);
     cpuk::registerInputKernels(t);
     cpuk::registerConvKernels(t);
+    cpuk::registerReplicaKernels(t);
     return t;
   }();
   return table;

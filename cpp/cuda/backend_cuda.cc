@@ -136,6 +136,7 @@ const KernelTable& cudaKernels() {
     cudak::registerOptimKernels(t);
     cudak::registerInputKernels(t);
     cudak::registerConvKernels(t);
+    cudak::registerReplicaKernels(t);
     return t;
   }();
   return table;

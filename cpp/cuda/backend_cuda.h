@@ -61,6 +61,7 @@ void registerElementwiseKernels(KernelTable& t);
 void registerOptimKernels(KernelTable& t);
 void registerInputKernels(KernelTable& t);
 void registerConvKernels(KernelTable& t);
+void registerReplicaKernels(KernelTable& t);
 }  // namespace cudak
 
 }  // namespace tl

@@ -89,6 +89,17 @@ class CudaP2PTransport final : public Transport {
 
 void launchAdd(float* dst, const float* src, int64_t n, cudaStream_t stream) {
   if (n <= 0) return;
+  // Chunks start at arbitrary element offsets, but dst and src are usually equally misaligned (the same offset
+  // into equally aligned buffers): add the few head elements alone, then the rest as float4.
+  const uintptr_t da = reinterpret_cast<uintptr_t>(dst) % 16, sa = reinterpret_cast<uintptr_t>(src) % 16;
+  if (da == sa && da % 4 == 0 && da != 0 && n > 8) {
+    const int64_t head = static_cast<int64_t>((16 - da) / 4);
+    addKernel<<<1, 32, 0, stream>>>(dst, src, head);
+    TL_CUDA_LAUNCH_CHECK();
+    dst += head;
+    src += head;
+    n -= head;
+  }
   const bool aligned = (reinterpret_cast<uintptr_t>(dst) % 16 == 0) && (reinterpret_cast<uintptr_t>(src) % 16 == 0);
   if (aligned && n >= 4) {
     const int64_t n4 = n / 4;

@@ -22,12 +22,20 @@ export function parseDevices(spec: string | string[]): DeviceSlot[] {
     const kinds = native().backendKinds();
     if (!kinds.includes(kind)) {
       throw new ConfigError(
-        `devices: '${item}' names device kind '${kind}', but this build has ${kinds.join(', ')}` +
-          (kind === 'cuda' ? '. The addon was built without nvcc, or there is no GPU: use cpu devices, e.g. \'cpu:2\'.' : '.'),
+        kind === 'cuda'
+          ? `devices: '${item}' asks for a GPU, but no GPU is present: this addon was built without the CUDA backend ` +
+              `(no nvcc or cuBLAS at build time; see docs/gpu.md). Use CPU towers instead, e.g. devices: 'cpu:2'.`
+          : `devices: '${item}' names device kind '${kind}', but this build has ${kinds.join(', ')}.`,
         'devices',
       );
     }
     const available = native().deviceCount(kind);
+    if (kind === 'cuda' && available === 0)
+      throw new ConfigError(
+        `devices: '${item}' asks for a GPU, but no GPU is present: the CUDA backend is built in, yet the driver reports ` +
+          `no CUDA device on this machine (check nvidia-smi and CUDA_VISIBLE_DEVICES). Use CPU towers instead, e.g. devices: 'cpu:2'.`,
+        'devices',
+      );
     const reps = m[3] !== undefined ? Number(m[3]) : 1;
     if (reps < 1) throw new ConfigError(`devices: '${item}' asks for ${reps} towers; use x1 or more`, 'devices');
     if (kind === 'cpu' && single && m[3] === undefined && m[2] !== 'all') {

@@ -63,6 +63,7 @@ export interface TowerActorApi {
   phase(): Promise<string | undefined>;
   /** After a guard trip: the first tensor whose local (pre-reduce) gradient was not finite. */
   firstNonFinite(): Promise<string | undefined>;
+  replicaHashes(): Promise<{ total: string; tensors: Array<[string, string]> }>;
   readWeights(): Promise<Array<[string, Float32Array]>>;
   readState(): Promise<Array<{ name: string; shape: number[]; data: Float32Array }>>;
   writeState(tensors: Array<[string, Float32Array]>): Promise<void>;

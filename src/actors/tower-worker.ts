@@ -89,6 +89,9 @@ const api: TowerActorApi = {
   async readWeights() {
     return [...need().readWeights('w')];
   },
+  async replicaHashes() {
+    return need().replicaHashes();
+  },
   async readState() {
     return need().readState();
   },

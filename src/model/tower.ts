@@ -464,6 +464,30 @@ export class Tower {
     ]);
   }
 
+  /**
+   * 64-bit hashes of the exact bits of all weights and of each tensor (Note [Replica hash]), computed on the
+   * device: only 8 bytes per tensor come back. Towers in lock-step have equal hashes.
+   */
+  async replicaHashes(): Promise<{ total: string; tensors: Array<[string, string]> }> {
+    if (this.hashBufs === undefined) {
+      this.hashBufs = [this.weightArena, ...this.params.map((p) => p.w)].map(() => {
+        const h = this.backend.alloc(2, 'i32');
+        this.owned.push(h);
+        return h;
+      });
+    }
+    const bufs = this.hashBufs;
+    const src = [{ h: this.weightArena, n: this.paramCount }, ...this.params.map((p) => ({ h: p.w, n: p.numel }))];
+    await this.backend.run(this.program('hash', () => src.map((x, i) => ({ kernel: 'hash_bits', inputs: [x.h], outputs: [bufs[i]!], attrs: { N: x.n } }))));
+    const hex = (h: number) => {
+      const v = this.backend.copyOut(h);
+      return ((BigInt(v[1]! >>> 0) << 32n) | BigInt(v[0]! >>> 0)).toString(16).padStart(16, '0');
+    };
+    return { total: hex(bufs[0]!), tensors: this.params.map((p, i) => [p.name, hex(bufs[i + 1]!)] as [string, string]) };
+  }
+
+  private hashBufs: number[] | undefined;
+
   /** After a guard trip: the first tensor (in parameter order) whose local gradient was not finite, if any. */
   firstNonFiniteLocal(): string | undefined {
     for (const p of this.params) if (!Number.isFinite(this.backend.copyOut(p.localNormSq)[0]!)) return p.name;

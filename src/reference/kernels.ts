@@ -399,6 +399,33 @@ defineKernel('copy', { inputs: [['x', 'f32']], outputs: [['y', 'f32']] }, (inp, 
   for (let n = 0; n < N; n++) y[n] = x[n];
 });
 
+// Note [Replica hash] (cpp/cpu/kernels_replica.cc): h = Σ splitmix64((i << 32) | bits(f32(x[i]))) mod 2^64.
+const M64 = (1n << 64n) - 1n;
+function splitmix64(z: bigint): bigint {
+  z = (z + 0x9e3779b97f4a7c15n) & M64;
+  z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & M64;
+  z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & M64;
+  return z ^ (z >> 31n);
+}
+
+defineKernel('hash_bits', { inputs: [['x', 'f32']], outputs: [['h', 'i32']] }, (inp, out, a) => {
+  // x is (N); h is (2): the low and high 32 bits
+  const op = 'hash_bits';
+  const N = dim(op, a, 'N');
+  const x = f64(inp[0]), h = i32(out[0]);
+  need(op, 'x', x, N, `N=${N}`);
+  need(op, 'h', h, 2, '(2)');
+  const bits = new Uint32Array(new Float32Array(1).buffer);
+  const f = new Float32Array(bits.buffer);
+  let sum = 0n;
+  for (let i = 0; i < N; i++) {
+    f[0] = x[i]!;
+    sum = (sum + splitmix64((BigInt(i) << 32n) | BigInt(bits[0]!))) & M64;
+  }
+  h[0] = Number(BigInt.asIntN(32, sum));
+  h[1] = Number(BigInt.asIntN(32, sum >> 32n));
+});
+
 // ---------------------------------------------------------------------------------------------------------------
 // Optimizers (in place on weights and slots)
 
