@@ -22,6 +22,8 @@ using tl::Registry;
 struct Completion {
   Napi::Promise::Deferred deferred;
   std::exception_ptr error;
+  // Builds the resolved value on the JS thread (undefined when empty).
+  std::function<Napi::Value(Napi::Env)> result;
 };
 
 void settle(Napi::Env env, Napi::Function, std::nullptr_t*, Completion* c);
@@ -75,7 +77,7 @@ void settle(Napi::Env env, Napi::Function, std::nullptr_t*, Completion* c) {
   if (c->error)
     c->deferred.Reject(toJsError(env, c->error).Value());
   else
-    c->deferred.Resolve(env.Undefined());
+    c->deferred.Resolve(c->result ? c->result(env) : env.Undefined());
 }
 
 EnvState& state(Napi::Env env) { return *env.GetInstanceData<EnvState>(); }
@@ -90,9 +92,10 @@ uint32_t u32Arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
 }
 
 // Queues `task` on the device and returns a promise settled on this environment's JS thread.
-Napi::Value submitAsync(Napi::Env env, const std::shared_ptr<tl::Device>& dev, std::function<void()> task) {
+Napi::Value submitAsync(Napi::Env env, const std::shared_ptr<tl::Device>& dev, std::function<void()> task,
+                        std::function<Napi::Value(Napi::Env)> result = nullptr) {
   auto& st = state(env);
-  auto* c = new Completion{Napi::Promise::Deferred::New(env), nullptr};
+  auto* c = new Completion{Napi::Promise::Deferred::New(env), nullptr, std::move(result)};
   Napi::Promise promise = c->deferred.Promise();
   if (st.pending++ == 0) st.tsfn.Ref(env);
   CompletionTsfn tsfn = st.tsfn;
@@ -487,6 +490,80 @@ Napi::Value CommStats(const Napi::CallbackInfo& info) {
   });
 }
 
+// runWith(program, writes: [handle, typedArray, offset?][], reads: handle[]): one hand-off per step. The writes are
+// staged (copied) on the JS thread and applied on the device thread before the program; after it, the first
+// element of each read buffer, the '@mark' times, the guard state and the collective wait come back together.
+Napi::Value RunWith(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t h = u32Arg(info, 0, "program handle");
+  if (info.Length() < 3 || !info[1].IsArray() || !info[2].IsArray())
+    throw Napi::TypeError::New(env, "runWith(program, writes: [handle, typedArray, offset?][], reads: handle[])");
+  return guarded(env, [&]() -> Napi::Value {
+    auto prog = Registry::get().program(h);
+    struct Staged { std::shared_ptr<tl::Buffer> buf; size_t byteOffset; std::vector<uint8_t> bytes; };
+    auto writes = std::make_shared<std::vector<Staged>>();
+    auto wa = info[1].As<Napi::Array>();
+    for (uint32_t i = 0; i < wa.Length(); ++i) {
+      Napi::Value wv = wa.Get(i);
+      if (!wv.IsArray()) throw Napi::TypeError::New(env, "runWith: writes[" + std::to_string(i) + "] must be [handle, typedArray, offset?]");
+      auto w = wv.As<Napi::Array>();
+      auto b = Registry::get().buffer(w.Get(0u).As<Napi::Number>().Uint32Value());
+      Napi::Value av = w.Get(1u);
+      if (!av.IsTypedArray()) throw Napi::TypeError::New(env, "runWith: writes[" + std::to_string(i) + "][1] must be a typed array");
+      auto arr = av.As<Napi::TypedArray>();
+      TL_CHECK(arr.TypedArrayType() == arrayTypeFor(b->dtype), "runWith: buffer #" << b->handle << " is " << tl::dtypeName(b->dtype) << "; the typed array does not match");
+      int64_t off = w.Length() > 2 ? w.Get(2u).As<Napi::Number>().Int64Value() : 0;
+      int64_t n = static_cast<int64_t>(arr.ElementLength());
+      TL_CHECK(off >= 0 && off + n <= b->numel, "runWith: " << n << " elements at offset " << off << " do not fit buffer #" << b->handle << " of " << b->numel);
+      TL_CHECK(b->device == prog->device, "runWith: buffer #" << b->handle << " is on " << b->device->name() << ", the program on " << prog->device->name());
+      void* raw = nullptr;
+      NAPI_THROW_IF_FAILED(env, napi_get_typedarray_info(env, arr, nullptr, nullptr, &raw, nullptr, nullptr), Napi::Value());
+      size_t esz = tl::dtypeSize(b->dtype);
+      const uint8_t* src = static_cast<const uint8_t*>(raw);
+      writes->push_back(Staged{b, static_cast<size_t>(off) * esz, std::vector<uint8_t>(src, src + n * esz)});
+    }
+    std::vector<std::shared_ptr<tl::Buffer>> reads;
+    auto ra = info[2].As<Napi::Array>();
+    for (uint32_t i = 0; i < ra.Length(); ++i) {
+      auto b = Registry::get().buffer(ra.Get(i).As<Napi::Number>().Uint32Value());
+      TL_CHECK(b->device == prog->device, "runWith: read buffer #" << b->handle << " is not on " << prog->device->name());
+      reads.push_back(b);
+    }
+    struct Out { std::vector<double> values, marks; double startMs = 0, waitMs = 0; bool guard = false; };
+    auto out = std::make_shared<Out>();
+    auto task = [prog, writes, reads, out] {
+      tl::Backend& dev = prog->device->backend();
+      for (auto& w : *writes) dev.copyIn(static_cast<uint8_t*>(w.buf->data) + w.byteOffset, w.bytes.data(), w.bytes.size());
+      prog->execute();
+      for (auto& b : reads) {
+        if (b->dtype == tl::DType::F32) { float v; dev.copyOut(&v, b->data, 4); out->values.push_back(v); }
+        else if (b->dtype == tl::DType::I32) { int32_t v; dev.copyOut(&v, b->data, 4); out->values.push_back(v); }
+        else { uint8_t v; dev.copyOut(&v, b->data, 1); out->values.push_back(v); }
+      }
+      std::lock_guard<std::mutex> lk(prog->statusMu);
+      out->marks = prog->marks;
+      out->startMs = prog->startMs;
+      out->guard = prog->guardTripped;
+      for (auto& op : prog->ops)
+        if (op.comm) out->waitMs += op.comm->stats(op.rank).waitMs;
+    };
+    auto result = [out](Napi::Env e) -> Napi::Value {
+      auto o = Napi::Object::New(e);
+      auto v = Napi::Float64Array::New(e, out->values.size());
+      for (size_t i = 0; i < out->values.size(); ++i) v[i] = out->values[i];
+      auto m = Napi::Float64Array::New(e, out->marks.size());
+      for (size_t i = 0; i < out->marks.size(); ++i) m[i] = out->marks[i];
+      o.Set("values", v);
+      o.Set("marks", m);
+      o.Set("startMs", out->startMs);
+      o.Set("waitMs", out->waitMs);
+      o.Set("guardTripped", out->guard);
+      return o;
+    };
+    return submitAsync(env, prog->device, task, result);
+  });
+}
+
 Napi::Value ReleaseProgram(const Napi::CallbackInfo& info) {
   Registry::get().releaseProgram(u32Arg(info, 0, "program handle"));
   return info.Env().Undefined();
@@ -652,6 +729,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("read", Napi::Function::New(env, Read));
   exports.Set("compile", Napi::Function::New(env, Compile));
   exports.Set("run", Napi::Function::New(env, Run));
+  exports.Set("runWith", Napi::Function::New(env, RunWith));
   exports.Set("releaseProgram", Napi::Function::New(env, ReleaseProgram));
   exports.Set("programStatus", Napi::Function::New(env, ProgramStatus));
   exports.Set("nowMs", Napi::Function::New(env, NowMs));

@@ -71,8 +71,7 @@ const api: TowerActorApi = {
       ...(gradSlot ? { collective: gradSlot } : {}),
       ...(req.fault ? { fault: req.fault } : {}),
     });
-    const wait = gradSlot ? native().commStats(gradSlot.comm, gradSlot.rank).waitMs : 0;
-    return { loss: t.dataLoss(), regLoss: t.regularizationLoss(), gradNorm: t.gradientNorm(), timings: r.timings, reduceWaitMs: wait, skipped: r.skipped };
+    return { loss: r.loss, regLoss: r.regLoss, gradNorm: r.gradNorm, timings: r.timings, reduceWaitMs: r.reduceWaitMs, skipped: r.skipped };
   },
   async phase() {
     return tower?.currentPhase();

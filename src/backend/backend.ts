@@ -30,6 +30,12 @@ export interface Backend {
   sync(): Promise<void>;
   kernelNames(): string[];
   close(): Promise<void>;
+  /** Native devices: writes, run and reads of scalars in one hand-off (Note [One hand-off per step]). */
+  runWith?(
+    program: number,
+    writes: Array<[number, Float32Array | Int32Array | Uint8Array]>,
+    reads: number[],
+  ): Promise<{ values: Float64Array; marks: Float64Array; startMs: number; waitMs: number; guardTripped: boolean }>;
   /** Native devices: the last run of a program: start (ms, process-wide clock), '@mark' times, guard state. */
   status?(program: number): { marks: Float64Array; startMs: number; guardTripped: boolean; currentOp: number };
 }

@@ -1,6 +1,6 @@
 // A native device (cpu:N, cuda:N) seen through the Backend interface; bytes stay in native memory.
 import type { Backend, DType, HostArray, Op } from './backend.js';
-import { native, type NativeArray } from '../native/addon.js';
+import { native, type NativeArray, type RunResult } from '../native/addon.js';
 
 const ARRAY_FOR: Record<DType, string> = { f32: 'Float32Array', i32: 'Int32Array', u8: 'Uint8Array' };
 
@@ -80,6 +80,10 @@ export class NativeDevice implements Backend {
 
   run(program: number): Promise<void> {
     return native().run(program);
+  }
+
+  runWith(program: number, writes: Array<[number, NativeArray]>, reads: number[]): Promise<RunResult> {
+    return native().runWith(program, writes, reads);
   }
 
   async runOps(ops: Op[]): Promise<void> {

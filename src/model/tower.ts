@@ -56,6 +56,12 @@ export interface StepResult {
   timings: StepTimings;
   /** The non-finite guard stopped the update (the reduced gradient norm was NaN or infinite). */
   skipped: boolean;
+  /** This shard's data loss (already weighted by gradScale), the L2 penalty, the reduced gradient's norm. */
+  loss: number;
+  regLoss: number;
+  gradNorm: number;
+  /** Time spent waiting for the other towers inside the all-reduce. */
+  reduceWaitMs: number;
 }
 
 export const STEP_PHASES = ['input', 'forward', 'backward', 'reduce', 'update'] as const;
@@ -349,12 +355,12 @@ export class Tower {
   }
 
   /** Writes the batch's inputs (indices, or the examples themselves) and returns its size. */
-  private stage(src: BatchSource): number {
+  /** Checks a batch and lists what must be written for it; nothing is written here (bad input changes nothing). */
+  private stageWrites(src: BatchSource): { B: number; writes: Array<[number, Float32Array | Int32Array]> } {
     if (src.kind === 'indices') {
       const B = src.indices.length;
       this.checkBatch(B);
-      this.backend.copyIn(this.idx, src.indices);
-      return B;
+      return { B, writes: [[this.idx, src.indices]] };
     }
     const B = src.labels.length;
     this.checkBatch(B);
@@ -365,34 +371,24 @@ export class Tower {
       if (this.spec.loss === 'softmaxCrossEntropy' && !(l >= 0 && l < this.outputDim))
         throw new RangeError(`batch labels on ${this.backend.name}: label ${l} at row ${i} is outside [0, ${this.outputDim})`);
     }
-    this.backend.copyIn(this.x, src.x);
-    this.backend.copyIn(this.labels, src.labels);
+    return { B, writes: [[this.x, src.x], [this.labels, src.labels]] };
+  }
+
+  private stage(src: BatchSource): number {
+    const { B, writes } = this.stageWrites(src);
+    for (const [h, v] of writes) this.backend.copyIn(h, v);
     return B;
   }
 
-  private writeHyper(lr: number, t: number, scale: number): void {
+  private setHyper(lr: number, t: number, scale: number): Float32Array {
     this.hyperHost[0] = lr;
     this.hyperHost[1] = t;
     this.hyperHost[2] = scale;
-    this.backend.copyIn(this.hyper, this.hyperHost);
+    return this.hyperHost;
   }
 
-  /**
-   * Forward and backward on one shard. `gradScale` is this shard's weight (1 / global batch), so the towers'
-   * gradients sum to the gradient of the mean loss over the global batch (Note [Shard weighting]).
-   */
-  async forwardBackward(src: BatchSource, gradScale: number): Promise<void> {
-    const B = this.stage(src);
-    this.writeHyper(0, 0, gradScale);
-    const ds = src.kind === 'indices' ? src.dataset : undefined;
-    const key = `fb:${B}:${ds ? ds.images : 'direct'}`;
-    await this.backend.run(this.program(key, () => [...this.inputOps(B, ds), ...this.forwardOps(B, false), ...this.lossOps(B), ...this.backwardOps(B)]));
-  }
-
-  /** Applies the (reduced) gradients: L2, clipping, optimizer step `t` (1-based) with learning rate `lr`, EMA. */
-  async applyUpdate(lr: number, t: number): Promise<void> {
-    this.writeHyper(lr, t, 0);
-    await this.backend.run(this.program('update', () => this.updateOps()));
+  private writeHyper(lr: number, t: number, scale: number): void {
+    this.backend.copyIn(this.hyper, this.setHyper(lr, t, scale));
   }
 
   /**
@@ -407,16 +403,28 @@ export class Tower {
     t: number,
     opts: { gradScale?: number; collective?: CollectiveSlot; fault?: StepFault } = {},
   ): Promise<StepResult> {
-    const B = this.stage(src);
-    this.writeHyper(lr, t, opts.gradScale ?? 1 / B);
+    const { B, writes } = this.stageWrites(src);
+    writes.push([this.hyper, this.setHyper(lr, t, opts.gradScale ?? 1 / B)]);
     const program = this.stepProgram(B, src.kind === 'indices' ? src.dataset : undefined, opts.collective, opts.fault);
     this.lastStepProgram = program;
-    await this.backend.run(program);
-    const st = this.backend.status?.(program);
-    const m = st?.marks;
-    if (!st || !m || m.length < 5) return { timings: { startMs: 0, input: 0, forward: 0, backward: 0, reduce: 0, update: 0, total: 0 }, skipped: false };
-    const timings = { startMs: st.startMs, input: m[0]!, forward: m[1]! - m[0]!, backward: m[2]! - m[1]!, reduce: m[3]! - m[2]!, update: m[4]! - m[3]!, total: m[4]! };
-    return { timings, skipped: st.guardTripped };
+    const reads = [this.loss, this.regLoss, this.normSq];
+    let r: { values: ArrayLike<number>; marks: ArrayLike<number>; startMs: number; waitMs: number; guardTripped: boolean };
+    if (this.backend.runWith) {
+      // Note [One hand-off per step]: inputs, hyper-parameters, the program and the scalars the coordinator
+      // needs travel in a single call to the device thread and back (no blocking copies around the step).
+      r = await this.backend.runWith(program, writes, reads);
+    } else {
+      for (const [h, v] of writes) this.backend.copyIn(h, v);
+      await this.backend.run(program);
+      const st = this.backend.status?.(program);
+      r = { values: reads.map((h) => this.backend.copyOut(h)[0]!), marks: st?.marks ?? [], startMs: st?.startMs ?? 0, waitMs: 0, guardTripped: st?.guardTripped ?? false };
+    }
+    const m = r.marks;
+    const timings =
+      m.length >= 5
+        ? { startMs: r.startMs, input: m[0]!, forward: m[1]! - m[0]!, backward: m[2]! - m[1]!, reduce: m[3]! - m[2]!, update: m[4]! - m[3]!, total: m[4]! }
+        : { startMs: 0, input: 0, forward: 0, backward: 0, reduce: 0, update: 0, total: 0 };
+    return { timings, skipped: r.guardTripped, loss: r.values[0]!, regLoss: r.values[1]!, gradNorm: Math.sqrt(r.values[2]!), reduceWaitMs: r.waitMs };
   }
 
   /** The program of the step running now (or last), for the watchdog's "which phase is it in?". */

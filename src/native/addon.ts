@@ -41,6 +41,7 @@ export interface NativeAddon {
   read(handle: number, offset?: number, count?: number): NativeArray;
   compile(device: number, ops: Op[]): number;
   run(program: number): Promise<void>;
+  runWith(program: number, writes: Array<[number, NativeArray, number?]>, reads: number[]): Promise<RunResult>;
   releaseProgram(program: number): void;
   programStatus(program: number): { marks: Float64Array; startMs: number; guardTripped: boolean; currentOp: number };
   nowMs(): number;
@@ -62,6 +63,15 @@ export interface NativeAddon {
   p2pSelfTest(indices: number[]): P2PPairResult[];
   /** Direct P2P between different GPUs on/off (TOWERLINE_P2P=0 starts it off); a no-op without CUDA. */
   setP2PEnabled(enabled: boolean): void;
+}
+
+/** What runWith resolves with: the first element of each read buffer, and the run's status. */
+export interface RunResult {
+  values: Float64Array;
+  marks: Float64Array;
+  startMs: number;
+  waitMs: number;
+  guardTripped: boolean;
 }
 
 function findAddon(): string {
