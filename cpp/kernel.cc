@@ -7,6 +7,12 @@
 
 namespace tl {
 
+// Note [Kernel registry]: each backend kind owns one KernelTable (name -> function), built once (cpuKernels(),
+// cudaKernels()). A program resolves every op's name against its device's table when it is compiled, so an
+// unknown kernel fails at compile time naming the device, and running a program costs no lookups. The names,
+// arguments and semantics are the contract in docs/kernels.md; src/reference/kernels.ts implements the same
+// names in float64, and test/kernels.test.ts checks every registered kernel against it.
+
 double Attrs::get(const std::string& k) const {
   auto it = values.find(k);
   TL_CHECK(it != values.end(), "missing attribute '" << k << "' (given: " << (values.empty() ? "none" : describe())

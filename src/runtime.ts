@@ -195,7 +195,11 @@ export class Runtime {
     this.gradComm = native().createComm(this.built.map((b) => b.gradArena), planReduction(this.reduction, { ranks: n, length }), collMs);
     this.weightComm = native().createComm(this.built.map((b) => b.weightArena), broadcastSchedule(n, length), collMs);
     await this.all((a, r) => a.call('setCollectives', this.callMs, this.gradComm!, this.weightComm!, r));
-    // Tower 0 initialises; the others receive its weights bit for bit (Note [Synchronous update]).
+    // Note [Synchronous update]: tower 0 initialises and broadcasts its weights (copies only), so all replicas
+    // start bit-identical. Each step every tower adds the same L2 term, clips with the same norm and applies the
+    // same optimizer update to the same reduced gradient (every element reduced once and copied verbatim, see
+    // Note [Schedules]), so the replicas stay bit-identical without ever exchanging weights; the replica check
+    // (checkReplicas) verifies it.
     await this.actors[0]!.call('initWeights', this.callMs, o.seed ?? 0);
     await this.all((a) => a.call('broadcastWeights', this.callMs));
   }
