@@ -28,7 +28,8 @@ export const trainOptionsSchema = z
     evaluate: z.boolean().optional(),
     guard: z
       .object({
-        nonFinite: z.enum(['halt', 'skip']).optional(),
+        nonFinite: z.enum(['halt', 'skip', 'rollback']).optional(),
+        rollbackLrFactor: z.number().gt(0).lt(1).optional(),
         stepTimeoutMs: positiveInt.optional(),
         replicaCheckEvery: z.number().int().min(0).optional(),
         replicaPolicy: z.enum(['halt', 'rebroadcast']).optional(),

@@ -45,8 +45,13 @@ export function mnist(opts: { batchSize: number; lastBatch?: 'drop' | 'keep'; sh
 
 /** What to do when the guards fire (Note [Non-finite guard] in src/model/tower.ts). */
 export interface GuardOptions {
-  /** A NaN or infinite loss or reduced gradient: 'halt' (default) errors naming step, tower and tensor; 'skip' drops the update. */
-  nonFinite?: 'halt' | 'skip';
+  /**
+   * A NaN or infinite loss or reduced gradient: 'halt' (default) errors naming step, tower and tensor; 'skip'
+   * drops the update; 'rollback' restores the last checkpoint and goes on with the learning rate times
+   * rollbackLrFactor (default 0.5).
+   */
+  nonFinite?: 'halt' | 'skip' | 'rollback';
+  rollbackLrFactor?: number;
   /** Watchdog: a step that has not finished within this many ms errors naming the tower and its phase. */
   stepTimeoutMs?: number;
   /** Compare a 64-bit hash of every tower's weights every K steps (default 100; 0 = never). */
@@ -108,6 +113,7 @@ export type RunEvent =
   | { type: 'checkpoint'; step: number; path: string }
   | { type: 'replicas'; step: number; consistent: boolean; detail: string }
   | { type: 'resumed'; step: number; path: string }
+  | { type: 'rolledBack'; step: number; path: string; reason: string; lrScale: number }
   | { type: 'evaluation'; epoch: number; loss: number; accuracy: number; useEma: boolean };
 
 export interface RunSummary {
@@ -276,28 +282,33 @@ export class Runtime {
     const runSettings = { model: spec, optimizer: o.optimizer, clipNorm: o.clipNorm ?? null, emaDecay: o.emaDecay ?? null, seed, batchSize, lastBatch, shuffle };
     let step = 0;
     let start = { epoch: 0, batch: 0 };
+    let lrScale = 1; // lowered by each non-finite rollback, and saved with checkpoints
+    const restore = async (path: string): Promise<void> => {
+      const ck = await loadCheckpoint(path);
+      const saved = ck.state.settings as typeof runSettings | undefined;
+      if (JSON.stringify(saved) !== JSON.stringify(runSettings))
+        throw new ConfigError(
+          `checkpoint ${path} was written with other settings (model, optimizer, seed, batch size or data options), so resuming would not continue its trajectory.\n` +
+            `  saved: ${JSON.stringify(saved)}\n  given: ${JSON.stringify(runSettings)}\nUse the same settings, or another checkpoint dir to start fresh.`,
+          'checkpoint',
+        );
+      const tensors = [...ck.tensors].map(([name, t]) => [name, t.data] as [string, Float32Array]);
+      await this.all((a) => a.call('writeState', this.callMs, tensors));
+      step = ck.step;
+      start = ck.state.next as { epoch: number; batch: number };
+      lrScale = typeof ck.state.lrScale === 'number' ? ck.state.lrScale : 1;
+    };
     if (o.checkpoint?.resume) {
       const path = await latestCheckpoint(o.checkpoint.dir);
       if (path) {
-        const ck = await loadCheckpoint(path);
-        const saved = ck.state.settings as typeof runSettings | undefined;
-        if (JSON.stringify(saved) !== JSON.stringify(runSettings))
-          throw new ConfigError(
-            `checkpoint ${path} was written with other settings (model, optimizer, seed, batch size or data options), so resuming would not continue its trajectory.\n` +
-              `  saved: ${JSON.stringify(saved)}\n  given: ${JSON.stringify(runSettings)}\nUse the same settings, or another checkpoint dir to start fresh.`,
-            'checkpoint',
-          );
-        const tensors = [...ck.tensors].map(([name, t]) => [name, t.data] as [string, Float32Array]);
-        await this.all((a) => a.call('writeState', this.callMs, tensors));
-        step = ck.step;
-        start = ck.state.next as { epoch: number; batch: number };
+        await restore(path);
         events$.next({ type: 'resumed', step, path });
       }
     }
     const save = async (next: { epoch: number; batch: number }): Promise<void> => {
       if (!o.checkpoint) return;
       const tensors = await this.actors[0]!.call('readState', this.callMs);
-      const path = await saveCheckpoint(o.checkpoint.dir, { step, tensors, state: { settings: runSettings, next, towers: this.devices } }, { keep: o.checkpoint.keep ?? 3 });
+      const path = await saveCheckpoint(o.checkpoint.dir, { step, tensors, state: { settings: runSettings, next, lrScale, towers: this.devices } }, { keep: o.checkpoint.keep ?? 3 });
       events$.next({ type: 'checkpoint', step, path });
     };
     const tb = o.logDir ? await EventWriter.open(o.logDir) : undefined;
@@ -310,75 +321,88 @@ export class Runtime {
     let evaluation: RunSummary['evaluation'];
     let next = start;
     try {
-      for (const plan of batchPlans({ count: trainSet.count, batchSize, seed, lastBatch, shuffle, epochs, startEpoch: start.epoch, startBatch: start.batch })) {
-        if ((o.steps !== undefined && step >= o.steps) || stopped()) break;
-        const t0 = performance.now();
-        const c0 = native().nowMs();
-        const sizes = shardSizes(plan.indices.length, this.actors.length);
-        const shards = splitIndices(plan.indices, sizes);
-        const lr = learningRate(schedule, step);
-        const gradScale = 1 / plan.indices.length;
-        const flip = o.testHooks?.bitFlipAt?.(step + 1);
-        if (flip !== undefined && this.gradComm !== undefined) native().injectBitFlip(this.gradComm, flip);
-        const replies = await this.stepAll(step, (r) => ({
-          dataset: 'train',
-          indices: shards[r]!,
-          gradScale,
-          lr,
-          t: step + 1,
-          ...(o.testHooks?.faultFor?.(step + 1, r) ?? {}),
-        }), o.guard);
-        next = plan.index + 1 === perEpoch ? { epoch: plan.epoch + 1, batch: 0 } : { epoch: plan.epoch, batch: plan.index + 1 };
-        const lossSum = replies.reduce((acc, r) => acc + r.loss, 0);
-        if (replies[0]!.skipped || !Number.isFinite(lossSum)) {
-          const reason = await this.describeNonFinite(step + 1, replies);
-          if ((o.guard?.nonFinite ?? 'halt') === 'halt') throw new NonFiniteError(reason);
-          step++;
-          events$.next({ type: 'skipped', step, reason });
-          continue;
-        }
-        const wall = (performance.now() - t0) / 1000;
-        const c1 = native().nowMs();
-        loss = lossSum + replies[0]!.regLoss;
-        step++;
-        const event: StepEvent = {
-          step,
-          epoch: plan.epoch,
-          loss,
-          learningRate: lr,
-          gradientNorm: replies[0]!.gradNorm,
-          examplesPerSec: plan.indices.length / wall,
-          secPerBatch: wall,
-          batchSize: plan.indices.length,
-          shardSizes: sizes,
-          towers: replies.map((r, i) => ({ device: this.actors[i]!.label, ...r.timings, idle: r.reduceWaitMs })),
-        };
-        steps$.next(event);
-        if (tb) {
-          tb.scalar('loss', loss, step);
-          tb.scalar('learning_rate', lr, step);
-          tb.scalar('examples_per_sec', event.examplesPerSec, step);
-          tb.scalar('gradient_norm', event.gradientNorm ?? NaN, step);
-        }
-        if (trace) traceStep(trace, step, c0 - clock0, c1 - clock0, event.towers.map((t) => ({ ...t, startMs: t.startMs - clock0 })));
-        const every = o.guard?.replicaCheckEvery ?? 100;
-        if (every > 0 && step % every === 0) {
-          const report = await this.checkReplicas();
-          events$.next({ type: 'replicas', step, ...report });
-          if (!report.consistent) {
-            if ((o.guard?.replicaPolicy ?? 'halt') === 'halt') throw new ReplicaMismatchError(`replicas diverged by step ${step}: ${report.detail}`);
-            await this.all((a) => a.call('broadcastWeights', this.callMs));
+      for (let rolledBack = true; rolledBack; ) {
+        rolledBack = false;
+        for (const plan of batchPlans({ count: trainSet.count, batchSize, seed, lastBatch, shuffle, epochs, startEpoch: start.epoch, startBatch: start.batch })) {
+          if ((o.steps !== undefined && step >= o.steps) || stopped()) break;
+          const t0 = performance.now();
+          const c0 = native().nowMs();
+          const sizes = shardSizes(plan.indices.length, this.actors.length);
+          const shards = splitIndices(plan.indices, sizes);
+          const lr = learningRate(schedule, step) * lrScale;
+          const gradScale = 1 / plan.indices.length;
+          const flip = o.testHooks?.bitFlipAt?.(step + 1);
+          if (flip !== undefined && this.gradComm !== undefined) native().injectBitFlip(this.gradComm, flip);
+          const replies = await this.stepAll(step, (r) => ({
+            dataset: 'train',
+            indices: shards[r]!,
+            gradScale,
+            lr,
+            t: step + 1,
+            ...(o.testHooks?.faultFor?.(step + 1, r) ?? {}),
+          }), o.guard);
+          next = plan.index + 1 === perEpoch ? { epoch: plan.epoch + 1, batch: 0 } : { epoch: plan.epoch, batch: plan.index + 1 };
+          const lossSum = replies.reduce((acc, r) => acc + r.loss, 0);
+          if (replies[0]!.skipped || !Number.isFinite(lossSum)) {
+            const reason = await this.describeNonFinite(step + 1, replies);
+            const policy = o.guard?.nonFinite ?? 'halt';
+            if (policy === 'halt') throw new NonFiniteError(reason);
+            if (policy === 'rollback') {
+              const path = o.checkpoint ? await latestCheckpoint(o.checkpoint.dir) : undefined;
+              if (!path) throw new NonFiniteError(`${reason}; no checkpoint to roll back to (set checkpoint.dir and everySteps)`);
+              await restore(path);
+              lrScale *= o.guard?.rollbackLrFactor ?? 0.5;
+              events$.next({ type: 'rolledBack', step, path, reason, lrScale });
+              rolledBack = true;
+              break;
+            }
+            step++;
+            events$.next({ type: 'skipped', step, reason });
+            continue;
           }
-        }
-        if (o.checkpoint?.everySteps && step % o.checkpoint.everySteps === 0) await save(next);
-        if (plan.index === perEpoch - 1) {
-          events$.next({ type: 'epoch', epoch: plan.epoch, steps: step });
-          if (testSet) {
-            const useEma = o.emaDecay !== undefined;
-            const r = await this.actors[0]!.call('evaluate', this.callMs, 'test', useEma);
-            evaluation = { loss: r.lossSum / r.count, accuracy: r.correct / r.count };
-            events$.next({ type: 'evaluation', epoch: plan.epoch, ...evaluation, useEma });
-            tb?.scalar('accuracy', evaluation.accuracy, step);
+          const wall = (performance.now() - t0) / 1000;
+          const c1 = native().nowMs();
+          loss = lossSum + replies[0]!.regLoss;
+          step++;
+          const event: StepEvent = {
+            step,
+            epoch: plan.epoch,
+            loss,
+            learningRate: lr,
+            gradientNorm: replies[0]!.gradNorm,
+            examplesPerSec: plan.indices.length / wall,
+            secPerBatch: wall,
+            batchSize: plan.indices.length,
+            shardSizes: sizes,
+            towers: replies.map((r, i) => ({ device: this.actors[i]!.label, ...r.timings, idle: r.reduceWaitMs })),
+          };
+          steps$.next(event);
+          if (tb) {
+            tb.scalar('loss', loss, step);
+            tb.scalar('learning_rate', lr, step);
+            tb.scalar('examples_per_sec', event.examplesPerSec, step);
+            tb.scalar('gradient_norm', event.gradientNorm ?? NaN, step);
+          }
+          if (trace) traceStep(trace, step, c0 - clock0, c1 - clock0, event.towers.map((t) => ({ ...t, startMs: t.startMs - clock0 })));
+          const every = o.guard?.replicaCheckEvery ?? 100;
+          if (every > 0 && step % every === 0) {
+            const report = await this.checkReplicas();
+            events$.next({ type: 'replicas', step, ...report });
+            if (!report.consistent) {
+              if ((o.guard?.replicaPolicy ?? 'halt') === 'halt') throw new ReplicaMismatchError(`replicas diverged by step ${step}: ${report.detail}`);
+              await this.all((a) => a.call('broadcastWeights', this.callMs));
+            }
+          }
+          if (o.checkpoint?.everySteps && step % o.checkpoint.everySteps === 0) await save(next);
+          if (plan.index === perEpoch - 1) {
+            events$.next({ type: 'epoch', epoch: plan.epoch, steps: step });
+            if (testSet) {
+              const useEma = o.emaDecay !== undefined;
+              const r = await this.actors[0]!.call('evaluate', this.callMs, 'test', useEma);
+              evaluation = { loss: r.lossSum / r.count, accuracy: r.correct / r.count };
+              events$.next({ type: 'evaluation', epoch: plan.epoch, ...evaluation, useEma });
+              tb?.scalar('accuracy', evaluation.accuracy, step);
+            }
           }
         }
       }

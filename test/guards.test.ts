@@ -58,6 +58,45 @@ describe('non-finite guard', () => {
   });
 });
 
+describe('non-finite guard: rollback', () => {
+  it('restores the last checkpoint, halves the learning rate and goes on; without a checkpoint it halts', async () => {
+    const { mkdtemp } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = await mkdtemp(join(tmpdir(), 'tl-rollback-'));
+    const rt = await createRuntime({ devices: 'cpu:2' });
+    try {
+      const events: RunEvent[] = [];
+      let nanSent = false;
+      const run = rt.train({
+        model, optimizer, data: mnist({ batchSize: 64 }), steps: 12, seed: 1,
+        guard: { nonFinite: 'rollback' }, checkpoint: { dir, everySteps: 4 },
+        testHooks: { faultFor: (step, rank) => (step === 6 && rank === 0 && !nanSent ? ((nanSent = true), { fault: { nanAt: 3 } }) : undefined) },
+      });
+      run.events$.subscribe((e) => events.push(e));
+      const lrs: number[] = [];
+      run.steps$.subscribe((e) => lrs.push(e.learningRate));
+      const s = await run.done;
+      assert.equal(s.steps, 12);
+      const rb = events.find((e) => e.type === 'rolledBack') as { step: number; path: string; lrScale: number } | undefined;
+      assert.ok(rb, 'a rolledBack event');
+      assert.equal(rb.lrScale, 0.5);
+      assert.match(rb.path, /ckpt-000000004/);
+      assert.equal(lrs[0], 0.05);
+      assert.equal(lrs[lrs.length - 1], 0.025);
+      const w = await rt.readWeights();
+      for (const [name, v] of w[0]!) assert.ok(v.every(Number.isFinite) && Buffer.compare(Buffer.from(v.buffer), Buffer.from(w[1]!.get(name)!.buffer)) === 0, name);
+      const run2 = rt.train({
+        model, optimizer, data: mnist({ batchSize: 64 }), steps: 5, seed: 1, guard: { nonFinite: 'rollback' },
+        testHooks: { faultFor: (step, rank) => (step === 2 && rank === 1 ? { fault: { nanAt: 3 } } : undefined) },
+      });
+      await assert.rejects(run2.done, /no checkpoint to roll back to/);
+    } finally {
+      await rt.close();
+    }
+  });
+});
+
 describe('watchdog', () => {
   it('a tower stalled in backward is reported within its deadline, naming the tower and the phase; close returns', async () => {
     const rt = await createRuntime({ devices: 'cpu:3' });
