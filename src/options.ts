@@ -10,6 +10,7 @@ export const runtimeOptionsSchema = z
     reduction: z.unknown().optional(), // checked by planReduction, which knows custom strategies
     callTimeoutMs: positiveInt.optional(),
     collectiveTimeoutMs: positiveInt.optional(),
+    shares: z.enum(['equal', 'speed']).optional(),
   })
   .strict();
 
@@ -19,9 +20,32 @@ export const trainOptionsSchema = z
     optimizer: z.unknown(), // checked by parseTrainingOptions
     clipNorm: z.number().positive().optional(),
     emaDecay: z.number().gt(0).lt(1).optional(),
-    data: z
-      .object({ kind: z.literal('mnist'), batchSize: positiveInt, lastBatch: z.enum(['drop', 'keep']).optional(), shuffle: z.boolean().optional() })
-      .strict(),
+    data: z.discriminatedUnion('kind', [
+      z.object({ kind: z.literal('mnist'), batchSize: positiveInt, lastBatch: z.enum(['drop', 'keep']).optional(), shuffle: z.boolean().optional() }).strict(),
+      z
+        .object({
+          kind: z.literal('cifar10'),
+          batchSize: positiveInt,
+          dir: z.string().min(1).optional(),
+          generated: z.object({ count: positiveInt.optional(), testCount: positiveInt.optional(), seed: z.number().int().min(0).optional() }).strict().optional(),
+          augment: z.boolean().optional(),
+          lastBatch: z.enum(['drop', 'keep']).optional(),
+          shuffle: z.boolean().optional(),
+        })
+        .strict()
+        .refine((d) => d.dir === undefined || d.generated === undefined, { message: 'give dir (the CIFAR-10 binary files) or generated, not both' }),
+      z
+        .object({
+          kind: z.literal('blocks'),
+          batchSize: positiveInt,
+          count: positiveInt.optional(),
+          dim: positiveInt.optional(),
+          seed: z.number().int().min(0).optional(),
+          lastBatch: z.enum(['drop', 'keep']).optional(),
+          shuffle: z.boolean().optional(),
+        })
+        .strict(),
+    ]),
     epochs: positiveInt.optional(),
     steps: positiveInt.optional(),
     seed: z.number().int().min(0).optional(),

@@ -13,7 +13,9 @@ import { parseModelSpec, type ModelSpec } from './model/spec.js';
 import { parseTrainingOptions, type OptimizerSpec } from './model/optimizer.js';
 import { learningRate, parseSchedule } from './model/schedule.js';
 import type { StepTimings } from './model/tower.js';
-import { loadMnist, type LabeledSet } from './data/mnist.js';
+import type { LabeledSet } from './data/mnist.js';
+import { loadInput, type DataInput } from './data/inputs.js';
+import type { ImageTransform } from './model/tower.js';
 import { batchPlans, batchesPerEpoch } from './data/batches.js';
 import { ConfigError } from './util/validate.js';
 import { checkRuntimeOptions, checkTrainOptions } from './options.js';
@@ -29,19 +31,14 @@ export interface RuntimeOptions {
   /** Deadline of one control call to a tower, and of one collective wait (ms). */
   callTimeoutMs?: number;
   collectiveTimeoutMs?: number;
+  /**
+   * How a global batch is shared: 'equal' (default; bit-reproducible) or 'speed': in proportion to each tower's
+   * measured examples/sec (heterogeneous devices). Both are exact: each shard is weighted by 1/global batch.
+   */
+  shares?: 'equal' | 'speed';
 }
 
-/** The built-in MNIST input: the real files, seeded shuffling, explicit handling of the partial last batch. */
-export interface MnistInput {
-  kind: 'mnist';
-  batchSize: number;
-  lastBatch?: 'drop' | 'keep';
-  shuffle?: boolean;
-}
-
-export function mnist(opts: { batchSize: number; lastBatch?: 'drop' | 'keep'; shuffle?: boolean }): MnistInput {
-  return { kind: 'mnist', ...opts };
-}
+export { mnist, cifar10, blocks, type MnistInput, type CifarInput, type BlocksInput, type DataInput } from './data/inputs.js';
 
 /** What to do when the guards fire (Note [Non-finite guard] in src/model/tower.ts). */
 export interface GuardOptions {
@@ -72,7 +69,8 @@ export interface TrainOptions {
   optimizer: OptimizerSpec;
   clipNorm?: number;
   emaDecay?: number;
-  data: MnistInput;
+  /** mnist({ batchSize }), cifar10({ batchSize, dir? | generated? }) or blocks({ batchSize }) (src/data/inputs.ts). */
+  data: DataInput;
   epochs?: number;
   steps?: number;
   seed?: number;
@@ -175,13 +173,19 @@ export class Runtime {
 
   /** Changes the reduction strategy; takes effect at the next step. A bad strategy is rejected, nothing changes. */
   setReduction(reduction: ReductionOptions): void {
-    if (this.gradComm !== undefined && this.built[0]) {
-      const s = planReduction(reduction, { ranks: this.actors.length, length: this.built[0].paramCount });
-      native().setCommSchedule(this.gradComm, s);
-    } else {
-      planReduction(reduction, { ranks: this.actors.length, length: 16 });
-    }
+    const length = this.built[0]?.paramCount ?? 16;
+    const schedule = planReduction(reduction, { ranks: this.actors.length, length }); // throws: nothing changes
     this.reduction = reduction;
+    // During a run the towers may be inside an all-reduce right now: the new schedule is installed by the
+    // coordinator between two steps (applyPendingReduction), never under a running collective.
+    if (this.gradComm !== undefined) this.pendingSchedule = schedule;
+  }
+
+  private pendingSchedule: Schedule | undefined;
+
+  private applyPendingReduction(): void {
+    if (this.pendingSchedule && this.gradComm !== undefined) native().setCommSchedule(this.gradComm, this.pendingSchedule);
+    this.pendingSchedule = undefined;
   }
 
   /** The schedule the next step will use (for inspection and docs). */
@@ -210,14 +214,14 @@ export class Runtime {
     await this.all((a) => a.call('broadcastWeights', this.callMs));
   }
 
-  private async upload(key: string, set: LabeledSet): Promise<void> {
+  private async upload(key: string, set: LabeledSet, transform?: ImageTransform): Promise<void> {
     if (this.uploaded.has(key)) return;
     // One shared copy for all actors: no per-sample copies, no per-actor structured clones.
     const shImg = new Uint8Array(new SharedArrayBuffer(set.images.length));
     shImg.set(set.images);
     const shLab = new Uint8Array(new SharedArrayBuffer(set.labels.length));
     shLab.set(set.labels);
-    await this.all((a) => a.call('uploadDataset', this.callMs, key, shImg, shLab, set.count));
+    await this.all((a) => a.call('uploadDataset', this.callMs, key, shImg, shLab, set.count, transform));
     this.uploaded.add(key);
   }
 
@@ -258,17 +262,18 @@ export class Runtime {
   }
 
   private async runLoop(o: TrainOptions, steps$: Subject<StepEvent>, events$: Subject<RunEvent>, stopped: () => boolean): Promise<RunSummary> {
-    if (o.data?.kind !== 'mnist') throw new ConfigError("train: data must be mnist({ batchSize }) in this version", 'data');
     const batchSize = o.data.batchSize;
     const lastBatch = o.data.lastBatch ?? 'drop';
     const shuffle = o.data.shuffle ?? true;
     if (o.epochs === undefined && o.steps === undefined) throw new ConfigError('train: give epochs or steps', 'epochs');
     shardSizes(batchSize, this.actors.length); // rejects batches smaller than the tower count before any work
-    const maxShard = Math.ceil(batchSize / this.actors.length);
-    const [trainSet, testSet] = await Promise.all([loadMnist('train'), o.evaluate ? loadMnist('test') : Promise.resolve(undefined)]);
-    await this.setup(o, Math.max(maxShard, testSet ? 1000 : 1));
-    await this.upload('train', trainSet);
-    if (testSet) await this.upload('test', testSet);
+    // 'speed' shares may give one tower almost the whole batch; equal shares never exceed ceil(B/n).
+    const maxShard = this.opts.shares === 'speed' ? batchSize - (this.actors.length - 1) : Math.ceil(batchSize / this.actors.length);
+    const input = await loadInput(o.data, { withTest: o.evaluate ?? false, inputShape: parseModelSpec(o.model).input.shape });
+    const trainSet = input.train, testSet = input.test;
+    await this.setup(o, Math.max(maxShard, testSet ? input.evalBatch : 1));
+    await this.upload('train', trainSet, input.trainTransform);
+    if (testSet) await this.upload('test', testSet, input.testTransform);
 
     const spec = parseModelSpec(o.model);
     const optimizer = parseTrainingOptions({ optimizer: o.optimizer }).optimizer;
@@ -279,7 +284,7 @@ export class Runtime {
     // Note [Exact resume]: the trajectory is a function of (weights, optimizer slots, EMA, step, data position,
     // settings). The checkpoint holds all of them; the data order depends only on (seed, epoch), so the resumed
     // run replays the same batches from the saved position, and every tower gets the same state bit for bit.
-    const runSettings = { model: spec, optimizer: o.optimizer, clipNorm: o.clipNorm ?? null, emaDecay: o.emaDecay ?? null, seed, batchSize, lastBatch, shuffle };
+    const runSettings = { model: spec, optimizer: o.optimizer, clipNorm: o.clipNorm ?? null, emaDecay: o.emaDecay ?? null, seed, batchSize, lastBatch, shuffle, data: o.data };
     let step = 0;
     let start = { epoch: 0, batch: 0 };
     let lrScale = 1; // lowered by each non-finite rollback, and saved with checkpoints
@@ -327,7 +332,8 @@ export class Runtime {
           if ((o.steps !== undefined && step >= o.steps) || stopped()) break;
           const t0 = performance.now();
           const c0 = native().nowMs();
-          const sizes = shardSizes(plan.indices.length, this.actors.length);
+          this.applyPendingReduction();
+          const sizes = shardSizes(plan.indices.length, this.actors.length, this.opts.shares === 'speed' ? this.speedWeights() : undefined);
           const shards = splitIndices(plan.indices, sizes);
           const lr = learningRate(schedule, step) * lrScale;
           const gradScale = 1 / plan.indices.length;
@@ -336,12 +342,14 @@ export class Runtime {
           const replies = await this.stepAll(step, (r) => ({
             dataset: 'train',
             indices: shards[r]!,
+            ...(input.stepParams ? { crop: input.stepParams(seed, step, shards[r]!) } : {}),
             gradScale,
             lr,
             t: step + 1,
             ...(o.testHooks?.faultFor?.(step + 1, r) ?? {}),
           }), o.guard);
           next = plan.index + 1 === perEpoch ? { epoch: plan.epoch + 1, batch: 0 } : { epoch: plan.epoch, batch: plan.index + 1 };
+          if (this.opts.shares === 'speed') this.recordSpeed(sizes, replies);
           const lossSum = replies.reduce((acc, r) => acc + r.loss, 0);
           if (replies[0]!.skipped || !Number.isFinite(lossSum)) {
             const reason = await this.describeNonFinite(step + 1, replies);
@@ -418,6 +426,23 @@ export class Runtime {
    * One step on every tower. The watchdog: if the step misses its deadline, ask each tower which phase it is
    * in (towers waiting in the all-reduce are the victims; the others are the culprits) and say so.
    */
+  // Per tower: an exponential average of compute milliseconds per example (forward + backward), for 'speed' shares.
+  private msPerExample: number[] = [];
+
+  private speedWeights(): number[] | undefined {
+    if (this.msPerExample.length !== this.actors.length || this.msPerExample.some((m) => !(m > 0))) return undefined;
+    return this.msPerExample.map((m) => 1 / m);
+  }
+
+  private recordSpeed(sizes: number[], replies: StepReply[]): void {
+    replies.forEach((r, i) => {
+      const ms = (r.timings.forward + r.timings.backward) / sizes[i]!;
+      if (!(ms > 0)) return;
+      const prev = this.msPerExample[i];
+      this.msPerExample[i] = prev === undefined ? ms : 0.9 * prev + 0.1 * ms;
+    });
+  }
+
   private async stepAll(step: number, req: (rank: number) => StepRequest, guard: GuardOptions | undefined): Promise<StepReply[]> {
     const deadline = guard?.stepTimeoutMs ?? this.callMs;
     try {
@@ -496,6 +521,7 @@ export class Runtime {
   }
 
   private releaseComms(): void {
+    this.pendingSchedule = undefined;
     if (this.gradComm !== undefined) native().releaseComm(this.gradComm);
     if (this.weightComm !== undefined) native().releaseComm(this.weightComm);
     this.gradComm = this.weightComm = undefined;

@@ -104,6 +104,37 @@ describe('step streams', () => {
   });
 });
 
+describe('changing the reduction mid-run, and shares that follow tower speed', () => {
+  it('a subscriber switches ring -> tree -> naive between steps; training goes on and replicas stay bit-identical', async () => {
+    await withRuntime('cpu:3', 'ring', async (rt) => {
+      const run = rt.train({ model, optimizer, data: mnist({ batchSize: 96 }), steps: 30, seed: 3 });
+      run.steps$.subscribe((e) => {
+        if (e.step === 10) rt.setReduction({ algorithm: 'tree' });
+        if (e.step === 20) rt.setReduction({ algorithm: 'naive' });
+      });
+      const s = await run.done;
+      assert.equal(s.steps, 30);
+      assert.equal(rt.currentSchedule().name, 'naive');
+      assert.equal((await rt.checkReplicas()).consistent, true);
+    });
+  });
+
+  it("shares: 'speed' splits by measured speed, stays exact and keeps replicas identical", async () => {
+    const rt = await createRuntime({ devices: 'cpu:2', shares: 'speed' });
+    try {
+      const sizes: number[][] = [];
+      const run = rt.train({ model, optimizer, data: mnist({ batchSize: 128 }), steps: 25, seed: 3 });
+      run.steps$.subscribe((e) => sizes.push(e.shardSizes));
+      await run.done;
+      assert.ok(sizes.every((s) => s.length === 2 && s[0]! + s[1]! === 128 && s[0]! >= 1 && s[1]! >= 1));
+      assert.deepEqual(sizes[0], [64, 64], 'the first step has no measurement yet: equal shares');
+      assert.equal((await rt.checkReplicas()).consistent, true);
+    } finally {
+      await rt.close();
+    }
+  });
+});
+
 describe('MNIST on 3 CPU towers', () => {
   it('reaches >= 98.0% test accuracy (10 epochs, batch 128)', async () => {
     await withRuntime('cpu:3', 'ring', async (rt) => {
