@@ -75,6 +75,12 @@ export interface RunResult {
 }
 
 function findAddon(): string {
+  // TOWERLINE_ADDON picks another build (e.g. one without OpenBLAS, or a CUDA build) for tests and benchmarks.
+  const override = process.env.TOWERLINE_ADDON;
+  if (override) {
+    if (!existsSync(override)) throw new Error(`towerline: TOWERLINE_ADDON=${override} does not exist`);
+    return override;
+  }
   // Works from src/ (tsx) and from dist/src/ (compiled): walk up to the package root.
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {
