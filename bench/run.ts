@@ -11,9 +11,10 @@ import { allreduce } from './allreduce.js';
 import { cudaDevices, gpu } from './gpu.js';
 import { mnistStep } from './mnist-step.js';
 import { towersStep } from './towers-step.js';
+import { cifarBench } from './cifar.js';
 import type { Row, Section } from './section.js';
 
-const SECTIONS: Section[] = [mnistStep, allreduce, towersStep, gpu];
+const SECTIONS: Section[] = [mnistStep, allreduce, towersStep, cifarBench, gpu];
 // Sections run only when named, unless their condition holds (gpu: where CUDA devices exist).
 const ONLY_WHEN: Record<string, () => boolean> = { gpu: () => cudaDevices() > 0 };
 

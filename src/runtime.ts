@@ -507,7 +507,7 @@ export class Runtime {
       let offset = 0;
       for (const p of b.params) {
         const n = p.shape.reduce((a, x) => a * x, 1);
-        lines.push(`  ${p.name.padEnd(20)} [${p.shape.join('x')}] f32 on ${b.device} (arena +${offset}); kernels dense_forward, dense_backward, optimizer update on ${b.device}`);
+        lines.push(`  ${p.name.padEnd(20)} [${p.shape.join('x')}] f32 on ${b.device} (arena +${offset}); kernels ${p.shape.length === 4 ? 'conv2d_forward, conv2d_backward' : 'dense_forward, dense_backward'}, optimizer update on ${b.device}`);
         offset += n;
       }
       lines.push(`  all-reduce of the gradient arena: ${this.currentSchedule().name}, executed on ${b.device}'s own native thread`);

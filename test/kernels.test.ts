@@ -79,6 +79,12 @@ function lossCases(): Case[] {
     out.push({ kernel: 'gather_rows_f32', attrs: { B, D, R }, inputs: [{ n: R * D }, idx], outputs: [{ n: B * D }] });
     out.push({ kernel: 'gather_labels_u8', attrs: { B, R }, inputs: [{ n: R, ints: 10 }, idx], outputs: [{ n: B }] });
   }
+  // R, B, H, W, C, OH, OW: crops from the corner to the far edge, flipped or not; one constant image (std floor)
+  for (const [R, B, H, W, C, OH, OW] of [[4, 3, 5, 6, 2, 3, 4], [20, 16, 32, 32, 3, 24, 24], [3, 5, 4, 4, 1, 4, 4], [1, 1, 1, 1, 1, 1, 1]] as const) {
+    const params: Gen = (r, n) => Array.from({ length: n }, (_, k) => Math.floor(r() * [H - OH + 1, W - OW + 1, 2][k % 3]!));
+    const src: Gen = (r, n) => Array.from({ length: n }, (_, k) => (k < H * W * C ? 77 : Math.floor(r() * 256)));
+    out.push({ kernel: 'crop_flip_standardize_u8', attrs: { B, R, H, W, C, OH, OW }, inputs: [{ n: R * H * W * C, gen: src }, { n: B, ints: R }, { n: 3 * B, gen: params }], outputs: [{ n: B * OH * OW * C }] });
+  }
   return out;
 }
 
@@ -159,8 +165,10 @@ function convCases(): Case[] {
     }
   }
   for (const N of [1, 7, 1000, 4099]) {
-    for (const [keepProb, seed, step] of [[0.5, 1, 0], [0.9, 123456789, 77], [1, 3, 5], [0.25, 2 ** 40 + 3, 2 ** 33 + 1]] as const) {
-      out.push({ kernel: 'dropout_forward', attrs: { N, keepProb, seed, step }, inputs: [{ n: N }], outputs: [{ n: N }, { n: N }], exact: [1] });
+    for (const [keepProb, seed, step] of [[0.5, 1, 0], [0.9, 123456789, 77], [1, 3, 5], [0.25, 2 ** 40 + 3, 2 ** 24 - 1]] as const) {
+      // the step is hyper[1] (an integer held exactly in f32)
+      const stepHyper = { n: 8, gen: (() => [0.1, step, 1 / 7, 0, 0, 0, 0, 0]) as Gen };
+      out.push({ kernel: 'dropout_forward', attrs: { N, keepProb, seed }, inputs: [{ n: N }, stepHyper], outputs: [{ n: N }, { n: N }], exact: [1] });
     }
     out.push({ kernel: 'dropout_backward', attrs: { N }, inputs: [{ n: N }, { n: N, gen: (r, k) => Array.from({ length: k }, () => (r() < 0.5 ? 0 : 2)) }], outputs: [{ n: N }] });
   }
@@ -224,24 +232,25 @@ describe(`kernels on ${dev.name} vs float64 reference`, () => {
   it('dropout: the mask is identical to the reference and keeps about keepProb of the elements', async () => {
     const N = 100_000;
     for (const [keepProb, seed, step] of [[0.5, 42, 0], [0.5, 42, 1], [0.8, 7, 1000], [0.1, 2 ** 40, 3]] as const) {
-      const attrs = { N, keepProb, seed, step };
-      const x = dev.alloc(N), y = dev.alloc(N), mask = dev.alloc(N);
+      const attrs = { N, keepProb, seed };
+      const x = dev.alloc(N), y = dev.alloc(N), mask = dev.alloc(N), h = dev.alloc(3);
       dev.copyIn(x, new Float32Array(N).fill(1));
-      await dev.runOps([{ kernel: 'dropout_forward', inputs: [x], outputs: [y, mask], attrs }]);
+      dev.copyIn(h, [0, step, 1]);
+      await dev.runOps([{ kernel: 'dropout_forward', inputs: [x, h], outputs: [y, mask], attrs }]);
       const got = dev.copyOut(mask);
       const refY = new Float64Array(N), refMask = new Float64Array(N);
-      referenceKernels.dropout_forward!([new Float64Array(N).fill(1)], [refY, refMask], attrs);
+      referenceKernels.dropout_forward!([new Float64Array(N).fill(1), Float64Array.from([0, step, 1])], [refY, refMask], attrs);
       assert.deepEqual(got, Float32Array.from(refMask), `mask ${JSON.stringify(attrs)}`);
       const kept = Array.from(got).filter((v) => v !== 0).length / N;
       // binomial sd is at most 0.0016 at N = 1e5; 5 sd
       assert.ok(Math.abs(kept - keepProb) < 0.008, `kept ${kept} for keepProb ${keepProb}`);
       assert.ok(got.every((v) => v === 0 || v === Math.fround(1 / keepProb)));
-      [x, y, mask].forEach((h) => dev.free(h));
+      [x, y, mask, h].forEach((b) => dev.free(b));
     }
     // another step or seed gives another mask
     const masks = [[42, 0], [42, 1], [43, 0]].map(([seed, step]) => {
       const y = new Float64Array(1000), m = new Float64Array(1000);
-      referenceKernels.dropout_forward!([new Float64Array(1000).fill(1)], [y, m], { N: 1000, keepProb: 0.5, seed: seed!, step: step! });
+      referenceKernels.dropout_forward!([new Float64Array(1000).fill(1), Float64Array.from([0, step!, 1])], [y, m], { N: 1000, keepProb: 0.5, seed: seed! });
       return m;
     });
     const same = (a: Float64Array, b: Float64Array) => a.filter((v, k) => v === b[k]).length / a.length;

@@ -379,10 +379,11 @@ describe('convolution, pooling, LRN and dropout gradients vs finite differences'
   for (const N of [1, 9, 200]) {
     it(`dropout N=${N}: dx given the mask`, () => {
       const rng = testRandom(N + 3);
-      const attrs = { N, keepProb: 0.6, seed: 11, step: 4 };
+      const attrs = { N, keepProb: 0.6, seed: 11 };
+      const hyper = Float64Array.from([0, 4, 1]); // the step is hyper[1]
       const x = randn(rng, N), r = randn(rng, N), y = new Float64Array(N), mask = new Float64Array(N);
       const objective = (): number => {
-        K_.dropout_forward([x], [y, mask], attrs);
+        K_.dropout_forward([x, hyper], [y, mask], attrs);
         return dot(r, y);
       };
       objective();
@@ -399,17 +400,19 @@ describe('convolution, pooling, LRN and dropout gradients vs finite differences'
     const N = 50_000;
     for (const keepProb of [0.1, 0.5, 0.9, 1]) {
       const y = new Float64Array(N), mask = new Float64Array(N);
-      K_.dropout_forward([new Float64Array(N).fill(1)], [y, mask], { N, keepProb, seed: 5, step: 9 });
+      K_.dropout_forward([new Float64Array(N).fill(1), Float64Array.from([0, 9, 1])], [y, mask], { N, keepProb, seed: 5 });
       const kept = mask.filter((v) => v !== 0).length / N;
       assert.ok(Math.abs(kept - keepProb) < 0.012, `kept ${kept} for keepProb ${keepProb}`);
       assert.ok(mask.every((v) => v === 0 || v === 1 / keepProb));
       // the first elements of a longer buffer get the same mask
       const y2 = new Float64Array(10), m2 = new Float64Array(10);
-      K_.dropout_forward([new Float64Array(10).fill(1)], [y2, m2], { N: 10, keepProb, seed: 5, step: 9 });
+      K_.dropout_forward([new Float64Array(10).fill(1), Float64Array.from([0, 9, 1])], [y2, m2], { N: 10, keepProb, seed: 5 });
       assert.deepEqual([...m2], [...mask.subarray(0, 10)]);
     }
-    assert.throws(() => K_.dropout_forward([new Float64Array(1)], [new Float64Array(1), new Float64Array(1)],
-      { N: 1, keepProb: 0, seed: 1, step: 1 }), /dropout_forward \(ref\): attribute keepProb must be in \(0, 1\]/);
+    assert.throws(() => K_.dropout_forward([new Float64Array(1), Float64Array.from([0, 1, 1])], [new Float64Array(1), new Float64Array(1)],
+      { N: 1, keepProb: 0, seed: 1 }), /dropout_forward \(ref\): attribute keepProb must be in \(0, 1\]/);
+    assert.throws(() => K_.dropout_forward([new Float64Array(1), Float64Array.from([0, 1.5, 1])], [new Float64Array(1), new Float64Array(1)],
+      { N: 1, keepProb: 0.5, seed: 1 }), /hyper\[1\] \(the step\) must be a non-negative integer, got 1\.5/);
   });
 });
 

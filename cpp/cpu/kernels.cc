@@ -11,6 +11,7 @@ const KernelTable& cpuKernels() {
     cpuk::registerElementwiseKernels(t);
     cpuk::registerOptimKernels(t);
     cpuk::registerInputKernels(t);
+    cpuk::registerImageInputKernels(t);
     cpuk::registerConvKernels(t);
     cpuk::registerReplicaKernels(t);
     return t;

@@ -384,13 +384,18 @@ static void lrn_backward(KernelCall& c) {
 
 // ---- dropout -----------------------------------------------------------------------------------------------------
 
-// in: x (N); out: y (N), mask (N) = 1/keepProb where dropoutHash(seed, step, i) < ceil(keepProb·2^32), else 0
+// in: x (N), hyper; out: y (N), mask (N) = 1/keepProb where dropoutHash(seed, step, i) < ceil(keepProb·2^32), else 0.
+// step = hyper[1] (the optimizer step t, rewritten before every step), so one compiled program draws a new mask each step.
 static void dropout_forward(KernelCall& c) {
-  c.expectArity(1, 2, 2);
+  c.expectArity(2, 2, 2);
   const int64_t N = dim(c, "N");
   const double keep = attr(c, "keepProb");
   TL_KCHECK(c, keep > 0 && keep <= 1, "attribute keepProb must be in (0, 1], got " << keep);
-  const uint64_t seed = (uint64_t)dim(c, "seed"), step = (uint64_t)dim(c, "step");
+  expectHyper(c, c.in[1]);
+  const float hstep = c.in[1].f32()[1];
+  TL_KCHECK(c, std::isfinite(hstep) && hstep >= 0 && std::floor(hstep) == hstep,
+            "hyper[1] (the step) must be a non-negative integer, got " << hstep);
+  const uint64_t seed = (uint64_t)dim(c, "seed"), step = (uint64_t)hstep;
   TL_KCHECK(c, N <= (int64_t(1) << 32), "N=" << N << " exceeds the 2^32 elements the dropout hash counts");
   c.expectType(c.in[0], "x", DType::F32);
   c.expectSize(c.in[0], "x", N, "(N)");

@@ -134,7 +134,7 @@ struct DropoutKey {
 };
 
 // seed and step are integers in [0, 2^53); both 32-bit halves of each enter the key.
-inline DropoutKey dropoutKey(uint64_t seed, uint64_t step) {
+TL_HOST_DEVICE inline DropoutKey dropoutKey(uint64_t seed, uint64_t step) {
   uint32_t k = fmix32((uint32_t)seed ^ 0x9e3779b9u);
   k = fmix32(k ^ (uint32_t)(seed >> 32) ^ 0x7f4a7c15u);
   k = fmix32(k ^ (uint32_t)step ^ 0x85ebca6bu);
@@ -149,6 +149,7 @@ void registerLayerKernels(KernelTable& t);
 void registerElementwiseKernels(KernelTable& t);
 void registerOptimKernels(KernelTable& t);
 void registerInputKernels(KernelTable& t);
+void registerImageInputKernels(KernelTable& t);
 void registerConvKernels(KernelTable& t);
 void registerReplicaKernels(KernelTable& t);
 

@@ -135,6 +135,7 @@ const KernelTable& cudaKernels() {
     cudak::registerElementwiseKernels(t);
     cudak::registerOptimKernels(t);
     cudak::registerInputKernels(t);
+    cudak::registerImageInputKernels(t);
     cudak::registerConvKernels(t);
     cudak::registerReplicaKernels(t);
     return t;

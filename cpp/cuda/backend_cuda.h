@@ -60,6 +60,7 @@ void registerLayerKernels(KernelTable& t);
 void registerElementwiseKernels(KernelTable& t);
 void registerOptimKernels(KernelTable& t);
 void registerInputKernels(KernelTable& t);
+void registerImageInputKernels(KernelTable& t);
 void registerConvKernels(KernelTable& t);
 void registerReplicaKernels(KernelTable& t);
 }  // namespace cudak

@@ -397,8 +397,12 @@ static void lrn_backward(KernelCall& c) {
 // ---- dropout -----------------------------------------------------------------------------------------------------
 
 // mask[i] = hash(key, i) < threshold ? inv : 0; y = x·mask (the hash is cpuk::dropoutHash, shared with the CPU)
+// The step is hyper[1] on the device (rewritten before every step): each thread derives the key (a few fmix32).
 __global__ void dropoutForwardKernel(const float* __restrict__ x, float* __restrict__ y, float* __restrict__ mask,
-                                     DropoutKey key, unsigned long long threshold, float inv, int64_t n) {
+                                     const float* __restrict__ hyper, unsigned long long seed,
+                                     unsigned long long threshold, float inv, int64_t n) {
+  const float hs = hyper[1];
+  const DropoutKey key = dropoutKey(seed, hs > 0.f ? (unsigned long long)hs : 0ull);
   TL_GRID_STRIDE(i, n) {
     const float m = (unsigned long long)dropoutHash(key, (uint32_t)i) < threshold ? inv : 0.f;
     mask[i] = m;
@@ -411,13 +415,14 @@ __global__ void dropoutBackwardKernel(const float* dy, const float* __restrict__
   TL_GRID_STRIDE(i, n) dx[i] = dy[i] * mask[i];
 }
 
-// in: x (N); out: y (N), mask (N)
+// in: x (N), hyper; out: y (N), mask (N). step = hyper[1], read on the device (not range-checked there).
 static void dropout_forward(KernelCall& c) {
-  c.expectArity(1, 2, 2);
+  c.expectArity(2, 2, 2);
   const int64_t N = dim(c, "N");
   const double keep = attr(c, "keepProb");
   TL_KCHECK(c, keep > 0 && keep <= 1, "attribute keepProb must be in (0, 1], got " << keep);
-  const uint64_t seed = (uint64_t)dim(c, "seed"), step = (uint64_t)dim(c, "step");
+  expectHyper(c, c.in[1]);
+  const uint64_t seed = (uint64_t)dim(c, "seed");
   TL_KCHECK(c, N <= (int64_t(1) << 32), "N=" << N << " exceeds the 2^32 elements the dropout hash counts");
   c.expectType(c.in[0], "x", DType::F32);
   c.expectSize(c.in[0], "x", N, "(N)");
@@ -428,7 +433,8 @@ static void dropout_forward(KernelCall& c) {
   if (N == 0) return;
   const unsigned long long threshold = (unsigned long long)std::ceil(keep * 4294967296.0);
   dropoutForwardKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(
-      c.in[0].f32(), c.out[0].f32(), c.out[1].f32(), dropoutKey(seed, step), threshold, (float)(1.0 / keep), N);
+      c.in[0].f32(), c.out[0].f32(), c.out[1].f32(), c.in[1].f32(), (unsigned long long)seed, threshold,
+      (float)(1.0 / keep), N);
   TL_CUDA_LAUNCH_CHECK();
 }
 

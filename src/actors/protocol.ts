@@ -1,7 +1,7 @@
 // The messages between the coordinator and a device actor (a worker_thread), as comlink exposes them.
 import type { ModelSpec } from '../model/spec.js';
 import type { TrainingOptions } from '../model/optimizer.js';
-import type { StepFault, StepTimings } from '../model/tower.js';
+import type { ImageTransform, StepFault, StepTimings } from '../model/tower.js';
 
 export interface ActorStart {
   kind: string;
@@ -32,6 +32,8 @@ export interface StepRequest {
   indices?: Int32Array;
   x?: Float32Array;
   labels?: Int32Array;
+  /** [dy, dx, flip] per example of this shard, for a dataset uploaded with random crops (src/data/cifar10.ts cropParams). */
+  crop?: Int32Array;
   gradScale: number;
   lr: number;
   t: number;
@@ -54,7 +56,7 @@ export interface StepReply {
 export interface TowerActorApi {
   build(req: BuildRequest): Promise<BuildReply>;
   initWeights(seed: number): Promise<void>;
-  uploadDataset(key: string, images: Uint8Array, labels: Uint8Array, count: number): Promise<void>;
+  uploadDataset(key: string, images: Uint8Array, labels: Uint8Array, count: number, transform?: ImageTransform): Promise<void>;
   setCollectives(grad: number, weights: number, rank: number): Promise<void>;
   broadcastWeights(): Promise<void>;
   step(req: StepRequest): Promise<StepReply>;

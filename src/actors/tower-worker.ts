@@ -38,8 +38,8 @@ const api: TowerActorApi = {
   async initWeights(seed) {
     need().initWeights(seed);
   },
-  async uploadDataset(key, images, labels, count) {
-    datasets.set(key, need().uploadDataset(images, labels, count));
+  async uploadDataset(key, images, labels, count, transform) {
+    datasets.set(key, need().uploadDataset(images, labels, count, 1 / 255, transform));
   },
   async setCollectives(grad, weights, rank) {
     gradSlot = { comm: grad, rank };
@@ -66,6 +66,11 @@ const api: TowerActorApi = {
         ? { kind: 'indices' as const, dataset: datasets.get(req.dataset)!, indices }
         : { kind: 'direct' as const, x: req.x!, labels: req.labels! };
     if (src.kind === 'indices' && !src.dataset) throw new Error(`device actor ${device.name}: unknown dataset '${req.dataset}'`);
+    if (src.kind === 'indices' && src.dataset.transform?.mode === 'random') {
+      if (!req.crop || req.crop.length !== 3 * src.indices.length)
+        throw new Error(`device actor ${device.name}: dataset '${req.dataset}' has random crops: the step needs 3 crop params per example (${3 * src.indices.length}), got ${req.crop?.length ?? 'none'}`);
+      t.setCropParams(req.crop);
+    }
     const r = await t.trainStep(src, req.lr, req.t, {
       gradScale: req.gradScale,
       ...(gradSlot ? { collective: gradSlot } : {}),

@@ -14,6 +14,8 @@ export interface LabeledSet {
   count: number;
   rows: number;
   cols: number;
+  /** Channels per pixel for colour images stored NHWC (absent: 1). */
+  channels?: number;
   numClasses: number;
 }
 

@@ -1,7 +1,7 @@
 // One model replica on one device: its weights, gradients, optimizer state and the compiled step programs.
 import type { Backend, Op } from '../backend/backend.js';
 import { initTensor } from './init.js';
-import { parseModelSpec, type ModelSpec, type ResolvedModelSpec } from './spec.js';
+import { parseModelSpec, type InitSpec, type LayerSpec, type ModelSpec, type ResolvedModelSpec } from './spec.js';
 import { parseTrainingOptions, slotCount, updateOp, type ResolvedTrainingOptions, type TrainingOptions } from './optimizer.js';
 import { Rng } from '../util/rng.js';
 
@@ -28,6 +28,33 @@ export interface DeviceDataset {
   count: number;
   dim: number;
   scale: number;
+  /** Images stored larger than the model input, cropped (and flipped, standardised) natively per batch. */
+  transform?: DeviceImageTransform;
+}
+
+/**
+ * How an uploaded u8 NHWC image set becomes the model input: the CIFAR-10 tutorial's crop, horizontal flip and
+ * per-image standardisation (kernel crop_flip_standardize_u8). 'random' crops take their [dy, dx, flip] per example
+ * from Tower.setCropParams before each step (see src/data/cifar10.ts cropParams); 'center' crops are fixed.
+ */
+export interface ImageTransform {
+  kind: 'cropFlipStandardize';
+  /** Stored image size; the crop size is the model's input shape [OH, OW, C]. */
+  height: number;
+  width: number;
+  channels: number;
+  mode: 'random' | 'center';
+}
+
+export interface DeviceImageTransform {
+  mode: 'random' | 'center';
+  H: number;
+  W: number;
+  C: number;
+  OH: number;
+  OW: number;
+  /** (maxBatch, 3) i32 params buffer the kernel reads. */
+  params: number;
 }
 
 export type BatchSource =
@@ -79,10 +106,79 @@ export interface TowerOptions {
   training?: TrainingOptions;
 }
 
-// Per-layer plan: what forward and backward do, in terms of activation buffer handles.
+// Per-layer plan: what forward and backward do, in terms of activation buffer handles. A null dx means the layer's
+// input needs no gradient (nothing trainable before it); a null dy means the layer needs no backward at all.
+// Spatial geometry (per example, NHWC): H, W, C in; KH, KW, SH, SW, padding (0 VALID, 1 SAME); OH, OW out.
+interface Geom {
+  H: number;
+  W: number;
+  C: number;
+  KH: number;
+  KW: number;
+  SH: number;
+  SW: number;
+  padding: number;
+  OH: number;
+  OW: number;
+}
 type Step =
   | { kind: 'dense'; param: number; inDim: number; outDim: number; x: number; y: number; dx: number | null; dy: number; act: string }
-  | { kind: 'act'; act: string; dim: number; y: number; dy: number };
+  | { kind: 'act'; act: string; dim: number; x: number; y: number; dx: number | null; dy: number | null }
+  | { kind: 'conv'; param: number; g: Geom; K: number; x: number; y: number; dx: number | null; dy: number; act: string }
+  | { kind: 'pool'; g: Geom; x: number; y: number; argmax: number; dx: number | null; dy: number | null }
+  | { kind: 'lrn'; n: number; C: number; depthRadius: number; bias: number; alpha: number; beta: number; x: number; y: number; scale: number; dx: number | null; dy: number | null }
+  | { kind: 'dropout'; dim: number; keepProb: number; seed: number; x: number; y: number; mask: number; dx: number | null; dy: number | null };
+
+/** One spatial output size (docs/kernels.md): SAME ceil(in/s); VALID floor((in − k)/s) + 1, needing in >= k. */
+function spatialOut(inSize: number, k: number, s: number, same: boolean, where: string): number {
+  if (same) return Math.ceil(inSize / s);
+  if (inSize < k) throw new RangeError(`${where}: a VALID window of ${k} does not fit an input of ${inSize}; use padding 'same' or a smaller window`);
+  return Math.floor((inSize - k) / s) + 1;
+}
+
+function geometry(shape: number[], k: [number, number], s: [number, number], padding: 'same' | 'valid', where: string): Geom {
+  if (shape.length !== 3) throw new RangeError(`${where} needs an image input (H, W, C), got shape [${shape.join(', ')}]; give input.shape as [H, W, C]`);
+  const [H, W, C] = shape as [number, number, number];
+  const same = padding === 'same';
+  return { H, W, C, KH: k[0], KW: k[1], SH: s[0], SW: s[1], padding: same ? 1 : 0, OH: spatialOut(H, k[0], s[0], same, where), OW: spatialOut(W, k[1], s[1], same, where) };
+}
+
+const prod = (xs: number[]): number => xs.reduce((a, b) => a * b, 1);
+
+/** Per layer: its output shape (per example) and the shapes of its trainable tensors, checked against its input. */
+function planShapes(spec: ResolvedModelSpec): Array<{ out: number[]; geom?: Geom; params: number[][] }> {
+  let shape = spec.input.shape;
+  return spec.layers.map((layer, li) => {
+    const where = `model '${spec.name}' layer ${li} (${layer.type}${layer.name ? ` '${layer.name}'` : ''})`;
+    switch (layer.type) {
+      case 'dense': {
+        const inDim = prod(shape);
+        shape = [layer.units];
+        return { out: shape, params: [[inDim, layer.units], [layer.units]] };
+      }
+      case 'conv2d': {
+        const g = geometry(shape, layer.kernel, layer.strides, layer.padding, where);
+        shape = [g.OH, g.OW, layer.filters];
+        return { out: shape, geom: g, params: [[g.KH, g.KW, g.C, layer.filters], [layer.filters]] };
+      }
+      case 'maxpool': {
+        const g = geometry(shape, layer.pool, layer.strides ?? layer.pool, layer.padding, where);
+        shape = [g.OH, g.OW, g.C];
+        return { out: shape, geom: g, params: [] };
+      }
+      case 'flatten':
+        shape = [prod(shape)];
+        return { out: shape, params: [] };
+      case 'reshape':
+        if (prod(layer.shape) !== prod(shape))
+          throw new RangeError(`${where}: cannot reshape [${shape.join(', ')}] (${prod(shape)} values) to [${layer.shape.join(', ')}] (${prod(layer.shape)} values)`);
+        shape = layer.shape;
+        return { out: shape, params: [] };
+      default:
+        return { out: shape, params: [] };
+    }
+  });
+}
 
 const HYPER_SIZE = 8;
 
@@ -93,6 +189,12 @@ export class Tower {
   readonly outputDim: number;
   readonly training?: ResolvedTrainingOptions;
   readonly maxBatch: number;
+  /** The per-example input shape ([D], or [H, W, C] for images). */
+  readonly inputShape: number[];
+  /** Each parameter's initialiser, in parameter order. */
+  private readonly inits: InitSpec[] = [];
+  /** (maxBatch, 3) i32 [dy, dx, flip] of the next batch's random crops, allocated by the first 'random' upload. */
+  private cropParams: number | undefined;
 
   // Buffers owned by this tower.
   private readonly x: number;
@@ -134,18 +236,11 @@ export class Tower {
       return h;
     };
 
-    this.inputDim = this.spec.input.shape.reduce((a, b) => a * b, 1);
-    // Parameter sizes first, so the arenas can be allocated before the views.
-    const sizes: number[] = [];
-    {
-      let d = this.inputDim;
-      for (const layer of this.spec.layers)
-        if (layer.type === 'dense') {
-          sizes.push(d * layer.units, layer.units);
-          d = layer.units;
-        }
-    }
-    this.paramCount = sizes.reduce((a, b) => a + b, 0);
+    this.inputDim = prod(this.spec.input.shape);
+    // Parameter sizes first (conv kernels [KH,KW,C,K] and biases [K], dense [I,O] and [O]), so the arenas can be
+    // allocated before the views.
+    const shapes = planShapes(this.spec);
+    this.paramCount = shapes.reduce((a, l) => a + l.params.reduce((b, p) => b + prod(p), 0), 0);
     this.weightArena = buf(Math.max(1, this.paramCount));
     this.gradArena = buf(Math.max(1, this.paramCount));
     this.x = buf(B * this.inputDim);
@@ -157,43 +252,107 @@ export class Tower {
     this.normSq = buf(1);
     this.correct = buf(1);
 
-    // Forward plan: activations are computed in place where the kernel allows, so each layer owns one output
-    // buffer and one gradient buffer. The network input needs no gradient (dx of the first dense is skipped).
+    // Forward plan: each layer owns one output buffer and one gradient buffer; activations run in place on the
+    // output of a linear dense/conv layer (their backward reads the activated output). Layers before the first
+    // trainable one need no gradient (dx/dy null: their backward is skipped), and the network input is never
+    // written in place.
     let cur = this.x;
     let curGrad: number | null = null;
-    let dim = this.inputDim;
-    this.spec.layers.forEach((layer, li) => {
-      if (layer.type === 'flatten') return;  // row-major (B, ...) is already (B, prod)
-      if (layer.type === 'dense') {
-        const name = layer.name ?? `dense_${li}`;
-        const pw = this.addParam(`${name}/kernel`, [dim, layer.units], layer.l2, dim, layer.units, buf);
-        this.addParam(`${name}/bias`, [layer.units], 0, dim, layer.units, buf);
-        const y = buf(B * layer.units);
-        const dy = buf(B * layer.units);
-        this.steps.push({ kind: 'dense', param: pw, inDim: dim, outDim: layer.units, x: cur, y, dx: curGrad, dy, act: layer.activation });
-        cur = y;
-        curGrad = dy;
-        dim = layer.units;
-      } else {
-        if (curGrad === null) {
-          // An activation straight on the input: give it its own buffers so the input stays intact.
-          const y = buf(B * dim);
-          const dy = buf(B * dim);
-          this.steps.push({ kind: 'dense', param: -1, inDim: dim, outDim: dim, x: cur, y, dx: null, dy, act: 'copy' });
+    let shape = this.spec.input.shape;
+    const grad = (n: number): number | null => (curGrad === null ? null : buf(n));
+    this.spec.layers.forEach((layer: LayerSpec, li) => {
+      const plan = shapes[li]!;
+      const n = prod(shape);
+      const prev = this.steps[this.steps.length - 1];
+      switch (layer.type) {
+        case 'flatten':
+        case 'reshape':
+          break;  // row-major (B, ...) is already any shape of the same size
+        case 'dense': {
+          const name = layer.name ?? `dense_${li}`;
+          const pw = this.addParam(`${name}/kernel`, [n, layer.units], layer.l2, n, layer.units, buf, layer.kernelInit);
+          this.addParam(`${name}/bias`, [layer.units], 0, n, layer.units, buf, layer.biasInit);
+          const y = buf(B * layer.units);
+          const dy = buf(B * layer.units);
+          this.steps.push({ kind: 'dense', param: pw, inDim: n, outDim: layer.units, x: cur, y, dx: curGrad, dy, act: layer.activation });
           cur = y;
           curGrad = dy;
+          break;
         }
-        this.steps.push({ kind: 'act', act: layer.type, dim, y: cur, dy: curGrad });
+        case 'conv2d': {
+          const g = plan.geom!;
+          const K = layer.filters;
+          const name = layer.name ?? `conv2d_${li}`;
+          const recept = g.KH * g.KW;
+          const pw = this.addParam(`${name}/kernel`, [g.KH, g.KW, g.C, K], layer.l2, recept * g.C, recept * K, buf, layer.kernelInit);
+          this.addParam(`${name}/bias`, [K], 0, recept * g.C, recept * K, buf, layer.biasInit);
+          const m = B * g.OH * g.OW * K;
+          const y = buf(m);
+          const dy = buf(m);
+          this.steps.push({ kind: 'conv', param: pw, g, K, x: cur, y, dx: curGrad, dy, act: layer.activation });
+          cur = y;
+          curGrad = dy;
+          break;
+        }
+        case 'relu':
+        case 'sigmoid':
+        case 'tanh': {
+          const inPlace = prev !== undefined && (prev.kind === 'dense' || prev.kind === 'conv') && prev.act === 'linear' && prev.y === cur;
+          if (inPlace) {
+            this.steps.push({ kind: 'act', act: layer.type, dim: n, x: cur, y: cur, dx: curGrad, dy: curGrad });
+            break;
+          }
+          const y = buf(B * n);
+          const dy = grad(B * n);
+          this.steps.push({ kind: 'act', act: layer.type, dim: n, x: cur, y, dx: curGrad, dy });
+          cur = y;
+          curGrad = dy;
+          break;
+        }
+        case 'maxpool': {
+          const g = plan.geom!;
+          const m = B * g.OH * g.OW * g.C;
+          const y = buf(m);
+          const argmax = buf(m, 'i32');
+          const dy = grad(m);
+          this.steps.push({ kind: 'pool', g, x: cur, y, argmax, dx: curGrad, dy });
+          cur = y;
+          curGrad = dy;
+          break;
+        }
+        case 'lrn': {
+          const C = shape[shape.length - 1]!;
+          const y = buf(B * n);
+          const scale = buf(B * n);
+          const dy = grad(B * n);
+          this.steps.push({ kind: 'lrn', n: n / C, C, depthRadius: layer.depthRadius, bias: layer.bias, alpha: layer.alpha, beta: layer.beta, x: cur, y, scale, dx: curGrad, dy });
+          cur = y;
+          curGrad = dy;
+          break;
+        }
+        case 'dropout': {
+          const y = buf(B * n);
+          const mask = buf(B * n);
+          const dy = grad(B * n);
+          // The mask is a function of (seed, step t from hyper[1], element): a fresh mask per step, the same on every run.
+          this.steps.push({ kind: 'dropout', dim: n, keepProb: 1 - layer.rate, seed: layer.seed ?? 7919 * (li + 1), x: cur, y, mask, dx: curGrad, dy });
+          cur = y;
+          curGrad = dy;
+          break;
+        }
       }
+      shape = plan.out;
     });
-    if (curGrad === null) throw new Error(`model '${this.spec.name}' has no dense layer: nothing to train`);
-    this.outputDim = dim;
+    if (curGrad === null) throw new Error(`model '${this.spec.name}' has no dense or conv2d layer: nothing to train`);
+    this.inputShape = [...this.spec.input.shape];
+    this.outputDim = prod(shape);
     this.logits = cur;
     this.dLogits = curGrad;
-    this.probs = buf(B * dim);
+    this.probs = buf(B * this.outputDim);
   }
 
-  private addParam(name: string, shape: number[], l2: number, fanIn: number, fanOut: number, buf: (n: number) => number): number {
+  private addParam(name: string, shape: number[], l2: number, fanIn: number, fanOut: number, buf: (n: number) => number, init: InitSpec): number {
+    this.inits.push(init);
     const numel = shape.reduce((a, b) => a * b, 1);
     const nSlots = this.training ? slotCount(this.training.optimizer) : 0;
     const offset = this.params.reduce((a, q) => a + q.numel, 0);
@@ -222,29 +381,67 @@ export class Tower {
   /** Seeded initialisation: the same seed gives the same weights bit for bit, on any backend. */
   initWeights(seed: number): void {
     const root = new Rng(seed);
-    const layerSpecs = this.spec.layers.filter((l) => l.type === 'dense');
     this.params.forEach((p, i) => {
-      const layer = layerSpecs[Math.floor(i / 2)]!;
-      if (layer.type !== 'dense') return;
-      const init = i % 2 === 0 ? layer.kernelInit : layer.biasInit;
-      const values = initTensor(init, p.numel, p.fanIn, p.fanOut, root.fork(i));
+      const values = initTensor(this.inits[i]!, p.numel, p.fanIn, p.fanOut, root.fork(i));
       this.backend.copyIn(p.w, values);
       if (p.ema !== undefined) this.backend.copyIn(p.ema, values);
     });
   }
 
-  /** Uploads a labelled u8 dataset into device memory once; steps then gather rows by index natively. */
-  uploadDataset(images: Uint8Array, labels: Uint8Array, count: number, scale = 1 / 255): DeviceDataset {
+  /**
+   * Uploads a labelled u8 dataset into device memory once; steps then gather rows by index natively. With an image
+   * `transform`, the images are (count, height, width, channels) and each batch is cropped to the model's input
+   * [OH, OW, C], flipped and standardised natively (kernel crop_flip_standardize_u8; `scale` is then unused).
+   */
+  uploadDataset(images: Uint8Array, labels: Uint8Array, count: number, scale = 1 / 255, transform?: ImageTransform): DeviceDataset {
     const dim = images.length / count;
-    if (!Number.isInteger(dim) || dim !== this.inputDim)
+    let tr: DeviceImageTransform | undefined;
+    if (transform) {
+      const { height: H, width: W, channels: C } = transform;
+      const [OH, OW, IC] = this.inputShape as [number, number, number];
+      if (this.inputShape.length !== 3 || IC !== C || OH > H || OW > W)
+        throw new RangeError(`uploadDataset: images of ${H}x${W}x${C} cannot be cropped to model '${this.spec.name}''s input [${this.inputShape.join(', ')}]; expected an input [OH, OW, ${C}] with OH <= ${H}, OW <= ${W}`);
+      if (dim !== H * W * C)
+        throw new RangeError(`uploadDataset: ${images.length} image bytes over ${count} examples is ${dim} per example; ${H}x${W}x${C} images have ${H * W * C}`);
+      let params: number;
+      if (transform.mode === 'random') {
+        params = this.cropParams ??= (() => {
+          const h = this.backend.alloc(3 * this.maxBatch, 'i32');
+          this.owned.push(h);
+          return h;
+        })();
+      } else {
+        params = this.backend.alloc(3 * this.maxBatch, 'i32');
+        this.owned.push(params);
+        const central = new Int32Array(3 * this.maxBatch);
+        for (let b = 0; b < this.maxBatch; b++) {
+          central[3 * b] = Math.floor((H - OH) / 2);
+          central[3 * b + 1] = Math.floor((W - OW) / 2);
+        }
+        this.backend.copyIn(params, central);
+      }
+      tr = { mode: transform.mode, H, W, C, OH, OW, params };
+    } else if (!Number.isInteger(dim) || dim !== this.inputDim) {
       throw new RangeError(`uploadDataset: ${images.length} image bytes over ${count} examples is ${dim} per example; model '${this.spec.name}' expects ${this.inputDim}`);
+    }
     if (labels.length !== count) throw new RangeError(`uploadDataset: ${labels.length} labels for ${count} examples`);
     const img = this.backend.alloc(images.length, 'u8');
     const lab = this.backend.alloc(count, 'u8');
     this.owned.push(img, lab);
     this.backend.copyIn(img, images);
     this.backend.copyIn(lab, labels);
-    return { images: img, labels: lab, count, dim, scale };
+    return { images: img, labels: lab, count, dim, scale, ...(tr ? { transform: tr } : {}) };
+  }
+
+  /**
+   * The [dy, dx, flip] of each example of the next batch on a 'random' crop dataset (3 ints per example; see
+   * src/data/cifar10.ts cropParams). A few hundred bytes per step; the images never leave the device.
+   */
+  setCropParams(params: Int32Array): void {
+    if (this.cropParams === undefined) throw new Error(`setCropParams on ${this.backend.name}: no dataset with random crops was uploaded`);
+    if (params.length % 3 !== 0 || params.length > 3 * this.maxBatch)
+      throw new RangeError(`setCropParams on ${this.backend.name}: ${params.length} values; expected 3 per example, at most ${this.maxBatch} examples`);
+    this.backend.copyIn(this.cropParams, params);
   }
 
   // ---- op lists ---------------------------------------------------------------------------------------------
@@ -252,28 +449,53 @@ export class Tower {
   private inputOps(B: number, dataset?: DeviceDataset): Op[] {
     if (!dataset) return [];
     const D = this.inputDim;
+    const t = dataset.transform;
     return [
-      { kernel: 'gather_rows_u8', inputs: [dataset.images, this.idx], outputs: [this.x], attrs: { B, D, R: dataset.count, scale: dataset.scale } },
+      t
+        ? { kernel: 'crop_flip_standardize_u8', inputs: [dataset.images, this.idx, t.params], outputs: [this.x], attrs: { B, R: dataset.count, H: t.H, W: t.W, C: t.C, OH: t.OH, OW: t.OW } }
+        : { kernel: 'gather_rows_u8', inputs: [dataset.images, this.idx], outputs: [this.x], attrs: { B, D, R: dataset.count, scale: dataset.scale } },
       { kernel: 'gather_labels_u8', inputs: [dataset.labels, this.idx], outputs: [this.labels], attrs: { B, R: dataset.count } },
     ];
   }
 
-  private forwardOps(B: number, useEma: boolean): Op[] {
+  /** Forward ops; `train` turns dropout on (evaluation runs it as the identity). */
+  private forwardOps(B: number, useEma: boolean, train = false): Op[] {
     const ops: Op[] = [];
+    const weights = (i: number): [number, number] => {
+      const W = this.params[i]!, b = this.params[i + 1]!;
+      return useEma ? [W.ema!, b.ema!] : [W.w, b.w];
+    };
+    const activate = (act: string, y: number, N: number): Op[] => (act === 'linear' ? [] : [{ kernel: `${act}_forward`, inputs: [y], outputs: [y], attrs: { N } }]);
     for (const s of this.steps) {
-      if (s.kind === 'dense') {
-        if (s.param < 0) {
-          ops.push({ kernel: 'copy', inputs: [s.x], outputs: [s.y], attrs: { N: B * s.inDim } });
-          continue;
+      switch (s.kind) {
+        case 'dense': {
+          const [w, bias] = weights(s.param);
+          ops.push({ kernel: 'dense_forward', inputs: [s.x, w, bias], outputs: [s.y], attrs: { B, I: s.inDim, O: s.outDim } });
+          ops.push(...activate(s.act, s.y, B * s.outDim));
+          break;
         }
-        const W = this.params[s.param]!;
-        const b = this.params[s.param + 1]!;
-        const w = useEma ? W.ema! : W.w;
-        const bias = useEma ? b.ema! : b.w;
-        ops.push({ kernel: 'dense_forward', inputs: [s.x, w, bias], outputs: [s.y], attrs: { B, I: s.inDim, O: s.outDim } });
-        if (s.act !== 'linear') ops.push({ kernel: `${s.act}_forward`, inputs: [s.y], outputs: [s.y], attrs: { N: B * s.outDim } });
-      } else {
-        ops.push({ kernel: `${s.act}_forward`, inputs: [s.y], outputs: [s.y], attrs: { N: B * s.dim } });
+        case 'conv': {
+          const [w, bias] = weights(s.param);
+          ops.push({ kernel: 'conv2d_forward', inputs: [s.x, w, bias], outputs: [s.y], attrs: { B, ...s.g, K: s.K } });
+          ops.push(...activate(s.act, s.y, B * s.g.OH * s.g.OW * s.K));
+          break;
+        }
+        case 'act':
+          ops.push({ kernel: `${s.act}_forward`, inputs: [s.x], outputs: [s.y], attrs: { N: B * s.dim } });
+          break;
+        case 'pool':
+          ops.push({ kernel: 'maxpool_forward', inputs: [s.x], outputs: [s.y, s.argmax], attrs: { B, ...s.g } });
+          break;
+        case 'lrn':
+          ops.push({ kernel: 'lrn_forward', inputs: [s.x], outputs: [s.y, s.scale], attrs: { N: B * s.n, C: s.C, depthRadius: s.depthRadius, bias: s.bias, alpha: s.alpha, beta: s.beta } });
+          break;
+        case 'dropout':
+          ops.push(
+            train
+              ? { kernel: 'dropout_forward', inputs: [s.x, this.hyper], outputs: [s.y, s.mask], attrs: { N: B * s.dim, keepProb: s.keepProb, seed: s.seed } }
+              : { kernel: 'copy', inputs: [s.x], outputs: [s.y], attrs: { N: B * s.dim } },
+          );
+          break;
       }
     }
     return ops;
@@ -293,16 +515,37 @@ export class Tower {
         : [{ kernel: 'softmax_xent_backward', inputs: [this.probs, this.labels, this.hyper], outputs: [this.dLogits], attrs: { B, C } }];
     for (let i = this.steps.length - 1; i >= 0; i--) {
       const s = this.steps[i]!;
-      if (s.kind === 'act') {
-        ops.push({ kernel: `${s.act}_backward`, inputs: [s.y, s.dy], outputs: [s.dy], attrs: { N: B * s.dim } });
-        continue;
+      switch (s.kind) {
+        case 'act':
+          if (s.dy !== null && s.dx !== null) ops.push({ kernel: `${s.act}_backward`, inputs: [s.y, s.dy], outputs: [s.dx], attrs: { N: B * s.dim } });
+          break;
+        case 'dense': {
+          if (s.act !== 'linear') ops.push({ kernel: `${s.act}_backward`, inputs: [s.y, s.dy], outputs: [s.dy], attrs: { N: B * s.outDim } });
+          const W = this.params[s.param]!;
+          const b = this.params[s.param + 1]!;
+          const outputs = s.dx === null ? [W.g, b.g] : [W.g, b.g, s.dx];
+          ops.push({ kernel: 'dense_backward', inputs: [s.x, W.w, s.dy], outputs, attrs: { B, I: s.inDim, O: s.outDim, accumulate: 0 } });
+          break;
+        }
+        case 'conv': {
+          if (s.act !== 'linear') ops.push({ kernel: `${s.act}_backward`, inputs: [s.y, s.dy], outputs: [s.dy], attrs: { N: B * s.g.OH * s.g.OW * s.K } });
+          const W = this.params[s.param]!;
+          const b = this.params[s.param + 1]!;
+          const outputs = s.dx === null ? [W.g, b.g] : [W.g, b.g, s.dx];
+          ops.push({ kernel: 'conv2d_backward', inputs: [s.x, W.w, s.dy], outputs, attrs: { B, ...s.g, K: s.K, accumulate: 0 } });
+          break;
+        }
+        case 'pool':
+          if (s.dy !== null && s.dx !== null) ops.push({ kernel: 'maxpool_backward', inputs: [s.dy, s.argmax], outputs: [s.dx], attrs: { B, ...s.g } });
+          break;
+        case 'lrn':
+          if (s.dy !== null && s.dx !== null)
+            ops.push({ kernel: 'lrn_backward', inputs: [s.x, s.y, s.dy, s.scale], outputs: [s.dx], attrs: { N: B * s.n, C: s.C, depthRadius: s.depthRadius, bias: s.bias, alpha: s.alpha, beta: s.beta } });
+          break;
+        case 'dropout':
+          if (s.dy !== null && s.dx !== null) ops.push({ kernel: 'dropout_backward', inputs: [s.dy, s.mask], outputs: [s.dx], attrs: { N: B * s.dim } });
+          break;
       }
-      if (s.param < 0) continue;  // the input copy needs no gradient
-      if (s.act !== 'linear') ops.push({ kernel: `${s.act}_backward`, inputs: [s.y, s.dy], outputs: [s.dy], attrs: { N: B * s.outDim } });
-      const W = this.params[s.param]!;
-      const b = this.params[s.param + 1]!;
-      const outputs = s.dx === null ? [W.g, b.g] : [W.g, b.g, s.dx];
-      ops.push({ kernel: 'dense_backward', inputs: [s.x, W.w, s.dy], outputs, attrs: { B, I: s.inDim, O: s.outDim, accumulate: 0 } });
     }
     return ops;
   }
@@ -452,7 +695,7 @@ export class Tower {
       ...this.inputOps(B, ds),
       mark,
       ...stall('forward'),
-      ...this.forwardOps(B, false),
+      ...this.forwardOps(B, false, true),
       ...this.lossOps(B),
       mark,
       ...stall('backward'),

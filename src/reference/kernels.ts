@@ -520,6 +520,44 @@ defineKernel('gather_rows_u8', {
   }
 });
 
+defineKernel('crop_flip_standardize_u8', {
+  inputs: [['src', 'u8'], ['idx', 'i32'], ['params', 'i32']],
+  outputs: [['y', 'f32']],
+}, (inp, out, a) => {
+  // src is (R,H,W,C), idx is (B), params is (B,3) [dy, dx, flip]; y is (B,OH,OW,C):
+  // y[b] = (crop − mean) / max(std, 1/sqrt(OH·OW·C)) of the (flipped) crop of src[idx[b]] at (dy, dx)
+  const op = 'crop_flip_standardize_u8';
+  const B = dim(op, a, 'B'), R = dim(op, a, 'R'), H = dim(op, a, 'H'), W = dim(op, a, 'W'), C = dim(op, a, 'C');
+  const OH = dim(op, a, 'OH'), OW = dim(op, a, 'OW');
+  if (!(OH >= 1 && OW >= 1 && OH <= H && OW <= W)) fail(op, `crop OH=${OH} OW=${OW} must be at least 1x1 and fit the image H=${H} W=${W}`);
+  const img = H * W * C, N = OH * OW * C;
+  const src = u8(inp[0]), idx = i32(inp[1]), prm = i32(inp[2]), y = f64(out[0]);
+  need(op, 'src', src, R * img, `R=${R}, H=${H}, W=${W}, C=${C}`);
+  need(op, 'idx', idx, B, `B=${B}`);
+  need(op, 'params', prm, 3 * B, `B=${B}, 3`);
+  need(op, 'y', y, B * N, `B=${B}, OH=${OH}, OW=${OW}, C=${C}`);
+  checkRange(op, 'index', 'b', idx, B, R);
+  for (let b = 0; b < B; b++) {
+    const dy = prm[3 * b]!, dx = prm[3 * b + 1]!, flip = prm[3 * b + 2]!;
+    if (!(dy >= 0 && dy <= H - OH && dx >= 0 && dx <= W - OW && (flip === 0 || flip === 1)))
+      fail(op, `params at b=${b} are [dy=${dy}, dx=${dx}, flip=${flip}], expected dy in [0, ${H - OH}], dx in [0, ${W - OW}], flip 0 or 1`);
+  }
+  for (let b = 0; b < B; b++) {
+    const dy = prm[3 * b]!, dx = prm[3 * b + 1]!, flip = prm[3 * b + 2]!;
+    const base = idx[b]! * img;
+    const v = (i: number, j: number, c: number): number => src[base + ((dy + i) * W + dx + j) * C + c]!;
+    let sum = 0;
+    for (let i = 0; i < OH; i++) for (let j = 0; j < OW; j++) for (let c = 0; c < C; c++) sum += v(i, j, c);
+    const mean = sum / N;
+    let ss = 0;
+    for (let i = 0; i < OH; i++) for (let j = 0; j < OW; j++) for (let c = 0; c < C; c++) ss += (v(i, j, c) - mean) ** 2;
+    const sd = Math.max(Math.sqrt(ss / N), 1 / Math.sqrt(N));
+    for (let i = 0; i < OH; i++)
+      for (let j = 0; j < OW; j++)
+        for (let c = 0; c < C; c++) y[b * N + (i * OW + j) * C + c] = (v(i, flip ? OW - 1 - j : j, c) - mean) / sd;
+  }
+});
+
 defineKernel('gather_rows_f32', {
   inputs: [['src', 'f32'], ['idx', 'i32']],
   outputs: [['y', 'f32']],
@@ -814,15 +852,20 @@ export function dropoutHash(seed: number, step: number, i: number): number {
   return fmix32((fmix32((i + k1) >>> 0) ^ k2) >>> 0);
 }
 
-defineKernel('dropout_forward', { inputs: [['x', 'f32']], outputs: [['y', 'f32'], ['mask', 'f32']] },
+defineKernel('dropout_forward', { inputs: [['x', 'f32'], ['hyper', 'f32']], outputs: [['y', 'f32'], ['mask', 'f32']] },
   (inp, out, a) => {
-    // x is (N); y is (N), mask is (N): 1/keepProb where hash(seed, step, i) < ceil(keepProb·2^32), else 0; y = x·mask
+    // x is (N), hyper; y is (N), mask is (N): 1/keepProb where hash(seed, step, i) < ceil(keepProb·2^32), else 0;
+    // y = x·mask. step = hyper[1] (the optimizer step, rewritten before every step of a compiled program).
     const op = 'dropout_forward';
     const N = dim(op, a, 'N');
     const keep = num(op, a, 'keepProb');
     if (!(keep > 0 && keep <= 1)) fail(op, `attribute keepProb must be in (0, 1], got ${keep}`);
-    const seed = dim(op, a, 'seed'), step = dim(op, a, 'step');
-    if (seed >= 9.0e15 || step >= 9.0e15) fail(op, 'attributes seed and step must be below 9e15');
+    const hyper = f64(inp[1]);
+    needHyper(op, hyper, 2);
+    const seed = dim(op, a, 'seed');
+    const step = hyper[1]!;
+    if (!(Number.isInteger(step) && step >= 0)) fail(op, `hyper[1] (the step) must be a non-negative integer, got ${step}`);
+    if (seed >= 9.0e15 || step >= 9.0e15) fail(op, 'attribute seed and hyper[1] must be below 9e15');
     if (N > 4294967296) fail(op, `N=${N} exceeds the 2^32 elements the dropout hash counts`);
     const x = f64(inp[0]), y = f64(out[0]), mask = f64(out[1]);
     need(op, 'x', x, N, `N=${N}`);
