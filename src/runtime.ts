@@ -12,7 +12,7 @@ import type { Schedule } from './scheduler/schedule.js';
 import { parseModelSpec, type ModelSpec } from './model/spec.js';
 import { parseTrainingOptions, type OptimizerSpec } from './model/optimizer.js';
 import { learningRate, parseSchedule } from './model/schedule.js';
-import type { StepTimings } from './model/tower.js';
+import { phaseOf, stepTimings, type StepLaunch, type StepTimings } from './model/tower.js';
 import type { LabeledSet } from './data/mnist.js';
 import { loadInput, type DataInput } from './data/inputs.js';
 import type { ImageTransform } from './model/tower.js';
@@ -445,11 +445,20 @@ export class Runtime {
 
   private async stepAll(step: number, req: (rank: number) => StepRequest, guard: GuardOptions | undefined): Promise<StepReply[]> {
     const deadline = guard?.stepTimeoutMs ?? this.callMs;
+    const phaseOfRank: Array<() => Promise<string | undefined>> = [];
     try {
-      return await this.all((a, r) => a.call('step', deadline, req(r)));
+      return await this.all((a, r) => {
+        const q = req(r);
+        // Faults are injected by the actor itself; every other step takes the fast path.
+        if (q.inject !== undefined || q.fault !== undefined || q.indices === undefined || q.dataset === undefined) {
+          phaseOfRank[r] = () => a.call('phase', 1000);
+          return a.call('step', deadline, q);
+        }
+        return this.fastStep(a, r, q, deadline, phaseOfRank);
+      });
     } catch (e) {
       if (!(e instanceof TowerError) || !/deadline/.test(e.causeText)) throw e;
-      const phases = await Promise.all(this.actors.map((a) => a.call('phase', 1000).catch(() => 'unresponsive')));
+      const phases = await Promise.all(this.actors.map((a, r) => (phaseOfRank[r] ?? (() => a.call('phase', 1000)))().catch(() => 'unresponsive')));
       const stuck = phases.map((p, r) => ({ p, r })).filter((x) => x.p !== 'reduce');
       const culprits = stuck.length > 0 ? stuck : phases.map((p, r) => ({ p, r }));
       const what = culprits.map((c) => `tower on ${this.actors[c.r]!.label} is in phase '${c.p ?? 'idle'}'`).join('; ');
@@ -458,6 +467,63 @@ export class Runtime {
       throw new WatchdogError(`step ${step + 1} did not finish within ${deadline} ms: ${what}`, culprits.map((c) => this.actors[c.r]!.label), culprits[0]?.p ?? undefined);
     }
   }
+
+  // Per tower: the step programs' launch handles by "dataset:batch" (cleared when the towers are rebuilt).
+  private launches: Array<Map<string, StepLaunch>> = [];
+
+  /**
+   * The fast path of Note [One hand-off per step]: the actor compiled the step program (once per batch size)
+   * and owns the device; the coordinator launches it on the tower's device thread directly, so a step costs one
+   * hand-off to each device thread and back, not a trip through the worker's event loop. The deadline is the
+   * same as for actor calls; a worker that dies closes its device, which aborts the all-reduce and settles every
+   * queued step with an error naming that device (Note [Collective executor]).
+   */
+  private async fastStep(actor: DeviceActor, rank: number, q: StepRequest, deadline: number, phaseOfRank: Array<() => Promise<string | undefined>>): Promise<StepReply> {
+    const key = `${q.dataset}:${q.indices!.length}`;
+    const cache = (this.launches[rank] ??= new Map());
+    let launch = cache.get(key);
+    if (!launch) {
+      launch = await actor.call('stepLaunch', this.callMs, q.dataset!, q.indices!.length);
+      cache.set(key, launch);
+    }
+    const program = launch.program;
+    phaseOfRank[rank] = async () => phaseOf(native().programStatus(program));
+    const hyper = new Float32Array(8);
+    hyper[0] = q.lr;
+    hyper[1] = q.t;
+    hyper[2] = q.gradScale;
+    const writes: Array<[number, Float32Array | Int32Array]> = [[launch.indices, q.indices!], [launch.hyper, hyper]];
+    if (launch.crop !== undefined && q.crop) writes.push([launch.crop, q.crop]);
+    let timer: NodeJS.Timeout | undefined;
+    const failed = (why: string) => new TowerError(actor.label, 'step', why);
+    try {
+      const launched = (async () => {
+        if (!actor.alive) throw failed(actor.deathCause ?? 'worker is dead');
+        return native().runWith(program, writes, launch.reads);
+      })().catch((e: unknown) => {
+        if (e instanceof TowerError) throw e;
+        // A dead worker's device and programs are gone: say so rather than "no compiled program".
+        throw failed(actor.alive ? (e instanceof Error ? e.message : String(e)) : `${actor.deathCause ?? 'worker is dead'} (${e instanceof Error ? e.message : String(e)})`);
+      });
+      const r = await Promise.race([
+        launched,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(failed(`no answer within ${deadline} ms (deadline)`)), deadline);
+        }),
+      ]);
+      return {
+        loss: r.values[0]!,
+        regLoss: r.values[1]!,
+        gradNorm: Math.sqrt(r.values[2]!),
+        timings: stepTimings(r.marks, r.startMs),
+        reduceWaitMs: r.waitMs,
+        skipped: r.guardTripped,
+      };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
 
   private async describeNonFinite(step: number, replies: StepReply[]): Promise<string> {
     const bad: string[] = [];
@@ -522,6 +588,7 @@ export class Runtime {
 
   private releaseComms(): void {
     this.pendingSchedule = undefined;
+    this.launches = [];
     if (this.gradComm !== undefined) native().releaseComm(this.gradComm);
     if (this.weightComm !== undefined) native().releaseComm(this.weightComm);
     this.gradComm = this.weightComm = undefined;

@@ -47,6 +47,11 @@ export class DeviceActor {
     return this.deadReason === undefined;
   }
 
+  /** Why the worker is dead (its exit code or error), or undefined while it lives. */
+  get deathCause(): string | undefined {
+    return this.deadReason;
+  }
+
   private die(reason: string): void {
     if (this.deadReason === undefined) this.deadReason = reason;
     for (const p of this.pending) p.reject(new TowerError(this.label, p.call, reason));

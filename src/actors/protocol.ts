@@ -1,7 +1,7 @@
 // The messages between the coordinator and a device actor (a worker_thread), as comlink exposes them.
 import type { ModelSpec } from '../model/spec.js';
 import type { TrainingOptions } from '../model/optimizer.js';
-import type { ImageTransform, StepFault, StepTimings } from '../model/tower.js';
+import type { ImageTransform, StepFault, StepLaunch, StepTimings } from '../model/tower.js';
 
 export interface ActorStart {
   kind: string;
@@ -60,6 +60,8 @@ export interface TowerActorApi {
   setCollectives(grad: number, weights: number, rank: number): Promise<void>;
   broadcastWeights(): Promise<void>;
   step(req: StepRequest): Promise<StepReply>;
+  /** Handles for the coordinator's fast path (Note [One hand-off per step]); compiled once per batch size. */
+  stepLaunch(dataset: string, batch: number): Promise<StepLaunch>;
   evaluate(key: string, useEma: boolean): Promise<{ lossSum: number; correct: number; count: number }>;
   /** The phase of the step running now ('forward', 'reduce', ...), for the watchdog; undefined when idle. */
   phase(): Promise<string | undefined>;

@@ -78,6 +78,11 @@ const api: TowerActorApi = {
     });
     return { loss: r.loss, regLoss: r.regLoss, gradNorm: r.gradNorm, timings: r.timings, reduceWaitMs: r.reduceWaitMs, skipped: r.skipped };
   },
+  async stepLaunch(key, batch) {
+    const ds = datasets.get(key);
+    if (!ds) throw new Error(`device actor ${device.name}: unknown dataset '${key}'`);
+    return need().stepLaunch(batch, ds, gradSlot);
+  },
   async phase() {
     return tower?.currentPhase();
   },

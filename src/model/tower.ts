@@ -93,6 +93,30 @@ export interface StepResult {
 
 export const STEP_PHASES = ['input', 'forward', 'backward', 'reduce', 'update'] as const;
 
+/** The phase a running step program is in, from how many of its five '@mark's have passed. */
+export function phaseOf(st: { marks: ArrayLike<number>; currentOp: number }): (typeof STEP_PHASES)[number] | undefined {
+  if (st.currentOp < 0) return undefined;
+  const done = Array.from(st.marks).filter((x) => x >= 0).length;
+  return STEP_PHASES[Math.min(done, STEP_PHASES.length - 1)];
+}
+
+/** See Tower.stepLaunch. */
+export interface StepLaunch {
+  program: number;
+  indices: number;
+  hyper: number;
+  crop?: number;
+  reads: number[];
+}
+
+/** Turns the marks of a step program's run into per-phase milliseconds. */
+export function stepTimings(marks: ArrayLike<number>, startMs: number): StepTimings {
+  const m = marks;
+  return m.length >= 5
+    ? { startMs, input: m[0]!, forward: m[1]! - m[0]!, backward: m[2]! - m[1]!, reduce: m[3]! - m[2]!, update: m[4]! - m[3]!, total: m[4]! }
+    : { startMs: 0, input: 0, forward: 0, backward: 0, reduce: 0, update: 0, total: 0 };
+}
+
 /** A tower's place in a collective: the communicator over the towers' gradient arenas and its rank there. */
 export interface CollectiveSlot {
   comm: number;
@@ -662,11 +686,7 @@ export class Tower {
       const st = this.backend.status?.(program);
       r = { values: reads.map((h) => this.backend.copyOut(h)[0]!), marks: st?.marks ?? [], startMs: st?.startMs ?? 0, waitMs: 0, guardTripped: st?.guardTripped ?? false };
     }
-    const m = r.marks;
-    const timings =
-      m.length >= 5
-        ? { startMs: r.startMs, input: m[0]!, forward: m[1]! - m[0]!, backward: m[2]! - m[1]!, reduce: m[3]! - m[2]!, update: m[4]! - m[3]!, total: m[4]! }
-        : { startMs: 0, input: 0, forward: 0, backward: 0, reduce: 0, update: 0, total: 0 };
+    const timings = stepTimings(r.marks, r.startMs);
     return { timings, skipped: r.guardTripped, loss: r.values[0]!, regLoss: r.values[1]!, gradNorm: Math.sqrt(r.values[2]!), reduceWaitMs: r.waitMs };
   }
 
@@ -677,10 +697,26 @@ export class Tower {
   currentPhase(): (typeof STEP_PHASES)[number] | undefined {
     if (this.lastStepProgram === undefined) return undefined;
     const st = this.backend.status?.(this.lastStepProgram);
-    if (!st || st.currentOp < 0) return undefined;
-    const done = Array.from(st.marks).filter((x) => x >= 0).length;
-    return STEP_PHASES[Math.min(done, STEP_PHASES.length - 1)];
+    return st ? phaseOf(st) : undefined;
   }
+
+  /**
+   * The handles a coordinator needs to launch this tower's step for batch size B itself (the fast path of
+   * Note [One hand-off per step]): the compiled program, the buffers to write (indices, hyper, crop params)
+   * and the scalars to read back (data loss, L2 loss, squared gradient norm).
+   */
+  stepLaunch(B: number, dataset: DeviceDataset, collective?: CollectiveSlot): StepLaunch {
+    this.checkBatch(B);
+    const program = this.stepProgram(B, dataset, collective, undefined);
+    return {
+      program,
+      indices: this.idx,
+      hyper: this.hyper,
+      ...(dataset.transform?.mode === 'random' && this.cropParams !== undefined ? { crop: this.cropParams } : {}),
+      reads: [this.loss, this.regLoss, this.normSq],
+    };
+  }
+
 
   // Note [Non-finite guard]: each tower records Σg² per tensor of its own gradient before the all-reduce
   // (P tiny reductions, one pass over the gradients, no host copy), and every tower checks the reduced norm
