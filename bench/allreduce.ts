@@ -1,20 +1,16 @@
 // All-reduce bus bandwidth of the native collective executor (ring, tree, naive) on CPU towers, nccl-tests style,
 // against this machine's memcpy bandwidth measured in the same run.
 //
-// Harness: the main thread opens N cpu devices, allocates one f32 buffer of the message size on each, creates one
-// communicator per algorithm over those buffers and compiles, per device, a program holding only the '@collective'
-// op; one all-reduce is `await Promise.all(programs.map(run))`. Every configuration is checked once against a
-// JS-computed sum before it is timed, so a broken collective cannot report a bandwidth.
+// Harness: src/collective-bench.ts (shared with `towerline bench allreduce`): N cpu devices, one f32 buffer of the
+// message size on each, one communicator and '@collective' program set per algorithm; every configuration is checked
+// once against a JS-computed sum before it is timed, so a broken collective cannot report a bandwidth.
 //
 // Definitions (nccl-tests'): algbw = message bytes / time; busbw = algbw * 2(n-1)/n (the bytes each rank moves,
 // independent of n for an optimal algorithm). The reference, memcpy bandwidth, is bytes COPIED / time for the
 // native 'copy' kernel (memmove) over a 64 MB f32 buffer on one device thread: each byte is read once and written
 // once, so DRAM traffic is twice that figure. busbw counts the same way (one byte moved = one byte counted).
+import { AllreduceSetup, CpuTowers, timeIters } from '../src/collective-bench.js';
 import { native } from '../src/native/addon.js';
-import { naiveSchedule } from '../src/scheduler/naive.js';
-import { ringSchedule } from '../src/scheduler/ring.js';
-import { treeSchedule } from '../src/scheduler/tree.js';
-import type { Schedule, ScheduleRequest } from '../src/scheduler/schedule.js';
 import type { Row, Section } from './section.js';
 
 const KB = 1024;
@@ -22,20 +18,13 @@ const MB = 1024 * KB;
 /** 1 KB .. 64 MB in powers of 4 (fp32 elements = bytes / 4). */
 const SIZES = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536].map((k) => k * KB);
 const TOWERS = [2, 4];
-const ALGOS: { name: string; plan: (req: ScheduleRequest) => Schedule }[] = [
-  { name: 'ring', plan: (r) => ringSchedule(r) },
-  { name: 'tree', plan: (r) => treeSchedule(r) },
-  { name: 'naive', plan: (r) => naiveSchedule(r) },
-];
+const ALGOS = ['ring', 'tree', 'naive'];
 const REPS = 7;         // timed repetitions per configuration, interleaved across algorithms
 const KEEP = 3;         // the figure is the median of the best 3 repetitions
 const REP_MS = 25;      // a repetition runs enough iterations to last about this long
 const MAX_ITERS = 4000;
 const WARMUP = 2;       // untimed iterations after the correctness check
 const MEMCPY_BYTES = 64 * MB;
-const TIMEOUT_MS = 60_000;
-
-const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 
 /** Median of the best (smallest) `keep` times. */
 function medianOfFastest(xs: number[], keep = KEEP): number {
@@ -54,13 +43,6 @@ function fillValues(rank: number, length: number): Float32Array {
   return a;
 }
 
-/** Times `iters` back-to-back calls of `once`; returns ms per call. */
-async function timeIters(once: () => Promise<unknown>, iters: number): Promise<number> {
-  const t0 = nowMs();
-  for (let i = 0; i < iters; i++) await once();
-  return (nowMs() - t0) / iters;
-}
-
 interface Result {
   n: number;
   algo: string;
@@ -77,82 +59,31 @@ interface MemcpyRef {
   twoThreadGbps: number;
 }
 
-class Harness {
-  readonly devices: number[] = [];
-  constructor(count: number) {
-    for (let i = 0; i < count; i++) this.devices.push(native().openDevice('cpu', i).id);
-  }
-  close(): void {
-    for (const d of this.devices) native().closeDevice(d);
-  }
-}
-
-/** One (towers, size) group: buffers, one communicator and program set per algorithm, all interleaved. */
-async function measureGroup(h: Harness, n: number, bytes: number, memcpy?: { once: () => Promise<unknown>; pair: () => Promise<unknown>; reps: number[]; pairReps: number[] }): Promise<Result[]> {
-  const nat = native();
+/** One (towers, size) configuration: every algorithm over the same buffers, checked, then timed interleaved. */
+async function measureGroup(towers: CpuTowers, n: number, bytes: number, memcpy?: { once: () => Promise<unknown>; pair: () => Promise<unknown>; reps: number[]; pairReps: number[] }): Promise<Result[]> {
   const length = bytes / 4;
-  const devs = h.devices.slice(0, n);
-  const bufs = devs.map((d) => nat.alloc(d, length, 'f32'));
-  const inputs = devs.map((_, r) => fillValues(r, length));
-  const exact = new Float64Array(length);
-  for (const x of inputs) for (let i = 0; i < length; i++) exact[i] += x[i]!;
-  const absSum = exact;  // all values are positive: sum |x| = sum x
-  const eps = 2 ** -23;
-  const groups: { algo: string; comm: number; progs: number[]; times: number[]; iters: number }[] = [];
+  const setup = new AllreduceSetup(towers, n, length, ALGOS);
   try {
-    for (const a of ALGOS) {
-      const schedule = a.plan({ ranks: n, length });
-      const comm = nat.createComm(bufs, schedule, TIMEOUT_MS);
-      const progs = devs.map((d, r) => nat.compile(d, [{ kernel: '@collective', inputs: [], outputs: [], attrs: { comm, rank: r } }]));
-      groups.push({ algo: a.name, comm, progs, times: [], iters: 1 });
-    }
-    for (const g of groups) {
-      // Correctness, once per configuration: fresh inputs, one all-reduce, every buffer equals the sum within
-      // float-order tolerance, and all replicas are bit-identical (the schedules copy one reduction everywhere).
-      bufs.forEach((b, r) => nat.write(b, inputs[r]!));
-      await Promise.all(g.progs.map((p) => nat.run(p)));
-      const outs = bufs.map((b) => nat.read(b) as Float32Array);
-      for (let i = 0; i < length; i++) {
-        const got = outs[0]![i]!;
-        if (!(Math.abs(got - exact[i]!) <= n * eps * absSum[i]!))
-          throw new Error(`allreduce ${g.algo}, ${n} towers, ${bytes} B: element ${i} is ${got}, expected ${exact[i]} (sum of ${inputs.map((x) => x[i]).join(' + ')})`);
-        for (let r = 1; r < n; r++)
-          if (!Object.is(outs[r]![i], got))
-            throw new Error(`allreduce ${g.algo}, ${n} towers, ${bytes} B: rank ${r} holds ${outs[r]![i]} at element ${i}, rank 0 holds ${got} (replicas must be bit-identical)`);
-      }
+    const inputs = Array.from({ length: n }, (_, r) => fillValues(r, length));
+    const timing = setup.groups.map((g) => ({ g, times: [] as number[], iters: 1 }));
+    for (const t of timing) {
+      await setup.verify(t.g, inputs);
       // Warm-up, then size the repetition. (Buffers keep being all-reduced in place, so their values grow n-fold
       // per iteration and reach +Inf after a few dozen; SSE adds of Inf run at full speed, unlike denormals.)
-      const once = () => Promise.all(g.progs.map((p) => nat.run(p)));
-      for (let i = 0; i < WARMUP; i++) await once();
-      const t1 = await timeIters(once, 3);
-      g.iters = Math.max(1, Math.min(MAX_ITERS, Math.ceil(REP_MS / Math.max(t1, 1e-3))));
+      for (let i = 0; i < WARMUP; i++) await t.g.once();
+      const t1 = await timeIters(() => t.g.once(), 3);
+      t.iters = Math.max(1, Math.min(MAX_ITERS, Math.ceil(REP_MS / Math.max(t1, 1e-3))));
     }
     for (let rep = 0; rep < REPS; rep++) {
-      for (const g of groups) {
-        const once = () => Promise.all(g.progs.map((p) => nat.run(p)));
-        g.times.push(await timeIters(once, g.iters));
-      }
+      for (const t of timing) t.times.push(await timeIters(() => t.g.once(), t.iters));
       if (memcpy) {
         memcpy.reps.push(await timeIters(memcpy.once, 2));
         memcpy.pairReps.push(await timeIters(memcpy.pair, 2));
       }
     }
-    return groups.map((g) => {
-      let total = 0;
-      let wait = 0;
-      for (let r = 0; r < n; r++) {
-        const s = nat.commStats(g.comm, r);
-        total += s.totalMs;
-        wait += s.waitMs;
-      }
-      return { n, algo: g.algo, bytes, ms: medianOfFastest(g.times), reps: g.times, iters: g.iters, waitFrac: total > 0 ? wait / total : 0 };
-    });
+    return timing.map((t) => ({ n, algo: t.g.algorithm, bytes, ms: medianOfFastest(t.times), reps: t.times, iters: t.iters, waitFrac: setup.waitFraction(t.g) }));
   } finally {
-    for (const g of groups) {
-      for (const p of g.progs) nat.releaseProgram(p);
-      nat.releaseComm(g.comm);
-    }
-    for (const b of bufs) nat.free(b);
+    setup.release();
   }
 }
 
@@ -167,12 +98,12 @@ function printTable(n: number, results: Result[], memcpyGbps: number): void {
   console.log(`  # all-reduce, ${n} towers (cpu:0..${n - 1} in one process), fp32, in place; time = median of best ${KEEP} of ${REPS} reps`);
   console.log(`  # busbw = algbw * 2(n-1)/n = algbw * ${((2 * (n - 1)) / n).toFixed(2)}; GB/s = 1e9 B/s; memcpy (1 thread, bytes copied) = ${memcpyGbps.toFixed(2)} GB/s`);
   const head1 = ['', ''].map((s, i) => pad(s, i)).join(' ');
-  console.log(`  ${head1}  ${ALGOS.map((a) => `| ${a.name.padEnd(w[2]! + w[3]! + w[4]! + 2 + 8)}`).join(' ')}`);
+  console.log(`  ${head1}  ${ALGOS.map((a) => `| ${a.padEnd(w[2]! + w[3]! + w[4]! + 2 + 8)}`).join(' ')}`);
   console.log(`  ${pad('size', 0)} ${pad('count', 1)}  ${ALGOS.map(() => `| ${'time(us)'.padStart(w[2]!)} ${'algbw'.padStart(w[3]!)} ${'busbw'.padStart(w[4]!)} ${'wait%'.padStart(6)}`).join(' ')}`);
   const sizes = [...new Set(results.map((r) => r.bytes))].sort((a, b) => a - b);
   for (const bytes of sizes) {
     const cells = ALGOS.map((a) => {
-      const r = results.find((x) => x.bytes === bytes && x.algo === a.name)!;
+      const r = results.find((x) => x.bytes === bytes && x.algo === a)!;
       const us = r.ms * 1000;
       return `| ${(us >= 100 ? us.toFixed(0) : us.toFixed(1)).padStart(w[2]!)} ${algbw(r).toFixed(3).padStart(w[3]!)} ${busbw(r).toFixed(3).padStart(w[4]!)} ${(r.waitFrac * 100).toFixed(0).padStart(5)}%`;
     });
@@ -185,7 +116,7 @@ export const allreduce: Section = {
   description: 'all-reduce bus bandwidth (ring/tree/naive), 1 KB..64 MB fp32, 2 and 4 CPU towers, vs memcpy',
   async run(): Promise<Row[]> {
     const nat = native();
-    const h = new Harness(Math.max(...TOWERS));
+    const h = new CpuTowers(Math.max(...TOWERS));
     const memLen = MEMCPY_BYTES / 4;
     // memcpy reference: the 'copy' kernel over 64 MB on cpu:0 (and, for the record, on cpu:0 and cpu:1 at once).
     const mSrc = h.devices.slice(0, 2).map((d) => nat.alloc(d, memLen, 'f32'));

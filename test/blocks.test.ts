@@ -5,16 +5,9 @@ import assert from 'node:assert/strict';
 import { blockNetwork, parseModelSpec } from '../src/model/spec.js';
 import { blockTraining } from '../src/model/presets.js';
 import { relErr } from '../src/reference/relerr.js';
-import { blocks, createRuntime, type Runtime, type StepEvent } from '../src/runtime.js';
+import { blocks, type StepEvent } from '../src/runtime.js';
+import { withRuntime } from './support/runtime.js';
 
-async function withRuntime<T>(devices: string, f: (rt: Runtime) => Promise<T>): Promise<T> {
-  const rt = await createRuntime({ devices });
-  try {
-    return await f(rt);
-  } finally {
-    await rt.close();
-  }
-}
 
 const norm = (g: Map<string, Float32Array>): number => Math.sqrt([...g.values()].reduce((a, v) => a + v.reduce((s, x) => s + x * x, 0), 0));
 

@@ -14,9 +14,10 @@ import { Tower } from '../src/model/tower.js';
 import { ReferenceBackend } from '../src/reference/reference-backend.js';
 import { referenceKernels } from '../src/reference/kernels.js';
 import { relErr, testRandom } from '../src/reference/relerr.js';
-import { cifar10, createRuntime, type Runtime, type RunEvent } from '../src/runtime.js';
+import { cifar10, type RunEvent } from '../src/runtime.js';
 import { ConfigError } from '../src/util/validate.js';
 import { openTestDevice } from './support/device.js';
+import { withRuntime } from './support/runtime.js';
 
 const dev = openTestDevice();
 after(() => dev.close());
@@ -229,14 +230,6 @@ describe('a conv tower', () => {
   });
 });
 
-async function withRuntime<T>(devices: string, f: (rt: Runtime) => Promise<T>): Promise<T> {
-  const rt = await createRuntime({ devices });
-  try {
-    return await f(rt);
-  } finally {
-    await rt.close();
-  }
-}
 
 describe('the CIFAR-10 CNN on CPU towers (generated data)', () => {
   const data = (batchSize: number) => cifar10({ batchSize, generated: { count: 2400, testCount: 500, seed: 1 } });

@@ -2,7 +2,7 @@
 // tower, replicas stay bit-identical, the CUDA transports reduce exactly, and the P2P self-test passes.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRuntime, mnist, type Runtime } from '../src/runtime.js';
+import { mnist } from '../src/runtime.js';
 import { mnistMlp } from '../src/model/spec.js';
 import { relErr } from '../src/reference/relerr.js';
 import { native } from '../src/native/addon.js';
@@ -10,6 +10,7 @@ import { ringSchedule } from '../src/scheduler/ring.js';
 import { treeSchedule } from '../src/scheduler/tree.js';
 import { naiveSchedule } from '../src/scheduler/naive.js';
 import { formatTopology, topology } from '../src/topology.js';
+import { sameBits, withRuntime } from './support/runtime.js';
 
 const gpus = native().backendKinds().includes('cuda') ? native().deviceCount('cuda') : 0;
 const skip = gpus === 0 && 'no CUDA devices (this suite is for GPU machines: npm run test:gpu)';
@@ -18,19 +19,6 @@ type Algo = (typeof ALGOS)[number];
 
 const model = mnistMlp(64);
 const optimizer = { type: 'momentum' as const, lr: 0.05, momentum: 0.9 };
-
-async function withRuntime<T>(devices: string, algorithm: Algo, f: (rt: Runtime) => Promise<T>): Promise<T> {
-  const rt = await createRuntime({ devices, reduction: { algorithm } });
-  try {
-    return await f(rt);
-  } finally {
-    await rt.close();
-  }
-}
-
-function sameBits(a: Float32Array, b: Float32Array): boolean {
-  return Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
-}
 
 describe('GPU towers', { skip }, () => {
   it('topology lists the GPUs', () => {

@@ -1,26 +1,14 @@
 // Many towers: equivalence with one device, bit-identical replicas, reproducibility, MNIST on 3 towers, and faults.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRuntime, mnist, type Runtime, type StepEvent } from '../src/runtime.js';
+import { createRuntime, mnist, type StepEvent } from '../src/runtime.js';
 import { mnistMlp } from '../src/model/spec.js';
 import { relErr } from '../src/reference/relerr.js';
 import { native } from '../src/native/addon.js';
+import { sameBits, withRuntime } from './support/runtime.js';
 
 const model = mnistMlp(64);
 const optimizer = { type: 'momentum' as const, lr: 0.05, momentum: 0.9 };
-
-async function withRuntime<T>(devices: string, algorithm: 'ring' | 'tree' | 'naive', f: (rt: Runtime) => Promise<T>): Promise<T> {
-  const rt = await createRuntime({ devices, reduction: { algorithm } });
-  try {
-    return await f(rt);
-  } finally {
-    await rt.close();
-  }
-}
-
-function sameBits(a: Float32Array, b: Float32Array): boolean {
-  return Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
-}
 
 describe('equivalence with one device (global batch 128)', () => {
   let single: Map<string, Float32Array> | undefined;

@@ -75,27 +75,13 @@ static void col2imAdd(const ConvGeom& g, const float* col, int64_t r0, int64_t m
 // A 1x1 filter with stride 1 needs no column matrix: x itself is (B·H·W, C).
 static bool isPointwise(const ConvGeom& g) { return g.KH == 1 && g.KW == 1 && g.SH == 1 && g.SW == 1; }
 
-static void checkConvBuffers(KernelCall& c, const ConvGeom& g, int64_t K, const TensorRef& x, const TensorRef& w) {
-  c.expectType(x, "x", DType::F32);
-  c.expectType(w, "w", DType::F32);
-  c.expectSize(x, "x", g.inNumel(), "(B,H,W,C)");
-  c.expectSize(w, "w", mul(c, mul(c, g.KH * g.KW, g.C), K), "(KH,KW,C,K)");
-}
-
 // in: x (B,H,W,C), w (KH,KW,C,K), b (K); out: y (B,OH,OW,K)
 static void conv2d_forward(KernelCall& c) {
-  c.expectArity(3, 1, 1);
-  const ConvGeom g = convGeom(c);
-  const int64_t K = dim(c, "K");
+  const ConvArgs a = conv2dForwardArgs(c);
+  const ConvGeom& g = a.g;
+  const int64_t K = a.K, M = a.M, kk = a.kk;
+  const int iK = a.iK, iKK = a.iKK;
   const TensorRef &x = c.in[0], &w = c.in[1], &b = c.in[2], &y = c.out[0];
-  checkConvBuffers(c, g, K, x, w);
-  c.expectType(b, "b", DType::F32);
-  c.expectSize(b, "b", K, "(K)");
-  c.expectType(y, "y", DType::F32);
-  const int64_t M = g.outRows(), kk = g.KH * g.KW * g.C;
-  c.expectSize(y, "y", mul(c, M, K), "(B,OH,OW,K)");
-  const int iK = gemmDim(c, K, "K"), iKK = gemmDim(c, kk, "KH*KW*C");
-  gemmDim(c, M, "B*OH*OW");
   float* py = y.f32();
   const float* pb = b.f32();
   for (int64_t r = 0; r < M; ++r) std::copy(pb, pb + K, py + r * K);
@@ -116,28 +102,12 @@ static void conv2d_forward(KernelCall& c) {
 
 // in: x (B,H,W,C), w (KH,KW,C,K), dy (B,OH,OW,K); out: dw (KH,KW,C,K), db (K) [, dx (B,H,W,C)]
 static void conv2d_backward(KernelCall& c) {
-  c.expectArity(3, 2, 3);
-  const ConvGeom g = convGeom(c);
-  const int64_t K = dim(c, "K");
-  const double accAttr = attr(c, "accumulate", 0);
-  TL_KCHECK(c, accAttr == 0 || accAttr == 1, "attribute accumulate must be 0 or 1, got " << accAttr);
-  const bool acc = accAttr == 1;
+  const ConvBackwardArgs a = conv2dBackwardArgs(c);
+  const ConvGeom& g = a.g;
+  const int64_t K = a.K, M = a.M, kk = a.kk;
+  const int iK = a.iK, iKK = a.iKK;
+  const bool acc = a.acc, wantDx = a.wantDx;
   const TensorRef &x = c.in[0], &w = c.in[1], &dy = c.in[2], &dw = c.out[0], &db = c.out[1];
-  checkConvBuffers(c, g, K, x, w);
-  const int64_t M = g.outRows(), kk = g.KH * g.KW * g.C;
-  c.expectType(dy, "dy", DType::F32);
-  c.expectSize(dy, "dy", mul(c, M, K), "(B,OH,OW,K)");
-  c.expectType(dw, "dw", DType::F32);
-  c.expectSize(dw, "dw", mul(c, kk, K), "(KH,KW,C,K)");
-  c.expectType(db, "db", DType::F32);
-  c.expectSize(db, "db", K, "(K)");
-  const bool wantDx = c.out.size() == 3;
-  if (wantDx) {
-    c.expectType(c.out[2], "dx", DType::F32);
-    c.expectSize(c.out[2], "dx", g.inNumel(), "(B,H,W,C)");
-  }
-  const int iK = gemmDim(c, K, "K"), iKK = gemmDim(c, kk, "KH*KW*C");
-  gemmDim(c, M, "B*OH*OW");
   const float *px = x.f32(), *pw = w.f32(), *pdy = dy.f32();
   float *pdw = dw.f32(), *pdx = wantDx ? c.out[2].f32() : nullptr;
 
@@ -184,25 +154,12 @@ static void conv2d_backward(KernelCall& c) {
 
 // ---- max pooling -------------------------------------------------------------------------------------------------
 
-static ConvGeom poolChecks(KernelCall& c) {
-  const ConvGeom g = convGeom(c);
-  TL_KCHECK(c, g.inNumel() <= INT32_MAX, "B*H*W*C=" << g.inNumel() << " exceeds the i32 argmax range");
-  return g;
-}
-
 // in: x (B,H,W,C); out: y (B,OH,OW,C), argmax (B,OH,OW,C) i32. The first maximum in window order (kh, kw), i.e. the
 // lowest flat index, wins ties; padding cells never take part.
 static void maxpool_forward(KernelCall& c) {
-  c.expectArity(1, 2, 2);
-  const ConvGeom g = poolChecks(c);
+  const PoolArgs a = maxpoolForwardArgs(c);
+  const ConvGeom& g = a.g;
   const TensorRef &x = c.in[0], &y = c.out[0], &am = c.out[1];
-  const int64_t nOut = g.outRows() * g.C;
-  c.expectType(x, "x", DType::F32);
-  c.expectSize(x, "x", g.inNumel(), "(B,H,W,C)");
-  c.expectType(y, "y", DType::F32);
-  c.expectSize(y, "y", nOut, "(B,OH,OW,C)");
-  c.expectType(am, "argmax", DType::I32);
-  c.expectSize(am, "argmax", nOut, "(B,OH,OW,C)");
   const int64_t C = g.C;
   const float* px = x.f32();
   float* py = y.f32();
@@ -245,20 +202,14 @@ static void maxpool_forward(KernelCall& c) {
 // in: dy (B,OH,OW,C), argmax (B,OH,OW,C) i32; out: dx (B,H,W,C) = 0, then dx[argmax[o]] += dy[o].
 // Every argmax must lie inside its own window (as maxpool_forward writes it); otherwise an error, nothing written.
 static void maxpool_backward(KernelCall& c) {
-  c.expectArity(2, 1, 1);
-  const ConvGeom g = poolChecks(c);
+  const PoolArgs a = maxpoolBackwardArgs(c);
+  const ConvGeom& g = a.g;
+  const int64_t nOut = a.nOut;
   const TensorRef &dy = c.in[0], &am = c.in[1], &dx = c.out[0];
-  const int64_t nOut = g.outRows() * g.C;
-  c.expectType(dy, "dy", DType::F32);
-  c.expectSize(dy, "dy", nOut, "(B,OH,OW,C)");
-  c.expectType(am, "argmax", DType::I32);
-  c.expectSize(am, "argmax", nOut, "(B,OH,OW,C)");
-  c.expectType(dx, "dx", DType::F32);
-  c.expectSize(dx, "dx", g.inNumel(), "(B,H,W,C)");
   const int32_t* pa = am.i32();
   const int64_t C = g.C;
   // Every argmax must be a cell of its own window: a = imageBase + (ah·W + aw)·C + ch with ah, aw inside the window.
-  // 32-bit unsigned arithmetic: all indices are below 2^31 (poolChecks).
+  // 32-bit unsigned arithmetic: all indices are below 2^31 (maxpoolBackwardArgs).
   const uint32_t uC = (uint32_t)std::max<int64_t>(C, 1), uW = (uint32_t)std::max<int64_t>(g.W, 1);
   const uint32_t imageSize = (uint32_t)(g.H * g.W * C);
   for (int64_t b = 0, o = 0; b < g.B; ++b)
@@ -294,25 +245,6 @@ static void maxpool_backward(KernelCall& c) {
 
 // ---- local response normalisation ------------------------------------------------------------------------------
 
-struct LrnParams {
-  int64_t N, C, r;
-  double bias, alpha, beta;
-};
-
-static LrnParams lrnParams(KernelCall& c) {
-  LrnParams p;
-  p.N = dim(c, "N");
-  p.C = dim(c, "C");
-  p.r = dim(c, "depthRadius");
-  p.bias = attr(c, "bias");
-  p.alpha = attr(c, "alpha");
-  p.beta = attr(c, "beta");
-  TL_KCHECK(c, std::isfinite(p.bias) && std::isfinite(p.alpha) && std::isfinite(p.beta),
-            "bias, alpha and beta must be finite");
-  mul(c, p.N, p.C);
-  return p;
-}
-
 // s^(−beta) in double, with the common exponents done by square roots (CIFAR-10's beta is 0.75).
 static inline double powNeg(double s, double beta) {
   if (beta == 0.75) { const double q = std::sqrt(s); return 1.0 / (q * std::sqrt(q)); }
@@ -323,15 +255,7 @@ static inline double powNeg(double s, double beta) {
 
 // in: x (N,C); out: y (N,C), scale (N,C) = bias + alpha·Σ_{|c'−c| <= r} x[c']² (TF's tf.nn.lrn), y = x·scale^(−beta)
 static void lrn_forward(KernelCall& c) {
-  c.expectArity(1, 2, 2);
-  const LrnParams p = lrnParams(c);
-  const int64_t n = p.N * p.C;
-  c.expectType(c.in[0], "x", DType::F32);
-  c.expectSize(c.in[0], "x", n, "(N,C)");
-  c.expectType(c.out[0], "y", DType::F32);
-  c.expectSize(c.out[0], "y", n, "(N,C)");
-  c.expectType(c.out[1], "scale", DType::F32);
-  c.expectSize(c.out[1], "scale", n, "(N,C)");
+  const LrnArgs p = lrnForwardArgs(c);
   const int64_t C = p.C, r = p.r;
   std::vector<double> sq(C);
   for (int64_t row = 0; row < p.N; ++row) {
@@ -354,16 +278,7 @@ static void lrn_forward(KernelCall& c) {
 
 // in: x, y, dy, scale (N,C); out: dx (N,C) = dy·scale^(−beta) − 2·alpha·beta·x·Σ_{|c−j| <= r} dy[c]·y[c]/scale[c]
 static void lrn_backward(KernelCall& c) {
-  c.expectArity(4, 1, 1);
-  const LrnParams p = lrnParams(c);
-  const int64_t n = p.N * p.C;
-  const char* names[4] = {"x", "y", "dy", "scale"};
-  for (int k = 0; k < 4; ++k) {
-    c.expectType(c.in[k], names[k], DType::F32);
-    c.expectSize(c.in[k], names[k], n, "(N,C)");
-  }
-  c.expectType(c.out[0], "dx", DType::F32);
-  c.expectSize(c.out[0], "dx", n, "(N,C)");
+  const LrnArgs p = lrnBackwardArgs(c);
   const int64_t C = p.C, r = p.r;
   const double k2ab = 2.0 * p.alpha * p.beta;
   std::vector<double> t(C);
@@ -387,25 +302,11 @@ static void lrn_backward(KernelCall& c) {
 // in: x (N), hyper; out: y (N), mask (N) = 1/keepProb where dropoutHash(seed, step, i) < ceil(keepProb·2^32), else 0.
 // step = hyper[1] (the optimizer step t, rewritten before every step), so one compiled program draws a new mask each step.
 static void dropout_forward(KernelCall& c) {
-  c.expectArity(2, 2, 2);
-  const int64_t N = dim(c, "N");
-  const double keep = attr(c, "keepProb");
-  TL_KCHECK(c, keep > 0 && keep <= 1, "attribute keepProb must be in (0, 1], got " << keep);
-  expectHyper(c, c.in[1]);
-  const float hstep = c.in[1].f32()[1];
-  TL_KCHECK(c, std::isfinite(hstep) && hstep >= 0 && std::floor(hstep) == hstep,
-            "hyper[1] (the step) must be a non-negative integer, got " << hstep);
-  const uint64_t seed = (uint64_t)dim(c, "seed"), step = (uint64_t)hstep;
-  TL_KCHECK(c, N <= (int64_t(1) << 32), "N=" << N << " exceeds the 2^32 elements the dropout hash counts");
-  c.expectType(c.in[0], "x", DType::F32);
-  c.expectSize(c.in[0], "x", N, "(N)");
-  c.expectType(c.out[0], "y", DType::F32);
-  c.expectSize(c.out[0], "y", N, "(N)");
-  c.expectType(c.out[1], "mask", DType::F32);
-  c.expectSize(c.out[1], "mask", N, "(N)");
-  const uint64_t threshold = (uint64_t)std::ceil(keep * 4294967296.0);
-  const float inv = (float)(1.0 / keep);
-  const DropoutKey key = dropoutKey(seed, step);
+  const DropoutArgs a = dropoutForwardArgs(c, /*hostStep=*/true);
+  const int64_t N = a.N;
+  const uint64_t threshold = (uint64_t)std::ceil(a.keepProb * 4294967296.0);
+  const float inv = (float)(1.0 / a.keepProb);
+  const DropoutKey key = dropoutKey(a.seed, a.step);
   const float* x = c.in[0].f32();
   float *y = c.out[0].f32(), *mask = c.out[1].f32();
   for (int64_t i = 0; i < N; ++i) {
@@ -417,14 +318,7 @@ static void dropout_forward(KernelCall& c) {
 
 // in: dy (N), mask (N); out: dx (N) = dy·mask (dx may alias dy)
 static void dropout_backward(KernelCall& c) {
-  c.expectArity(2, 1, 1);
-  const int64_t N = dim(c, "N");
-  c.expectType(c.in[0], "dy", DType::F32);
-  c.expectSize(c.in[0], "dy", N, "(N)");
-  c.expectType(c.in[1], "mask", DType::F32);
-  c.expectSize(c.in[1], "mask", N, "(N)");
-  c.expectType(c.out[0], "dx", DType::F32);
-  c.expectSize(c.out[0], "dx", N, "(N)");
+  const int64_t N = dropoutBackwardArgs(c);
   const float *dy = c.in[0].f32(), *mask = c.in[1].f32();
   float* dx = c.out[0].f32();
   for (int64_t i = 0; i < N; ++i) dx[i] = dy[i] * mask[i];

@@ -8,8 +8,8 @@
 namespace tl {
 namespace cpuk {
 
-// Σx² in double, 16 independent partial sums so the loop vectorises and pipelines (the header's 4-sum sumSquares
-// is latency-bound on its dependent double adds). With AVX2 + FMA, where the CPU has them, 4 doubles per op.
+// Σx² in double, 16 independent partial sums so the loop vectorises and pipelines (a few partial sums would be
+// latency-bound on the dependent double adds). With AVX2 + FMA, where the CPU has them, 4 doubles per op.
 #define TL_SUMSQ_BODY                                                                \
   double s[16] = {0};                                                                \
   int64_t i = 0;                                                                     \
@@ -38,30 +38,20 @@ static double sumSquaresFast(const float* x, int64_t n) {
   return sumSquaresGeneric(x, n);
 }
 
-// Checks an f32 (N) buffer.
-static void expectVec(KernelCall& c, const TensorRef& t, const char* name, int64_t n, const char* shape = "(N)") {
-  c.expectType(t, name, DType::F32);
-  c.expectSize(t, name, n, shape);
-}
-
 // in: w (N); out: loss (1), accumulates: loss += lambda·½·Σw²
 static void l2_loss(KernelCall& c) {
-  c.expectArity(1, 1, 1);
-  const int64_t N = dim(c, "N");
-  const double lambda = attr(c, "lambda");
-  expectVec(c, c.in[0], "w", N);
-  expectVec(c, c.out[0], "loss", 1, "(1)");
+  const ElementwiseArgs a = l2LossArgs(c);
+  const int64_t N = a.N;
+  const double lambda = a.coef;
   float* loss = c.out[0].f32();
   loss[0] = (float)((double)loss[0] + lambda * 0.5 * sumSquaresFast(c.in[0].f32(), N));
 }
 
 // in: w (N); out: g (N), in place: g += lambda·w
 static void l2_backward(KernelCall& c) {
-  c.expectArity(1, 1, 1);
-  const int64_t N = dim(c, "N");
-  const float lambda = (float)attr(c, "lambda");
-  expectVec(c, c.in[0], "w", N);
-  expectVec(c, c.out[0], "g", N);
+  const ElementwiseArgs a = l2BackwardArgs(c);
+  const int64_t N = a.N;
+  const float lambda = (float)a.coef;
   const float* w = c.in[0].f32();
   float* g = c.out[0].f32();
   for (int64_t i = 0; i < N; ++i) g[i] += lambda * w[i];
@@ -69,21 +59,16 @@ static void l2_backward(KernelCall& c) {
 
 // in: x (N); out: s (1), accumulates: s += Σx² (double)
 static void sum_squares(KernelCall& c) {
-  c.expectArity(1, 1, 1);
-  const int64_t N = dim(c, "N");
-  expectVec(c, c.in[0], "x", N);
-  expectVec(c, c.out[0], "s", 1, "(1)");
+  const int64_t N = sumSquaresArgs(c).N;
   float* s = c.out[0].f32();
   s[0] = (float)((double)s[0] + sumSquaresFast(c.in[0].f32(), N));
 }
 
 // in: s (1) global squared norm; out: g (N), in place: g *= min(1, clipNorm/sqrt(s)); s = 0 leaves g unchanged
 static void clip_by_norm(KernelCall& c) {
-  c.expectArity(1, 1, 1);
-  const int64_t N = dim(c, "N");
-  const double clipNorm = attr(c, "clipNorm");
-  expectVec(c, c.in[0], "s", 1, "(1)");
-  expectVec(c, c.out[0], "g", N);
+  const ElementwiseArgs a = clipByNormArgs(c);
+  const int64_t N = a.N;
+  const double clipNorm = a.coef;
   const double s = c.in[0].f32()[0];
   if (s == 0.0) return;
   const double f = clipNorm / std::sqrt(s);
@@ -95,30 +80,26 @@ static void clip_by_norm(KernelCall& c) {
 
 // out: x (N) = value
 static void fill(KernelCall& c) {
-  c.expectArity(0, 1, 1);
-  const int64_t N = dim(c, "N");
-  const float v = (float)attr(c, "value");
-  expectVec(c, c.out[0], "x", N);
+  const ElementwiseArgs a = fillArgs(c);
+  const int64_t N = a.N;
+  const float v = (float)a.coef;
   std::fill(c.out[0].f32(), c.out[0].f32() + N, v);
 }
 
 // out: x (N), in place: x *= factor
 static void scale(KernelCall& c) {
-  c.expectArity(0, 1, 1);
-  const int64_t N = dim(c, "N");
-  const float f = (float)attr(c, "factor");
-  expectVec(c, c.out[0], "x", N);
+  const ElementwiseArgs a = scaleArgs(c);
+  const int64_t N = a.N;
+  const float f = (float)a.coef;
   float* x = c.out[0].f32();
   for (int64_t i = 0; i < N; ++i) x[i] *= f;
 }
 
 // in: x (N); out: y (N), in place: y += alpha·x
 static void axpy(KernelCall& c) {
-  c.expectArity(1, 1, 1);
-  const int64_t N = dim(c, "N");
-  const float a = (float)attr(c, "alpha");
-  expectVec(c, c.in[0], "x", N);
-  expectVec(c, c.out[0], "y", N);
+  const ElementwiseArgs args = axpyArgs(c);
+  const int64_t N = args.N;
+  const float a = (float)args.coef;
   const float* x = c.in[0].f32();
   float* y = c.out[0].f32();
   for (int64_t i = 0; i < N; ++i) y[i] += a * x[i];
@@ -126,10 +107,7 @@ static void axpy(KernelCall& c) {
 
 // in: x (N); out: y (N) = x, bit-exact (memmove: x and y may overlap)
 static void copy(KernelCall& c) {
-  c.expectArity(1, 1, 1);
-  const int64_t N = dim(c, "N");
-  expectVec(c, c.in[0], "x", N);
-  expectVec(c, c.out[0], "y", N);
+  const int64_t N = copyArgs(c).N;
   if (N > 0) std::memmove(c.out[0].data, c.in[0].data, (size_t)N * sizeof(float));
 }
 

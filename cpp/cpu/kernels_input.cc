@@ -8,17 +8,11 @@ namespace cpuk {
 
 // in: src (R,D) u8, idx (B) i32; out: y (B,D) f32 = src[idx[b]]·scale
 static void gather_rows_u8(KernelCall& c) {
-  c.expectArity(2, 1, 1);
-  const int64_t B = dim(c, "B"), D = dim(c, "D"), R = dim(c, "R");
-  const float s = (float)attr(c, "scale");
-  c.expectType(c.in[0], "src", DType::U8);
-  c.expectSize(c.in[0], "src", mul(c, R, D), "(R,D)");
-  c.expectType(c.in[1], "idx", DType::I32);
-  c.expectSize(c.in[1], "idx", B, "(B)");
-  c.expectType(c.out[0], "y", DType::F32);
-  c.expectSize(c.out[0], "y", mul(c, B, D), "(B,D)");
-  const int32_t* idx = c.in[1].i32();
-  checkIndices(c, idx, B, R, "index", "b", "R");
+  const GatherRowsArgs a = gatherRowsArgs(c, DType::U8, /*readScale=*/true);
+  const int64_t B = a.B, D = a.D;
+  const float s = a.scale;
+  checkIndices(c, a.idx);
+  const int32_t* idx = a.idx.idx;
   const uint8_t* src = c.in[0].u8();
   float* y = c.out[0].f32();
   for (int64_t b = 0; b < B; ++b) {
@@ -30,16 +24,10 @@ static void gather_rows_u8(KernelCall& c) {
 
 // in: src (R,D) f32, idx (B) i32; out: y (B,D) = src[idx[b]]
 static void gather_rows_f32(KernelCall& c) {
-  c.expectArity(2, 1, 1);
-  const int64_t B = dim(c, "B"), D = dim(c, "D"), R = dim(c, "R");
-  c.expectType(c.in[0], "src", DType::F32);
-  c.expectSize(c.in[0], "src", mul(c, R, D), "(R,D)");
-  c.expectType(c.in[1], "idx", DType::I32);
-  c.expectSize(c.in[1], "idx", B, "(B)");
-  c.expectType(c.out[0], "y", DType::F32);
-  c.expectSize(c.out[0], "y", mul(c, B, D), "(B,D)");
-  const int32_t* idx = c.in[1].i32();
-  checkIndices(c, idx, B, R, "index", "b", "R");
+  const GatherRowsArgs a = gatherRowsArgs(c, DType::F32, /*readScale=*/false);
+  const int64_t B = a.B, D = a.D;
+  checkIndices(c, a.idx);
+  const int32_t* idx = a.idx.idx;
   const float* src = c.in[0].f32();
   float* y = c.out[0].f32();
   for (int64_t b = 0; b < B; ++b)
@@ -48,16 +36,10 @@ static void gather_rows_f32(KernelCall& c) {
 
 // in: src (R) u8, idx (B) i32; out: y (B) i32 = src[idx[b]]
 static void gather_labels_u8(KernelCall& c) {
-  c.expectArity(2, 1, 1);
-  const int64_t B = dim(c, "B"), R = dim(c, "R");
-  c.expectType(c.in[0], "src", DType::U8);
-  c.expectSize(c.in[0], "src", R, "(R)");
-  c.expectType(c.in[1], "idx", DType::I32);
-  c.expectSize(c.in[1], "idx", B, "(B)");
-  c.expectType(c.out[0], "y", DType::I32);
-  c.expectSize(c.out[0], "y", B, "(B)");
-  const int32_t* idx = c.in[1].i32();
-  checkIndices(c, idx, B, R, "index", "b", "R");
+  const GatherLabelsArgs a = gatherLabelsArgs(c);
+  const int64_t B = a.B;
+  checkIndices(c, a.idx);
+  const int32_t* idx = a.idx.idx;
   const uint8_t* src = c.in[0].u8();
   int32_t* y = c.out[0].i32();
   for (int64_t b = 0; b < B; ++b) y[b] = src[idx[b]];

@@ -11,16 +11,10 @@ namespace cpuk {
 
 // in: x (B,I), W (I,O), b (O); out: y (B,O). y = x·W + b
 static void dense_forward(KernelCall& c) {
-  c.expectArity(3, 1, 1);
-  const int64_t B = dim(c, "B"), I = dim(c, "I"), O = dim(c, "O");
+  const DenseArgs a = denseForwardArgs(c);
+  const int64_t B = a.B, O = a.O;
+  const int iB = a.iB, iI = a.iI, iO = a.iO;
   const TensorRef &x = c.in[0], &W = c.in[1], &b = c.in[2], &y = c.out[0];
-  c.expectType(x, "x", DType::F32); c.expectType(W, "W", DType::F32);
-  c.expectType(b, "b", DType::F32); c.expectType(y, "y", DType::F32);
-  c.expectSize(x, "x", mul(c, B, I), "(B,I)");
-  c.expectSize(W, "W", mul(c, I, O), "(I,O)");
-  c.expectSize(b, "b", O, "(O)");
-  c.expectSize(y, "y", mul(c, B, O), "(B,O)");
-  const int iB = gemmDim(c, B, "B"), iI = gemmDim(c, I, "I"), iO = gemmDim(c, O, "O");
   float* py = y.f32();
   const float* pb = b.f32();
   // Seed every row with the bias, then accumulate x·W on top (beta = 1).
@@ -30,25 +24,11 @@ static void dense_forward(KernelCall& c) {
 
 // in: x (B,I), W (I,O), dy (B,O); out: dW (I,O), db (O) [, dx (B,I)].
 static void dense_backward(KernelCall& c) {
-  c.expectArity(3, 2, 3);
-  const int64_t B = dim(c, "B"), I = dim(c, "I"), O = dim(c, "O");
-  const double accAttr = attr(c, "accumulate", 0);
-  TL_KCHECK(c, accAttr == 0 || accAttr == 1, "attribute accumulate must be 0 or 1, got " << accAttr);
-  const bool acc = accAttr == 1;
+  const DenseBackwardArgs a = denseBackwardArgs(c);
+  const int64_t B = a.B, O = a.O;
+  const int iB = a.iB, iI = a.iI, iO = a.iO;
+  const bool acc = a.acc, wantDx = a.wantDx;
   const TensorRef &x = c.in[0], &W = c.in[1], &dy = c.in[2], &dW = c.out[0], &db = c.out[1];
-  c.expectType(x, "x", DType::F32); c.expectType(W, "W", DType::F32); c.expectType(dy, "dy", DType::F32);
-  c.expectType(dW, "dW", DType::F32); c.expectType(db, "db", DType::F32);
-  c.expectSize(x, "x", mul(c, B, I), "(B,I)");
-  c.expectSize(W, "W", mul(c, I, O), "(I,O)");
-  c.expectSize(dy, "dy", mul(c, B, O), "(B,O)");
-  c.expectSize(dW, "dW", mul(c, I, O), "(I,O)");
-  c.expectSize(db, "db", O, "(O)");
-  const bool wantDx = c.out.size() == 3;
-  if (wantDx) {
-    c.expectType(c.out[2], "dx", DType::F32);
-    c.expectSize(c.out[2], "dx", mul(c, B, I), "(B,I)");
-  }
-  const int iB = gemmDim(c, B, "B"), iI = gemmDim(c, I, "I"), iO = gemmDim(c, O, "O");
   const int ldI = std::max(iI, 1), ldO = std::max(iO, 1);
   // dW (I,O) = xᵀ (I,B) · dy (B,O)
   sgemm(true, false, iI, iO, iB, 1.f, x.f32(), ldI, dy.f32(), ldO, acc ? 1.f : 0.f, dW.f32(), ldO);
@@ -67,24 +47,9 @@ static void dense_backward(KernelCall& c) {
   if (wantDx) sgemm(false, true, iB, iI, iO, 1.f, dy.f32(), ldO, W.f32(), ldO, 0.f, c.out[2].f32(), ldI);
 }
 
-// Shared checks for the unary elementwise kernels: in a (N) f32, out (N) f32.
-static int64_t unaryChecks(KernelCall& c, size_t nIn, const char* inName, const char* in2Name, const char* outName) {
-  c.expectArity(nIn, 1, 1);
-  const int64_t N = dim(c, "N");
-  c.expectType(c.in[0], inName, DType::F32);
-  c.expectSize(c.in[0], inName, N, "(N)");
-  if (nIn == 2) {
-    c.expectType(c.in[1], in2Name, DType::F32);
-    c.expectSize(c.in[1], in2Name, N, "(N)");
-  }
-  c.expectType(c.out[0], outName, DType::F32);
-  c.expectSize(c.out[0], outName, N, "(N)");
-  return N;
-}
-
 // x (N) -> y (N): y = max(x, 0) (NaN propagates)
 static void relu_forward(KernelCall& c) {
-  const int64_t N = unaryChecks(c, 1, "x", nullptr, "y");
+  const int64_t N = activationForwardArgs(c);
   const float* x = c.in[0].f32();
   float* y = c.out[0].f32();
   for (int64_t i = 0; i < N; ++i) y[i] = x[i] < 0.f ? 0.f : x[i];
@@ -92,7 +57,7 @@ static void relu_forward(KernelCall& c) {
 
 // y (N), dy (N) -> dx (N); dx may alias dy
 static void relu_backward(KernelCall& c) {
-  const int64_t N = unaryChecks(c, 2, "y", "dy", "dx");
+  const int64_t N = activationBackwardArgs(c);
   const float *y = c.in[0].f32(), *dy = c.in[1].f32();
   float* dx = c.out[0].f32();
   // Branch-free select with unconditional loads, so the compiler vectorises it: a branch on y > 0 mispredicts
@@ -112,7 +77,7 @@ static void relu_backward(KernelCall& c) {
 
 // x (N) -> y (N); exp of a non-positive number only, so no overflow for large |x|
 static void sigmoid_forward(KernelCall& c) {
-  const int64_t N = unaryChecks(c, 1, "x", nullptr, "y");
+  const int64_t N = activationForwardArgs(c);
   const float* x = c.in[0].f32();
   float* y = c.out[0].f32();
   for (int64_t i = 0; i < N; ++i) {
@@ -123,14 +88,14 @@ static void sigmoid_forward(KernelCall& c) {
 
 // y (N), dy (N) -> dx (N) = dy·y·(1−y); dx may alias dy
 static void sigmoid_backward(KernelCall& c) {
-  const int64_t N = unaryChecks(c, 2, "y", "dy", "dx");
+  const int64_t N = activationBackwardArgs(c);
   const float *y = c.in[0].f32(), *dy = c.in[1].f32();
   float* dx = c.out[0].f32();
   for (int64_t i = 0; i < N; ++i) dx[i] = dy[i] * y[i] * (1.f - y[i]);
 }
 
 static void tanh_forward(KernelCall& c) {
-  const int64_t N = unaryChecks(c, 1, "x", nullptr, "y");
+  const int64_t N = activationForwardArgs(c);
   const float* x = c.in[0].f32();
   float* y = c.out[0].f32();
   for (int64_t i = 0; i < N; ++i) y[i] = std::tanh(x[i]);
@@ -138,34 +103,19 @@ static void tanh_forward(KernelCall& c) {
 
 // y (N), dy (N) -> dx (N) = dy·(1−y²); dx may alias dy
 static void tanh_backward(KernelCall& c) {
-  const int64_t N = unaryChecks(c, 2, "y", "dy", "dx");
+  const int64_t N = activationBackwardArgs(c);
   const float *y = c.in[0].f32(), *dy = c.in[1].f32();
   float* dx = c.out[0].f32();
   for (int64_t i = 0; i < N; ++i) dx[i] = dy[i] * (1.f - y[i] * y[i]);
 }
 
-// Checks a (B,C) f32 matrix and its labels (B) i32 buffer; the label values are scanned separately (checkIndices).
-static void checkLogitsLabels(KernelCall& c, const TensorRef& m, const char* mName, const TensorRef& labels, int64_t B,
-                       int64_t C) {
-  c.expectType(m, mName, DType::F32);
-  c.expectSize(m, mName, mul(c, B, C), "(B,C)");
-  c.expectType(labels, "labels", DType::I32);
-  c.expectSize(labels, "labels", B, "(B)");
-}
-
 // in: logits (B,C), labels (B), hyper; out: loss (1), probs (B,C)
 static void softmax_xent_forward(KernelCall& c) {
-  c.expectArity(3, 2, 2);
-  const int64_t B = dim(c, "B"), C = dim(c, "C");
-  const TensorRef &logits = c.in[0], &labels = c.in[1], &loss = c.out[0], &probs = c.out[1];
-  checkLogitsLabels(c, logits, "logits", labels, B, C);
-  expectHyper(c, c.in[2]);
-  c.expectType(loss, "loss", DType::F32);
-  c.expectSize(loss, "loss", 1, "(1)");
-  c.expectType(probs, "probs", DType::F32);
-  c.expectSize(probs, "probs", mul(c, B, C), "(B,C)");
-  const int32_t* lab = labels.i32();
-  checkIndices(c, lab, B, C, "label", "row", "C");
+  const LabelledArgs a = softmaxXentForwardArgs(c);
+  const int64_t B = a.B, C = a.C;
+  const TensorRef &logits = c.in[0], &loss = c.out[0], &probs = c.out[1];
+  checkIndices(c, a.labels);
+  const int32_t* lab = a.labels.idx;
   const double w = c.in[2].f32()[2];
   double total = 0.0;
   for (int64_t r = 0; r < B; ++r) {
@@ -188,15 +138,11 @@ static void softmax_xent_forward(KernelCall& c) {
 
 // in: probs (B,C), labels (B), hyper; out: dlogits (B,C) = hyper[2]·(probs − onehot)
 static void softmax_xent_backward(KernelCall& c) {
-  c.expectArity(3, 1, 1);
-  const int64_t B = dim(c, "B"), C = dim(c, "C");
-  const TensorRef &probs = c.in[0], &labels = c.in[1], &dl = c.out[0];
-  checkLogitsLabels(c, probs, "probs", labels, B, C);
-  expectHyper(c, c.in[2]);
-  c.expectType(dl, "dlogits", DType::F32);
-  c.expectSize(dl, "dlogits", mul(c, B, C), "(B,C)");
-  const int32_t* lab = labels.i32();
-  checkIndices(c, lab, B, C, "label", "row", "C");
+  const LabelledArgs a = softmaxXentBackwardArgs(c);
+  const int64_t B = a.B, C = a.C;
+  const TensorRef &probs = c.in[0], &dl = c.out[0];
+  checkIndices(c, a.labels);
+  const int32_t* lab = a.labels.idx;
   const float w = c.in[2].f32()[2];
   for (int64_t r = 0; r < B; ++r) {
     const float* p = probs.f32() + r * C;
@@ -208,14 +154,8 @@ static void softmax_xent_backward(KernelCall& c) {
 
 // in: x (B,C), hyper; out: loss (1) = hyper[2]·Σ x / C
 static void mean_forward(KernelCall& c) {
-  c.expectArity(2, 1, 1);
-  const int64_t B = dim(c, "B"), C = dim(c, "C");
-  TL_KCHECK(c, C > 0, "C must be positive (mean over zero features)");
-  c.expectType(c.in[0], "x", DType::F32);
-  c.expectSize(c.in[0], "x", mul(c, B, C), "(B,C)");
-  expectHyper(c, c.in[1]);
-  c.expectType(c.out[0], "loss", DType::F32);
-  c.expectSize(c.out[0], "loss", 1, "(1)");
+  const MeanArgs a = meanForwardArgs(c);
+  const int64_t B = a.B, C = a.C;
   const float* x = c.in[0].f32();
   const int64_t n = B * C;
   double s[4] = {0, 0, 0, 0};
@@ -228,25 +168,18 @@ static void mean_forward(KernelCall& c) {
 
 // in: hyper; out: dx (B,C) = hyper[2] / C
 static void mean_backward(KernelCall& c) {
-  c.expectArity(1, 1, 1);
-  const int64_t B = dim(c, "B"), C = dim(c, "C");
-  TL_KCHECK(c, C > 0, "C must be positive (mean over zero features)");
-  expectHyper(c, c.in[0]);
-  c.expectType(c.out[0], "dx", DType::F32);
-  c.expectSize(c.out[0], "dx", mul(c, B, C), "(B,C)");
+  const MeanArgs a = meanBackwardArgs(c);
+  const int64_t B = a.B, C = a.C;
   const float v = (float)((double)c.in[0].f32()[2] / (double)C);
   std::fill(c.out[0].f32(), c.out[0].f32() + B * C, v);
 }
 
 // in: logits (B,C), labels (B); out: count (1) f32 = rows whose first argmax equals the label
 static void accuracy_count(KernelCall& c) {
-  c.expectArity(2, 1, 1);
-  const int64_t B = dim(c, "B"), C = dim(c, "C");
-  checkLogitsLabels(c, c.in[0], "logits", c.in[1], B, C);
-  c.expectType(c.out[0], "count", DType::F32);
-  c.expectSize(c.out[0], "count", 1, "(1)");
-  const int32_t* lab = c.in[1].i32();
-  checkIndices(c, lab, B, C, "label", "row", "C");
+  const LabelledArgs a = accuracyCountArgs(c);
+  const int64_t B = a.B, C = a.C;
+  checkIndices(c, a.labels);
+  const int32_t* lab = a.labels.idx;
   int64_t n = 0;
   for (int64_t r = 0; r < B; ++r) {
     const float* x = c.in[0].f32() + r * C;

@@ -6,18 +6,9 @@
 namespace tl {
 namespace cpuk {
 
-static void expectVec(KernelCall& c, const TensorRef& t, const char* name, int64_t n) {
-  c.expectType(t, name, DType::F32);
-  c.expectSize(t, name, n, "(N)");
-}
-
 // in: g (N), hyper; out: w (N) -= lr·g
 static void sgd_update(KernelCall& c) {
-  c.expectArity(2, 1, 1);
-  const int64_t N = dim(c, "N");
-  expectVec(c, c.in[0], "g", N);
-  expectHyper(c, c.in[1]);
-  expectVec(c, c.out[0], "w", N);
+  const int64_t N = sgdUpdateArgs(c);
   const float lr = c.in[1].f32()[0];
   const float* g = c.in[0].f32();
   float* w = c.out[0].f32();
@@ -26,19 +17,13 @@ static void sgd_update(KernelCall& c) {
 
 // in: g (N), hyper; out: w (N), v (N). v = m·v + g; w −= lr·v, or nesterov: w −= lr·(g + m·v)
 static void momentum_update(KernelCall& c) {
-  c.expectArity(2, 2, 2);
-  const int64_t N = dim(c, "N");
-  const float m = (float)attr(c, "momentum");
-  const double nest = attr(c, "nesterov", 0);
-  TL_KCHECK(c, nest == 0 || nest == 1, "attribute nesterov must be 0 or 1, got " << nest);
-  expectVec(c, c.in[0], "g", N);
-  expectHyper(c, c.in[1]);
-  expectVec(c, c.out[0], "w", N);
-  expectVec(c, c.out[1], "v", N);
+  const MomentumArgs a = momentumUpdateArgs(c);
+  const int64_t N = a.N;
+  const float m = a.momentum;
   const float lr = c.in[1].f32()[0];
   const float* g = c.in[0].f32();
   float *w = c.out[0].f32(), *v = c.out[1].f32();
-  if (nest == 1) {
+  if (a.nesterov) {
     for (int64_t i = 0; i < N; ++i) {
       const float vi = m * v[i] + g[i];
       v[i] = vi;
@@ -55,14 +40,9 @@ static void momentum_update(KernelCall& c) {
 
 // in: g (N), hyper; out: w (N), m (N), v (N). TF AdamOptimizer with bias correction folded into lr_t (double).
 static void adam_update(KernelCall& c) {
-  c.expectArity(2, 3, 3);
-  const int64_t N = dim(c, "N");
-  const double b1 = attr(c, "beta1"), b2 = attr(c, "beta2"), eps = attr(c, "epsilon");
-  expectVec(c, c.in[0], "g", N);
-  expectHyper(c, c.in[1]);
-  expectVec(c, c.out[0], "w", N);
-  expectVec(c, c.out[1], "m", N);
-  expectVec(c, c.out[2], "v", N);
+  const AdamArgs a = adamUpdateArgs(c);
+  const int64_t N = a.N;
+  const double b1 = a.beta1, b2 = a.beta2, eps = a.epsilon;
   const double lr = c.in[1].f32()[0], t = c.in[1].f32()[1];
   TL_KCHECK(c, t >= 1, "hyper[1] (step t) must be >= 1 for adam_update, got " << t);
   const float lrt = (float)(lr * std::sqrt(1.0 - std::pow(b2, t)) / (1.0 - std::pow(b1, t)));
@@ -82,11 +62,9 @@ static void adam_update(KernelCall& c) {
 
 // in: w (N); out: shadow (N) = decay·shadow + (1−decay)·w
 static void ema_update(KernelCall& c) {
-  c.expectArity(1, 1, 1);
-  const int64_t N = dim(c, "N");
-  const double decay = attr(c, "decay");
-  expectVec(c, c.in[0], "w", N);
-  expectVec(c, c.out[0], "shadow", N);
+  const EmaArgs a = emaUpdateArgs(c);
+  const int64_t N = a.N;
+  const double decay = a.decay;
   const float d = (float)decay, od = (float)(1.0 - decay);
   const float* w = c.in[0].f32();
   float* s = c.out[0].f32();

@@ -8,7 +8,7 @@ srcs=$(ls "$here"/*.cc | grep -v selftest | grep -v backend_cpu)
 CXX=${CXX:-g++}
 FLAGS="-std=c++17 -O3 -Wall -Wextra -pthread"
 echo "== builtin GEMM =="
-$CXX $FLAGS -o "$out/selftest_builtin" $srcs "$here/../kernel.cc" "$here/cpu_kernels_selftest.cc"
+$CXX $FLAGS -o "$out/selftest_builtin" $srcs "$here/../kernel.cc" "$here/../kernel_args.cc" "$here/cpu_kernels_selftest.cc"
 "$out/selftest_builtin" "$@"
 blasinc=""
 for d in /usr/include/x86_64-linux-gnu/openblas-pthread /usr/include/openblas; do
@@ -16,7 +16,7 @@ for d in /usr/include/x86_64-linux-gnu/openblas-pthread /usr/include/openblas; d
 done
 if [ -n "$blasinc" ]; then
   echo "== OpenBLAS (-DTL_HAVE_OPENBLAS) =="
-  $CXX $FLAGS -DTL_HAVE_OPENBLAS $blasinc -o "$out/selftest_openblas" $srcs "$here/../kernel.cc" \
+  $CXX $FLAGS -DTL_HAVE_OPENBLAS $blasinc -o "$out/selftest_openblas" $srcs "$here/../kernel.cc" "$here/../kernel_args.cc" \
     "$here/cpu_kernels_selftest.cc" -lopenblas
   "$out/selftest_openblas" "$@"
 else

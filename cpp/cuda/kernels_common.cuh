@@ -1,22 +1,19 @@
-// Shared pieces of the CUDA kernel files: launch sizing, warp/block reductions, the scalar-reduction pipeline and
-// the label/index range check. Argument checks reuse the CPU helpers so both backends word errors alike.
+// Shared pieces of the CUDA kernel files: launch sizing, warp/block reductions, the scalar-reduction pipeline, the
+// row-major GEMM wrapper and the label/index range check. Argument checks are cpp/kernel_args.h, shared with the CPU.
 #pragma once
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
-#include "../cpu/kernels_cpu.h"  // cpuk::attr, dim, mul, gemmDim, expectHyper (host-side checks only)
+#include "../dropout_hash.h"
+#include "../kernel_args.h"
 #include "backend_cuda.h"
 #include "cuda_check.h"
 
 namespace tl {
 namespace cudak {
 
-using cpuk::attr;
-using cpuk::dim;
-using cpuk::expectHyper;
-using cpuk::gemmDim;
-using cpuk::mul;
+using namespace kargs;  // the argument checks every kernel starts with (host side), shared with the CPU backend
 
 constexpr int kThreads = 256;
 constexpr int kMaxGrid = 8192;           // grid-stride loops cover the rest
@@ -95,10 +92,17 @@ template <class F> void reduceToScalar(KernelCall& c, int64_t n, F f, float* out
   launchFinishScalar(cb.stream(), partials, nb, out, ep);
 }
 
-// Validates idx[0..n) ⊂ [0, limit) on the device before any output is written; on failure throws naming the first
-// bad position and its value. Costs one stream sync (the result must reach the host to throw).
-void checkIndicesOnDevice(KernelCall& c, const int32_t* idx, int64_t n, int64_t limit, const char* what,
-                          const char* row, const char* range);
+// Validates r.idx[0..n) ⊂ [0, limit) on the device before any output is written; on failure throws naming the first
+// bad position and its value (kargs::failIndex). Costs one stream sync (the result must reach the host to throw).
+void checkIndicesOnDevice(KernelCall& c, const IndexRange& r);
+
+// Row-major C (M,N) = op(A)·op(B) + beta·C via column-major cuBLAS (the dense and conv2d kernels' GEMM).
+// A is (M,K) row-major (or (K,M) if transA), B is (K,N) (or (N,K) if transB); lda/ldb/ldc are row strides.
+void gemmRowMajor(KernelCall& c, bool transA, bool transB, int M, int N, int K, const float* A, int lda,
+                  const float* B, int ldb, float beta, float* C, int ldc);
+
+// y (rows, cols): every row = b (cols), on the backend's stream (the bias seed of dense and conv2d); rows·cols > 0.
+void launchBroadcastRows(KernelCall& c, const float* b, float* y, int64_t rows, int64_t cols);
 
 }  // namespace cudak
 }  // namespace tl

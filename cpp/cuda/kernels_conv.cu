@@ -8,27 +8,6 @@
 namespace tl {
 namespace cudak {
 
-using cpuk::ConvGeom;
-using cpuk::convGeom;
-using cpuk::DropoutKey;
-using cpuk::dropoutHash;
-using cpuk::dropoutKey;
-
-// Row-major C (M,N) = op(A)·op(B) + beta·C via column-major cuBLAS (the same wrapper as kernels_layers.cu's dense
-// kernels): we compute Cᵀ = op(B)ᵀ·op(A)ᵀ, swapping the operands and keeping the transpose flags.
-static void gemmRowMajor(KernelCall& c, bool transA, bool transB, int M, int N, int K, const float* A, int lda,
-                         const float* B, int ldb, float beta, float* C, int ldc) {
-  CudaBackend& cb = cudaOf(c);
-  if (M == 0 || N == 0) return;
-  if (K == 0) {
-    if (beta == 0.f) TL_CUDA_CHECK(cudaMemsetAsync(C, 0, sizeof(float) * (size_t)M * ldc, cb.stream()));
-    return;
-  }
-  const float alpha = 1.f;
-  TL_CUBLAS_CHECK(cublasSgemm(cb.blas(), transB ? CUBLAS_OP_T : CUBLAS_OP_N, transA ? CUBLAS_OP_T : CUBLAS_OP_N, N, M,
-                              K, &alpha, B, std::max(ldb, 1), A, std::max(lda, 1), &beta, C, std::max(ldc, 1)));
-}
-
 // Plain-old-data copy of the geometry for kernel arguments.
 struct Geom {
   int64_t B, H, W, C, KH, KW, SH, SW, OH, OW, padTop, padLeft;
@@ -75,11 +54,6 @@ __global__ void col2imKernel(const float* __restrict__ dcol, float* __restrict__
   }
 }
 
-// y (rows, K): every row = b (K)
-__global__ void convBiasRowsKernel(const float* __restrict__ b, float* __restrict__ y, int64_t rows, int64_t cols) {
-  TL_GRID_STRIDE(i, rows * cols) y[i] = b[i % cols];
-}
-
 // One block per column k of dy (rows, K): db[k] (+)= Σ_rows dy[., k], in double, fixed reduction order.
 __global__ void convBiasGradKernel(const float* __restrict__ dy, float* __restrict__ db, int64_t rows, int64_t K,
                                    bool acc) {
@@ -88,13 +62,6 @@ __global__ void convBiasGradKernel(const float* __restrict__ dy, float* __restri
   for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) s += dy[r * K + k];
   s = blockReduce(s, SumOp{}, 0.0);
   if (threadIdx.x == 0) db[k] = acc ? (float)((double)db[k] + s) : (float)s;
-}
-
-static void checkConvBuffers(KernelCall& c, const ConvGeom& g, int64_t K, const TensorRef& x, const TensorRef& w) {
-  c.expectType(x, "x", DType::F32);
-  c.expectType(w, "w", DType::F32);
-  c.expectSize(x, "x", g.inNumel(), "(B,H,W,C)");
-  c.expectSize(w, "w", mul(c, mul(c, g.KH * g.KW, g.C), K), "(KH,KW,C,K)");
 }
 
 // Images per chunk so that one column matrix stays within ~128 MB of scratch.
@@ -106,22 +73,14 @@ static int64_t imagesPerChunk(const ConvGeom& g) {
 
 // in: x (B,H,W,C), w (KH,KW,C,K), b (K); out: y (B,OH,OW,K)
 static void conv2d_forward(KernelCall& c) {
-  c.expectArity(3, 1, 1);
-  const ConvGeom g = convGeom(c);
-  const int64_t K = dim(c, "K");
+  const ConvArgs a = conv2dForwardArgs(c);
+  const ConvGeom& g = a.g;
+  const int64_t K = a.K, M = a.M, kk = a.kk;
+  const int iK = a.iK, iKK = a.iKK;
   const TensorRef &x = c.in[0], &w = c.in[1], &b = c.in[2], &y = c.out[0];
-  checkConvBuffers(c, g, K, x, w);
-  c.expectType(b, "b", DType::F32);
-  c.expectSize(b, "b", K, "(K)");
-  c.expectType(y, "y", DType::F32);
-  const int64_t M = g.outRows(), kk = g.KH * g.KW * g.C;
-  c.expectSize(y, "y", mul(c, M, K), "(B,OH,OW,K)");
-  const int iK = gemmDim(c, K, "K"), iKK = gemmDim(c, kk, "KH*KW*C");
-  gemmDim(c, M, "B*OH*OW");
   if (M * K == 0) return;
   CudaBackend& cb = cudaOf(c);
-  convBiasRowsKernel<<<gridFor(M * K), kThreads, 0, cb.stream()>>>(b.f32(), y.f32(), M, K);
-  TL_CUDA_LAUNCH_CHECK();
+  launchBroadcastRows(c, b.f32(), y.f32(), M, K);
   if (kk == 0) return;
   const Geom gg = toGeom(g);
   const int64_t per = g.OH * g.OW, step = imagesPerChunk(g);
@@ -136,28 +95,12 @@ static void conv2d_forward(KernelCall& c) {
 
 // in: x (B,H,W,C), w (KH,KW,C,K), dy (B,OH,OW,K); out: dw (KH,KW,C,K), db (K) [, dx (B,H,W,C)]
 static void conv2d_backward(KernelCall& c) {
-  c.expectArity(3, 2, 3);
-  const ConvGeom g = convGeom(c);
-  const int64_t K = dim(c, "K");
-  const double accAttr = attr(c, "accumulate", 0);
-  TL_KCHECK(c, accAttr == 0 || accAttr == 1, "attribute accumulate must be 0 or 1, got " << accAttr);
-  const bool acc = accAttr == 1;
+  const ConvBackwardArgs a = conv2dBackwardArgs(c);
+  const ConvGeom& g = a.g;
+  const int64_t K = a.K, M = a.M, kk = a.kk;
+  const int iK = a.iK, iKK = a.iKK;
+  const bool acc = a.acc, wantDx = a.wantDx;
   const TensorRef &x = c.in[0], &w = c.in[1], &dy = c.in[2], &dw = c.out[0], &db = c.out[1];
-  checkConvBuffers(c, g, K, x, w);
-  const int64_t M = g.outRows(), kk = g.KH * g.KW * g.C;
-  c.expectType(dy, "dy", DType::F32);
-  c.expectSize(dy, "dy", mul(c, M, K), "(B,OH,OW,K)");
-  c.expectType(dw, "dw", DType::F32);
-  c.expectSize(dw, "dw", mul(c, kk, K), "(KH,KW,C,K)");
-  c.expectType(db, "db", DType::F32);
-  c.expectSize(db, "db", K, "(K)");
-  const bool wantDx = c.out.size() == 3;
-  if (wantDx) {
-    c.expectType(c.out[2], "dx", DType::F32);
-    c.expectSize(c.out[2], "dx", g.inNumel(), "(B,H,W,C)");
-  }
-  const int iK = gemmDim(c, K, "K"), iKK = gemmDim(c, kk, "KH*KW*C");
-  gemmDim(c, M, "B*OH*OW");
   CudaBackend& cb = cudaOf(c);
   if (K > 0) {
     TL_KCHECK(c, K <= INT32_MAX, "K=" << K << " is too large for this backend (one block per channel)");
@@ -254,44 +197,24 @@ __global__ void maxpoolBackwardKernel(const float* __restrict__ dy, const int32_
   }
 }
 
-static ConvGeom poolChecks(KernelCall& c) {
-  const ConvGeom g = convGeom(c);
-  TL_KCHECK(c, g.inNumel() <= INT32_MAX, "B*H*W*C=" << g.inNumel() << " exceeds the i32 argmax range");
-  return g;
-}
-
 // in: x (B,H,W,C); out: y (B,OH,OW,C), argmax (B,OH,OW,C) i32
 static void maxpool_forward(KernelCall& c) {
-  c.expectArity(1, 2, 2);
-  const ConvGeom g = poolChecks(c);
+  const PoolArgs a = maxpoolForwardArgs(c);
   const TensorRef &x = c.in[0], &y = c.out[0], &am = c.out[1];
-  const int64_t nOut = g.outRows() * g.C;
-  c.expectType(x, "x", DType::F32);
-  c.expectSize(x, "x", g.inNumel(), "(B,H,W,C)");
-  c.expectType(y, "y", DType::F32);
-  c.expectSize(y, "y", nOut, "(B,OH,OW,C)");
-  c.expectType(am, "argmax", DType::I32);
-  c.expectSize(am, "argmax", nOut, "(B,OH,OW,C)");
+  const int64_t nOut = a.nOut;
   if (nOut == 0) return;
-  maxpoolForwardKernel<<<gridFor(nOut), kThreads, 0, cudaOf(c).stream()>>>(x.f32(), y.f32(), am.i32(), toGeom(g),
+  maxpoolForwardKernel<<<gridFor(nOut), kThreads, 0, cudaOf(c).stream()>>>(x.f32(), y.f32(), am.i32(), toGeom(a.g),
                                                                               nOut);
   TL_CUDA_LAUNCH_CHECK();
 }
 
 // in: dy (B,OH,OW,C), argmax (B,OH,OW,C) i32; out: dx (B,H,W,C). The argmax check costs one stream sync.
 static void maxpool_backward(KernelCall& c) {
-  c.expectArity(2, 1, 1);
-  const ConvGeom g = poolChecks(c);
+  const PoolArgs a = maxpoolBackwardArgs(c);
   const TensorRef &dy = c.in[0], &am = c.in[1], &dx = c.out[0];
-  const int64_t nOut = g.outRows() * g.C, nIn = g.inNumel();
-  c.expectType(dy, "dy", DType::F32);
-  c.expectSize(dy, "dy", nOut, "(B,OH,OW,C)");
-  c.expectType(am, "argmax", DType::I32);
-  c.expectSize(am, "argmax", nOut, "(B,OH,OW,C)");
-  c.expectType(dx, "dx", DType::F32);
-  c.expectSize(dx, "dx", nIn, "(B,H,W,C)");
+  const int64_t nOut = a.nOut, nIn = a.g.inNumel();
   CudaBackend& cb = cudaOf(c);
-  const Geom gg = toGeom(g);
+  const Geom gg = toGeom(a.g);
   if (nOut > 0) {
     auto* firstBad = static_cast<unsigned long long*>(cb.scratch(sizeof(unsigned long long)));
     TL_CUDA_CHECK(cudaMemsetAsync(firstBad, 0xff, sizeof(unsigned long long), cb.stream()));
@@ -313,28 +236,17 @@ static void maxpool_backward(KernelCall& c) {
 
 // ---- local response normalisation ------------------------------------------------------------------------------
 
-struct LrnArgs {
+// The LRN attributes as the kernels read them: bias, alpha and beta rounded to f32.
+struct LrnF {
   int64_t N, C, r;
   float bias, alpha, beta;
 };
 
-static LrnArgs lrnArgs(KernelCall& c) {
-  LrnArgs p;
-  p.N = dim(c, "N");
-  p.C = dim(c, "C");
-  p.r = dim(c, "depthRadius");
-  const double bias = attr(c, "bias"), alpha = attr(c, "alpha"), beta = attr(c, "beta");
-  TL_KCHECK(c, std::isfinite(bias) && std::isfinite(alpha) && std::isfinite(beta), "bias, alpha and beta must be finite");
-  p.bias = (float)bias;
-  p.alpha = (float)alpha;
-  p.beta = (float)beta;
-  mul(c, p.N, p.C);
-  return p;
-}
+static LrnF lrnF(const LrnArgs& a) { return LrnF{a.N, a.C, a.r, (float)a.bias, (float)a.alpha, (float)a.beta}; }
 
 // One thread per (n, c): scale = bias + alpha·Σ_{|c'−c| <= r} x², y = x·scale^−beta
 __global__ void lrnForwardKernel(const float* __restrict__ x, float* __restrict__ y, float* __restrict__ scale,
-                                 LrnArgs p, int64_t n) {
+                                 LrnF p, int64_t n) {
   TL_GRID_STRIDE(i, n) {
     const int64_t ch = i % p.C, row = i - ch;
     const int64_t lo = ch - p.r < 0 ? 0 : ch - p.r, hi = ch + p.r > p.C - 1 ? p.C - 1 : ch + p.r;
@@ -349,7 +261,7 @@ __global__ void lrnForwardKernel(const float* __restrict__ x, float* __restrict_
 // One thread per (n, j): dx = dy·scale^−beta − 2·alpha·beta·x·Σ_{|c−j| <= r} dy[c]·y[c]/scale[c]
 __global__ void lrnBackwardKernel(const float* __restrict__ x, const float* __restrict__ y,
                                   const float* __restrict__ dy, const float* __restrict__ scale,
-                                  float* __restrict__ dx, LrnArgs p, int64_t n) {
+                                  float* __restrict__ dx, LrnF p, int64_t n) {
   TL_GRID_STRIDE(i, n) {
     const int64_t ch = i % p.C, row = i - ch;
     const int64_t lo = ch - p.r < 0 ? 0 : ch - p.r, hi = ch + p.r > p.C - 1 ? p.C - 1 : ch + p.r;
@@ -361,42 +273,27 @@ __global__ void lrnBackwardKernel(const float* __restrict__ x, const float* __re
 
 // in: x (N,C); out: y (N,C), scale (N,C)
 static void lrn_forward(KernelCall& c) {
-  c.expectArity(1, 2, 2);
-  const LrnArgs p = lrnArgs(c);
-  const int64_t n = p.N * p.C;
-  c.expectType(c.in[0], "x", DType::F32);
-  c.expectSize(c.in[0], "x", n, "(N,C)");
-  c.expectType(c.out[0], "y", DType::F32);
-  c.expectSize(c.out[0], "y", n, "(N,C)");
-  c.expectType(c.out[1], "scale", DType::F32);
-  c.expectSize(c.out[1], "scale", n, "(N,C)");
+  const LrnArgs a = lrnForwardArgs(c);
+  const int64_t n = a.n;
   if (n == 0) return;
-  lrnForwardKernel<<<gridFor(n), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.out[0].f32(), c.out[1].f32(), p,
-                                                                      n);
+  lrnForwardKernel<<<gridFor(n), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.out[0].f32(), c.out[1].f32(),
+                                                                      lrnF(a), n);
   TL_CUDA_LAUNCH_CHECK();
 }
 
 // in: x, y, dy, scale (N,C); out: dx (N,C)
 static void lrn_backward(KernelCall& c) {
-  c.expectArity(4, 1, 1);
-  const LrnArgs p = lrnArgs(c);
-  const int64_t n = p.N * p.C;
-  const char* names[4] = {"x", "y", "dy", "scale"};
-  for (int k = 0; k < 4; ++k) {
-    c.expectType(c.in[k], names[k], DType::F32);
-    c.expectSize(c.in[k], names[k], n, "(N,C)");
-  }
-  c.expectType(c.out[0], "dx", DType::F32);
-  c.expectSize(c.out[0], "dx", n, "(N,C)");
+  const LrnArgs a = lrnBackwardArgs(c);
+  const int64_t n = a.n;
   if (n == 0) return;
   lrnBackwardKernel<<<gridFor(n), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.in[1].f32(), c.in[2].f32(),
-                                                                       c.in[3].f32(), c.out[0].f32(), p, n);
+                                                                       c.in[3].f32(), c.out[0].f32(), lrnF(a), n);
   TL_CUDA_LAUNCH_CHECK();
 }
 
 // ---- dropout -----------------------------------------------------------------------------------------------------
 
-// mask[i] = hash(key, i) < threshold ? inv : 0; y = x·mask (the hash is cpuk::dropoutHash, shared with the CPU)
+// mask[i] = hash(key, i) < threshold ? inv : 0; y = x·mask (the hash is cpp/dropout_hash.h, shared with the CPU)
 // The step is hyper[1] on the device (rewritten before every step): each thread derives the key (a few fmix32).
 __global__ void dropoutForwardKernel(const float* __restrict__ x, float* __restrict__ y, float* __restrict__ mask,
                                      const float* __restrict__ hyper, unsigned long long seed,
@@ -417,37 +314,19 @@ __global__ void dropoutBackwardKernel(const float* dy, const float* __restrict__
 
 // in: x (N), hyper; out: y (N), mask (N). step = hyper[1], read on the device (not range-checked there).
 static void dropout_forward(KernelCall& c) {
-  c.expectArity(2, 2, 2);
-  const int64_t N = dim(c, "N");
-  const double keep = attr(c, "keepProb");
-  TL_KCHECK(c, keep > 0 && keep <= 1, "attribute keepProb must be in (0, 1], got " << keep);
-  expectHyper(c, c.in[1]);
-  const uint64_t seed = (uint64_t)dim(c, "seed");
-  TL_KCHECK(c, N <= (int64_t(1) << 32), "N=" << N << " exceeds the 2^32 elements the dropout hash counts");
-  c.expectType(c.in[0], "x", DType::F32);
-  c.expectSize(c.in[0], "x", N, "(N)");
-  c.expectType(c.out[0], "y", DType::F32);
-  c.expectSize(c.out[0], "y", N, "(N)");
-  c.expectType(c.out[1], "mask", DType::F32);
-  c.expectSize(c.out[1], "mask", N, "(N)");
+  const DropoutArgs a = dropoutForwardArgs(c, /*hostStep=*/false);
+  const int64_t N = a.N;
   if (N == 0) return;
-  const unsigned long long threshold = (unsigned long long)std::ceil(keep * 4294967296.0);
+  const unsigned long long threshold = (unsigned long long)std::ceil(a.keepProb * 4294967296.0);
   dropoutForwardKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(
-      c.in[0].f32(), c.out[0].f32(), c.out[1].f32(), c.in[1].f32(), (unsigned long long)seed, threshold,
-      (float)(1.0 / keep), N);
+      c.in[0].f32(), c.out[0].f32(), c.out[1].f32(), c.in[1].f32(), (unsigned long long)a.seed, threshold,
+      (float)(1.0 / a.keepProb), N);
   TL_CUDA_LAUNCH_CHECK();
 }
 
 // in: dy (N), mask (N); out: dx (N)
 static void dropout_backward(KernelCall& c) {
-  c.expectArity(2, 1, 1);
-  const int64_t N = dim(c, "N");
-  c.expectType(c.in[0], "dy", DType::F32);
-  c.expectSize(c.in[0], "dy", N, "(N)");
-  c.expectType(c.in[1], "mask", DType::F32);
-  c.expectSize(c.in[1], "mask", N, "(N)");
-  c.expectType(c.out[0], "dx", DType::F32);
-  c.expectSize(c.out[0], "dx", N, "(N)");
+  const int64_t N = dropoutBackwardArgs(c);
   if (N == 0) return;
   dropoutBackwardKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.in[1].f32(),
                                                                            c.out[0].f32(), N);

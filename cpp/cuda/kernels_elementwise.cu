@@ -5,11 +5,6 @@
 namespace tl {
 namespace cudak {
 
-static void expectVec(KernelCall& c, const TensorRef& t, const char* name, int64_t n, const char* shape = "(N)") {
-  c.expectType(t, name, DType::F32);
-  c.expectSize(t, name, n, shape);
-}
-
 struct SquareF {
   const float* x;
   __device__ double operator()(int64_t i) const { const double v = x[i]; return v * v; }
@@ -17,15 +12,11 @@ struct SquareF {
 
 // in: w (N); out: loss (1), accumulates: loss += lambda·½·Σw² (double)
 static void l2_loss(KernelCall& c) {
-  c.expectArity(1, 1, 1);
-  const int64_t N = dim(c, "N");
-  const double lambda = attr(c, "lambda");
-  expectVec(c, c.in[0], "w", N);
-  expectVec(c, c.out[0], "loss", 1, "(1)");
+  const ElementwiseArgs a = l2LossArgs(c);
   ScalarEpilogue ep;
   ep.keep = true;
-  ep.coef = lambda * 0.5;
-  reduceToScalar(c, N, SquareF{c.in[0].f32()}, c.out[0].f32(), ep);
+  ep.coef = a.coef * 0.5;
+  reduceToScalar(c, a.N, SquareF{c.in[0].f32()}, c.out[0].f32(), ep);
 }
 
 // g (N) += lambda·w (N)
@@ -35,11 +26,9 @@ __global__ void axpyKernel(const float* x, float* y, int64_t n, float a) {
 
 // in: w (N); out: g (N), in place: g += lambda·w
 static void l2_backward(KernelCall& c) {
-  c.expectArity(1, 1, 1);
-  const int64_t N = dim(c, "N");
-  const float lambda = (float)attr(c, "lambda");
-  expectVec(c, c.in[0], "w", N);
-  expectVec(c, c.out[0], "g", N);
+  const ElementwiseArgs a = l2BackwardArgs(c);
+  const int64_t N = a.N;
+  const float lambda = (float)a.coef;
   if (N == 0) return;
   axpyKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.out[0].f32(), N, lambda);
   TL_CUDA_LAUNCH_CHECK();
@@ -47,10 +36,7 @@ static void l2_backward(KernelCall& c) {
 
 // in: x (N); out: s (1), accumulates: s += Σx² (double)
 static void sum_squares(KernelCall& c) {
-  c.expectArity(1, 1, 1);
-  const int64_t N = dim(c, "N");
-  expectVec(c, c.in[0], "x", N);
-  expectVec(c, c.out[0], "s", 1, "(1)");
+  const int64_t N = sumSquaresArgs(c).N;
   ScalarEpilogue ep;
   ep.keep = true;
   reduceToScalar(c, N, SquareF{c.in[0].f32()}, c.out[0].f32(), ep);
@@ -68,11 +54,9 @@ __global__ void clipKernel(const float* s, float* g, int64_t n, double clipNorm)
 
 // in: s (1) global squared norm; out: g (N), in place
 static void clip_by_norm(KernelCall& c) {
-  c.expectArity(1, 1, 1);
-  const int64_t N = dim(c, "N");
-  const double clipNorm = attr(c, "clipNorm");
-  expectVec(c, c.in[0], "s", 1, "(1)");
-  expectVec(c, c.out[0], "g", N);
+  const ElementwiseArgs a = clipByNormArgs(c);
+  const int64_t N = a.N;
+  const double clipNorm = a.coef;
   if (N == 0) return;
   clipKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.out[0].f32(), N, clipNorm);
   TL_CUDA_LAUNCH_CHECK();
@@ -84,10 +68,9 @@ __global__ void fillKernel(float* x, int64_t n, float v) {
 
 // out: x (N) = value
 static void fill(KernelCall& c) {
-  c.expectArity(0, 1, 1);
-  const int64_t N = dim(c, "N");
-  const float v = (float)attr(c, "value");
-  expectVec(c, c.out[0], "x", N);
+  const ElementwiseArgs a = fillArgs(c);
+  const int64_t N = a.N;
+  const float v = (float)a.coef;
   if (N == 0) return;
   fillKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(c.out[0].f32(), N, v);
   TL_CUDA_LAUNCH_CHECK();
@@ -99,10 +82,9 @@ __global__ void scaleKernel(float* x, int64_t n, float f) {
 
 // out: x (N), in place: x *= factor
 static void scale(KernelCall& c) {
-  c.expectArity(0, 1, 1);
-  const int64_t N = dim(c, "N");
-  const float f = (float)attr(c, "factor");
-  expectVec(c, c.out[0], "x", N);
+  const ElementwiseArgs a = scaleArgs(c);
+  const int64_t N = a.N;
+  const float f = (float)a.coef;
   if (N == 0) return;
   scaleKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(c.out[0].f32(), N, f);
   TL_CUDA_LAUNCH_CHECK();
@@ -110,11 +92,9 @@ static void scale(KernelCall& c) {
 
 // in: x (N); out: y (N), in place: y += alpha·x
 static void axpy(KernelCall& c) {
-  c.expectArity(1, 1, 1);
-  const int64_t N = dim(c, "N");
-  const float a = (float)attr(c, "alpha");
-  expectVec(c, c.in[0], "x", N);
-  expectVec(c, c.out[0], "y", N);
+  const ElementwiseArgs args = axpyArgs(c);
+  const int64_t N = args.N;
+  const float a = (float)args.coef;
   if (N == 0) return;
   axpyKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.out[0].f32(), N, a);
   TL_CUDA_LAUNCH_CHECK();
@@ -122,10 +102,7 @@ static void axpy(KernelCall& c) {
 
 // in: x (N); out: y (N) = x, bit-exact. x and y may be overlapping views of one buffer: memmove semantics.
 static void copy(KernelCall& c) {
-  c.expectArity(1, 1, 1);
-  const int64_t N = dim(c, "N");
-  expectVec(c, c.in[0], "x", N);
-  expectVec(c, c.out[0], "y", N);
+  const int64_t N = copyArgs(c).N;
   if (N == 0) return;
   cudaOf(c).copyWithin(c.out[0].data, c.in[0].data, (size_t)N * sizeof(float));  // stream-ordered, overlap-safe
 }

@@ -16,24 +16,12 @@ __global__ void gatherRowsKernel(const T* __restrict__ src, const int32_t* __res
   }
 }
 
-static void gatherRowsChecks(KernelCall& c, DType srcType, int64_t& B, int64_t& D, int64_t& R) {
-  c.expectArity(2, 1, 1);
-  B = dim(c, "B"); D = dim(c, "D"); R = dim(c, "R");
-  c.expectType(c.in[0], "src", srcType);
-  c.expectSize(c.in[0], "src", mul(c, R, D), "(R,D)");
-  c.expectType(c.in[1], "idx", DType::I32);
-  c.expectSize(c.in[1], "idx", B, "(B)");
-  c.expectType(c.out[0], "y", DType::F32);
-  c.expectSize(c.out[0], "y", mul(c, B, D), "(B,D)");
-}
-
 // in: src (R,D) u8, idx (B) i32; out: y (B,D) f32 = src[idx[b]]·scale
 static void gather_rows_u8(KernelCall& c) {
-  int64_t B, D, R;
-  gatherRowsChecks(c, DType::U8, B, D, R);
-  const float s = (float)attr(c, "scale");
-  checkIndicesOnDevice(c, c.in[1].i32(), B, R, "index", "b", "R");
-  const int64_t n = B * D;
+  const GatherRowsArgs a = gatherRowsArgs(c, DType::U8, /*readScale=*/false);
+  const float s = (float)attr(c, "scale");  // after the buffer checks on this backend
+  checkIndicesOnDevice(c, a.idx);
+  const int64_t n = a.B * a.D, D = a.D;
   if (n == 0) return;
   gatherRowsKernel<uint8_t><<<gridFor(n), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].u8(), c.in[1].i32(),
                                                                              c.out[0].f32(), n, D, s, true);
@@ -42,10 +30,9 @@ static void gather_rows_u8(KernelCall& c) {
 
 // in: src (R,D) f32, idx (B) i32; out: y (B,D) = src[idx[b]] (bit-exact: no scaling)
 static void gather_rows_f32(KernelCall& c) {
-  int64_t B, D, R;
-  gatherRowsChecks(c, DType::F32, B, D, R);
-  checkIndicesOnDevice(c, c.in[1].i32(), B, R, "index", "b", "R");
-  const int64_t n = B * D;
+  const GatherRowsArgs a = gatherRowsArgs(c, DType::F32, /*readScale=*/false);
+  checkIndicesOnDevice(c, a.idx);
+  const int64_t n = a.B * a.D, D = a.D;
   if (n == 0) return;
   gatherRowsKernel<float><<<gridFor(n), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.in[1].i32(),
                                                                            c.out[0].f32(), n, D, 1.f, false);
@@ -60,15 +47,9 @@ __global__ void gatherLabelsKernel(const uint8_t* __restrict__ src, const int32_
 
 // in: src (R) u8, idx (B) i32; out: y (B) i32
 static void gather_labels_u8(KernelCall& c) {
-  c.expectArity(2, 1, 1);
-  const int64_t B = dim(c, "B"), R = dim(c, "R");
-  c.expectType(c.in[0], "src", DType::U8);
-  c.expectSize(c.in[0], "src", R, "(R)");
-  c.expectType(c.in[1], "idx", DType::I32);
-  c.expectSize(c.in[1], "idx", B, "(B)");
-  c.expectType(c.out[0], "y", DType::I32);
-  c.expectSize(c.out[0], "y", B, "(B)");
-  checkIndicesOnDevice(c, c.in[1].i32(), B, R, "index", "b", "R");
+  const GatherLabelsArgs a = gatherLabelsArgs(c);
+  const int64_t B = a.B;
+  checkIndicesOnDevice(c, a.idx);
   if (B == 0) return;
   gatherLabelsKernel<<<gridFor(B), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].u8(), c.in[1].i32(), c.out[0].i32(), B);
   TL_CUDA_LAUNCH_CHECK();

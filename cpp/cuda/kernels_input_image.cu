@@ -44,34 +44,17 @@ __global__ void cropFlipStandardizeKernel(const uint8_t* __restrict__ src, const
 
 // in: src (R,H,W,C) u8, idx (B) i32, params (B,3) i32 [dy, dx, flip]; out: y (B,OH,OW,C) f32
 static void crop_flip_standardize_u8(KernelCall& c) {
-  c.expectArity(3, 1, 1);
-  const int64_t B = dim(c, "B"), R = dim(c, "R"), H = dim(c, "H"), W = dim(c, "W"), C = dim(c, "C");
-  const int64_t OH = dim(c, "OH"), OW = dim(c, "OW");
-  TL_KCHECK(c, OH >= 1 && OW >= 1 && OH <= H && OW <= W,
-            "crop OH=" << OH << " OW=" << OW << " must be at least 1x1 and fit the image H=" << H << " W=" << W);
-  const int64_t img = mul(c, mul(c, H, W), C), N = mul(c, mul(c, OH, OW), C);
-  c.expectType(c.in[0], "src", DType::U8);
-  c.expectSize(c.in[0], "src", mul(c, R, img), "(R,H,W,C)");
-  c.expectType(c.in[1], "idx", DType::I32);
-  c.expectSize(c.in[1], "idx", B, "(B)");
-  c.expectType(c.in[2], "params", DType::I32);
-  c.expectSize(c.in[2], "params", mul(c, B, 3), "(B,3)");
-  c.expectType(c.out[0], "y", DType::F32);
-  c.expectSize(c.out[0], "y", mul(c, B, N), "(B,OH,OW,C)");
-  checkIndicesOnDevice(c, c.in[1].i32(), B, R, "index", "b", "R");
-  if (B == 0 || N == 0) return;
+  const CropArgs a = cropFlipStandardizeArgs(c);
+  const int64_t B = a.B;
+  checkIndicesOnDevice(c, a.idx);
+  if (B == 0 || a.N == 0) return;
   // The params are 3 ints per image: read them back (one sync) and check them on the host.
   std::vector<int32_t> prm((size_t)(3 * B));
   cudaOf(c).readBack(prm.data(), c.in[2].i32(), sizeof(int32_t) * prm.size());
-  for (int64_t b = 0; b < B; ++b) {
-    const int32_t dy = prm[3 * b], dx = prm[3 * b + 1], flip = prm[3 * b + 2];
-    TL_KCHECK(c, dy >= 0 && dy <= H - OH && dx >= 0 && dx <= W - OW && (flip == 0 || flip == 1),
-              "params at b=" << b << " are [dy=" << dy << ", dx=" << dx << ", flip=" << flip << "], expected dy in [0, "
-                             << H - OH << "], dx in [0, " << W - OW << "], flip 0 or 1");
-  }
+  checkCropParams(c, a, prm.data());
   TL_KCHECK(c, B <= INT32_MAX, "B=" << B << " exceeds the grid");
   cropFlipStandardizeKernel<<<(unsigned)B, kThreads, 0, cudaOf(c).stream()>>>(
-      c.in[0].u8(), c.in[1].i32(), c.in[2].i32(), c.out[0].f32(), CropGeom{H, W, C, OH, OW, img, N});
+      c.in[0].u8(), c.in[1].i32(), c.in[2].i32(), c.out[0].f32(), CropGeom{a.H, a.W, a.C, a.OH, a.OW, a.img, a.N});
   TL_CUDA_LAUNCH_CHECK();
 }
 

@@ -5,11 +5,6 @@
 namespace tl {
 namespace cudak {
 
-static void expectVec(KernelCall& c, const TensorRef& t, const char* name, int64_t n) {
-  c.expectType(t, name, DType::F32);
-  c.expectSize(t, name, n, "(N)");
-}
-
 // w (N) −= hyper[0]·g (N)
 __global__ void sgdKernel(const float* __restrict__ g, const float* __restrict__ hyper, float* __restrict__ w,
                           int64_t n) {
@@ -18,11 +13,7 @@ __global__ void sgdKernel(const float* __restrict__ g, const float* __restrict__
 }
 
 static void sgd_update(KernelCall& c) {
-  c.expectArity(2, 1, 1);
-  const int64_t N = dim(c, "N");
-  expectVec(c, c.in[0], "g", N);
-  expectHyper(c, c.in[1]);
-  expectVec(c, c.out[0], "w", N);
+  const int64_t N = sgdUpdateArgs(c);
   if (N == 0) return;
   sgdKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.in[1].f32(), c.out[0].f32(), N);
   TL_CUDA_LAUNCH_CHECK();
@@ -40,18 +31,11 @@ __global__ void momentumKernel(const float* __restrict__ g, const float* __restr
 }
 
 static void momentum_update(KernelCall& c) {
-  c.expectArity(2, 2, 2);
-  const int64_t N = dim(c, "N");
-  const float m = (float)attr(c, "momentum");
-  const double nest = attr(c, "nesterov", 0);
-  TL_KCHECK(c, nest == 0 || nest == 1, "attribute nesterov must be 0 or 1, got " << nest);
-  expectVec(c, c.in[0], "g", N);
-  expectHyper(c, c.in[1]);
-  expectVec(c, c.out[0], "w", N);
-  expectVec(c, c.out[1], "v", N);
+  const MomentumArgs a = momentumUpdateArgs(c);
+  const int64_t N = a.N;
   if (N == 0) return;
   momentumKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.in[1].f32(), c.out[0].f32(),
-                                                                   c.out[1].f32(), N, m, nest == 1);
+                                                                   c.out[1].f32(), N, a.momentum, a.nesterov);
   TL_CUDA_LAUNCH_CHECK();
 }
 
@@ -77,17 +61,12 @@ __global__ void adamKernel(const float* __restrict__ g, const float* __restrict_
 }
 
 static void adam_update(KernelCall& c) {
-  c.expectArity(2, 3, 3);
-  const int64_t N = dim(c, "N");
-  const double b1 = attr(c, "beta1"), b2 = attr(c, "beta2"), eps = attr(c, "epsilon");
-  expectVec(c, c.in[0], "g", N);
-  expectHyper(c, c.in[1]);
-  expectVec(c, c.out[0], "w", N);
-  expectVec(c, c.out[1], "m", N);
-  expectVec(c, c.out[2], "v", N);
+  const AdamArgs a = adamUpdateArgs(c);
+  const int64_t N = a.N;
   if (N == 0) return;
   adamKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.in[1].f32(), c.out[0].f32(),
-                                                               c.out[1].f32(), c.out[2].f32(), N, b1, b2, (float)eps);
+                                                               c.out[1].f32(), c.out[2].f32(), N, a.beta1, a.beta2,
+                                                               (float)a.epsilon);
   TL_CUDA_LAUNCH_CHECK();
 }
 
@@ -97,11 +76,9 @@ __global__ void emaKernel(const float* __restrict__ w, float* __restrict__ s, in
 }
 
 static void ema_update(KernelCall& c) {
-  c.expectArity(1, 1, 1);
-  const int64_t N = dim(c, "N");
-  const double decay = attr(c, "decay");
-  expectVec(c, c.in[0], "w", N);
-  expectVec(c, c.out[0], "shadow", N);
+  const EmaArgs a = emaUpdateArgs(c);
+  const int64_t N = a.N;
+  const double decay = a.decay;
   if (N == 0) return;
   emaKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.out[0].f32(), N, (float)decay,
                                                               (float)(1.0 - decay));
