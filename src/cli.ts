@@ -2,8 +2,9 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { readFile } from 'node:fs/promises';
-import { createRuntime, mnist, type StepEvent, type TrainOptions } from './runtime.js';
-import { mnistMlp, type ModelSpec } from './model/spec.js';
+import { createRuntime, type StepEvent, type TrainOptions } from './runtime.js';
+import { blockNetwork, cifar10Cnn, mnistMlp, type ModelSpec } from './model/spec.js';
+import { blocks, cifar10, mnist, type DataInput } from './data/inputs.js';
 import type { OptimizerSpec } from './model/optimizer.js';
 import type { ScheduleSpec } from './model/schedule.js';
 import { loadCheckpoint } from './io/checkpoint.js';
@@ -22,12 +23,31 @@ const num = (name: string) => (v: string) => {
   return n;
 };
 
+const PRESETS: Record<string, () => ModelSpec> = { mnist: () => mnistMlp(), cifar10: () => cifar10Cnn(), blocks: () => blockNetwork() };
+
 async function loadModel(model: string): Promise<ModelSpec> {
-  if (model === 'mnist') return mnistMlp();
+  const preset = PRESETS[model];
+  if (preset) return preset();
   try {
     return JSON.parse(await readFile(model, 'utf8')) as ModelSpec;
   } catch (e) {
-    throw new Error(`--model: '${model}' is neither a preset (mnist) nor a readable JSON spec file: ${(e as Error).message}`);
+    throw new Error(`--model: '${model}' is neither a preset (${Object.keys(PRESETS).join(', ')}) nor a readable JSON spec file: ${(e as Error).message}`);
+  }
+}
+
+/** The data set for `--dataset` (default: the one that goes with a preset model, else mnist). */
+function dataInput(f: TrainFlags): DataInput {
+  const name = f.dataset ?? (f.model === 'cifar10' || f.model === 'blocks' ? f.model : 'mnist');
+  switch (name) {
+    case 'mnist':
+      return mnist({ batchSize: f.batchSize });
+    case 'cifar10':
+      // The real binary files when --data-dir is given; else the generated CIFAR-shaped set.
+      return cifar10({ batchSize: f.batchSize, ...(f.dataDir ? { dir: f.dataDir } : {}) });
+    case 'blocks':
+      return blocks({ batchSize: f.batchSize });
+    default:
+      throw new Error(`--dataset: unknown data set '${name}'; use mnist, cifar10 or blocks`);
   }
 }
 
@@ -38,6 +58,8 @@ export function stepLine(e: StepEvent): string {
 
 interface TrainFlags {
   model: string;
+  dataset?: string;
+  dataDir?: string;
   devices: string;
   reduction: 'auto' | 'ring' | 'tree' | 'naive';
   batchSize: number;
@@ -72,7 +94,7 @@ async function train(f: TrainFlags): Promise<number> {
   const opts: TrainOptions = {
     model: await loadModel(f.model),
     optimizer,
-    data: mnist({ batchSize: f.batchSize }),
+    data: dataInput(f),
     seed: f.seed,
     evaluate: f.eval ?? false,
     ...(f.epochs !== undefined ? { epochs: f.epochs } : {}),
@@ -97,7 +119,7 @@ async function train(f: TrainFlags): Promise<number> {
       run.stop();
     };
     process.on('SIGINT', onSigint);
-    const total = f.steps ?? f.epochs! * Math.floor(60000 / f.batchSize);
+    let total = f.steps ?? 0; // set by the 'started' event (epochs x steps per epoch of the data set)
     const bar = tty
       ? new cliProgress.SingleBar({ format: 'step {value}/{total} [{bar}] loss {loss} | {eps} examples/sec | ETA {eta_formatted}', hideCursor: true }, cliProgress.Presets.shades_classic)
       : undefined;
@@ -120,6 +142,7 @@ async function train(f: TrainFlags): Promise<number> {
     });
     run.events$.subscribe({
       next: (e) => {
+        if (e.type === 'started') total = e.totalSteps;
         if (e.type === 'evaluation') process.stdout.write(`epoch ${e.epoch + 1}: test accuracy ${(e.accuracy * 100).toFixed(2)}%${e.useEma ? ' (EMA weights)' : ''}\n`);
         if (e.type === 'checkpoint' && !tty) process.stdout.write(`checkpoint at step ${e.step}: ${e.path}\n`);
         if (e.type === 'resumed') process.stdout.write(`resumed from ${e.path} at step ${e.step}\n`);
@@ -159,8 +182,10 @@ export function buildCli(): Command {
   const program = new Command('towerline').description('Data-parallel training in Node.js: one tower per device, kept in lock-step.').showHelpAfterError();
   program
     .command('train')
-    .description('train a model on the MNIST data set')
-    .option('--model <preset|file>', "model preset ('mnist') or a JSON model spec file", 'mnist')
+    .description('train a model (MNIST by default) on one or more towers')
+    .option('--model <preset|file>', "model preset ('mnist', 'cifar10', 'blocks') or a JSON model spec file", 'mnist')
+    .option('--dataset <name>', "data set: 'mnist', 'cifar10' (files from --data-dir, else generated) or 'blocks' (default: the preset's)")
+    .option('--data-dir <dir>', 'folder with the data set files (CIFAR-10: cifar-10-batches-bin)')
     .option('--devices <list>', "devices: 'cpu:3', 'cpu:0,cpu:1', 'cuda:all', 'cuda:0x4'", 'cpu:1')
     .addOption(new Option('--reduction <algorithm>', 'all-reduce algorithm').choices(['auto', 'ring', 'tree', 'naive']).default('auto'))
     .option('--batch-size <n>', 'global batch size (split over the towers)', int('--batch-size'), 128)

@@ -106,6 +106,7 @@ export interface StepEvent {
 }
 
 export type RunEvent =
+  | { type: 'started'; step: number; totalSteps: number; stepsPerEpoch: number; devices: string[] }
   | { type: 'epoch'; epoch: number; steps: number }
   | { type: 'skipped'; step: number; reason: string }
   | { type: 'checkpoint'; step: number; path: string }
@@ -316,6 +317,7 @@ export class Runtime {
       const path = await saveCheckpoint(o.checkpoint.dir, { step, tensors, state: { settings: runSettings, next, lrScale, towers: this.devices } }, { keep: o.checkpoint.keep ?? 3 });
       events$.next({ type: 'checkpoint', step, path });
     };
+    events$.next({ type: 'started', step, totalSteps: o.steps ?? epochs * perEpoch, stepsPerEpoch: perEpoch, devices: this.devices });
     const tb = o.logDir ? await EventWriter.open(o.logDir) : undefined;
     const trace = o.traceFile ? new TraceWriter(o.traceFile) : undefined;
     const clock0 = native().nowMs();

@@ -105,6 +105,9 @@ describe('towerline CLI end to end', () => {
     assert.match(r.err, /a batch of 1 cannot be split over 2 towers/);
     const r2 = await towerline(['train', '--devices', 'gpu:0', '--steps', '3']);
     assert.match(r2.err, /gpu/);
+    const r4 = await towerline(['train', '--dataset', 'imagenet', '--steps', '2']);
+    assert.notEqual(r4.code, 0);
+    assert.match(r4.err, /unknown data set 'imagenet'; use mnist, cifar10 or blocks/);
     const r3 = await towerline(['eval', '--checkpoint', '/nonexistent/dir']);
     assert.notEqual(r3.code, 0);
     assert.match(r3.err, /nonexistent/);
