@@ -78,6 +78,7 @@ interface TrainFlags {
   keep: number;
   resume?: boolean;
   logDir?: string;
+  histogramsEvery?: number;
   trace?: string;
   seed: number;
   eval?: boolean;
@@ -103,6 +104,7 @@ async function train(f: TrainFlags): Promise<number> {
     ...(f.clipNorm !== undefined ? { clipNorm: f.clipNorm } : {}),
     ...(f.checkpointDir ? { checkpoint: { dir: f.checkpointDir, keep: f.keep, resume: f.resume ?? false, ...(f.checkpointEvery ? { everySteps: f.checkpointEvery } : {}) } } : {}),
     ...(f.logDir ? { logDir: f.logDir } : {}),
+    ...(f.histogramsEvery ? { histogramsEvery: f.histogramsEvery } : {}),
     ...(f.trace ? { traceFile: f.trace } : {}),
   };
   const rt = await createRuntime({ devices: f.devices, reduction: { algorithm: f.reduction } });
@@ -204,6 +206,7 @@ export function buildCli(): Command {
     .option('--keep <k>', 'checkpoints to keep', int('--keep'), 3)
     .option('--resume', 'resume from the latest checkpoint in --checkpoint-dir (exact trajectory)')
     .option('--log-dir <dir>', 'TensorBoard event files')
+    .option('--histograms-every <n>', 'also write weight histograms every n steps', int('--histograms-every'))
     .option('--trace <file>', 'Chrome trace-event timeline (Perfetto, chrome://tracing)')
     .option('--seed <n>', 'seed for initialisation and data order', int('--seed'), 0)
     .option('--eval', 'evaluate on the test set after each epoch')

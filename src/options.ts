@@ -62,6 +62,7 @@ export const trainOptionsSchema = z
       .optional(),
     checkpoint: z.object({ dir: z.string().min(1), everySteps: positiveInt.optional(), keep: positiveInt.optional(), resume: z.boolean().optional() }).strict().optional(),
     logDir: z.string().min(1).optional(),
+    histogramsEvery: positiveInt.optional(),
     traceFile: z.string().min(1).optional(),
     testHooks: z.unknown().optional(),
   })

@@ -81,6 +81,8 @@ export interface TrainOptions {
   checkpoint?: { dir: string; everySteps?: number; keep?: number; resume?: boolean };
   /** TensorBoard event files (loss, learning rate, examples/sec, gradient norm, accuracy). */
   logDir?: string;
+  /** Also write weight histograms to the event files every N steps (reads tower 0's weights: off the hot path). */
+  histogramsEvery?: number;
   /** A Chrome trace-event timeline with one track per tower (open in Perfetto or chrome://tracing). */
   traceFile?: string;
   testHooks?: TestHooks;
@@ -392,6 +394,8 @@ export class Runtime {
             tb.scalar('learning_rate', lr, step);
             tb.scalar('examples_per_sec', event.examplesPerSec, step);
             tb.scalar('gradient_norm', event.gradientNorm ?? NaN, step);
+            if (o.histogramsEvery && step % o.histogramsEvery === 0)
+              for (const [name, w] of await this.actors[0]!.call('readWeights', this.callMs)) tb.histogram(`weights/${name}`, w, step);
           }
           if (trace) traceStep(trace, step, c0 - clock0, c1 - clock0, event.towers.map((t) => ({ ...t, startMs: t.startMs - clock0 })));
           const every = o.guard?.replicaCheckEvery ?? 100;

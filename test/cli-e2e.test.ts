@@ -70,9 +70,9 @@ describe('towerline CLI end to end', () => {
     assert.ok(ck.filter((f) => f.endsWith('.json')).length <= 3, 'keeps the last 3 checkpoints');
   });
 
-  it('writes a timeline with one track per tower and the phases of each step in order, and TensorBoard scalars', async () => {
+  it('writes a timeline with one track per tower and the phases of each step in order, and TensorBoard scalars and histograms', async () => {
     const base = await mkdtemp(join(tmpdir(), 'towerline-trace-'));
-    const r = await towerline(['train', '--devices', 'cpu:3', '--steps', '6', '--trace', join(base, 't.json'), '--log-dir', join(base, 'tb')]);
+    const r = await towerline(['train', '--devices', 'cpu:3', '--steps', '6', '--trace', join(base, 't.json'), '--log-dir', join(base, 'tb'), '--histograms-every', '3']);
     assert.equal(r.code, 0, r.err);
     const trace = JSON.parse(await readFile(join(base, 't.json'), 'utf8')) as { traceEvents: Array<{ ph: string; name: string; tid: number; ts: number; dur?: number; args?: { name?: string; step?: number } }> };
     const names = trace.traceEvents.filter((e) => e.ph === 'M' && e.name === 'thread_name').map((e) => e.args?.name);
@@ -85,7 +85,10 @@ describe('towerline CLI end to end', () => {
         for (let i = 1; i < spans.length; i++) assert.ok(spans[i]!.ts >= spans[i - 1]!.ts, 'spans in time order');
       }
     const tb = await readdir(join(base, 'tb'));
-    assert.equal(tb.filter((f) => f.startsWith('events.out.tfevents.')).length, 1);
+    const events = tb.filter((f) => f.startsWith('events.out.tfevents.'));
+    assert.equal(events.length, 1);
+    const bytes = await readFile(join(base, 'tb', events[0]!));
+    for (const tag of ['loss', 'learning_rate', 'examples_per_sec', 'gradient_norm', 'weights/dense_0/kernel']) assert.ok(bytes.includes(tag), `event file lacks tag ${tag}`);
   });
 
   it('Ctrl+C stops after the current step, writes a checkpoint and exits', async () => {
