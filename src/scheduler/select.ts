@@ -21,7 +21,11 @@ const customSchema = z
 export const reductionSchema = z.union([builtinSchema, customSchema]);
 export type ReductionOptions = z.input<typeof reductionSchema>;
 
-/** Below this many bytes the tree's fewer phases beat the ring's bandwidth (measured: see bench/allreduce). */
+/**
+ * Below this many bytes the tree's fewer phases (2·log2 n vs 2(n−1)) should beat the ring's bandwidth. A
+ * latency/bandwidth heuristic, not tuned: on the 2-core development machine, 4 CPU towers oversubscribe the cores
+ * and the naive schedule (2 phases) was fastest at every size (docs/benchmarks.md).
+ */
 export const TREE_BELOW_BYTES = 64 * 1024;
 
 export function autoStrategy(req: ScheduleRequest, chunkElems?: number): ReductionStrategy {
