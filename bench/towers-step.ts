@@ -6,10 +6,10 @@
 //   tower(i)  = towers[i].total: tower i's step program on its device thread, from its start to its last mark
 //               (input + forward + backward + all-reduce incl. barrier waits + update).
 //   overhead  = wall - max_i tower(i): time on the critical path spent outside every device program, i.e. the
-//               runtime's own cost: comlink/postMessage both ways, worker wake-ups, the blocking copyIn/copyOut
-//               round trips to the device thread (indices, hyper-parameters, loss, L2 loss), commStats, the
-//               promise settling, and the skew between the towers' start times that the barrier does not absorb.
-//   busy(i)   = tower(i) - idle(i), idle = the tower's barrier waits in the all-reduce (commStats waitMs).
+//               runtime's own cost: the coordinator's work, the hand-off to each device thread and back
+//               (runWith: inputs in, scalars and timings out), thread wake-ups, the promise settling, and the
+//               skew between the towers' start times that the barrier does not absorb.
+//   busy(i)   = tower(i) - idle(i), idle = the tower's barrier waits in the all-reduce (reduceWaitMs).
 //   start skew = max_i startMs(i) - min_i startMs(i): how far apart the towers' programs began (process-wide
 //               clock); the early towers spend it waiting at the all-reduce's first barrier.
 //   overhead incl. skew = wall - max_i busy(i): also counts the towers' start skew, which the first barrier turns

@@ -464,14 +464,6 @@ Napi::Value SetCommSchedule(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-Napi::Value SetCommTimeout(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  uint32_t id = u32Arg(info, 0, "communicator id");
-  uint32_t ms = u32Arg(info, 1, "timeout in ms");
-  guarded(env, [&] { Registry::get().comm(id)->setTimeout(ms); });
-  return env.Undefined();
-}
-
 Napi::Value ReleaseComm(const Napi::CallbackInfo& info) {
   Registry::get().releaseComm(u32Arg(info, 0, "communicator id"));
   return info.Env().Undefined();
@@ -737,7 +729,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("allocView", Napi::Function::New(env, AllocView));
   exports.Set("createComm", Napi::Function::New(env, CreateComm));
   exports.Set("setCommSchedule", Napi::Function::New(env, SetCommSchedule));
-  exports.Set("setCommTimeout", Napi::Function::New(env, SetCommTimeout));
   exports.Set("releaseComm", Napi::Function::New(env, ReleaseComm));
   exports.Set("commStats", Napi::Function::New(env, CommStats));
   exports.Set("sync", Napi::Function::New(env, Sync));

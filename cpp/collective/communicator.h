@@ -34,7 +34,6 @@ class Communicator {
   uint64_t ownerEnv = 0;
   int size() const { return static_cast<int>(buffers_.size()); }
   void setSchedule(Schedule s);  // between collectives only
-  void setTimeout(int64_t ms) { timeoutMs_ = ms; }
   void execute(int rank);
   void abort(const std::string& why);
   bool involves(const Device* d) const;

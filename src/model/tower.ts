@@ -641,12 +641,6 @@ export class Tower {
     return { B, writes: [[this.x, src.x], [this.labels, src.labels]] };
   }
 
-  private stage(src: BatchSource): number {
-    const { B, writes } = this.stageWrites(src);
-    for (const [h, v] of writes) this.backend.copyIn(h, v);
-    return B;
-  }
-
   private setHyper(lr: number, t: number, scale: number): Float32Array {
     this.hyperHost[0] = lr;
     this.hyperHost[1] = t;
@@ -792,16 +786,6 @@ export class Tower {
   /** The data loss of the last forward pass (already weighted by its shard scale). */
   dataLoss(): number {
     return this.backend.copyOut(this.loss)[0]!;
-  }
-
-  /** The global norm of the (reduced, regularised) gradient at the last update, before clipping. */
-  gradientNorm(): number {
-    return Math.sqrt(this.backend.copyOut(this.normSq)[0]!);
-  }
-
-  /** The L2 penalty computed by the last update (on the weights before that update). */
-  regularizationLoss(): number {
-    return this.backend.copyOut(this.regLoss)[0]!;
   }
 
   /** Loss and accuracy over a device dataset, in batches of at most maxBatch (with the EMA weights if asked). */

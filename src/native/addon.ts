@@ -49,7 +49,6 @@ export interface NativeAddon {
   allocView(parent: number, offset: number, numel: number): number;
   createComm(buffers: number[], schedule: { name: string; phases: number[][][][] }, timeoutMs: number): number;
   setCommSchedule(comm: number, schedule: { name: string; phases: number[][][][] }): void;
-  setCommTimeout(comm: number, timeoutMs: number): void;
   releaseComm(comm: number): void;
   commStats(comm: number, rank: number): { totalMs: number; waitMs: number };
   sync(device: number): Promise<void>;
