@@ -27,5 +27,7 @@ class Backend {
 // Factories; each backend lives in its own directory (cpp/cpu, cpp/cuda).
 std::unique_ptr<Backend> makeCpuBackend(int index);
 const KernelTable& cpuKernels();
+// Registers the "cpu" device kind (always built); optional backends register through start-up hooks (startup.h).
+void registerCpuBackend();
 
 }  // namespace tl

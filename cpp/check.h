@@ -6,13 +6,17 @@
 
 namespace tl {
 
-// Note [Native errors]: kernels and the runtime throw tl::Error; the N-API boundary (addon.cc) turns it into a
+// Note [Native errors]: kernels and the runtime throw tl::Error; the N-API boundary (napi/args.cc) turns it into a
 // JS Error whose message already names the op, the device and the shapes, and whose `nativeLocation` property is
 // the file:line of the check. Nothing native ever aborts the process on bad input.
+// `kind` picks the JS class at the boundary: a wrong type of argument is a TypeError, a value outside its range a
+// RangeError, anything else an Error.
+enum class ErrorKind { Error, Type, Range };
 struct Error : std::runtime_error {
   std::string where;
-  Error(const std::string& msg, const char* file, int line)
-      : std::runtime_error(msg), where(std::string(file) + ":" + std::to_string(line)) {}
+  ErrorKind kind;
+  Error(const std::string& msg, const char* file, int line, ErrorKind k = ErrorKind::Error)
+      : std::runtime_error(msg), where(std::string(file) + ":" + std::to_string(line)), kind(k) {}
 };
 
 }  // namespace tl
@@ -28,3 +32,13 @@ struct Error : std::runtime_error {
   } while (0)
 
 #define TL_FAIL(msg) TL_CHECK(false, msg)
+
+// TL_CHECK_ARG(cond, kind, msg): as TL_CHECK, for arguments given from JS (kind: Type or Range).
+#define TL_CHECK_ARG(cond, errKind, msg)                                                     \
+  do {                                                                                       \
+    if (!(cond)) {                                                                           \
+      std::ostringstream tl_check_os_;                                                       \
+      tl_check_os_ << msg;                                                                   \
+      throw ::tl::Error(tl_check_os_.str(), __FILE__, __LINE__, ::tl::ErrorKind::errKind);   \
+    }                                                                                        \
+  } while (0)

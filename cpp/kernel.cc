@@ -1,4 +1,4 @@
-// KernelCall helpers: argument checks and error messages shared by every kernel of every backend.
+// Attrs and KernelCall helpers: attribute reads and the error context shared by every kernel of every backend.
 #include "kernel.h"
 
 #include <cmath>
@@ -10,8 +10,9 @@ namespace tl {
 // Note [Kernel registry]: each backend kind owns one KernelTable (name -> function), built once (cpuKernels(),
 // cudaKernels()). A program resolves every op's name against its device's table when it is compiled, so an
 // unknown kernel fails at compile time naming the device, and running a program costs no lookups. The names,
-// arguments and semantics are the contract in docs/kernels.md; src/reference/kernels.ts implements the same
-// names in float64, and test/kernels.test.ts checks every registered kernel against it.
+// arguments and semantics are the contract table (Note [Kernel contracts] in kernel_contract.h, rendered as
+// docs/kernels.md); src/reference/kernels.ts implements the same names in float64, test/contract.test.ts checks
+// its signatures against the table, and test/kernels.test.ts checks every registered kernel against it.
 
 double Attrs::get(const std::string& k) const {
   auto it = values.find(k);
@@ -47,24 +48,6 @@ std::string KernelCall::context() const {
 
 void KernelCall::fail(const std::string& what, const char* file, int line) const {
   throw Error(context() + ": " + what, file, line);
-}
-
-void KernelCall::expectArity(size_t nIn, size_t nOutMin, size_t nOutMax) const {
-  TL_KCHECK(*this, in.size() == nIn, "expected " << nIn << " input buffers, got " << in.size());
-  TL_KCHECK(*this, out.size() >= nOutMin && out.size() <= nOutMax,
-            "expected " << nOutMin << (nOutMax != nOutMin ? "-" + std::to_string(nOutMax) : std::string())
-                        << " output buffers, got " << out.size());
-}
-
-void KernelCall::expectSize(const TensorRef& t, const char* arg, int64_t need, const char* shape) const {
-  TL_KCHECK(*this, t.numel >= need,
-            arg << " (buffer #" << t.handle << ") must hold " << shape << " = " << need << " elements, but holds "
-                << t.numel << "; allocate it with at least " << need << " elements or fix the attributes");
-}
-
-void KernelCall::expectType(const TensorRef& t, const char* arg, DType want) const {
-  TL_KCHECK(*this, t.dtype == want,
-            arg << " (buffer #" << t.handle << ") must be " << dtypeName(want) << ", but is " << dtypeName(t.dtype));
 }
 
 }  // namespace tl

@@ -21,17 +21,27 @@ struct Attrs {
   std::string describe() const;                            // "B=128 I=784 O=500"
 };
 
+// What the contract checks derived from a call when its program was compiled (the sizes a kernel reads, e.g.
+// DenseArgs in kernel_args.h). Each kernel reads its own type through KernelCall::args<T>().
+struct KernelArgs {
+  virtual ~KernelArgs() = default;
+};
+
+// One kernel invocation. The buffers, attributes and parsed arguments are fixed when the program is compiled
+// (Note [Kernel contracts] in kernel_contract.h), so a run builds nothing: the call only refers to them.
 struct KernelCall {
   Backend& device;
   const std::string& op;  // kernel name, e.g. "dense_forward"
-  std::vector<TensorRef> in;
-  std::vector<TensorRef> out;
+  const std::vector<TensorRef>& in;
+  const std::vector<TensorRef>& out;
   const Attrs& attrs;
+  const KernelArgs* parsed = nullptr;  // set by the contract check (kernel_contract.h)
 
-  // Argument checks used by every kernel. They throw tl::Error naming the device, op, argument and sizes.
-  void expectArity(size_t nIn, size_t nOutMin, size_t nOutMax) const;
-  void expectSize(const TensorRef& t, const char* arg, int64_t need, const char* shape) const;  // numel >= need
-  void expectType(const TensorRef& t, const char* arg, DType want) const;
+  // The arguments the contract check parsed for this kernel; T is the kernel's own type (kernel_args.h).
+  template <class T>
+  const T& args() const {
+    return static_cast<const T&>(*parsed);
+  }
   [[noreturn]] void fail(const std::string& what, const char* file, int line) const;
   std::string context() const;  // "dense_forward on cpu:0 (B=128 I=784 O=500)"
 };

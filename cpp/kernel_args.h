@@ -1,20 +1,21 @@
-// Kernel argument checks shared by the CPU and CUDA backends: one function per kernel, returning the parsed sizes.
+// What each kernel reads at run time, parsed once when its program is compiled (Note [Kernel contracts]), and the
+// few checks that depend on values and so stay in the kernels (label/index ranges, crop parameters, the step).
 #pragma once
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 
+#include "hyper.h"
 #include "kernel.h"
 
 namespace tl {
 namespace kargs {
 
-// Note [Shared kernel argument checks]: every kernel of every backend starts with the function named after it here
-// (dense_backward -> denseBackwardArgs). It checks the arity, the attributes and each buffer's dtype and size in one
-// fixed order and throws through TL_KCHECK (the op, the device and the attributes prefix the message), so both
-// backends reject bad calls with the same words. What stays in the backends is what they do differently: the
-// label/index value scans (a host loop on the CPU, a device scan plus a stream sync on CUDA) and backend limits
-// (grid sizes). The contract the checks enforce is docs/kernels.md.
+// Note [Shared kernel argument checks]: the CPU and CUDA kernels share these structs and the parse functions that
+// fill them (kernel_args.cc, called by the contract check at compile time), so both backends reject bad calls with
+// the same words and read the same sizes. What stays in the backends is what they do differently: the label/index
+// value scans (a host loop on the CPU, a device scan plus a stream sync on CUDA) and backend limits (grid sizes).
 
 // Attribute reads that, unlike Attrs::get/dim, prefix errors with the op and device (TL_KCHECK context).
 inline double attr(const KernelCall& c, const char* k) {
@@ -28,6 +29,12 @@ inline int64_t dim(const KernelCall& c, const char* k) {
             "attribute '" << k << "' must be a non-negative integer, got " << v);
   return static_cast<int64_t>(v);
 }
+// Attribute `name` must be 0 or 1 (default 0).
+inline bool flagAttr(const KernelCall& c, const char* name) {
+  const double v = attr(c, name, 0);
+  TL_KCHECK(c, v == 0 || v == 1, "attribute " << name << " must be 0 or 1, got " << v);
+  return v == 1;
+}
 
 // a*b for shape products; throws instead of overflowing on absurd attributes.
 inline int64_t mul(const KernelCall& c, int64_t a, int64_t b) {
@@ -35,29 +42,17 @@ inline int64_t mul(const KernelCall& c, int64_t a, int64_t b) {
   return a * b;
 }
 
-// GEMM dimensions are int; reject attributes beyond that rather than truncating.
-inline int gemmDim(const KernelCall& c, int64_t v, const char* name) {
-  TL_KCHECK(c, v <= INT_MAX, "attribute " << name << "=" << v << " is too large for this backend (max " << INT_MAX << ")");
-  return static_cast<int>(v);
-}
-
-// hyper holds [lr, t, shard weight]; every kernel reading it requires all 3 slots.
-constexpr int64_t kHyperSlots = 3;
-inline void expectHyper(const KernelCall& c, const TensorRef& h) {
-  c.expectType(h, "hyper", DType::F32);
-  c.expectSize(h, "hyper", kHyperSlots, "(3)");
-}
-
 // ---- label / index ranges -----------------------------------------------------------------------------------------
 
-// An i32 buffer whose n values must lie in [0, limit) before any output is written. The backend scans the values
+// An i32 input whose n values must lie in [0, limit) before any output is written. The backend scans the values
 // (the CPU on the host, CUDA on the device) and reports the first bad one through failIndex.
 struct IndexRange {
-  const int32_t* idx;  // host or device memory, as the backend keeps it
-  int64_t n, limit;
-  const char* what;   // "label", "index"
-  const char* row;    // what a position is called: "row", "b"
-  const char* range;  // the limit's attribute: "C", "R"
+  int input = 0;  // which input buffer holds the values
+  int64_t n = 0, limit = 0;
+  const char* what = "";   // "label", "index"
+  const char* row = "";    // what a position is called: "row", "b"
+  const char* range = "";  // the limit's attribute: "C", "R"
+  const int32_t* values(const KernelCall& c) const { return c.in[input].i32(); }
 };
 
 // "<what> at <row>=<at> is <value>, outside [0, <range>=<limit>)", prefixed like every kernel error.
@@ -66,103 +61,70 @@ struct IndexRange {
 // ---- layers -------------------------------------------------------------------------------------------------------
 
 // dense_forward: in x (B,I), W (I,O), b (O); out y (B,O). iB, iI, iO: the GEMM (int) sizes.
-struct DenseArgs {
-  int64_t B, I, O;
-  int iB, iI, iO;
+struct DenseArgs : KernelArgs {
+  int64_t B = 0, I = 0, O = 0;
+  int iB = 0, iI = 0, iO = 0;
 };
-DenseArgs denseForwardArgs(const KernelCall& c);
-
 // dense_backward: in x (B,I), W (I,O), dy (B,O); out dW (I,O), db (O) [, dx (B,I)].
 struct DenseBackwardArgs : DenseArgs {
-  bool acc;     // attribute accumulate = 1: dW and db are added to, not overwritten
-  bool wantDx;  // the optional dx output is present
+  bool acc = false;     // attribute accumulate = 1: dW and db are added to, not overwritten
+  bool wantDx = false;  // the optional dx output is present
 };
-DenseBackwardArgs denseBackwardArgs(const KernelCall& c);
 
-// Activations (relu, sigmoid, tanh). Forward: in x (N); out y (N). Backward: in y (N), dy (N); out dx (N). Return N.
-int64_t activationForwardArgs(const KernelCall& c);
-int64_t activationBackwardArgs(const KernelCall& c);
+// One length N: activations, sgd_update, dropout_backward, hash_bits.
+struct SizeArgs : KernelArgs {
+  int64_t N = 0;
+};
 
-// A (B,C) matrix with labels (B); labels.idx points at the labels buffer, values not yet scanned.
-struct LabelledArgs {
-  int64_t B, C;
+// A (B,C) matrix with labels (B), input 1.
+struct LabelledArgs : KernelArgs {
+  int64_t B = 0, C = 0;
   IndexRange labels;
 };
-LabelledArgs softmaxXentForwardArgs(const KernelCall& c);   // in logits, labels, hyper; out loss (1), probs (B,C)
-LabelledArgs softmaxXentBackwardArgs(const KernelCall& c);  // in probs, labels, hyper; out dlogits (B,C)
-LabelledArgs accuracyCountArgs(const KernelCall& c);        // in logits, labels; out count (1)
-
-struct MeanArgs {
-  int64_t B, C;
+struct MeanArgs : KernelArgs {
+  int64_t B = 0, C = 0;
 };
-MeanArgs meanForwardArgs(const KernelCall& c);   // in x (B,C), hyper; out loss (1)
-MeanArgs meanBackwardArgs(const KernelCall& c);  // in hyper; out dx (B,C)
 
-// ---- elementwise, regularisation, norms ---------------------------------------------------------------------------
+// ---- elementwise, regularisation, norms, optimizers ---------------------------------------------------------------
 
 // N and the kernel's one numeric attribute (0 for sum_squares and copy, which have none).
-struct ElementwiseArgs {
-  int64_t N;
-  double coef;
+struct ElementwiseArgs : KernelArgs {
+  int64_t N = 0;
+  double coef = 0;
 };
-ElementwiseArgs l2LossArgs(const KernelCall& c);      // in w (N); out loss (1); coef = lambda
-ElementwiseArgs l2BackwardArgs(const KernelCall& c);  // in w (N); out g (N); coef = lambda
-ElementwiseArgs sumSquaresArgs(const KernelCall& c);  // in x (N); out s (1)
-ElementwiseArgs clipByNormArgs(const KernelCall& c);  // in s (1); out g (N); coef = clipNorm
-ElementwiseArgs fillArgs(const KernelCall& c);        // out x (N); coef = value
-ElementwiseArgs scaleArgs(const KernelCall& c);       // out x (N); coef = factor
-ElementwiseArgs axpyArgs(const KernelCall& c);        // in x (N); out y (N); coef = alpha
-ElementwiseArgs copyArgs(const KernelCall& c);        // in x (N); out y (N)
-
-// ---- optimizers ---------------------------------------------------------------------------------------------------
-
-int64_t sgdUpdateArgs(const KernelCall& c);  // in g (N), hyper; out w (N). Returns N.
-
-struct MomentumArgs {
-  int64_t N;
-  float momentum;
-  bool nesterov;
+struct MomentumArgs : KernelArgs {
+  int64_t N = 0;
+  float momentum = 0;
+  bool nesterov = false;
 };
-MomentumArgs momentumUpdateArgs(const KernelCall& c);  // in g (N), hyper; out w (N), v (N)
-
-struct AdamArgs {
-  int64_t N;
-  double beta1, beta2, epsilon;
+struct AdamArgs : KernelArgs {
+  int64_t N = 0;
+  double beta1 = 0, beta2 = 0, epsilon = 0;
 };
-AdamArgs adamUpdateArgs(const KernelCall& c);  // in g (N), hyper; out w (N), m (N), v (N)
-
-struct EmaArgs {
-  int64_t N;
-  double decay;
+struct EmaArgs : KernelArgs {
+  int64_t N = 0;
+  double decay = 0;
 };
-EmaArgs emaUpdateArgs(const KernelCall& c);  // in w (N); out shadow (N)
 
 // ---- input --------------------------------------------------------------------------------------------------------
 
-// gather_rows_u8 / gather_rows_f32: in src (R,D) of srcType, idx (B) i32; out y (B,D) f32.
-struct GatherRowsArgs {
-  int64_t B, D, R;
-  float scale;  // read only when asked (gather_rows_u8), else 1
+// gather_rows_u8 / gather_rows_f32: in src (R,D), idx (B) i32; out y (B,D) f32.
+struct GatherRowsArgs : KernelArgs {
+  int64_t B = 0, D = 0, R = 0;
+  float scale = 1.f;  // gather_rows_u8's attribute; 1 for gather_rows_f32
   IndexRange idx;
 };
-// readScale: read attribute scale right after the dimensions, before the buffer checks (the CPU kernel's order;
-// the CUDA kernel reads it itself after this returns, as it always has).
-GatherRowsArgs gatherRowsArgs(const KernelCall& c, DType srcType, bool readScale);
-
 // gather_labels_u8: in src (R) u8, idx (B) i32; out y (B) i32.
-struct GatherLabelsArgs {
-  int64_t B, R;
+struct GatherLabelsArgs : KernelArgs {
+  int64_t B = 0, R = 0;
   IndexRange idx;
 };
-GatherLabelsArgs gatherLabelsArgs(const KernelCall& c);
-
 // crop_flip_standardize_u8: in src (R,H,W,C) u8, idx (B) i32, params (B,3) i32 [dy, dx, flip]; out y (B,OH,OW,C).
-struct CropArgs {
-  int64_t B, R, H, W, C, OH, OW;
-  int64_t img, N;  // H·W·C and OH·OW·C
+struct CropArgs : KernelArgs {
+  int64_t B = 0, R = 0, H = 0, W = 0, C = 0, OH = 0, OW = 0;
+  int64_t img = 0, N = 0;  // H·W·C and OH·OW·C
   IndexRange idx;
 };
-CropArgs cropFlipStandardizeArgs(const KernelCall& c);
 // The per-image params, from host memory (CUDA reads them back first): dy in [0, H−OH], dx in [0, W−OW], flip 0/1.
 void checkCropParams(const KernelCall& c, const CropArgs& a, const int32_t* params);
 
@@ -174,58 +136,65 @@ void checkCropParams(const KernelCall& c, const CropArgs& a, const int32_t* para
 bool spatialOut(int64_t in, int64_t k, int64_t s, bool same, int64_t* out, int64_t* padBefore);
 
 struct ConvGeom {
-  int64_t B, H, W, C, KH, KW, SH, SW, OH, OW, padTop, padLeft;
-  bool same;
+  int64_t B = 0, H = 0, W = 0, C = 0, KH = 0, KW = 0, SH = 0, SW = 0, OH = 0, OW = 0, padTop = 0, padLeft = 0;
+  bool same = false;
   int64_t inNumel() const { return B * H * W * C; }
   int64_t outRows() const { return B * OH * OW; }  // output positions (b, oh, ow)
 };
 
-// Reads B,H,W,C,KH,KW,SH,SW,padding,OH,OW and checks OH/OW against the padding rule.
-ConvGeom convGeom(const KernelCall& c);
-
 // conv2d_forward: in x (B,H,W,C), w (KH,KW,C,K), b (K); out y (B,OH,OW,K). M = B·OH·OW, kk = KH·KW·C.
-struct ConvArgs {
+struct ConvArgs : KernelArgs {
   ConvGeom g;
-  int64_t K, M, kk;
-  int iK, iKK;  // K and kk as GEMM (int) sizes; M is checked to fit an int too
+  int64_t K = 0, M = 0, kk = 0;
+  int iK = 0, iKK = 0;  // K and kk as GEMM (int) sizes; M is checked to fit an int too
 };
-ConvArgs conv2dForwardArgs(const KernelCall& c);
-
 // conv2d_backward: in x, w, dy (B,OH,OW,K); out dw (KH,KW,C,K), db (K) [, dx (B,H,W,C)].
 struct ConvBackwardArgs : ConvArgs {
-  bool acc, wantDx;  // as DenseBackwardArgs
+  bool acc = false, wantDx = false;  // as DenseBackwardArgs
 };
-ConvBackwardArgs conv2dBackwardArgs(const KernelCall& c);
-
 // maxpool_forward: in x (B,H,W,C); out y, argmax (B,OH,OW,C). maxpool_backward: in dy, argmax; out dx (B,H,W,C).
 // Every flat input index fits the i32 argmax.
-struct PoolArgs {
+struct PoolArgs : KernelArgs {
   ConvGeom g;
-  int64_t nOut;  // B·OH·OW·C
+  int64_t nOut = 0;  // B·OH·OW·C
 };
-PoolArgs maxpoolForwardArgs(const KernelCall& c);
-PoolArgs maxpoolBackwardArgs(const KernelCall& c);
-
 // lrn_forward: in x (N,C); out y, scale (N,C). lrn_backward: in x, y, dy, scale (N,C); out dx (N,C).
-struct LrnArgs {
-  int64_t N, C, r;  // r: depthRadius
-  double bias, alpha, beta;
-  int64_t n;        // N·C
+struct LrnArgs : KernelArgs {
+  int64_t N = 0, C = 0, r = 0;  // r: depthRadius
+  double bias = 0, alpha = 0, beta = 0;
+  int64_t n = 0;  // N·C
 };
-LrnArgs lrnForwardArgs(const KernelCall& c);
-LrnArgs lrnBackwardArgs(const KernelCall& c);
-
 // dropout_forward: in x (N), hyper; out y (N), mask (N).
-struct DropoutArgs {
-  int64_t N;
-  double keepProb;
-  uint64_t seed;
-  uint64_t step;  // hyper[1], when read on the host; else 0
+struct DropoutArgs : KernelArgs {
+  int64_t N = 0;
+  double keepProb = 1;
+  uint64_t seed = 0;
 };
-// hostStep: hyper is host memory; read hyper[1] (the step) and check it is a non-negative integer. CUDA reads the
-// step on the device instead (not range-checked there).
-DropoutArgs dropoutForwardArgs(const KernelCall& c, bool hostStep);
-int64_t dropoutBackwardArgs(const KernelCall& c);  // in dy (N), mask (N); out dx (N). Returns N.
+// The step of dropout_forward from a host-memory hyper block (the CPU): hyper[kHyperStep], a non-negative integer.
+// CUDA reads the step on the device instead (not range-checked there).
+uint64_t dropoutStep(const KernelCall& c, const float* hyper);
+
+// ---- parse functions (the contract table's; kernel_args.cc) -------------------------------------------------------
+
+std::unique_ptr<KernelArgs> parseDenseForward(const KernelCall& c);
+std::unique_ptr<KernelArgs> parseDenseBackward(const KernelCall& c);
+std::unique_ptr<KernelArgs> parseSizeN(const KernelCall& c);
+std::unique_ptr<KernelArgs> parseLabelled(const KernelCall& c);
+std::unique_ptr<KernelArgs> parseMean(const KernelCall& c);
+// N and the kernel's one Number attribute as declared in its contract (coef = 0 when it has none).
+std::unique_ptr<KernelArgs> parseElementwise(const KernelCall& c);
+std::unique_ptr<KernelArgs> parseMomentum(const KernelCall& c);
+std::unique_ptr<KernelArgs> parseAdam(const KernelCall& c);
+std::unique_ptr<KernelArgs> parseEma(const KernelCall& c);
+std::unique_ptr<KernelArgs> parseGatherRowsU8(const KernelCall& c);
+std::unique_ptr<KernelArgs> parseGatherRowsF32(const KernelCall& c);
+std::unique_ptr<KernelArgs> parseGatherLabels(const KernelCall& c);
+std::unique_ptr<KernelArgs> parseCrop(const KernelCall& c);
+std::unique_ptr<KernelArgs> parseConvForward(const KernelCall& c);
+std::unique_ptr<KernelArgs> parseConvBackward(const KernelCall& c);
+std::unique_ptr<KernelArgs> parsePool(const KernelCall& c);
+std::unique_ptr<KernelArgs> parseLrn(const KernelCall& c);
+std::unique_ptr<KernelArgs> parseDropout(const KernelCall& c);
 
 }  // namespace kargs
 }  // namespace tl

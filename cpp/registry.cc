@@ -1,13 +1,8 @@
 // Registry, Device thread and Program execution (see Note [Process-wide registry] in registry.h).
 #include "registry.h"
 
-#include <chrono>
-#include <cmath>
-#include <limits>
-
 #include "collective/communicator.h"
-
-#include <algorithm>
+#include "program.h"
 
 namespace tl {
 
@@ -100,76 +95,6 @@ void Device::shutdown() {
       thread_.detach();  // the last reference died on the device thread itself
     else
       thread_.join();
-  }
-}
-
-// ---- Program ----------------------------------------------------------------------------------------------------
-
-double nowMs() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-void Program::execute() {
-  Backend& dev = device->backend();
-  auto t0 = std::chrono::steady_clock::now();
-  {
-    std::lock_guard<std::mutex> lk(statusMu);
-    startMs = nowMs();
-    guardTripped = false;
-    std::fill(marks.begin(), marks.end(), -1.0);
-  }
-  try {
-    executeOps(dev, t0);
-  } catch (const std::exception& e) {
-    currentOp = -1;
-    // Peers blocked in a collective with this tower must not wait for a step that will never come.
-    for (auto& op : ops)
-      if (op.comm) op.comm->abort(std::string("tower on ") + device->name() + " failed: " + e.what());
-    throw;
-  }
-  currentOp = -1;
-}
-
-void Program::executeOps(Backend& dev, std::chrono::steady_clock::time_point t0) {
-  for (size_t i = 0; i < ops.size(); ++i) {
-    auto& op = ops[i];
-    currentOp = static_cast<int>(i);
-    if (op.mark >= 0) {
-      dev.sync();  // asynchronous backends: the mark means "work so far has finished"
-      std::lock_guard<std::mutex> lk(statusMu);
-      marks[op.mark] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      continue;
-    }
-    if (op.comm) {
-      dev.sync();
-      op.comm->execute(op.rank);
-      continue;
-    }
-    if (op.sleepMs >= 0) {
-      std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(op.sleepMs));
-      continue;
-    }
-    if (op.poisonAt >= 0) {
-      float nan = std::numeric_limits<float>::quiet_NaN();
-      dev.copyIn(static_cast<float*>(op.out[0]->data) + op.poisonAt, &nan, sizeof(float));
-      continue;
-    }
-    if (op.guard) {
-      float v = 0;
-      dev.copyOut(&v, op.in[0]->data, sizeof(float));
-      if (!std::isfinite(v)) {
-        std::lock_guard<std::mutex> lk(statusMu);
-        guardTripped = true;
-        return;  // every tower sees the same reduced value, so all of them skip the same update
-      }
-      continue;
-    }
-    KernelCall call{dev, op.kernel, {}, {}, op.attrs};
-    call.in.reserve(op.in.size());
-    call.out.reserve(op.out.size());
-    for (auto& b : op.in) call.in.push_back(b->ref());
-    for (auto& b : op.out) call.out.push_back(b->ref());
-    op.fn(call);
   }
 }
 

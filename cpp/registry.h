@@ -1,6 +1,5 @@
 // The process-wide registry of devices, buffers and programs: the only state shared by all Node environments.
 #pragma once
-#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -20,10 +19,11 @@ namespace tl {
 // Note [Process-wide registry]: every worker_thread loads the addon into its own Node environment, but towers
 // must reach each other's buffers for collectives, so devices, buffers and programs live in one registry keyed
 // by integer handles, guarded by one mutex. Each entry records the environment that created it; that
-// environment's cleanup hook (addon.cc) releases whatever it still owns, so a terminated worker leaks nothing.
+// environment's cleanup hook (napi/async.cc) releases whatever it still owns, so a terminated worker leaks nothing.
 
 class Device;
 class Communicator;
+struct Program;
 
 struct Buffer {
   uint32_t handle = 0;
@@ -67,40 +67,6 @@ class Device : public std::enable_shared_from_this<Device> {
   bool stopping_ = false;
   std::thread thread_;
 };
-
-struct CompiledOp {
-  std::string kernel;
-  KernelFn fn = nullptr;
-  // Runtime ops instead of a kernel: "@collective" runs a communicator's schedule, "@mark" records a time.
-  std::shared_ptr<Communicator> comm;
-  int rank = -1;
-  int mark = -1;
-  double sleepMs = -1;    // "@sleep": fault injection (a stalled tower)
-  int64_t poisonAt = -1;  // "@poison": fault injection (writes NaN at this element of out[0])
-  bool guard = false;     // "@guard": if in[0][0] is not finite, skip the rest of the program
-  std::vector<std::shared_ptr<Buffer>> in, out;
-  Attrs attrs;
-};
-
-// Programs hold their buffers, so freeing a handle that a program still uses cannot leave a dangling pointer.
-struct Program {
-  uint32_t handle = 0;
-  std::shared_ptr<Device> device;
-  std::vector<CompiledOp> ops;
-  uint64_t ownerEnv = 0;
-  std::vector<double> marks;  // milliseconds since the run started, one per "@mark" op (see Tower timings)
-  double startMs = 0;         // when the last run started, on the process-wide steady clock (nowMs())
-  bool guardTripped = false;  // the last run stopped at a "@guard" (non-finite value)
-  std::atomic<int> currentOp{-1};  // the op running now, -1 when idle: the watchdog reads it from another thread
-  std::mutex statusMu;        // guards marks/startMs/guardTripped against concurrent status reads
-  void execute();  // on the device thread
-
- private:
-  void executeOps(Backend& dev, std::chrono::steady_clock::time_point t0);
-};
-
-// Milliseconds on the process-wide steady clock: every thread (and every worker) shares it, so timelines line up.
-double nowMs();
 
 using BackendFactory = std::function<std::unique_ptr<Backend>(int index)>;
 

@@ -3,63 +3,57 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "schedule.h"
 #include "transport.h"
 
 namespace tl {
 
-struct CollStep {
-  enum Kind : int { Reduce = 0, Copy = 1 } kind;
-  int peer;        // the rank whose buffer is read
-  int64_t offset;  // elements
-  int64_t length;  // elements
-};
-
-// phases[p][rank] is what `rank` does in phase p; all ranks finish phase p before any starts p + 1.
-struct Schedule {
-  std::string name;
-  std::vector<std::vector<std::vector<CollStep>>> phases;
-};
-
 // Note [Collective executor]: each tower's device thread calls execute(rank) from its step program. Between
 // phases the ranks meet at a barrier with a deadline; a rank that fails, or a device that closes, aborts the
 // communicator so every other rank stops waiting at once with that cause instead of hanging.
+//
+// Note [Schedule changes]: setSchedule may be called at any time, from any thread. It validates the schedule and
+// leaves it pending; the rank that completes the entry barrier of the next collective (the first barrier, which
+// every rank reaches only after it has left the previous collective) installs it, and every rank takes the
+// schedule it runs right after that barrier. So all ranks of one collective run the same schedule, and a change
+// never lands under a running collective. (A guard on the barrier count cannot tell: the barrier resets it to 0
+// between phases.)
 class Communicator {
  public:
   Communicator(uint32_t id, std::vector<std::shared_ptr<Buffer>> buffers, Schedule schedule, int64_t timeoutMs);
   uint32_t id() const { return id_; }
   uint64_t ownerEnv = 0;
   int size() const { return static_cast<int>(buffers_.size()); }
-  void setSchedule(Schedule s);  // between collectives only
+  int64_t length() const { return buffers_[0]->numel; }
+  void setSchedule(Schedule s);  // validated now; runs from the next collective on (Note [Schedule changes])
   void execute(int rank);
   void abort(const std::string& why);
   bool involves(const Device* d) const;
   struct RankStats { double totalMs = 0, waitMs = 0; };
   RankStats stats(int rank);
   std::string transportOf(int dst, int src) const { return transports_[dst][src]->name(); }
-  // Fault injection (tests): the next copy step of `rank` flips one bit of what it received.
-  void injectBitFlip(int rank) { flipRank_ = rank; }
 
  private:
-  void barrier(int rank, size_t phase);
+  // `running`: the schedule of the collective, or nullptr at its entry barrier (whose completing rank installs a
+  // pending schedule).
+  void barrier(int rank, size_t phase, const Schedule* running);
   uint32_t id_;
   std::vector<std::shared_ptr<Buffer>> buffers_;
   std::vector<std::vector<const Transport*>> transports_;
-  Schedule schedule_;
   std::atomic<int64_t> timeoutMs_;
   std::mutex mu_;
   std::condition_variable cv_;
+  std::shared_ptr<const Schedule> current_;  // what the collective now running (or the next) uses
+  std::shared_ptr<const Schedule> pending_;  // set by setSchedule, installed at the next entry barrier
   int arrived_ = 0;
   uint64_t generation_ = 0;
   std::string aborted_;
   std::vector<RankStats> stats_;
-  std::atomic<int> flipRank_{-1};
 };
-
-// Validates a schedule against the buffers (peers, ranges, no rank writing what another reads in one phase).
-void validateSchedule(const Schedule& s, int ranks, int64_t length);
 
 }  // namespace tl

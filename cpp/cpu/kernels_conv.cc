@@ -77,7 +77,7 @@ static bool isPointwise(const ConvGeom& g) { return g.KH == 1 && g.KW == 1 && g.
 
 // in: x (B,H,W,C), w (KH,KW,C,K), b (K); out: y (B,OH,OW,K)
 static void conv2d_forward(KernelCall& c) {
-  const ConvArgs a = conv2dForwardArgs(c);
+  const ConvArgs& a = c.args<ConvArgs>();
   const ConvGeom& g = a.g;
   const int64_t K = a.K, M = a.M, kk = a.kk;
   const int iK = a.iK, iKK = a.iKK;
@@ -102,7 +102,7 @@ static void conv2d_forward(KernelCall& c) {
 
 // in: x (B,H,W,C), w (KH,KW,C,K), dy (B,OH,OW,K); out: dw (KH,KW,C,K), db (K) [, dx (B,H,W,C)]
 static void conv2d_backward(KernelCall& c) {
-  const ConvBackwardArgs a = conv2dBackwardArgs(c);
+  const ConvBackwardArgs& a = c.args<ConvBackwardArgs>();
   const ConvGeom& g = a.g;
   const int64_t K = a.K, M = a.M, kk = a.kk;
   const int iK = a.iK, iKK = a.iKK;
@@ -157,7 +157,7 @@ static void conv2d_backward(KernelCall& c) {
 // in: x (B,H,W,C); out: y (B,OH,OW,C), argmax (B,OH,OW,C) i32. The first maximum in window order (kh, kw), i.e. the
 // lowest flat index, wins ties; padding cells never take part.
 static void maxpool_forward(KernelCall& c) {
-  const PoolArgs a = maxpoolForwardArgs(c);
+  const PoolArgs& a = c.args<PoolArgs>();
   const ConvGeom& g = a.g;
   const TensorRef &x = c.in[0], &y = c.out[0], &am = c.out[1];
   const int64_t C = g.C;
@@ -202,7 +202,7 @@ static void maxpool_forward(KernelCall& c) {
 // in: dy (B,OH,OW,C), argmax (B,OH,OW,C) i32; out: dx (B,H,W,C) = 0, then dx[argmax[o]] += dy[o].
 // Every argmax must lie inside its own window (as maxpool_forward writes it); otherwise an error, nothing written.
 static void maxpool_backward(KernelCall& c) {
-  const PoolArgs a = maxpoolBackwardArgs(c);
+  const PoolArgs& a = c.args<PoolArgs>();
   const ConvGeom& g = a.g;
   const int64_t nOut = a.nOut;
   const TensorRef &dy = c.in[0], &am = c.in[1], &dx = c.out[0];
@@ -255,7 +255,7 @@ static inline double powNeg(double s, double beta) {
 
 // in: x (N,C); out: y (N,C), scale (N,C) = bias + alpha·Σ_{|c'−c| <= r} x[c']² (TF's tf.nn.lrn), y = x·scale^(−beta)
 static void lrn_forward(KernelCall& c) {
-  const LrnArgs p = lrnForwardArgs(c);
+  const LrnArgs& p = c.args<LrnArgs>();
   const int64_t C = p.C, r = p.r;
   std::vector<double> sq(C);
   for (int64_t row = 0; row < p.N; ++row) {
@@ -278,7 +278,7 @@ static void lrn_forward(KernelCall& c) {
 
 // in: x, y, dy, scale (N,C); out: dx (N,C) = dy·scale^(−beta) − 2·alpha·beta·x·Σ_{|c−j| <= r} dy[c]·y[c]/scale[c]
 static void lrn_backward(KernelCall& c) {
-  const LrnArgs p = lrnBackwardArgs(c);
+  const LrnArgs& p = c.args<LrnArgs>();
   const int64_t C = p.C, r = p.r;
   const double k2ab = 2.0 * p.alpha * p.beta;
   std::vector<double> t(C);
@@ -300,13 +300,15 @@ static void lrn_backward(KernelCall& c) {
 // ---- dropout -----------------------------------------------------------------------------------------------------
 
 // in: x (N), hyper; out: y (N), mask (N) = 1/keepProb where dropoutHash(seed, step, i) < ceil(keepProb·2^32), else 0.
-// step = hyper[1] (the optimizer step t, rewritten before every step), so one compiled program draws a new mask each step.
+// step = hyper's step slot (the optimizer step t, rewritten before every step), so one compiled program draws a new
+// mask each step.
 static void dropout_forward(KernelCall& c) {
-  const DropoutArgs a = dropoutForwardArgs(c, /*hostStep=*/true);
+  const DropoutArgs& a = c.args<DropoutArgs>();
   const int64_t N = a.N;
+  const uint64_t step = dropoutStep(c, c.in[1].f32());
   const uint64_t threshold = (uint64_t)std::ceil(a.keepProb * 4294967296.0);
   const float inv = (float)(1.0 / a.keepProb);
-  const DropoutKey key = dropoutKey(a.seed, a.step);
+  const DropoutKey key = dropoutKey(a.seed, step);
   const float* x = c.in[0].f32();
   float *y = c.out[0].f32(), *mask = c.out[1].f32();
   for (int64_t i = 0; i < N; ++i) {
@@ -318,7 +320,7 @@ static void dropout_forward(KernelCall& c) {
 
 // in: dy (N), mask (N); out: dx (N) = dy·mask (dx may alias dy)
 static void dropout_backward(KernelCall& c) {
-  const int64_t N = dropoutBackwardArgs(c);
+  const int64_t N = c.args<SizeArgs>().N;
   const float *dy = c.in[0].f32(), *mask = c.in[1].f32();
   float* dx = c.out[0].f32();
   for (int64_t i = 0; i < N; ++i) dx[i] = dy[i] * mask[i];

@@ -40,7 +40,7 @@ static double sumSquaresFast(const float* x, int64_t n) {
 
 // in: w (N); out: loss (1), accumulates: loss += lambda·½·Σw²
 static void l2_loss(KernelCall& c) {
-  const ElementwiseArgs a = l2LossArgs(c);
+  const ElementwiseArgs& a = c.args<ElementwiseArgs>();
   const int64_t N = a.N;
   const double lambda = a.coef;
   float* loss = c.out[0].f32();
@@ -49,7 +49,7 @@ static void l2_loss(KernelCall& c) {
 
 // in: w (N); out: g (N), in place: g += lambda·w
 static void l2_backward(KernelCall& c) {
-  const ElementwiseArgs a = l2BackwardArgs(c);
+  const ElementwiseArgs& a = c.args<ElementwiseArgs>();
   const int64_t N = a.N;
   const float lambda = (float)a.coef;
   const float* w = c.in[0].f32();
@@ -59,14 +59,14 @@ static void l2_backward(KernelCall& c) {
 
 // in: x (N); out: s (1), accumulates: s += Σx² (double)
 static void sum_squares(KernelCall& c) {
-  const int64_t N = sumSquaresArgs(c).N;
+  const int64_t N = c.args<ElementwiseArgs>().N;
   float* s = c.out[0].f32();
   s[0] = (float)((double)s[0] + sumSquaresFast(c.in[0].f32(), N));
 }
 
 // in: s (1) global squared norm; out: g (N), in place: g *= min(1, clipNorm/sqrt(s)); s = 0 leaves g unchanged
 static void clip_by_norm(KernelCall& c) {
-  const ElementwiseArgs a = clipByNormArgs(c);
+  const ElementwiseArgs& a = c.args<ElementwiseArgs>();
   const int64_t N = a.N;
   const double clipNorm = a.coef;
   const double s = c.in[0].f32()[0];
@@ -80,7 +80,7 @@ static void clip_by_norm(KernelCall& c) {
 
 // out: x (N) = value
 static void fill(KernelCall& c) {
-  const ElementwiseArgs a = fillArgs(c);
+  const ElementwiseArgs& a = c.args<ElementwiseArgs>();
   const int64_t N = a.N;
   const float v = (float)a.coef;
   std::fill(c.out[0].f32(), c.out[0].f32() + N, v);
@@ -88,7 +88,7 @@ static void fill(KernelCall& c) {
 
 // out: x (N), in place: x *= factor
 static void scale(KernelCall& c) {
-  const ElementwiseArgs a = scaleArgs(c);
+  const ElementwiseArgs& a = c.args<ElementwiseArgs>();
   const int64_t N = a.N;
   const float f = (float)a.coef;
   float* x = c.out[0].f32();
@@ -97,7 +97,7 @@ static void scale(KernelCall& c) {
 
 // in: x (N); out: y (N), in place: y += alpha·x
 static void axpy(KernelCall& c) {
-  const ElementwiseArgs args = axpyArgs(c);
+  const ElementwiseArgs& args = c.args<ElementwiseArgs>();
   const int64_t N = args.N;
   const float a = (float)args.coef;
   const float* x = c.in[0].f32();
@@ -107,7 +107,7 @@ static void axpy(KernelCall& c) {
 
 // in: x (N); out: y (N) = x, bit-exact (memmove: x and y may overlap)
 static void copy(KernelCall& c) {
-  const int64_t N = copyArgs(c).N;
+  const int64_t N = c.args<ElementwiseArgs>().N;
   if (N > 0) std::memmove(c.out[0].data, c.in[0].data, (size_t)N * sizeof(float));
 }
 

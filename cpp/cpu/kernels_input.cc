@@ -8,11 +8,11 @@ namespace cpuk {
 
 // in: src (R,D) u8, idx (B) i32; out: y (B,D) f32 = src[idx[b]]·scale
 static void gather_rows_u8(KernelCall& c) {
-  const GatherRowsArgs a = gatherRowsArgs(c, DType::U8, /*readScale=*/true);
+  const GatherRowsArgs& a = c.args<GatherRowsArgs>();
   const int64_t B = a.B, D = a.D;
   const float s = a.scale;
   checkIndices(c, a.idx);
-  const int32_t* idx = a.idx.idx;
+  const int32_t* idx = a.idx.values(c);
   const uint8_t* src = c.in[0].u8();
   float* y = c.out[0].f32();
   for (int64_t b = 0; b < B; ++b) {
@@ -24,10 +24,10 @@ static void gather_rows_u8(KernelCall& c) {
 
 // in: src (R,D) f32, idx (B) i32; out: y (B,D) = src[idx[b]]
 static void gather_rows_f32(KernelCall& c) {
-  const GatherRowsArgs a = gatherRowsArgs(c, DType::F32, /*readScale=*/false);
+  const GatherRowsArgs& a = c.args<GatherRowsArgs>();
   const int64_t B = a.B, D = a.D;
   checkIndices(c, a.idx);
-  const int32_t* idx = a.idx.idx;
+  const int32_t* idx = a.idx.values(c);
   const float* src = c.in[0].f32();
   float* y = c.out[0].f32();
   for (int64_t b = 0; b < B; ++b)
@@ -36,10 +36,10 @@ static void gather_rows_f32(KernelCall& c) {
 
 // in: src (R) u8, idx (B) i32; out: y (B) i32 = src[idx[b]]
 static void gather_labels_u8(KernelCall& c) {
-  const GatherLabelsArgs a = gatherLabelsArgs(c);
+  const GatherLabelsArgs& a = c.args<GatherLabelsArgs>();
   const int64_t B = a.B;
   checkIndices(c, a.idx);
-  const int32_t* idx = a.idx.idx;
+  const int32_t* idx = a.idx.values(c);
   const uint8_t* src = c.in[0].u8();
   int32_t* y = c.out[0].i32();
   for (int64_t b = 0; b < B; ++b) y[b] = src[idx[b]];

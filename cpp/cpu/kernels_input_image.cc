@@ -10,9 +10,9 @@ namespace cpuk {
 
 // in: src (R,H,W,C) u8, idx (B) i32, params (B,3) i32 [dy, dx, flip]; out: y (B,OH,OW,C) f32
 static void crop_flip_standardize_u8(KernelCall& c) {
-  const CropArgs a = cropFlipStandardizeArgs(c);
+  const CropArgs& a = c.args<CropArgs>();
   const int64_t B = a.B, W = a.W, C = a.C, OH = a.OH, OW = a.OW, img = a.img, N = a.N;
-  const int32_t* idx = a.idx.idx;
+  const int32_t* idx = a.idx.values(c);
   const int32_t* prm = c.in[2].i32();
   checkIndices(c, a.idx);
   checkCropParams(c, a, prm);

@@ -11,7 +11,7 @@ namespace cpuk {
 
 // in: x (B,I), W (I,O), b (O); out: y (B,O). y = x·W + b
 static void dense_forward(KernelCall& c) {
-  const DenseArgs a = denseForwardArgs(c);
+  const DenseArgs& a = c.args<DenseArgs>();
   const int64_t B = a.B, O = a.O;
   const int iB = a.iB, iI = a.iI, iO = a.iO;
   const TensorRef &x = c.in[0], &W = c.in[1], &b = c.in[2], &y = c.out[0];
@@ -24,7 +24,7 @@ static void dense_forward(KernelCall& c) {
 
 // in: x (B,I), W (I,O), dy (B,O); out: dW (I,O), db (O) [, dx (B,I)].
 static void dense_backward(KernelCall& c) {
-  const DenseBackwardArgs a = denseBackwardArgs(c);
+  const DenseBackwardArgs& a = c.args<DenseBackwardArgs>();
   const int64_t B = a.B, O = a.O;
   const int iB = a.iB, iI = a.iI, iO = a.iO;
   const bool acc = a.acc, wantDx = a.wantDx;
@@ -49,7 +49,7 @@ static void dense_backward(KernelCall& c) {
 
 // x (N) -> y (N): y = max(x, 0) (NaN propagates)
 static void relu_forward(KernelCall& c) {
-  const int64_t N = activationForwardArgs(c);
+  const int64_t N = c.args<SizeArgs>().N;
   const float* x = c.in[0].f32();
   float* y = c.out[0].f32();
   for (int64_t i = 0; i < N; ++i) y[i] = x[i] < 0.f ? 0.f : x[i];
@@ -57,7 +57,7 @@ static void relu_forward(KernelCall& c) {
 
 // y (N), dy (N) -> dx (N); dx may alias dy
 static void relu_backward(KernelCall& c) {
-  const int64_t N = activationBackwardArgs(c);
+  const int64_t N = c.args<SizeArgs>().N;
   const float *y = c.in[0].f32(), *dy = c.in[1].f32();
   float* dx = c.out[0].f32();
   // Branch-free select with unconditional loads, so the compiler vectorises it: a branch on y > 0 mispredicts
@@ -77,7 +77,7 @@ static void relu_backward(KernelCall& c) {
 
 // x (N) -> y (N); exp of a non-positive number only, so no overflow for large |x|
 static void sigmoid_forward(KernelCall& c) {
-  const int64_t N = activationForwardArgs(c);
+  const int64_t N = c.args<SizeArgs>().N;
   const float* x = c.in[0].f32();
   float* y = c.out[0].f32();
   for (int64_t i = 0; i < N; ++i) {
@@ -88,14 +88,14 @@ static void sigmoid_forward(KernelCall& c) {
 
 // y (N), dy (N) -> dx (N) = dy·y·(1−y); dx may alias dy
 static void sigmoid_backward(KernelCall& c) {
-  const int64_t N = activationBackwardArgs(c);
+  const int64_t N = c.args<SizeArgs>().N;
   const float *y = c.in[0].f32(), *dy = c.in[1].f32();
   float* dx = c.out[0].f32();
   for (int64_t i = 0; i < N; ++i) dx[i] = dy[i] * y[i] * (1.f - y[i]);
 }
 
 static void tanh_forward(KernelCall& c) {
-  const int64_t N = activationForwardArgs(c);
+  const int64_t N = c.args<SizeArgs>().N;
   const float* x = c.in[0].f32();
   float* y = c.out[0].f32();
   for (int64_t i = 0; i < N; ++i) y[i] = std::tanh(x[i]);
@@ -103,7 +103,7 @@ static void tanh_forward(KernelCall& c) {
 
 // y (N), dy (N) -> dx (N) = dy·(1−y²); dx may alias dy
 static void tanh_backward(KernelCall& c) {
-  const int64_t N = activationBackwardArgs(c);
+  const int64_t N = c.args<SizeArgs>().N;
   const float *y = c.in[0].f32(), *dy = c.in[1].f32();
   float* dx = c.out[0].f32();
   for (int64_t i = 0; i < N; ++i) dx[i] = dy[i] * (1.f - y[i] * y[i]);
@@ -111,12 +111,12 @@ static void tanh_backward(KernelCall& c) {
 
 // in: logits (B,C), labels (B), hyper; out: loss (1), probs (B,C)
 static void softmax_xent_forward(KernelCall& c) {
-  const LabelledArgs a = softmaxXentForwardArgs(c);
+  const LabelledArgs& a = c.args<LabelledArgs>();
   const int64_t B = a.B, C = a.C;
   const TensorRef &logits = c.in[0], &loss = c.out[0], &probs = c.out[1];
   checkIndices(c, a.labels);
-  const int32_t* lab = a.labels.idx;
-  const double w = c.in[2].f32()[2];
+  const int32_t* lab = a.labels.values(c);
+  const double w = c.in[2].f32()[kHyperGradScale];
   double total = 0.0;
   for (int64_t r = 0; r < B; ++r) {
     const float* x = logits.f32() + r * C;
@@ -136,14 +136,14 @@ static void softmax_xent_forward(KernelCall& c) {
   loss.f32()[0] = (float)(w * total);
 }
 
-// in: probs (B,C), labels (B), hyper; out: dlogits (B,C) = hyper[2]·(probs − onehot)
+// in: probs (B,C), labels (B), hyper; out: dlogits (B,C) = gradScale·(probs − onehot)
 static void softmax_xent_backward(KernelCall& c) {
-  const LabelledArgs a = softmaxXentBackwardArgs(c);
+  const LabelledArgs& a = c.args<LabelledArgs>();
   const int64_t B = a.B, C = a.C;
   const TensorRef &probs = c.in[0], &dl = c.out[0];
   checkIndices(c, a.labels);
-  const int32_t* lab = a.labels.idx;
-  const float w = c.in[2].f32()[2];
+  const int32_t* lab = a.labels.values(c);
+  const float w = c.in[2].f32()[kHyperGradScale];
   for (int64_t r = 0; r < B; ++r) {
     const float* p = probs.f32() + r * C;
     float* d = dl.f32() + r * C;
@@ -152,9 +152,9 @@ static void softmax_xent_backward(KernelCall& c) {
   }
 }
 
-// in: x (B,C), hyper; out: loss (1) = hyper[2]·Σ x / C
+// in: x (B,C), hyper; out: loss (1) = gradScale·Σ x / C
 static void mean_forward(KernelCall& c) {
-  const MeanArgs a = meanForwardArgs(c);
+  const MeanArgs& a = c.args<MeanArgs>();
   const int64_t B = a.B, C = a.C;
   const float* x = c.in[0].f32();
   const int64_t n = B * C;
@@ -163,23 +163,23 @@ static void mean_forward(KernelCall& c) {
   for (; i + 4 <= n; i += 4)
     for (int k = 0; k < 4; ++k) s[k] += x[i + k];
   for (; i < n; ++i) s[0] += x[i];
-  c.out[0].f32()[0] = (float)((double)c.in[1].f32()[2] * ((s[0] + s[1]) + (s[2] + s[3])) / (double)C);
+  c.out[0].f32()[0] = (float)((double)c.in[1].f32()[kHyperGradScale] * ((s[0] + s[1]) + (s[2] + s[3])) / (double)C);
 }
 
-// in: hyper; out: dx (B,C) = hyper[2] / C
+// in: hyper; out: dx (B,C) = gradScale / C
 static void mean_backward(KernelCall& c) {
-  const MeanArgs a = meanBackwardArgs(c);
+  const MeanArgs& a = c.args<MeanArgs>();
   const int64_t B = a.B, C = a.C;
-  const float v = (float)((double)c.in[0].f32()[2] / (double)C);
+  const float v = (float)((double)c.in[0].f32()[kHyperGradScale] / (double)C);
   std::fill(c.out[0].f32(), c.out[0].f32() + B * C, v);
 }
 
 // in: logits (B,C), labels (B); out: count (1) f32 = rows whose first argmax equals the label
 static void accuracy_count(KernelCall& c) {
-  const LabelledArgs a = accuracyCountArgs(c);
+  const LabelledArgs& a = c.args<LabelledArgs>();
   const int64_t B = a.B, C = a.C;
   checkIndices(c, a.labels);
-  const int32_t* lab = a.labels.idx;
+  const int32_t* lab = a.labels.values(c);
   int64_t n = 0;
   for (int64_t r = 0; r < B; ++r) {
     const float* x = c.in[0].f32() + r * C;

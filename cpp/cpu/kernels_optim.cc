@@ -8,8 +8,8 @@ namespace cpuk {
 
 // in: g (N), hyper; out: w (N) -= lr·g
 static void sgd_update(KernelCall& c) {
-  const int64_t N = sgdUpdateArgs(c);
-  const float lr = c.in[1].f32()[0];
+  const int64_t N = c.args<SizeArgs>().N;
+  const float lr = c.in[1].f32()[kHyperLr];
   const float* g = c.in[0].f32();
   float* w = c.out[0].f32();
   for (int64_t i = 0; i < N; ++i) w[i] -= lr * g[i];
@@ -17,10 +17,10 @@ static void sgd_update(KernelCall& c) {
 
 // in: g (N), hyper; out: w (N), v (N). v = m·v + g; w −= lr·v, or nesterov: w −= lr·(g + m·v)
 static void momentum_update(KernelCall& c) {
-  const MomentumArgs a = momentumUpdateArgs(c);
+  const MomentumArgs& a = c.args<MomentumArgs>();
   const int64_t N = a.N;
   const float m = a.momentum;
-  const float lr = c.in[1].f32()[0];
+  const float lr = c.in[1].f32()[kHyperLr];
   const float* g = c.in[0].f32();
   float *w = c.out[0].f32(), *v = c.out[1].f32();
   if (a.nesterov) {
@@ -40,11 +40,11 @@ static void momentum_update(KernelCall& c) {
 
 // in: g (N), hyper; out: w (N), m (N), v (N). TF AdamOptimizer with bias correction folded into lr_t (double).
 static void adam_update(KernelCall& c) {
-  const AdamArgs a = adamUpdateArgs(c);
+  const AdamArgs& a = c.args<AdamArgs>();
   const int64_t N = a.N;
   const double b1 = a.beta1, b2 = a.beta2, eps = a.epsilon;
-  const double lr = c.in[1].f32()[0], t = c.in[1].f32()[1];
-  TL_KCHECK(c, t >= 1, "hyper[1] (step t) must be >= 1 for adam_update, got " << t);
+  const double lr = c.in[1].f32()[kHyperLr], t = c.in[1].f32()[kHyperStep];
+  TL_KCHECK(c, t >= 1, "hyper[" << kHyperStep << "] (step t) must be >= 1 for adam_update, got " << t);
   const float lrt = (float)(lr * std::sqrt(1.0 - std::pow(b2, t)) / (1.0 - std::pow(b1, t)));
   const float fb1 = (float)b1, fb2 = (float)b2, fe = (float)eps;
   const float ob1 = (float)(1.0 - b1), ob2 = (float)(1.0 - b2);
@@ -62,7 +62,7 @@ static void adam_update(KernelCall& c) {
 
 // in: w (N); out: shadow (N) = decay·shadow + (1−decay)·w
 static void ema_update(KernelCall& c) {
-  const EmaArgs a = emaUpdateArgs(c);
+  const EmaArgs& a = c.args<EmaArgs>();
   const int64_t N = a.N;
   const double decay = a.decay;
   const float d = (float)decay, od = (float)(1.0 - decay);

@@ -17,12 +17,7 @@ static inline uint64_t splitmix64(uint64_t z) {
 
 // in: x (N) f32; out: h (2) i32 = low and high 32 bits of the hash
 static void hash_bits(KernelCall& c) {
-  c.expectArity(1, 1, 1);
-  const int64_t N = dim(c, "N");
-  c.expectType(c.in[0], "x", DType::F32);
-  c.expectType(c.out[0], "h", DType::I32);
-  c.expectSize(c.in[0], "x", N, "(N)");
-  c.expectSize(c.out[0], "h", 2, "(2)");
+  const int64_t N = c.args<SizeArgs>().N;
   const uint32_t* x = static_cast<const uint32_t*>(c.in[0].data);
   uint64_t h = 0;
   for (int64_t i = 0; i < N; ++i) h += splitmix64((static_cast<uint64_t>(i) << 32) | x[i]);

@@ -5,7 +5,9 @@
 #include <cstring>
 
 #include "../registry.h"
+#include "../startup.h"
 #include "cuda_check.h"
+#include "gpu_api.h"
 #include "p2p.h"
 
 namespace tl {
@@ -154,6 +156,14 @@ static int cudaDeviceCountOrZero() {
   return n;
 }
 
+// The addon's GPU inspection in builds with this backend (Note [GPU inspection hook] in cpp/gpu_inspect.h).
+class CudaInspector final : public gpu::Inspector {
+ public:
+  gpu::Topology topology() const override { return gpu::topology(); }
+  std::vector<gpu::PairResult> p2pSelfTest(const std::vector<int>& idx) const override { return gpu::p2pSelfTest(idx); }
+  void setP2PEnabled(bool enabled) const override { gpu::setP2PEnabled(enabled); }
+};
+
 void registerCudaBackend() {
   Registry::get().registerBackend(
       "cuda",
@@ -165,6 +175,11 @@ void registerCudaBackend() {
       },
       cudaDeviceCountOrZero);
   gpu::registerCudaTransports();  // cuda-p2p and cuda-staged, ahead of host-memory (Note [CUDA transports])
+  static const CudaInspector inspector;
+  gpu::setInspector(&inspector);
 }
+
+// Linked into the addon, this backend registers itself at start-up (Note [Backend start-up hooks]).
+static const bool kRegistered = addStartupHook(registerCudaBackend);
 
 }  // namespace tl

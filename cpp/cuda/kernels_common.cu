@@ -13,7 +13,7 @@ __global__ void finishScalarKernel(const double* partials, int nb, float* out, S
   for (int i = threadIdx.x; i < nb; i += blockDim.x) acc += partials[i];
   acc = blockReduce(acc, SumOp{}, 0.0);
   if (threadIdx.x == 0) {
-    const double w = ep.hyper ? (double)ep.hyper[2] : 1.0;
+    const double w = ep.hyper ? (double)ep.hyper[kHyperGradScale] : 1.0;
     const double base = ep.keep ? (double)out[0] : 0.0;
     out[0] = (float)(base + ep.coef * w * acc);
   }
@@ -37,13 +37,14 @@ void checkIndicesOnDevice(KernelCall& c, const IndexRange& r) {
   CudaBackend& cb = cudaOf(c);
   auto* firstBad = static_cast<unsigned long long*>(cb.scratch(sizeof(unsigned long long)));
   TL_CUDA_CHECK(cudaMemsetAsync(firstBad, 0xff, sizeof(unsigned long long), cb.stream()));
-  rangeCheckKernel<<<gridFor(r.n), kThreads, 0, cb.stream()>>>(r.idx, r.n, r.limit, firstBad);
+  const int32_t* idx = r.values(c);
+  rangeCheckKernel<<<gridFor(r.n), kThreads, 0, cb.stream()>>>(idx, r.n, r.limit, firstBad);
   TL_CUDA_LAUNCH_CHECK();
   unsigned long long bad = 0;
   cb.readBack(&bad, firstBad, sizeof bad);  // syncs the stream
   if (bad == ~0ull) return;
   int32_t value = 0;
-  cb.readBack(&value, r.idx + bad, sizeof value);
+  cb.readBack(&value, idx + bad, sizeof value);
   failIndex(c, r, (int64_t)bad, value);
 }
 

@@ -1,11 +1,12 @@
 // Shared pieces of the CUDA kernel files: launch sizing, warp/block reductions, the scalar-reduction pipeline, the
-// row-major GEMM wrapper and the label/index range check. Argument checks are cpp/kernel_args.h, shared with the CPU.
+// row-major GEMM wrapper and the label/index range check. Parsed arguments are cpp/kernel_args.h, shared with the CPU.
 #pragma once
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
 #include "../dropout_hash.h"
+#include "../hyper.h"
 #include "../kernel_args.h"
 #include "backend_cuda.h"
 #include "cuda_check.h"
@@ -13,7 +14,7 @@
 namespace tl {
 namespace cudak {
 
-using namespace kargs;  // the argument checks every kernel starts with (host side), shared with the CPU backend
+using namespace kargs;  // the parsed arguments every kernel reads (host side), shared with the CPU backend
 
 constexpr int kThreads = 256;
 constexpr int kMaxGrid = 8192;           // grid-stride loops cover the rest
@@ -68,7 +69,7 @@ template <class F> __global__ void reducePartialsKernel(int64_t n, F f, double* 
   if (threadIdx.x == 0) partials[blockIdx.x] = acc;
 }
 
-// out[0] = (keep ? out[0] : 0) + coef · (hyper ? hyper[2] : 1) · S, in double, S = Σ partials.
+// out[0] = (keep ? out[0] : 0) + coef · (hyper ? hyper[kHyperGradScale] : 1) · S, in double, S = Σ partials.
 struct ScalarEpilogue {
   bool keep = false;
   double coef = 1.0;

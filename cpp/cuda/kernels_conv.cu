@@ -73,7 +73,7 @@ static int64_t imagesPerChunk(const ConvGeom& g) {
 
 // in: x (B,H,W,C), w (KH,KW,C,K), b (K); out: y (B,OH,OW,K)
 static void conv2d_forward(KernelCall& c) {
-  const ConvArgs a = conv2dForwardArgs(c);
+  const ConvArgs& a = c.args<ConvArgs>();
   const ConvGeom& g = a.g;
   const int64_t K = a.K, M = a.M, kk = a.kk;
   const int iK = a.iK, iKK = a.iKK;
@@ -95,7 +95,7 @@ static void conv2d_forward(KernelCall& c) {
 
 // in: x (B,H,W,C), w (KH,KW,C,K), dy (B,OH,OW,K); out: dw (KH,KW,C,K), db (K) [, dx (B,H,W,C)]
 static void conv2d_backward(KernelCall& c) {
-  const ConvBackwardArgs a = conv2dBackwardArgs(c);
+  const ConvBackwardArgs& a = c.args<ConvBackwardArgs>();
   const ConvGeom& g = a.g;
   const int64_t K = a.K, M = a.M, kk = a.kk;
   const int iK = a.iK, iKK = a.iKK;
@@ -199,7 +199,7 @@ __global__ void maxpoolBackwardKernel(const float* __restrict__ dy, const int32_
 
 // in: x (B,H,W,C); out: y (B,OH,OW,C), argmax (B,OH,OW,C) i32
 static void maxpool_forward(KernelCall& c) {
-  const PoolArgs a = maxpoolForwardArgs(c);
+  const PoolArgs& a = c.args<PoolArgs>();
   const TensorRef &x = c.in[0], &y = c.out[0], &am = c.out[1];
   const int64_t nOut = a.nOut;
   if (nOut == 0) return;
@@ -210,7 +210,7 @@ static void maxpool_forward(KernelCall& c) {
 
 // in: dy (B,OH,OW,C), argmax (B,OH,OW,C) i32; out: dx (B,H,W,C). The argmax check costs one stream sync.
 static void maxpool_backward(KernelCall& c) {
-  const PoolArgs a = maxpoolBackwardArgs(c);
+  const PoolArgs& a = c.args<PoolArgs>();
   const TensorRef &dy = c.in[0], &am = c.in[1], &dx = c.out[0];
   const int64_t nOut = a.nOut, nIn = a.g.inNumel();
   CudaBackend& cb = cudaOf(c);
@@ -273,7 +273,7 @@ __global__ void lrnBackwardKernel(const float* __restrict__ x, const float* __re
 
 // in: x (N,C); out: y (N,C), scale (N,C)
 static void lrn_forward(KernelCall& c) {
-  const LrnArgs a = lrnForwardArgs(c);
+  const LrnArgs& a = c.args<LrnArgs>();
   const int64_t n = a.n;
   if (n == 0) return;
   lrnForwardKernel<<<gridFor(n), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.out[0].f32(), c.out[1].f32(),
@@ -283,7 +283,7 @@ static void lrn_forward(KernelCall& c) {
 
 // in: x, y, dy, scale (N,C); out: dx (N,C)
 static void lrn_backward(KernelCall& c) {
-  const LrnArgs a = lrnBackwardArgs(c);
+  const LrnArgs& a = c.args<LrnArgs>();
   const int64_t n = a.n;
   if (n == 0) return;
   lrnBackwardKernel<<<gridFor(n), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.in[1].f32(), c.in[2].f32(),
@@ -294,11 +294,11 @@ static void lrn_backward(KernelCall& c) {
 // ---- dropout -----------------------------------------------------------------------------------------------------
 
 // mask[i] = hash(key, i) < threshold ? inv : 0; y = x·mask (the hash is cpp/dropout_hash.h, shared with the CPU)
-// The step is hyper[1] on the device (rewritten before every step): each thread derives the key (a few fmix32).
+// The step is hyper's step slot, on the device (rewritten before every step): each thread derives the key (a few fmix32).
 __global__ void dropoutForwardKernel(const float* __restrict__ x, float* __restrict__ y, float* __restrict__ mask,
                                      const float* __restrict__ hyper, unsigned long long seed,
                                      unsigned long long threshold, float inv, int64_t n) {
-  const float hs = hyper[1];
+  const float hs = hyper[kHyperStep];
   const DropoutKey key = dropoutKey(seed, hs > 0.f ? (unsigned long long)hs : 0ull);
   TL_GRID_STRIDE(i, n) {
     const float m = (unsigned long long)dropoutHash(key, (uint32_t)i) < threshold ? inv : 0.f;
@@ -312,9 +312,9 @@ __global__ void dropoutBackwardKernel(const float* dy, const float* __restrict__
   TL_GRID_STRIDE(i, n) dx[i] = dy[i] * mask[i];
 }
 
-// in: x (N), hyper; out: y (N), mask (N). step = hyper[1], read on the device (not range-checked there).
+// in: x (N), hyper; out: y (N), mask (N). The step is read on the device (not range-checked there).
 static void dropout_forward(KernelCall& c) {
-  const DropoutArgs a = dropoutForwardArgs(c, /*hostStep=*/false);
+  const DropoutArgs& a = c.args<DropoutArgs>();
   const int64_t N = a.N;
   if (N == 0) return;
   const unsigned long long threshold = (unsigned long long)std::ceil(a.keepProb * 4294967296.0);
@@ -326,7 +326,7 @@ static void dropout_forward(KernelCall& c) {
 
 // in: dy (N), mask (N); out: dx (N)
 static void dropout_backward(KernelCall& c) {
-  const int64_t N = dropoutBackwardArgs(c);
+  const int64_t N = c.args<SizeArgs>().N;
   if (N == 0) return;
   dropoutBackwardKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.in[1].f32(),
                                                                            c.out[0].f32(), N);

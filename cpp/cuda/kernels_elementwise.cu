@@ -12,7 +12,7 @@ struct SquareF {
 
 // in: w (N); out: loss (1), accumulates: loss += lambda·½·Σw² (double)
 static void l2_loss(KernelCall& c) {
-  const ElementwiseArgs a = l2LossArgs(c);
+  const ElementwiseArgs& a = c.args<ElementwiseArgs>();
   ScalarEpilogue ep;
   ep.keep = true;
   ep.coef = a.coef * 0.5;
@@ -26,7 +26,7 @@ __global__ void axpyKernel(const float* x, float* y, int64_t n, float a) {
 
 // in: w (N); out: g (N), in place: g += lambda·w
 static void l2_backward(KernelCall& c) {
-  const ElementwiseArgs a = l2BackwardArgs(c);
+  const ElementwiseArgs& a = c.args<ElementwiseArgs>();
   const int64_t N = a.N;
   const float lambda = (float)a.coef;
   if (N == 0) return;
@@ -36,7 +36,7 @@ static void l2_backward(KernelCall& c) {
 
 // in: x (N); out: s (1), accumulates: s += Σx² (double)
 static void sum_squares(KernelCall& c) {
-  const int64_t N = sumSquaresArgs(c).N;
+  const int64_t N = c.args<ElementwiseArgs>().N;
   ScalarEpilogue ep;
   ep.keep = true;
   reduceToScalar(c, N, SquareF{c.in[0].f32()}, c.out[0].f32(), ep);
@@ -54,7 +54,7 @@ __global__ void clipKernel(const float* s, float* g, int64_t n, double clipNorm)
 
 // in: s (1) global squared norm; out: g (N), in place
 static void clip_by_norm(KernelCall& c) {
-  const ElementwiseArgs a = clipByNormArgs(c);
+  const ElementwiseArgs& a = c.args<ElementwiseArgs>();
   const int64_t N = a.N;
   const double clipNorm = a.coef;
   if (N == 0) return;
@@ -68,7 +68,7 @@ __global__ void fillKernel(float* x, int64_t n, float v) {
 
 // out: x (N) = value
 static void fill(KernelCall& c) {
-  const ElementwiseArgs a = fillArgs(c);
+  const ElementwiseArgs& a = c.args<ElementwiseArgs>();
   const int64_t N = a.N;
   const float v = (float)a.coef;
   if (N == 0) return;
@@ -82,7 +82,7 @@ __global__ void scaleKernel(float* x, int64_t n, float f) {
 
 // out: x (N), in place: x *= factor
 static void scale(KernelCall& c) {
-  const ElementwiseArgs a = scaleArgs(c);
+  const ElementwiseArgs& a = c.args<ElementwiseArgs>();
   const int64_t N = a.N;
   const float f = (float)a.coef;
   if (N == 0) return;
@@ -92,7 +92,7 @@ static void scale(KernelCall& c) {
 
 // in: x (N); out: y (N), in place: y += alpha·x
 static void axpy(KernelCall& c) {
-  const ElementwiseArgs args = axpyArgs(c);
+  const ElementwiseArgs& args = c.args<ElementwiseArgs>();
   const int64_t N = args.N;
   const float a = (float)args.coef;
   if (N == 0) return;
@@ -102,7 +102,7 @@ static void axpy(KernelCall& c) {
 
 // in: x (N); out: y (N) = x, bit-exact. x and y may be overlapping views of one buffer: memmove semantics.
 static void copy(KernelCall& c) {
-  const int64_t N = copyArgs(c).N;
+  const int64_t N = c.args<ElementwiseArgs>().N;
   if (N == 0) return;
   cudaOf(c).copyWithin(c.out[0].data, c.in[0].data, (size_t)N * sizeof(float));  // stream-ordered, overlap-safe
 }

@@ -18,8 +18,8 @@ __global__ void gatherRowsKernel(const T* __restrict__ src, const int32_t* __res
 
 // in: src (R,D) u8, idx (B) i32; out: y (B,D) f32 = src[idx[b]]·scale
 static void gather_rows_u8(KernelCall& c) {
-  const GatherRowsArgs a = gatherRowsArgs(c, DType::U8, /*readScale=*/false);
-  const float s = (float)attr(c, "scale");  // after the buffer checks on this backend
+  const GatherRowsArgs& a = c.args<GatherRowsArgs>();
+  const float s = a.scale;
   checkIndicesOnDevice(c, a.idx);
   const int64_t n = a.B * a.D, D = a.D;
   if (n == 0) return;
@@ -30,7 +30,7 @@ static void gather_rows_u8(KernelCall& c) {
 
 // in: src (R,D) f32, idx (B) i32; out: y (B,D) = src[idx[b]] (bit-exact: no scaling)
 static void gather_rows_f32(KernelCall& c) {
-  const GatherRowsArgs a = gatherRowsArgs(c, DType::F32, /*readScale=*/false);
+  const GatherRowsArgs& a = c.args<GatherRowsArgs>();
   checkIndicesOnDevice(c, a.idx);
   const int64_t n = a.B * a.D, D = a.D;
   if (n == 0) return;
@@ -47,7 +47,7 @@ __global__ void gatherLabelsKernel(const uint8_t* __restrict__ src, const int32_
 
 // in: src (R) u8, idx (B) i32; out: y (B) i32
 static void gather_labels_u8(KernelCall& c) {
-  const GatherLabelsArgs a = gatherLabelsArgs(c);
+  const GatherLabelsArgs& a = c.args<GatherLabelsArgs>();
   const int64_t B = a.B;
   checkIndicesOnDevice(c, a.idx);
   if (B == 0) return;

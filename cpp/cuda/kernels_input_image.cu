@@ -44,7 +44,7 @@ __global__ void cropFlipStandardizeKernel(const uint8_t* __restrict__ src, const
 
 // in: src (R,H,W,C) u8, idx (B) i32, params (B,3) i32 [dy, dx, flip]; out: y (B,OH,OW,C) f32
 static void crop_flip_standardize_u8(KernelCall& c) {
-  const CropArgs a = cropFlipStandardizeArgs(c);
+  const CropArgs& a = c.args<CropArgs>();
   const int64_t B = a.B;
   checkIndicesOnDevice(c, a.idx);
   if (B == 0 || a.N == 0) return;

@@ -10,7 +10,7 @@ namespace cudak {
 
 // in: x (B,I), W (I,O), b (O); out: y (B,O) = x·W + b
 static void dense_forward(KernelCall& c) {
-  const DenseArgs a = denseForwardArgs(c);
+  const DenseArgs& a = c.args<DenseArgs>();
   const TensorRef &x = c.in[0], &W = c.in[1], &b = c.in[2], &y = c.out[0];
   if (a.B * a.O == 0) return;
   // Seed y with the bias rows, then accumulate x·W on top (beta = 1).
@@ -30,7 +30,7 @@ __global__ void columnSumsKernel(const float* __restrict__ dy, float* __restrict
 
 // in: x (B,I), W (I,O), dy (B,O); out: dW (I,O), db (O) [, dx (B,I)]
 static void dense_backward(KernelCall& c) {
-  const DenseBackwardArgs a = denseBackwardArgs(c);
+  const DenseBackwardArgs& a = c.args<DenseBackwardArgs>();
   const int64_t B = a.B, O = a.O;
   const int iB = a.iB, iI = a.iI, iO = a.iO;
   const bool acc = a.acc, wantDx = a.wantDx;
@@ -70,13 +70,13 @@ template <class F> __global__ void binaryKernel(const float* a, const float* b, 
 }
 
 template <class F> static void unaryOp(KernelCall& c) {
-  const int64_t N = activationForwardArgs(c);
+  const int64_t N = c.args<SizeArgs>().N;
   if (N == 0) return;
   unaryKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.out[0].f32(), N, F{});
   TL_CUDA_LAUNCH_CHECK();
 }
 template <class F> static void backwardOp(KernelCall& c) {
-  const int64_t N = activationBackwardArgs(c);
+  const int64_t N = c.args<SizeArgs>().N;
   if (N == 0) return;
   binaryKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.in[1].f32(), c.out[0].f32(), N, F{});
   TL_CUDA_LAUNCH_CHECK();
@@ -114,7 +114,7 @@ struct RowTermF {
 
 // in: logits (B,C), labels (B), hyper; out: loss (1), probs (B,C)
 static void softmax_xent_forward(KernelCall& c) {
-  const LabelledArgs a = softmaxXentForwardArgs(c);
+  const LabelledArgs& a = c.args<LabelledArgs>();
   const int64_t B = a.B, C = a.C;
   const TensorRef &logits = c.in[0], &labels = c.in[1], &loss = c.out[0], &probs = c.out[1];
   TL_KCHECK(c, B <= INT32_MAX, "B=" << B << " is too large for this backend (one block per row)");
@@ -128,16 +128,16 @@ static void softmax_xent_forward(KernelCall& c) {
     softmaxRowsKernel<<<(unsigned)B, kThreads, 0, cb.stream()>>>(logits.f32(), labels.i32(), probs.f32(), C, rowTerm);
     TL_CUDA_LAUNCH_CHECK();
   }
-  // loss[0] = hyper[2] · Σ_rows rowTerm (reduceToScalar puts its partials at the scratch base)
+  // loss[0] = gradScale · Σ_rows rowTerm (reduceToScalar puts its partials at the scratch base)
   ScalarEpilogue ep;
   ep.hyper = c.in[2].f32();
   reduceToScalar(c, B, RowTermF{rowTerm}, loss.f32(), ep);
 }
 
-// dlogits (B,C) = hyper[2]·(probs − onehot(labels)); no __restrict__ on probs/dl: they may alias
+// dlogits (B,C) = gradScale·(probs − onehot(labels)); no __restrict__ on probs/dl: they may alias
 __global__ void softmaxBackKernel(const float* probs, const int32_t* __restrict__ labels, const float* hyper,
                                   float* dl, int64_t n, int64_t C) {
-  const float w = hyper[2];
+  const float w = hyper[kHyperGradScale];
   TL_GRID_STRIDE(i, n) {
     const int64_t r = i / C, j = i - r * C;
     dl[i] = w * (probs[i] - (j == labels[r] ? 1.f : 0.f));
@@ -146,7 +146,7 @@ __global__ void softmaxBackKernel(const float* probs, const int32_t* __restrict_
 
 // in: probs (B,C), labels (B), hyper; out: dlogits (B,C)
 static void softmax_xent_backward(KernelCall& c) {
-  const LabelledArgs a = softmaxXentBackwardArgs(c);
+  const LabelledArgs& a = c.args<LabelledArgs>();
   const int64_t C = a.C;
   const TensorRef &probs = c.in[0], &labels = c.in[1], &dl = c.out[0];
   checkIndicesOnDevice(c, a.labels);
@@ -162,24 +162,24 @@ struct ValueF {
   __device__ double operator()(int64_t i) const { return (double)x[i]; }
 };
 
-// in: x (B,C), hyper; out: loss (1) = hyper[2]·Σ x / C
+// in: x (B,C), hyper; out: loss (1) = gradScale·Σ x / C
 static void mean_forward(KernelCall& c) {
-  const MeanArgs a = meanForwardArgs(c);
+  const MeanArgs& a = c.args<MeanArgs>();
   ScalarEpilogue ep;
   ep.coef = 1.0 / (double)a.C;
   ep.hyper = c.in[1].f32();
   reduceToScalar(c, a.B * a.C, ValueF{c.in[0].f32()}, c.out[0].f32(), ep);
 }
 
-// dx (n) = hyper[2] / C
+// dx (n) = gradScale / C
 __global__ void meanBackKernel(const float* hyper, float* dx, int64_t n, int64_t C) {
-  const float v = (float)((double)hyper[2] / (double)C);
+  const float v = (float)((double)hyper[kHyperGradScale] / (double)C);
   TL_GRID_STRIDE(i, n) dx[i] = v;
 }
 
 // in: hyper; out: dx (B,C)
 static void mean_backward(KernelCall& c) {
-  const MeanArgs a = meanBackwardArgs(c);
+  const MeanArgs& a = c.args<MeanArgs>();
   const int64_t n = a.B * a.C;
   if (n == 0) return;
   meanBackKernel<<<gridFor(n), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.out[0].f32(), n, a.C);
@@ -210,7 +210,7 @@ __global__ void hitsToFloatKernel(const unsigned long long* hits, float* count) 
 
 // in: logits (B,C), labels (B); out: count (1) f32
 static void accuracy_count(KernelCall& c) {
-  const LabelledArgs a = accuracyCountArgs(c);
+  const LabelledArgs& a = c.args<LabelledArgs>();
   const int64_t B = a.B, C = a.C;
   checkIndicesOnDevice(c, a.labels);
   CudaBackend& cb = cudaOf(c);

@@ -5,15 +5,15 @@
 namespace tl {
 namespace cudak {
 
-// w (N) −= hyper[0]·g (N)
+// w (N) −= lr·g (N)
 __global__ void sgdKernel(const float* __restrict__ g, const float* __restrict__ hyper, float* __restrict__ w,
                           int64_t n) {
-  const float lr = hyper[0];
+  const float lr = hyper[kHyperLr];
   TL_GRID_STRIDE(i, n) w[i] -= lr * g[i];
 }
 
 static void sgd_update(KernelCall& c) {
-  const int64_t N = sgdUpdateArgs(c);
+  const int64_t N = c.args<SizeArgs>().N;
   if (N == 0) return;
   sgdKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.in[1].f32(), c.out[0].f32(), N);
   TL_CUDA_LAUNCH_CHECK();
@@ -22,7 +22,7 @@ static void sgd_update(KernelCall& c) {
 // v = m·v + g; w −= lr·v, or nesterov: w −= lr·(g + m·v)   (all (N))
 __global__ void momentumKernel(const float* __restrict__ g, const float* __restrict__ hyper, float* __restrict__ w,
                                float* __restrict__ v, int64_t n, float m, bool nesterov) {
-  const float lr = hyper[0];
+  const float lr = hyper[kHyperLr];
   TL_GRID_STRIDE(i, n) {
     const float vi = m * v[i] + g[i];
     v[i] = vi;
@@ -31,7 +31,7 @@ __global__ void momentumKernel(const float* __restrict__ g, const float* __restr
 }
 
 static void momentum_update(KernelCall& c) {
-  const MomentumArgs a = momentumUpdateArgs(c);
+  const MomentumArgs& a = c.args<MomentumArgs>();
   const int64_t N = a.N;
   if (N == 0) return;
   momentumKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.in[1].f32(), c.out[0].f32(),
@@ -40,13 +40,13 @@ static void momentum_update(KernelCall& c) {
 }
 
 // TF AdamOptimizer: lr_t = lr·sqrt(1−b2^t)/(1−b1^t) in double (once per block); m, v, w (N) updated in f32.
-// A step t < 1 (hyper[1]) leaves everything unchanged: the host cannot see hyper without a sync (see docs/gpu.md).
+// A step t < 1 (the step slot) leaves everything unchanged: the host cannot see hyper without a sync (see docs/gpu.md).
 __global__ void adamKernel(const float* __restrict__ g, const float* __restrict__ hyper, float* __restrict__ w,
                            float* __restrict__ m, float* __restrict__ v, int64_t n, double b1, double b2, float eps) {
   __shared__ float lrtShared;
-  const double t = hyper[1];
+  const double t = hyper[kHyperStep];
   if (!(t >= 1.0)) return;  // uniform across the grid
-  if (threadIdx.x == 0) lrtShared = (float)((double)hyper[0] * sqrt(1.0 - pow(b2, t)) / (1.0 - pow(b1, t)));
+  if (threadIdx.x == 0) lrtShared = (float)((double)hyper[kHyperLr] * sqrt(1.0 - pow(b2, t)) / (1.0 - pow(b1, t)));
   __syncthreads();
   const float lrt = lrtShared;
   const float fb1 = (float)b1, fb2 = (float)b2, ob1 = (float)(1.0 - b1), ob2 = (float)(1.0 - b2);
@@ -61,7 +61,7 @@ __global__ void adamKernel(const float* __restrict__ g, const float* __restrict_
 }
 
 static void adam_update(KernelCall& c) {
-  const AdamArgs a = adamUpdateArgs(c);
+  const AdamArgs& a = c.args<AdamArgs>();
   const int64_t N = a.N;
   if (N == 0) return;
   adamKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.in[1].f32(), c.out[0].f32(),
@@ -76,7 +76,7 @@ __global__ void emaKernel(const float* __restrict__ w, float* __restrict__ s, in
 }
 
 static void ema_update(KernelCall& c) {
-  const EmaArgs a = emaUpdateArgs(c);
+  const EmaArgs& a = c.args<EmaArgs>();
   const int64_t N = a.N;
   const double decay = a.decay;
   if (N == 0) return;

@@ -21,12 +21,7 @@ __global__ void hashBitsKernel(const unsigned* x, int64_t n, unsigned long long*
 
 // in: x (N) f32; out: h (2) i32 = low and high 32 bits of the hash
 static void hash_bits(KernelCall& c) {
-  c.expectArity(1, 1, 1);
-  const int64_t N = c.attrs.dim("N");
-  c.expectType(c.in[0], "x", DType::F32);
-  c.expectType(c.out[0], "h", DType::I32);
-  c.expectSize(c.in[0], "x", N, "(N)");
-  c.expectSize(c.out[0], "h", 2, "(2)");
+  const int64_t N = c.args<SizeArgs>().N;
   cudaStream_t s = cudaOf(c).stream();
   auto* out = reinterpret_cast<unsigned long long*>(c.out[0].data);
   TL_CUDA_CHECK(cudaMemsetAsync(out, 0, 8, s));

@@ -1,0 +1,37 @@
+// Collective schedules as data (Note [Schedules] in src/scheduler/schedule.ts) and their one validator.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tl {
+
+// One step of one rank: kind Reduce "my [offset, offset+length) += peer's", Copy "mine = peer's" (verbatim).
+// Fields are 64-bit so a schedule given from JS is held exactly as given until the validator has judged it.
+struct CollStep {
+  static constexpr int64_t Reduce = 0, Copy = 1;
+  int64_t kind = Reduce;
+  int64_t peer = 0;    // the rank whose buffer is read
+  int64_t offset = 0;  // elements
+  int64_t length = 0;  // elements
+};
+
+// phases[p][rank] is what `rank` does in phase p; all ranks finish phase p before any starts p + 1.
+struct Schedule {
+  std::string name;
+  std::vector<std::vector<std::vector<CollStep>>> phases;
+};
+
+// Note [One schedule validator]: every schedule passes this before a communicator may run it (createComm,
+// setCommSchedule) and src/scheduler/schedule.ts's validateSchedule delegates to it (native().validateSchedule),
+// so there is one set of rules: the shape (a step list per rank in every phase), kinds, peers and ranges; no
+// rank writes in a phase what another reads from it in that phase; and, run symbolically over the elementary
+// segments the steps cut the buffer into, every rank ends with every rank's contribution summed exactly once, each
+// element's sum produced by one single reduction and copied verbatim everywhere else (bit-identical replicas).
+// Throws tl::Error with "schedule '<name>' for <ranks> towers and <length> elements: <reason>".
+void validateSchedule(const Schedule& s, int ranks, int64_t length);
+
+// The prefix of every validation message.
+std::string scheduleWhere(const std::string& name, int ranks, int64_t length);
+
+}  // namespace tl

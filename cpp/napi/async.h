@@ -1,0 +1,28 @@
+// Async plumbing of the N-API bindings: per-environment state, and promises settled on the JS thread when work
+// queued on a device thread finishes.
+#pragma once
+#include <napi.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+namespace tl {
+
+class Device;
+
+namespace napi {
+
+// Sets up this environment's state (its id and its thread-safe function) and the cleanup hook that releases what
+// the environment still owns (Note [Addon state per environment]).
+void initEnv(Napi::Env env);
+// The environment's id, recorded as the owner of devices, buffers, programs and communicators it creates.
+uint64_t envId(Napi::Env env);
+
+// Queues `task` on the device and returns a promise settled on this environment's JS thread: rejected with the
+// task's error, or resolved with `result(env)` (undefined when empty), built on the JS thread.
+Napi::Value submitAsync(Napi::Env env, const std::shared_ptr<Device>& dev, std::function<void()> task,
+                        std::function<Napi::Value(Napi::Env)> result = nullptr);
+
+}  // namespace napi
+}  // namespace tl

@@ -1,0 +1,27 @@
+// The addon's exports, one registration function per concern (cpp/addon.cc calls them all).
+#pragma once
+#include <napi.h>
+
+namespace tl {
+namespace napi {
+
+// backendKinds, deviceCount, openDevice, closeDevice, alloc, allocView, free, bufferInfo, write, read, sync,
+// kernelNames, stats, nowMs (devices.cc)
+void registerDeviceBindings(Napi::Env env, Napi::Object exports);
+// compile, run, runWith, releaseProgram, programStatus (programs.cc)
+void registerProgramBindings(Napi::Env env, Napi::Object exports);
+// createComm, setCommSchedule, releaseComm, commStats, validateSchedule (comms.cc)
+void registerCommBindings(Napi::Env env, Napi::Object exports);
+// gemmInfo, setGemmThreads (gemm.cc)
+void registerGemmBindings(Napi::Env env, Napi::Object exports);
+// contract (contract.cc)
+void registerContractBindings(Napi::Env env, Napi::Object exports);
+// topology, p2pSelfTest, setP2PEnabled (gpu.cc; what they do comes from the GPU inspection hook)
+void registerGpuBindings(Napi::Env env, Napi::Object exports);
+
+inline void exportFn(Napi::Env env, Napi::Object exports, const char* name, Napi::Function::Callback fn) {
+  exports.Set(name, Napi::Function::New(env, fn, name));
+}
+
+}  // namespace napi
+}  // namespace tl

@@ -1,0 +1,195 @@
+// Device and buffer bindings: opening devices, allocating buffers and views, copies in and out, sync, stats.
+#include "../program.h"
+#include "../registry.h"
+#include "args.h"
+#include "async.h"
+#include "bindings.h"
+
+namespace tl {
+namespace napi {
+
+namespace {
+
+Napi::Value BackendKinds(const Napi::CallbackInfo& info) {
+  auto kinds = Registry::get().backendKinds();
+  auto arr = Napi::Array::New(info.Env(), kinds.size());
+  for (size_t i = 0; i < kinds.size(); ++i) arr.Set(i, kinds[i]);
+  return arr;
+}
+
+Napi::Value DeviceCount(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "deviceCount(kind: string)");
+  return Napi::Number::New(info.Env(), Registry::get().deviceCount(info[0].As<Napi::String>().Utf8Value()));
+}
+
+Napi::Value OpenDevice(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber())
+    throw Napi::TypeError::New(env, "openDevice(kind: string, index: number)");
+  return guarded(env, [&]() -> Napi::Value {
+    auto dev = Registry::get().openDevice(info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::Number>().Int32Value(),
+                                          envId(env));
+    auto o = Napi::Object::New(env);
+    o.Set("id", dev->id());
+    o.Set("name", dev->name());
+    o.Set("kind", dev->backend().kind());
+    return o;
+  });
+}
+
+Napi::Value CloseDevice(const Napi::CallbackInfo& info) {
+  uint32_t id = u32Arg(info, 0, "device id");
+  guarded(info.Env(), [&] { Registry::get().closeDevice(id); });
+  return info.Env().Undefined();
+}
+
+Napi::Value Alloc(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t dev = u32Arg(info, 0, "device id");
+  if (info.Length() < 2 || !info[1].IsNumber()) throw Napi::TypeError::New(env, "alloc(device, numel, dtype)");
+  double n = info[1].As<Napi::Number>().DoubleValue();
+  if (!(n >= 1) || n != static_cast<double>(static_cast<int64_t>(n)))
+    throw Napi::RangeError::New(env, "alloc: element count must be a positive integer, got " + std::to_string(n));
+  DType dt = info.Length() > 2 ? dtypeArg(env, info[2]) : DType::F32;
+  return guarded(env, [&]() -> Napi::Value {
+    auto buf = Registry::get().alloc(dev, static_cast<int64_t>(n), dt, envId(env));
+    return Napi::Number::New(env, buf->handle);
+  });
+}
+
+Napi::Value AllocView(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t parent = u32Arg(info, 0, "parent buffer handle");
+  double off = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+  double n = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : -1;
+  return guarded(env, [&]() -> Napi::Value {
+    auto b = Registry::get().allocView(parent, static_cast<int64_t>(off), static_cast<int64_t>(n), envId(env));
+    return Napi::Number::New(env, b->handle);
+  });
+}
+
+Napi::Value Free(const Napi::CallbackInfo& info) {
+  uint32_t h = u32Arg(info, 0, "buffer handle");
+  guarded(info.Env(), [&] { Registry::get().freeBuffer(h); });
+  return info.Env().Undefined();
+}
+
+Napi::Value BufferInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t h = u32Arg(info, 0, "buffer handle");
+  return guarded(env, [&]() -> Napi::Value {
+    auto b = Registry::get().buffer(h);
+    auto o = Napi::Object::New(env);
+    o.Set("numel", Napi::Number::New(env, static_cast<double>(b->numel)));
+    o.Set("dtype", dtypeName(b->dtype));
+    o.Set("device", b->device->id());
+    return o;
+  });
+}
+
+// write(handle, typedArray, offsetElements): ordered after the device's queued work; blocks until copied.
+Napi::Value Write(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t h = u32Arg(info, 0, "buffer handle");
+  if (info.Length() < 2 || !info[1].IsTypedArray()) throw Napi::TypeError::New(env, "write(handle, typedArray, offset?)");
+  auto arr = info[1].As<Napi::TypedArray>();
+  double off = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 0;
+  guarded(env, [&] {
+    auto b = Registry::get().buffer(h);
+    TL_CHECK(arr.TypedArrayType() == arrayTypeFor(b->dtype),
+             "write to buffer #" << h << " on " << b->device->name() << ": buffer is " << dtypeName(b->dtype)
+                                 << ", so pass a " << arrayNameFor(b->dtype));
+    int64_t n = static_cast<int64_t>(arr.ElementLength());
+    TL_CHECK(off >= 0 && off == static_cast<double>(static_cast<int64_t>(off)) && static_cast<int64_t>(off) + n <= b->numel,
+             "write to buffer #" << h << " on " << b->device->name() << ": " << n << " elements at offset " << off
+                                 << " do not fit in " << b->numel << " elements");
+    const uint8_t* src = typedArrayData(env, arr);
+    size_t esz = dtypeSize(b->dtype);
+    uint8_t* dst = static_cast<uint8_t*>(b->data) + static_cast<size_t>(off) * esz;
+    size_t bytes = static_cast<size_t>(n) * esz;
+    if (bytes == 0) return;
+    auto dev = b->device;
+    dev->runBlocking([&] { dev->backend().copyIn(dst, src, bytes); });
+  });
+  return env.Undefined();
+}
+
+// read(handle, offset?, count?): a fresh typed array with the buffer's contents, after queued work.
+Napi::Value Read(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t h = u32Arg(info, 0, "buffer handle");
+  return guarded(env, [&]() -> Napi::Value {
+    auto b = Registry::get().buffer(h);
+    int64_t off = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int64Value() : 0;
+    int64_t n = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int64Value() : b->numel - off;
+    TL_CHECK(off >= 0 && n >= 0 && off + n <= b->numel,
+             "read of buffer #" << h << ": range [" << off << ", " << off + n << ") is outside its " << b->numel << " elements");
+    size_t esz = dtypeSize(b->dtype);
+    auto ab = Napi::ArrayBuffer::New(env, static_cast<size_t>(n) * esz);
+    uint8_t* dst = static_cast<uint8_t*>(ab.Data());
+    const uint8_t* src = static_cast<const uint8_t*>(b->data) + static_cast<size_t>(off) * esz;
+    auto dev = b->device;
+    if (n > 0) dev->runBlocking([&] { dev->backend().copyOut(dst, src, static_cast<size_t>(n) * esz); });
+    napi_value out;
+    NAPI_THROW_IF_FAILED(env, napi_create_typedarray(env, arrayTypeFor(b->dtype), static_cast<size_t>(n), ab, 0, &out),
+                         Napi::Value());
+    return Napi::Value(env, out);
+  });
+}
+
+Napi::Value Sync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t id = u32Arg(info, 0, "device id");
+  return guarded(env, [&]() -> Napi::Value {
+    auto dev = Registry::get().device(id);
+    return submitAsync(env, dev, [dev] { dev->backend().sync(); });
+  });
+}
+
+Napi::Value KernelNames(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t id = u32Arg(info, 0, "device id");
+  return guarded(env, [&]() -> Napi::Value {
+    auto dev = Registry::get().device(id);
+    const auto& fns = dev->backend().kernels().fns;
+    auto arr = Napi::Array::New(env, fns.size());
+    uint32_t i = 0;
+    for (auto& kv : fns) arr.Set(i++, kv.first);
+    return arr;
+  });
+}
+
+Napi::Value Stats(const Napi::CallbackInfo& info) {
+  auto s = Registry::get().stats();
+  auto o = Napi::Object::New(info.Env());
+  o.Set("devices", static_cast<double>(s.devices));
+  o.Set("buffers", static_cast<double>(s.buffers));
+  o.Set("programs", static_cast<double>(s.programs));
+  o.Set("comms", static_cast<double>(s.comms));
+  o.Set("bufferBytes", static_cast<double>(s.bufferBytes));
+  return o;
+}
+
+Napi::Value NowMs(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), nowMs()); }
+
+}  // namespace
+
+void registerDeviceBindings(Napi::Env env, Napi::Object exports) {
+  exportFn(env, exports, "backendKinds", BackendKinds);
+  exportFn(env, exports, "deviceCount", DeviceCount);
+  exportFn(env, exports, "openDevice", OpenDevice);
+  exportFn(env, exports, "closeDevice", CloseDevice);
+  exportFn(env, exports, "alloc", Alloc);
+  exportFn(env, exports, "allocView", AllocView);
+  exportFn(env, exports, "free", Free);
+  exportFn(env, exports, "bufferInfo", BufferInfo);
+  exportFn(env, exports, "write", Write);
+  exportFn(env, exports, "read", Read);
+  exportFn(env, exports, "sync", Sync);
+  exportFn(env, exports, "kernelNames", KernelNames);
+  exportFn(env, exports, "stats", Stats);
+  exportFn(env, exports, "nowMs", NowMs);
+}
+
+}  // namespace napi
+}  // namespace tl

@@ -1,0 +1,79 @@
+// Compiled programs: a device's list of ops (kernels and the special ops), compiled once and run on its thread.
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "fault.h"
+#include "kernel.h"
+
+namespace tl {
+
+class Backend;
+class Communicator;
+class Device;
+struct Buffer;
+
+// One op as given to compile(): a kernel name (or a special op's '@name'), buffer handles and attributes.
+struct OpDesc {
+  std::string kernel;
+  std::vector<uint32_t> in, out;
+  Attrs attrs;
+};
+
+// Note [Special ops]: besides kernels, a program holds four special ops, named with an '@' in the op lists TS
+// builds and parsed once, at compile time, into their own types (no names are compared at run time):
+//   '@mark'        records the time since the run started (a phase boundary of Tower timings; syncs the device);
+//   '@guard'       inputs [v]: if v[0] is not finite, the rest of the program is skipped (Note [Non-finite guard]);
+//   '@collective'  attrs {comm, rank}: runs the communicator's schedule as that rank (Note [Collective executor]);
+//   '@fault'       attrs {point}, outputs [buf]: where an armed fault happens (Note [Fault injection]).
+struct KernelOp {
+  KernelFn fn = nullptr;
+  std::string name;
+  std::vector<std::shared_ptr<Buffer>> buffers;  // pins the inputs and outputs for the program's lifetime
+  std::vector<TensorRef> in, out;                // their views, built once
+  Attrs attrs;
+  std::unique_ptr<const KernelArgs> args;        // what the contract check parsed (Note [Kernel contracts])
+};
+struct MarkOp { int index = 0; };
+struct GuardOp { std::shared_ptr<Buffer> value; };
+struct CollectiveOp { std::shared_ptr<Communicator> comm; int rank = 0; };
+struct FaultOp { int point = 0; std::shared_ptr<Buffer> target; };
+using CompiledOp = std::variant<KernelOp, MarkOp, GuardOp, CollectiveOp, FaultOp>;
+
+// Programs hold their buffers, so freeing a handle that a program still uses cannot leave a dangling pointer.
+struct Program {
+  uint32_t handle = 0;
+  std::shared_ptr<Device> device;
+  std::vector<CompiledOp> ops;
+  uint64_t ownerEnv = 0;
+  int64_t faultNumel[kFaultPoints];  // numel of the first '@fault' op's buffer per point; -1: no op there
+  std::vector<double> marks;  // milliseconds since the run started, one per '@mark' op (see Tower timings)
+  double startMs = 0;         // when the last run started, on the process-wide steady clock (nowMs())
+  bool guardTripped = false;  // the last run stopped at a '@guard' (non-finite value)
+  std::atomic<int> currentOp{-1};  // the op running now, -1 when idle: the watchdog reads it from another thread
+  std::mutex statusMu;        // guards marks/startMs/guardTripped against concurrent status reads
+
+  Program();
+  // Resolves every op on `device` (special ops, buffers, kernels) and runs the kernel contract checks; throws
+  // naming the op, its index, the device and what is wrong.
+  static std::shared_ptr<Program> compile(const std::shared_ptr<Device>& device, const std::vector<OpDesc>& ops,
+                                          uint64_t ownerEnv);
+  // On the device thread. `fault`: the one fault armed for this run (checked by checkFault), or nullptr.
+  void execute(const FaultSpec* fault = nullptr);
+  // The collectives this program takes part in (their wait times go into runWith's result).
+  std::vector<const CollectiveOp*> collectives() const;
+
+ private:
+  void executeOps(Backend& dev, std::chrono::steady_clock::time_point t0, const FaultSpec* fault);
+};
+
+// Milliseconds on the process-wide steady clock: every thread (and every worker) shares it, so timelines line up.
+double nowMs();
+
+}  // namespace tl
