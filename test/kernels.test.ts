@@ -264,7 +264,7 @@ describe(`kernels on ${dev.name} vs float64 reference`, () => {
     assert.deepEqual(Object.keys(referenceKernels).filter((k) => !dev.kernelNames().includes(k)), []);
   });
 
-  it('rejects bad input naming op, device and sizes, and changes nothing', async () => {
+  it('rejects bad input naming op, device and sizes, and changes nothing: contract errors at compile time, bad values at run time', async () => {
     const logits = dev.alloc(6), labels = dev.alloc(3, 'i32'), h = dev.alloc(8), loss = dev.alloc(1), probs = dev.alloc(6);
     dev.copyIn(labels, [0, 1, 7]);
     dev.copyIn(h, [0, 0, 1]);
@@ -274,9 +274,10 @@ describe(`kernels on ${dev.name} vs float64 reference`, () => {
       (e: Error) => /softmax_xent_forward/.test(e.message) && e.message.includes(dev.name) && /7/.test(e.message),
     );
     assert.deepEqual(Array.from(dev.copyOut(probs)), [9, 9, 9, 9, 9, 9]);
-    await assert.rejects(
-      dev.runOps([{ kernel: 'dense_forward', inputs: [logits, logits, logits], outputs: [probs], attrs: { B: 3, I: 3, O: 2 } }]),
-      (e: Error) => /dense_forward/.test(e.message) && /\(B,I\)/.test(e.message) && /9/.test(e.message),
+    // A buffer too small for its shape is a contract error: compile throws, nothing is queued.
+    assert.throws(
+      () => dev.compile([{ kernel: 'dense_forward', inputs: [logits, logits, logits], outputs: [probs], attrs: { B: 3, I: 3, O: 2 } }]),
+      (e: Error) => /dense_forward/.test(e.message) && e.message.includes(dev.name) && /\(B,I\)/.test(e.message) && /9/.test(e.message),
     );
     assert.throws(() => dev.compile([{ kernel: 'no_such_kernel', inputs: [], outputs: [] }]), /no kernel named 'no_such_kernel'/);
     // maxpool_backward: an argmax outside its window is an error naming the position and value, dx unchanged
@@ -289,8 +290,8 @@ describe(`kernels on ${dev.name} vs float64 reference`, () => {
       (e: Error) => /maxpool_backward/.test(e.message) && /o=1 is 0/.test(e.message),
     );
     assert.deepEqual(Array.from(dev.copyOut(pdx)), [9, 9, 9, 9, 9, 9]);
-    await assert.rejects(
-      dev.runOps([{ kernel: 'conv2d_forward', inputs: [pdx, pdx, pdx], outputs: [pdx], attrs: { B: 1, H: 2, W: 3, C: 1, K: 1, KH: 1, KW: 1, SH: 1, SW: 1, padding: 0, OH: 3, OW: 3 } }]),
+    assert.throws(
+      () => dev.compile([{ kernel: 'conv2d_forward', inputs: [pdx, pdx, pdx], outputs: [pdx], attrs: { B: 1, H: 2, W: 3, C: 1, K: 1, KH: 1, KW: 1, SH: 1, SW: 1, padding: 0, OH: 3, OW: 3 } }]),
       (e: Error) => /conv2d_forward/.test(e.message) && /OH=3 does not match/.test(e.message),
     );
     [pdy, pam, pdx].forEach((b) => dev.free(b));

@@ -9,6 +9,7 @@ import { broadcastSchedule } from '../src/scheduler/broadcast.js';
 import { validateSchedule, ScheduleError, COPY, REDUCE, type Schedule } from '../src/scheduler/schedule.js';
 import { planReduction } from '../src/scheduler/select.js';
 import { shardSizes } from '../src/actors/split.js';
+import { native } from '../src/native/addon.js';
 
 describe('built-in schedules', () => {
   it('ring, tree and naive are valid all-reduces for 1..9 towers and odd lengths, with and without chunking', () => {
@@ -71,6 +72,68 @@ describe('validation of user schedules', () => {
       }),
       { numRuns: 500, seed: 42 },
     );
+  });
+});
+
+describe('the native validator (the only one) and the communicators it guards', () => {
+  it('a broadcast validates as a broadcast, never as an all-reduce; a broadcast that reduces is rejected', () => {
+    for (let n = 1; n <= 9; n++) native().validateSchedule(broadcastSchedule(n, 10), n, 10);
+    assert.throws(() => validateSchedule(broadcastSchedule(3, 10), { ranks: 3, length: 10 }), (e: Error) => e instanceof ScheduleError && /must plan an all-reduce/.test(e.message));
+    const { collective: _, ...unmarked } = broadcastSchedule(3, 10);
+    assert.throws(() => validateSchedule(unmarked, { ranks: 3, length: 10 }), /sums towers 0 only/);
+    const reducing = { name: 'b', collective: 'broadcast', phases: [[[], [[REDUCE, 0, 0, 10]], []], [[], [], [[COPY, 1, 0, 10]]]] };
+    assert.throws(() => native().validateSchedule(reducing, 3, 10), /tower 1's \[0, 10\) is not tower 0's values copied verbatim/);
+    assert.throws(() => native().validateSchedule({ ...reducing, collective: 'gather' }, 3, 10), /collective must be 'all-reduce'/);
+  });
+
+  it('property: dropping any non-empty step of a valid schedule, or flipping its kind, is rejected', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 2, max: 6 }), fc.integer({ min: 1, max: 40 }), fc.constantFrom('ring', 'tree', 'naive'), fc.nat(), fc.boolean(), (ranks, length, algo, pick, drop) => {
+        const req = { ranks, length };
+        const s = algo === 'ring' ? ringSchedule(req, 3) : algo === 'tree' ? treeSchedule(req, 5) : naiveSchedule(req);
+        validateSchedule(s, req);
+        const where: Array<[number, number, number]> = [];
+        s.phases.forEach((ph, p) => ph.forEach((steps, r) => steps.forEach((st, k) => st[3] > 0 && where.push([p, r, k]))));
+        const [p, r, k] = where[pick % where.length]!;
+        const broken: Schedule = JSON.parse(JSON.stringify(s));
+        const steps = broken.phases[p]![r]!;
+        if (drop) steps.splice(k, 1);
+        else steps[k]![0] = steps[k]![0] === REDUCE ? COPY : REDUCE;
+        assert.throws(() => validateSchedule(broken, req), ScheduleError);
+      }),
+      { numRuns: 300, seed: 11 },
+    );
+  });
+
+  it('a communicator runs its own copy: a schedule mutated by JS after it was accepted changes nothing; a bad one is refused by setCommSchedule', async () => {
+    const nat = native();
+    const devs = [nat.openDevice('cpu', 70), nat.openDevice('cpu', 71), nat.openDevice('cpu', 72)];
+    const L = 10;
+    const bufs = devs.map((d) => nat.alloc(d.id, L, 'f32'));
+    const schedule = ringSchedule({ ranks: 3, length: L });
+    const comm = nat.createComm(bufs, schedule, 20_000);
+    const progs = devs.map((d, rank) => nat.compile(d.id, [{ kernel: '@collective', inputs: [], outputs: [], attrs: { comm, rank } }]));
+    const allReduce = async () => {
+      bufs.forEach((b, r) => nat.write(b, Float32Array.from({ length: L }, (_, i) => i + 100 * r)));
+      await Promise.all(progs.map((p) => nat.run(p)));
+      return bufs.map((b) => Array.from(nat.read(b)));
+    };
+    const want = Array.from({ length: L }, (_, i) => 3 * i + 300);
+    try {
+      schedule.phases.forEach((ph) => ph.forEach((steps) => steps.forEach((st) => (st[1] = 99)))); // garbage peers
+      schedule.phases.length = 1;
+      assert.deepEqual(await allReduce(), [want, want, want]);
+      assert.throws(() => nat.setCommSchedule(comm, { name: 'half', phases: [[[[REDUCE, 1, 0, 2]], [], []]] }), /schedule 'half' for 3 towers and 10 elements: .*sums towers/);
+      assert.throws(() => nat.createComm(bufs, { name: 'racy', phases: [[[[REDUCE, 1, 0, 4]], [[REDUCE, 0, 0, 4]], []]] }, 1000), /writes \[0, 4\) while tower 1 reads/);
+      assert.deepEqual(await allReduce(), [want, want, want], 'the refused schedule changed nothing');
+      nat.setCommSchedule(comm, treeSchedule({ ranks: 3, length: L }));
+      assert.deepEqual(await allReduce(), [want, want, want]);
+    } finally {
+      progs.forEach((p) => nat.releaseProgram(p));
+      nat.releaseComm(comm);
+      bufs.forEach((b) => nat.free(b));
+      devs.forEach((d) => nat.closeDevice(d.id));
+    }
   });
 });
 

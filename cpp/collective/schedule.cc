@@ -111,6 +111,14 @@ void checkSums(const Schedule& s, int ranks, int64_t length, const std::string& 
     masks = std::move(next);
     origin = std::move(nextOrigin);
   }
+  if (s.collective == Collective::Broadcast) {
+    for (int r = 0; r < ranks; ++r)
+      for (size_t g = 0; g < segs; ++g)
+        TL_CHECK(origin[r * segs + g] == 0, where << ": at the end tower " << r << "'s [" << bounds[g] << ", " << bounds[g + 1]
+                                                  << ") is not tower 0's values copied verbatim; a broadcast copies tower 0's "
+                                                     "buffer to every tower");
+    return;
+  }
   std::vector<uint64_t> full(W, 0);
   for (int r = 0; r < ranks; ++r) full[r / 64] |= uint64_t(1) << (r % 64);
   for (int r = 0; r < ranks; ++r)

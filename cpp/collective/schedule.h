@@ -16,9 +16,14 @@ struct CollStep {
   int64_t length = 0;  // elements
 };
 
+// What a schedule computes: every rank ends with the sum of all ranks' values (the gradient all-reduce), or with
+// rank 0's values (the start-up weight broadcast).
+enum class Collective { AllReduce, Broadcast };
+
 // phases[p][rank] is what `rank` does in phase p; all ranks finish phase p before any starts p + 1.
 struct Schedule {
   std::string name;
+  Collective collective = Collective::AllReduce;
   std::vector<std::vector<std::vector<CollStep>>> phases;
 };
 
@@ -27,7 +32,8 @@ struct Schedule {
 // so there is one set of rules: the shape (a step list per rank in every phase), kinds, peers and ranges; no
 // rank writes in a phase what another reads from it in that phase; and, run symbolically over the elementary
 // segments the steps cut the buffer into, every rank ends with every rank's contribution summed exactly once, each
-// element's sum produced by one single reduction and copied verbatim everywhere else (bit-identical replicas).
+// element's sum produced by one single reduction and copied verbatim everywhere else (bit-identical replicas); for
+// a broadcast, every rank ends with rank 0's values, copied verbatim.
 // Throws tl::Error with "schedule '<name>' for <ranks> towers and <length> elements: <reason>".
 void validateSchedule(const Schedule& s, int ranks, int64_t length);
 

@@ -47,8 +47,9 @@ bool safeInteger(const Napi::Value& v, int64_t* out) {
   return true;
 }
 
-// Schedules cross as {name, phases: number[][][][]}, phases[p][rank] = [[kind, peer, offset, length], ...]. This
-// makes the native deep copy and checks its shape; validateSchedule checks the rest, on the copy.
+// Schedules cross as {name, phases: number[][][][], collective?: 'all-reduce' | 'broadcast'}, phases[p][rank] =
+// [[kind, peer, offset, length], ...]. This makes the native deep copy and checks its shape; validateSchedule checks
+// the rest, on the copy.
 Schedule scheduleArg(Napi::Env env, const Napi::Value& v, int ranks, int64_t length) {
   Schedule s;
   Napi::Value nv = v.IsObject() ? v.As<Napi::Object>().Get("name") : env.Undefined();
@@ -56,6 +57,11 @@ Schedule scheduleArg(Napi::Env env, const Napi::Value& v, int ranks, int64_t len
   const std::string where = scheduleWhere(s.name, ranks, length);
   Napi::Value pv = v.IsObject() ? v.As<Napi::Object>().Get("phases") : env.Undefined();
   TL_CHECK_ARG(pv.IsArray(), Type, where << ": expected { name, phases: CollStep[][][] }");
+  Napi::Value cv = v.As<Napi::Object>().Get("collective");
+  const std::string collective = cv.IsString() ? cv.As<Napi::String>().Utf8Value() : cv.IsUndefined() ? "all-reduce" : "?";
+  TL_CHECK_ARG(collective == "all-reduce" || collective == "broadcast", Type,
+               where << ": collective must be 'all-reduce' (the default) or 'broadcast', got " << jsonOf(env, cv));
+  s.collective = collective == "broadcast" ? Collective::Broadcast : Collective::AllReduce;
   auto phases = pv.As<Napi::Array>();
   for (uint32_t p = 0; p < phases.Length(); ++p) {
     Napi::Value rv = phases.Get(p);

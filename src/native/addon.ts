@@ -28,6 +28,51 @@ export interface P2PPairResult {
   detail: string;
 }
 
+/**
+ * A fault armed for one run (runWith's 4th argument; Note [Fault injection] in cpp/fault.h). It happens at the
+ * program's first '@fault' op whose `point` matches: 'stall' sleeps `ms`, 'nan' writes NaN at element `index` of
+ * the op's buffer, 'bitflip' flips the lowest mantissa bit of that element, 'throw' fails the run naming the point
+ * and the device. A bad spec throws a TypeError/RangeError naming the field when runWith is called.
+ */
+export interface NativeFault {
+  point: number;
+  kind: 'stall' | 'nan' | 'bitflip' | 'throw';
+  ms?: number;
+  index?: number;
+}
+
+/** One buffer of a kernel's contract: its name, dtype and shape over the attributes ('(B,I)', '(1)', 'hyper'). */
+export interface ContractArg {
+  name: string;
+  dtype: NativeDType;
+  shape: string;
+}
+
+/** One kernel's entry of the contract table (Note [Kernel contracts] in cpp/kernel_contract.h). */
+export interface KernelContract {
+  name: string;
+  group: string;
+  inputs: ContractArg[];
+  outputs: ContractArg[];
+  /** Trailing outputs that may be left out. */
+  optionalOutputs: number;
+  /** 'dim': a non-negative integer; 'number': any number; 'flag': 0 or 1, default 0. */
+  attrs: Array<{ name: string; kind: 'dim' | 'number' | 'flag'; note?: string }>;
+  computes: string;
+}
+
+/** native().contract(): the hyper slots of cpp/hyper.h and the kernel contract table. */
+export interface NativeContract {
+  hyper: { lr: number; step: number; gradScale: number; used: number; size: number };
+  kernels: KernelContract[];
+}
+
+/** A collective schedule as it crosses into native code (src/scheduler/schedule.ts's Schedule). */
+export interface NativeSchedule {
+  name: string;
+  phases: number[][][][];
+}
+
 /** The functions cpp/addon.cc exports. Handles are process-wide integers (Note [Process-wide registry]). */
 export interface NativeAddon {
   backendKinds(): string[];
@@ -39,23 +84,28 @@ export interface NativeAddon {
   bufferInfo(handle: number): { numel: number; dtype: NativeDType; device: number };
   write(handle: number, data: NativeArray, offset?: number): void;
   read(handle: number, offset?: number, count?: number): NativeArray;
+  /** Resolves kernels and special ops and runs every kernel contract check: a bad call throws here. */
   compile(device: number, ops: Op[]): number;
   run(program: number): Promise<void>;
-  runWith(program: number, writes: Array<[number, NativeArray, number?]>, reads: number[]): Promise<RunResult>;
+  runWith(program: number, writes: Array<[number, NativeArray, number?]>, reads: number[], fault?: NativeFault): Promise<RunResult>;
   releaseProgram(program: number): void;
   programStatus(program: number): { marks: Float64Array; startMs: number; guardTripped: boolean; currentOp: number };
   nowMs(): number;
-  injectBitFlip(comm: number, rank: number): void;
   allocView(parent: number, offset: number, numel: number): number;
-  createComm(buffers: number[], schedule: { name: string; phases: number[][][][] }, timeoutMs: number): number;
-  setCommSchedule(comm: number, schedule: { name: string; phases: number[][][][] }): void;
+  createComm(buffers: number[], schedule: NativeSchedule, timeoutMs: number): number;
+  /** Validated now (throws like validateSchedule); used from the communicator's next collective on. */
+  setCommSchedule(comm: number, schedule: NativeSchedule): void;
   releaseComm(comm: number): void;
   commStats(comm: number, rank: number): { totalMs: number; waitMs: number };
+  /** Throws the first reason `schedule` is not a valid all-reduce of `length` elements over `ranks` towers. */
+  validateSchedule(schedule: unknown, ranks: number, length: number): void;
   sync(device: number): Promise<void>;
   kernelNames(device: number): string[];
   stats(): { devices: number; buffers: number; programs: number; comms: number; bufferBytes: number };
   gemmInfo(): { impl: string; threads: number };
   setGemmThreads(n: number): void;
+  /** The hyper slots and the kernel contract table. */
+  contract(): NativeContract;
   /** GPUs and their pairwise links; empty (never throws) without the CUDA backend or without a GPU. */
   topology(): NativeTopology;
   /** Copies test patterns between every ordered pair of the given GPUs; [] for []. A corrupted pair loses P2P. */

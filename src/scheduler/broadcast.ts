@@ -10,5 +10,5 @@ export function broadcastSchedule(ranks: number, length: number): Schedule {
     phases.push(phase);
     have *= 2;
   }
-  return { name: 'broadcast', phases };
+  return { name: 'broadcast', phases, collective: 'broadcast' };
 }
