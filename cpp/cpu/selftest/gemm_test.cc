@@ -1,0 +1,168 @@
+// Self-test of sgemm and the built-in kernel against a float64 GEMM, one and two threads, concurrent callers; and a
+// small benchmark.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+#include "selftest.h"
+
+namespace selftest {
+
+namespace {
+
+
+using GemmFn = void (*)(bool, bool, int, int, int, float, const float*, int, const float*, int, float, float*, int);
+
+void naiveGemm(bool tA, bool tB, int M, int N, int K, double alpha, const float* A, int lda, const float* B, int ldb,
+               double beta, const std::vector<float>& C0, std::vector<double>& C, int ldc) {
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      double s = 0;
+      for (int k = 0; k < K; ++k) {
+        double a = tA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+        double b = tB ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+        s += a * b;
+      }
+      C[(size_t)i * ldc + j] = alpha * s + (beta == 0 ? 0.0 : beta * C0[(size_t)i * ldc + j]);
+    }
+}
+
+// Returns the worst relative error over the M x N block (padding columns must be left untouched).
+bool gemmCase(GemmFn f, bool tA, bool tB, int M, int N, int K, float alpha, float beta, int pad, double* errOut) {
+  const int lda = (tA ? M : K) + pad, ldb = (tB ? K : N) + pad, ldc = N + pad;
+  const int rowsA = tA ? K : M, rowsB = tB ? N : K;
+  auto A = rnd((size_t)rowsA * lda), B = rnd((size_t)rowsB * ldb);
+  std::vector<float> C = beta == 0 ? std::vector<float>((size_t)M * ldc, std::nanf("")) : rnd((size_t)M * ldc);
+  const std::vector<float> C0 = C;
+  std::vector<double> R(C.size());
+  for (size_t i = 0; i < R.size(); ++i) R[i] = C0[i];
+  naiveGemm(tA, tB, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C0, R, ldc);
+  f(tA, tB, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+  double num = 0, den = 0;
+  bool padOk = true;
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < ldc; ++j) {
+      size_t p = (size_t)i * ldc + j;
+      if (j >= N) {
+        padOk &= std::memcmp(&C[p], &C0[p], sizeof(float)) == 0;
+        continue;
+      }
+      if (std::isnan(C[p])) { num = INFINITY; continue; }
+      num += (C[p] - R[p]) * (C[p] - R[p]);
+      den += R[p] * R[p];
+    }
+  *errOut = den == 0 ? std::sqrt(num) : std::sqrt(num / den);
+  return padOk && *errOut < 1e-5;
+}
+
+void testGemm(GemmFn f, const char* name) {
+  const int shapes[][3] = {{1, 1, 1},   {1, 17, 3},   {5, 1, 9},    {3, 4, 1},     {6, 16, 8},   {7, 17, 5},
+                           {13, 31, 29}, {33, 65, 40}, {64, 64, 64}, {100, 7, 300}, {3, 200, 513}, {145, 97, 257},
+                           {128, 500, 784}, {200, 33, 1}, {0, 5, 3},    {4, 0, 3},     {4, 5, 0}};
+  int n = 0, bad = 0;
+  double worst = 0;
+  std::string firstBad;
+  for (auto& s : shapes)
+    for (int t = 0; t < 4; ++t)
+      for (float beta : {0.f, 1.f, 0.5f})
+        for (int pad : {0, 3}) {
+          const bool tA = t & 1, tB = t & 2;
+          const float alpha = (n % 3 == 2) ? -1.5f : 1.f;
+          double e = 0;
+          bool ok = gemmCase(f, tA, tB, s[0], s[1], s[2], alpha, beta, pad, &e);
+          ++n;
+          if (!std::isnan(e)) worst = std::max(worst, e);
+          if (!ok) {
+            ++bad;
+            if (firstBad.empty()) {
+              char buf[200];
+              std::snprintf(buf, sizeof buf, " first bad: M=%d N=%d K=%d tA=%d tB=%d beta=%g pad=%d err=%g", s[0], s[1],
+                            s[2], tA, tB, beta, pad, e);
+              firstBad = buf;
+            }
+          }
+        }
+  report(bad == 0, std::string(name) + ": " + std::to_string(n) + " cases (shapes x transposes x beta 0/1/.5 x ld pad)" +
+                       firstBad, worst);
+}
+
+// Two device threads calling GEMM at once while the pool has 2 threads: one gets the pool, the other runs serially.
+void testGemmConcurrent(GemmFn f, const char* name) {
+  bool ok[2] = {true, true};
+  auto work = [&](int id) {
+    std::mt19937 rng(99 + id);
+    for (int rep = 0; rep < 20 && ok[id]; ++rep) {
+      const int M = 50 + rep * 7, N = 60 + id * 13, K = 300;
+      std::vector<float> A((size_t)M * K), B((size_t)K * N), C((size_t)M * N, std::nanf(""));
+      std::uniform_real_distribution<float> u(-1, 1);
+      for (auto& v : A) v = u(rng);
+      for (auto& v : B) v = u(rng);
+      std::vector<double> R(C.size());
+      naiveGemm(false, false, M, N, K, 1.0, A.data(), K, B.data(), N, 0.0, C, R, N);
+      f(false, false, M, N, K, 1.f, A.data(), K, B.data(), N, 0.f, C.data(), N);
+      ok[id] = relErr(C.data(), R) < 1e-5;
+    }
+  };
+  std::thread t0(work, 0), t1(work, 1);
+  t0.join();
+  t1.join();
+  report(ok[0] && ok[1], std::string(name) + ": two caller threads at once, 2-thread pool");
+}
+
+double timeGemm(GemmFn f, bool tA, bool tB, int M, int N, int K, const std::vector<float>& A,
+                const std::vector<float>& B, std::vector<float>& C) {
+  const int lda = tA ? M : K, ldb = tB ? K : N;
+  f(tA, tB, M, N, K, 1.f, A.data(), lda, B.data(), ldb, 0.f, C.data(), N);  // warm-up (packing buffers, threads)
+  double best = 1e30;
+  for (int rep = 0; rep < 7; ++rep) {
+    auto t0 = std::chrono::steady_clock::now();
+    f(tA, tB, M, N, K, 1.f, A.data(), lda, B.data(), ldb, 0.f, C.data(), N);
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return best;
+}
+
+void benchGemm() {
+  // The three GEMMs of a dense layer with B=128, I=784, O=500.
+  struct Form { const char* what; bool tA, tB; int M, N, K; } forms[] = {
+      {"fwd  y=x·W     (128x500, K=784)", false, false, 128, 500, 784},
+      {"bwd dW=xT·dy   (784x500, K=128)", true, false, 784, 500, 128},
+      {"bwd dx=dy·WT   (128x784, K=500)", false, true, 128, 784, 500},
+      {"512x500, K=784 (reference size)", false, false, 512, 500, 784},
+  };
+  std::printf("GEMM timings (best of 7), sgemm = %s, threads = %d:\n", gemmImplName(), gemmThreads());
+  for (auto& fm : forms) {
+    auto A = rnd((size_t)fm.M * fm.K), B = rnd((size_t)fm.K * fm.N);
+    std::vector<float> C((size_t)fm.M * fm.N);
+    double tb = timeGemm(sgemmBuiltin, fm.tA, fm.tB, fm.M, fm.N, fm.K, A, B, C);
+    double ts = timeGemm(sgemm, fm.tA, fm.tB, fm.M, fm.N, fm.K, A, B, C);
+    double fl = 2.0 * fm.M * fm.N * fm.K;
+    std::printf("  %s  builtin %7.3f ms (%5.1f GFLOP/s)  sgemm %7.3f ms (%5.1f GFLOP/s)  builtin/sgemm speed %.0f%%\n",
+                fm.what, tb * 1e3, fl / tb * 1e-9, ts * 1e3, fl / ts * 1e-9, 100.0 * ts / tb);
+  }
+}
+
+}  // namespace
+
+void testGemmAll() {
+  testGemm(sgemm, "sgemm");
+  testGemm(sgemmBuiltin, "sgemmBuiltin 1 thread");
+  setGemmThreads(2);
+  testGemm(sgemmBuiltin, "sgemmBuiltin 2 threads");
+  testGemm(sgemm, "sgemm 2 threads");
+  testGemmConcurrent(sgemmBuiltin, "sgemmBuiltin");
+  testGemmConcurrent(sgemm, "sgemm");
+  setGemmThreads(1);
+}
+
+void benchGemmAll() {
+  benchGemm();
+  setGemmThreads(2);
+  benchGemm();
+  setGemmThreads(1);
+}
+
+}  // namespace selftest
