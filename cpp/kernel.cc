@@ -7,8 +7,10 @@
 
 namespace tl {
 
-// Note [Kernel registry]: each backend kind owns one KernelTable (name -> function), built once (cpuKernels(),
-// cudaKernels()). A program resolves every op's name against its device's table when it is compiled, so an
+// Note [Kernel registry]: each backend kind owns one KernelTable (name -> function), filled when the library loads:
+// every kernel is defined with its backend's TL_KERNEL macro (TL_CPU_KERNEL, TL_CUDA_KERNEL), which registers it
+// under its own name, so there is no list of kernels to keep in step (cpuKernels(), cudaKernels()). A program
+// resolves every op's name against its device's table when it is compiled, so an
 // unknown kernel fails at compile time naming the device, and running a program costs no lookups. The names,
 // arguments and semantics are the contract table (Note [Kernel contracts] in kernel_contract.h, rendered as
 // docs/kernels.md); src/reference/kernels.ts implements the same names in float64, test/contract.test.ts checks

@@ -64,4 +64,16 @@ struct KernelTable {
   KernelFn find(const std::string& name) const { auto it = fns.find(name); return it == fns.end() ? nullptr : it->second; }
 };
 
+// Adds a kernel to a backend's table when the library loads (TL_KERNEL).
+struct KernelRegistrar {
+  KernelRegistrar(KernelTable& table, const char* name, KernelFn fn) { table.fns[name] = fn; }
+};
+
+// TL_KERNEL(tableFn, name) { body }: defines kernel `name` (its argument is `c`, a KernelCall&) and registers it in
+// the table tableFn() returns, under its own name. Each backend wraps it (TL_CPU_KERNEL, TL_CUDA_KERNEL).
+#define TL_KERNEL(tableFn, name)                                                     \
+  static void name(::tl::KernelCall& c);                                             \
+  static const ::tl::KernelRegistrar tl_kernel_registrar_##name(tableFn(), #name, name); \
+  static void name(::tl::KernelCall& c)
+
 }  // namespace tl

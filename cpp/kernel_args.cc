@@ -22,6 +22,16 @@ std::unique_ptr<KernelArgs> done(T a) {
   return std::make_unique<T>(std::move(a));
 }
 
+// A backward kernel's arguments: its forward's sizes, the accumulate flag and whether the optional dx is given.
+template <class Backward, class Forward>
+std::unique_ptr<KernelArgs> backwardOf(const KernelCall& c, const Forward& forward) {
+  Backward a;
+  static_cast<Forward&>(a) = forward;
+  a.acc = flagAttr(c, "accumulate");
+  a.wantDx = c.out.size() == 3;
+  return done(a);
+}
+
 // idx (B) i32 at input 1, indexing R rows.
 IndexRange indexBatch(int64_t B, int64_t R) { return IndexRange{1, B, R, "index", "b", "R"}; }
 
@@ -46,13 +56,7 @@ void failIndex(const KernelCall& c, const IndexRange& r, int64_t at, int32_t val
 
 std::unique_ptr<KernelArgs> parseDenseForward(const KernelCall& c) { return done(denseDims(c)); }
 
-std::unique_ptr<KernelArgs> parseDenseBackward(const KernelCall& c) {
-  DenseBackwardArgs a;
-  static_cast<DenseArgs&>(a) = denseDims(c);
-  a.acc = flagAttr(c, "accumulate");
-  a.wantDx = c.out.size() == 3;
-  return done(a);
-}
+std::unique_ptr<KernelArgs> parseDenseBackward(const KernelCall& c) { return backwardOf<DenseBackwardArgs>(c, denseDims(c)); }
 
 std::unique_ptr<KernelArgs> parseSizeN(const KernelCall& c) {
   SizeArgs a;
@@ -215,13 +219,7 @@ static ConvArgs convDims(const KernelCall& c) {
 
 std::unique_ptr<KernelArgs> parseConvForward(const KernelCall& c) { return done(convDims(c)); }
 
-std::unique_ptr<KernelArgs> parseConvBackward(const KernelCall& c) {
-  ConvBackwardArgs a;
-  static_cast<ConvArgs&>(a) = convDims(c);
-  a.acc = flagAttr(c, "accumulate");
-  a.wantDx = c.out.size() == 3;
-  return done(a);
-}
+std::unique_ptr<KernelArgs> parseConvBackward(const KernelCall& c) { return backwardOf<ConvBackwardArgs>(c, convDims(c)); }
 
 std::unique_ptr<KernelArgs> parsePool(const KernelCall& c) {
   PoolArgs a;

@@ -100,6 +100,11 @@ void Device::shutdown() {
 
 // ---- Registry ---------------------------------------------------------------------------------------------------
 
+// CPU "devices" are logical: any number of them may share the host, so the count is a soft limit.
+void registerCpuBackend() {
+  Registry::get().registerBackend("cpu", makeCpuBackend, [] { return 1024; });
+}
+
 Registry& Registry::get() {
   static Registry* r = new Registry();  // never destroyed: environments may outlive static destructors
   return *r;

@@ -4,7 +4,6 @@
 #include <thread>
 
 #include "backend.h"
-#include "registry.h"
 
 namespace tl {
 
@@ -38,11 +37,6 @@ class CpuBackend final : public Backend {
 std::unique_ptr<Backend> makeCpuBackend(int index) {
   TL_CHECK(index >= 0 && index < 1024, "cpu device index must be in [0, 1024), got " << index);
   return std::make_unique<CpuBackend>(index);
-}
-
-// CPU "devices" are logical: any number of them may share the host, so the count is a soft limit.
-void registerCpuBackend() {
-  Registry::get().registerBackend("cpu", makeCpuBackend, [] { return 1024; });
 }
 
 }  // namespace tl

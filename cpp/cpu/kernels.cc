@@ -1,22 +1,15 @@
-// The CPU kernel table: every kernel of docs/kernels.md, registered by name (implementations in kernels_*.cc).
+// The CPU kernel table: every kernel of the contract (docs/kernels.md), each registered where it is defined
+// (TL_CPU_KERNEL in kernels_*.cc; Note [Kernel registry]).
 #include "../backend.h"
 #include "kernels_cpu.h"
 
 namespace tl {
 
-const KernelTable& cpuKernels() {
-  static const KernelTable table = [] {
-    KernelTable t;
-    cpuk::registerLayerKernels(t);
-    cpuk::registerElementwiseKernels(t);
-    cpuk::registerOptimKernels(t);
-    cpuk::registerInputKernels(t);
-    cpuk::registerImageInputKernels(t);
-    cpuk::registerConvKernels(t);
-    cpuk::registerReplicaKernels(t);
-    return t;
-  }();
+KernelTable& cpuk::cpuKernelTable() {
+  static KernelTable table;
   return table;
 }
+
+const KernelTable& cpuKernels() { return cpuk::cpuKernelTable(); }
 
 }  // namespace tl

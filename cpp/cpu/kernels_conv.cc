@@ -76,7 +76,7 @@ static void col2imAdd(const ConvGeom& g, const float* col, int64_t r0, int64_t m
 static bool isPointwise(const ConvGeom& g) { return g.KH == 1 && g.KW == 1 && g.SH == 1 && g.SW == 1; }
 
 // in: x (B,H,W,C), w (KH,KW,C,K), b (K); out: y (B,OH,OW,K)
-static void conv2d_forward(KernelCall& c) {
+TL_CPU_KERNEL(conv2d_forward) {
   const ConvArgs& a = c.args<ConvArgs>();
   const ConvGeom& g = a.g;
   const int64_t K = a.K, M = a.M, kk = a.kk;
@@ -101,7 +101,7 @@ static void conv2d_forward(KernelCall& c) {
 }
 
 // in: x (B,H,W,C), w (KH,KW,C,K), dy (B,OH,OW,K); out: dw (KH,KW,C,K), db (K) [, dx (B,H,W,C)]
-static void conv2d_backward(KernelCall& c) {
+TL_CPU_KERNEL(conv2d_backward) {
   const ConvBackwardArgs& a = c.args<ConvBackwardArgs>();
   const ConvGeom& g = a.g;
   const int64_t K = a.K, M = a.M, kk = a.kk;
@@ -156,7 +156,7 @@ static void conv2d_backward(KernelCall& c) {
 
 // in: x (B,H,W,C); out: y (B,OH,OW,C), argmax (B,OH,OW,C) i32. The first maximum in window order (kh, kw), i.e. the
 // lowest flat index, wins ties; padding cells never take part.
-static void maxpool_forward(KernelCall& c) {
+TL_CPU_KERNEL(maxpool_forward) {
   const PoolArgs& a = c.args<PoolArgs>();
   const ConvGeom& g = a.g;
   const TensorRef &x = c.in[0], &y = c.out[0], &am = c.out[1];
@@ -201,7 +201,7 @@ static void maxpool_forward(KernelCall& c) {
 
 // in: dy (B,OH,OW,C), argmax (B,OH,OW,C) i32; out: dx (B,H,W,C) = 0, then dx[argmax[o]] += dy[o].
 // Every argmax must lie inside its own window (as maxpool_forward writes it); otherwise an error, nothing written.
-static void maxpool_backward(KernelCall& c) {
+TL_CPU_KERNEL(maxpool_backward) {
   const PoolArgs& a = c.args<PoolArgs>();
   const ConvGeom& g = a.g;
   const int64_t nOut = a.nOut;
@@ -254,7 +254,7 @@ static inline double powNeg(double s, double beta) {
 }
 
 // in: x (N,C); out: y (N,C), scale (N,C) = bias + alpha·Σ_{|c'−c| <= r} x[c']² (TF's tf.nn.lrn), y = x·scale^(−beta)
-static void lrn_forward(KernelCall& c) {
+TL_CPU_KERNEL(lrn_forward) {
   const LrnArgs& p = c.args<LrnArgs>();
   const int64_t C = p.C, r = p.r;
   std::vector<double> sq(C);
@@ -277,7 +277,7 @@ static void lrn_forward(KernelCall& c) {
 }
 
 // in: x, y, dy, scale (N,C); out: dx (N,C) = dy·scale^(−beta) − 2·alpha·beta·x·Σ_{|c−j| <= r} dy[c]·y[c]/scale[c]
-static void lrn_backward(KernelCall& c) {
+TL_CPU_KERNEL(lrn_backward) {
   const LrnArgs& p = c.args<LrnArgs>();
   const int64_t C = p.C, r = p.r;
   const double k2ab = 2.0 * p.alpha * p.beta;
@@ -302,7 +302,7 @@ static void lrn_backward(KernelCall& c) {
 // in: x (N), hyper; out: y (N), mask (N) = 1/keepProb where dropoutHash(seed, step, i) < ceil(keepProb·2^32), else 0.
 // step = hyper's step slot (the optimizer step t, rewritten before every step), so one compiled program draws a new
 // mask each step.
-static void dropout_forward(KernelCall& c) {
+TL_CPU_KERNEL(dropout_forward) {
   const DropoutArgs& a = c.args<DropoutArgs>();
   const int64_t N = a.N;
   const uint64_t step = dropoutStep(c, c.in[1].f32());
@@ -319,22 +319,11 @@ static void dropout_forward(KernelCall& c) {
 }
 
 // in: dy (N), mask (N); out: dx (N) = dy·mask (dx may alias dy)
-static void dropout_backward(KernelCall& c) {
+TL_CPU_KERNEL(dropout_backward) {
   const int64_t N = c.args<SizeArgs>().N;
   const float *dy = c.in[0].f32(), *mask = c.in[1].f32();
   float* dx = c.out[0].f32();
   for (int64_t i = 0; i < N; ++i) dx[i] = dy[i] * mask[i];
-}
-
-void registerConvKernels(KernelTable& t) {
-  t.fns["conv2d_forward"] = conv2d_forward;
-  t.fns["conv2d_backward"] = conv2d_backward;
-  t.fns["maxpool_forward"] = maxpool_forward;
-  t.fns["maxpool_backward"] = maxpool_backward;
-  t.fns["lrn_forward"] = lrn_forward;
-  t.fns["lrn_backward"] = lrn_backward;
-  t.fns["dropout_forward"] = dropout_forward;
-  t.fns["dropout_backward"] = dropout_backward;
 }
 
 }  // namespace cpuk

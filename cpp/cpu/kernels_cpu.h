@@ -1,4 +1,4 @@
-// Shared helpers for the CPU kernel files: the host-side index scan, a sum of squares, and per-file registration.
+// Shared helpers for the CPU kernel files: the host-side index scan, and TL_CPU_KERNEL (Note [Kernel registry]).
 #pragma once
 #include <cstdint>
 
@@ -19,13 +19,11 @@ inline void checkIndices(const KernelCall& c, const IndexRange& r) {
     if (idx[i] < 0 || idx[i] >= r.limit) failIndex(c, r, i, idx[i]);
 }
 
-void registerLayerKernels(KernelTable& t);
-void registerElementwiseKernels(KernelTable& t);
-void registerOptimKernels(KernelTable& t);
-void registerInputKernels(KernelTable& t);
-void registerImageInputKernels(KernelTable& t);
-void registerConvKernels(KernelTable& t);
-void registerReplicaKernels(KernelTable& t);
+// The table CPU kernels add themselves to (cpuKernels() in backend.h is the same table, read-only).
+KernelTable& cpuKernelTable();
+
+// Defines a CPU kernel and registers it under its name.
+#define TL_CPU_KERNEL(name) TL_KERNEL(::tl::cpuk::cpuKernelTable, name)
 
 }  // namespace cpuk
 }  // namespace tl

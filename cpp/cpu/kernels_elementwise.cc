@@ -39,7 +39,7 @@ static double sumSquaresFast(const float* x, int64_t n) {
 }
 
 // in: w (N); out: loss (1), accumulates: loss += lambda·½·Σw²
-static void l2_loss(KernelCall& c) {
+TL_CPU_KERNEL(l2_loss) {
   const ElementwiseArgs& a = c.args<ElementwiseArgs>();
   const int64_t N = a.N;
   const double lambda = a.coef;
@@ -48,7 +48,7 @@ static void l2_loss(KernelCall& c) {
 }
 
 // in: w (N); out: g (N), in place: g += lambda·w
-static void l2_backward(KernelCall& c) {
+TL_CPU_KERNEL(l2_backward) {
   const ElementwiseArgs& a = c.args<ElementwiseArgs>();
   const int64_t N = a.N;
   const float lambda = (float)a.coef;
@@ -58,14 +58,14 @@ static void l2_backward(KernelCall& c) {
 }
 
 // in: x (N); out: s (1), accumulates: s += Σx² (double)
-static void sum_squares(KernelCall& c) {
+TL_CPU_KERNEL(sum_squares) {
   const int64_t N = c.args<ElementwiseArgs>().N;
   float* s = c.out[0].f32();
   s[0] = (float)((double)s[0] + sumSquaresFast(c.in[0].f32(), N));
 }
 
 // in: s (1) global squared norm; out: g (N), in place: g *= min(1, clipNorm/sqrt(s)); s = 0 leaves g unchanged
-static void clip_by_norm(KernelCall& c) {
+TL_CPU_KERNEL(clip_by_norm) {
   const ElementwiseArgs& a = c.args<ElementwiseArgs>();
   const int64_t N = a.N;
   const double clipNorm = a.coef;
@@ -79,7 +79,7 @@ static void clip_by_norm(KernelCall& c) {
 }
 
 // out: x (N) = value
-static void fill(KernelCall& c) {
+TL_CPU_KERNEL(fill) {
   const ElementwiseArgs& a = c.args<ElementwiseArgs>();
   const int64_t N = a.N;
   const float v = (float)a.coef;
@@ -87,7 +87,7 @@ static void fill(KernelCall& c) {
 }
 
 // out: x (N), in place: x *= factor
-static void scale(KernelCall& c) {
+TL_CPU_KERNEL(scale) {
   const ElementwiseArgs& a = c.args<ElementwiseArgs>();
   const int64_t N = a.N;
   const float f = (float)a.coef;
@@ -96,7 +96,7 @@ static void scale(KernelCall& c) {
 }
 
 // in: x (N); out: y (N), in place: y += alpha·x
-static void axpy(KernelCall& c) {
+TL_CPU_KERNEL(axpy) {
   const ElementwiseArgs& args = c.args<ElementwiseArgs>();
   const int64_t N = args.N;
   const float a = (float)args.coef;
@@ -106,20 +106,9 @@ static void axpy(KernelCall& c) {
 }
 
 // in: x (N); out: y (N) = x, bit-exact (memmove: x and y may overlap)
-static void copy(KernelCall& c) {
+TL_CPU_KERNEL(copy) {
   const int64_t N = c.args<ElementwiseArgs>().N;
   if (N > 0) std::memmove(c.out[0].data, c.in[0].data, (size_t)N * sizeof(float));
-}
-
-void registerElementwiseKernels(KernelTable& t) {
-  t.fns["l2_loss"] = l2_loss;
-  t.fns["l2_backward"] = l2_backward;
-  t.fns["sum_squares"] = sum_squares;
-  t.fns["clip_by_norm"] = clip_by_norm;
-  t.fns["fill"] = fill;
-  t.fns["scale"] = scale;
-  t.fns["axpy"] = axpy;
-  t.fns["copy"] = copy;
 }
 
 }  // namespace cpuk

@@ -7,7 +7,7 @@ namespace tl {
 namespace cpuk {
 
 // in: src (R,D) u8, idx (B) i32; out: y (B,D) f32 = src[idx[b]]·scale
-static void gather_rows_u8(KernelCall& c) {
+TL_CPU_KERNEL(gather_rows_u8) {
   const GatherRowsArgs& a = c.args<GatherRowsArgs>();
   const int64_t B = a.B, D = a.D;
   const float s = a.scale;
@@ -23,7 +23,7 @@ static void gather_rows_u8(KernelCall& c) {
 }
 
 // in: src (R,D) f32, idx (B) i32; out: y (B,D) = src[idx[b]]
-static void gather_rows_f32(KernelCall& c) {
+TL_CPU_KERNEL(gather_rows_f32) {
   const GatherRowsArgs& a = c.args<GatherRowsArgs>();
   const int64_t B = a.B, D = a.D;
   checkIndices(c, a.idx);
@@ -35,7 +35,7 @@ static void gather_rows_f32(KernelCall& c) {
 }
 
 // in: src (R) u8, idx (B) i32; out: y (B) i32 = src[idx[b]]
-static void gather_labels_u8(KernelCall& c) {
+TL_CPU_KERNEL(gather_labels_u8) {
   const GatherLabelsArgs& a = c.args<GatherLabelsArgs>();
   const int64_t B = a.B;
   checkIndices(c, a.idx);
@@ -43,12 +43,6 @@ static void gather_labels_u8(KernelCall& c) {
   const uint8_t* src = c.in[0].u8();
   int32_t* y = c.out[0].i32();
   for (int64_t b = 0; b < B; ++b) y[b] = src[idx[b]];
-}
-
-void registerInputKernels(KernelTable& t) {
-  t.fns["gather_rows_u8"] = gather_rows_u8;
-  t.fns["gather_rows_f32"] = gather_rows_f32;
-  t.fns["gather_labels_u8"] = gather_labels_u8;
 }
 
 }  // namespace cpuk

@@ -9,7 +9,7 @@ namespace tl {
 namespace cpuk {
 
 // in: src (R,H,W,C) u8, idx (B) i32, params (B,3) i32 [dy, dx, flip]; out: y (B,OH,OW,C) f32
-static void crop_flip_standardize_u8(KernelCall& c) {
+TL_CPU_KERNEL(crop_flip_standardize_u8) {
   const CropArgs& a = c.args<CropArgs>();
   const int64_t B = a.B, W = a.W, C = a.C, OH = a.OH, OW = a.OW, img = a.img, N = a.N;
   const int32_t* idx = a.idx.values(c);
@@ -51,8 +51,6 @@ static void crop_flip_standardize_u8(KernelCall& c) {
     }
   }
 }
-
-void registerImageInputKernels(KernelTable& t) { t.fns["crop_flip_standardize_u8"] = crop_flip_standardize_u8; }
 
 }  // namespace cpuk
 }  // namespace tl

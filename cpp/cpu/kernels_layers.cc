@@ -10,7 +10,7 @@ namespace tl {
 namespace cpuk {
 
 // in: x (B,I), W (I,O), b (O); out: y (B,O). y = x·W + b
-static void dense_forward(KernelCall& c) {
+TL_CPU_KERNEL(dense_forward) {
   const DenseArgs& a = c.args<DenseArgs>();
   const int64_t B = a.B, O = a.O;
   const int iB = a.iB, iI = a.iI, iO = a.iO;
@@ -23,7 +23,7 @@ static void dense_forward(KernelCall& c) {
 }
 
 // in: x (B,I), W (I,O), dy (B,O); out: dW (I,O), db (O) [, dx (B,I)].
-static void dense_backward(KernelCall& c) {
+TL_CPU_KERNEL(dense_backward) {
   const DenseBackwardArgs& a = c.args<DenseBackwardArgs>();
   const int64_t B = a.B, O = a.O;
   const int iB = a.iB, iI = a.iI, iO = a.iO;
@@ -48,7 +48,7 @@ static void dense_backward(KernelCall& c) {
 }
 
 // x (N) -> y (N): y = max(x, 0) (NaN propagates)
-static void relu_forward(KernelCall& c) {
+TL_CPU_KERNEL(relu_forward) {
   const int64_t N = c.args<SizeArgs>().N;
   const float* x = c.in[0].f32();
   float* y = c.out[0].f32();
@@ -56,7 +56,7 @@ static void relu_forward(KernelCall& c) {
 }
 
 // y (N), dy (N) -> dx (N); dx may alias dy
-static void relu_backward(KernelCall& c) {
+TL_CPU_KERNEL(relu_backward) {
   const int64_t N = c.args<SizeArgs>().N;
   const float *y = c.in[0].f32(), *dy = c.in[1].f32();
   float* dx = c.out[0].f32();
@@ -76,7 +76,7 @@ static void relu_backward(KernelCall& c) {
 }
 
 // x (N) -> y (N); exp of a non-positive number only, so no overflow for large |x|
-static void sigmoid_forward(KernelCall& c) {
+TL_CPU_KERNEL(sigmoid_forward) {
   const int64_t N = c.args<SizeArgs>().N;
   const float* x = c.in[0].f32();
   float* y = c.out[0].f32();
@@ -87,14 +87,14 @@ static void sigmoid_forward(KernelCall& c) {
 }
 
 // y (N), dy (N) -> dx (N) = dy·y·(1−y); dx may alias dy
-static void sigmoid_backward(KernelCall& c) {
+TL_CPU_KERNEL(sigmoid_backward) {
   const int64_t N = c.args<SizeArgs>().N;
   const float *y = c.in[0].f32(), *dy = c.in[1].f32();
   float* dx = c.out[0].f32();
   for (int64_t i = 0; i < N; ++i) dx[i] = dy[i] * y[i] * (1.f - y[i]);
 }
 
-static void tanh_forward(KernelCall& c) {
+TL_CPU_KERNEL(tanh_forward) {
   const int64_t N = c.args<SizeArgs>().N;
   const float* x = c.in[0].f32();
   float* y = c.out[0].f32();
@@ -102,7 +102,7 @@ static void tanh_forward(KernelCall& c) {
 }
 
 // y (N), dy (N) -> dx (N) = dy·(1−y²); dx may alias dy
-static void tanh_backward(KernelCall& c) {
+TL_CPU_KERNEL(tanh_backward) {
   const int64_t N = c.args<SizeArgs>().N;
   const float *y = c.in[0].f32(), *dy = c.in[1].f32();
   float* dx = c.out[0].f32();
@@ -110,7 +110,7 @@ static void tanh_backward(KernelCall& c) {
 }
 
 // in: logits (B,C), labels (B), hyper; out: loss (1), probs (B,C)
-static void softmax_xent_forward(KernelCall& c) {
+TL_CPU_KERNEL(softmax_xent_forward) {
   const LabelledArgs& a = c.args<LabelledArgs>();
   const int64_t B = a.B, C = a.C;
   const TensorRef &logits = c.in[0], &loss = c.out[0], &probs = c.out[1];
@@ -137,7 +137,7 @@ static void softmax_xent_forward(KernelCall& c) {
 }
 
 // in: probs (B,C), labels (B), hyper; out: dlogits (B,C) = gradScale·(probs − onehot)
-static void softmax_xent_backward(KernelCall& c) {
+TL_CPU_KERNEL(softmax_xent_backward) {
   const LabelledArgs& a = c.args<LabelledArgs>();
   const int64_t B = a.B, C = a.C;
   const TensorRef &probs = c.in[0], &dl = c.out[0];
@@ -153,7 +153,7 @@ static void softmax_xent_backward(KernelCall& c) {
 }
 
 // in: x (B,C), hyper; out: loss (1) = gradScale·Σ x / C
-static void mean_forward(KernelCall& c) {
+TL_CPU_KERNEL(mean_forward) {
   const MeanArgs& a = c.args<MeanArgs>();
   const int64_t B = a.B, C = a.C;
   const float* x = c.in[0].f32();
@@ -167,7 +167,7 @@ static void mean_forward(KernelCall& c) {
 }
 
 // in: hyper; out: dx (B,C) = gradScale / C
-static void mean_backward(KernelCall& c) {
+TL_CPU_KERNEL(mean_backward) {
   const MeanArgs& a = c.args<MeanArgs>();
   const int64_t B = a.B, C = a.C;
   const float v = (float)((double)c.in[0].f32()[kHyperGradScale] / (double)C);
@@ -175,7 +175,7 @@ static void mean_backward(KernelCall& c) {
 }
 
 // in: logits (B,C), labels (B); out: count (1) f32 = rows whose first argmax equals the label
-static void accuracy_count(KernelCall& c) {
+TL_CPU_KERNEL(accuracy_count) {
   const LabelledArgs& a = c.args<LabelledArgs>();
   const int64_t B = a.B, C = a.C;
   checkIndices(c, a.labels);
@@ -189,22 +189,6 @@ static void accuracy_count(KernelCall& c) {
     n += best == lab[r];
   }
   c.out[0].f32()[0] = (float)n;
-}
-
-void registerLayerKernels(KernelTable& t) {
-  t.fns["dense_forward"] = dense_forward;
-  t.fns["dense_backward"] = dense_backward;
-  t.fns["relu_forward"] = relu_forward;
-  t.fns["relu_backward"] = relu_backward;
-  t.fns["sigmoid_forward"] = sigmoid_forward;
-  t.fns["sigmoid_backward"] = sigmoid_backward;
-  t.fns["tanh_forward"] = tanh_forward;
-  t.fns["tanh_backward"] = tanh_backward;
-  t.fns["softmax_xent_forward"] = softmax_xent_forward;
-  t.fns["softmax_xent_backward"] = softmax_xent_backward;
-  t.fns["mean_forward"] = mean_forward;
-  t.fns["mean_backward"] = mean_backward;
-  t.fns["accuracy_count"] = accuracy_count;
 }
 
 }  // namespace cpuk

@@ -7,7 +7,7 @@ namespace tl {
 namespace cpuk {
 
 // in: g (N), hyper; out: w (N) -= lr·g
-static void sgd_update(KernelCall& c) {
+TL_CPU_KERNEL(sgd_update) {
   const int64_t N = c.args<SizeArgs>().N;
   const float lr = c.in[1].f32()[kHyperLr];
   const float* g = c.in[0].f32();
@@ -16,7 +16,7 @@ static void sgd_update(KernelCall& c) {
 }
 
 // in: g (N), hyper; out: w (N), v (N). v = m·v + g; w −= lr·v, or nesterov: w −= lr·(g + m·v)
-static void momentum_update(KernelCall& c) {
+TL_CPU_KERNEL(momentum_update) {
   const MomentumArgs& a = c.args<MomentumArgs>();
   const int64_t N = a.N;
   const float m = a.momentum;
@@ -39,7 +39,7 @@ static void momentum_update(KernelCall& c) {
 }
 
 // in: g (N), hyper; out: w (N), m (N), v (N). TF AdamOptimizer with bias correction folded into lr_t (double).
-static void adam_update(KernelCall& c) {
+TL_CPU_KERNEL(adam_update) {
   const AdamArgs& a = c.args<AdamArgs>();
   const int64_t N = a.N;
   const double b1 = a.beta1, b2 = a.beta2, eps = a.epsilon;
@@ -61,7 +61,7 @@ static void adam_update(KernelCall& c) {
 }
 
 // in: w (N); out: shadow (N) = decay·shadow + (1−decay)·w
-static void ema_update(KernelCall& c) {
+TL_CPU_KERNEL(ema_update) {
   const EmaArgs& a = c.args<EmaArgs>();
   const int64_t N = a.N;
   const double decay = a.decay;
@@ -69,13 +69,6 @@ static void ema_update(KernelCall& c) {
   const float* w = c.in[0].f32();
   float* s = c.out[0].f32();
   for (int64_t i = 0; i < N; ++i) s[i] = d * s[i] + od * w[i];
-}
-
-void registerOptimKernels(KernelTable& t) {
-  t.fns["sgd_update"] = sgd_update;
-  t.fns["momentum_update"] = momentum_update;
-  t.fns["adam_update"] = adam_update;
-  t.fns["ema_update"] = ema_update;
 }
 
 }  // namespace cpuk

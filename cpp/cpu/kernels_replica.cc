@@ -16,7 +16,7 @@ static inline uint64_t splitmix64(uint64_t z) {
 }
 
 // in: x (N) f32; out: h (2) i32 = low and high 32 bits of the hash
-static void hash_bits(KernelCall& c) {
+TL_CPU_KERNEL(hash_bits) {
   const int64_t N = c.args<SizeArgs>().N;
   const uint32_t* x = static_cast<const uint32_t*>(c.in[0].data);
   uint64_t h = 0;
@@ -24,8 +24,6 @@ static void hash_bits(KernelCall& c) {
   const uint32_t parts[2] = {static_cast<uint32_t>(h), static_cast<uint32_t>(h >> 32)};
   std::memcpy(c.out[0].data, parts, sizeof parts);
 }
-
-void registerReplicaKernels(KernelTable& t) { t.fns["hash_bits"] = hash_bits; }
 
 }  // namespace cpuk
 }  // namespace tl

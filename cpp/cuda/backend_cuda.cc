@@ -130,20 +130,13 @@ void* CudaBackend::hostStage(size_t bytes) {
 
 const KernelTable& CudaBackend::kernels() const { return cudaKernels(); }
 
-const KernelTable& cudaKernels() {
-  static const KernelTable table = [] {
-    KernelTable t;
-    cudak::registerLayerKernels(t);
-    cudak::registerElementwiseKernels(t);
-    cudak::registerOptimKernels(t);
-    cudak::registerInputKernels(t);
-    cudak::registerImageInputKernels(t);
-    cudak::registerConvKernels(t);
-    cudak::registerReplicaKernels(t);
-    return t;
-  }();
+KernelTable& cudak::cudaKernelTable() {
+  static KernelTable table;
   return table;
 }
+
+// Every kernel registered itself where it is defined (TL_CUDA_KERNEL in kernels_*.cu; Note [Kernel registry]).
+const KernelTable& cudaKernels() { return cudak::cudaKernelTable(); }
 
 // Number of usable GPUs; 0 (not an error) when there is no driver or no device.
 static int cudaDeviceCountOrZero() {

@@ -56,13 +56,8 @@ const KernelTable& cudaKernels();
 void registerCudaBackend();
 
 namespace cudak {
-void registerLayerKernels(KernelTable& t);
-void registerElementwiseKernels(KernelTable& t);
-void registerOptimKernels(KernelTable& t);
-void registerInputKernels(KernelTable& t);
-void registerImageInputKernels(KernelTable& t);
-void registerConvKernels(KernelTable& t);
-void registerReplicaKernels(KernelTable& t);
+// The table CUDA kernels add themselves to (TL_CUDA_KERNEL; cudaKernels() is the same table, read-only).
+KernelTable& cudaKernelTable();
 }  // namespace cudak
 
 }  // namespace tl

@@ -16,6 +16,9 @@ namespace cudak {
 
 using namespace kargs;  // the parsed arguments every kernel reads (host side), shared with the CPU backend
 
+// Defines a CUDA kernel (its host-side launcher) and registers it under its name (Note [Kernel registry]).
+#define TL_CUDA_KERNEL(name) TL_KERNEL(::tl::cudak::cudaKernelTable, name)
+
 constexpr int kThreads = 256;
 constexpr int kMaxGrid = 8192;           // grid-stride loops cover the rest
 constexpr int kMaxReduceBlocks = 1024;   // partials of a scalar reduction (fixed per n, so results are deterministic)

@@ -72,7 +72,7 @@ static int64_t imagesPerChunk(const ConvGeom& g) {
 }
 
 // in: x (B,H,W,C), w (KH,KW,C,K), b (K); out: y (B,OH,OW,K)
-static void conv2d_forward(KernelCall& c) {
+TL_CUDA_KERNEL(conv2d_forward) {
   const ConvArgs& a = c.args<ConvArgs>();
   const ConvGeom& g = a.g;
   const int64_t K = a.K, M = a.M, kk = a.kk;
@@ -94,7 +94,7 @@ static void conv2d_forward(KernelCall& c) {
 }
 
 // in: x (B,H,W,C), w (KH,KW,C,K), dy (B,OH,OW,K); out: dw (KH,KW,C,K), db (K) [, dx (B,H,W,C)]
-static void conv2d_backward(KernelCall& c) {
+TL_CUDA_KERNEL(conv2d_backward) {
   const ConvBackwardArgs& a = c.args<ConvBackwardArgs>();
   const ConvGeom& g = a.g;
   const int64_t K = a.K, M = a.M, kk = a.kk;
@@ -198,7 +198,7 @@ __global__ void maxpoolBackwardKernel(const float* __restrict__ dy, const int32_
 }
 
 // in: x (B,H,W,C); out: y (B,OH,OW,C), argmax (B,OH,OW,C) i32
-static void maxpool_forward(KernelCall& c) {
+TL_CUDA_KERNEL(maxpool_forward) {
   const PoolArgs& a = c.args<PoolArgs>();
   const TensorRef &x = c.in[0], &y = c.out[0], &am = c.out[1];
   const int64_t nOut = a.nOut;
@@ -209,7 +209,7 @@ static void maxpool_forward(KernelCall& c) {
 }
 
 // in: dy (B,OH,OW,C), argmax (B,OH,OW,C) i32; out: dx (B,H,W,C). The argmax check costs one stream sync.
-static void maxpool_backward(KernelCall& c) {
+TL_CUDA_KERNEL(maxpool_backward) {
   const PoolArgs& a = c.args<PoolArgs>();
   const TensorRef &dy = c.in[0], &am = c.in[1], &dx = c.out[0];
   const int64_t nOut = a.nOut, nIn = a.g.inNumel();
@@ -272,7 +272,7 @@ __global__ void lrnBackwardKernel(const float* __restrict__ x, const float* __re
 }
 
 // in: x (N,C); out: y (N,C), scale (N,C)
-static void lrn_forward(KernelCall& c) {
+TL_CUDA_KERNEL(lrn_forward) {
   const LrnArgs& a = c.args<LrnArgs>();
   const int64_t n = a.n;
   if (n == 0) return;
@@ -282,7 +282,7 @@ static void lrn_forward(KernelCall& c) {
 }
 
 // in: x, y, dy, scale (N,C); out: dx (N,C)
-static void lrn_backward(KernelCall& c) {
+TL_CUDA_KERNEL(lrn_backward) {
   const LrnArgs& a = c.args<LrnArgs>();
   const int64_t n = a.n;
   if (n == 0) return;
@@ -313,7 +313,7 @@ __global__ void dropoutBackwardKernel(const float* dy, const float* __restrict__
 }
 
 // in: x (N), hyper; out: y (N), mask (N). The step is read on the device (not range-checked there).
-static void dropout_forward(KernelCall& c) {
+TL_CUDA_KERNEL(dropout_forward) {
   const DropoutArgs& a = c.args<DropoutArgs>();
   const int64_t N = a.N;
   if (N == 0) return;
@@ -325,23 +325,12 @@ static void dropout_forward(KernelCall& c) {
 }
 
 // in: dy (N), mask (N); out: dx (N)
-static void dropout_backward(KernelCall& c) {
+TL_CUDA_KERNEL(dropout_backward) {
   const int64_t N = c.args<SizeArgs>().N;
   if (N == 0) return;
   dropoutBackwardKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.in[1].f32(),
                                                                            c.out[0].f32(), N);
   TL_CUDA_LAUNCH_CHECK();
-}
-
-void registerConvKernels(KernelTable& t) {
-  t.fns["conv2d_forward"] = conv2d_forward;
-  t.fns["conv2d_backward"] = conv2d_backward;
-  t.fns["maxpool_forward"] = maxpool_forward;
-  t.fns["maxpool_backward"] = maxpool_backward;
-  t.fns["lrn_forward"] = lrn_forward;
-  t.fns["lrn_backward"] = lrn_backward;
-  t.fns["dropout_forward"] = dropout_forward;
-  t.fns["dropout_backward"] = dropout_backward;
 }
 
 }  // namespace cudak

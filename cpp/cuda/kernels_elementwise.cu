@@ -11,7 +11,7 @@ struct SquareF {
 };
 
 // in: w (N); out: loss (1), accumulates: loss += lambda·½·Σw² (double)
-static void l2_loss(KernelCall& c) {
+TL_CUDA_KERNEL(l2_loss) {
   const ElementwiseArgs& a = c.args<ElementwiseArgs>();
   ScalarEpilogue ep;
   ep.keep = true;
@@ -25,7 +25,7 @@ __global__ void axpyKernel(const float* x, float* y, int64_t n, float a) {
 }
 
 // in: w (N); out: g (N), in place: g += lambda·w
-static void l2_backward(KernelCall& c) {
+TL_CUDA_KERNEL(l2_backward) {
   const ElementwiseArgs& a = c.args<ElementwiseArgs>();
   const int64_t N = a.N;
   const float lambda = (float)a.coef;
@@ -35,7 +35,7 @@ static void l2_backward(KernelCall& c) {
 }
 
 // in: x (N); out: s (1), accumulates: s += Σx² (double)
-static void sum_squares(KernelCall& c) {
+TL_CUDA_KERNEL(sum_squares) {
   const int64_t N = c.args<ElementwiseArgs>().N;
   ScalarEpilogue ep;
   ep.keep = true;
@@ -53,7 +53,7 @@ __global__ void clipKernel(const float* s, float* g, int64_t n, double clipNorm)
 }
 
 // in: s (1) global squared norm; out: g (N), in place
-static void clip_by_norm(KernelCall& c) {
+TL_CUDA_KERNEL(clip_by_norm) {
   const ElementwiseArgs& a = c.args<ElementwiseArgs>();
   const int64_t N = a.N;
   const double clipNorm = a.coef;
@@ -67,7 +67,7 @@ __global__ void fillKernel(float* x, int64_t n, float v) {
 }
 
 // out: x (N) = value
-static void fill(KernelCall& c) {
+TL_CUDA_KERNEL(fill) {
   const ElementwiseArgs& a = c.args<ElementwiseArgs>();
   const int64_t N = a.N;
   const float v = (float)a.coef;
@@ -81,7 +81,7 @@ __global__ void scaleKernel(float* x, int64_t n, float f) {
 }
 
 // out: x (N), in place: x *= factor
-static void scale(KernelCall& c) {
+TL_CUDA_KERNEL(scale) {
   const ElementwiseArgs& a = c.args<ElementwiseArgs>();
   const int64_t N = a.N;
   const float f = (float)a.coef;
@@ -91,7 +91,7 @@ static void scale(KernelCall& c) {
 }
 
 // in: x (N); out: y (N), in place: y += alpha·x
-static void axpy(KernelCall& c) {
+TL_CUDA_KERNEL(axpy) {
   const ElementwiseArgs& args = c.args<ElementwiseArgs>();
   const int64_t N = args.N;
   const float a = (float)args.coef;
@@ -101,21 +101,10 @@ static void axpy(KernelCall& c) {
 }
 
 // in: x (N); out: y (N) = x, bit-exact. x and y may be overlapping views of one buffer: memmove semantics.
-static void copy(KernelCall& c) {
+TL_CUDA_KERNEL(copy) {
   const int64_t N = c.args<ElementwiseArgs>().N;
   if (N == 0) return;
   cudaOf(c).copyWithin(c.out[0].data, c.in[0].data, (size_t)N * sizeof(float));  // stream-ordered, overlap-safe
-}
-
-void registerElementwiseKernels(KernelTable& t) {
-  t.fns["l2_loss"] = l2_loss;
-  t.fns["l2_backward"] = l2_backward;
-  t.fns["sum_squares"] = sum_squares;
-  t.fns["clip_by_norm"] = clip_by_norm;
-  t.fns["fill"] = fill;
-  t.fns["scale"] = scale;
-  t.fns["axpy"] = axpy;
-  t.fns["copy"] = copy;
 }
 
 }  // namespace cudak

@@ -17,7 +17,7 @@ __global__ void gatherRowsKernel(const T* __restrict__ src, const int32_t* __res
 }
 
 // in: src (R,D) u8, idx (B) i32; out: y (B,D) f32 = src[idx[b]]·scale
-static void gather_rows_u8(KernelCall& c) {
+TL_CUDA_KERNEL(gather_rows_u8) {
   const GatherRowsArgs& a = c.args<GatherRowsArgs>();
   const float s = a.scale;
   checkIndicesOnDevice(c, a.idx);
@@ -29,7 +29,7 @@ static void gather_rows_u8(KernelCall& c) {
 }
 
 // in: src (R,D) f32, idx (B) i32; out: y (B,D) = src[idx[b]] (bit-exact: no scaling)
-static void gather_rows_f32(KernelCall& c) {
+TL_CUDA_KERNEL(gather_rows_f32) {
   const GatherRowsArgs& a = c.args<GatherRowsArgs>();
   checkIndicesOnDevice(c, a.idx);
   const int64_t n = a.B * a.D, D = a.D;
@@ -46,19 +46,13 @@ __global__ void gatherLabelsKernel(const uint8_t* __restrict__ src, const int32_
 }
 
 // in: src (R) u8, idx (B) i32; out: y (B) i32
-static void gather_labels_u8(KernelCall& c) {
+TL_CUDA_KERNEL(gather_labels_u8) {
   const GatherLabelsArgs& a = c.args<GatherLabelsArgs>();
   const int64_t B = a.B;
   checkIndicesOnDevice(c, a.idx);
   if (B == 0) return;
   gatherLabelsKernel<<<gridFor(B), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].u8(), c.in[1].i32(), c.out[0].i32(), B);
   TL_CUDA_LAUNCH_CHECK();
-}
-
-void registerInputKernels(KernelTable& t) {
-  t.fns["gather_rows_u8"] = gather_rows_u8;
-  t.fns["gather_rows_f32"] = gather_rows_f32;
-  t.fns["gather_labels_u8"] = gather_labels_u8;
 }
 
 }  // namespace cudak

@@ -43,7 +43,7 @@ __global__ void cropFlipStandardizeKernel(const uint8_t* __restrict__ src, const
 }
 
 // in: src (R,H,W,C) u8, idx (B) i32, params (B,3) i32 [dy, dx, flip]; out: y (B,OH,OW,C) f32
-static void crop_flip_standardize_u8(KernelCall& c) {
+TL_CUDA_KERNEL(crop_flip_standardize_u8) {
   const CropArgs& a = c.args<CropArgs>();
   const int64_t B = a.B;
   checkIndicesOnDevice(c, a.idx);
@@ -57,8 +57,6 @@ static void crop_flip_standardize_u8(KernelCall& c) {
       c.in[0].u8(), c.in[1].i32(), c.in[2].i32(), c.out[0].f32(), CropGeom{a.H, a.W, a.C, a.OH, a.OW, a.img, a.N});
   TL_CUDA_LAUNCH_CHECK();
 }
-
-void registerImageInputKernels(KernelTable& t) { t.fns["crop_flip_standardize_u8"] = crop_flip_standardize_u8; }
 
 }  // namespace cudak
 }  // namespace tl

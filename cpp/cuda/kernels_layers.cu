@@ -9,7 +9,7 @@ namespace cudak {
 // ---- dense ------------------------------------------------------------------------------------------------------
 
 // in: x (B,I), W (I,O), b (O); out: y (B,O) = x·W + b
-static void dense_forward(KernelCall& c) {
+TL_CUDA_KERNEL(dense_forward) {
   const DenseArgs& a = c.args<DenseArgs>();
   const TensorRef &x = c.in[0], &W = c.in[1], &b = c.in[2], &y = c.out[0];
   if (a.B * a.O == 0) return;
@@ -29,7 +29,7 @@ __global__ void columnSumsKernel(const float* __restrict__ dy, float* __restrict
 }
 
 // in: x (B,I), W (I,O), dy (B,O); out: dW (I,O), db (O) [, dx (B,I)]
-static void dense_backward(KernelCall& c) {
+TL_CUDA_KERNEL(dense_backward) {
   const DenseBackwardArgs& a = c.args<DenseBackwardArgs>();
   const int64_t B = a.B, O = a.O;
   const int iB = a.iB, iI = a.iI, iO = a.iO;
@@ -113,7 +113,7 @@ struct RowTermF {
 };
 
 // in: logits (B,C), labels (B), hyper; out: loss (1), probs (B,C)
-static void softmax_xent_forward(KernelCall& c) {
+TL_CUDA_KERNEL(softmax_xent_forward) {
   const LabelledArgs& a = c.args<LabelledArgs>();
   const int64_t B = a.B, C = a.C;
   const TensorRef &logits = c.in[0], &labels = c.in[1], &loss = c.out[0], &probs = c.out[1];
@@ -145,7 +145,7 @@ __global__ void softmaxBackKernel(const float* probs, const int32_t* __restrict_
 }
 
 // in: probs (B,C), labels (B), hyper; out: dlogits (B,C)
-static void softmax_xent_backward(KernelCall& c) {
+TL_CUDA_KERNEL(softmax_xent_backward) {
   const LabelledArgs& a = c.args<LabelledArgs>();
   const int64_t C = a.C;
   const TensorRef &probs = c.in[0], &labels = c.in[1], &dl = c.out[0];
@@ -163,7 +163,7 @@ struct ValueF {
 };
 
 // in: x (B,C), hyper; out: loss (1) = gradScale·Σ x / C
-static void mean_forward(KernelCall& c) {
+TL_CUDA_KERNEL(mean_forward) {
   const MeanArgs& a = c.args<MeanArgs>();
   ScalarEpilogue ep;
   ep.coef = 1.0 / (double)a.C;
@@ -178,7 +178,7 @@ __global__ void meanBackKernel(const float* hyper, float* dx, int64_t n, int64_t
 }
 
 // in: hyper; out: dx (B,C)
-static void mean_backward(KernelCall& c) {
+TL_CUDA_KERNEL(mean_backward) {
   const MeanArgs& a = c.args<MeanArgs>();
   const int64_t n = a.B * a.C;
   if (n == 0) return;
@@ -209,7 +209,7 @@ __global__ void argmaxHitsKernel(const float* __restrict__ logits, const int32_t
 __global__ void hitsToFloatKernel(const unsigned long long* hits, float* count) { count[0] = (float)hits[0]; }
 
 // in: logits (B,C), labels (B); out: count (1) f32
-static void accuracy_count(KernelCall& c) {
+TL_CUDA_KERNEL(accuracy_count) {
   const LabelledArgs& a = c.args<LabelledArgs>();
   const int64_t B = a.B, C = a.C;
   checkIndicesOnDevice(c, a.labels);
@@ -226,21 +226,12 @@ static void accuracy_count(KernelCall& c) {
   TL_CUDA_LAUNCH_CHECK();
 }
 
-void registerLayerKernels(KernelTable& t) {
-  t.fns["dense_forward"] = dense_forward;
-  t.fns["dense_backward"] = dense_backward;
-  t.fns["relu_forward"] = unaryOp<ReluF>;
-  t.fns["relu_backward"] = backwardOp<ReluBackF>;
-  t.fns["sigmoid_forward"] = unaryOp<SigmoidF>;
-  t.fns["sigmoid_backward"] = backwardOp<SigmoidBackF>;
-  t.fns["tanh_forward"] = unaryOp<TanhF>;
-  t.fns["tanh_backward"] = backwardOp<TanhBackF>;
-  t.fns["softmax_xent_forward"] = softmax_xent_forward;
-  t.fns["softmax_xent_backward"] = softmax_xent_backward;
-  t.fns["mean_forward"] = mean_forward;
-  t.fns["mean_backward"] = mean_backward;
-  t.fns["accuracy_count"] = accuracy_count;
-}
+TL_CUDA_KERNEL(relu_forward) { unaryOp<ReluF>(c); }
+TL_CUDA_KERNEL(relu_backward) { backwardOp<ReluBackF>(c); }
+TL_CUDA_KERNEL(sigmoid_forward) { unaryOp<SigmoidF>(c); }
+TL_CUDA_KERNEL(sigmoid_backward) { backwardOp<SigmoidBackF>(c); }
+TL_CUDA_KERNEL(tanh_forward) { unaryOp<TanhF>(c); }
+TL_CUDA_KERNEL(tanh_backward) { backwardOp<TanhBackF>(c); }
 
 }  // namespace cudak
 }  // namespace tl

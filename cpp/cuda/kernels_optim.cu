@@ -12,7 +12,7 @@ __global__ void sgdKernel(const float* __restrict__ g, const float* __restrict__
   TL_GRID_STRIDE(i, n) w[i] -= lr * g[i];
 }
 
-static void sgd_update(KernelCall& c) {
+TL_CUDA_KERNEL(sgd_update) {
   const int64_t N = c.args<SizeArgs>().N;
   if (N == 0) return;
   sgdKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.in[1].f32(), c.out[0].f32(), N);
@@ -30,7 +30,7 @@ __global__ void momentumKernel(const float* __restrict__ g, const float* __restr
   }
 }
 
-static void momentum_update(KernelCall& c) {
+TL_CUDA_KERNEL(momentum_update) {
   const MomentumArgs& a = c.args<MomentumArgs>();
   const int64_t N = a.N;
   if (N == 0) return;
@@ -60,7 +60,7 @@ __global__ void adamKernel(const float* __restrict__ g, const float* __restrict_
   }
 }
 
-static void adam_update(KernelCall& c) {
+TL_CUDA_KERNEL(adam_update) {
   const AdamArgs& a = c.args<AdamArgs>();
   const int64_t N = a.N;
   if (N == 0) return;
@@ -75,7 +75,7 @@ __global__ void emaKernel(const float* __restrict__ w, float* __restrict__ s, in
   TL_GRID_STRIDE(i, n) s[i] = d * s[i] + od * w[i];
 }
 
-static void ema_update(KernelCall& c) {
+TL_CUDA_KERNEL(ema_update) {
   const EmaArgs& a = c.args<EmaArgs>();
   const int64_t N = a.N;
   const double decay = a.decay;
@@ -83,13 +83,6 @@ static void ema_update(KernelCall& c) {
   emaKernel<<<gridFor(N), kThreads, 0, cudaOf(c).stream()>>>(c.in[0].f32(), c.out[0].f32(), N, (float)decay,
                                                               (float)(1.0 - decay));
   TL_CUDA_LAUNCH_CHECK();
-}
-
-void registerOptimKernels(KernelTable& t) {
-  t.fns["sgd_update"] = sgd_update;
-  t.fns["momentum_update"] = momentum_update;
-  t.fns["adam_update"] = adam_update;
-  t.fns["ema_update"] = ema_update;
 }
 
 }  // namespace cudak

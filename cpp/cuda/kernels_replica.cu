@@ -20,7 +20,7 @@ __global__ void hashBitsKernel(const unsigned* x, int64_t n, unsigned long long*
 }
 
 // in: x (N) f32; out: h (2) i32 = low and high 32 bits of the hash
-static void hash_bits(KernelCall& c) {
+TL_CUDA_KERNEL(hash_bits) {
   const int64_t N = c.args<SizeArgs>().N;
   cudaStream_t s = cudaOf(c).stream();
   auto* out = reinterpret_cast<unsigned long long*>(c.out[0].data);
@@ -30,8 +30,6 @@ static void hash_bits(KernelCall& c) {
     TL_CUDA_LAUNCH_CHECK();
   }
 }
-
-void registerReplicaKernels(KernelTable& t) { t.fns["hash_bits"] = hash_bits; }
 
 }  // namespace cudak
 }  // namespace tl

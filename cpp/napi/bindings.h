@@ -19,8 +19,12 @@ void registerContractBindings(Napi::Env env, Napi::Object exports);
 // topology, p2pSelfTest, setP2PEnabled (gpu.cc; what they do comes from the GPU inspection hook)
 void registerGpuBindings(Napi::Env env, Napi::Object exports);
 
-inline void exportFn(Napi::Env env, Napi::Object exports, const char* name, Napi::Function::Callback fn) {
-  exports.Set(name, Napi::Function::New(env, fn, name));
+struct Export {
+  const char* name;
+  Napi::Function::Callback fn;
+};
+inline void exportAll(Napi::Env env, Napi::Object exports, std::initializer_list<Export> fns) {
+  for (const Export& e : fns) exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));
 }
 
 }  // namespace napi

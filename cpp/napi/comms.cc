@@ -123,8 +123,7 @@ Napi::Value SetCommSchedule(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ReleaseComm(const Napi::CallbackInfo& info) {
-  Registry::get().releaseComm(u32Arg(info, 0, "communicator id"));
-  return info.Env().Undefined();
+  return withHandle(info, "communicator id", [](uint32_t id) { Registry::get().releaseComm(id); });
 }
 
 Napi::Value CommStats(const Napi::CallbackInfo& info) {
@@ -133,10 +132,7 @@ Napi::Value CommStats(const Napi::CallbackInfo& info) {
   uint32_t rank = u32Arg(info, 1, "rank");
   return guarded(env, [&]() -> Napi::Value {
     auto st = Registry::get().comm(id)->stats(static_cast<int>(rank));
-    auto o = Napi::Object::New(env);
-    o.Set("totalMs", st.totalMs);
-    o.Set("waitMs", st.waitMs);
-    return o;
+    return ObjectOf(env).set("totalMs", st.totalMs).set("waitMs", st.waitMs);
   });
 }
 
@@ -157,11 +153,8 @@ Napi::Value ValidateSchedule(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void registerCommBindings(Napi::Env env, Napi::Object exports) {
-  exportFn(env, exports, "createComm", CreateComm);
-  exportFn(env, exports, "setCommSchedule", SetCommSchedule);
-  exportFn(env, exports, "releaseComm", ReleaseComm);
-  exportFn(env, exports, "commStats", CommStats);
-  exportFn(env, exports, "validateSchedule", ValidateSchedule);
+  exportAll(env, exports, {{"createComm", CreateComm}, {"setCommSchedule", SetCommSchedule}, {"releaseComm", ReleaseComm},
+                           {"commStats", CommStats}, {"validateSchedule", ValidateSchedule}});
 }
 
 }  // namespace napi

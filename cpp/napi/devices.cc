@@ -29,18 +29,12 @@ Napi::Value OpenDevice(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     auto dev = Registry::get().openDevice(info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::Number>().Int32Value(),
                                           envId(env));
-    auto o = Napi::Object::New(env);
-    o.Set("id", dev->id());
-    o.Set("name", dev->name());
-    o.Set("kind", dev->backend().kind());
-    return o;
+    return ObjectOf(env).set("id", dev->id()).set("name", dev->name()).set("kind", dev->backend().kind());
   });
 }
 
 Napi::Value CloseDevice(const Napi::CallbackInfo& info) {
-  uint32_t id = u32Arg(info, 0, "device id");
-  guarded(info.Env(), [&] { Registry::get().closeDevice(id); });
-  return info.Env().Undefined();
+  return withHandle(info, "device id", [](uint32_t id) { Registry::get().closeDevice(id); });
 }
 
 Napi::Value Alloc(const Napi::CallbackInfo& info) {
@@ -69,21 +63,15 @@ Napi::Value AllocView(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Free(const Napi::CallbackInfo& info) {
-  uint32_t h = u32Arg(info, 0, "buffer handle");
-  guarded(info.Env(), [&] { Registry::get().freeBuffer(h); });
-  return info.Env().Undefined();
+  return withHandle(info, "buffer handle", [](uint32_t h) { Registry::get().freeBuffer(h); });
 }
 
 Napi::Value BufferInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  uint32_t h = u32Arg(info, 0, "buffer handle");
-  return guarded(env, [&]() -> Napi::Value {
+  return withHandle(info, "buffer handle", [&](uint32_t h) -> Napi::Value {
     auto b = Registry::get().buffer(h);
-    auto o = Napi::Object::New(env);
-    o.Set("numel", Napi::Number::New(env, static_cast<double>(b->numel)));
-    o.Set("dtype", dtypeName(b->dtype));
-    o.Set("device", b->device->id());
-    return o;
+    return ObjectOf(env).set("numel", static_cast<double>(b->numel)).set("dtype", dtypeName(b->dtype))
+        .set("device", b->device->id());
   });
 }
 
@@ -139,8 +127,7 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
 
 Napi::Value Sync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  uint32_t id = u32Arg(info, 0, "device id");
-  return guarded(env, [&]() -> Napi::Value {
+  return withHandle(info, "device id", [&](uint32_t id) -> Napi::Value {
     auto dev = Registry::get().device(id);
     return submitAsync(env, dev, [dev] { dev->backend().sync(); });
   });
@@ -148,8 +135,7 @@ Napi::Value Sync(const Napi::CallbackInfo& info) {
 
 Napi::Value KernelNames(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  uint32_t id = u32Arg(info, 0, "device id");
-  return guarded(env, [&]() -> Napi::Value {
+  return withHandle(info, "device id", [&](uint32_t id) -> Napi::Value {
     auto dev = Registry::get().device(id);
     const auto& fns = dev->backend().kernels().fns;
     auto arr = Napi::Array::New(env, fns.size());
@@ -161,13 +147,8 @@ Napi::Value KernelNames(const Napi::CallbackInfo& info) {
 
 Napi::Value Stats(const Napi::CallbackInfo& info) {
   auto s = Registry::get().stats();
-  auto o = Napi::Object::New(info.Env());
-  o.Set("devices", static_cast<double>(s.devices));
-  o.Set("buffers", static_cast<double>(s.buffers));
-  o.Set("programs", static_cast<double>(s.programs));
-  o.Set("comms", static_cast<double>(s.comms));
-  o.Set("bufferBytes", static_cast<double>(s.bufferBytes));
-  return o;
+  return ObjectOf(info.Env()).set("devices", double(s.devices)).set("buffers", double(s.buffers))
+      .set("programs", double(s.programs)).set("comms", double(s.comms)).set("bufferBytes", double(s.bufferBytes));
 }
 
 Napi::Value NowMs(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), nowMs()); }
@@ -175,20 +156,10 @@ Napi::Value NowMs(const Napi::CallbackInfo& info) { return Napi::Number::New(inf
 }  // namespace
 
 void registerDeviceBindings(Napi::Env env, Napi::Object exports) {
-  exportFn(env, exports, "backendKinds", BackendKinds);
-  exportFn(env, exports, "deviceCount", DeviceCount);
-  exportFn(env, exports, "openDevice", OpenDevice);
-  exportFn(env, exports, "closeDevice", CloseDevice);
-  exportFn(env, exports, "alloc", Alloc);
-  exportFn(env, exports, "allocView", AllocView);
-  exportFn(env, exports, "free", Free);
-  exportFn(env, exports, "bufferInfo", BufferInfo);
-  exportFn(env, exports, "write", Write);
-  exportFn(env, exports, "read", Read);
-  exportFn(env, exports, "sync", Sync);
-  exportFn(env, exports, "kernelNames", KernelNames);
-  exportFn(env, exports, "stats", Stats);
-  exportFn(env, exports, "nowMs", NowMs);
+  exportAll(env, exports, {{"backendKinds", BackendKinds}, {"deviceCount", DeviceCount}, {"openDevice", OpenDevice},
+                           {"closeDevice", CloseDevice}, {"alloc", Alloc}, {"allocView", AllocView}, {"free", Free},
+                           {"bufferInfo", BufferInfo}, {"write", Write}, {"read", Read}, {"sync", Sync},
+                           {"kernelNames", KernelNames}, {"stats", Stats}, {"nowMs", NowMs}});
 }
 
 }  // namespace napi

@@ -9,10 +9,7 @@ namespace napi {
 namespace {
 
 Napi::Value GemmInfo(const Napi::CallbackInfo& info) {
-  auto o = Napi::Object::New(info.Env());
-  o.Set("impl", gemmImplName());
-  o.Set("threads", gemmThreads());
-  return o;
+  return ObjectOf(info.Env()).set("impl", gemmImplName()).set("threads", gemmThreads());
 }
 
 Napi::Value SetGemmThreads(const Napi::CallbackInfo& info) {
@@ -25,8 +22,7 @@ Napi::Value SetGemmThreads(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void registerGemmBindings(Napi::Env env, Napi::Object exports) {
-  exportFn(env, exports, "gemmInfo", GemmInfo);
-  exportFn(env, exports, "setGemmThreads", SetGemmThreads);
+  exportAll(env, exports, {{"gemmInfo", GemmInfo}, {"setGemmThreads", SetGemmThreads}});
 }
 
 }  // namespace napi

@@ -9,38 +9,30 @@ namespace napi {
 
 namespace {
 
+// One JS array of `items`, each converted by `toJs`.
+template <typename T, typename F>
+Napi::Array arrayOf(Napi::Env env, const std::vector<T>& items, F&& toJs) {
+  auto arr = Napi::Array::New(env, items.size());
+  for (size_t i = 0; i < items.size(); ++i) arr.Set(i, toJs(items[i]));
+  return arr;
+}
+
 // topology(): {gpus, links, source}; empty (never throws) without the CUDA backend or without a GPU.
 Napi::Value Topology(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const gpu::Topology t = gpu::inspector().topology();
-  auto gpus = Napi::Array::New(env, t.gpus.size());
-  for (size_t i = 0; i < t.gpus.size(); ++i) {
-    const auto& g = t.gpus[i];
-    auto o = Napi::Object::New(env);
-    o.Set("index", g.index);
-    o.Set("name", g.name);
-    o.Set("pciBusId", g.pciBusId);
-    o.Set("memoryBytes", static_cast<double>(g.memoryBytes));
-    gpus.Set(i, o);
-  }
-  auto links = Napi::Array::New(env, t.links.size());
-  for (size_t i = 0; i < t.links.size(); ++i) {
-    const auto& l = t.links[i];
-    auto o = Napi::Object::New(env);
-    o.Set("a", l.a);
-    o.Set("b", l.b);
-    o.Set("kind", l.kind);
-    o.Set("p2p", l.p2p);
-    if (l.perfRank >= 0) o.Set("perfRank", l.perfRank);
-    if (l.nvlinks > 0) o.Set("nvlinks", l.nvlinks);
-    o.Set("atomics", l.atomics);
-    links.Set(i, o);
-  }
-  auto o = Napi::Object::New(env);
-  o.Set("gpus", gpus);
-  o.Set("links", links);
-  o.Set("source", t.source);
-  return o;
+  auto gpus = arrayOf(env, t.gpus, [&](const gpu::GpuInfo& g) -> Napi::Value {
+    return ObjectOf(env).set("index", g.index).set("name", g.name).set("pciBusId", g.pciBusId)
+        .set("memoryBytes", static_cast<double>(g.memoryBytes));
+  });
+  auto links = arrayOf(env, t.links, [&](const gpu::LinkInfo& l) -> Napi::Value {
+    ObjectOf o(env);
+    o.set("a", l.a).set("b", l.b).set("kind", l.kind).set("p2p", l.p2p).set("atomics", l.atomics);
+    if (l.perfRank >= 0) o.set("perfRank", l.perfRank);
+    if (l.nvlinks > 0) o.set("nvlinks", l.nvlinks);
+    return o;
+  });
+  return ObjectOf(env).set("gpus", gpus).set("links", links).set("source", t.source);
 }
 
 // p2pSelfTest(indices): one result per ordered pair of distinct GPUs; [] for []. Blocks the calling thread.
@@ -57,19 +49,10 @@ Napi::Value P2PSelfTest(const Napi::CallbackInfo& info) {
     idx.push_back(static_cast<int>(d));
   }
   return guarded(env, [&]() -> Napi::Value {
-    const std::vector<gpu::PairResult> rs = gpu::inspector().p2pSelfTest(idx);
-    auto out = Napi::Array::New(env, rs.size());
-    for (size_t i = 0; i < rs.size(); ++i) {
-      auto o = Napi::Object::New(env);
-      o.Set("src", rs[i].src);
-      o.Set("dst", rs[i].dst);
-      o.Set("p2p", rs[i].p2p);
-      o.Set("ok", rs[i].ok);
-      o.Set("gbps", rs[i].gbps);
-      o.Set("detail", rs[i].detail);
-      out.Set(i, o);
-    }
-    return out;
+    return arrayOf(env, gpu::inspector().p2pSelfTest(idx), [&](const gpu::PairResult& r) -> Napi::Value {
+      return ObjectOf(env).set("src", r.src).set("dst", r.dst).set("p2p", r.p2p).set("ok", r.ok).set("gbps", r.gbps)
+          .set("detail", r.detail);
+    });
   });
 }
 
@@ -85,9 +68,7 @@ Napi::Value SetP2PEnabled(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void registerGpuBindings(Napi::Env env, Napi::Object exports) {
-  exportFn(env, exports, "topology", Topology);
-  exportFn(env, exports, "p2pSelfTest", P2PSelfTest);
-  exportFn(env, exports, "setP2PEnabled", SetP2PEnabled);
+  exportAll(env, exports, {{"topology", Topology}, {"p2pSelfTest", P2PSelfTest}, {"setP2PEnabled", SetP2PEnabled}});
 }
 
 }  // namespace napi

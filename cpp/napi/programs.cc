@@ -1,5 +1,7 @@
 // Program bindings: compile (JS op lists into Program::compile's OpDesc), run, runWith (one hand-off per step, with
 // an optional armed fault), releaseProgram, programStatus.
+#include <algorithm>
+
 #include "../collective/communicator.h"
 #include "../program.h"
 #include "../registry.h"
@@ -11,6 +13,13 @@ namespace tl {
 namespace napi {
 
 namespace {
+
+// A Float64Array holding `v`.
+Napi::Float64Array float64Array(Napi::Env env, const std::vector<double>& v) {
+  auto a = Napi::Float64Array::New(env, v.size());
+  std::copy(v.begin(), v.end(), a.Data());
+  return a;
+}
 
 std::string opName(size_t i, const std::string& kernel) { return "op #" + std::to_string(i) + " (" + kernel + ")"; }
 
@@ -71,8 +80,7 @@ Napi::Value Compile(const Napi::CallbackInfo& info) {
 
 Napi::Value Run(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  uint32_t h = u32Arg(info, 0, "program handle");
-  return guarded(env, [&]() -> Napi::Value {
+  return withHandle(info, "program handle", [&](uint32_t h) -> Napi::Value {
     auto prog = Registry::get().program(h);
     return submitAsync(env, prog->device, [prog] { prog->execute(); });
   });
@@ -155,53 +163,33 @@ Napi::Value RunWith(const Napi::CallbackInfo& info) {
       for (const CollectiveOp* c : prog->collectives()) out->waitMs += c->comm->stats(c->rank).waitMs;
     };
     auto result = [out](Napi::Env e) -> Napi::Value {
-      auto o = Napi::Object::New(e);
-      auto v = Napi::Float64Array::New(e, out->values.size());
-      for (size_t i = 0; i < out->values.size(); ++i) v[i] = out->values[i];
-      auto m = Napi::Float64Array::New(e, out->marks.size());
-      for (size_t i = 0; i < out->marks.size(); ++i) m[i] = out->marks[i];
-      o.Set("values", v);
-      o.Set("marks", m);
-      o.Set("startMs", out->startMs);
-      o.Set("waitMs", out->waitMs);
-      o.Set("guardTripped", out->guard);
-      return o;
+      return ObjectOf(e).set("values", float64Array(e, out->values)).set("marks", float64Array(e, out->marks))
+          .set("startMs", out->startMs).set("waitMs", out->waitMs).set("guardTripped", out->guard);
     };
     return submitAsync(env, prog->device, task, result);
   });
 }
 
 Napi::Value ReleaseProgram(const Napi::CallbackInfo& info) {
-  Registry::get().releaseProgram(u32Arg(info, 0, "program handle"));
-  return info.Env().Undefined();
+  return withHandle(info, "program handle", [](uint32_t h) { Registry::get().releaseProgram(h); });
 }
 
 // programStatus(program): {startMs, marks, guardTripped, currentOp}; safe while the program runs (the watchdog).
 Napi::Value ProgramStatus(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  uint32_t h = u32Arg(info, 0, "program handle");
-  return guarded(env, [&]() -> Napi::Value {
+  return withHandle(info, "program handle", [&](uint32_t h) -> Napi::Value {
     auto prog = Registry::get().program(h);
-    auto o = Napi::Object::New(env);
     std::lock_guard<std::mutex> lk(prog->statusMu);
-    auto arr = Napi::Float64Array::New(env, prog->marks.size());
-    for (size_t i = 0; i < prog->marks.size(); ++i) arr[i] = prog->marks[i];
-    o.Set("marks", arr);
-    o.Set("startMs", prog->startMs);
-    o.Set("guardTripped", prog->guardTripped);
-    o.Set("currentOp", prog->currentOp.load());
-    return o;
+    return ObjectOf(env).set("marks", float64Array(env, prog->marks)).set("startMs", prog->startMs)
+        .set("guardTripped", prog->guardTripped).set("currentOp", prog->currentOp.load());
   });
 }
 
 }  // namespace
 
 void registerProgramBindings(Napi::Env env, Napi::Object exports) {
-  exportFn(env, exports, "compile", Compile);
-  exportFn(env, exports, "run", Run);
-  exportFn(env, exports, "runWith", RunWith);
-  exportFn(env, exports, "releaseProgram", ReleaseProgram);
-  exportFn(env, exports, "programStatus", ProgramStatus);
+  exportAll(env, exports, {{"compile", Compile}, {"run", Run}, {"runWith", RunWith}, {"releaseProgram", ReleaseProgram},
+                           {"programStatus", ProgramStatus}});
 }
 
 }  // namespace napi

@@ -28,7 +28,7 @@ void expectThrow(const std::string& what, const std::function<void()>& f, const 
   bool unchanged = true;
   for (size_t i = 0; i < outs.size(); ++i)
     unchanged &= std::memcmp(before[i].data(), outs[i]->data(), before[i].size() * 4) == 0;
-  const bool mentions = msg.find(mustMention) != std::string::npos && msg.find("cpu:test") != std::string::npos;
+  const bool mentions = msg.find(mustMention) != std::string::npos && msg.find("cpu:0") != std::string::npos;
   report(threw && unchanged && mentions, "throws: " + what + "  [" + msg + "]");
 }
 

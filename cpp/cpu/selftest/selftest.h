@@ -1,4 +1,4 @@
-// Shared pieces of the standalone CPU kernel self-test (built by cpp/cpu/selftest.sh): a host backend, random
+// Shared pieces of the standalone CPU kernel self-test (built by cpp/cpu/selftest.sh): the CPU backend, random
 // data, relative errors, and call(), which runs a kernel the way a compiled program does (contract check first).
 #pragma once
 #include <functional>

@@ -1,4 +1,4 @@
-// Self-test support: the host test backend, random data, errors and the kernel call path (selftest.h).
+// Self-test support: the CPU backend, random data, errors and the kernel call path (selftest.h).
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -13,21 +13,7 @@
 namespace selftest {
 
 namespace {
-
-class TestBackend : public Backend {
- public:
-  std::string name() const override { return "cpu:test"; }
-  std::string kind() const override { return "cpu"; }
-  void* alloc(size_t bytes) override { return std::calloc(bytes ? bytes : 1, 1); }
-  void free(void* p) override { std::free(p); }
-  void copyIn(void* d, const void* s, size_t n) override { std::memcpy(d, s, n); }
-  void copyOut(void* d, const void* s, size_t n) override { std::memcpy(d, s, n); }
-  void copyWithin(void* d, const void* s, size_t n) override { std::memmove(d, s, n); }
-  void sync() override {}
-  const KernelTable& kernels() const override { return cpuKernels(); }
-};
-
-TestBackend g_dev;
+const std::unique_ptr<Backend> g_dev = makeCpuBackend(0);  // the real CPU backend: kernels see "cpu:0"
 }  // namespace
 
 int g_fail = 0, g_pass = 0;
@@ -80,7 +66,7 @@ TensorRef ref(std::vector<uint8_t>& v) { TensorRef t; t.data = v.data(); t.numel
 void call(const std::string& op, std::vector<TensorRef> in, std::vector<TensorRef> out, const Attrs& a) {
   KernelFn f = cpuKernels().find(op);
   if (!f) throw std::runtime_error("kernel not registered: " + op);
-  KernelCall c{g_dev, op, in, out, a};
+  KernelCall c{*g_dev, op, in, out, a};
   const std::unique_ptr<KernelArgs> parsed = checkKernelCall(c);  // Note [Kernel contracts]: compile time
   c.parsed = parsed.get();
   f(c);
