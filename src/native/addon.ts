@@ -73,7 +73,7 @@ export interface NativeSchedule {
   phases: number[][][][];
 }
 
-/** The functions cpp/addon.cc exports. Handles are process-wide integers (Note [Process-wide registry]). */
+/** The functions the addon exports (cpp/napi/*.cc). Handles are process-wide integers (Note [Process-wide registry]). */
 export interface NativeAddon {
   backendKinds(): string[];
   deviceCount(kind: string): number;
