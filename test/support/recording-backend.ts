@@ -1,5 +1,5 @@
 // A Backend that executes nothing and records every op list it is given: for checking what a tower compiles.
-import type { Backend, DType, HostArray, Op } from '../../src/backend/backend.js';
+import type { Backend, DeviceFault, DType, HostArray, Op } from '../../src/backend/backend.js';
 
 interface Buf {
   dtype: DType;
@@ -11,6 +11,8 @@ export class RecordingBackend implements Backend {
   readonly name = 'rec';
   /** Every compiled (or runOps) op list, in order. */
   readonly lists: Op[][] = [];
+  /** Every run: the program (index into lists + 1) and the fault armed for it. */
+  readonly runs: Array<{ program: number; fault?: DeviceFault }> = [];
   private readonly bufs = new Map<number, Buf>();
   private next = 1;
   private nextProgram = 1;
@@ -40,7 +42,9 @@ export class RecordingBackend implements Backend {
     this.lists.push(ops.map((o) => ({ ...o, inputs: [...o.inputs], outputs: [...o.outputs], ...(o.attrs ? { attrs: { ...o.attrs } } : {}) })));
     return this.nextProgram++;
   }
-  async run(): Promise<void> {}
+  async run(program: number, fault?: DeviceFault): Promise<void> {
+    this.runs.push({ program, ...(fault ? { fault } : {}) });
+  }
   async runOps(ops: Op[]): Promise<void> {
     this.compile(ops);
   }
