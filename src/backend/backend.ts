@@ -12,6 +12,18 @@ export interface Op {
 export type HostArray = Float64Array | Float32Array | Int32Array | Uint8Array;
 
 /**
+ * One fault armed for one run at the '@fault' op whose attrs.point equals `point` (src/model/fault.ts numbers
+ * the points): 'stall' sleeps `ms`; 'nan' writes NaN at element `index` of the op's output; 'bitflip' flips that
+ * element's lowest mantissa bit; 'throw' fails the run there. Unarmed, '@fault' ops do nothing.
+ */
+export interface DeviceFault {
+  point: number;
+  kind: 'stall' | 'nan' | 'bitflip' | 'throw';
+  ms?: number;
+  index?: number;
+}
+
+/**
  * Implemented by the native devices (`cpu`, later `cuda`) and by the float64 `ReferenceBackend` used in tests.
  * Tensor bytes stay behind the handle; only copyIn/copyOut move them, and training never calls those on gradients.
  */
@@ -24,7 +36,8 @@ export interface Backend {
   copyIn(handle: number, data: ArrayLike<number>, offset?: number): void;
   copyOut(handle: number): HostArray;
   compile(ops: Op[]): number;
-  run(program: number): Promise<void>;
+  /** Runs a compiled program; a backend that implements '@fault' arms `fault` for this run only. */
+  run(program: number, fault?: DeviceFault): Promise<void>;
   runOps(ops: Op[]): Promise<void>;
   releaseProgram(program: number): void;
   sync(): Promise<void>;
@@ -35,6 +48,7 @@ export interface Backend {
     program: number,
     writes: Array<[number, Float32Array | Int32Array | Uint8Array]>,
     reads: number[],
+    fault?: DeviceFault,
   ): Promise<{ values: Float64Array; marks: Float64Array; startMs: number; waitMs: number; guardTripped: boolean }>;
   /** Native devices: the last run of a program: start (ms, process-wide clock), '@mark' times, guard state. */
   status?(program: number): { marks: Float64Array; startMs: number; guardTripped: boolean; currentOp: number };

@@ -44,7 +44,7 @@ export function slotCount(o: ResolvedOptimizer): number {
   return o.type === 'sgd' ? 0 : o.type === 'momentum' ? 1 : 2;
 }
 
-/** The update op for one parameter. `hyper` holds [lr, t, scale] (docs/kernels.md). */
+/** The update op for one parameter. `hyper` is the step's hyper-parameter block (HyperSlot in src/native/hyper.ts). */
 export function updateOp(o: ResolvedOptimizer, N: number, w: number, g: number, slots: number[], hyper: number): Op {
   switch (o.type) {
     case 'sgd':

@@ -1,0 +1,49 @@
+// The fault points of a step program and the fault a test arms at one of them for one run.
+import type { DeviceFault, Op } from '../backend/backend.js';
+
+// Note [Fault points]: every step program holds one '@fault' op at each of these points, in production too
+// (unarmed it costs one integer compare). A test arms one fault for one run through the 4th argument of
+// runWith (stall, nan, bitflip or throw), so faulted steps run the production program. Each op's
+// output is the buffer a 'nan' or 'bitflip' writes into:
+//   forward  before the forward pass      the batch input x           (a NaN in the data)
+//   backward before the backward pass     the data loss scalar        (a NaN loss on this tower)
+//   gradient after backward, before the
+//            local norms                  the gradient arena          (a NaN in this tower's gradient)
+//   reduce   before the collective        the gradient arena          (past the local check: only the reduced norm sees it)
+//   received right after the collective   the gradient arena          (this tower received a corrupted chunk)
+//   update   before the update            the weight arena            (a weight silently corrupted on one replica)
+export const FaultPoint = { forward: 0, backward: 1, gradient: 2, reduce: 3, received: 4, update: 5 } as const;
+export type FaultPointName = keyof typeof FaultPoint;
+
+const KINDS = ['stall', 'nan', 'bitflip', 'throw'] as const;
+
+/** One fault for one step: where, what, and its ms ('stall') or element index ('nan', 'bitflip'). */
+export interface StepFault {
+  point: FaultPointName;
+  kind: (typeof KINDS)[number];
+  ms?: number;
+  index?: number;
+}
+
+/** The '@fault' op of a point; `output` is the f32 buffer its 'nan'/'bitflip' writes into. */
+export function faultOp(point: FaultPointName, output: number): Op {
+  return { kernel: '@fault', inputs: [], outputs: [output], attrs: { point: FaultPoint[point] } };
+}
+
+/** The native spec of a fault (numeric point). Checks the point and kind here; the device checks ms and index. */
+export function deviceFault(f: StepFault): DeviceFault {
+  if (!Object.hasOwn(FaultPoint, f.point))
+    throw new TypeError(`fault.point: expected one of ${Object.keys(FaultPoint).join(', ')}; given ${JSON.stringify(f.point)}`);
+  if (!KINDS.includes(f.kind)) throw new TypeError(`fault.kind: expected one of ${KINDS.join(', ')}; given ${JSON.stringify(f.kind)}`);
+  return { point: FaultPoint[f.point], kind: f.kind, ...(f.ms !== undefined ? { ms: f.ms } : {}), ...(f.index !== undefined ? { index: f.index } : {}) };
+}
+
+// TEMPORARY until r12-coord merges: the guard tests still ask the worker for faults in the old shape
+// ({ nanAt } or { stallMs: { phase, ms } }); read them as the fault points they meant. The integrator removes this.
+type LegacyFault = { nanAt?: number; stallMs?: { phase: 'forward' | 'backward' | 'reduce' | 'update'; ms: number } };
+export function legacyFault(f: StepFault | LegacyFault): StepFault {
+  if ('point' in f) return f;
+  if (f.nanAt !== undefined) return { point: 'gradient', kind: 'nan', index: f.nanAt };
+  if (f.stallMs !== undefined) return { point: f.stallMs.phase, kind: 'stall', ms: f.stallMs.ms };
+  throw new TypeError(`fault: expected { point, kind, ms?, index? }; given ${JSON.stringify(f)}`);
+}

@@ -1,0 +1,95 @@
+// The step program: one whole training step as one op list (input, forward, backward, all-reduce, update), with
+// '@mark's between its phases and a '@fault' at each fault point.
+import type { Op } from '../backend/backend.js';
+import type { Network } from './network.js';
+import type { ResolvedTrainingOptions } from './optimizer.js';
+import { faultOp } from './fault.js';
+import { backwardOps, forwardOps, localNormOps, lossOps, updateOps } from './passes.js';
+
+export const STEP_PHASES = ['input', 'forward', 'backward', 'reduce', 'update'] as const;
+
+/** Milliseconds per phase of one step, measured on the device thread from the step program's marks. */
+export interface StepTimings {
+  /** When the step started on the device thread (ms on the process-wide clock, native nowMs()). */
+  startMs: number;
+  input: number;
+  forward: number;
+  backward: number;
+  reduce: number;
+  update: number;
+  total: number;
+}
+
+/** A tower's place in a collective: the communicator over the towers' gradient arenas and its rank there. */
+export interface CollectiveSlot {
+  comm: number;
+  rank: number;
+}
+
+/** See Tower.stepLaunch. */
+export interface StepLaunch {
+  program: number;
+  indices: number;
+  hyper: number;
+  crop?: number;
+  /** Data loss, L2 loss, squared global gradient norm. */
+  reads: number[];
+}
+
+export interface StepResult {
+  timings: StepTimings;
+  /** The non-finite guard stopped the update (the reduced gradient norm was NaN or infinite). */
+  skipped: boolean;
+  /** This shard's data loss (already weighted by gradScale), the L2 penalty, the reduced gradient's norm. */
+  loss: number;
+  regLoss: number;
+  gradNorm: number;
+  /** Time spent waiting for the other towers inside the all-reduce. */
+  reduceWaitMs: number;
+}
+
+/** The phase a running step program is in, from how many of its five '@mark's have passed. */
+export function phaseOf(st: { marks: ArrayLike<number>; currentOp: number }): (typeof STEP_PHASES)[number] | undefined {
+  if (st.currentOp < 0) return undefined;
+  const done = Array.from(st.marks).filter((x) => x >= 0).length;
+  return STEP_PHASES[Math.min(done, STEP_PHASES.length - 1)];
+}
+
+/** Turns the marks of a step program's run into per-phase milliseconds. */
+export function stepTimings(marks: ArrayLike<number>, startMs: number): StepTimings {
+  const m = marks;
+  return m.length >= 5
+    ? { startMs, input: m[0]!, forward: m[1]! - m[0]!, backward: m[2]! - m[1]!, reduce: m[3]! - m[2]!, update: m[4]! - m[3]!, total: m[4]! }
+    : { startMs: 0, input: 0, forward: 0, backward: 0, reduce: 0, update: 0, total: 0 };
+}
+
+// Note [Non-finite guard]: each tower records Σg² per tensor of its own gradient before the all-reduce
+// (P tiny reductions, one pass over the gradients, no host copy), and every tower checks the reduced norm
+// with a '@guard' op before clipping and updating. All towers see the same reduced norm, so they all skip
+// or all apply; the per-tensor local sums are read only after a trip, to name the tower and the tensor.
+
+/** The step program at batch B after `input` (the dataset gather, or nothing for host batches); Note [Fault points]. */
+export function stepOps(net: Network, B: number, input: Op[], collective: CollectiveSlot | undefined, t: ResolvedTrainingOptions): Op[] {
+  const mark: Op = { kernel: '@mark', inputs: [], outputs: [] };
+  const { x, loss } = net.buffers;
+  return [
+    ...input,
+    mark,
+    faultOp('forward', x),
+    ...forwardOps(net, B, { train: true, useEma: false }),
+    ...lossOps(net, B),
+    mark,
+    faultOp('backward', loss),
+    ...backwardOps(net, B),
+    faultOp('gradient', net.gradArena),
+    ...localNormOps(net),
+    mark,
+    faultOp('reduce', net.gradArena),
+    ...(collective ? [{ kernel: '@collective', inputs: [], outputs: [], attrs: { comm: collective.comm, rank: collective.rank } }] : []),
+    faultOp('received', net.gradArena),
+    mark,
+    faultOp('update', net.weightArena),
+    ...updateOps(net, t),
+    mark,
+  ];
+}
