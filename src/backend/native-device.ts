@@ -1,6 +1,6 @@
 // A native device (cpu:N, cuda:N) seen through the Backend interface; bytes stay in native memory.
 import type { Backend, DeviceFault, DType, HostArray, Op } from './backend.js';
-import { native, type NativeAddon, type NativeArray, type RunResult } from '../native/addon.js';
+import { native, type NativeArray, type RunResult } from '../native/addon.js';
 
 const ARRAY_FOR: Record<DType, string> = { f32: 'Float32Array', i32: 'Int32Array', u8: 'Uint8Array' };
 
@@ -54,7 +54,7 @@ export class NativeDevice implements Backend {
 
   /** The last (or current) run of a program: start time, '@mark' times, whether a '@guard' stopped it. */
   status(program: number): { marks: Float64Array; startMs: number; guardTripped: boolean; currentOp: number } {
-    return native().programStatus(legacy() ? legacyFaults.running(program) : program);
+    return native().programStatus(program);
   }
 
   free(handle: number): void {
@@ -75,7 +75,7 @@ export class NativeDevice implements Backend {
   }
 
   compile(ops: Op[]): number {
-    return legacy() ? legacyFaults.compile(this.id, ops) : native().compile(this.id, ops);
+    return native().compile(this.id, ops);
   }
 
   /** Runs a program; with a fault, through runWith (the one place a fault is armed). */
@@ -86,8 +86,7 @@ export class NativeDevice implements Backend {
 
   /** Writes, run and reads in one hand-off (Note [One hand-off per step]); `fault` is armed for this run only. */
   runWith(program: number, writes: Array<[number, NativeArray]>, reads: number[], fault?: DeviceFault): Promise<RunResult> {
-    if (fault && legacy()) return legacyFaults.runWith(this.id, program, writes, reads, fault);
-    return addon().runWith(program, writes, reads, fault);
+    return native().runWith(program, writes, reads, fault);
   }
 
   async runOps(ops: Op[]): Promise<void> {
@@ -100,7 +99,6 @@ export class NativeDevice implements Backend {
   }
 
   releaseProgram(program: number): void {
-    if (legacy()) legacyFaults.release(program);
     native().releaseProgram(program);
   }
 
@@ -118,63 +116,3 @@ export class NativeDevice implements Backend {
     native().closeDevice(this.id);
   }
 }
-
-// ---- TEMPORARY until r12-native merges ---------------------------------------------------------------------------
-// The addon of this branch predates the native contract (CONTRACT.md section 1): no contract(), no '@fault' op, no
-// fault argument to runWith. With such an addon, compile() drops '@fault' ops (remembering each program's ops), and
-// a run with a fault compiles a one-off copy of the program in which the '@fault' at the armed point becomes the old
-// addon's '@sleep' (stall) or '@poison' (nan). The integrator deletes this block and legacy()'s call sites above,
-// and `addon()` becomes native().
-type ContractAddon = NativeAddon & {
-  contract?: () => unknown;
-  runWith(program: number, writes: Array<[number, NativeArray]>, reads: number[], fault?: DeviceFault): Promise<RunResult>;
-};
-const addon = (): ContractAddon => native() as ContractAddon;
-let legacyAddon: boolean | undefined;
-function legacy(): boolean {
-  return (legacyAddon ??= typeof addon().contract !== 'function');
-}
-
-const legacyFaults = new (class {
-  private readonly ops = new Map<number, Op[]>();
-  private readonly variants = new Map<number, number>();
-
-  compile(device: number, ops: Op[]): number {
-    const p = native().compile(device, ops.filter((o) => o.kernel !== '@fault'));
-    this.ops.set(p, ops);
-    return p;
-  }
-
-  async runWith(device: number, program: number, writes: Array<[number, NativeArray]>, reads: number[], fault: DeviceFault): Promise<RunResult> {
-    const ops = this.ops.get(program);
-    if (!ops) throw new Error(`runWith: unknown program #${program}`);
-    const variant = ops.flatMap((o): Op[] => {
-      if (o.kernel !== '@fault') return [o];
-      if (o.attrs?.point !== fault.point) return [];
-      if (fault.kind === 'stall') return [{ kernel: '@sleep', inputs: [], outputs: [], attrs: { ms: fault.ms ?? 0 } }];
-      if (fault.kind === 'nan') return [{ kernel: '@poison', inputs: [], outputs: o.outputs, attrs: { index: fault.index ?? 0 } }];
-      throw new Error(`fault kind '${fault.kind}' needs the addon of r12-native (this one has no '@fault' op)`);
-    });
-    const p = native().compile(device, variant);
-    this.variants.set(program, p);
-    try {
-      return await native().runWith(p, writes, reads);
-    } finally {
-      this.variants.delete(program);
-      try {
-        native().releaseProgram(p);
-      } catch {
-        // the device was closed under the run (a watchdog test): its programs went with it
-      }
-    }
-  }
-
-  /** The program actually running for `program` (its faulted copy during a faulted run). */
-  running(program: number): number {
-    return this.variants.get(program) ?? program;
-  }
-
-  release(program: number): void {
-    this.ops.delete(program);
-  }
-})();

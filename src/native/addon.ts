@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Op } from '../backend/backend.js';
+import type { DeviceFault, Op } from '../backend/backend.js';
 
 export type NativeDType = 'f32' | 'i32' | 'u8';
 export type NativeArray = Float32Array | Int32Array | Uint8Array;
@@ -29,17 +29,13 @@ export interface P2PPairResult {
 }
 
 /**
- * A fault armed for one run (runWith's 4th argument; Note [Fault injection] in cpp/fault.h). It happens at the
- * program's first '@fault' op whose `point` matches: 'stall' sleeps `ms`, 'nan' writes NaN at element `index` of
- * the op's buffer, 'bitflip' flips the lowest mantissa bit of that element, 'throw' fails the run naming the point
- * and the device. A bad spec throws a TypeError/RangeError naming the field when runWith is called.
+ * A fault armed for one run (runWith's 4th argument; Note [Fault injection] in cpp/fault.h): the Backend
+ * interface's DeviceFault (src/backend/backend.ts). It happens at the program's first '@fault' op whose `point`
+ * matches: 'stall' sleeps `ms`, 'nan' writes NaN at element `index` of the op's buffer, 'bitflip' flips the lowest
+ * mantissa bit of that element, 'throw' fails the run naming the point and the device. A bad spec throws a
+ * TypeError/RangeError naming the field when runWith is called.
  */
-export interface NativeFault {
-  point: number;
-  kind: 'stall' | 'nan' | 'bitflip' | 'throw';
-  ms?: number;
-  index?: number;
-}
+export type NativeFault = DeviceFault;
 
 /** One buffer of a kernel's contract: its name, dtype and shape over the attributes ('(B,I)', '(1)', 'hyper'). */
 export interface ContractArg {
