@@ -8,7 +8,7 @@ import { naiveSchedule } from '../src/scheduler/naive.js';
 import { broadcastSchedule } from '../src/scheduler/broadcast.js';
 import { validateSchedule, ScheduleError, COPY, REDUCE, type Schedule } from '../src/scheduler/schedule.js';
 import { planReduction } from '../src/scheduler/select.js';
-import { shardSizes } from '../src/actors/split.js';
+import { shardSizes } from '../src/coordinator/shard.js';
 
 describe('built-in schedules', () => {
   it('ring, tree and naive are valid all-reduces for 1..9 towers and odd lengths, with and without chunking', () => {

@@ -3,7 +3,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatTopology, topology, type Topology } from '../src/topology.js';
-import { parseDevices } from '../src/actors/devices.js';
+import { parseDevices } from '../src/devices.js';
 import { createRuntime } from '../src/runtime.js';
 import { native } from '../src/native/addon.js';
 import { ConfigError } from '../src/util/validate.js';

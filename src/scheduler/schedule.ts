@@ -6,6 +6,8 @@
 // what another reads from it. At the end every tower must hold, for every element, the sum of all towers'
 // values, produced by one single reduction and copied verbatim everywhere else, so replicas stay bit-identical.
 
+import { ScheduleError } from '../errors.js';
+
 export const REDUCE = 0;
 export const COPY = 1;
 export type StepKind = typeof REDUCE | typeof COPY;
@@ -29,12 +31,7 @@ export interface ReductionStrategy {
   plan(req: ScheduleRequest): Schedule;
 }
 
-export class ScheduleError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ScheduleError';
-  }
-}
+export { ScheduleError };
 
 /**
  * Checks a schedule symbolically: shape, ranges, phase conflicts, that every tower ends with every tower's
