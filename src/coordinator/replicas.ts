@@ -21,8 +21,11 @@ export async function checkReplicas(towers: TowerSet): Promise<ReplicaReport> {
 }
 
 /**
- * Every `every` steps: check, report, and on a mismatch halt (ReplicaMismatchError) or copy tower 0's weights to
- * every tower and go on ('rebroadcast').
+ * Every `every` steps: check, report, and on a mismatch halt (ReplicaMismatchError) or copy tower 0's whole
+ * training state to every tower and go on ('rebroadcast'). The whole state, not only the weights: a replica that
+ * diverged also has diverged optimizer slots and EMA (momentum, Adam), which would pull it apart again. A rare
+ * repair off the hot path, so the copy goes through the host; tower 0 is rewritten too, so every tower holds the
+ * very same values (a float64 reference tower rounds what it reads).
  */
 export async function replicaPolicy(towers: TowerSet, step: number, o: { every: number; policy: 'halt' | 'rebroadcast' }, report: (r: ReplicaReport) => void): Promise<void> {
   if (o.every <= 0 || step % o.every !== 0) return;
@@ -30,5 +33,7 @@ export async function replicaPolicy(towers: TowerSet, step: number, o: { every: 
   report(r);
   if (r.consistent) return;
   if (o.policy === 'halt') throw new ReplicaMismatchError(`replicas diverged by step ${step}: ${r.detail}`);
-  await towers.broadcastWeights();
+  const state = await towers.ports[0]!.readState();
+  const tensors = state.map((t): [string, Float32Array] => [t.name, t.data]);
+  await towers.all((p) => p.writeState(tensors));
 }

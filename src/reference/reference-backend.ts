@@ -208,8 +208,9 @@ export class ReferenceBackend implements Backend {
     return t0;
   }
 
-  async run(program: number): Promise<void> {
-    await this.runWith(program, [], []);
+  /** Runs a program; `fault` arms one '@fault' point for this run only (contract section 1). */
+  async run(program: number, fault?: FaultSpec): Promise<void> {
+    await this.runWith(program, [], [], fault);
   }
 
   /**
