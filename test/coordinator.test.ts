@@ -146,6 +146,23 @@ describe('replica policy', () => {
   });
 });
 
+describe('replica check against a fault armed in the production step program', () => {
+  it("a bit flipped in one replica's weights is caught at the next check, and 'rebroadcast' repairs it", async () => {
+    await withRef(3, async (rt) => {
+      // A weight whose value stays inside its binade, so the one-ulp flip cannot round away in the update.
+      injectFaults(rt, (step, rank) => (step === 3 && rank === 1 ? { at: 'update', kind: 'bitflip', index: 7 } : undefined));
+      const run = rt.train({ model, optimizer, data: data(30), steps: 9, seed: 2, guard: { replicaCheckEvery: 3, replicaPolicy: 'rebroadcast' } });
+      const events: RunEvent[] = [];
+      run.events$.subscribe((e) => events.push(e));
+      await run.done;
+      await new Promise((r) => setTimeout(r, 10));
+      const checks = events.filter((e) => e.type === 'replicas') as Array<{ consistent: boolean; detail: string }>;
+      assert.deepEqual(checks.map((c) => c.consistent), [false, true, true]);
+      assert.match(checks[0]!.detail, /ref:1 differs from tower 0 \(ref:0\) in 'dense_0\/kernel'/);
+    });
+  });
+});
+
 describe('non-finite policy (faults armed in the production step program)', () => {
   it('halt: a NaN in one tower\'s gradient stops the run naming step, tower and tensor', async () => {
     await withRef(3, async (rt) => {

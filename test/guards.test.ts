@@ -11,6 +11,9 @@ const model = mnistMlp(32);
 const optimizer = { type: 'sgd' as const, lr: 0.05 };
 // dense_0/kernel is 784x32 = 25088 elements, then dense_0/bias (32): element 25090 lies in the bias.
 const IN_BIAS = 784 * 32 + 2;
+// dense_0/kernel[0][3]: the weight of MNIST's always-black corner pixel to hidden unit 3. It gets no data gradient
+// (only the tiny L2 decay), so a one-ulp flip of it is never rounded away by the update.
+const CORNER_WEIGHT = 3;
 
 describe('non-finite guard', () => {
   it("halt (default): a NaN in tower 2's gradient stops the run naming step, tower and tensor", async () => {
@@ -110,14 +113,15 @@ describe('watchdog', () => {
 
 describe('replica consistency check', () => {
   for (const [devices, algorithm, rank] of [['cpu*2', 'ring', 1], ['cpu*3', 'naive', 2]] as const) {
-    it(`a single bit flipped in tower ${rank}'s all-reduce transfer (${algorithm}, ${devices}) is detected within K=5 steps, naming the tower`, async () => {
+    it(`a single bit flipped in tower ${rank}'s weights (${algorithm}, ${devices}) is detected within K=5 steps, naming the tower`, async () => {
       const rt = await createRuntime({ devices, reduction: { algorithm } });
       try {
-        injectFaults(rt, (step, r) => (step === 7 && r === rank ? { at: 'received', kind: 'bitflip', index: IN_BIAS } : undefined));
+        // The lowest mantissa bit of one weight of one replica, just before step 7's update: silent corruption.
+        injectFaults(rt, (step, r) => (step === 7 && r === rank ? { at: 'update', kind: 'bitflip', index: CORNER_WEIGHT } : undefined));
         const run = rt.train({ model, optimizer, data: mnist({ batchSize: 96 }), steps: 30, seed: 2, guard: { replicaCheckEvery: 5 } });
         const events: RunEvent[] = [];
         run.events$.subscribe((e) => events.push(e));
-        await assert.rejects(run.done, (e: Error) => e instanceof ReplicaMismatchError && /by step 10/.test(e.message) && new RegExp(`cpu:${rank} differs from tower 0`).test(e.message) && /in 'dense_/.test(e.message));
+        await assert.rejects(run.done, (e: Error) => e instanceof ReplicaMismatchError && /by step 10/.test(e.message) && new RegExp(`cpu:${rank} differs from tower 0`).test(e.message) && /in 'dense_0\/kernel'/.test(e.message));
         const checks = events.filter((e) => e.type === 'replicas') as Array<{ step: number; consistent: boolean }>;
         assert.deepEqual(checks.map((c) => [c.step, c.consistent]), [[5, true], [10, false]], 'step 5 was consistent; step 10 caught the flip of step 7');
       } finally {
@@ -129,7 +133,7 @@ describe('replica consistency check', () => {
   it('rebroadcast policy: tower 0 is copied to all, training goes on, and replicas end bit-identical', async () => {
     const rt = await createRuntime({ devices: 'cpu*2' });
     try {
-      injectFaults(rt, (step, rank) => (step === 2 && rank === 1 ? { at: 'received', kind: 'bitflip', index: IN_BIAS } : undefined));
+      injectFaults(rt, (step, rank) => (step === 2 && rank === 1 ? { at: 'update', kind: 'bitflip', index: CORNER_WEIGHT } : undefined));
       const run = rt.train({ model, optimizer, data: mnist({ batchSize: 64 }), steps: 12, seed: 2, guard: { replicaCheckEvery: 4, replicaPolicy: 'rebroadcast' } });
       const events: RunEvent[] = [];
       run.events$.subscribe((e) => events.push(e));

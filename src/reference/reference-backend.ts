@@ -273,12 +273,15 @@ export class ReferenceBackend implements Backend {
         buf[f.index!] = NaN;
         return;
       case 'bitflip': {
-        // The float32 value's lowest mantissa bit, as on a native device (the reference stores f32 as float64).
+        // The float32 value's lowest mantissa bit, as on a native device. The reference keeps f32 buffers in
+        // float64, so the value moves by exactly what that bit is worth (one float32 ulp), and no more precision
+        // is lost: the corruption stays visible through the float32 rounding of the replica hash.
         const bits = new Uint32Array(1);
         const f32 = new Float32Array(bits.buffer);
         f32[0] = buf[f.index!]!;
+        const before = f32[0]!;
         bits[0] = bits[0]! ^ 1;
-        buf[f.index!] = f32[0]!;
+        buf[f.index!] = buf[f.index!]! + (f32[0]! - before);
         return;
       }
       case 'throw':
