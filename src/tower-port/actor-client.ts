@@ -34,13 +34,13 @@ export class ActorClient {
     start: ActorStart,
   ) {
     this.worker = startActor(start);
-    // Idle actors let the process exit (Note [Process lifetime]); calls in flight keep it alive by their deadline timer.
-    this.worker.unref();
     this.api = Comlink.wrap<TowerActorApi>(nodeEndpoint(this.worker));
     this.death = new Promise((resolve) => {
       this.worker.on('error', (e) => resolve(this.die(`worker error: ${e.message}`)));
       this.worker.on('exit', (code) => resolve(this.die(`worker exited with code ${code}`)));
     });
+    // After the listeners (attaching a 'message' listener refs the worker's port again): Note [Process lifetime].
+    this.worker.unref();
   }
 
   /** Why the worker is dead (its exit code or error), or undefined while it lives. */

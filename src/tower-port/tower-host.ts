@@ -18,13 +18,13 @@ export class TowerHost implements TowerActorApi {
   constructor(private readonly device: Backend) {}
 
   private need(): Tower {
-    if (!this.tower) throw new Error(`tower on ${this.device.name}: build() the tower first`);
+    if (!this.tower) throw new Error('build() the tower first');
     return this.tower;
   }
 
   private dataset(key: string): DeviceDataset {
     const ds = this.datasets.get(key);
-    if (!ds) throw new Error(`tower on ${this.device.name}: no data set '${key}' was uploaded`);
+    if (!ds) throw new Error(`no data set '${key}' was uploaded`);
     return ds;
   }
 
@@ -64,7 +64,7 @@ export class TowerHost implements TowerActorApi {
   }
 
   async broadcastWeights(): Promise<void> {
-    if (!this.slots) throw new Error(`tower on ${this.device.name}: not in a group (no weight collective)`);
+    if (!this.slots) throw new Error('not in a group (no weight collective)');
     await this.need().runWeightCollective(this.slots.weights);
   }
 
