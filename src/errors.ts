@@ -4,6 +4,21 @@
 /** The base of towerline's errors: `code` is stable across versions ('TL_...'); the message is for people. */
 export abstract class TowerlineError extends Error {
   abstract readonly code: string;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** An error about one file or data source: `source` names it, and the message starts with it. */
+abstract class SourceError extends TowerlineError {
+  constructor(
+    readonly source: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${source}: ${message}`, options);
+  }
 }
 
 /** Bad options, model spec, device list or settings: `field` is the dotted path of the bad value. */
@@ -14,43 +29,22 @@ export class ConfigError extends TowerlineError {
     readonly field?: string,
   ) {
     super(message);
-    this.name = 'ConfigError';
   }
 }
 
 /** A data file or data set that cannot be read as expected: `source` names the file or set. */
-export class DataError extends TowerlineError {
+export class DataError extends SourceError {
   readonly code = 'TL_DATA';
-  constructor(
-    readonly source: string,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(`${source}: ${message}`, options);
-    this.name = 'DataError';
-  }
 }
 
-/** A checkpoint that is missing, incomplete, corrupted or from other settings: `source` names the file. */
-export class CheckpointError extends TowerlineError {
+/** A checkpoint that is missing, incomplete or corrupted: `source` names the file. */
+export class CheckpointError extends SourceError {
   readonly code = 'TL_CHECKPOINT';
-  constructor(
-    readonly source: string,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(`${source}: ${message}`, options);
-    this.name = 'CheckpointError';
-  }
 }
 
 /** A reduction schedule that would not produce bit-identical sums on every tower (Note [Schedules]). */
 export class ScheduleError extends TowerlineError {
   readonly code = 'TL_SCHEDULE';
-  constructor(message: string) {
-    super(message);
-    this.name = 'ScheduleError';
-  }
 }
 
 /** A failure of one tower: names the device, the call and the cause (a kernel error, a dead worker, a deadline). */
@@ -62,25 +56,29 @@ export class TowerError extends TowerlineError {
     readonly causeText: string,
   ) {
     super(`tower on ${device}: ${call} failed: ${causeText}`);
-    this.name = 'TowerError';
   }
 }
 
-/** The non-finite guard halted training: the message names the step, the tower(s) and the first tensor. */
+/** The non-finite guard halted training at `step`: the message names the tower(s) and the first tensor. */
 export class NonFiniteError extends TowerlineError {
   readonly code = 'TL_NON_FINITE';
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly step: number,
+  ) {
     super(message);
-    this.name = 'NonFiniteError';
   }
 }
 
-/** The replica check found towers whose weights differ (silent corruption). */
+/** The replica check at `step` found `devices` whose weights differ from tower 0's (silent corruption). */
 export class ReplicaMismatchError extends TowerlineError {
   readonly code = 'TL_REPLICA_MISMATCH';
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly step: number,
+    readonly devices: string[],
+  ) {
     super(message);
-    this.name = 'ReplicaMismatchError';
   }
 }
 
@@ -93,6 +91,5 @@ export class WatchdogError extends TowerlineError {
     readonly phase: string | undefined,
   ) {
     super(message);
-    this.name = 'WatchdogError';
   }
 }

@@ -36,7 +36,7 @@ export type RunEvent =
   | { type: 'epoch'; epoch: number; steps: number }
   | { type: 'skipped'; step: number; reason: string }
   | { type: 'checkpoint'; step: number; path: string }
-  | { type: 'replicas'; step: number; consistent: boolean; detail: string }
+  | { type: 'replicas'; step: number; consistent: boolean; differing: string[]; detail: string }
   | { type: 'resumed'; step: number; path: string }
   | { type: 'rolledBack'; step: number; path: string; reason: string; lrScale: number }
   | { type: 'evaluation'; epoch: number; step: number; loss: number; accuracy: number; useEma: boolean }

@@ -28,9 +28,9 @@ export async function describeNonFinite(towers: TowerSet, step: number, replies:
 export type NonFiniteAction = { kind: 'skip'; reason: string } | { kind: 'rollback'; reason: string };
 
 /** What the policy says to do about a non-finite step; 'halt' (and 'rollback' with nothing to roll back to) throw. */
-export function nonFiniteAction(policy: 'halt' | 'skip' | 'rollback', reason: string, canRollBack: boolean): NonFiniteAction {
-  if (policy === 'halt') throw new NonFiniteError(reason);
+export function nonFiniteAction(policy: 'halt' | 'skip' | 'rollback', step: number, reason: string, canRollBack: boolean): NonFiniteAction {
+  if (policy === 'halt') throw new NonFiniteError(reason, step);
   if (policy === 'skip') return { kind: 'skip', reason };
-  if (!canRollBack) throw new NonFiniteError(`${reason}; no checkpoint to roll back to (set checkpoint.dir and everySteps)`);
+  if (!canRollBack) throw new NonFiniteError(`${reason}; no checkpoint to roll back to (set checkpoint.dir and everySteps)`, step);
   return { kind: 'rollback', reason };
 }

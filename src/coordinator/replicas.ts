@@ -5,6 +5,8 @@ import type { TowerSet } from './towers.js';
 
 export interface ReplicaReport {
   consistent: boolean;
+  /** The towers whose weights differ from tower 0's. */
+  differing: string[];
   detail: string;
 }
 
@@ -12,12 +14,14 @@ export async function checkReplicas(towers: TowerSet): Promise<ReplicaReport> {
   const hashes = await towers.all((p) => p.replicaHashes());
   const ref = hashes[0]!;
   const bad: string[] = [];
+  const differing: string[] = [];
   hashes.forEach((h, r) => {
     if (r === 0 || h.total === ref.total) return;
     const tensor = h.tensors.find(([name, v], i) => ref.tensors[i]?.[0] === name && ref.tensors[i]?.[1] !== v)?.[0];
+    differing.push(towers.devices[r]!);
     bad.push(`tower on ${towers.devices[r]} differs from tower 0 (${towers.devices[0]}) in '${tensor ?? '?'}'`);
   });
-  return bad.length === 0 ? { consistent: true, detail: `all ${hashes.length} towers hash to ${ref.total}` } : { consistent: false, detail: bad.join('; ') };
+  return bad.length === 0 ? { consistent: true, differing, detail: `all ${hashes.length} towers hash to ${ref.total}` } : { consistent: false, differing, detail: bad.join('; ') };
 }
 
 /**
@@ -32,7 +36,7 @@ export async function replicaPolicy(towers: TowerSet, step: number, o: { every: 
   const r = await checkReplicas(towers);
   report(r);
   if (r.consistent) return;
-  if (o.policy === 'halt') throw new ReplicaMismatchError(`replicas diverged by step ${step}: ${r.detail}`);
+  if (o.policy === 'halt') throw new ReplicaMismatchError(`replicas diverged by step ${step}: ${r.detail}`, step, r.differing);
   const state = await towers.ports[0]!.readState();
   const tensors = state.map((t): [string, Float32Array] => [t.name, t.data]);
   await towers.all((p) => p.writeState(tensors));

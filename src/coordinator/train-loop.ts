@@ -131,7 +131,8 @@ export class TrainLoop {
   private async onNonFinite(replies: StepReply[]): Promise<boolean> {
     const { towers, o } = this.c;
     const path = o.guard.nonFinite === 'rollback' ? await this.ckpt.latest() : undefined;
-    const action = nonFiniteAction(o.guard.nonFinite, await describeNonFinite(towers, this.state.step + 1, replies), path !== undefined);
+    const step = this.state.step + 1;
+    const action = nonFiniteAction(o.guard.nonFinite, step, await describeNonFinite(towers, step, replies), path !== undefined);
     if (action.kind === 'skip') {
       this.state.step++;
       this.c.emitEvent({ type: 'skipped', step: this.state.step, reason: action.reason });

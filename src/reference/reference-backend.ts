@@ -295,13 +295,16 @@ export class ReferenceBackend implements Backend {
     return { marks: st.marks.slice(), startMs: st.startMs, guardTripped: st.guardTripped, currentOp: st.currentOp };
   }
 
-  async runOps(ops: Op[]): Promise<void> {
-    const p = this.compile(ops);
-    try {
-      await this.run(p);
-    } finally {
-      this.releaseProgram(p);
-    }
+  /** Compiles, runs and releases a one-off program (collectives included). */
+  runOps(ops: Op[]): Promise<void> {
+    const id = this.compile(ops);
+    return this.execute(this.program(id, 'runOps'), [], [], undefined).then(
+      () => this.releaseProgram(id),
+      (e: unknown) => {
+        this.releaseProgram(id);
+        throw e;
+      },
+    );
   }
 
   releaseProgram(program: number): void {

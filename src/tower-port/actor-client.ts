@@ -19,6 +19,11 @@ function startActor(start: ActorStart): Worker {
   return new Worker(boot, { eval: true, workerData: start });
 }
 
+// Note [Process lifetime]: an app's process must be able to exit whenever towerline has nothing to do. Worker
+// threads are unref'd from the start (like a pool that allows exit when idle); a control call in flight keeps the
+// process alive through its deadline timer, a running train() through TowerPort.hold(true) (ref'd workers) until
+// the run settles. close() terminates the workers and clears every timer it set, so the process can exit at once.
+
 type Pending = { reject: (e: Error) => void; call: string };
 
 export class ActorClient {

@@ -3,29 +3,14 @@
 import type { TowerError } from '../errors.js';
 import type { GroupEndpoint, TowerPort } from './port.js';
 import type { StepLauncher } from './step-launcher.js';
-import type {
-  ArenaHandles,
-  BuildRequest,
-  EvalReply,
-  FaultSpec,
-  GroupSlots,
-  ImageTransform,
-  NamedTensors,
-  ReplicaHashes,
-  SharedDataset,
-  StateTensor,
-  StepReply,
-  StepRequest,
-  TowerActorApi,
-  TowerInfo,
-} from './protocol.js';
+import type * as P from './protocol.js';
 
-export type Invoke = <K extends keyof TowerActorApi>(method: K, ...args: Parameters<TowerActorApi[K]>) => Promise<Awaited<ReturnType<TowerActorApi[K]>>>;
+export type Invoke = <K extends keyof P.TowerActorApi>(method: K, ...args: Parameters<P.TowerActorApi[K]>) => Promise<Awaited<ReturnType<P.TowerActorApi[K]>>>;
 
 export abstract class BasePort implements TowerPort {
   abstract readonly death: Promise<TowerError>;
   protected abstract readonly launcher: StepLauncher;
-  protected arenas: ArenaHandles | undefined;
+  protected arenas: P.ArenaHandles | undefined;
 
   constructor(
     readonly device: string,
@@ -36,12 +21,12 @@ export abstract class BasePort implements TowerPort {
   abstract hold(active: boolean): void;
   abstract close(): Promise<void>;
 
-  protected builtArenas(): ArenaHandles {
+  protected builtArenas(): P.ArenaHandles {
     if (!this.arenas) throw new Error(`tower on ${this.device}: build() the tower before joining a group`);
     return this.arenas;
   }
 
-  async build(req: BuildRequest): Promise<TowerInfo> {
+  async build(req: P.BuildRequest): Promise<P.TowerInfo> {
     this.launcher.reset();
     this.arenas = undefined;
     const { gradArena, weightArena, ...info } = await this.invoke('build', req);
@@ -49,12 +34,12 @@ export abstract class BasePort implements TowerPort {
     return info;
   }
 
-  joinGroup(slots: GroupSlots): Promise<void> {
+  joinGroup(slots: P.GroupSlots): Promise<void> {
     this.launcher.reset();
     return this.invoke('joinGroup', slots);
   }
 
-  step(req: StepRequest, deadlineMs: number, fault?: FaultSpec): Promise<StepReply> {
+  step(req: P.StepRequest, deadlineMs: number, fault?: P.FaultSpec): Promise<P.StepReply> {
     return this.launcher.step(req, deadlineMs, fault);
   }
 
@@ -70,7 +55,7 @@ export abstract class BasePort implements TowerPort {
     return this.invoke('broadcastWeights');
   }
 
-  uploadDataset(key: string, set: SharedDataset, transform?: ImageTransform): Promise<void> {
+  uploadDataset(key: string, set: P.SharedDataset, transform?: P.ImageTransform): Promise<void> {
     return this.invoke('uploadDataset', key, set, transform);
   }
 
@@ -78,23 +63,23 @@ export abstract class BasePort implements TowerPort {
     return this.invoke('firstNonFinite');
   }
 
-  replicaHashes(): Promise<ReplicaHashes> {
+  replicaHashes(): Promise<P.ReplicaHashes> {
     return this.invoke('replicaHashes');
   }
 
-  readWeights(which: 'w' | 'g'): Promise<NamedTensors> {
+  readWeights(which: 'w' | 'g'): Promise<P.NamedTensors> {
     return this.invoke('readWeights', which);
   }
 
-  readState(): Promise<StateTensor[]> {
+  readState(): Promise<P.StateTensor[]> {
     return this.invoke('readState');
   }
 
-  writeState(tensors: NamedTensors): Promise<void> {
+  writeState(tensors: P.NamedTensors): Promise<void> {
     return this.invoke('writeState', tensors);
   }
 
-  evaluate(key: string, useEma: boolean): Promise<EvalReply> {
+  evaluate(key: string, useEma: boolean): Promise<P.EvalReply> {
     return this.invoke('evaluate', key, useEma);
   }
 }
