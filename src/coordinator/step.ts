@@ -15,9 +15,10 @@ export async function stepAll(towers: TowerSet, step: number, requests: StepRequ
     return await towers.all((p, r) => p.step(requests[r]!, deadlineMs, faults?.(step, r)));
   } catch (e) {
     if (!(e instanceof TowerError) || !e.causeText.endsWith('(deadline)')) throw e;
-    const probe = (r: number) =>
-      Promise.race([towers.ports[r]!.phase(), new Promise<string>((resolve) => setTimeout(resolve, PHASE_PROBE_MS, 'unresponsive').unref())]).catch(() => 'unresponsive');
-    const phases = await Promise.all(towers.ports.map((_, r) => probe(r)));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<string>((resolve) => (timer = setTimeout(resolve, PHASE_PROBE_MS, 'unresponsive')));
+    const phases = await Promise.all(towers.ports.map((p) => Promise.race([p.phase(), late]).catch(() => 'unresponsive')));
+    clearTimeout(timer);
     const stuck = phases.map((p, r) => ({ p, r })).filter((x) => x.p !== 'reduce');
     const culprits = stuck.length > 0 ? stuck : phases.map((p, r) => ({ p, r }));
     const what = culprits.map((c) => `tower on ${towers.devices[c.r]} is in phase '${c.p ?? 'idle'}'`).join('; ');

@@ -174,7 +174,7 @@ export class ReferenceBackend implements Backend {
   }
 
   /** Runs one op; returns false when a '@guard' ends the run. Collectives and stalls are asynchronous (see run). */
-  private step(p: Program, k: number, t0: number): boolean {
+  private runOp(p: Program, k: number, t0: number): boolean {
     const c = p.ops[k]!;
     if (c.special === undefined) {
       c.kernel(c.op.inputs.map((h) => this.live(h, k, c.op)), c.op.outputs.map((h) => this.live(h, k, c.op)), c.op.attrs ?? {});
@@ -195,7 +195,7 @@ export class ReferenceBackend implements Backend {
     try {
       for (let k = 0; k < p.ops.length; k++) {
         p.status.currentOp = k;
-        if (!this.step(p, k, t0)) break;
+        if (!this.runOp(p, k, t0)) break;
       }
     } finally {
       p.status.currentOp = -1;
@@ -237,7 +237,7 @@ export class ReferenceBackend implements Backend {
         if (c.special === 'collective') waitMs += await referenceCollective(c.comm).arrive(c.rank);
         else if (c.special === 'fault') {
           if (fault?.point === c.point) await this.fire(fault, c, k);
-        } else if (!this.step(p, k, t0)) break;
+        } else if (!this.runOp(p, k, t0)) break;
       }
     } catch (e) {
       // Peers blocked in a collective with this tower must not wait for a step that will never come.

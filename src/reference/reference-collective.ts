@@ -70,9 +70,9 @@ export class ReferenceCollective {
   private complete(): void {
     clearTimeout(this.timer);
     for (const phase of this.schedule.phases)
-      phase.forEach((steps, r) => {
+      phase.forEach((moves, r) => {
         const mine = this.buffers[r]!;
-        for (const [kind, peer, off, len] of steps) {
+        for (const [kind, peer, off, len] of moves) {
           const theirs = this.buffers[peer]!;
           if (kind === COPY) mine.set(theirs.subarray(off, off + len), off);
           else for (let i = off; i < off + len; i++) mine[i] = mine[i]! + theirs[i]!;
