@@ -101,7 +101,10 @@ describe('watchdog', () => {
     const run = rt.train({ model, optimizer, data: mnist({ batchSize: 96 }), steps: 10, seed: 1, guard: { stepTimeoutMs: 1500 } });
     let stepStart = 0;
     run.steps$.subscribe((e) => { if (e.step === 2) stepStart = performance.now(); });
-    await assert.rejects(run.done, (e: Error) => e instanceof WatchdogError && e.devices.join() === 'cpu:1' && e.phase === 'backward' && /step 3/.test(e.message));
+    await assert.rejects(run.done, (e: Error) => e instanceof WatchdogError && e.devices.join() === 'cpu:1' && e.phase === 'backward' && /step 3/.test(e.message)).catch(async (e: unknown) => {
+      await rt.close(); // leave no towers behind for the next test
+      throw e;
+    });
     const dt = performance.now() - stepStart;
     assert.ok(dt < 1500 + 2000, `reported after ${dt.toFixed(0)} ms`);
     const t0 = performance.now();

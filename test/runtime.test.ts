@@ -147,16 +147,19 @@ describe('faults', () => {
   it('a tower whose kernel throws makes the step stream error with the device and the cause, fast; close returns', async () => {
     const rt = await createRuntime({ devices: 'cpu*3', collectiveTimeoutMs: 20_000 });
     // Tower 1's step program fails at its forward fault point as a kernel error would (contract section 1).
-    injectFaults(rt, (step, rank) => (step === 2 && rank === 1 ? { at: 'forward', kind: 'throw' } : undefined));
-    const run = rt.train({ model, optimizer, data: mnist({ batchSize: 128 }), steps: 5 });
-    const t0 = performance.now();
-    let failed: Error | undefined;
-    run.events$.subscribe((e) => e.type === 'failed' && (failed = e.error));
-    await assert.rejects(run.done, (e: Error) => e instanceof TowerError && e.device === 'cpu:1' && /injected fault at point 0 on cpu:1/.test(e.message));
-    assert.ok(performance.now() - t0 < 5000 + 3000, 'reported quickly (set-up included)');
-    await new Promise((r) => setTimeout(r, 20));
-    assert.ok(failed && /cpu:1/.test(failed.message));
-    await rt.close();
+    try {
+      injectFaults(rt, (step, rank) => (step === 2 && rank === 1 ? { at: 'forward', kind: 'throw' } : undefined));
+      const run = rt.train({ model, optimizer, data: mnist({ batchSize: 128 }), steps: 5 });
+      const t0 = performance.now();
+      let failed: Error | undefined;
+      run.events$.subscribe((e) => e.type === 'failed' && (failed = e.error));
+      await assert.rejects(run.done, (e: Error) => e instanceof TowerError && e.device === 'cpu:1' && /injected fault at point 0 on cpu:1/.test(e.message));
+      assert.ok(performance.now() - t0 < 5000 + 3000, 'reported quickly (set-up included)');
+      await new Promise((r) => setTimeout(r, 20));
+      assert.ok(failed && /cpu:1/.test(failed.message));
+    } finally {
+      await rt.close();
+    }
   });
 
   it('a worker killed mid-run errors within 5 s naming the device; close returns; no threads or buffers left', async () => {
