@@ -6,7 +6,7 @@ import { hyperBlock } from '../native/hyper.js';
 import { phaseOf, stepTimings } from '../model/tower.js';
 import type { FaultSpec, StepLaunch, StepReply, StepRequest } from './protocol.js';
 
-// Note [Fault injection]: tests arm a fault for one tower's step (src/testing/faults.ts -> the run's FaultPlan ->
+// Note [One step path]: tests arm a fault for one tower's step (src/testing/faults.ts -> the run's FaultPlan ->
 // StepLauncher.step's `fault`), and it travels as the 4th argument of the very runWith call that runs every other
 // step, into the same compiled program, whose '@fault' ops sit at fixed points in production too (unarmed they
 // cost one integer compare). There is no test-only program, op list, worker method or collective hook: a faulted
