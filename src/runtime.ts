@@ -4,6 +4,7 @@ import { parseDevices } from './devices.js';
 import { parseRuntimeOptions, parseTrainOptions, type ReductionOptions, type ResolvedRuntimeOptions, type RuntimeOptions, type TrainOptions } from './options.js';
 import type { ResolvedModelSpec } from './model/spec.js';
 import type { Schedule } from './scheduler/schedule.js';
+import { planReduction } from './scheduler/select.js';
 import type { TrainRun } from './events.js';
 import { connectLocalGroup } from './group/local-group.js';
 import type { ConnectGroup } from './group/group.js';
@@ -44,8 +45,8 @@ export class Runtime {
   static async open(opts: RuntimeOptions, openPorts: PortOpener, connect: ConnectGroup): Promise<Runtime> {
     const o = parseRuntimeOptions(opts);
     const slots = parseDevices(o.devices);
+    planReduction(o.reduction, { ranks: slots.length, length: 16 }); // a bad strategy fails before any tower starts
     const towers = new TowerSet(openPorts(slots, { callMs: o.callTimeoutMs }), connect, o.reduction, o.collectiveTimeoutMs);
-    towers.schedule(); // validates the reduction for this many towers before any work
     return new Runtime(towers, o);
   }
 
