@@ -45,7 +45,7 @@ async function measureOurs(): Promise<{ cifar: Map<number, number[]>; blocks: Ma
   // One runtime at a time: the GEMM thread count (cores / towers) is set per process when a runtime starts.
   for (let r = 0; r < REPS; r++) {
     for (const n of TOWERS) {
-      const rt = await createRuntime({ devices: `cpu:${n}` });
+      const rt = await createRuntime({ devices: `cpu*${n}` });
       try {
         const c = await timedRun(rt, { model: cifar10Cnn(), optimizer: { type: 'sgd', lr: 0.1 }, data: cifar10({ batchSize: CIFAR_BATCH, generated: { count: 2560, seed: 1 } }), seed: r }, CIFAR_BATCH);
         cifar.get(n)!.push(c.examplesPerSec);

@@ -5,7 +5,7 @@ import { createRuntime, blocks, blockNetwork, blockTraining } from 'towerline';
 
 const steps = Number(process.env.STEPS ?? 30);
 for (const towers of [1, Number(process.env.TOWERS ?? 2)]) {
-  const rt = await createRuntime({ devices: `cpu:${towers}` });
+  const rt = await createRuntime({ devices: `cpu*${towers}` });
   try {
     const run = rt.train({ model: blockNetwork(), ...blockTraining(), data: blocks({ batchSize: 64 }), steps, seed: 1 });
     let printed = false;

@@ -10,7 +10,7 @@ const dir = process.env.CIFAR10_DIR;
 const data = dir ? cifar10({ batchSize, dir }) : cifar10({ batchSize, generated: { count: 10_000, testCount: 1_000, seed: 0 } });
 console.log(`CIFAR-10 CNN on ${towers} CPU tower(s), batch ${batchSize}, ${dir ? `files in ${dir}` : 'generated data'}; classes ${CIFAR10_CLASSES.join(', ')}`);
 
-const rt = await createRuntime({ devices: `cpu:${towers}` });
+const rt = await createRuntime({ devices: `cpu*${towers}` });
 const run = rt.train({
   model: cifar10Cnn(),
   ...cifar10Training({ batchSize, examplesPerEpoch: dir ? 50_000 : 10_000 }),

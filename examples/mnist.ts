@@ -1,5 +1,6 @@
 // Trains seed 004's MNIST network (784-500-10, ReLU, L2 1e-4, batch 100) on one CPU tower and evaluates it.
-import { NativeDevice, Tower, mnistMlp, loadMnist, batchPlans, parseSchedule, learningRate } from 'towerline';
+import { mnistMlp } from 'towerline';
+import { NativeDevice, Tower, loadMnist, batchPlans, parseSchedule, learningRate } from 'towerline/advanced';
 
 const epochs = Number(process.env.EPOCHS ?? 5);
 const device = NativeDevice.open('cpu', 0);

@@ -1,7 +1,7 @@
 // Trains the MNIST network on several CPU towers (TOWERS, default 3) through the runtime and its step stream.
 import { createRuntime, mnist, mnistMlp } from 'towerline';
 
-const rt = await createRuntime({ devices: `cpu:${process.env.TOWERS ?? 3}`, reduction: { algorithm: 'ring' } });
+const rt = await createRuntime({ devices: `cpu*${process.env.TOWERS ?? 3}`, reduction: { algorithm: 'ring' } });
 const run = rt.train({
   model: mnistMlp(),
   optimizer: { type: 'momentum', momentum: 0.9, lr: { type: 'exponential', lr: 0.1, decayRate: 0.95, decaySteps: 468, staircase: true } },

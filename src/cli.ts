@@ -2,11 +2,14 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { readFile } from 'node:fs/promises';
-import { createRuntime, type StepEvent, type TrainOptions } from './runtime.js';
-import { blockNetwork, cifar10Cnn, mnistMlp, type ModelSpec } from './model/spec.js';
+import { createRuntime } from './runtime.js';
+import type { StepEvent } from './events.js';
+import { blockNetwork, cifar10Cnn, mnistMlp } from './model/spec.js';
 import { blocks, cifar10, mnist, type DataInput } from './data/inputs.js';
-import type { OptimizerSpec } from './model/optimizer.js';
-import type { ScheduleSpec } from './model/schedule.js';
+import type { LearningRate, ModelSpec, OptimizerSpec } from './spec-types.js';
+import { parseTrainOptions, runSettingsSchema } from './options.js';
+import { validate } from './util/validate.js';
+import { DEVICE_HELP } from './devices.js';
 import { loadCheckpoint } from './io/checkpoint.js';
 import { NativeDevice } from './backend/native-device.js';
 import { Tower } from './model/tower.js';
@@ -25,11 +28,12 @@ const num = (name: string) => (v: string) => {
 
 const PRESETS: Record<string, () => ModelSpec> = { mnist: () => mnistMlp(), cifar10: () => cifar10Cnn(), blocks: () => blockNetwork() };
 
-async function loadModel(model: string): Promise<ModelSpec> {
+/** A preset, or a JSON spec file (validated with the train options, once). */
+async function loadModel(model: string): Promise<unknown> {
   const preset = PRESETS[model];
   if (preset) return preset();
   try {
-    return JSON.parse(await readFile(model, 'utf8')) as ModelSpec;
+    return JSON.parse(await readFile(model, 'utf8'));
   } catch (e) {
     throw new Error(`--model: '${model}' is neither a preset (${Object.keys(PRESETS).join(', ')}) nor a readable JSON spec file: ${(e as Error).message}`);
   }
@@ -88,11 +92,12 @@ interface TrainFlags {
 
 async function train(f: TrainFlags): Promise<number> {
   if (f.epochs === undefined && f.steps === undefined) throw new Error('give --epochs or --steps');
-  const lr: number | ScheduleSpec =
+  const lr: LearningRate =
     f.decayRate !== undefined ? { type: 'exponential', lr: f.lr, decayRate: f.decayRate, decaySteps: f.decaySteps ?? 1000, staircase: f.staircase ?? false } : f.lr;
   const optimizer: OptimizerSpec =
     f.optimizer === 'momentum' ? { type: 'momentum', lr, momentum: f.momentum } : f.optimizer === 'adam' ? { type: 'adam', lr } : { type: 'sgd', lr };
-  const opts: TrainOptions = {
+  // One schema for the API, the CLI and checkpoints (src/options.ts): the CLI's settings are checked here, once.
+  const opts = parseTrainOptions({
     model: await loadModel(f.model),
     optimizer,
     data: dataInput(f),
@@ -106,7 +111,7 @@ async function train(f: TrainFlags): Promise<number> {
     ...(f.logDir ? { logDir: f.logDir } : {}),
     ...(f.histogramsEvery ? { histogramsEvery: f.histogramsEvery } : {}),
     ...(f.trace ? { traceFile: f.trace } : {}),
-  };
+  });
   const rt = await createRuntime({ devices: f.devices, reduction: { algorithm: f.reduction } });
   const tty = process.stdout.isTTY === true;
   let stopping = false;
@@ -139,7 +144,6 @@ async function train(f: TrainFlags): Promise<number> {
           process.stdout.write(`${stepLine(e)}\n`);
         }
       },
-      error: () => bar?.stop(),
       complete: () => bar?.stop(),
     });
     run.events$.subscribe({
@@ -150,7 +154,6 @@ async function train(f: TrainFlags): Promise<number> {
         if (e.type === 'resumed') process.stdout.write(`resumed from ${e.path} at step ${e.step}\n`);
         if (e.type === 'skipped') process.stdout.write(`step ${e.step} skipped: ${e.reason}\n`);
       },
-      error: () => undefined,
     });
     const summary = await run.done;
     process.off('SIGINT', onSigint);
@@ -163,11 +166,10 @@ async function train(f: TrainFlags): Promise<number> {
 
 async function evaluate(f: { checkpoint: string; ema?: boolean }): Promise<number> {
   const ck = await loadCheckpoint(f.checkpoint);
-  const settings = ck.state.settings as { model: ModelSpec; optimizer: OptimizerSpec; emaDecay: number | null } | undefined;
-  if (!settings) throw new Error(`${ck.path}: no run settings in the checkpoint sidecar`);
+  const settings = validate(runSettingsSchema, ck.state.settings, `${ck.path}: run settings`);
   const dev = NativeDevice.open('cpu', 0);
   try {
-    const tower = new Tower(dev, settings.model, { maxBatch: 1000, training: { optimizer: settings.optimizer, ...(settings.emaDecay !== null ? { emaDecay: settings.emaDecay } : {}) } });
+    const tower = new Tower(dev, settings.model, { maxBatch: 1000, training: { optimizer: settings.optimizer, ...(settings.emaDecay !== undefined ? { emaDecay: settings.emaDecay } : {}) } });
     tower.writeState(new Map([...ck.tensors].map(([k, t]) => [k, t.data])));
     const test = await loadMnist('test');
     const ds = tower.uploadDataset(test.images, test.labels, test.count);
@@ -188,7 +190,7 @@ export function buildCli(): Command {
     .option('--model <preset|file>', "model preset ('mnist', 'cifar10', 'blocks') or a JSON model spec file", 'mnist')
     .option('--dataset <name>', "data set: 'mnist', 'cifar10' (files from --data-dir, else generated) or 'blocks' (default: the preset's)")
     .option('--data-dir <dir>', 'folder with the data set files (CIFAR-10: cifar-10-batches-bin)')
-    .option('--devices <list>', "devices: 'cpu:3', 'cpu:0,cpu:1', 'cuda:all', 'cuda:0x4'", 'cpu:1')
+    .option('--devices <list>', `devices, one tower each. ${DEVICE_HELP}`, 'cpu:0')
     .addOption(new Option('--reduction <algorithm>', 'all-reduce algorithm').choices(['auto', 'ring', 'tree', 'naive']).default('auto'))
     .option('--batch-size <n>', 'global batch size (split over the towers)', int('--batch-size'), 128)
     .option('--epochs <n>', 'epochs to train', int('--epochs'))

@@ -1,21 +1,67 @@
-// towerline's public surface: everything a user imports comes from here.
-export type { Backend, DType, Op, HostArray } from './backend/backend.js';
-export { NativeDevice } from './backend/native-device.js';
-export { ReferenceBackend } from './reference/reference-backend.js';
-export { Tower, type Param, type DeviceDataset, type BatchSource, type TowerOptions, type ImageTransform } from './model/tower.js';
-export { parseModelSpec, mnistMlp, cifar10Cnn, blockNetwork, type ModelSpec, type LayerSpec, type InitSpec } from './model/spec.js';
-export { cifar10Training, blockTraining } from './model/presets.js';
-export { parseTrainingOptions, type OptimizerSpec, type TrainingOptions } from './model/optimizer.js';
-export { parseSchedule, learningRate, type ScheduleSpec } from './model/schedule.js';
-export { loadMnist, type LabeledSet } from './data/mnist.js';
-export { loadCifar10, parseCifar10Batch, generateCifar10, cropParams, randomInputs, CIFAR10_CLASSES, CIFAR10_FILES, type CropGeometry } from './data/cifar10.js';
-export { parseIdx, readIdx, DataError, type IdxArray } from './data/idx.js';
-export { batchPlans, epochOrder, batchesPerEpoch, type BatchPlan } from './data/batches.js';
-export { Rng } from './util/rng.js';
-export { ConfigError } from './util/validate.js';
-export { createRuntime, mnist, cifar10, blocks, Runtime, TowerError, type RuntimeOptions, type TrainOptions, type TrainRun, type StepEvent, type RunEvent, type RunSummary, type TowerTimings, type DataInput, type MnistInput, type CifarInput, type BlocksInput } from './runtime.js';
+// towerline's public surface: what an app needs to train on several devices. Lower-level pieces (a Tower on one
+// device, the native and reference backends, schedule building blocks) are under 'towerline/advanced'.
+import { blockNetwork as blockNetworkSpec, cifar10Cnn as cifar10CnnSpec, mnistMlp as mnistMlpSpec } from './model/spec.js';
+import { blockTraining as blockTrainingPreset, cifar10Training as cifar10TrainingPreset } from './model/presets.js';
+import type { ModelSpec, OptimizerSpec } from './spec-types.js';
+
+export { createRuntime, Runtime } from './runtime.js';
+export type { RuntimeOptions, TrainOptions, GuardOptions, CheckpointOptions, ReductionOptions } from './options.js';
+export type { TrainRun, StepEvent, RunEvent, RunSummary, TowerTimings, StepTimings } from './events.js';
+export type { ReplicaReport } from './coordinator/replicas.js';
+
+// Data inputs.
+export { mnist, cifar10, blocks, type DataInput, type MnistInput, type CifarInput, type BlocksInput } from './data/inputs.js';
+
+// Models and optimizers: named types (checked against the validating schemas) and the seed models.
+export type {
+  ModelSpec,
+  LayerSpec,
+  DenseLayer,
+  ActivationLayer,
+  FlattenLayer,
+  Conv2dLayer,
+  MaxPoolLayer,
+  LrnLayer,
+  DropoutLayer,
+  ReshapeLayer,
+  InitSpec,
+  Activation,
+  OptimizerSpec,
+  SgdOptimizer,
+  MomentumOptimizer,
+  AdamOptimizer,
+  LearningRate,
+  ScheduleSpec,
+} from './spec-types.js';
+/** Seed 004's MNIST network: 784-hidden-10, ReLU, L2 1e-4 on the weights (hidden = 500 by default). */
+export const mnistMlp: (hidden?: number) => ModelSpec = mnistMlpSpec;
+/** Seed 000's CIFAR-10 network (TF's cifar10 tutorial) on 24x24x3 crops, or `inputSize` crops. */
+export const cifar10Cnn: (opts?: { inputSize?: number }) => ModelSpec = cifar10CnnSpec;
+/** Seed 001's block network: `blocks` sigmoid layers of `width` units, mean output as the loss. */
+export const blockNetwork: (opts?: { blocks?: number; width?: number }) => ModelSpec = blockNetworkSpec;
+/** TF's cifar10 tutorial's training settings: SGD from 0.1, decayed by 0.1 every 350 epochs. */
+export const cifar10Training: (opts?: { batchSize?: number; examplesPerEpoch?: number; lr?: number; epochsPerDecay?: number; decayRate?: number }) => { optimizer: OptimizerSpec } =
+  cifar10TrainingPreset;
+/** Seed 001's settings: Adam (lr 1e-4, beta1 0.5, beta2 0.9), gradients clipped by global norm 5.0. */
+export const blockTraining: () => { optimizer: OptimizerSpec; clipNorm: number } = blockTrainingPreset;
+export { parseModelSpec } from './model/spec.js';
+export { CIFAR10_CLASSES } from './data/cifar10.js';
+
+// Reduction strategies: built in, or your own (a strategy plans a Schedule; every schedule is validated first).
 export { ring } from './scheduler/ring.js';
 export { tree } from './scheduler/tree.js';
 export { naive } from './scheduler/naive.js';
-export { validateSchedule, ScheduleError, REDUCE, COPY, type Schedule, type CollStep, type ReductionStrategy, type ScheduleRequest } from './scheduler/schedule.js';
-export type { ReductionOptions } from './scheduler/select.js';
+export type { ReductionStrategy, Schedule, ScheduleRequest, CollStep } from './scheduler/schedule.js';
+
+// Errors: each with a stable `code`.
+export {
+  TowerlineError,
+  ConfigError,
+  DataError,
+  CheckpointError,
+  ScheduleError,
+  TowerError,
+  NonFiniteError,
+  ReplicaMismatchError,
+  WatchdogError,
+} from './errors.js';

@@ -1,78 +1,188 @@
-// Schemas for the runtime's and train()'s options, so plain-JavaScript callers get errors naming the field.
+// The runtime's and train()'s options: the named types users see, and ONE schema each, parsed once, shared by the
+// API, the CLI and checkpoints (the run settings a trajectory depends on are a part of the train schema).
 import { z } from 'zod';
 import { validate } from './util/validate.js';
+import { modelSchema } from './model/spec.js';
+import { optimizerSchema } from './model/optimizer.js';
+import { parseReduction, type reductionSchema } from './scheduler/select.js';
+import type { ReductionStrategy } from './scheduler/schedule.js';
+import type { ModelSpec, OptimizerSpec } from './spec-types.js';
+import type { DataInput } from './data/inputs.js';
+
+/** The all-reduce: a built-in algorithm ('auto' picks by tower count and size), or your own strategy. */
+export type ReductionOptions = { algorithm?: 'auto' | 'ring' | 'tree' | 'naive'; chunkElems?: number } | { custom: ReductionStrategy };
+
+export interface RuntimeOptions {
+  /** Devices, one tower each (Note [Device grammar]): 'cpu:0', 'cpu*3' or 'cpu:0-2', 'cuda:1', 'cuda:all', 'cuda:0x4'. */
+  devices: string | string[];
+  reduction?: ReductionOptions;
+  /** Deadline of one control call to a tower (ms; default 60000). */
+  callTimeoutMs?: number;
+  /** Deadline of one wait inside a collective (ms; default 30000). */
+  collectiveTimeoutMs?: number;
+  /**
+   * How a global batch is shared: 'equal' (default; bit-reproducible) or 'speed': in proportion to each tower's
+   * measured examples/sec (heterogeneous devices). Both are exact: each shard is weighted by 1/global batch.
+   */
+  shares?: 'equal' | 'speed';
+}
+
+/** What to do when the guards fire (Note [Non-finite guard] in src/model/tower.ts). */
+export interface GuardOptions {
+  /**
+   * A NaN or infinite loss or reduced gradient: 'halt' (default) errors naming step, tower and tensor; 'skip'
+   * drops the update; 'rollback' restores the last checkpoint and goes on with the learning rate times
+   * rollbackLrFactor (default 0.5).
+   */
+  nonFinite?: 'halt' | 'skip' | 'rollback';
+  rollbackLrFactor?: number;
+  /** Watchdog: a step that has not finished within this many ms errors naming the tower and its phase. */
+  stepTimeoutMs?: number;
+  /** Compare a 64-bit hash of every tower's weights every K steps (default 100; 0 = never). */
+  replicaCheckEvery?: number;
+  /** On a replica mismatch: 'halt' (default) or 'rebroadcast' tower 0's weights to all and go on. */
+  replicaPolicy?: 'halt' | 'rebroadcast';
+}
+
+/** Checkpoints every `everySteps` steps and at the end (also after stop()); `resume` continues the exact trajectory. */
+export interface CheckpointOptions {
+  dir: string;
+  everySteps?: number;
+  /** Checkpoints kept (default 3). */
+  keep?: number;
+  resume?: boolean;
+}
+
+export interface TrainOptions {
+  model: ModelSpec;
+  optimizer: OptimizerSpec;
+  /** Clip the reduced gradient by its global norm. */
+  clipNorm?: number;
+  /** Keep an exponential moving average of the weights (used for evaluation). */
+  emaDecay?: number;
+  /** mnist({ batchSize }), cifar10({ batchSize, dir? | generated? }) or blocks({ batchSize }) (src/data/inputs.ts). */
+  data: DataInput;
+  /** Give epochs or steps (steps count resumed ones too). */
+  epochs?: number;
+  steps?: number;
+  /** Seed of initialisation and data order (default 0). */
+  seed?: number;
+  /** Evaluate on the test set after each epoch (tower 0, EMA weights when kept). */
+  evaluate?: boolean;
+  guard?: GuardOptions;
+  checkpoint?: CheckpointOptions;
+  /** TensorBoard event files (loss, learning rate, examples/sec, gradient norm, accuracy). */
+  logDir?: string;
+  /** Also write weight histograms to the event files every N steps (read between steps). */
+  histogramsEvery?: number;
+  /** A Chrome trace-event timeline with one track per tower (open in Perfetto or chrome://tracing). */
+  traceFile?: string;
+}
 
 const positiveInt = z.number().int('expected an integer').positive('expected a positive integer');
+const lastBatch = z.enum(['drop', 'keep']).default('drop');
+const shuffle = z.boolean().default(true);
 
-export const runtimeOptionsSchema = z
-  .object({
-    devices: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], { message: "expected a device list like 'cpu:2' or ['cpu:0', 'cpu:1']" }),
-    reduction: z.unknown().optional(), // checked by planReduction, which knows custom strategies
-    callTimeoutMs: positiveInt.optional(),
-    collectiveTimeoutMs: positiveInt.optional(),
-    shares: z.enum(['equal', 'speed']).optional(),
-  })
-  .strict();
+export const dataSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('mnist'), batchSize: positiveInt, lastBatch, shuffle }).strict(),
+  z
+    .object({
+      kind: z.literal('cifar10'),
+      batchSize: positiveInt,
+      dir: z.string().min(1).optional(),
+      generated: z.object({ count: positiveInt.optional(), testCount: positiveInt.optional(), seed: z.number().int().min(0).optional() }).strict().optional(),
+      augment: z.boolean().optional(),
+      lastBatch,
+      shuffle,
+    })
+    .strict()
+    .refine((d) => d.dir === undefined || d.generated === undefined, { message: 'give dir (the CIFAR-10 binary files) or generated, not both' }),
+  z
+    .object({
+      kind: z.literal('blocks'),
+      batchSize: positiveInt,
+      count: positiveInt.optional(),
+      dim: positiveInt.optional(),
+      seed: z.number().int().min(0).optional(),
+      lastBatch,
+      shuffle,
+    })
+    .strict(),
+]);
+
+// Note [Run settings]: the settings a training trajectory depends on (Note [Exact resume]): model, optimizer,
+// clipping, EMA, seed and data. They are a part of the train options' schema, saved resolved (defaults filled in)
+// with every checkpoint, and compared field by field when a run resumes.
+const runSettingsShape = {
+  model: modelSchema,
+  optimizer: optimizerSchema,
+  clipNorm: z.number().positive().optional(),
+  emaDecay: z.number().gt(0).lt(1).optional(),
+  seed: z.number().int().min(0).default(0),
+  data: dataSchema,
+};
+export const runSettingsSchema = z.object(runSettingsShape).strict();
+export type RunSettings = z.output<typeof runSettingsSchema>;
 
 export const trainOptionsSchema = z
   .object({
-    model: z.unknown(), // checked by parseModelSpec
-    optimizer: z.unknown(), // checked by parseTrainingOptions
-    clipNorm: z.number().positive().optional(),
-    emaDecay: z.number().gt(0).lt(1).optional(),
-    data: z.discriminatedUnion('kind', [
-      z.object({ kind: z.literal('mnist'), batchSize: positiveInt, lastBatch: z.enum(['drop', 'keep']).optional(), shuffle: z.boolean().optional() }).strict(),
-      z
-        .object({
-          kind: z.literal('cifar10'),
-          batchSize: positiveInt,
-          dir: z.string().min(1).optional(),
-          generated: z.object({ count: positiveInt.optional(), testCount: positiveInt.optional(), seed: z.number().int().min(0).optional() }).strict().optional(),
-          augment: z.boolean().optional(),
-          lastBatch: z.enum(['drop', 'keep']).optional(),
-          shuffle: z.boolean().optional(),
-        })
-        .strict()
-        .refine((d) => d.dir === undefined || d.generated === undefined, { message: 'give dir (the CIFAR-10 binary files) or generated, not both' }),
-      z
-        .object({
-          kind: z.literal('blocks'),
-          batchSize: positiveInt,
-          count: positiveInt.optional(),
-          dim: positiveInt.optional(),
-          seed: z.number().int().min(0).optional(),
-          lastBatch: z.enum(['drop', 'keep']).optional(),
-          shuffle: z.boolean().optional(),
-        })
-        .strict(),
-    ]),
+    ...runSettingsShape,
     epochs: positiveInt.optional(),
     steps: positiveInt.optional(),
-    seed: z.number().int().min(0).optional(),
-    evaluate: z.boolean().optional(),
+    evaluate: z.boolean().default(false),
     guard: z
       .object({
-        nonFinite: z.enum(['halt', 'skip', 'rollback']).optional(),
-        rollbackLrFactor: z.number().gt(0).lt(1).optional(),
+        nonFinite: z.enum(['halt', 'skip', 'rollback']).default('halt'),
+        rollbackLrFactor: z.number().gt(0).lt(1).default(0.5),
         stepTimeoutMs: positiveInt.optional(),
-        replicaCheckEvery: z.number().int().min(0).optional(),
-        replicaPolicy: z.enum(['halt', 'rebroadcast']).optional(),
+        replicaCheckEvery: z.number().int().min(0).default(100),
+        replicaPolicy: z.enum(['halt', 'rebroadcast']).default('halt'),
       })
       .strict()
-      .optional(),
-    checkpoint: z.object({ dir: z.string().min(1), everySteps: positiveInt.optional(), keep: positiveInt.optional(), resume: z.boolean().optional() }).strict().optional(),
+      .default({ nonFinite: 'halt', rollbackLrFactor: 0.5, replicaCheckEvery: 100, replicaPolicy: 'halt' }),
+    checkpoint: z.object({ dir: z.string().min(1), everySteps: positiveInt.optional(), keep: positiveInt.default(3), resume: z.boolean().default(false) }).strict().optional(),
     logDir: z.string().min(1).optional(),
     histogramsEvery: positiveInt.optional(),
     traceFile: z.string().min(1).optional(),
-    testHooks: z.unknown().optional(),
   })
   .strict()
   .refine((o) => o.epochs !== undefined || o.steps !== undefined, { message: 'give epochs or steps', path: ['epochs'] });
+export type ResolvedTrainOptions = z.output<typeof trainOptionsSchema>;
 
-export function checkRuntimeOptions(o: unknown): void {
-  validate(runtimeOptionsSchema, o, 'runtime options', "Example: createRuntime({ devices: 'cpu:2', reduction: { algorithm: 'ring' } })");
+export const runtimeOptionsSchema = z
+  .object({
+    devices: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], { message: "expected a device list like 'cpu*2' or ['cpu:0', 'cpu:1']" }),
+    reduction: z.unknown().optional(), // checked by planReduction, which knows custom strategies
+    callTimeoutMs: positiveInt.default(60_000),
+    collectiveTimeoutMs: positiveInt.default(30_000),
+    shares: z.enum(['equal', 'speed']).default('equal'),
+  })
+  .strict();
+export type ResolvedRuntimeOptions = Omit<z.output<typeof runtimeOptionsSchema>, 'reduction'> & { reduction: ReductionOptions | undefined };
+
+/** Validates createRuntime's options (plain-JavaScript callers get errors naming the field). */
+export function parseRuntimeOptions(o: unknown): ResolvedRuntimeOptions {
+  const r = validate(runtimeOptionsSchema, o, 'runtime options', "Example: createRuntime({ devices: 'cpu*2', reduction: { algorithm: 'ring' } })");
+  return { ...r, reduction: r.reduction === undefined ? undefined : parseReduction(r.reduction) };
 }
 
-export function checkTrainOptions(o: unknown): void {
-  validate(trainOptionsSchema, o, 'train options', 'Example: rt.train({ model, optimizer: { type: "sgd", lr: 0.1 }, data: mnist({ batchSize: 128 }), epochs: 1 })');
+/** Validates train()'s options once; everything downstream uses the resolved settings. */
+export function parseTrainOptions(o: unknown): ResolvedTrainOptions {
+  return validate(trainOptionsSchema, o, 'train options', 'Example: rt.train({ model, optimizer: { type: "sgd", lr: 0.1 }, data: mnist({ batchSize: 128 }), epochs: 1 })');
 }
+
+/** The run settings of resolved train options (Note [Run settings]). */
+export function runSettingsOf(o: ResolvedTrainOptions): RunSettings {
+  const { model, optimizer, clipNorm, emaDecay, seed, data } = o;
+  return { model, optimizer, ...(clipNorm !== undefined ? { clipNorm } : {}), ...(emaDecay !== undefined ? { emaDecay } : {}), seed, data };
+}
+
+// ---- compile-time checks: the named types accept exactly what the schemas accept --------------------------------
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const checks: [
+  Same<TrainOptions, z.input<typeof trainOptionsSchema>>,
+  Same<DataInput, z.input<typeof dataSchema>>,
+  Same<ReductionOptions, z.input<typeof reductionSchema>>,
+  Same<Omit<RuntimeOptions, 'reduction'>, Omit<z.input<typeof runtimeOptionsSchema>, 'reduction'>>,
+] = [true, true, true, true];
+void checks;

@@ -46,7 +46,7 @@ const CASES: Record<string, () => unknown> = {
   'input-wrong-type': () => dev.copyIn(dev.alloc(4, 'i32'), new Float32Array([1.5]) as unknown as Int32Array),
   'empty-dataset': () => batchPlans({ count: 0, batchSize: 10, seed: 1, lastBatch: 'keep' }),
   'batch-smaller-than-towers': async () => {
-    const rt = await createRuntime({ devices: 'cpu:3' });
+    const rt = await createRuntime({ devices: 'cpu*3' });
     try {
       await rt.train({ model: mnistMlp(8), optimizer, data: mnist({ batchSize: 2 }), steps: 1 }).done;
     } finally {
@@ -55,8 +55,11 @@ const CASES: Record<string, () => unknown> = {
   },
   'unknown-device-kind': () => createRuntime({ devices: 'gpu:0' }),
   'duplicate-device': () => createRuntime({ devices: 'cpu:0,cpu:0' }),
+  'old-device-form': () => createRuntime({ devices: 'cpu:3' }),
+  'cpu-all': () => createRuntime({ devices: 'cpu:all' }),
+  'empty-device-range': () => createRuntime({ devices: 'cpu:3-1' }),
   'more-devices-than-exist': () => createRuntime({ devices: 'cuda:7' }),
-  'unknown-algorithm': () => createRuntime({ devices: 'cpu:2', reduction: { algorithm: 'butterfly' as 'ring' } }),
+  'unknown-algorithm': () => createRuntime({ devices: 'cpu*2', reduction: { algorithm: 'butterfly' as 'ring' } }),
   'malformed-schedule': () => planReduction({ custom: { name: 'half', plan: () => ({ name: 'half', phases: [[[[0, 1, 0, 2]], []]] }) } }, { ranks: 2, length: 4 }),
   'corrupt-checkpoint': async () => {
     const dir = await mkdtemp(join(tmpdir(), 'tl-bad-'));
@@ -76,7 +79,7 @@ const CASES: Record<string, () => unknown> = {
   'truncated-idx': () => parseIdx(Uint8Array.from([0, 0, 8, 1, 0, 0, 0, 9, 1, 2]), 'labels.idx'),
   'options-wrong-type': () => createRuntime({ devices: 3 } as unknown as { devices: string }),
   'train-options-wrong-type': async () => {
-    const rt = await createRuntime({ devices: 'cpu:1' });
+    const rt = await createRuntime({ devices: 'cpu:0' });
     try {
       rt.train({ model: mnistMlp(8), optimizer, data: mnist({ batchSize: 32 }), steps: '10' as unknown as number });
     } finally {

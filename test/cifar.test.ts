@@ -240,8 +240,8 @@ describe('the CIFAR-10 CNN on CPU towers (generated data)', () => {
         await rt.train({ model: cifar10Cnn(), optimizer: { type: 'sgd', lr: 0.1 }, data: data(64), steps: 1, seed: 3 }).done;
         return (await rt.readGradients())[0]!;
       });
-    const one = await oneStep('cpu:1');
-    const two = await oneStep('cpu:2');
+    const one = await oneStep('cpu:0');
+    const two = await oneStep('cpu*2');
     for (const [name, g] of one) {
       const err = relErr(two.get(name)!, g);
       assert.ok(err < 1e-5, `${name}: rel err ${err}`);
@@ -250,7 +250,7 @@ describe('the CIFAR-10 CNN on CPU towers (generated data)', () => {
 
   // CI parameters: 2 CPU towers, global batch 32 (16 per tower), 186 steps (3 epochs of 2400 generated images), SGD 0.1.
   it('learns on 2 towers: test loss far below ln(10) = 2.30, accuracy far above chance', async () => {
-    await withRuntime('cpu:2', async (rt) => {
+    await withRuntime('cpu*2', async (rt) => {
       const events: RunEvent[] = [];
       const t0 = performance.now();
       const run = rt.train({
@@ -277,7 +277,7 @@ describe('the CIFAR-10 CNN on CPU towers (generated data)', () => {
   });
 
   it('rejects bad CIFAR options and missing files with clear errors', async () => {
-    await withRuntime('cpu:1', async (rt) => {
+    await withRuntime('cpu:0', async (rt) => {
       assert.throws(
         () => rt.train({ model: cifar10Cnn(), optimizer: { type: 'sgd', lr: 0.1 }, data: cifar10({ batchSize: 8, dir: '/x', generated: { count: 10 } }), steps: 1 }),
         (e: unknown) => e instanceof ConfigError && /dir .* or generated, not both/.test(e.message),

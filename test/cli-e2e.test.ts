@@ -36,7 +36,7 @@ function towerline(args: string[], onLine?: (line: string, kill: (s: NodeJS.Sign
   });
 }
 
-const common = ['--devices', 'cpu:3', '--batch-size', '96', '--steps', '90', '--seed', '7', '--lr', '0.05', '--ema', '0.99', '--checkpoint-every', '20', '--log-every', '10'];
+const common = ['--devices', 'cpu*3', '--batch-size', '96', '--steps', '90', '--seed', '7', '--lr', '0.05', '--ema', '0.99', '--checkpoint-every', '20', '--log-every', '10'];
 
 describe('towerline CLI end to end', () => {
   it('SIGKILL mid-run, then --resume: final weights, optimizer state and EMA equal an uninterrupted run bit for bit', async () => {
@@ -72,7 +72,7 @@ describe('towerline CLI end to end', () => {
 
   it('writes a timeline with one track per tower and the phases of each step in order, and TensorBoard scalars and histograms', async () => {
     const base = await mkdtemp(join(tmpdir(), 'towerline-trace-'));
-    const r = await towerline(['train', '--devices', 'cpu:3', '--steps', '6', '--trace', join(base, 't.json'), '--log-dir', join(base, 'tb'), '--histograms-every', '3']);
+    const r = await towerline(['train', '--devices', 'cpu*3', '--steps', '6', '--trace', join(base, 't.json'), '--log-dir', join(base, 'tb'), '--histograms-every', '3']);
     assert.equal(r.code, 0, r.err);
     const trace = JSON.parse(await readFile(join(base, 't.json'), 'utf8')) as { traceEvents: Array<{ ph: string; name: string; tid: number; ts: number; dur?: number; args?: { name?: string; step?: number } }> };
     const names = trace.traceEvents.filter((e) => e.ph === 'M' && e.name === 'thread_name').map((e) => e.args?.name);
@@ -93,7 +93,7 @@ describe('towerline CLI end to end', () => {
 
   it('Ctrl+C stops after the current step, writes a checkpoint and exits', async () => {
     const base = await mkdtemp(join(tmpdir(), 'towerline-int-'));
-    const r = await towerline(['train', '--devices', 'cpu:2', '--steps', '100000', '--checkpoint-dir', base, '--log-every', '5'], (line, kill) => {
+    const r = await towerline(['train', '--devices', 'cpu*2', '--steps', '100000', '--checkpoint-dir', base, '--log-every', '5'], (line, kill) => {
       if (/^step 10,/.test(line)) kill('SIGINT');
     });
     assert.equal(r.code, 130, r.err);
@@ -103,7 +103,7 @@ describe('towerline CLI end to end', () => {
   });
 
   it('bad input gets a clear error and a non-zero exit', async () => {
-    const r = await towerline(['train', '--devices', 'cpu:2', '--batch-size', '1', '--steps', '3']);
+    const r = await towerline(['train', '--devices', 'cpu*2', '--batch-size', '1', '--steps', '3']);
     assert.notEqual(r.code, 0);
     assert.match(r.err, /a batch of 1 cannot be split over 2 towers/);
     const r2 = await towerline(['train', '--devices', 'gpu:0', '--steps', '3']);

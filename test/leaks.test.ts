@@ -13,7 +13,7 @@ const rssMb = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status
 it('100 runtimes (2 towers each; every 10th trains a step) created and closed: no leaked threads, fds or buffers', async () => {
   // A training cycle uploads MNIST (2 x 47 MB native) into each tower: the test would see any of it left behind.
   const cycle = async (trainStep: boolean) => {
-    const rt = await createRuntime({ devices: 'cpu:2' });
+    const rt = await createRuntime({ devices: 'cpu*2' });
     if (trainStep) await rt.train({ model: mnistMlp(16), optimizer: { type: 'sgd', lr: 0.1 }, data: mnist({ batchSize: 32 }), steps: 1 }).done;
     else await rt.readWeights().catch(() => undefined); // a round trip to every actor before closing
     await rt.close();

@@ -1,11 +1,12 @@
 // Many towers: equivalence with one device, bit-identical replicas, reproducibility, MNIST on 3 towers, and faults.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRuntime, mnist, type StepEvent } from '../src/runtime.js';
+import { createRuntime, mnist, TowerError, type StepEvent } from '../src/runtime.js';
 import { mnistMlp } from '../src/model/spec.js';
 import { relErr } from '../src/reference/relerr.js';
 import { native } from '../src/native/addon.js';
 import { sameBits, withRuntime } from './support/runtime.js';
+import { injectFaults, killTower } from '../src/testing/faults.js';
 
 const model = mnistMlp(64);
 const optimizer = { type: 'momentum' as const, lr: 0.05, momentum: 0.9 };
@@ -21,8 +22,8 @@ describe('equivalence with one device (global batch 128)', () => {
   for (const algorithm of ['ring', 'tree', 'naive'] as const)
     for (const n of [2, 3, 4]) {
       it(`${n} towers, ${algorithm}: the reduced gradient equals the whole-batch gradient (rel err < 1e-5)`, async () => {
-        single ??= await oneStep('cpu:1', 'ring');
-        const multi = await oneStep(`cpu:${n}`, algorithm);
+        single ??= await oneStep('cpu:0', 'ring');
+        const multi = await oneStep(`cpu*${n}`, algorithm);
         for (const [name, g] of single) {
           const err = relErr(multi.get(name)!, g);
           assert.ok(err < 1e-5, `${name}: rel err ${err}`);
@@ -33,7 +34,7 @@ describe('equivalence with one device (global batch 128)', () => {
   for (const algorithm of ['ring', 'tree', 'naive'] as const)
     it(`after 50 steps on 3 towers (${algorithm}) all replicas are bit-identical, and a second run with the same seed is too`, async () => {
       const run = () =>
-        withRuntime('cpu:3', algorithm, async (rt) => {
+        withRuntime('cpu*3', algorithm, async (rt) => {
           await rt.train({ model, optimizer, data: mnist({ batchSize: 128 }), steps: 50, seed: 5 }).done;
           return rt.readWeights();
         });
@@ -46,7 +47,7 @@ describe('equivalence with one device (global batch 128)', () => {
 
 describe('step streams', () => {
   it('several and late subscribers see steps; shard sizes and per-tower timings are reported; 128 over 3 is 43/43/42', async () => {
-    await withRuntime('cpu:3', 'ring', async (rt) => {
+    await withRuntime('cpu*3', 'ring', async (rt) => {
       const run = rt.train({ model, optimizer, data: mnist({ batchSize: 128 }), steps: 20, seed: 1 });
       const a: StepEvent[] = [];
       const b: StepEvent[] = [];
@@ -81,7 +82,7 @@ describe('step streams', () => {
   });
 
   it('changing the reduction between runs works; a bad strategy is rejected and changes nothing', async () => {
-    await withRuntime('cpu:2', 'ring', async (rt) => {
+    await withRuntime('cpu*2', 'ring', async (rt) => {
       await rt.train({ model, optimizer, data: mnist({ batchSize: 64 }), steps: 2 }).done;
       rt.setReduction({ algorithm: 'tree' });
       assert.equal(rt.currentSchedule().name, 'tree');
@@ -94,7 +95,7 @@ describe('step streams', () => {
 
 describe('changing the reduction mid-run, and shares that follow tower speed', () => {
   it('a subscriber switches ring -> tree -> naive between steps; training goes on and replicas stay bit-identical', async () => {
-    await withRuntime('cpu:3', 'ring', async (rt) => {
+    await withRuntime('cpu*3', 'ring', async (rt) => {
       const run = rt.train({ model, optimizer, data: mnist({ batchSize: 96 }), steps: 30, seed: 3 });
       run.steps$.subscribe((e) => {
         if (e.step === 10) rt.setReduction({ algorithm: 'tree' });
@@ -108,7 +109,7 @@ describe('changing the reduction mid-run, and shares that follow tower speed', (
   });
 
   it("shares: 'speed' splits by measured speed, stays exact and keeps replicas identical", async () => {
-    const rt = await createRuntime({ devices: 'cpu:2', shares: 'speed' });
+    const rt = await createRuntime({ devices: 'cpu*2', shares: 'speed' });
     try {
       const sizes: number[][] = [];
       const run = rt.train({ model, optimizer, data: mnist({ batchSize: 128 }), steps: 25, seed: 3 });
@@ -125,7 +126,7 @@ describe('changing the reduction mid-run, and shares that follow tower speed', (
 
 describe('MNIST on 3 CPU towers', () => {
   it('reaches >= 98.0% test accuracy (10 epochs, batch 128)', async () => {
-    await withRuntime('cpu:3', 'ring', async (rt) => {
+    await withRuntime('cpu*3', 'ring', async (rt) => {
       const run = rt.train({
         model: mnistMlp(),
         optimizer: { type: 'momentum', lr: { type: 'exponential', lr: 0.1, decayRate: 0.95, decaySteps: 468, staircase: true }, momentum: 0.9 },
@@ -144,24 +145,25 @@ describe('MNIST on 3 CPU towers', () => {
 
 describe('faults', () => {
   it('a tower whose kernel throws makes the step stream error with the device and the cause, fast; close returns', async () => {
-    const rt = await createRuntime({ devices: 'cpu:3', collectiveTimeoutMs: 20_000 });
-    // Tower 1's gather kernel sees an out-of-range index (Note [Fault injection]).
-    const run = rt.train({
-      model, optimizer, data: mnist({ batchSize: 128 }), steps: 5,
-      testHooks: { faultFor: (step, rank) => (step === 2 && rank === 1 ? { inject: 'kernel-throw' } : undefined) },
-    });
-    const t0 = performance.now();
-    let streamError: Error | undefined;
-    run.steps$.subscribe({ error: (e: Error) => (streamError = e) });
-    await assert.rejects(run.done, (e: Error) => /cpu:1/.test(e.message) && /gather_rows_u8/.test(e.message) && /index/.test(e.message));
-    assert.ok(performance.now() - t0 < 5000 + 3000, 'reported quickly (set-up included)');
-    await new Promise((r) => setTimeout(r, 20));
-    assert.ok(streamError && /cpu:1/.test(streamError.message));
-    await rt.close();
+    const rt = await createRuntime({ devices: 'cpu*3', collectiveTimeoutMs: 20_000 });
+    // Tower 1's step program fails at its forward fault point as a kernel error would (contract section 1).
+    try {
+      injectFaults(rt, (step, rank) => (step === 2 && rank === 1 ? { at: 'forward', kind: 'throw' } : undefined));
+      const run = rt.train({ model, optimizer, data: mnist({ batchSize: 128 }), steps: 5 });
+      const t0 = performance.now();
+      let failed: Error | undefined;
+      run.events$.subscribe((e) => e.type === 'failed' && (failed = e.error));
+      await assert.rejects(run.done, (e: Error) => e instanceof TowerError && e.device === 'cpu:1' && /injected fault at point 0 on cpu:1/.test(e.message));
+      assert.ok(performance.now() - t0 < 5000 + 3000, 'reported quickly (set-up included)');
+      await new Promise((r) => setTimeout(r, 20));
+      assert.ok(failed && /cpu:1/.test(failed.message));
+    } finally {
+      await rt.close();
+    }
   });
 
   it('a worker killed mid-run errors within 5 s naming the device; close returns; no threads or buffers left', async () => {
-    const rt = await createRuntime({ devices: 'cpu:3', collectiveTimeoutMs: 60_000 });
+    const rt = await createRuntime({ devices: 'cpu*3', collectiveTimeoutMs: 60_000 });
     const run = rt.train({ model, optimizer, data: mnist({ batchSize: 128 }), steps: 100000 });
     await new Promise<void>((resolve) => {
       const sub = run.steps$.subscribe((e) => {
@@ -172,7 +174,7 @@ describe('faults', () => {
       });
     });
     const t0 = performance.now();
-    void rt.actor(2).kill();
+    void killTower(rt, 2);
     await assert.rejects(run.done, (e: Error) => /cpu:2/.test(e.message));
     const dt = performance.now() - t0;
     assert.ok(dt < 5000, `error after ${dt.toFixed(0)} ms`);

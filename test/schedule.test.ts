@@ -8,7 +8,7 @@ import { naiveSchedule } from '../src/scheduler/naive.js';
 import { broadcastSchedule } from '../src/scheduler/broadcast.js';
 import { validateSchedule, ScheduleError, COPY, REDUCE, type Schedule } from '../src/scheduler/schedule.js';
 import { planReduction } from '../src/scheduler/select.js';
-import { shardSizes } from '../src/actors/split.js';
+import { shardSizes } from '../src/coordinator/shard.js';
 import { native } from '../src/native/addon.js';
 
 describe('built-in schedules', () => {

@@ -6,7 +6,7 @@ import { createRuntime, mnist, mnistMlp, type StepEvent } from 'towerline';
 
 const towers = Number(process.env.TOWERS ?? 3);
 const dir = await mkdtemp(join(tmpdir(), 'towerline-fig-'));
-const rt = await createRuntime({ devices: `cpu:${towers}`, reduction: { algorithm: 'ring' } });
+const rt = await createRuntime({ devices: `cpu*${towers}`, reduction: { algorithm: 'ring' } });
 const steps: StepEvent[] = [];
 const run = rt.train({
   model: mnistMlp(),

@@ -11,15 +11,10 @@ export interface IdxArray {
   data: Uint8Array | Int8Array | Int16Array | Int32Array | Float32Array | Float64Array;
 }
 
-/** A malformed or unreadable data file; `source` is the path (or '<buffer>') it came from. */
-export class DataError extends Error {
-  readonly source: string;
-  constructor(source: string, message: string, options?: { cause?: unknown }) {
-    super(`${source}: ${message}`, options);
-    this.name = 'DataError';
-    this.source = source;
-  }
-}
+// A malformed or unreadable data file is a DataError (src/errors.ts); `source` is the path (or '<buffer>').
+import { DataError } from '../errors.js';
+
+export { DataError };
 
 interface DtypeInfo {
   dtype: IdxDtype;

@@ -1,14 +1,9 @@
 // Reads and writes the safetensors format (F32 only): a strict, bounds-checked reader and a canonical writer.
 
-/** A checkpoint or weights file that is missing, truncated or malformed; `source` names the file. */
-export class CheckpointError extends Error {
-  readonly source: string;
-  constructor(source: string, message: string, options?: { cause?: unknown }) {
-    super(`${source}: ${message}`, options);
-    this.name = 'CheckpointError';
-    this.source = source;
-  }
-}
+// A checkpoint or weights file that is missing, truncated or malformed is a CheckpointError (src/errors.ts).
+import { CheckpointError } from '../errors.js';
+
+export { CheckpointError };
 
 export interface TensorIn {
   name: string;

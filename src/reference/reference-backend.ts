@@ -1,15 +1,36 @@
 // The float64 reference kernels behind the same handle-based Backend interface as the native devices.
 import type { Backend, DType, HostArray, Op } from '../backend/backend.js';
 import { referenceKernels, referenceSignatures, type RefTensor } from './kernels.js';
+import { referenceCollective } from './reference-collective.js';
+import type { FaultSpec } from '../tower-port/protocol.js';
 
 interface Buffer {
   readonly dtype: DType;
   readonly data: RefTensor;
 }
 
-interface CompiledOp {
-  readonly op: Op;
-  readonly kernel: (typeof referenceKernels)[string];
+/** A kernel op, or one of the special ops of contract section 2 ('@mark', '@guard', '@collective', '@fault'). */
+type CompiledOp =
+  | { readonly special?: undefined; readonly op: Op; readonly kernel: (typeof referenceKernels)[string] }
+  | { readonly special: 'mark'; readonly op: Op; readonly mark: number }
+  | { readonly special: 'guard'; readonly op: Op }
+  | { readonly special: 'collective'; readonly op: Op; readonly comm: number; readonly rank: number }
+  | { readonly special: 'fault'; readonly op: Op; readonly point: number };
+
+interface Program {
+  readonly ops: CompiledOp[];
+  readonly marks: number;
+  readonly hasCollective: boolean;
+  status: { marks: Float64Array; startMs: number; guardTripped: boolean; currentOp: number };
+}
+
+/** What runWith resolves with (the native RunResult's shape). */
+export interface ReferenceRunResult {
+  values: Float64Array;
+  marks: Float64Array;
+  startMs: number;
+  waitMs: number;
+  guardTripped: boolean;
 }
 
 function makeTensor(numel: number, dtype: DType): RefTensor {
@@ -23,7 +44,7 @@ function makeTensor(numel: number, dtype: DType): RefTensor {
 export class ReferenceBackend implements Backend {
   readonly name: string;
   private readonly buffers = new Map<number, Buffer>();
-  private readonly programs = new Map<number, CompiledOp[]>();
+  private readonly programs = new Map<number, Program>();
   // Handles and program ids are never reused, so a stale id fails loudly instead of aliasing a new buffer.
   private nextHandle = 1;
   private nextProgram = 1;
@@ -75,10 +96,10 @@ export class ReferenceBackend implements Backend {
 
   compile(ops: Op[]): number {
     this.checkOpen('compile');
-    // Runtime ops ('@mark' timings, '@guard', '@collective', fault injection) belong to the native executor;
-    // the reference checks numerics only, so it drops them.
-    const compiled = ops.filter((op) => !op.kernel.startsWith('@')).map((op, k) => {
+    let marks = 0;
+    const compiled = ops.map((op, k): CompiledOp => {
       const where = `${this.name}: compile: op ${k} (${op.kernel})`;
+      if (op.kernel.startsWith('@')) return this.compileSpecial({ kernel: op.kernel, inputs: [...op.inputs], outputs: [...op.outputs], attrs: { ...op.attrs } }, where, () => marks++);
       const kernel = referenceKernels[op.kernel];
       const sig = referenceSignatures[op.kernel];
       if (!kernel || !sig) throw new Error(`${this.name}: compile: op ${k}: unknown kernel '${op.kernel}'`);
@@ -89,48 +110,201 @@ export class ReferenceBackend implements Backend {
       if (op.outputs.length < required || op.outputs.length > sig.outputs.length) {
         throw new Error(`${where}: takes ${required}..${sig.outputs.length} outputs, got ${op.outputs.length}`);
       }
-      const check = (h: number, [arg, dt]: readonly [string, DType]): void => {
-        const buf = this.buffers.get(h);
-        if (!buf) throw new Error(`${where}: ${arg} is not a live handle (${h})`);
-        if (buf.dtype !== dt) throw new Error(`${where}: ${arg} (handle ${h}) must be ${dt}, got ${buf.dtype}`);
-      };
-      op.inputs.forEach((h, i) => check(h, sig.inputs[i]));
-      op.outputs.forEach((h, i) => check(h, sig.outputs[i]));
+      op.inputs.forEach((h, i) => this.checkArg(where, h, sig.inputs[i]!));
+      op.outputs.forEach((h, i) => this.checkArg(where, h, sig.outputs[i]!));
       // Copy the op so later edits to the caller's array do not change the program.
       const frozen: Op = { kernel: op.kernel, inputs: [...op.inputs], outputs: [...op.outputs], attrs: { ...op.attrs } };
       return { op: frozen, kernel };
     });
     const id = this.nextProgram++;
-    this.programs.set(id, compiled);
+    const status = { marks: new Float64Array(marks).fill(-1), startMs: 0, guardTripped: false, currentOp: -1 };
+    this.programs.set(id, { ops: compiled, marks, hasCollective: compiled.some((c) => c.special === 'collective'), status });
     return id;
   }
 
-  /** Runs a program synchronously: for finite-difference loops that run it thousands of times. */
-  runSync(program: number): void {
-    this.checkOpen('run');
-    const ops = this.programs.get(program);
-    if (!ops) throw new Error(`${this.name}: run: unknown program ${program}`);
-    ops.forEach(({ op, kernel }, k) => {
-      const get = (h: number): RefTensor => {
-        const buf = this.buffers.get(h);
-        if (!buf) throw new Error(`${this.name}: run: op ${k} (${op.kernel}): handle ${h} was freed`);
-        return buf.data;
-      };
-      kernel(op.inputs.map(get), op.outputs.map(get), op.attrs ?? {});
-    });
+  private checkArg(where: string, h: number, [arg, dt]: readonly [string, DType]): void {
+    const buf = this.buffers.get(h);
+    if (!buf) throw new Error(`${where}: ${arg} is not a live handle (${h})`);
+    if (buf.dtype !== dt) throw new Error(`${where}: ${arg} (handle ${h}) must be ${dt}, got ${buf.dtype}`);
   }
 
-  async run(program: number): Promise<void> {
-    this.runSync(program);
-  }
-
-  async runOps(ops: Op[]): Promise<void> {
-    const p = this.compile(ops);
-    try {
-      this.runSync(p);
-    } finally {
-      this.releaseProgram(p);
+  // The special ops as the native executor runs them: '@mark' records the time since the run started, '@guard'
+  // ends the run when its input's first value is not finite (Note [Non-finite guard]), '@collective' waits for the
+  // other ranks of an in-process collective (reference-collective.ts), '@fault' does nothing unless armed.
+  private compileSpecial(op: Op, where: string, nextMark: () => number): CompiledOp {
+    const attr = (name: string): number => {
+      const v = op.attrs?.[name];
+      if (v === undefined || !Number.isInteger(v) || v < 0) throw new Error(`${where}: attribute ${name} must be a non-negative integer, got ${v}`);
+      return v;
+    };
+    switch (op.kernel) {
+      case '@mark':
+        return { special: 'mark', op, mark: nextMark() };
+      case '@guard':
+        if (op.inputs.length !== 1) throw new Error(`${where}: takes 1 input (the value to check), got ${op.inputs.length}`);
+        this.checkArg(where, op.inputs[0]!, ['x', 'f32']);
+        return { special: 'guard', op };
+      case '@collective': {
+        const comm = referenceCollective(attr('comm'));
+        const rank = attr('rank');
+        if (rank >= comm.size) throw new Error(`${where}: rank ${rank} outside [0, ${comm.size})`);
+        return { special: 'collective', op, comm: comm.id, rank };
+      }
+      case '@fault':
+        if (op.outputs.length !== 1) throw new Error(`${where}: takes 1 output (the buffer a fault writes into), got ${op.outputs.length}`);
+        this.checkArg(where, op.outputs[0]!, ['buf', 'f32']);
+        if (attr('point') > 15) throw new Error(`${where}: point must be in 0..15, got ${op.attrs?.['point']}`);
+        return { special: 'fault', op, point: attr('point') };
+      default:
+        throw new Error(`${where}: unknown special op '${op.kernel}' (known: @mark, @guard, @collective, @fault)`);
     }
+  }
+
+  private program(id: number, what: string): Program {
+    this.checkOpen(what);
+    const p = this.programs.get(id);
+    if (!p) throw new Error(`${this.name}: ${what}: unknown program ${id}`);
+    return p;
+  }
+
+  private live(h: number, k: number, op: Op): RefTensor {
+    const buf = this.buffers.get(h);
+    if (!buf) throw new Error(`${this.name}: run: op ${k} (${op.kernel}): handle ${h} was freed`);
+    return buf.data;
+  }
+
+  /** Runs one op; returns false when a '@guard' ends the run. Collectives and stalls are asynchronous (see run). */
+  private runOp(p: Program, k: number, t0: number): boolean {
+    const c = p.ops[k]!;
+    if (c.special === undefined) {
+      c.kernel(c.op.inputs.map((h) => this.live(h, k, c.op)), c.op.outputs.map((h) => this.live(h, k, c.op)), c.op.attrs ?? {});
+    } else if (c.special === 'mark') {
+      p.status.marks[c.mark] = performance.now() - t0;
+    } else if (c.special === 'guard' && !Number.isFinite(this.live(c.op.inputs[0]!, k, c.op)[0]!)) {
+      p.status.guardTripped = true;
+      return false;
+    }
+    return true;
+  }
+
+  /** Runs a program synchronously: for finite-difference loops that run it thousands of times (no collectives). */
+  runSync(program: number): void {
+    const p = this.program(program, 'run');
+    if (p.hasCollective) throw new Error(`${this.name}: runSync: program ${program} has a '@collective'; use run() or runWith()`);
+    const t0 = this.begin(p);
+    try {
+      for (let k = 0; k < p.ops.length; k++) {
+        p.status.currentOp = k;
+        if (!this.runOp(p, k, t0)) break;
+      }
+    } finally {
+      p.status.currentOp = -1;
+    }
+  }
+
+  private begin(p: Program): number {
+    const t0 = performance.now();
+    p.status = { marks: new Float64Array(p.marks).fill(-1), startMs: t0, guardTripped: false, currentOp: -1 };
+    return t0;
+  }
+
+  /** Runs a program; `fault` arms one '@fault' point for this run only (contract section 1). */
+  async run(program: number, fault?: FaultSpec): Promise<void> {
+    await this.runWith(program, [], [], fault);
+  }
+
+  /**
+   * The native runWith's contract (Note [One hand-off per step]): writes, the program, then the first element of
+   * each read buffer, the marks, the guard state and the collective wait. `fault` arms one '@fault' point for this
+   * run only (contract section 1); a bad fault spec throws here, before anything runs.
+   */
+  runWith(program: number, writes: Array<[number, ArrayLike<number>]>, reads: number[], fault?: FaultSpec): Promise<ReferenceRunResult> {
+    const p = this.program(program, 'runWith');
+    if (fault !== undefined) this.checkFault(p, fault);
+    for (const [h] of writes) this.buffer(h, 'runWith');
+    for (const h of reads) this.buffer(h, 'runWith');
+    return this.execute(p, writes, reads, fault);
+  }
+
+  private async execute(p: Program, writes: Array<[number, ArrayLike<number>]>, reads: number[], fault: FaultSpec | undefined): Promise<ReferenceRunResult> {
+    for (const [h, v] of writes) this.copyIn(h, v);
+    const t0 = this.begin(p);
+    let waitMs = 0;
+    try {
+      for (let k = 0; k < p.ops.length; k++) {
+        p.status.currentOp = k;
+        const c = p.ops[k]!;
+        if (c.special === 'collective') waitMs += await referenceCollective(c.comm).arrive(c.rank);
+        else if (c.special === 'fault') {
+          if (fault?.point === c.point) await this.fire(fault, c, k);
+        } else if (!this.runOp(p, k, t0)) break;
+      }
+    } catch (e) {
+      // Peers blocked in a collective with this tower must not wait for a step that will never come.
+      const why = `tower on ${this.name} failed: ${e instanceof Error ? e.message : String(e)}`;
+      for (const c of p.ops) if (c.special === 'collective') referenceCollective(c.comm).abort(why);
+      throw e;
+    } finally {
+      p.status.currentOp = -1;
+    }
+    const values = Float64Array.from(reads, (h) => this.buffer(h, 'runWith').data[0] ?? NaN);
+    return { values, marks: p.status.marks.slice(), startMs: p.status.startMs, waitMs, guardTripped: p.status.guardTripped };
+  }
+
+  private checkFault(p: Program, f: FaultSpec): void {
+    if (!['stall', 'nan', 'bitflip', 'throw'].includes(f.kind)) throw new TypeError(`fault.kind must be 'stall', 'nan', 'bitflip' or 'throw', given ${JSON.stringify(f.kind)}`);
+    if (!Number.isInteger(f.point) || f.point < 0 || f.point > 15) throw new RangeError(`fault.point must be an integer in 0..15, given ${f.point}`);
+    const op = p.ops.find((c) => c.special === 'fault' && c.point === f.point);
+    if (!op) throw new RangeError(`fault.point ${f.point}: this program has no '@fault' op at that point`);
+    if (f.kind === 'stall' && !(typeof f.ms === 'number' && Number.isFinite(f.ms) && f.ms >= 0)) throw new RangeError(`fault.ms must be a finite number >= 0 for a stall, given ${f.ms}`);
+    if (f.kind === 'nan' || f.kind === 'bitflip') {
+      const n = this.buffer(op.op.outputs[0]!, 'runWith').data.length;
+      if (!(Number.isInteger(f.index) && f.index! >= 0 && f.index! < n)) throw new RangeError(`fault.index must be an integer in [0, ${n}) (the fault point's buffer), given ${f.index}`);
+    }
+  }
+
+  private async fire(f: FaultSpec, c: CompiledOp, k: number): Promise<void> {
+    const buf = this.live(c.op.outputs[0]!, k, c.op) as Float64Array;
+    switch (f.kind) {
+      case 'stall':
+        await new Promise((r) => setTimeout(r, f.ms));
+        return;
+      case 'nan':
+        buf[f.index!] = NaN;
+        return;
+      case 'bitflip': {
+        // The float32 value's lowest mantissa bit, as on a native device. The reference keeps f32 buffers in
+        // float64, so the value moves by exactly what that bit is worth (one float32 ulp), and no more precision
+        // is lost: the corruption stays visible through the float32 rounding of the replica hash.
+        const bits = new Uint32Array(1);
+        const f32 = new Float32Array(bits.buffer);
+        f32[0] = buf[f.index!]!;
+        const before = f32[0]!;
+        bits[0] = bits[0]! ^ 1;
+        buf[f.index!] = buf[f.index!]! + (f32[0]! - before);
+        return;
+      }
+      case 'throw':
+        throw new Error(`injected fault at point ${f.point} on ${this.name}`);
+    }
+  }
+
+  /** The last (or current) run of a program: start (performance.now() ms), '@mark' times, guard state, op running. */
+  status(program: number): { marks: Float64Array; startMs: number; guardTripped: boolean; currentOp: number } {
+    const st = this.program(program, 'status').status;
+    return { marks: st.marks.slice(), startMs: st.startMs, guardTripped: st.guardTripped, currentOp: st.currentOp };
+  }
+
+  /** Compiles, runs and releases a one-off program (collectives included). */
+  runOps(ops: Op[]): Promise<void> {
+    const id = this.compile(ops);
+    return this.execute(this.program(id, 'runOps'), [], [], undefined).then(
+      () => this.releaseProgram(id),
+      (e: unknown) => {
+        this.releaseProgram(id);
+        throw e;
+      },
+    );
   }
 
   releaseProgram(program: number): void {

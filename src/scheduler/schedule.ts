@@ -7,6 +7,8 @@
 // values, produced by one single reduction and copied verbatim everywhere else, so replicas stay bit-identical.
 import { native } from '../native/addon.js';
 
+import { ScheduleError } from '../errors.js';
+
 export const REDUCE = 0;
 export const COPY = 1;
 export type StepKind = typeof REDUCE | typeof COPY;
@@ -32,12 +34,7 @@ export interface ReductionStrategy {
   plan(req: ScheduleRequest): Schedule;
 }
 
-export class ScheduleError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ScheduleError';
-  }
-}
+export { ScheduleError };
 
 /**
  * Checks an all-reduce schedule (what reduction strategies plan): shape, ranges, phase conflicts, that every tower

@@ -34,10 +34,15 @@ export function autoStrategy(req: ScheduleRequest, chunkElems?: number): Reducti
 }
 
 /** Plans the schedule for `req` and validates it; a bad custom schedule is rejected with the reason. */
-export function planReduction(options: ReductionOptions | undefined, req: ScheduleRequest): Schedule {
+/** Validates reduction options (errors name the field); undefined means the default ('auto'). */
+export function parseReduction(options: unknown): z.output<typeof reductionSchema> {
   const hint = "Use { algorithm: 'auto' | 'ring' | 'tree' | 'naive', chunkElems? } or { custom: { name, plan(req) } }.";
   const isCustom = typeof options === 'object' && options !== null && 'custom' in options;
-  const o = isCustom ? validate(customSchema, options, 'reduction', hint) : validate(builtinSchema, options ?? {}, 'reduction', hint);
+  return isCustom ? validate(customSchema, options, 'reduction', hint) : validate(builtinSchema, options ?? {}, 'reduction', hint);
+}
+
+export function planReduction(options: ReductionOptions | undefined, req: ScheduleRequest): Schedule {
+  const o = parseReduction(options);
   let strategy: ReductionStrategy;
   if ('custom' in o) strategy = o.custom;
   else if (o.algorithm === 'ring') strategy = ring(o.chunkElems);

@@ -1,16 +1,9 @@
 // Turns zod validation failures into errors that name the field, what was expected and what was given.
 import type { z } from 'zod';
 
-/** A user-facing configuration error: `field` is the dotted path of the bad value. */
-export class ConfigError extends Error {
-  constructor(
-    message: string,
-    readonly field?: string,
-  ) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
+import { ConfigError } from '../errors.js';
+
+export { ConfigError };
 
 function pathString(root: string, path: readonly PropertyKey[]): string {
   let s = root;

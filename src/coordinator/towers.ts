@@ -1,0 +1,139 @@
+// The coordinator's towers: their ports, the group that connects them, the reduction in force, the data sets they
+// hold, and the queue of work that must run between two steps (state reads, histograms).
+import type { TowerError } from '../errors.js';
+import type { ConnectGroup, TowerGroup } from '../group/group.js';
+import type { TowerPort } from '../tower-port/port.js';
+import type { BuildRequest, ImageTransform, NamedTensors, TowerInfo } from '../tower-port/protocol.js';
+import type { LabeledSet } from '../data/mnist.js';
+import { planReduction } from '../scheduler/select.js';
+import type { Schedule } from '../scheduler/schedule.js';
+import type { ReductionOptions } from '../options.js';
+
+export class TowerSet {
+  private group: TowerGroup | undefined;
+  private pendingSchedule: Schedule | undefined;
+  private readonly uploaded = new Set<string>();
+  private readonly queue: Array<() => Promise<void>> = [];
+  built: TowerInfo[] = [];
+  /** The first tower death noticed (from TowerPort.death): every later step fails fast naming it. */
+  dead: TowerError | undefined;
+  /** Set while a run steps the towers: state reads then wait for the gap between two steps. */
+  running = false;
+
+  constructor(
+    readonly ports: TowerPort[],
+    private readonly connect: ConnectGroup,
+    private reduction: ReductionOptions | undefined,
+    private readonly collectiveMs: number,
+  ) {
+    for (const p of ports) void p.death.then((e) => (this.dead ??= e));
+  }
+
+  get devices(): string[] {
+    return this.ports.map((p) => p.device);
+  }
+
+  get size(): number {
+    return this.ports.length;
+  }
+
+  all<T>(f: (p: TowerPort, rank: number) => Promise<T>): Promise<T[]> {
+    return Promise.all(this.ports.map(f));
+  }
+
+  /** Plans (and validates) the schedule for the current reduction and the built model (16 elements before a build). */
+  schedule(reduction = this.reduction): Schedule {
+    return planReduction(reduction, { ranks: this.size, length: this.built[0]?.paramCount ?? 16 });
+  }
+
+  /** A bad strategy throws and changes nothing; a good one is installed between two steps (never under a collective). */
+  setReduction(reduction: ReductionOptions): void {
+    const s = this.schedule(reduction);
+    this.reduction = reduction;
+    if (this.group) this.pendingSchedule = s;
+  }
+
+  /** Called by the run between two steps. */
+  applyPendingSchedule(): void {
+    if (this.pendingSchedule) this.group?.setSchedule(this.pendingSchedule);
+    this.pendingSchedule = undefined;
+  }
+
+  /**
+   * Builds every tower, connects them into a group and makes the replicas equal. Note [Synchronous update]: tower 0
+   * initialises and broadcasts its weights (copies only), so all replicas start bit-identical. Each step every tower
+   * adds the same L2 term, clips with the same norm and applies the same optimizer update to the same reduced
+   * gradient (every element reduced once and copied verbatim, Note [Schedules]), so the replicas stay bit-identical
+   * without ever exchanging weights; the replica check verifies it.
+   */
+  async build(req: BuildRequest, seed: number): Promise<void> {
+    this.releaseGroup();
+    this.uploaded.clear();
+    this.built = await this.all((p) => p.build(req));
+    const length = this.built[0]!.paramCount;
+    this.group = await this.connect(this.ports, { schedule: this.schedule(), length, timeoutMs: this.collectiveMs });
+    await this.ports[0]!.initWeights(seed);
+    await this.broadcastWeights();
+  }
+
+  broadcastWeights(): Promise<void[]> {
+    return this.all((p) => p.broadcastWeights());
+  }
+
+  /** Uploads a data set once per build: one shared copy for all towers, no per-sample copies. */
+  async upload(key: string, set: LabeledSet, transform?: ImageTransform): Promise<void> {
+    if (this.uploaded.has(key)) return;
+    const shared = (a: Uint8Array) => {
+      const s = new Uint8Array(new SharedArrayBuffer(a.length));
+      s.set(a);
+      return s;
+    };
+    const data = { images: shared(set.images), labels: shared(set.labels), count: set.count };
+    await this.all((p) => p.uploadDataset(key, data, transform));
+    this.uploaded.add(key);
+  }
+
+  /** After a missed deadline: frees the towers blocked in the all-reduce; the next run builds a new group. */
+  abortGroup(): void {
+    this.group?.abort();
+    this.group = undefined;
+  }
+
+  releaseGroup(): void {
+    this.pendingSchedule = undefined;
+    this.group?.release();
+    this.group = undefined;
+  }
+
+  hold(active: boolean): void {
+    for (const p of this.ports) p.hold(active);
+  }
+
+  /**
+   * Runs `f` now when no run is stepping, else in the next gap between two steps, so it sees every tower after
+   * the same step (reads from a steps$ subscriber are consistent).
+   */
+  betweenSteps<T>(f: () => Promise<T>): Promise<T> {
+    if (!this.running) return f();
+    return new Promise<T>((resolve, reject) => this.queue.push(() => f().then(resolve, reject)));
+  }
+
+  /** Work waiting for the gap between two steps. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** The run calls this between two steps (only when something is queued: nothing to await on the hot path). */
+  async drain(): Promise<void> {
+    while (this.queue.length > 0) await this.queue.shift()!();
+  }
+
+  readAll(which: 'w' | 'g'): Promise<Array<Map<string, Float32Array>>> {
+    return this.betweenSteps(async () => (await this.all((p) => p.readWeights(which))).map((e: NamedTensors) => new Map(e)));
+  }
+
+  async close(): Promise<void> {
+    this.releaseGroup();
+    await Promise.all(this.ports.map((p) => p.close()));
+  }
+}

@@ -1,0 +1,201 @@
+// The training loop as a short pipeline: plan -> shard -> step -> emit, with the policies (non-finite, replicas),
+// checkpoints and evaluation each in their own module. Note [Synchronous update] is in towers.ts.
+import { loadInput } from '../data/inputs.js';
+import type { BatchPlan } from '../data/batches.js';
+import { learningRate, parseSchedule, type ResolvedSchedule } from '../model/schedule.js';
+import { runSettingsOf, type ResolvedTrainOptions } from '../options.js';
+import type { RunEvent, RunSummary, StepEvent } from '../events.js';
+import type { StepRecord } from '../observers/observer.js';
+import type { StepReply, StepRequest } from '../tower-port/protocol.js';
+import { Checkpoints, type TrainState } from './checkpoints.js';
+import { evaluateTest, TEST_SET } from './evaluation.js';
+import { describeNonFinite, nonFinite, nonFiniteAction } from './non-finite.js';
+import { RunPlan } from './plan.js';
+import { replicaPolicy } from './replicas.js';
+import { shardSizes, splitIndices } from './shard.js';
+import { SpeedShares } from './speed.js';
+import { stepAll, type FaultPlan } from './step.js';
+import type { TowerSet } from './towers.js';
+
+export const TRAIN_SET = 'train';
+
+export interface LoopContext {
+  towers: TowerSet;
+  o: ResolvedTrainOptions;
+  /** Deadline of one control call (ms), and of a step when no guard.stepTimeoutMs is set. */
+  callMs: number;
+  shares: 'equal' | 'speed';
+  faults: FaultPlan | undefined;
+  stopped(): boolean;
+  emitStep(r: StepRecord): void;
+  emitEvent(e: RunEvent): void;
+}
+
+interface Shards {
+  batch: BatchPlan;
+  sizes: number[];
+  requests: StepRequest[];
+  lr: number;
+  startMs: number;
+}
+
+export class TrainLoop {
+  private plan!: RunPlan;
+  private ckpt!: Checkpoints;
+  private schedule!: ResolvedSchedule;
+  private stepParams: ((seed: number, step: number, indices: Int32Array) => Int32Array) | undefined;
+  private speed: SpeedShares | undefined;
+  private evaluateOn = false;
+  /** Steps done, the next batch's position, the learning-rate scale: what a checkpoint saves. */
+  readonly state: TrainState = { step: 0, next: { epoch: 0, batch: 0 }, lrScale: 1 };
+  private loss = NaN;
+  private evaluation: RunSummary['evaluation'];
+  private rolledBack = false;
+
+  constructor(private readonly c: LoopContext) {}
+
+  async run(): Promise<RunSummary> {
+    await this.prepare();
+    if (this.c.o.checkpoint?.resume) await this.resume();
+    this.c.emitEvent({ type: 'started', step: this.state.step, totalSteps: this.plan.totalSteps, stepsPerEpoch: this.plan.perEpoch, devices: this.c.towers.devices });
+    do {
+      this.rolledBack = false;
+      for (const batch of this.plan.batches(this.state.next)) {
+        if (this.plan.reached(this.state.step) || this.c.stopped()) break;
+        const shards = this.shard(batch);
+        const replies = await stepAll(this.c.towers, this.state.step + 1, shards.requests, this.c.o.guard.stepTimeoutMs ?? this.c.callMs, this.c.faults);
+        this.state.next = this.plan.after(batch);
+        this.speed?.record(shards.sizes, replies);
+        if (nonFinite(replies)) {
+          if (await this.onNonFinite(replies)) break;
+          continue;
+        }
+        this.emit(shards, replies);
+        if (this.hasDuties(batch)) await this.afterStep(batch);
+      }
+    } while (this.rolledBack);
+    await this.save();
+    return { steps: this.state.step, epochs: this.plan.epochs, finalLoss: this.loss, ...(this.evaluation ? { evaluation: this.evaluation } : {}) };
+  }
+
+  /** Loads the data, builds the towers and uploads the data sets: all bad input fails here, before step 1. */
+  private async prepare(): Promise<void> {
+    const { towers, o } = this.c;
+    const n = towers.size;
+    const B = o.data.batchSize;
+    shardSizes(B, n); // rejects batches smaller than the tower count before any work
+    // 'speed' shares may give one tower almost the whole batch; equal shares never exceed ceil(B/n).
+    const maxShard = this.c.shares === 'speed' ? B - (n - 1) : Math.ceil(B / n);
+    this.evaluateOn = o.evaluate;
+    const input = await loadInput(o.data, { withTest: o.evaluate, inputShape: o.model.input.shape });
+    const training = { optimizer: o.optimizer, ...(o.clipNorm !== undefined ? { clipNorm: o.clipNorm } : {}), ...(o.emaDecay !== undefined ? { emaDecay: o.emaDecay } : {}) };
+    await towers.build({ spec: o.model, maxBatch: Math.max(maxShard, input.test ? input.evalBatch : 1), training }, o.seed);
+    await towers.upload(TRAIN_SET, input.train, input.trainTransform);
+    if (input.test) await towers.upload(TEST_SET, input.test, input.testTransform);
+    this.stepParams = input.stepParams;
+    this.plan = new RunPlan({ count: input.train.count, ...o.data, seed: o.seed, ...(o.epochs !== undefined ? { epochs: o.epochs } : {}), ...(o.steps !== undefined ? { steps: o.steps } : {}) });
+    this.schedule = parseSchedule(o.optimizer.lr);
+    this.speed = this.c.shares === 'speed' ? new SpeedShares(n) : undefined;
+    this.ckpt = new Checkpoints(towers, o.checkpoint, runSettingsOf(o));
+  }
+
+  private async resume(): Promise<void> {
+    const path = await this.ckpt.latest();
+    if (!path) return;
+    Object.assign(this.state, await this.ckpt.restore(path));
+    this.c.emitEvent({ type: 'resumed', step: this.state.step, path });
+  }
+
+  /** Splits the batch over the towers (Note [Shard weighting]) into one step request per tower. */
+  private shard(batch: BatchPlan): Shards {
+    const startMs = performance.now();
+    this.c.towers.applyPendingSchedule();
+    const n = this.c.towers.size;
+    const sizes = shardSizes(batch.indices.length, n, this.speed?.weights());
+    const parts = splitIndices(batch.indices, sizes);
+    const lr = learningRate(this.schedule, this.state.step) * this.state.lrScale;
+    const gradScale = 1 / batch.indices.length;
+    const t = this.state.step + 1;
+    const requests = parts.map((indices): StepRequest => ({
+      dataset: TRAIN_SET,
+      indices,
+      ...(this.stepParams ? { crop: this.stepParams(this.c.o.seed, this.state.step, indices) } : {}),
+      lr,
+      t,
+      gradScale,
+    }));
+    return { batch, sizes, requests, lr, startMs };
+  }
+
+  /** The non-finite policy; true when the run rolled back (the batch loop restarts from the checkpoint). */
+  private async onNonFinite(replies: StepReply[]): Promise<boolean> {
+    const { towers, o } = this.c;
+    const path = o.guard.nonFinite === 'rollback' ? await this.ckpt.latest() : undefined;
+    const step = this.state.step + 1;
+    const action = nonFiniteAction(o.guard.nonFinite, step, await describeNonFinite(towers, step, replies), path !== undefined);
+    if (action.kind === 'skip') {
+      this.state.step++;
+      this.c.emitEvent({ type: 'skipped', step: this.state.step, reason: action.reason });
+      return false;
+    }
+    const lrScale = this.state.lrScale * o.guard.rollbackLrFactor;
+    Object.assign(this.state, await this.ckpt.restore(path!), { lrScale });
+    this.c.emitEvent({ type: 'rolledBack', step: this.state.step, path: path!, reason: action.reason, lrScale });
+    this.rolledBack = true;
+    return true;
+  }
+
+  private emit(s: Shards, replies: StepReply[]): void {
+    const endMs = performance.now();
+    const wall = (endMs - s.startMs) / 1000;
+    let lossSum = 0;
+    for (const r of replies) lossSum += r.loss;
+    this.loss = lossSum + replies[0]!.regLoss;
+    this.state.step++;
+    const event: StepEvent = {
+      step: this.state.step,
+      epoch: s.batch.epoch,
+      loss: this.loss,
+      learningRate: s.lr,
+      gradientNorm: replies[0]!.gradNorm,
+      examplesPerSec: s.batch.indices.length / wall,
+      secPerBatch: wall,
+      batchSize: s.batch.indices.length,
+      shardSizes: s.sizes,
+      towers: replies.map((r, i) => ({ device: this.c.towers.devices[i]!, ...r.timings, idle: r.reduceWaitMs })),
+    };
+    this.c.emitStep({ event, startMs: s.startMs, endMs });
+  }
+
+  /** Whether anything must run before the next step (most steps: nothing, so nothing is awaited). */
+  private hasDuties(batch: BatchPlan): boolean {
+    const { o } = this.c;
+    const step = this.state.step;
+    return (
+      this.c.towers.queued > 0 ||
+      (o.guard.replicaCheckEvery > 0 && step % o.guard.replicaCheckEvery === 0) ||
+      (o.checkpoint?.everySteps !== undefined && step % o.checkpoint.everySteps === 0) ||
+      this.plan.endsEpoch(batch)
+    );
+  }
+
+  /** Work between two steps: queued reads and histograms, the replica check, checkpoints, the end of an epoch. */
+  private async afterStep(batch: BatchPlan): Promise<void> {
+    const { towers, o } = this.c;
+    const step = this.state.step;
+    await towers.drain();
+    await replicaPolicy(towers, step, { every: o.guard.replicaCheckEvery, policy: o.guard.replicaPolicy }, (r) => this.c.emitEvent({ type: 'replicas', step, ...r }));
+    if (o.checkpoint?.everySteps && step % o.checkpoint.everySteps === 0) await this.save();
+    if (!this.plan.endsEpoch(batch)) return;
+    this.c.emitEvent({ type: 'epoch', epoch: batch.epoch, steps: step });
+    if (!this.evaluateOn) return;
+    const e = await evaluateTest(towers, o.emaDecay !== undefined);
+    this.evaluation = { loss: e.loss, accuracy: e.accuracy };
+    this.c.emitEvent({ type: 'evaluation', epoch: batch.epoch, step, ...e });
+  }
+
+  private async save(): Promise<void> {
+    const path = await this.ckpt.save(this.state);
+    if (path) this.c.emitEvent({ type: 'checkpoint', step: this.state.step, path });
+  }
+}

@@ -1,0 +1,65 @@
+// What a training run tells its app: one StepEvent per step on steps$, RunEvents on events$, a summary (or the
+// error) through done. Note [Run streams]: a failure is seen exactly once, through `done`, and as a 'failed' event
+// on events$; then steps$ and events$ complete. The streams never error, so a subscriber without an error handler
+// cannot crash the app.
+import type { Observable } from 'rxjs';
+import type { StepTimings } from './tower-port/protocol.js';
+
+export type { StepTimings };
+
+/** One tower's part of a step: per-phase ms (startMs on the process's performance.now() clock) and its wait. */
+export interface TowerTimings extends StepTimings {
+  device: string;
+  /** Time this tower waited for the others inside the all-reduce (the synchronisation point). */
+  idle: number;
+}
+
+export interface StepEvent {
+  /** Steps done so far (1 after the first update). */
+  step: number;
+  epoch: number;
+  /** The batch's mean loss (data loss plus L2 penalty). */
+  loss: number;
+  learningRate: number;
+  /** Global norm of the reduced gradient. */
+  gradientNorm?: number;
+  examplesPerSec: number;
+  secPerBatch: number;
+  batchSize: number;
+  /** Examples per tower (they sum to batchSize). */
+  shardSizes: number[];
+  towers: TowerTimings[];
+}
+
+export type RunEvent =
+  | { type: 'started'; step: number; totalSteps: number; stepsPerEpoch: number; devices: string[] }
+  | { type: 'epoch'; epoch: number; steps: number }
+  | { type: 'skipped'; step: number; reason: string }
+  | { type: 'checkpoint'; step: number; path: string }
+  | { type: 'replicas'; step: number; consistent: boolean; differing: string[]; detail: string }
+  | { type: 'resumed'; step: number; path: string }
+  | { type: 'rolledBack'; step: number; path: string; reason: string; lrScale: number }
+  | { type: 'evaluation'; epoch: number; step: number; loss: number; accuracy: number; useEma: boolean }
+  /** The run failed with `error` (also the rejection of `done`); the streams complete after this event. */
+  | { type: 'failed'; step: number; error: Error };
+
+export interface RunSummary {
+  steps: number;
+  epochs: number;
+  finalLoss: number;
+  evaluation?: { loss: number; accuracy: number };
+}
+
+export interface TrainRun {
+  /**
+   * One event per step; several subscribers, late ones too (they get the latest step); a slow subscriber never
+   * blocks training. Completes when the run ends, also when it fails (see events$ and done).
+   */
+  steps$: Observable<StepEvent>;
+  /** Run events, then a 'failed' event if the run fails; completes when the run ends. */
+  events$: Observable<RunEvent>;
+  /** The summary; rejects (once) with the run's error, e.g. a NonFiniteError, WatchdogError or TowerError. */
+  done: Promise<RunSummary>;
+  /** Stops after the current step (and writes a checkpoint when checkpoints are on). */
+  stop(): void;
+}

@@ -1,0 +1,23 @@
+// Opening the towers of a device list: one worker-thread port per device slot (production), or in-process ports
+// (tests and embedding without workers) over native devices or the float64 reference backend.
+import os from 'node:os';
+import { NativeDevice } from '../backend/native-device.js';
+import { ReferenceBackend } from '../reference/reference-backend.js';
+import type { DeviceSlot } from '../devices.js';
+import type { TowerPort } from './port.js';
+import { WorkerTowerPort } from './worker-port.js';
+import { InProcessTowerPort } from './in-process-port.js';
+
+export type PortOpener = (slots: DeviceSlot[], o: { callMs: number }) => TowerPort[];
+
+/** One device actor per slot; CPU towers share the cores for their GEMMs. */
+export const workerPorts: PortOpener = (slots, o) => {
+  const cpuTowers = slots.filter((s) => s.kind === 'cpu').length;
+  const gemmThreads = Math.max(1, Math.floor(os.availableParallelism() / Math.max(1, cpuTowers)));
+  return slots.map((s) => WorkerTowerPort.open(s.label, { kind: s.kind, index: s.index, gemmThreads }, o.callMs));
+};
+
+/** Towers in this thread: on the slots' native devices, or on reference backends named 'ref:<rank>'. */
+export function inProcessPorts(backend: 'native' | 'reference'): PortOpener {
+  return (slots) => slots.map((s, r) => new InProcessTowerPort(backend === 'reference' ? new ReferenceBackend(`ref:${r}`) : NativeDevice.open(s.kind, s.index)));
+}
