@@ -37,13 +37,3 @@ export function deviceFault(f: StepFault): DeviceFault {
   if (!KINDS.includes(f.kind)) throw new TypeError(`fault.kind: expected one of ${KINDS.join(', ')}; given ${JSON.stringify(f.kind)}`);
   return { point: FaultPoint[f.point], kind: f.kind, ...(f.ms !== undefined ? { ms: f.ms } : {}), ...(f.index !== undefined ? { index: f.index } : {}) };
 }
-
-// TEMPORARY until r12-coord merges: the guard tests still ask the worker for faults in the old shape
-// ({ nanAt } or { stallMs: { phase, ms } }); read them as the fault points they meant. The integrator removes this.
-type LegacyFault = { nanAt?: number; stallMs?: { phase: 'forward' | 'backward' | 'reduce' | 'update'; ms: number } };
-export function legacyFault(f: StepFault | LegacyFault): StepFault {
-  if ('point' in f) return f;
-  if (f.nanAt !== undefined) return { point: 'gradient', kind: 'nan', index: f.nanAt };
-  if (f.stallMs !== undefined) return { point: f.stallMs.phase, kind: 'stall', ms: f.stallMs.ms };
-  throw new TypeError(`fault: expected { point, kind, ms?, index? }; given ${JSON.stringify(f)}`);
-}

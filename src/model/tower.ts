@@ -12,7 +12,7 @@ import { forwardOps, lossOps } from './passes.js';
 import { stepOps, stepTimings, type CollectiveSlot, type StepLaunch, type StepResult, type STEP_PHASES } from './step-program.js';
 import { TowerInputs, type BatchSource, type BatchWrites, type DeviceDataset, type ImageTransform } from './inputs.js';
 import { TowerDiagnostics } from './diagnostics.js';
-import { deviceFault, legacyFault, type StepFault } from './fault.js';
+import { deviceFault, type StepFault } from './fault.js';
 import * as state from './state.js';
 
 export type { Param } from './memory.js';
@@ -163,7 +163,7 @@ export class Tower {
     opts: { gradScale?: number; collective?: CollectiveSlot; fault?: StepFault } = {},
   ): Promise<StepResult> {
     const { B, writes } = this.inputs.writes(src, (n) => this.checkBatch(n));
-    const fault = opts.fault ? deviceFault(legacyFault(opts.fault)) : undefined;
+    const fault = opts.fault ? deviceFault(opts.fault) : undefined;
     const launch = this.launch(B, src.kind === 'indices' ? src.dataset : undefined, opts.collective);
     writes.push([launch.hyper, hyperBlock(lr, t, opts.gradScale ?? 1 / B)]);
     this.diag.lastStepProgram = launch.program;
