@@ -1,5 +1,7 @@
 // What a training run tells its app: one StepEvent per step on steps$, RunEvents on events$, a summary (or the
-// error) through done. Note [Run streams]: a failure is seen exactly once, through `done`, and as a 'failed' event
+// error) through done.
+//
+// Note [Run streams]: a failure is seen exactly once, through `done`, and as a 'failed' event
 // on events$; then steps$ and events$ complete. The streams never error, so a subscriber without an error handler
 // cannot crash the app.
 import type { Observable } from 'rxjs';

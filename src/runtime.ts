@@ -2,7 +2,6 @@
 // questions about the towers; the work is done by src/coordinator/ (the loop and its policies) through tower ports.
 import { parseDevices } from './devices.js';
 import { parseRuntimeOptions, parseTrainOptions, type ReductionOptions, type ResolvedRuntimeOptions, type RuntimeOptions, type TrainOptions } from './options.js';
-import type { ResolvedModelSpec } from './model/spec.js';
 import type { Schedule } from './scheduler/schedule.js';
 import { planReduction } from './scheduler/select.js';
 import type { TrainRun } from './events.js';
@@ -27,7 +26,6 @@ export class Runtime {
   readonly #internals: RuntimeInternals;
   #running = false;
   #closed = false;
-  #model: ResolvedModelSpec | undefined;
 
   private constructor(towers: TowerSet, opts: ResolvedRuntimeOptions) {
     this.#towers = towers;
@@ -73,7 +71,6 @@ export class Runtime {
     if (this.#closed) throw new Error('runtime is closed');
     if (this.#running) throw new Error('a training run is already in progress on this runtime; await its done first');
     const o = parseTrainOptions(options);
-    this.#model = o.model;
     this.#running = true;
     const run = startRun(this.#towers, o, { callMs: this.#opts.callTimeoutMs, shares: this.#opts.shares, faults: this.#internals.faults });
     run.done.then(
@@ -106,7 +103,7 @@ export class Runtime {
    * the weight arena and its layer's kernels. Valid after train() has built the towers.
    */
   placement(): string[] {
-    return placementLines(this.#towers.built, this.#model, this.currentSchedule().name);
+    return placementLines(this.#towers.built, this.currentSchedule().name);
   }
 
   /** Frees every device and ends every worker. Always returns, also after a tower died; no timer is left behind. */
@@ -118,7 +115,7 @@ export class Runtime {
 }
 
 /**
- * Starts one tower per device (Note [Device grammar]: 'cpu*3', 'cuda:all', ...), each on its own worker thread.
+ * Starts one tower per device (see Note [Device grammar]; e.g. 'cpu*3', 'cuda:all'), each on its own worker thread.
  * An idle runtime does not keep the process alive; a running train() does (Note [Process lifetime]).
  */
 export function createRuntime(opts: RuntimeOptions): Promise<Runtime> {

@@ -1,4 +1,6 @@
-// Checkpointing and resume. Note [Exact resume]: the trajectory is a function of (weights, optimizer slots, EMA,
+// Checkpointing and resume.
+//
+// Note [Exact resume]: the trajectory is a function of (weights, optimizer slots, EMA,
 // step, data position, run settings). The checkpoint holds all of them; the data order depends only on (seed,
 // epoch), so the resumed run replays the same batches from the saved position and every tower gets the same state
 // bit for bit. The run settings are compared field by field (Note [Run settings]).

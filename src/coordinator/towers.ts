@@ -60,8 +60,9 @@ export class TowerSet {
   }
 
   /**
-   * Builds every tower, connects them into a group and makes the replicas equal. Note [Synchronous update]: tower 0
-   * initialises and broadcasts its weights (copies only), so all replicas start bit-identical. Each step every tower
+   * Builds every tower, connects them into a group and makes the replicas equal.
+   *
+   * Note [Synchronous update]: tower 0 initialises and broadcasts its weights (copies only), so all replicas start bit-identical. Each step every tower
    * adds the same L2 term, clips with the same norm and applies the same optimizer update to the same reduced
    * gradient (every element reduced once and copied verbatim, Note [Schedules]), so the replicas stay bit-identical
    * without ever exchanging weights; the replica check verifies it.

@@ -153,7 +153,7 @@ export class Tower {
    * One whole step in one native call: forward, backward, (all-reduce with the other towers), update; the
    * launch of stepLaunch, run with runWith like the coordinator's. Alone, the shard is the whole batch
    * (gradScale 1/B). In a collective, `gradScale` is 1 / global batch and the reduced gradient is the sum of the
-   * towers' (Note [Shard weighting] in src/actors/split.ts). A non-finite reduced gradient norm skips the update
+   * towers' (Note [Shard weighting] in src/coordinator/shard.ts). A non-finite reduced gradient norm skips the update
    * on every tower alike (Note [Non-finite guard]). `fault` arms one fault for this step (Note [Fault points]).
    */
   async trainStep(

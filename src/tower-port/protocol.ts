@@ -1,24 +1,19 @@
 // The types that cross the tower port (coordinator <-> tower), whether the tower lives in this thread, in a worker
 // thread (comlink) or, later, in another process. Tensors never cross here: only names, indices and scalars, and
 // copies of state for checkpoints and checks (never on the hot path).
+import type { DeviceFault } from '../backend/backend.js';
 import type { ResolvedModelSpec } from '../model/spec.js';
+import type { ParamPlacement } from '../model/placement.js';
 import type { TrainingOptions } from '../model/optimizer.js';
 import type { ImageTransform, StepLaunch, StepTimings, CollectiveSlot } from '../model/tower.js';
 
 export type { ImageTransform, StepLaunch, StepTimings, CollectiveSlot };
 
 /**
- * One fault armed for one step (contract section 1: native runWith's 4th argument; the reference backend the same).
- * `point` is a fault point of the step program (FaultPoint: forward 0, backward 1, gradient 2, reduce 3, received 4,
- * update 5); 'stall' sleeps `ms` there, 'nan' writes NaN at element `index` of the point's buffer, 'bitflip' flips
- * the lowest mantissa bit of that element, 'throw' fails the run there as a kernel error would.
+ * One fault armed for one step: the Backend's DeviceFault (runWith's 4th argument, native and reference alike;
+ * Note [Fault injection] in cpp/fault.h, the points in Note [Fault points], src/model/fault.ts).
  */
-export interface FaultSpec {
-  point: number;
-  kind: 'stall' | 'nan' | 'bitflip' | 'throw';
-  ms?: number;
-  index?: number;
-}
+export type FaultSpec = DeviceFault;
 
 export interface BuildRequest {
   spec: ResolvedModelSpec;
@@ -33,7 +28,8 @@ export interface TowerInfo {
   inputDim: number;
   outputDim: number;
   paramCount: number;
-  params: Array<{ name: string; shape: number[] }>;
+  /** Each parameter with where it lives and the kernels that touch it (src/model/placement.ts). */
+  params: ParamPlacement[];
 }
 
 /** One training step on one tower's shard: row indices into an uploaded data set and the hyper-parameters. */

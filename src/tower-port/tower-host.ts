@@ -3,6 +3,7 @@
 // in-process port calls one directly.
 import type { Backend } from '../backend/backend.js';
 import { Tower, type DeviceDataset } from '../model/tower.js';
+import { placementOf } from '../model/placement.js';
 import type { ArenaHandles, BuildRequest, GroupSlots, TowerActorApi, TowerInfo } from './protocol.js';
 
 /** Host copies as float32 (the reference backend keeps float64; native devices already give Float32Array). */
@@ -45,7 +46,7 @@ export class TowerHost implements TowerActorApi {
       inputDim: t.inputDim,
       outputDim: t.outputDim,
       paramCount: t.paramCount,
-      params: t.params.map((p) => ({ name: p.name, shape: p.shape })),
+      params: placementOf(t),
       gradArena: t.gradArena,
       weightArena: t.weightArena,
     };

@@ -1,10 +1,10 @@
 // A tower port over a worker thread (a device actor): control calls over comlink with deadlines; steps launched
 // from this thread straight onto the tower's device thread (Note [One hand-off per step]).
-import { native, type NativeAddon } from '../native/addon.js';
+import { native } from '../native/addon.js';
 import type { TowerError } from '../errors.js';
 import { ActorClient } from './actor-client.js';
 import { BasePort } from './base-port.js';
-import { StepLauncher, type RunWith } from './step-launcher.js';
+import { StepLauncher } from './step-launcher.js';
 import type { GroupEndpoint } from './port.js';
 import type { ActorStart } from './protocol.js';
 
@@ -23,8 +23,7 @@ export class WorkerTowerPort extends BasePort {
   ) {
     super(actor.label, (method, ...args) => actor.call(method, callMs, ...args));
     this.death = actor.death;
-    // contract section 1: runWith(program, writes, reads, fault?)
-    const addon = native() as NativeAddon & { runWith: RunWith };
+    const addon = native();
     this.launcher = new StepLauncher(actor.label, {
       prepare: (dataset, batch) => actor.call('stepLaunch', callMs, dataset, batch),
       run: (program, writes, reads, fault) => addon.runWith(program, writes, reads, fault),

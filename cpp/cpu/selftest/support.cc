@@ -67,7 +67,7 @@ void call(const std::string& op, std::vector<TensorRef> in, std::vector<TensorRe
   KernelFn f = cpuKernels().find(op);
   if (!f) throw std::runtime_error("kernel not registered: " + op);
   KernelCall c{*g_dev, op, in, out, a};
-  const std::unique_ptr<KernelArgs> parsed = checkKernelCall(c);  // Note [Kernel contracts]: compile time
+  const std::unique_ptr<KernelArgs> parsed = checkKernelCall(c);  // compile time (see Note [Kernel contracts])
   c.parsed = parsed.get();
   f(c);
 }

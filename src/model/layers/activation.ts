@@ -29,7 +29,7 @@ export const activation: LayerModule<ActivationSpec> = {
       params: [],
       kernels: activationKernels(act),
       build(ctx) {
-        // Note [In-place activation]: on a linear dense/conv2d output, y is x and dy is dx.
+        // see Note [In-place activation]; on a linear dense/conv2d output, y is x and dy is dx.
         const y = ctx.inPlace ? ctx.x : ctx.alloc(ctx.maxBatch * n);
         const dy = ctx.inPlace ? ctx.dx : gradFor(ctx, ctx.maxBatch * n);
         const { x, dx } = ctx;
