@@ -19,3 +19,4 @@ export { tree } from './scheduler/tree.js';
 export { naive } from './scheduler/naive.js';
 export { validateSchedule, ScheduleError, REDUCE, COPY, type Schedule, type CollStep, type ReductionStrategy, type ScheduleRequest } from './scheduler/schedule.js';
 export type { ReductionOptions } from './scheduler/select.js';
+export { addonInfo, type AddonInfo } from './native/load.js';

@@ -21,7 +21,7 @@ export const trainOptionsSchema = z
     clipNorm: z.number().positive().optional(),
     emaDecay: z.number().gt(0).lt(1).optional(),
     data: z.discriminatedUnion('kind', [
-      z.object({ kind: z.literal('mnist'), batchSize: positiveInt, lastBatch: z.enum(['drop', 'keep']).optional(), shuffle: z.boolean().optional() }).strict(),
+      z.object({ kind: z.literal('mnist'), batchSize: positiveInt, dir: z.string().min(1).optional(), lastBatch: z.enum(['drop', 'keep']).optional(), shuffle: z.boolean().optional() }).strict(),
       z
         .object({
           kind: z.literal('cifar10'),
