@@ -42,6 +42,6 @@ npm run build
 npm run build:prebuilt
 
 if [ "${SETUP_TRAIN:-1}" != 0 ]; then
-  node bin/towerline.mjs train --devices "${SETUP_DEVICES:-cpu:2}" --epochs 1 --batch-size 128 --lr 0.1 --momentum 0.9 \
-    --ema 0.999 --eval --seed 1 --log-every 100
+  node bin/towerline.mjs train --devices "${SETUP_DEVICES:-cpu:2}" --epochs 1 --batch-size 128 --lr 0.1 --momentum 0.9 --eval \
+    --seed 1 --log-every 100
 fi
