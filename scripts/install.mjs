@@ -54,23 +54,24 @@ async function prebuiltProblem() {
 function buildFromSource(why) {
   say(`building the native addon from source (${why})`);
   const missing = [];
-  const cmake = onPath('cmake');
-  if (!cmake) missing.push('cmake (>= 3.18)');
+  if (!onPath('cmake')) missing.push('cmake (>= 3.18)');
   const cxx = [process.env.CXX, 'c++', 'g++', 'clang++'].find((c) => c && (c.includes('/') ? existsSync(c) : onPath(c)));
-  if (!cxx) missing.push('a C++17 compiler (g++ >= 8 or clang++ >= 7)');
+  if (!cxx) missing.push('a C++17 compiler (g++ or clang++)');
   if (!onPath('make') && !onPath('ninja')) missing.push('make or ninja');
+  const fixes = missing.length ? ['on Debian/Ubuntu: apt-get install cmake g++ make'] : [];
   let cmakeJs;
   try {
     cmakeJs = createRequire(join(root, 'package.json')).resolve('cmake-js/bin/cmake-js');
     createRequire(join(root, 'package.json')).resolve('node-addon-api');
   } catch {
     missing.push('the npm packages cmake-js and node-addon-api (optional dependencies: was the install run with --omit=optional?)');
+    fixes.push('install without --omit=optional (or `npm install cmake-js node-addon-api`)');
   }
   if (missing.length) {
     console.error(
       `towerline: cannot build the native addon from source: missing ${missing.join(', ')}.\n` +
-        '  On Debian/Ubuntu: apt-get install cmake g++ make; then run `npm rebuild towerline`.\n' +
-        (isCheckout ? '' : `  (A compiler is needed only because the prebuilt addon cannot be used: ${why}.)\n`),
+        `  To fix: ${fixes.join('; ')}; then run \`npm rebuild towerline\`.\n` +
+        (isCheckout ? '' : `  (A build is needed only because the prebuilt addon cannot be used: ${why}.)\n`),
     );
     process.exit(1);
   }

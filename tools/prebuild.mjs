@@ -7,7 +7,7 @@
 // functions the code picks by CPUID (their names end in Avx2). The highest GLIBC_x.y symbol version it uses is
 // recorded. The result is test-loaded with and without OpenBLAS.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +23,17 @@ const fail = (msg) => {
 const run = (cmd, args, opts = {}) => execFileSync(cmd, args, { cwd: root, encoding: 'utf8', maxBuffer: 1 << 28, ...opts });
 
 if (process.platform !== 'linux') fail(`only linux prebuilt addons are made here (this is ${target})`);
+
+// --check (npm's prepack): the prebuilt addon exists and is newer than every native source, else stop the pack.
+if (process.argv.includes('--check')) {
+  const newest = (p) => (statSync(p).isDirectory() ? Math.max(0, ...readdirSync(p).map((e) => newest(join(p, e)))) : statSync(p).mtimeMs);
+  const addon = join(root, 'prebuilds', 'linux-x64', 'towerline.node');
+  if (!existsSync(addon)) fail('prebuilds/linux-x64/towerline.node is missing: run `npm run build:prebuilt` before packing');
+  if (statSync(addon).mtimeMs < Math.max(newest(join(root, 'cpp')), newest(join(root, 'CMakeLists.txt')))) {
+    fail('prebuilds/linux-x64/towerline.node is older than cpp/ or CMakeLists.txt: run `npm run build:prebuilt` before packing');
+  }
+  process.exit(0);
+}
 
 // The CPU baseline of each architecture (what the compiler targets without -march) and the /proc/cpuinfo flags that
 // stand for it; the addon is checked below not to use more.
