@@ -47,7 +47,7 @@ describe('the npm package, installed into a fresh app', { timeout: 300_000 }, ()
     writeApp(app, join(tmp, pack.filename), pack.integrity);
     writeAppSources(app);
     const install = await npm(['ci', '--offline', '--no-audit', '--no-fund', '--foreground-scripts'], app);
-    assert.equal(install.code, 0, `npm ci --offline of the tarball failed:\n${explain(install)}`);
+    assert.equal(install.code, 0, `npm ci --offline of the tarball failed (its dependencies come from the npm cache that the repo's own npm ci filled):\n${explain(install)}`);
     const du = spawnSync('du', ['-sh', 'node_modules'], { cwd: app, encoding: 'utf8' }).stdout.split('\t')[0];
     console.log(`# tarball ${pack.filename}: ${(pack.size / 1024).toFixed(0)} KB packed, ${(pack.unpackedSize / 1024).toFixed(0)} KB ` +
       `unpacked, ${pack.entryCount} files; app install ${install.ms} ms, node_modules ${du}`);
