@@ -1,7 +1,15 @@
 #!/usr/bin/env node
-// The `towerline` command: registers the TypeScript loader (the package ships its sources) and runs src/cli.ts.
-import { register } from 'tsx/esm/api';
+// The `towerline` command. Installed, it runs the compiled CLI (dist/cli.js). In a source checkout (the package's own
+// dev dependencies installed, so tsx is here) it runs src/cli.ts through tsx, so the repo never runs a stale build.
+import { existsSync } from 'node:fs';
 
-register();
-const { main } = await import('../src/cli.ts');
+const checkout = existsSync(new URL('../node_modules/tsx/package.json', import.meta.url)) && existsSync(new URL('../src/cli.ts', import.meta.url));
+let main;
+if (checkout) {
+  const { register } = await import('tsx/esm/api');
+  register();
+  ({ main } = await import('../src/cli.ts'));
+} else {
+  ({ main } = await import('../dist/cli.js'));
+}
 await main(process.argv);

@@ -65,3 +65,4 @@ export {
   ReplicaMismatchError,
   WatchdogError,
 } from './errors.js';
+export { addonInfo, type AddonInfo } from './native/load.js';

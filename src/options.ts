@@ -84,7 +84,7 @@ const lastBatch = z.enum(['drop', 'keep']).default('drop');
 const shuffle = z.boolean().default(true);
 
 export const dataSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('mnist'), batchSize: positiveInt, lastBatch, shuffle }).strict(),
+  z.object({ kind: z.literal('mnist'), batchSize: positiveInt, dir: z.string().min(1).optional(), lastBatch, shuffle }).strict(),
   z
     .object({
       kind: z.literal('cifar10'),

@@ -1,4 +1,5 @@
-// SGEMM: OpenBLAS dispatch, plus a built-in BLIS-style packed GEMM (6x16 AVX2/FMA micro-kernel, scalar fallback).
+// SGEMM: OpenBLAS dispatch (loaded at run time), plus a built-in BLIS-style packed GEMM (6x16 AVX2/FMA micro-kernel,
+// chosen at run time by CPUID, scalar fallback). Compiled for the baseline x86-64 ISA: Note [OpenBLAS at run time].
 #include "gemm.h"
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <cstring>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -15,9 +17,7 @@
 #define TL_GEMM_X86 1
 #endif
 
-#ifdef TL_HAVE_OPENBLAS
-#include <cblas.h>
-#endif
+#include "gemm_openblas.h"
 
 namespace tl {
 namespace {
@@ -321,12 +321,10 @@ Pool& pool() {
 
 int g_threads = 1;
 
-#ifdef TL_HAVE_OPENBLAS
 // OpenBLAS defaults to all cores; match the documented default of 1 thread unless setGemmThreads() was called,
 // since each CPU device already runs on its own thread.
 std::once_flag g_blasInit;
-void blasInitThreads() { std::call_once(g_blasInit, [] { openblas_set_num_threads(g_threads); }); }
-#endif
+void blasInitThreads(const OpenBlas& b) { std::call_once(g_blasInit, [&b] { b.setThreads(g_threads); }); }
 
 }  // namespace
 
@@ -366,36 +364,39 @@ void sgemmBuiltin(bool tA, bool tB, int M, int N, int K, float alpha, const floa
 
 void sgemm(bool tA, bool tB, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
            float beta, float* C, int ldc) {
-#ifdef TL_HAVE_OPENBLAS
+  const OpenBlas& b = openBlas();
+  if (!b.sgemm) {
+    sgemmBuiltin(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {  // cblas would reject lda < 1; the result is just beta*C
     scaleC(M, N, beta, C, ldc);
     return;
   }
-  blasInitThreads();
-  cblas_sgemm(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B,
-              ldb, beta, C, ldc);
-#else
-  sgemmBuiltin(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-#endif
+  blasInitThreads(b);
+  b.sgemm(kCblasRowMajor, tA ? kCblasTrans : kCblasNoTrans, tB ? kCblasTrans : kCblasNoTrans, M, N, K, alpha, A, lda, B,
+          ldb, beta, C, ldc);
 }
 
 const char* gemmImplName() {
-#ifdef TL_HAVE_OPENBLAS
-  return "openblas";
-#else
-  return microKernel() == microScalar ? "builtin-scalar" : "builtin-avx2";
-#endif
+  static const std::string name = [] {
+    const OpenBlas& b = openBlas();
+    const char* builtin = microKernel() == microScalar ? "builtin-scalar" : "builtin-avx2";
+    return std::string(b.sgemm ? "openblas" : builtin) + " (" + b.detail + ")";
+  }();
+  return name.c_str();
 }
 
 void setGemmThreads(int n) {
   n = std::max(1, n);
   g_threads = n;
   pool().resize(n);
-#ifdef TL_HAVE_OPENBLAS
-  std::call_once(g_blasInit, [] {});
-  openblas_set_num_threads(n);
-#endif
+  const OpenBlas& b = openBlas();
+  if (b.sgemm) {
+    std::call_once(g_blasInit, [] {});
+    b.setThreads(n);
+  }
 }
 
 int gemmThreads() { return g_threads; }

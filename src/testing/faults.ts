@@ -6,13 +6,9 @@ import type { FaultSpec } from '../tower-port/protocol.js';
 import { WorkerTowerPort } from '../tower-port/worker-port.js';
 import type { TowerError } from '../errors.js';
 
-/**
- * The step program's fault points, as the tower numbers them (contract section 1; src/model exports FaultPoint with
- * the same numbers): forward, backward (stalls here show as phase 'backward'), gradient (this tower's own gradient,
- * before the local norms), reduce, received (right after the all-reduce), update.
- */
-export const FaultPoint = { forward: 0, backward: 1, gradient: 2, reduce: 3, received: 4, update: 5 } as const;
-export type FaultPointName = keyof typeof FaultPoint;
+import { FaultPoint, type FaultPointName } from '../model/fault.js';
+
+export { FaultPoint, type FaultPointName };
 
 /** A fault by point name: { at: 'gradient', kind: 'nan', index: 3 }. */
 export type Fault = Omit<FaultSpec, 'point'> & { at: FaultPointName };
