@@ -23,6 +23,8 @@ import json
 import sys
 import time
 
+from torch_device import setup_device  # beside this script
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -42,16 +44,13 @@ def main():
     except Exception as e:
         print(json.dumps({'ok': False, 'error': f'cannot import torch: {e}'}))
         return 0
-    cuda = args.device == 'cuda'
+    dev, sync, error = setup_device(torch, args.device)
+    if error:
+        print(json.dumps({'ok': False, 'error': error}))
+        return 0
+    cuda = dev.type == 'cuda'
     if cuda:
-        if not torch.cuda.is_available():
-            print(json.dumps({'ok': False, 'error': 'torch.cuda.is_available() is False'}))
-            return 0
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
         torch.backends.cudnn.benchmark = True
-    dev = torch.device('cuda:0' if cuda else 'cpu')
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
 
     B = args.batch
     g = torch.Generator(device=dev).manual_seed(1234)

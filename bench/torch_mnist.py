@@ -19,6 +19,8 @@ import os
 import sys
 import time
 
+from torch_device import setup_device  # beside this script
+
 
 def read_idx(path):
     import numpy as np
@@ -48,15 +50,11 @@ def main():
     except Exception as e:  # reported to the bench, which then skips the reference
         print(json.dumps({'ok': False, 'error': f'cannot import torch/numpy: {e}'}))
         return 0
-    cuda = args.device == 'cuda'
-    if cuda:
-        if not torch.cuda.is_available():
-            print(json.dumps({'ok': False, 'error': 'torch.cuda.is_available() is False'}))
-            return 0
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-    dev = torch.device('cuda:0' if cuda else 'cpu')
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    dev, sync, error = setup_device(torch, args.device)
+    if error:
+        print(json.dumps({'ok': False, 'error': error}))
+        return 0
+    cuda = dev.type == 'cuda'
 
     images = read_idx(os.path.join(args.data, 'train-images-idx3-ubyte'))
     labels = read_idx(os.path.join(args.data, 'train-labels-idx1-ubyte'))

@@ -19,6 +19,8 @@
 #                           `import torch`, trying /opt/torch/.venv/bin/python3 first)
 #   TOWERLINE_CUBLAS        auto (default: the toolkit's cuBLAS when complete, else the wheel's) | toolkit | wheel
 #   TOWERLINE_CUBLAS_WHEEL  a folder with cuBLAS include/ and lib/ (default: SITE/nvidia/cu13, else nvidia/cublas)
+#   TOWERLINE_CUBLAS_SHIM=0 compile against the wheel's whole include/ (default: only its cublas*.h; the build
+#                           retries that way by itself when the shim build fails)
 #   TOWERLINE_CUDA_ARCH     CMAKE_CUDA_ARCHITECTURES (default: the GPUs' compute capability, e.g. 9.0 -> 90)
 #   TOWERLINE_GPU_CHECK_BUDGET_S   total seconds for all steps (default 470)
 #   TOWERLINE_GPU_CHECK_STEPS      which of test,bench,memcheck to run after the build (default all three; a short
@@ -141,6 +143,7 @@ if have cmake; then say "cmake: $(command -v cmake) ($(first_line cmake --versio
 if have ninja; then say "ninja: $(command -v ninja) ($(ninja --version))"; else say "ninja: not found (make will be used)"; fi
 
 GPUS=0
+if ! have nvidia-smi && [ -x /usr/local/nvidia/bin/nvidia-smi ]; then export PATH="$PATH:/usr/local/nvidia/bin"; fi
 if have nvidia-smi && Q=$(nvidia-smi --query-gpu=index,name,driver_version,compute_cap,memory.total --format=csv,noheader 2>&1); then
   say "nvidia-smi:"; say "$Q"
   GPUS=$(printf '%s\n' "$Q" | grep -c .)
@@ -219,21 +222,38 @@ have nvcc || stop "nvcc not found (PATH, $CUDA_HOME/bin): the CUDA backend canno
 # ---- 2. build, for this GPU's architecture only -------------------------------------------------------------
 ARCH=${TOWERLINE_CUDA_ARCH:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | tr -d ' .' | sort -u | paste -sd';')}
 ARCH=${ARCH:-90}
-BUILD_ARGS=("--CDCMAKE_CUDA_ARCHITECTURES=$ARCH")
+# build INCLUDE_DIR: configure and build with these flags (sets STEP_RC, STEP_S). cmake-js compile configures only
+# where build/ has no CMakeCache.txt; otherwise it ignores the -D flags and prints no "towerline: CUDA backend" line.
+# So always configure afresh (objects built with the same flags are reused on a rerun).
+build() {
+  local args=("--CDCMAKE_CUDA_ARCHITECTURES=$ARCH")
+  [ "$USE" = wheel ] && args+=("--CDTOWERLINE_CUBLAS_ROOT=$WHEEL" "--CDTL_CUBLAS_INCLUDE_DIR=$1" "--CDTL_CUBLAS_LIBRARY=$WHEEL_LIB")
+  rm -f build/CMakeCache.txt
+  run_step "$2" "$3" npm run build:native -- "${args[@]}"
+}
+export CUDAARCHS=$ARCH CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 if [ "$USE" = wheel ]; then
+  # libcublas.so.N needs libcublasLt.so.N beside it: the addon's RPATH names that folder, this covers the rest.
+  export LD_LIBRARY_PATH="$(dirname "$WHEEL_LIB")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   # The wheel's include/ also holds cudart's headers; compiling against them while linking the toolkit's static
   # cudart would mix versions, so CMake sees a folder holding only the cuBLAS headers.
   SHIM=${TMPDIR:-/tmp}/towerline-cublas-include
   rm -rf "$SHIM" && mkdir -p "$SHIM" && ln -s "$WHEEL"/include/cublas*.h "$SHIM"/
-  BUILD_ARGS+=("--CDTOWERLINE_CUBLAS_ROOT=$WHEEL" "--CDTL_CUBLAS_INCLUDE_DIR=$SHIM" "--CDTL_CUBLAS_LIBRARY=$WHEEL_LIB")
-  # libcublas.so.N needs libcublasLt.so.N beside it: the addon's RPATH names that folder, this covers the rest.
-  export LD_LIBRARY_PATH="$(dirname "$WHEEL_LIB")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  if [ "${TOWERLINE_CUBLAS_SHIM:-1}" = 0 ]; then build "$WHEEL/include" "$RESULTS/build.log" "$(limit 180 270)"
+  else
+    build "$SHIM" "$RESULTS/build.log" "$(limit 180 270)"
+    if [ "$STEP_RC" -ne 0 ] && [ "$STEP_RC" -ne 124 ] && [ "$STEP_RC" -ne 137 ]; then
+      say "the build with only the wheel's cuBLAS headers failed (exit $STEP_RC): once more with the wheel's whole include/"
+      mv "$RESULTS/build.log" "$RESULTS/build-shim.log"
+      build "$WHEEL/include" "$RESULTS/build.log" "$(limit 150 240)"
+      cat "$RESULTS/build-shim.log" "$RESULTS/build.log" > "$RESULTS/build.tmp" && mv "$RESULTS/build.tmp" "$RESULTS/build.log"
+      rm -f "$RESULTS/build-shim.log"
+      S_CUBLAS="pip wheel $WHEEL_LIB (the wheel's whole include/: the shim build failed, its log opens build.log)"
+    fi
+  fi
+else
+  build "" "$RESULTS/build.log" "$(limit 180 270)"
 fi
-export CUDAARCHS=$ARCH CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
-# cmake-js compile configures only where build/ has no CMakeCache.txt; otherwise it ignores the -D flags and prints
-# no "towerline: CUDA backend" line. So always configure (objects built with the same flags are reused on a rerun).
-if [ -f build/CMakeCache.txt ]; then say "removing build/CMakeCache.txt so that the build configures with the flags below"; rm -f build/CMakeCache.txt; fi
-run_step "$RESULTS/build.log" "$(limit 180 270)" npm run build:native -- "${BUILD_ARGS[@]}"
 STATUS=$(grep -o 'towerline: CUDA backend.*' "$RESULTS/build.log" | tail -1)
 S_BUILD="${STATUS:-no CUDA status line} (asked for archs $ARCH; exit $STEP_RC, ${STEP_S} s)"
 case $STEP_RC in
@@ -288,7 +308,8 @@ elif [ -n "$SANITIZER" ]; then
   MCOUNTS=$(grep -E '^(# |ℹ )(pass|fail) [0-9]+' "$ML" | sed 's/^[#ℹ] //' | paste -sd',' | sed 's/,/, /g')
   NCLEAN=$(grep -c 'ERROR SUMMARY: 0 errors' "$ML")
   NERR=$(grep 'ERROR SUMMARY:' "$ML" | grep -vc 'ERROR SUMMARY: 0 errors')
-  if [ "$NERR" -gt 0 ]; then WORD="ERRORS FOUND"
+  if grep -q 'Device not supported' "$ML"; then WORD="not supported here (compute-sanitizer: Device not supported)"
+  elif [ "$NERR" -gt 0 ]; then WORD="ERRORS FOUND"
   elif [ "$RC1" -ne 0 ] || [ "$STEP_RC" -ne 0 ] || [ "$NCLEAN" -ne 2 ]; then WORD="incomplete (a run failed or timed out)"
   else WORD="clean"; fi
   [ "$WORD" = clean ] || FAILED=1
