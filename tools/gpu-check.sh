@@ -239,7 +239,9 @@ if [ "$USE" = wheel ]; then
   # cudart would mix versions, so CMake sees a folder holding only the cuBLAS headers.
   SHIM=${TMPDIR:-/tmp}/towerline-cublas-include
   rm -rf "$SHIM" && mkdir -p "$SHIM" && ln -s "$WHEEL"/include/cublas*.h "$SHIM"/
-  if [ "${TOWERLINE_CUBLAS_SHIM:-1}" = 0 ]; then build "$WHEEL/include" "$RESULTS/build.log" "$(limit 180 270)"
+  if [ "${TOWERLINE_CUBLAS_SHIM:-1}" = 0 ]; then
+    S_CUBLAS="pip wheel $WHEEL_LIB (the wheel's whole include/: TOWERLINE_CUBLAS_SHIM=0)"
+    build "$WHEEL/include" "$RESULTS/build.log" "$(limit 180 270)"
   else
     build "$SHIM" "$RESULTS/build.log" "$(limit 180 270)"
     if [ "$STEP_RC" -ne 0 ] && [ "$STEP_RC" -ne 124 ] && [ "$STEP_RC" -ne 137 ]; then
