@@ -9,7 +9,7 @@
 # 2. builds the addon for this GPU's architecture only and stops unless the build says "CUDA backend ON";
 # 3. runs `npm run test:gpu`, then `npm run bench:gpu` (PyTorch beside ours), then compute-sanitizer memcheck on
 #    short GPU tests, each under its own time limit: the whole script ends within TOWERLINE_GPU_CHECK_BUDGET_S
-#    (default 470 s, under 8 minutes);
+#    (default 450 s, under 8 minutes);
 # 4. writes into RESULTS_DIR (flat, 7 files): tools.txt, build.log, test-gpu.log, bench-gpu.log, bench-gpu.json,
 #    memcheck.log and summary.md (printed last).
 # Exit status: 0 when everything ran and passed (or there is no GPU), 1 when a step failed, 2 on bad usage.
@@ -22,9 +22,9 @@
 #   TOWERLINE_CUBLAS_SHIM=0 compile against the wheel's whole include/ (default: only its cublas*.h; the build
 #                           retries that way by itself when the shim build fails)
 #   TOWERLINE_CUDA_ARCH     CMAKE_CUDA_ARCHITECTURES (default: the GPUs' compute capability, e.g. 9.0 -> 90)
-#   TOWERLINE_GPU_CHECK_BUDGET_S   total seconds for all steps (default 470)
+#   TOWERLINE_GPU_CHECK_BUDGET_S   total seconds for all steps (default 450)
 #   TOWERLINE_GPU_CHECK_STEPS      which of test,bench,memcheck to run after the build (default all three; a short
-#                                  rerun after a fix: e.g. TOWERLINE_GPU_CHECK_STEPS=test TOWERLINE_GPU_CHECK_BUDGET_S=200)
+#                                  rerun after a fix: e.g. TOWERLINE_GPU_CHECK_STEPS=test TOWERLINE_GPU_CHECK_BUDGET_S=180)
 #   TOWERLINE_GPU_CHECK_FORCE=1    build and run every step even without a GPU (to test this script)
 set -uo pipefail
 
@@ -37,7 +37,7 @@ RESULTS=$(cd "$1" && pwd)
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 ROOT=$PWD
 T0=$SECONDS
-BUDGET=${TOWERLINE_GPU_CHECK_BUDGET_S:-470}
+BUDGET=${TOWERLINE_GPU_CHECK_BUDGET_S:-450}
 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
 TOOLS=$RESULTS/tools.txt
 SUMMARY=$RESULTS/summary.md
@@ -45,6 +45,10 @@ SUMMARY=$RESULTS/summary.md
 FAILED=0
 STEPS=",${TOWERLINE_GPU_CHECK_STEPS:-test,bench,memcheck},"
 wanted() { [ "${STEPS#*,$1,}" != "$STEPS" ]; }
+# The least time each later step is left when an earlier one may run long (0 for a step not wanted).
+R_TEST=$(wanted test && echo 90 || echo 0)
+R_BENCH=$(wanted bench && echo 60 || echo 0)
+R_MEM=$(wanted memcheck && echo 60 || echo 0)
 
 say() { printf '%s\n' "$*" | tee -a "$TOOLS"; }
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -241,20 +245,20 @@ if [ "$USE" = wheel ]; then
   rm -rf "$SHIM" && mkdir -p "$SHIM" && ln -s "$WHEEL"/include/cublas*.h "$SHIM"/
   if [ "${TOWERLINE_CUBLAS_SHIM:-1}" = 0 ]; then
     S_CUBLAS="pip wheel $WHEEL_LIB (the wheel's whole include/: TOWERLINE_CUBLAS_SHIM=0)"
-    build "$WHEEL/include" "$RESULTS/build.log" "$(limit 180 270)"
+    build "$WHEEL/include" "$RESULTS/build.log" "$(limit 180 $((R_TEST + R_BENCH + R_MEM)))"
   else
-    build "$SHIM" "$RESULTS/build.log" "$(limit 180 270)"
+    build "$SHIM" "$RESULTS/build.log" "$(limit 180 $((R_TEST + R_BENCH + R_MEM)))"
     if [ "$STEP_RC" -ne 0 ] && [ "$STEP_RC" -ne 124 ] && [ "$STEP_RC" -ne 137 ]; then
       say "the build with only the wheel's cuBLAS headers failed (exit $STEP_RC): once more with the wheel's whole include/"
       mv "$RESULTS/build.log" "$RESULTS/build-shim.log"
-      build "$WHEEL/include" "$RESULTS/build.log" "$(limit 150 240)"
+      build "$WHEEL/include" "$RESULTS/build.log" "$(limit 150 $((R_TEST + R_BENCH + R_MEM)))"
       cat "$RESULTS/build-shim.log" "$RESULTS/build.log" > "$RESULTS/build.tmp" && mv "$RESULTS/build.tmp" "$RESULTS/build.log"
       rm -f "$RESULTS/build-shim.log"
       S_CUBLAS="pip wheel $WHEEL_LIB (the wheel's whole include/: the shim build failed, its log opens build.log)"
     fi
   fi
 else
-  build "" "$RESULTS/build.log" "$(limit 180 270)"
+  build "" "$RESULTS/build.log" "$(limit 180 $((R_TEST + R_BENCH + R_MEM)))"
 fi
 STATUS=$(grep -o 'towerline: CUDA backend.*' "$RESULTS/build.log" | tail -1)
 S_BUILD="${STATUS:-no CUDA status line} (asked for archs $ARCH; exit $STEP_RC, ${STEP_S} s)"
@@ -280,7 +284,7 @@ fi
 
 # ---- 3. the GPU suite, the benchmarks, then memcheck (last: it is the slowest per unit of work) --------------
 if wanted test; then
-  run_step "$RESULTS/test-gpu.log" "$(limit 240 150)" npm run test:gpu
+  run_step "$RESULTS/test-gpu.log" "$(limit 240 $((R_BENCH + R_MEM)))" npm run test:gpu
   COUNTS=$(grep -E '^(# |ℹ )(tests|pass|fail|cancelled|skipped|todo) [0-9]+' "$RESULTS/test-gpu.log" | sed 's/^[#ℹ] //' | paste -sd',' | sed 's/,/, /g')
   S_TESTS="${COUNTS:-no counts} (exit $STEP_RC, ${STEP_S} s)"
   [ "$STEP_RC" -eq 0 ] || FAILED=1
@@ -288,7 +292,7 @@ fi
 
 if wanted bench; then
   rm -f bench/results/latest.json
-  TOWERLINE_PYTHON=${PY:-python3} run_step "$RESULTS/bench-gpu.log" "$(limit 150 90)" npm run bench:gpu
+  TOWERLINE_PYTHON=${PY:-python3} run_step "$RESULTS/bench-gpu.log" "$(limit 150 $R_MEM)" npm run bench:gpu
   cp bench/results/latest.json "$RESULTS/bench-gpu.json" 2>/dev/null
   NFAIL=$(grep -c 'FAILED' "$RESULTS/bench-gpu.log")
   S_BENCH="exit $STEP_RC, ${STEP_S} s$([ "$NFAIL" -gt 0 ] && echo ", $NFAIL FAILED line(s): see bench-gpu.log")"
