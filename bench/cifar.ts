@@ -1,6 +1,6 @@
 // Seed 000's CIFAR-10 CNN (examples/sec at batch 128) and seed 001's block network (step time at batch 64) through
 // the real runtime on 1 and 2 CPU towers, against PyTorch's figure for the same model, batch and input pipeline
-// (bench/torch_cifar.py), measured in the same run where /usr/bin/python3 has torch.
+// (bench/torch_cifar.py), measured in the same run where the python3 of bench/python.ts has torch.
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import { blocks, cifar10, createRuntime, type StepEvent, type TrainOptions } from '../src/runtime.js';
 import { blockNetwork, cifar10Cnn } from '../src/model/spec.js';
 import { blockTraining } from '../src/model/presets.js';
+import { torchPython } from './python.js';
 import { medianOfBest, type Row, type Section } from './section.js';
 
 const CIFAR_BATCH = 128;
@@ -18,7 +19,7 @@ const REPS = 3;        // repetitions per configuration, interleaved over the to
 const KEEP = 2;
 const TOWERS = [1, 2];
 const THREADS = [1, 2];  // PyTorch's set_num_threads, best of
-const PYTHON = '/usr/bin/python3';
+const PYTHON = torchPython();  // TOWERLINE_PYTHON, else the first python3 found (bench/python.ts)
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);

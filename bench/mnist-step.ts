@@ -7,6 +7,7 @@ import { NativeDevice } from '../src/backend/native-device.js';
 import { loadMnist } from '../src/data/mnist.js';
 import { native } from '../src/native/addon.js';
 import { mnistDataDir, mnistSteps, mnistTower } from './mnist-train.js';
+import { torchPython } from './python.js';
 import { medianOfBest, type Row, type Section } from './section.js';
 
 const BATCH = 128;
@@ -16,7 +17,7 @@ const REPS = 5;      // repetitions per configuration; the figure is the median 
 const KEEP = 3;
 const THREADS = [1, 2];
 const LR = 0.01;
-const PYTHON = '/usr/bin/python3';
+const PYTHON = torchPython();  // TOWERLINE_PYTHON, else the first python3 found (bench/python.ts)
 
 interface TorchResult {
   ok: boolean;

@@ -1,5 +1,6 @@
-// Towers on GPUs (run by `npm run test:gpu`; skipped where there is no CUDA device): 4 towers on GPU 0 agree with one
-// tower, replicas stay bit-identical, the CUDA transports reduce exactly, and the P2P self-test passes.
+// Towers on GPUs (run by `npm run test:gpu`): 4 towers on GPU 0 agree with one tower, replicas stay bit-identical,
+// the CUDA transports reduce exactly, and the P2P self-test passes. Plain `npm test` skips this suite where there is
+// no CUDA device; with TOWERLINE_TEST_DEVICE=cuda:N (test:gpu) it fails instead (Note [GPU tests fail, never skip]).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mnist } from '../src/runtime.js';
@@ -10,10 +11,10 @@ import { ringSchedule } from '../src/scheduler/ring.js';
 import { treeSchedule } from '../src/scheduler/tree.js';
 import { naiveSchedule } from '../src/scheduler/naive.js';
 import { formatTopology, topology } from '../src/topology.js';
+import { cudaGpusForSuite } from './support/device.js';
 import { sameBits, withRuntime } from './support/runtime.js';
 
-const gpus = native().backendKinds().includes('cuda') ? native().deviceCount('cuda') : 0;
-const skip = gpus === 0 && 'no CUDA devices (this suite is for GPU machines: npm run test:gpu)';
+const { gpus, skip } = cudaGpusForSuite();
 const ALGOS = ['ring', 'tree', 'naive'] as const;
 type Algo = (typeof ALGOS)[number];
 
