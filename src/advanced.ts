@@ -19,7 +19,7 @@ export { loadCifar10, parseCifar10Batch, generateCifar10, cropParams, randomInpu
 export { parseIdx, readIdx, type IdxArray } from './data/idx.js';
 export { batchPlans, epochOrder, batchesPerEpoch, type BatchPlan } from './data/batches.js';
 export { Rng } from './util/rng.js';
-export { validateSchedule, chunkBounds, segments, REDUCE, COPY, type CollStep, type ScheduleRequest } from './scheduler/schedule.js';
+export { validateSchedule, chunkBounds, segments } from './scheduler/schedule.js';
 export { ringSchedule } from './scheduler/ring.js';
 export { treeSchedule } from './scheduler/tree.js';
 export { naiveSchedule } from './scheduler/naive.js';

@@ -51,7 +51,7 @@ export { CIFAR10_CLASSES } from './data/cifar10.js';
 export { ring } from './scheduler/ring.js';
 export { tree } from './scheduler/tree.js';
 export { naive } from './scheduler/naive.js';
-export type { ReductionStrategy, Schedule, ScheduleRequest, CollStep } from './scheduler/schedule.js';
+export { REDUCE, COPY, type ReductionStrategy, type Schedule, type ScheduleRequest, type CollStep } from './scheduler/schedule.js';
 
 // Errors: each with a stable `code`.
 export {

