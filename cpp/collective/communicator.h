@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "remote.h"
 #include "schedule.h"
 #include "transport.h"
 
@@ -32,7 +33,10 @@ class Communicator {
   int64_t length() const { return buffers_[0]->numel; }
   void setSchedule(Schedule s);  // validated now; runs from the next collective on (Note [Schedule changes])
   void execute(int rank);
-  void abort(const std::string& why);
+  void abort(const std::string& why);  // also aborts the process group, if any
+  // The process group whose slot contexts run this communicator's remote steps (Note [Remote steps]); set once,
+  // before the first collective that has them.
+  void setRemote(std::shared_ptr<RemoteReducer> remote);
   bool involves(const Device* d) const;
   struct RankStats { double totalMs = 0, waitMs = 0; };
   RankStats stats(int rank);
@@ -42,6 +46,7 @@ class Communicator {
   // `running`: the schedule of the collective, or nullptr at its entry barrier (whose completing rank installs a
   // pending schedule).
   void barrier(int rank, size_t phase, const Schedule* running);
+  void remoteStep(int rank, const CollStep& s, RemoteReducer* remote);
   uint32_t id_;
   std::vector<std::shared_ptr<Buffer>> buffers_;
   std::vector<std::vector<const Transport*>> transports_;
@@ -54,6 +59,7 @@ class Communicator {
   uint64_t generation_ = 0;
   std::string aborted_;
   std::vector<RankStats> stats_;
+  std::shared_ptr<RemoteReducer> remote_;
 };
 
 }  // namespace tl
