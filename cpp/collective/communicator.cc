@@ -53,7 +53,7 @@ void Communicator::abort(const std::string& why) {
     cv_.notify_all();
     remote = remote_;
   }
-  if (remote) remote->abort(why);  // the other processes stop waiting for this one's remote steps
+  if (remote && inside_.load() > 0) remote->abort(why);  // the other processes stop waiting for this one's remote steps
 }
 
 void Communicator::setRemote(std::shared_ptr<RemoteReducer> remote) {
@@ -107,6 +107,11 @@ void Communicator::barrier(int rank, size_t phase, const Schedule* running) {
 
 void Communicator::execute(int rank) {
   TL_CHECK(rank >= 0 && rank < size(), "collective rank " << rank << " outside [0, " << size() << ")");
+  struct Inside {
+    std::atomic<int>& n;
+    explicit Inside(std::atomic<int>& c) : n(c) { ++n; }
+    ~Inside() { --n; }
+  } inside(inside_);
   auto t0 = Clock::now();
   double wait = 0;
   std::shared_ptr<const Schedule> sched;

@@ -33,7 +33,9 @@ class Communicator {
   int64_t length() const { return buffers_[0]->numel; }
   void setSchedule(Schedule s);  // validated now; runs from the next collective on (Note [Schedule changes])
   void execute(int rank);
-  void abort(const std::string& why);  // also aborts the process group, if any
+  // Stops the collective in flight and every later one; when a tower is inside one, also stops the process group
+  // (the other processes wait in its remote steps). Releasing an idle communicator leaves the group alone.
+  void abort(const std::string& why);
   // The process group whose slot contexts run this communicator's remote steps (Note [Remote steps]); set once,
   // before the first collective that has them.
   void setRemote(std::shared_ptr<RemoteReducer> remote);
@@ -60,6 +62,7 @@ class Communicator {
   std::string aborted_;
   std::vector<RankStats> stats_;
   std::shared_ptr<RemoteReducer> remote_;
+  std::atomic<int> inside_{0};  // towers now in execute()
 };
 
 }  // namespace tl
