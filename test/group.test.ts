@@ -155,6 +155,22 @@ async function checkCollectives(worldSize: number, rdzv: string): Promise<void> 
   });
 }
 
+async function checkKill(rdzv: string): Promise<void> {
+  const timeoutMs = 15_000;
+  await withRanks({ scenario: 'loop', worldSize: 3, runId: runId(), rdzv, timeoutMs }, async (ranks) => {
+    await Promise.all(ranks.map((r) => r.next('looping', 60_000)));
+    const killedAt = Date.now();
+    ranks[2]!.proc.kill('SIGKILL');
+    for (const r of ranks.slice(0, 2)) {
+      const e = await r.next('error', timeoutMs + 15_000);
+      assert.match(e.message as string, /connection to rank 2 on host .* closed: the process died\?/);
+      await r.next('closed', 10_000);
+      assert.ok(Date.now() - killedAt < timeoutMs + 10_000, `rank ${r.rank} took ${Date.now() - killedAt} ms`);
+    }
+    assert.deepEqual(await Promise.all(ranks.slice(0, 2).map((r) => r.exited)), [0, 0]);
+  });
+}
+
 describe('processes over a directory store', () => {
   it('3 processes × 2 towers: rendezvous, control collectives, exact bit-identical flat and hierarchical all-reduces', { timeout: 180_000 }, async () => {
     const store = tempStore();
@@ -203,20 +219,8 @@ describe('processes over a directory store', () => {
 
   it('a rank SIGKILLed mid-collective fails every other rank within its deadline naming it; close() returns', { timeout: 90_000 }, async () => {
     const store = tempStore();
-    const timeoutMs = 15_000;
     try {
-      await withRanks({ scenario: 'loop', worldSize: 3, runId: runId(), rdzv: store.url, timeoutMs }, async (ranks) => {
-        await Promise.all(ranks.map((r) => r.next('looping', 60_000)));
-        const killedAt = Date.now();
-        ranks[2]!.proc.kill('SIGKILL');
-        for (const r of ranks.slice(0, 2)) {
-          const e = await r.next('error', timeoutMs + 15_000);
-          assert.match(e.message as string, /connection to rank 2 on host .* closed: the process died\?/);
-          await r.next('closed', 10_000);
-          assert.ok(Date.now() - killedAt < timeoutMs + 10_000, `rank ${r.rank} took ${Date.now() - killedAt} ms`);
-        }
-        assert.deepEqual(await Promise.all(ranks.slice(0, 2).map((r) => r.exited)), [0, 0]);
-      });
+      await checkKill(store.url);
     } finally {
       store.remove();
     }
@@ -255,6 +259,10 @@ describe('processes over a real redis-server on loopback', () => {
 
   it('2 processes × 2 towers: the same collectives through a Redis rendezvous', { timeout: 180_000 }, async () => {
     await checkCollectives(2, redis.url);
+  });
+
+  it('3 processes: a rank SIGKILLed mid-collective is named by the others (notices through Redis)', { timeout: 90_000 }, async () => {
+    await checkKill(redis.url);
   });
 
   it('an unreachable Redis store fails with the URL and a hint', async () => {
