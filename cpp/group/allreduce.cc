@@ -29,6 +29,7 @@ void GlooGroup::allReduce(int slot, Buffer& buf, int64_t offset, int64_t length)
                       << " of " << buf.numel << " elements");
   TL_CHECK(!stopped_.load(), stopped() << " (" << op << " not started)");
   if (length == 0) return;  // every process runs the same schedule, so all of them skip it
+  std::lock_guard<std::mutex> lk(*slotMu_[slot]);
   // Staged through host memory for every backend (a copy for cpu towers; the host-staged path for GPUs).
   std::vector<float>& host = staging_[slot];
   host.resize(static_cast<size_t>(length));

@@ -113,6 +113,7 @@ void GlooGroup::connect() {
   control_ = connectOne("control");
   for (int s = 0; s < opts_.slots; ++s) slotContexts_.push_back(connectOne("slot" + std::to_string(s)));
   staging_.resize(opts_.slots);
+  for (int s = 0; s < opts_.slots; ++s) slotMu_.push_back(std::make_unique<std::mutex>());
   probe_ = watch_->createUnboundBuffer(&probeByte_, 1);
   barrier(opts_.timeoutMs);  // nobody leaves before every rank connected every context
 }

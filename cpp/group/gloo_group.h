@@ -23,7 +23,7 @@ namespace group {
 //   - control: barrier, broadcast and all-gather of small blobs (barrier.cc, broadcast.cc, allgather.cc);
 //   - watch: never used for an op. A process that dies closes its sockets, so a watch connection that is closed
 //     while its rank left no notice in the store means that process died (Note [Failure diagnosis]).
-// A context runs one op at a time: slot s only from tower s's thread, control under controlMu_.
+// A context runs one op at a time (slotMu_, controlMu_); in a run, slot s is used only by tower s's thread.
 class GlooGroup final : public ProcessGroup, public std::enable_shared_from_this<GlooGroup> {
  public:
   static std::shared_ptr<GlooGroup> create(const GroupOptions& opts);
@@ -72,6 +72,7 @@ class GlooGroup final : public ProcessGroup, public std::enable_shared_from_this
   std::shared_ptr<gloo::Context> watch_, control_;
   std::vector<std::shared_ptr<gloo::Context>> slotContexts_;
   std::vector<std::vector<float>> staging_;  // per slot: the host copy of the shard being all-reduced
+  std::vector<std::unique_ptr<std::mutex>> slotMu_;  // one op per slot context at a time, whoever calls
   char probeByte_ = 0;
   std::unique_ptr<gloo::transport::UnboundBuffer> probe_;
 
