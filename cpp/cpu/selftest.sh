@@ -8,7 +8,7 @@ mkdir -p "$out"
 srcs="$(ls "$here"/*.cc) $here/../kernel.cc $here/../kernel_args.cc $here/../kernel_contract.cc \
   $here/../kernel_contracts.cc $(ls "$here"/selftest/*.cc)"
 CXX=${CXX:-g++}
-FLAGS="-std=c++17 -O3 -Wall -Wextra -pthread"
+FLAGS="-std=c++17 -O3 -Wall -Wextra -pthread -I$here/.."
 echo "== builtin GEMM =="
 $CXX $FLAGS -o "$out/selftest_builtin" $srcs
 "$out/selftest_builtin" "$@"

@@ -107,7 +107,7 @@ export interface NativeGroupInfo {
   stoppedWith: string;
 }
 
-/** The functions cpp/addon.cc exports. Handles are process-wide integers (Note [Process-wide registry]). */
+/** The functions the addon exports (cpp/napi/*.cc). Handles are process-wide integers (Note [Process-wide registry]). */
 export interface NativeAddon {
   backendKinds(): string[];
   deviceCount(kind: string): number;

@@ -100,14 +100,14 @@ void testSoftmaxMeanAcc() {
     for (int j = 0; j < C; ++j) rp[r * C + j] = std::exp((double)logits[r * C + j] - mx) / s;
     rl[0] += (mx + std::log(s)) - logits[r * C + labels[r]];
   }
-  rl[0] *= hyper[2];
+  rl[0] *= hyper[kHyperGradScale];
   checkClose("softmax_xent_forward probs B=37 C=10", probs, rp);
   checkClose("softmax_xent_forward loss", loss, rl);
   std::vector<float> dl((size_t)B * C, std::nanf(""));
   call("softmax_xent_backward", {ref(probs), ref(labels), ref(hyper)}, {ref(dl)}, at({{"B", B}, {"C", C}}));
   std::vector<double> rdl((size_t)B * C);
   for (int r = 0; r < B; ++r)
-    for (int j = 0; j < C; ++j) rdl[r * C + j] = (double)hyper[2] * (probs[r * C + j] - (j == labels[r] ? 1.0 : 0.0));
+    for (int j = 0; j < C; ++j) rdl[r * C + j] = (double)hyper[kHyperGradScale] * (probs[r * C + j] - (j == labels[r] ? 1.0 : 0.0));
   checkClose("softmax_xent_backward", dl, rdl);
 
   auto x = rnd((size_t)B * C);
@@ -115,10 +115,10 @@ void testSoftmaxMeanAcc() {
   call("mean_forward", {ref(x), ref(hyper)}, {ref(ml)}, at({{"B", B}, {"C", C}}));
   double s = 0;
   for (float v : x) s += v;
-  checkClose("mean_forward", ml, {hyper[2] * s / C});
+  checkClose("mean_forward", ml, {hyper[kHyperGradScale] * s / C});
   std::vector<float> mdx((size_t)B * C, std::nanf(""));
   call("mean_backward", {ref(hyper)}, {ref(mdx)}, at({{"B", B}, {"C", C}}));
-  checkClose("mean_backward", mdx, std::vector<double>((size_t)B * C, (double)hyper[2] / C));
+  checkClose("mean_backward", mdx, std::vector<double>((size_t)B * C, (double)hyper[kHyperGradScale] / C));
 
   // accuracy: rows with a tie put the label on the second maximum, which must not count
   auto lg = rnd((size_t)B * C);
@@ -214,17 +214,17 @@ void testOptim() {
     std::vector<double> rw(N), rv(N);
     for (int i = 0; i < N; ++i) {
       rv[i] = 0.9 * m0[i] + g[i];
-      rw[i] = w0[i] - (double)hyper[0] * (nest ? g[i] + 0.9 * rv[i] : rv[i]);
+      rw[i] = w0[i] - (double)hyper[kHyperLr] * (nest ? g[i] + 0.9 * rv[i] : rv[i]);
     }
     checkClose(std::string("momentum_update w nesterov=") + (nest ? "1" : "0"), w, rw);
     checkClose(std::string("momentum_update v nesterov=") + (nest ? "1" : "0"), v, rv);
   }
   {
     auto w = w0, m = m0, v = v0;
-    const double b1 = 0.9, b2 = 0.999, eps = 1e-8, t = hyper[1];
+    const double b1 = 0.9, b2 = 0.999, eps = 1e-8, t = hyper[kHyperStep];
     call("adam_update", {ref(g), ref(hyper)}, {ref(w), ref(m), ref(v)},
          at({{"N", N}, {"beta1", b1}, {"beta2", b2}, {"epsilon", eps}}));
-    double lrt = (double)hyper[0] * std::sqrt(1 - std::pow(b2, t)) / (1 - std::pow(b1, t));
+    double lrt = (double)hyper[kHyperLr] * std::sqrt(1 - std::pow(b2, t)) / (1 - std::pow(b1, t));
     std::vector<double> rw(N), rm(N), rv(N);
     for (int i = 0; i < N; ++i) {
       rm[i] = b1 * m0[i] + (1 - b1) * g[i];

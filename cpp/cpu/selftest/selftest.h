@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../../backend.h"
+#include "../../hyper.h"
 #include "../gemm.h"
 
 namespace selftest {
