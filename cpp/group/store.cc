@@ -28,6 +28,18 @@ struct FileKeys : gloo::rendezvous::FileStore {
   using FileStore::check;
 };
 
+#ifdef TL_HAVE_REDIS_STORE
+// Gloo's RedisStore waits for a reply forever; a bound on every command keeps a hung server from hanging a
+// rendezvous, a failure diagnosis or close() (the command fails instead, with hiredis's error).
+struct RedisKeys : gloo::rendezvous::RedisStore {
+  RedisKeys(const std::string& host, int port, int64_t commandTimeoutMs) : RedisStore(host, port) {
+    timeval tv{static_cast<time_t>(commandTimeoutMs / 1000), static_cast<suseconds_t>((commandTimeoutMs % 1000) * 1000)};
+    TL_CHECK(redisSetTimeout(redis_, tv) == REDIS_OK, "cannot set a command timeout on the Redis connection");
+  }
+};
+constexpr int64_t kRedisCommandTimeoutMs = 5000;
+#endif
+
 // Gloo's stores are not thread-safe (RedisStore has one connection): every call goes through one mutex, and a wait
 // polls `check` taking the lock per poll, so a waiting thread never blocks the others.
 class LockedStore final : public GlooStore {
@@ -88,7 +100,7 @@ std::unique_ptr<LockedStore> openRedis(const std::string& url) {
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   TL_CHECK_ARG(!host.empty(), Range, "rendezvous " << url << ": expected redis://host:port");
   try {
-    auto* rs = new gloo::rendezvous::RedisStore(host, port);
+    auto* rs = new RedisKeys(host, port, kRedisCommandTimeoutMs);
     return std::make_unique<LockedStore>(std::unique_ptr<GlooStore>(rs), [rs](const std::vector<std::string>& k) { return rs->check(k); });
   } catch (const std::exception& e) {
     TL_FAIL("cannot reach the rendezvous store " << url << ": " << glooMessage(e) << " (is redis-server running there?)");
