@@ -15,7 +15,7 @@ namespace group {
 //   2. probes its watch connections (Note [Process group contexts]): a rank whose watch connection is closed and
 //      which posted nothing died; that is the verdict ("connection to rank 2 on host h closed: the process died?");
 //   3. else adopts the verdict ("down/<rank>") some other rank already posted (the first cause spreads);
-//   4. else keeps polling for a grace period (a quarter of the deadline, 1 to 5 s), then: after a timeout, the
+//   4. else keeps polling for a grace period (a quarter of the deadline, 2 to 5 s), then: after a timeout, the
 //      ranks that posted nothing are the silent ones ("rank 2 on host h did not answer within 30000 ms in
 //      all-reduce (slot 0)"); after any other error, its own message.
 // Then it posts its verdict as "down/<rank>" and closes every connection, so the other ranks fail at once and find
@@ -82,7 +82,7 @@ std::string GlooGroup::verdictOf(int rank) {
 GlooGroup::Verdict GlooGroup::diagnose(const std::string& op, const std::string& what, bool timedOut, int64_t timeoutMs) {
   const std::string me = peers_[opts_.rank].label();
   notice("seen", me + " failed in " + op + ": " + what);
-  const auto grace = std::chrono::milliseconds(std::clamp<int64_t>(timeoutMs / 4, 1000, 5000));
+  const auto grace = std::chrono::milliseconds(std::clamp<int64_t>(timeoutMs / 4, 2000, 5000));
   const auto until = Clock::now() + grace;
   for (;;) {
     std::vector<int> dead;
