@@ -24,6 +24,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tl::napi::registerGemmBindings(env, exports);
   tl::napi::registerContractBindings(env, exports);
   tl::napi::registerGpuBindings(env, exports);
+  tl::napi::registerGroupBindings(env, exports);
   return exports;
 }
 

@@ -43,7 +43,7 @@ const BASELINE = {
 if (!BASELINE) fail(`no CPU baseline is defined for ${process.arch} yet (add it to BASELINE with its check)`);
 
 const cmakeJs = createRequire(join(root, 'package.json')).resolve('cmake-js/bin/cmake-js');
-run(process.execPath, [cmakeJs, 'compile', '--out', out, '--CDTOWERLINE_PORTABLE=ON', '--CDTOWERLINE_CUDA=OFF'], { stdio: 'inherit' });
+run(process.execPath, [cmakeJs, 'compile', '--out', out, '--CDTOWERLINE_PORTABLE=ON', '--CDTOWERLINE_CUDA=OFF', '--CDTOWERLINE_GLOO=OFF'], { stdio: 'inherit' });
 const built = join(out, 'Release', 'towerline.node');
 // 1. Shared libraries: glibc's and libgcc_s only (libgcc_s is part of every glibc system's base).
 const needed = [...run('objdump', ['-p', built]).matchAll(/^\s*NEEDED\s+(\S+)/gm)].map((m) => m[1]);

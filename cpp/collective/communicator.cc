@@ -46,9 +46,28 @@ bool Communicator::involves(const Device* d) const {
 }
 
 void Communicator::abort(const std::string& why) {
+  std::shared_ptr<RemoteReducer> remote;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (aborted_.empty()) aborted_ = why;
+    cv_.notify_all();
+    remote = remote_;
+  }
+  if (remote && inside_.load() > 0) remote->abort(why);  // the other processes stop waiting for this one's remote steps
+}
+
+void Communicator::setRemote(std::shared_ptr<RemoteReducer> remote) {
   std::lock_guard<std::mutex> lk(mu_);
-  if (aborted_.empty()) aborted_ = why;
-  cv_.notify_all();
+  remote_ = std::move(remote);
+}
+
+void Communicator::remoteStep(int rank, const CollStep& s, RemoteReducer* remote) {
+  const std::string& dev = buffers_[rank]->device->name();
+  TL_CHECK(remote != nullptr, "all-reduce on " << dev << " (rank " << rank << "): the schedule has a remote step but the "
+                                               << "communicator has no process group; attach one (attachCommGroup)");
+  TL_CHECK(s.peer < remote->slots(), "all-reduce on " << dev << " (rank " << rank << "): remote step on slot " << s.peer << " but "
+                                                      << remote->describe() << " has " << remote->slots() << " slot(s)");
+  remote->allReduce(static_cast<int>(s.peer), *buffers_[rank], s.offset, s.length);
 }
 
 Communicator::RankStats Communicator::stats(int rank) {
@@ -88,9 +107,15 @@ void Communicator::barrier(int rank, size_t phase, const Schedule* running) {
 
 void Communicator::execute(int rank) {
   TL_CHECK(rank >= 0 && rank < size(), "collective rank " << rank << " outside [0, " << size() << ")");
+  struct Inside {
+    std::atomic<int>& n;
+    explicit Inside(std::atomic<int>& c) : n(c) { ++n; }
+    ~Inside() { --n; }
+  } inside(inside_);
   auto t0 = Clock::now();
   double wait = 0;
   std::shared_ptr<const Schedule> sched;
+  std::shared_ptr<RemoteReducer> remote;
   auto timedBarrier = [&](size_t phase, bool entry) {
     auto w0 = Clock::now();
     barrier(rank, phase, entry ? nullptr : sched.get());
@@ -100,10 +125,15 @@ void Communicator::execute(int rank) {
   {
     std::lock_guard<std::mutex> lk(mu_);
     sched = current_;  // the same for every rank of this collective (Note [Schedule changes])
+    remote = remote_;
   }
   Buffer& mine = *buffers_[rank];
   for (size_t p = 0; p < sched->phases.size(); ++p) {
     for (const CollStep& s : sched->phases[p][rank]) {
+      if (s.kind == CollStep::Remote) {
+        remoteStep(rank, s, remote.get());
+        continue;
+      }
       const Transport& t = *transports_[rank][s.peer];
       if (s.kind == CollStep::Reduce)
         t.reduce(mine, *buffers_[s.peer], s.offset, s.length);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "remote.h"
 #include "schedule.h"
 #include "transport.h"
 
@@ -32,7 +33,12 @@ class Communicator {
   int64_t length() const { return buffers_[0]->numel; }
   void setSchedule(Schedule s);  // validated now; runs from the next collective on (Note [Schedule changes])
   void execute(int rank);
+  // Stops the collective in flight and every later one; when a tower is inside one, also stops the process group
+  // (the other processes wait in its remote steps). Releasing an idle communicator leaves the group alone.
   void abort(const std::string& why);
+  // The process group whose slot contexts run this communicator's remote steps (Note [Remote steps]); set once,
+  // before the first collective that has them.
+  void setRemote(std::shared_ptr<RemoteReducer> remote);
   bool involves(const Device* d) const;
   struct RankStats { double totalMs = 0, waitMs = 0; };
   RankStats stats(int rank);
@@ -42,6 +48,7 @@ class Communicator {
   // `running`: the schedule of the collective, or nullptr at its entry barrier (whose completing rank installs a
   // pending schedule).
   void barrier(int rank, size_t phase, const Schedule* running);
+  void remoteStep(int rank, const CollStep& s, RemoteReducer* remote);
   uint32_t id_;
   std::vector<std::shared_ptr<Buffer>> buffers_;
   std::vector<std::vector<const Transport*>> transports_;
@@ -54,6 +61,8 @@ class Communicator {
   uint64_t generation_ = 0;
   std::string aborted_;
   std::vector<RankStats> stats_;
+  std::shared_ptr<RemoteReducer> remote_;
+  std::atomic<int> inside_{0};  // towers now in execute()
 };
 
 }  // namespace tl

@@ -10,14 +10,16 @@ namespace tl {
 
 namespace {
 
-// Rank sets as bit masks of `words` 64-bit words, stored flat: mask (rank, segment) at ((rank·segs)+seg)·words.
+// Rank sets as bit masks, stored flat: mask (rank, segment) at ((rank·segs)+seg)·2·words. A mask has two halves of
+// `words` 64-bit words: the towers whose values of this process it sums, then the towers whose values of every
+// process it sums (after a remote step: Note [Remote steps] in remote.h).
 struct MaskTable {
   int ranks;
   size_t segs, words;
   std::vector<uint64_t> bits;
-  MaskTable(int r, size_t s) : ranks(r), segs(s), words((static_cast<size_t>(r) + 63) / 64), bits(r * s * words, 0) {}
-  uint64_t* at(int rank, size_t seg) { return &bits[(static_cast<size_t>(rank) * segs + seg) * words]; }
-  const uint64_t* at(int rank, size_t seg) const { return &bits[(static_cast<size_t>(rank) * segs + seg) * words]; }
+  MaskTable(int r, size_t s) : ranks(r), segs(s), words((static_cast<size_t>(r) + 63) / 64), bits(r * s * 2 * words, 0) {}
+  uint64_t* at(int rank, size_t seg) { return &bits[(static_cast<size_t>(rank) * segs + seg) * 2 * words]; }
+  const uint64_t* at(int rank, size_t seg) const { return &bits[(static_cast<size_t>(rank) * segs + seg) * 2 * words]; }
 };
 
 // "0, 2, 3": the ranks in a mask.
@@ -38,75 +40,104 @@ void checkSteps(const Schedule& s, int ranks, int64_t length, const std::string&
     const auto& phase = s.phases[p];
     TL_CHECK(static_cast<int>(phase.size()) == ranks,
              where << ": phases[" << p << "] must list exactly " << ranks << " towers' steps, got " << phase.size());
+    std::vector<int> slotUser(ranks, -1);  // which tower runs a remote step on each slot in this phase
     for (int r = 0; r < ranks; ++r)
       for (size_t k = 0; k < phase[r].size(); ++k) {
         const CollStep& st = phase[r][k];
         const std::string at = where + ": phases[" + std::to_string(p) + "][" + std::to_string(r) + "][" + std::to_string(k) + "]";
-        TL_CHECK(st.kind == CollStep::Reduce || st.kind == CollStep::Copy,
-                 at << ": kind must be 0 (reduce) or 1 (copy), got " << st.kind);
-        TL_CHECK(st.peer >= 0 && st.peer < ranks && st.peer != r,
-                 at << ": peer must be another tower in [0, " << ranks << "), got " << st.peer);
+        TL_CHECK(st.kind == CollStep::Reduce || st.kind == CollStep::Copy || st.kind == CollStep::Remote,
+                 at << ": kind must be 0 (reduce), 1 (copy) or 2 (remote all-reduce), got " << st.kind);
+        if (st.kind == CollStep::Remote) {
+          TL_CHECK(s.collective == Collective::AllReduce, at << ": a broadcast schedule has no remote steps");
+          TL_CHECK(st.peer >= 0 && st.peer < ranks, at << ": a remote step's slot must be in [0, " << ranks << "), got " << st.peer);
+          TL_CHECK(slotUser[st.peer] < 0 || slotUser[st.peer] == r,
+                   at << ": towers " << slotUser[st.peer] << " and " << r << " both use slot " << st.peer << " in phase " << p
+                      << "; a slot's context runs one remote all-reduce at a time");
+          slotUser[st.peer] = r;
+        } else {
+          TL_CHECK(st.peer >= 0 && st.peer < ranks && st.peer != r,
+                   at << ": peer must be another tower in [0, " << ranks << "), got " << st.peer);
+        }
         TL_CHECK(st.offset >= 0 && st.length >= 0 && st.offset <= length - st.length,
                  at << ": range [" << st.offset << ", " << st.offset + st.length << ") is outside [0, " << length << ")");
       }
-    // Conflicts: what r writes (its own buffer) must not overlap what others read from r in this phase.
+    // Conflicts: what r writes (its own buffer) must not overlap what others read from r in this phase. A remote
+    // step writes its tower's range and reads no other tower.
     for (int r = 0; r < ranks; ++r)
       for (const CollStep& w : phase[r])
         for (int q = 0; q < ranks; ++q)
           for (const CollStep& rd : phase[q])
-            if (rd.peer == r && w.length > 0 && rd.length > 0 && rd.offset < w.offset + w.length &&
-                w.offset < rd.offset + rd.length)
+            if (rd.kind != CollStep::Remote && rd.peer == r && w.length > 0 && rd.length > 0 &&
+                rd.offset < w.offset + w.length && w.offset < rd.offset + rd.length)
               TL_FAIL(where << ": in phase " << p << ", tower " << r << " writes [" << w.offset << ", " << w.offset + w.length
                             << ") while tower " << q << " reads [" << rd.offset << ", " << rd.offset + rd.length
                             << ") of it; put them in different phases");
   }
 }
 
+// "towers 0, 2" for a local-only mask; "towers 0, 2 of this process and 1 of every process" when it has both halves.
+std::string describe(const uint64_t* m, size_t words) {
+  const std::string local = bitsOf(m, words), global = bitsOf(m + words, words);
+  if (global.empty()) return "towers " + local;
+  if (local.empty()) return "towers " + global + " of every process";
+  return "towers " + local + " of this process and " + global + " of every process";
+}
+
 // Symbolic run over the elementary segments: who contributed to each (a mask), and which reduction produced it.
 void checkSums(const Schedule& s, int ranks, int64_t length, const std::string& where) {
   std::vector<int64_t> bounds{0, length};
+  bool remote = false;
   for (const auto& phase : s.phases)
     for (const auto& steps : phase)
       for (const CollStep& st : steps) {
         bounds.push_back(st.offset);
         bounds.push_back(st.offset + st.length);
+        remote |= st.kind == CollStep::Remote;
       }
   std::sort(bounds.begin(), bounds.end());
   bounds.erase(std::unique(bounds.begin(), bounds.end()), bounds.end());
   const size_t segs = bounds.size() - 1;
   auto segOf = [&](int64_t b) { return static_cast<size_t>(std::lower_bound(bounds.begin(), bounds.end(), b) - bounds.begin()); };
   MaskTable masks(ranks, segs);
+  const size_t W = masks.words;
   std::vector<int64_t> origin(static_cast<size_t>(ranks) * segs);  // r: rank r's input; > ranks: a reduction
   for (int r = 0; r < ranks; ++r)
     for (size_t g = 0; g < segs; ++g) {
       masks.at(r, g)[r / 64] = uint64_t(1) << (r % 64);
       origin[r * segs + g] = r;
     }
-  const size_t W = masks.words;
+  std::vector<uint64_t> overlap(W);
   for (size_t p = 0; p < s.phases.size(); ++p) {
     MaskTable next = masks;                    // reads see the state before the phase, writes go here
     std::vector<int64_t> nextOrigin = origin;
     for (int r = 0; r < ranks; ++r)
       for (const CollStep& st : s.phases[p][r])
         for (size_t g = segOf(st.offset), end = segOf(st.offset + st.length); g < end; ++g) {
-          const uint64_t* src = masks.at(static_cast<int>(st.peer), g);
           uint64_t* dst = next.at(r, g);
+          const int64_t produced = ranks + static_cast<int64_t>((p * ranks + r) * segs + g);
+          if (st.kind == CollStep::Remote) {
+            const bool crossed = std::any_of(dst + W, dst + 2 * W, [](uint64_t w) { return w != 0; });
+            TL_CHECK(!crossed, where << ": phase " << p << ": tower " << r << "'s remote all-reduce of [" << bounds[g] << ", "
+                                     << bounds[g + 1] << ") sums " << describe(dst, W)
+                                     << ", which already crossed processes; each process's values must cross once");
+            for (size_t w = 0; w < W; ++w) dst[W + w] = dst[w], dst[w] = 0;
+            nextOrigin[r * segs + g] = produced;  // one reduction, the same bytes in every process
+            continue;
+          }
+          const uint64_t* src = masks.at(static_cast<int>(st.peer), g);
           if (st.kind == CollStep::Copy) {
-            std::copy(src, src + W, dst);
+            std::copy(src, src + 2 * W, dst);
             nextOrigin[r * segs + g] = origin[st.peer * segs + g];
             continue;
           }
-          bool any = false;
-          for (size_t w = 0; w < W; ++w) any |= (dst[w] & src[w]) != 0;
-          if (any) {
-            std::vector<uint64_t> overlap(W);
-            for (size_t w = 0; w < W; ++w) overlap[w] = dst[w] & src[w];
+          bool any = false;  // a tower counted in both, whether for this process only or for every process
+          for (size_t w = 0; w < W; ++w) any |= (overlap[w] = (dst[w] | dst[W + w]) & (src[w] | src[W + w])) != 0;
+          if (any)
             TL_FAIL(where << ": phase " << p << ": tower " << r << " adds tower " << st.peer << "'s [" << bounds[g] << ", "
                           << bounds[g + 1] << ") which already counts tower(s) " << bitsOf(overlap.data(), W)
                           << "; each contribution must be summed once");
-          }
-          for (size_t w = 0; w < W; ++w) dst[w] |= src[w];
-          nextOrigin[r * segs + g] = ranks + static_cast<int64_t>((p * ranks + r) * segs + g);
+          for (size_t w = 0; w < 2 * W; ++w) dst[w] |= src[w];
+          nextOrigin[r * segs + g] = produced;
         }
     masks = std::move(next);
     origin = std::move(nextOrigin);
@@ -119,14 +150,15 @@ void checkSums(const Schedule& s, int ranks, int64_t length, const std::string& 
                                                      "buffer to every tower");
     return;
   }
-  std::vector<uint64_t> full(W, 0);
-  for (int r = 0; r < ranks; ++r) full[r / 64] |= uint64_t(1) << (r % 64);
+  // Every tower's values in the sum: of every process when the schedule crosses processes, else of this one.
+  std::vector<uint64_t> full(2 * W, 0);
+  for (int r = 0; r < ranks; ++r) full[(remote ? W : 0) + r / 64] |= uint64_t(1) << (r % 64);
   for (int r = 0; r < ranks; ++r)
     for (size_t g = 0; g < segs; ++g) {
       const uint64_t* m = masks.at(r, g);
-      TL_CHECK(std::equal(m, m + W, full.begin()),
-               where << ": at the end tower " << r << "'s [" << bounds[g] << ", " << bounds[g + 1] << ") sums towers "
-                     << bitsOf(m, W) << " only; every tower needs the sum of all " << ranks);
+      TL_CHECK(std::equal(m, m + 2 * W, full.begin()),
+               where << ": at the end tower " << r << "'s [" << bounds[g] << ", " << bounds[g + 1] << ") sums " << describe(m, W)
+                     << " only; every tower needs the sum of all " << ranks << (remote ? " towers of every process" : ""));
       TL_CHECK(origin[r * segs + g] == origin[g],
                where << ": towers 0 and " << r << " hold separately computed sums of [" << bounds[g] << ", " << bounds[g + 1]
                      << "); copy one reduced chunk verbatim so replicas stay bit-identical");

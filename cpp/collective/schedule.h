@@ -6,12 +6,14 @@
 
 namespace tl {
 
-// One step of one rank: kind Reduce "my [offset, offset+length) += peer's", Copy "mine = peer's" (verbatim).
-// Fields are 64-bit so a schedule given from JS is held exactly as given until the validator has judged it.
+// One step of one rank: kind Reduce "my [offset, offset+length) += peer's", Copy "mine = peer's" (verbatim), Remote
+// "my [offset, offset+length) = its sum over the processes of the group, on slot `peer`'s context" (Note [Remote
+// steps] in remote.h). Fields are 64-bit so a schedule given from JS is held exactly as given until the validator
+// has judged it.
 struct CollStep {
-  static constexpr int64_t Reduce = 0, Copy = 1;
+  static constexpr int64_t Reduce = 0, Copy = 1, Remote = 2;
   int64_t kind = Reduce;
-  int64_t peer = 0;    // the rank whose buffer is read
+  int64_t peer = 0;    // the rank whose buffer is read; for Remote, the slot
   int64_t offset = 0;  // elements
   int64_t length = 0;  // elements
 };
@@ -33,7 +35,9 @@ struct Schedule {
 // rank writes in a phase what another reads from it in that phase; and, run symbolically over the elementary
 // segments the steps cut the buffer into, every rank ends with every rank's contribution summed exactly once, each
 // element's sum produced by one single reduction and copied verbatim everywhere else (bit-identical replicas); for
-// a broadcast, every rank ends with rank 0's values, copied verbatim.
+// a broadcast, every rank ends with rank 0's values, copied verbatim. A schedule with remote steps must end with
+// every element summed over every tower of every process (each process's share crossing processes once); without
+// them, over the local towers.
 // Throws tl::Error with "schedule '<name>' for <ranks> towers and <length> elements: <reason>".
 void validateSchedule(const Schedule& s, int ranks, int64_t length);
 

@@ -18,6 +18,9 @@ void registerGemmBindings(Napi::Env env, Napi::Object exports);
 void registerContractBindings(Napi::Env env, Napi::Object exports);
 // topology, p2pSelfTest, setP2PEnabled (gpu.cc; what they do comes from the GPU inspection hook)
 void registerGpuBindings(Napi::Env env, Napi::Object exports);
+// groupSupport, createGroup, groupInfo, groupBarrier, groupAllGather, groupBroadcast, groupAllReduce,
+// attachCommGroup, abortGroup, closeGroup (group.cc; process groups on Gloo, Note [Optional Gloo])
+void registerGroupBindings(Napi::Env env, Napi::Object exports);
 
 struct Export {
   const char* name;

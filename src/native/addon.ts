@@ -66,6 +66,40 @@ export interface NativeSchedule {
   phases: number[][][][];
 }
 
+/** What createGroup is given (cpp/group/group.h's GroupOptions; src/group/options.ts validates it first). */
+export interface NativeGroupOptions {
+  rank: number;
+  size: number;
+  localRank?: number;
+  localSize?: number;
+  /** Towers per process: one Gloo context per slot. */
+  slots?: number;
+  runId: string;
+  /** file:///dir or redis://host:port */
+  rdzv: string;
+  /** proofs[q]: rank q's run-token proof (src/group/token.ts). */
+  proofs: string[];
+  address?: string;
+  iface?: string;
+  hostname?: string;
+  timeoutMs?: number;
+  rendezvousTimeoutMs?: number;
+}
+
+/** groupInfo(): the group as it rendezvoused; stoppedWith is the first cause of failure ('' while healthy). */
+export interface NativeGroupInfo {
+  rank: number;
+  size: number;
+  localRank: number;
+  localSize: number;
+  slots: number;
+  runId: string;
+  rdzv: string;
+  timeoutMs: number;
+  peers: Array<{ rank: number; localRank: number; hostname: string; address: string; pid: number }>;
+  stoppedWith: string;
+}
+
 /** The functions the addon exports (cpp/napi/*.cc). Handles are process-wide integers (Note [Process-wide registry]). */
 export interface NativeAddon {
   backendKinds(): string[];
@@ -106,6 +140,20 @@ export interface NativeAddon {
   p2pSelfTest(indices: number[]): P2PPairResult[];
   /** Direct P2P between different GPUs on/off (TOWERLINE_P2P=0 starts it off); a no-op without CUDA. */
   setP2PEnabled(enabled: boolean): void;
+  /** Whether this build has process groups (Gloo), and which stores and transports. */
+  groupSupport(): { available: boolean; reason?: string; gloo?: string; stores: string[]; transports: string[] };
+  /** Rendezvous and connection of every context; rejects naming what is missing or wrong. */
+  createGroup(options: NativeGroupOptions): Promise<number>;
+  groupInfo(group: number): NativeGroupInfo;
+  groupBarrier(group: number, timeoutMs?: number): Promise<void>;
+  groupAllGather(group: number, bytes: Uint8Array, timeoutMs?: number): Promise<Uint8Array[]>;
+  groupBroadcast(group: number, bytes: Uint8Array | null, root: number, timeoutMs?: number): Promise<Uint8Array>;
+  /** Sums [offset, offset+length) of an f32 buffer over every process on slot's context, on the buffer's device thread. */
+  groupAllReduce(group: number, buffer: number, slot: number, offset: number, length: number): Promise<void>;
+  /** The communicator's remote steps run on this group's slot contexts. */
+  attachCommGroup(comm: number, group: number): void;
+  abortGroup(group: number, why: string): void;
+  closeGroup(group: number): void;
 }
 
 /** What runWith resolves with: the first element of each read buffer, and the run's status. */

@@ -12,19 +12,33 @@ export function ringSchedule(req: ScheduleRequest, chunkElems?: number): Schedul
   if (n < 2) return { name: 'ring', phases };
   for (const [segOff, segLen] of segments(length, chunkElems ? chunkElems * n : undefined)) {
     const chunks = chunkBounds(segLen, n, segOff);
-    const mod = (x: number) => ((x % n) + n) % n;
-    for (let k = 0; k < n - 1; k++)
-      phases.push(Array.from({ length: n }, (_, r) => {
-        const [off, len] = chunks[mod(r - 1 - k)]!;
-        return len > 0 ? [[REDUCE, mod(r - 1), off, len] as CollStep] : [];
-      }));
-    for (let k = 0; k < n - 1; k++)
-      phases.push(Array.from({ length: n }, (_, r) => {
-        const [off, len] = chunks[mod(r - k)]!;
-        return len > 0 ? [[COPY, mod(r - 1), off, len] as CollStep] : [];
-      }));
+    phases.push(...ringReduceScatter(chunks), ...ringAllGather(chunks));
   }
   return { name: 'ring', phases };
+}
+
+/** The n-1 reduce-scatter phases over `chunks` (one per tower): tower r ends owning chunk (r+1) mod n. */
+export function ringReduceScatter(chunks: Array<[number, number]>): CollStep[][][] {
+  const n = chunks.length;
+  const mod = (x: number) => ((x % n) + n) % n;
+  return Array.from({ length: n - 1 }, (_, k) =>
+    Array.from({ length: n }, (_, r) => {
+      const [off, len] = chunks[mod(r - 1 - k)]!;
+      return len > 0 ? [[REDUCE, mod(r - 1), off, len] as CollStep] : [];
+    }),
+  );
+}
+
+/** The n-1 all-gather phases that copy each owned chunk verbatim around the ring. */
+export function ringAllGather(chunks: Array<[number, number]>): CollStep[][][] {
+  const n = chunks.length;
+  const mod = (x: number) => ((x % n) + n) % n;
+  return Array.from({ length: n - 1 }, (_, k) =>
+    Array.from({ length: n }, (_, r) => {
+      const [off, len] = chunks[mod(r - k)]!;
+      return len > 0 ? [[COPY, mod(r - 1), off, len] as CollStep] : [];
+    }),
+  );
 }
 
 export const ring = (chunkElems?: number): ReductionStrategy => ({ name: 'ring', plan: (req) => ringSchedule(req, chunkElems) });

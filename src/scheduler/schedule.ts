@@ -2,7 +2,9 @@
 //
 // Note [Schedules]: an all-reduce is planned in JS as phases of steps per tower and run natively (cpp/collective/).
 // A step is [kind, peer, offset, length]: kind 0 = "my [offset, offset+length) += peer's", kind 1 = "mine = peer's"
-// (a verbatim copy). All towers finish a phase before any starts the next. In one phase a tower must not write
+// (a verbatim copy), kind 2 = "my [offset, offset+length) = its sum over every process of the group", run on slot
+// `peer`'s context (Note [Remote steps] in cpp/collective/remote.h; src/scheduler/hierarchical.ts plans them).
+// All towers finish a phase before any starts the next. In one phase a tower must not write
 // what another reads from it. At the end every tower must hold, for every element, the sum of all towers'
 // values, produced by one single reduction and copied verbatim everywhere else, so replicas stay bit-identical.
 import { native } from '../native/addon.js';
@@ -11,7 +13,9 @@ import { ScheduleError } from '../errors.js';
 
 export const REDUCE = 0;
 export const COPY = 1;
-export type StepKind = typeof REDUCE | typeof COPY;
+export const REMOTE = 2;
+export type StepKind = typeof REDUCE | typeof COPY | typeof REMOTE;
+/** [kind, peer, offset, length]; for REMOTE the second field is the slot whose process-group context sums the range. */
 export type CollStep = [kind: StepKind, peer: number, offset: number, length: number];
 
 export interface Schedule {

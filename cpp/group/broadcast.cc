@@ -1,0 +1,34 @@
+// Broadcast of a small byte blob from one rank on the control context: its length first, then the bytes.
+#include <gloo/broadcast.h>
+
+#include "../check.h"
+#include "gloo_group.h"
+
+namespace tl {
+namespace group {
+
+std::vector<uint8_t> GlooGroup::broadcast(const std::vector<uint8_t>& mine, int root, int64_t timeoutMs) {
+  TL_CHECK_ARG(root >= 0 && root < opts_.size, Range, describe() << ": broadcast root must be a rank in [0, " << opts_.size << "), got " << root);
+  std::lock_guard<std::mutex> lk(controlMu_);
+  std::vector<uint8_t> out;
+  guard("broadcast from rank " + std::to_string(root), timeoutMs, [&] {
+    uint64_t len = mine.size();
+    gloo::BroadcastOptions size(control_);
+    size.setRoot(root);
+    size.setOutput(&len, 1);
+    size.setTimeout(deadline(timeoutMs));
+    gloo::broadcast(size);
+    TL_CHECK(len <= (uint64_t(64) << 20), describe() << ": broadcast of " << len << " bytes; the control context carries small blobs (<= 64 MiB)");
+    out = opts_.rank == root ? mine : std::vector<uint8_t>(len);
+    if (len == 0) return;
+    gloo::BroadcastOptions data(control_);
+    data.setRoot(root);
+    data.setOutput(out.data(), out.size());
+    data.setTimeout(deadline(timeoutMs));
+    gloo::broadcast(data);
+  });
+  return out;
+}
+
+}  // namespace group
+}  // namespace tl
