@@ -7,7 +7,7 @@
 // functions the code picks by CPUID (their names end in Avx2). The highest GLIBC_x.y symbol version it uses is
 // recorded. The result is test-loaded with and without OpenBLAS.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,6 +43,9 @@ const BASELINE = {
 if (!BASELINE) fail(`no CPU baseline is defined for ${process.arch} yet (add it to BASELINE with its check)`);
 
 const cmakeJs = createRequire(join(root, 'package.json')).resolve('cmake-js/bin/cmake-js');
+// cmake-js keeps a configured build's cache and then ignores --CD options: start from a fresh configuration so the
+// options below always hold (objects already built with the same flags are reused).
+rmSync(join(out, 'CMakeCache.txt'), { force: true });
 run(process.execPath, [cmakeJs, 'compile', '--out', out, '--CDTOWERLINE_PORTABLE=ON', '--CDTOWERLINE_CUDA=OFF', '--CDTOWERLINE_GLOO=OFF'], { stdio: 'inherit' });
 const built = join(out, 'Release', 'towerline.node');
 // 1. Shared libraries: glibc's and libgcc_s only (libgcc_s is part of every glibc system's base).
