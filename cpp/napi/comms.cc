@@ -131,8 +131,10 @@ Napi::Value CommStats(const Napi::CallbackInfo& info) {
   uint32_t id = u32Arg(info, 0, "communicator id");
   uint32_t rank = u32Arg(info, 1, "rank");
   return guarded(env, [&]() -> Napi::Value {
-    auto st = Registry::get().comm(id)->stats(static_cast<int>(rank));
-    return ObjectOf(env).set("totalMs", st.totalMs).set("waitMs", st.waitMs);
+    auto c = Registry::get().comm(id);
+    auto st = c->stats(static_cast<int>(rank));
+    return ObjectOf(env).set("totalMs", st.totalMs).set("waitMs", st.waitMs).set("phases", c->phasesInForce())
+        .set("fused", c->fusedInForce());
   });
 }
 
