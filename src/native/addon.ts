@@ -64,6 +64,9 @@ export interface NativeContract {
 export interface NativeSchedule {
   name: string;
   phases: number[][][][];
+  collective?: 'all-reduce' | 'broadcast' | 'reduce-scatter' | 'all-gather';
+  /** Reduce-scatter and all-gather: [offset, length] owned by each rank, tiling the buffer in rank order. */
+  shards?: Array<[number, number]>;
 }
 
 /** What createGroup is given (cpp/group/group.h's GroupOptions; src/group/options.ts validates it first). */
