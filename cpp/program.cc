@@ -12,8 +12,8 @@ namespace tl {
 
 namespace {
 
-enum class OpKind { Kernel, Mark, Guard, Collective, Fault, Taint };  // the order of CompiledOp's alternatives
-static_assert(std::variant_size_v<CompiledOp> == 6, "OpKind lists every alternative of CompiledOp");
+enum class OpKind { Kernel, Mark, Guard, Collective, Fault };  // the order of CompiledOp's alternatives
+static_assert(std::variant_size_v<CompiledOp> == 5, "OpKind lists every alternative of CompiledOp");
 
 // '@name' -> its kind; a name without '@' is a kernel. Unknown special ops are an error naming the known ones.
 OpKind kindOf(const std::string& name, size_t i) {
@@ -22,9 +22,8 @@ OpKind kindOf(const std::string& name, size_t i) {
   if (name == "@guard") return OpKind::Guard;
   if (name == "@collective") return OpKind::Collective;
   if (name == "@fault") return OpKind::Fault;
-  if (name == "@taint") return OpKind::Taint;
   TL_CHECK_ARG(false, Range, "op #" << i << ": unknown special op '" << name
-                                    << "'; the special ops are '@mark', '@guard', '@taint', '@collective' and '@fault'");
+                                    << "'; the special ops are '@mark', '@guard', '@collective' and '@fault'");
   return OpKind::Kernel;  // unreachable
 }
 
@@ -37,25 +36,16 @@ std::shared_ptr<Buffer> bufferOn(const std::shared_ptr<Device>& dev, uint32_t ha
   return b;
 }
 
-std::shared_ptr<Buffer> f32On(const std::shared_ptr<Device>& dev, uint32_t h, size_t i, const OpDesc& d, const char* list) {
-  auto b = bufferOn(dev, h, i, d.kernel, list, 0);
+// The one f32 buffer a '@guard' reads or a '@fault' writes.
+std::shared_ptr<Buffer> oneF32(const std::shared_ptr<Device>& dev, const OpDesc& d, size_t i, bool output) {
+  const auto& list = output ? d.out : d.in;
+  TL_CHECK_ARG(list.size() == 1 && (output ? d.in : d.out).empty(), Type,
+               "op #" << i << " (" << d.kernel << ") takes one f32 buffer as its " << (output ? "output" : "input")
+                      << ", got " << d.in.size() << " inputs and " << d.out.size() << " outputs");
+  auto b = bufferOn(dev, list[0], i, d.kernel, output ? "outputs" : "inputs", 0);
   TL_CHECK_ARG(b->dtype == DType::F32, Type, "op #" << i << " (" << d.kernel << ") takes one f32 buffer; buffer #"
                                                     << b->handle << " is " << dtypeName(b->dtype));
   return b;
-}
-
-// The f32 buffers of a special op: `ins` inputs and between `outsMin` and `outsMax` outputs.
-std::vector<std::shared_ptr<Buffer>> f32Args(const std::shared_ptr<Device>& dev, const OpDesc& d, size_t i, size_t ins,
-                                             size_t outsMin, size_t outsMax) {
-  const std::string inText = ins ? "as its input" : "";
-  const std::string outText = outsMax == 0 ? "" : outsMin == 0 ? "optionally one as its output" : "as its output";
-  TL_CHECK_ARG(d.in.size() == ins && d.out.size() >= outsMin && d.out.size() <= outsMax, Type,
-               "op #" << i << " (" << d.kernel << ") takes one f32 buffer " << inText
-                      << (inText.empty() || outText.empty() ? "" : " and ") << outText << ", got " << d.in.size() << " inputs and " << d.out.size() << " outputs");
-  std::vector<std::shared_ptr<Buffer>> out;
-  for (uint32_t h : d.in) out.push_back(f32On(dev, h, i, d, "inputs"));
-  for (uint32_t h : d.out) out.push_back(f32On(dev, h, i, d, "outputs"));
-  return out;
 }
 
 // An integer attribute of a special op.
@@ -103,16 +93,9 @@ std::shared_ptr<Program> Program::compile(const std::shared_ptr<Device>& dev, co
         prog->ops.emplace_back(MarkOp{static_cast<int>(prog->marks.size())});
         prog->marks.push_back(0);
         break;
-      case OpKind::Guard: {
-        auto b = f32Args(dev, d, i, 1, 0, 1);
-        prog->ops.emplace_back(GuardOp{b[0], b.size() > 1 ? b[1] : nullptr});
+      case OpKind::Guard:
+        prog->ops.emplace_back(GuardOp{oneF32(dev, d, i, false)});
         break;
-      }
-      case OpKind::Taint: {
-        auto b = f32Args(dev, d, i, 1, 1, 1);
-        prog->ops.emplace_back(TaintOp{b[0], b[1]});
-        break;
-      }
       case OpKind::Collective: {
         CollectiveOp c;
         c.comm = Registry::get().comm(static_cast<uint32_t>(intAttr(d, i, "comm", 0, 4294967296.0)));
@@ -121,7 +104,7 @@ std::shared_ptr<Program> Program::compile(const std::shared_ptr<Device>& dev, co
         break;
       }
       case OpKind::Fault: {
-        FaultOp f{intAttr(d, i, "point", 0, kFaultPoints), f32Args(dev, d, i, 0, 1, 1)[0]};
+        FaultOp f{intAttr(d, i, "point", 0, kFaultPoints), oneF32(dev, d, i, true)};
         if (prog->faultNumel[f.point] < 0) prog->faultNumel[f.point] = f.target->numel;
         prog->ops.emplace_back(std::move(f));
         break;
@@ -183,27 +166,12 @@ void Program::executeOps(Backend& dev, std::chrono::steady_clock::time_point t0,
         break;
       }
       case OpKind::Guard: {
-        const GuardOp& g = *std::get_if<GuardOp>(&op);
         float v = 0;
-        dev.copyOut(&v, g.value->data, sizeof(float));
+        dev.copyOut(&v, std::get_if<GuardOp>(&op)->value->data, sizeof(float));
         if (!std::isfinite(v)) {
-          if (g.latch) {
-            const float nan = std::nanf("");
-            dev.copyIn(g.latch->data, &nan, sizeof(float));
-          }
           std::lock_guard<std::mutex> lk(statusMu);
           guardTripped = true;
           return;  // every tower sees the same reduced value, so all of them skip the same update
-        }
-        break;
-      }
-      case OpKind::Taint: {
-        const TaintOp& t = *std::get_if<TaintOp>(&op);
-        float v = 0;
-        dev.copyOut(&v, t.value->data, sizeof(float));
-        if (!std::isfinite(v)) {
-          const float nan = std::nanf("");
-          dev.copyIn(t.target->data, &nan, sizeof(float));
         }
         break;
       }

@@ -26,13 +26,10 @@ struct OpDesc {
   Attrs attrs;
 };
 
-// Note [Special ops]: besides kernels, a program holds five special ops, named with an '@' in the op lists TS
+// Note [Special ops]: besides kernels, a program holds four special ops, named with an '@' in the op lists TS
 // builds and parsed once, at compile time, into their own types (no names are compared at run time):
 //   '@mark'        records the time since the run started (a phase boundary of Tower timings; syncs the device);
-//   '@guard'       inputs [v], outputs [] or [latch]: if v[0] is not finite, the rest of the program is skipped
-//                  (Note [Non-finite guard]) and latch[0] is set to NaN (Note [Pipelined steps]);
-//   '@taint'       inputs [v], outputs [g]: if v[0] is not finite, g[0] becomes NaN (a tower's non-finite loss
-//                  reaches the reduced gradient norm, so every tower's '@guard' trips alike);
+//   '@guard'       inputs [v]: if v[0] is not finite, the rest of the program is skipped (Note [Non-finite guard]);
 //   '@collective'  attrs {comm, rank}: runs the communicator's schedule as that rank (Note [Collective executor]);
 //   '@fault'       attrs {point}, outputs [buf]: where an armed fault happens (Note [Fault injection]).
 struct KernelOp {
@@ -44,11 +41,10 @@ struct KernelOp {
   std::unique_ptr<const KernelArgs> args;        // what the contract check parsed (Note [Kernel contracts])
 };
 struct MarkOp { int index = 0; };
-struct GuardOp { std::shared_ptr<Buffer> value, latch; };
+struct GuardOp { std::shared_ptr<Buffer> value; };
 struct CollectiveOp { std::shared_ptr<Communicator> comm; int rank = 0; };
 struct FaultOp { int point = 0; std::shared_ptr<Buffer> target; };
-struct TaintOp { std::shared_ptr<Buffer> value, target; };
-using CompiledOp = std::variant<KernelOp, MarkOp, GuardOp, CollectiveOp, FaultOp, TaintOp>;
+using CompiledOp = std::variant<KernelOp, MarkOp, GuardOp, CollectiveOp, FaultOp>;
 
 // Programs hold their buffers, so freeing a handle that a program still uses cannot leave a dangling pointer.
 struct Program {

@@ -9,14 +9,10 @@ export type FaultPlan = (step: number, rank: number) => FaultSpec | undefined;
 
 const PHASE_PROBE_MS = 1000;
 
-/**
- * Sends one step to every tower now (each port's runWith is called before this returns, so the step queues on the
- * device threads behind any step still running there: Note [Pipelined steps]) and resolves with every reply.
- */
-export async function stepAll(towers: TowerSet, step: number, requests: StepRequest[], deadlineMs: number, faults: Array<FaultSpec | undefined>): Promise<StepReply[]> {
+export async function stepAll(towers: TowerSet, step: number, requests: StepRequest[], deadlineMs: number, faults: FaultPlan | undefined): Promise<StepReply[]> {
   if (towers.dead) throw new TowerError(towers.dead.device, 'step', towers.dead.causeText);
   try {
-    return await towers.all((p, r) => p.step(requests[r]!, deadlineMs, faults[r]));
+    return await towers.all((p, r) => p.step(requests[r]!, deadlineMs, faults?.(step, r)));
   } catch (e) {
     if (!(e instanceof TowerError) || !e.causeText.endsWith('(deadline)')) throw e;
     let timer: NodeJS.Timeout | undefined;

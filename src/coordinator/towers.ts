@@ -53,11 +53,6 @@ export class TowerSet {
     if (this.group) this.pendingSchedule = s;
   }
 
-  /** A new reduction waits to be installed (Note [Pipelined steps]: only while no step is in flight). */
-  get schedulePending(): boolean {
-    return this.pendingSchedule !== undefined;
-  }
-
   /** Called by the run between two steps. */
   applyPendingSchedule(): void {
     if (this.pendingSchedule) this.group?.setSchedule(this.pendingSchedule);

@@ -7,7 +7,6 @@ import { runSettingsOf, type ResolvedTrainOptions } from '../options.js';
 import type { RunEvent, RunSummary, StepEvent } from '../events.js';
 import type { StepRecord } from '../observers/observer.js';
 import type { StepReply, StepRequest } from '../tower-port/protocol.js';
-import { send, type InFlight, type Unsent } from './pipeline.js';
 import { Checkpoints, type TrainState } from './checkpoints.js';
 import { evaluateTest, TEST_SET } from './evaluation.js';
 import { describeNonFinite, nonFinite, nonFiniteAction } from './non-finite.js';
@@ -15,7 +14,7 @@ import { RunPlan } from './plan.js';
 import { replicaPolicy } from './replicas.js';
 import { shardSizes, splitIndices } from './shard.js';
 import { SpeedShares } from './speed.js';
-import type { FaultPlan } from './step.js';
+import { stepAll, type FaultPlan } from './step.js';
 import type { TowerSet } from './towers.js';
 
 export const TRAIN_SET = 'train';
@@ -32,6 +31,13 @@ export interface LoopContext {
   emitEvent(e: RunEvent): void;
 }
 
+interface Shards {
+  batch: BatchPlan;
+  sizes: number[];
+  requests: StepRequest[];
+  lr: number;
+  startMs: number;
+}
 
 export class TrainLoop {
   private plan!: RunPlan;
@@ -45,8 +51,6 @@ export class TrainLoop {
   private loss = NaN;
   private evaluation: RunSummary['evaluation'];
   private rolledBack = false;
-  /** When the reply of the last step handled arrived: a step sent before that was waiting in the pipeline. */
-  private lastEndMs = 0;
 
   constructor(private readonly c: LoopContext) {}
 
@@ -56,7 +60,19 @@ export class TrainLoop {
     this.c.emitEvent({ type: 'started', step: this.state.step, totalSteps: this.plan.totalSteps, stepsPerEpoch: this.plan.perEpoch, devices: this.c.towers.devices });
     do {
       this.rolledBack = false;
-      await this.steps();
+      for (const batch of this.plan.batches(this.state.next)) {
+        if (this.plan.reached(this.state.step) || this.c.stopped()) break;
+        const shards = this.shard(batch);
+        const replies = await stepAll(this.c.towers, this.state.step + 1, shards.requests, this.c.o.guard.stepTimeoutMs ?? this.c.callMs, this.c.faults);
+        this.state.next = this.plan.after(batch);
+        this.speed?.record(shards.sizes, replies);
+        if (nonFinite(replies)) {
+          if (await this.onNonFinite(replies)) break;
+          continue;
+        }
+        this.emit(shards, replies);
+        if (this.hasDuties(batch)) await this.afterStep(batch);
+      }
     } while (this.rolledBack);
     await this.save();
     return { steps: this.state.step, epochs: this.plan.epochs, finalLoss: this.loss, ...(this.evaluation ? { evaluation: this.evaluation } : {}) };
@@ -90,67 +106,25 @@ export class TrainLoop {
     this.c.emitEvent({ type: 'resumed', step: this.state.step, path });
   }
 
-  /**
-   * The batches from the current position, each step sent while the one before it still runs where nothing has to
-   * wait for its reply (Note [Pipelined steps]); replies are handled, and events emitted, in step order.
-   */
-  private async steps(): Promise<void> {
-    const batches = this.plan.batches(this.state.next)[Symbol.iterator]();
-    const deadlineMs = this.c.o.guard.stepTimeoutMs ?? this.c.callMs;
-    const next = (stepsBefore: number, resume: boolean): InFlight | undefined => {
-      if (this.plan.reached(stepsBefore) || this.c.stopped()) return undefined;
-      const b = batches.next();
-      if (b.done) return undefined;
-      if (resume) this.c.towers.applyPendingSchedule();
-      return send(this.c.towers, this.shard(b.value, stepsBefore), deadlineMs, resume);
-    };
-    this.lastEndMs = 0;
-    let current = next(this.state.step, true);
-    while (current) {
-      let ahead = this.mayPipeline(current) ? next(current.stepsBefore + 1, false) : undefined;
-      const replies = await current.replies.catch(async (e: unknown) => {
-        await ahead?.settled;
-        throw e;
-      });
-      const endMs = performance.now();
-      this.state.next = this.plan.after(current.batch);
-      this.speed?.record(current.sizes, replies);
-      if (nonFinite(replies)) {
-        await ahead?.settled; // held on every tower when the guard tripped; nothing may run while the policy acts
-        if (await this.onNonFinite(replies)) return;
-        if (ahead && replies[0]!.skipped) ahead = send(this.c.towers, ahead, deadlineMs, true);
-      } else {
-        this.emit(current, replies, endMs);
-        if (!ahead && this.hasDuties(current.batch, this.state.step)) await this.afterStep(current.batch);
-      }
-      current = ahead ?? next(this.state.step, true);
-    }
-  }
-
-  /** Whether the step after `s` may be sent before s's reply is read (see src/coordinator/pipeline.ts). */
-  private mayPipeline(s: InFlight): boolean {
-    const step = s.stepsBefore + 1;
-    return !this.plan.reached(step) && !this.c.stopped() && !this.c.towers.schedulePending && !this.hasDuties(s.batch, step);
-  }
-
   /** Splits the batch over the towers (Note [Shard weighting]) into one step request per tower. */
-  private shard(batch: BatchPlan, stepsBefore: number): Unsent {
+  private shard(batch: BatchPlan): Shards {
+    const startMs = performance.now();
+    this.c.towers.applyPendingSchedule();
     const n = this.c.towers.size;
     const sizes = shardSizes(batch.indices.length, n, this.speed?.weights());
     const parts = splitIndices(batch.indices, sizes);
-    const lr = learningRate(this.schedule, stepsBefore) * this.state.lrScale;
+    const lr = learningRate(this.schedule, this.state.step) * this.state.lrScale;
     const gradScale = 1 / batch.indices.length;
-    const t = stepsBefore + 1;
+    const t = this.state.step + 1;
     const requests = parts.map((indices): StepRequest => ({
       dataset: TRAIN_SET,
       indices,
-      ...(this.stepParams ? { crop: this.stepParams(this.c.o.seed, stepsBefore, indices) } : {}),
+      ...(this.stepParams ? { crop: this.stepParams(this.c.o.seed, this.state.step, indices) } : {}),
       lr,
       t,
       gradScale,
     }));
-    const faults = requests.map((_, r) => this.c.faults?.(t, r));
-    return { batch, stepsBefore, sizes, requests, lr, faults };
+    return { batch, sizes, requests, lr, startMs };
   }
 
   /** The non-finite policy; true when the run rolled back (the batch loop restarts from the checkpoint). */
@@ -171,11 +145,9 @@ export class TrainLoop {
     return true;
   }
 
-  private emit(s: InFlight, replies: StepReply[], endMs: number): void {
-    // From when the towers could start it: its sending, or the previous reply when it waited in the pipeline.
-    const startMs = Math.max(s.sentMs, this.lastEndMs);
-    this.lastEndMs = endMs;
-    const wall = (endMs - startMs) / 1000;
+  private emit(s: Shards, replies: StepReply[]): void {
+    const endMs = performance.now();
+    const wall = (endMs - s.startMs) / 1000;
     let lossSum = 0;
     for (const r of replies) lossSum += r.loss;
     this.loss = lossSum + replies[0]!.regLoss;
@@ -192,12 +164,13 @@ export class TrainLoop {
       shardSizes: s.sizes,
       towers: replies.map((r, i) => ({ device: this.c.towers.devices[i]!, ...r.timings, idle: r.reduceWaitMs })),
     };
-    this.c.emitStep({ event, startMs, endMs });
+    this.c.emitStep({ event, startMs: s.startMs, endMs });
   }
 
-  /** Whether anything must run after step `step` (of `batch`) before the next (most steps: nothing is awaited). */
-  private hasDuties(batch: BatchPlan, step: number): boolean {
+  /** Whether anything must run before the next step (most steps: nothing, so nothing is awaited). */
+  private hasDuties(batch: BatchPlan): boolean {
     const { o } = this.c;
+    const step = this.state.step;
     return (
       this.c.towers.queued > 0 ||
       (o.guard.replicaCheckEvery > 0 && step % o.guard.replicaCheckEvery === 0) ||

@@ -32,8 +32,6 @@ export interface StepLaunch {
   indices: number;
   hyper: number;
   crop?: number;
-  /** The value the step's first op holds on (Note [Pipelined steps]): write 0 into it to release a held tower. */
-  hold: number;
   /** Data loss, L2 loss, squared global gradient norm. */
   reads: number[];
 }
@@ -68,26 +66,13 @@ export function stepTimings(marks: ArrayLike<number>, startMs: number): StepTimi
 // Note [Non-finite guard]: each tower records Σg² per tensor of its own gradient before the all-reduce
 // (P tiny reductions, one pass over the gradients, no host copy), and every tower checks the reduced norm
 // with a '@guard' op before clipping and updating. All towers see the same reduced norm, so they all skip
-// or all apply; the per-tensor local sums are read only after a trip, to name the tower and the tensor. A
-// tower whose own data loss is not finite (its gradient may still be) '@taint's its gradient before the
-// all-reduce, so the reduced norm is not finite either and every tower skips that update too: a step reported
-// as skipped never changed the weights.
-//
-// Note [Pipelined steps]: the coordinator queues step t+1 on the device threads before it has read step t's
-// reply (src/coordinator/pipeline.ts), so a guard trip in step t must stop step t+1 on the device, before the
-// coordinator knows. A tripped guard leaves the reduced squared norm it read non-finite, and nothing writes
-// that scalar before the next step's update: so the first op of every step program is a '@guard' on it. A step
-// queued behind a tripped one is held (skipped whole, before its input, on every tower alike, since every tower
-// read the same norm) until the coordinator, having handled the trip, sends a step that writes 0 into the
-// scalar first ("resume": any step sent when no other step is in flight).
+// or all apply; the per-tensor local sums are read only after a trip, to name the tower and the tensor.
 
 /** The step program at batch B after `input` (the dataset gather, or nothing for host batches); Note [Fault points]. */
 export function stepOps(net: Network, B: number, input: Op[], collective: CollectiveSlot | undefined, t: ResolvedTrainingOptions): Op[] {
   const mark: Op = { kernel: '@mark', inputs: [], outputs: [] };
   const { x, loss } = net.buffers;
-  const update = updateOps(net, t);
   return [
-    { kernel: '@guard', inputs: [holdValue(update)], outputs: [] },
     ...input,
     mark,
     faultOp('forward', x),
@@ -100,19 +85,11 @@ export function stepOps(net: Network, B: number, input: Op[], collective: Collec
     ...localNormOps(net),
     mark,
     faultOp('reduce', net.gradArena),
-    { kernel: '@taint', inputs: [loss], outputs: [net.gradArena] },
     ...(collective ? [{ kernel: '@collective', inputs: [], outputs: [], attrs: { comm: collective.comm, rank: collective.rank } }] : []),
     faultOp('received', net.gradArena),
     mark,
     faultOp('update', net.weightArena),
-    ...update,
+    ...updateOps(net, t),
     mark,
   ];
-}
-
-/** The scalar the update's '@guard' reads (the reduced squared norm): what a later step holds on. */
-export function holdValue(update: Op[]): number {
-  const guard = update.find((op) => op.kernel === '@guard');
-  if (!guard) throw new Error('the update ops have no @guard: a step could not hold behind a non-finite one');
-  return guard.inputs[0]!;
 }

@@ -15,9 +15,6 @@ import { TowerDiagnostics } from './diagnostics.js';
 import { deviceFault, type StepFault } from './fault.js';
 import * as state from './state.js';
 
-/** Written into a step's hold value to release a tower held behind a non-finite step (Note [Pipelined steps]). */
-const RESUME = new Float32Array([0]);
-
 export type { Param } from './memory.js';
 export type { BatchSource, DeviceDataset, DeviceImageTransform, ImageTransform } from './inputs.js';
 export { STEP_PHASES, phaseOf, stepTimings, type CollectiveSlot, type StepLaunch, type StepResult, type StepTimings } from './step-program.js';
@@ -148,7 +145,6 @@ export class Tower {
       indices: idx,
       hyper,
       ...(ds?.transform?.mode === 'random' && crop !== undefined ? { crop } : {}),
-      hold: normSq,
       reads: [loss, regLoss, normSq],
     };
   }
@@ -169,7 +165,7 @@ export class Tower {
     const { B, writes } = this.inputs.writes(src, (n) => this.checkBatch(n));
     const fault = opts.fault ? deviceFault(opts.fault) : undefined;
     const launch = this.launch(B, src.kind === 'indices' ? src.dataset : undefined, opts.collective);
-    writes.push([launch.hyper, hyperBlock(lr, t, opts.gradScale ?? 1 / B)], [launch.hold, RESUME]);
+    writes.push([launch.hyper, hyperBlock(lr, t, opts.gradScale ?? 1 / B)]);
     this.diag.lastStepProgram = launch.program;
     const r = await this.execute(launch.program, writes, launch.reads, fault);
     const timings = stepTimings(r.marks, r.startMs);

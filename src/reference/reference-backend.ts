@@ -9,12 +9,11 @@ interface Buffer {
   readonly data: RefTensor;
 }
 
-/** A kernel op, or one of the special ops of contract section 2 ('@mark', '@guard', '@taint', '@collective', '@fault'). */
+/** A kernel op, or one of the special ops of contract section 2 ('@mark', '@guard', '@collective', '@fault'). */
 type CompiledOp =
   | { readonly special?: undefined; readonly op: Op; readonly kernel: (typeof referenceKernels)[string] }
   | { readonly special: 'mark'; readonly op: Op; readonly mark: number }
   | { readonly special: 'guard'; readonly op: Op }
-  | { readonly special: 'taint'; readonly op: Op }
   | { readonly special: 'collective'; readonly op: Op; readonly comm: number; readonly rank: number }
   | { readonly special: 'fault'; readonly op: Op; readonly point: number };
 
@@ -49,8 +48,6 @@ export class ReferenceBackend implements Backend {
   // Handles and program ids are never reused, so a stale id fails loudly instead of aliasing a new buffer.
   private nextHandle = 1;
   private nextProgram = 1;
-  /** The run in progress and those queued behind it (see runWith). */
-  private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
 
   constructor(name = 'ref') {
@@ -132,8 +129,7 @@ export class ReferenceBackend implements Backend {
   }
 
   // The special ops as the native executor runs them: '@mark' records the time since the run started, '@guard'
-  // ends the run when its input's first value is not finite (Note [Non-finite guard]) and sets its latch to NaN,
-  // '@taint' writes NaN into its output when its input is not finite, '@collective' waits for the
+  // ends the run when its input's first value is not finite (Note [Non-finite guard]), '@collective' waits for the
   // other ranks of an in-process collective (reference-collective.ts), '@fault' does nothing unless armed.
   private compileSpecial(op: Op, where: string, nextMark: () => number): CompiledOp {
     const attr = (name: string): number => {
@@ -145,15 +141,9 @@ export class ReferenceBackend implements Backend {
       case '@mark':
         return { special: 'mark', op, mark: nextMark() };
       case '@guard':
-        if (op.inputs.length !== 1 || op.outputs.length > 1) throw new Error(`${where}: takes 1 input (the value to check) and at most 1 output (the latch), got ${op.inputs.length} and ${op.outputs.length}`);
+        if (op.inputs.length !== 1) throw new Error(`${where}: takes 1 input (the value to check), got ${op.inputs.length}`);
         this.checkArg(where, op.inputs[0]!, ['x', 'f32']);
-        if (op.outputs.length) this.checkArg(where, op.outputs[0]!, ['latch', 'f32']);
         return { special: 'guard', op };
-      case '@taint':
-        if (op.inputs.length !== 1 || op.outputs.length !== 1) throw new Error(`${where}: takes 1 input (the value to check) and 1 output, got ${op.inputs.length} and ${op.outputs.length}`);
-        this.checkArg(where, op.inputs[0]!, ['v', 'f32']);
-        this.checkArg(where, op.outputs[0]!, ['g', 'f32']);
-        return { special: 'taint', op };
       case '@collective': {
         const comm = referenceCollective(attr('comm'));
         const rank = attr('rank');
@@ -166,7 +156,7 @@ export class ReferenceBackend implements Backend {
         if (attr('point') > 15) throw new Error(`${where}: point must be in 0..15, got ${op.attrs?.['point']}`);
         return { special: 'fault', op, point: attr('point') };
       default:
-        throw new Error(`${where}: unknown special op '${op.kernel}' (known: @mark, @guard, @taint, @collective, @fault)`);
+        throw new Error(`${where}: unknown special op '${op.kernel}' (known: @mark, @guard, @collective, @fault)`);
     }
   }
 
@@ -191,11 +181,8 @@ export class ReferenceBackend implements Backend {
     } else if (c.special === 'mark') {
       p.status.marks[c.mark] = performance.now() - t0;
     } else if (c.special === 'guard' && !Number.isFinite(this.live(c.op.inputs[0]!, k, c.op)[0]!)) {
-      if (c.op.outputs.length) this.live(c.op.outputs[0]!, k, c.op)[0] = NaN;
       p.status.guardTripped = true;
       return false;
-    } else if (c.special === 'taint' && !Number.isFinite(this.live(c.op.inputs[0]!, k, c.op)[0]!)) {
-      this.live(c.op.outputs[0]!, k, c.op)[0] = NaN;
     }
     return true;
   }
@@ -236,12 +223,7 @@ export class ReferenceBackend implements Backend {
     if (fault !== undefined) this.checkFault(p, fault);
     for (const [h] of writes) this.buffer(h, 'runWith');
     for (const h of reads) this.buffer(h, 'runWith');
-    // Runs in call order, one at a time, as a native device thread does (pipelined steps queue behind the one
-    // running); the writes are staged now, as runWith's native version copies them at the call.
-    const staged = writes.map(([h, v]): [number, ArrayLike<number>] => [h, Array.from(v)]);
-    const run = this.queue.then(() => this.execute(p, staged, reads, fault));
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.execute(p, writes, reads, fault);
   }
 
   private async execute(p: Program, writes: Array<[number, ArrayLike<number>]>, reads: number[], fault: FaultSpec | undefined): Promise<ReferenceRunResult> {

@@ -43,11 +43,6 @@ export interface StepRequest {
   t: number;
   /** 1 / global batch (Note [Shard weighting]). */
   gradScale: number;
-  /**
-   * Sent when no earlier step is in flight: releases a tower held behind a non-finite step (Note [Pipelined steps]
-   * in src/model/step-program.ts). A step queued behind another one leaves it unset.
-   */
-  resume?: boolean;
 }
 
 export interface StepReply {

@@ -37,15 +37,10 @@ export interface LauncherDeps {
   deadCause(): string | undefined;
 }
 
-/** Written into a step's hold value when the request says resume (Note [Pipelined steps]). */
-const RESUME = new Float32Array([0]);
-
 export class StepLauncher {
   // By "dataset:batch"; cleared when the tower is rebuilt or joins a new group (the program names its collective).
   private readonly launches = new Map<string, StepLaunch>();
   private current: number | undefined;
-  /** Settles when the last step sent to this tower has: a step queued behind it starts (and is timed) after. */
-  private tail: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly device: string,
@@ -65,9 +60,7 @@ export class StepLauncher {
   /**
    * One step. A worker that dies closes its device, which aborts the all-reduce and settles every queued step
    * with an error naming that device (Note [Collective executor]); a step that misses its deadline rejects with a
-   * TowerError saying so (the watchdog then asks every tower for its phase). A step sent while another one runs
-   * on this tower queues behind it on the device (Note [Pipelined steps]); its deadline counts from when the one
-   * before it settled.
+   * TowerError saying so (the watchdog then asks every tower for its phase).
    */
   async step(q: StepRequest, deadlineMs: number, fault?: FaultSpec): Promise<StepReply> {
     const key = `${q.dataset}:${q.indices.length}`;
@@ -77,23 +70,28 @@ export class StepLauncher {
       this.launches.set(key, launch);
     }
     const program = launch.program;
+    this.current = program;
     const writes: Writes = [[launch.indices, q.indices], [launch.hyper, hyperBlock(q.lr, q.t, q.gradScale)]];
     if (launch.crop !== undefined && q.crop) writes.push([launch.crop, q.crop]);
-    if (q.resume) writes.push([launch.hold, RESUME]);
     const reads = launch.reads;
     let timer: NodeJS.Timeout | undefined;
     const failed = (why: string) => new TowerError(this.device, 'step', why);
     try {
-      const launched = this.launch(program, writes, reads, fault, failed);
-      const before = this.tail;
-      this.tail = launched.catch(() => undefined);
+      const launched = (async () => {
+        const dead = this.deps.deadCause();
+        if (dead !== undefined) throw failed(dead);
+        return this.deps.run(program, writes, reads, fault);
+      })().catch((e: unknown) => {
+        if (e instanceof TowerError) throw e;
+        const msg = e instanceof Error ? e.message : String(e);
+        // A dead worker's device and programs are gone: say so rather than "no compiled program".
+        const dead = this.deps.deadCause();
+        throw failed(dead === undefined ? msg : `${dead} (${msg})`);
+      });
       const r = await Promise.race([
         launched,
-        before.then(() => {
-          this.current = program;
-          return new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(failed(`no answer within ${deadlineMs} ms (deadline)`)), deadlineMs);
-          });
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(failed(`no answer within ${deadlineMs} ms (deadline)`)), deadlineMs);
         }),
       ]);
       const timings = stepTimings(r.marks, r.startMs);
@@ -102,24 +100,5 @@ export class StepLauncher {
     } finally {
       clearTimeout(timer);
     }
-  }
-
-  /** Sends the run to the device now (it queues behind the tower's earlier steps there); errors name the tower. */
-  private launch(program: number, writes: Writes, reads: number[], fault: FaultSpec | undefined, failed: (why: string) => TowerError): Promise<RunResult> {
-    const dead = this.deps.deadCause();
-    if (dead !== undefined) return Promise.reject(failed(dead));
-    let run: Promise<RunResult>;
-    try {
-      run = this.deps.run(program, writes, reads, fault);
-    } catch (e) {
-      run = Promise.reject(e);
-    }
-    return run.catch((e: unknown) => {
-      if (e instanceof TowerError) throw e;
-      const msg = e instanceof Error ? e.message : String(e);
-      // A dead worker's device and programs are gone: say so rather than "no compiled program".
-      const dead = this.deps.deadCause();
-      throw failed(dead === undefined ? msg : `${dead} (${msg})`);
-    });
   }
 }
