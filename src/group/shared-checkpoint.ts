@@ -9,7 +9,7 @@ const text = new TextEncoder();
 
 /** The newest complete checkpoint in `dir` as rank 0 sees it, on every rank. */
 export async function sharedLatest(world: World, dir: string): Promise<string | undefined> {
-  const got = await world.fromRoot(`find the latest checkpoint in ${dir}`, async () => {
+  const got = await world.fromRoot('find the latest checkpoint', async () => {
     const path = await latestCheckpoint(dir);
     return path === undefined ? undefined : text.encode(path);
   });
@@ -18,7 +18,7 @@ export async function sharedLatest(world: World, dir: string): Promise<string | 
 
 /** The checkpoint at `path` as rank 0 reads it, on every rank (a JSON header, then the tensors as safetensors). */
 export async function sharedLoad(world: World, path: string): Promise<LoadedCheckpoint> {
-  const got = await world.fromRoot(`read checkpoint ${path}`, async () => {
+  const got = await world.fromRoot('read the checkpoint to resume from', async () => {
     const ck = await loadCheckpoint(path);
     const head = text.encode(JSON.stringify({ step: ck.step, state: ck.state, path: ck.path }));
     const tensors = writeSafetensors([...ck.tensors].map(([name, t]) => ({ name, shape: t.shape, data: t.data })));

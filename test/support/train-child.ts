@@ -28,7 +28,7 @@ export interface TrainChildArgs {
 const args = JSON.parse(process.argv[2]!) as TrainChildArgs;
 const rank = args.group.rank ?? -1;
 const t0 = Date.now();
-const emit = (event: string, data: Record<string, unknown> = {}) => process.stdout.write(JSON.stringify({ event, rank, ms: Date.now() - t0, ...data }) + '\n');
+const emit = (event: string, data: Record<string, unknown> = {}) => process.stdout.write(JSON.stringify({ event, rank, ms: Date.now() - t0, at: Date.now(), ...data }) + '\n');
 
 /** sha256 of every tensor, by name order: one hash per tower. */
 function hashOf(tensors: Map<string, Float32Array>): string {
