@@ -49,10 +49,10 @@ const show = (out: Out) => out.lines.slice(-40).join('\n');
 
 describe('towerline launch', () => {
   it('MNIST 784-500-10 on 2 processes × 2 CPU towers reaches >= 98.0% test accuracy', { timeout: 600_000 }, async () => {
-    const epochs = '10';
+    const epochs = '6'; // the single-process test's schedule (lr 0.1, x0.95 per epoch); 6 epochs reach 98.1% (5 reach 98.0%)
     const out = await towerline(['launch', '--nproc-per-node', '2', '--', process.execPath, BIN, 'train', '--devices', 'cpu*2', '--batch-size', '128',
       '--epochs', epochs, '--optimizer', 'momentum', '--lr', '0.1', '--momentum', '0.9', '--decay-rate', '0.95', '--decay-steps', '468', '--staircase',
-      '--ema', '0.999', '--seed', '4', '--eval', '--log-every', '1000']);
+      '--seed', '4', '--eval', '--log-every', '1000']);
     assert.equal(out.code, 0, show(out));
     for (const rank of [0, 1]) {
       const done = rankLines(out, rank).find((l) => l.startsWith('done: '));

@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { createRuntime, mnist } from '../src/runtime.js';
 import { mnistMlp } from '../src/model/spec.js';
@@ -23,10 +24,16 @@ const dir = (name: string) => join(tmp, `${name}-${++runs}`);
 type Base = Omit<TrainChildArgs, 'group'> & { group: Omit<NonNullable<TrainChildArgs['group']>, 'rank'> };
 
 /** Starts one child per rank (args(rank) adjusts each), runs f, and always kills what is left. */
-async function withRanks<T>(worldSize: number, base: Base, f: (ranks: Rank[]) => Promise<T>, args: (rank: number) => Partial<TrainChildArgs> = () => ({})): Promise<T> {
+async function withRanks<T>(
+  worldSize: number,
+  base: Base,
+  f: (ranks: Rank[]) => Promise<T>,
+  args: (rank: number) => Partial<TrainChildArgs> = () => ({}),
+  prefix?: (rank: number) => string[],
+): Promise<T> {
   const ranks = Array.from({ length: worldSize }, (_, rank) => {
     const a = { ...base, ...args(rank) };
-    return spawnChild('train-child.ts', rank, { ...a, group: { ...base.group, ...a.group, rank, worldSize } });
+    return spawnChild('train-child.ts', rank, { ...a, group: { ...base.group, ...a.group, rank, worldSize } }, { prefix: prefix?.(rank) });
   });
   try {
     return await f(ranks);
@@ -64,7 +71,14 @@ function readGradient(out: string, rank: number, e: RankEvent): Map<string, Floa
 let reference: Map<string, Float32Array> | undefined;
 
 /** Gradient equivalence and bit-identical replicas for `worldSize` processes × `towers`; returns the weight hashes. */
-async function equivalence(worldSize: number, towers: number, rdzv: string, extra: Partial<TrainChildArgs> = {}, args?: (rank: number) => Partial<TrainChildArgs>): Promise<string[]> {
+async function equivalence(
+  worldSize: number,
+  towers: number,
+  rdzv: string,
+  extra: Partial<TrainChildArgs> = {},
+  args?: (rank: number) => Partial<TrainChildArgs>,
+  prefix?: (rank: number) => string[],
+): Promise<string[]> {
   const out = dir('grad');
   mkdirSync(out);
   reference ??= await singleDeviceGradient();
@@ -88,7 +102,7 @@ async function equivalence(worldSize: number, towers: number, rdzv: string, extr
     assert.deepEqual(ranks.flatMap((r) => r.events.filter((e) => e.event === 'error')), []);
     assert.deepEqual(await Promise.all(ranks.map((r) => r.exited)), ranks.map(() => 0));
     return all;
-  }, args);
+  }, args, prefix);
 }
 
 describe('2 processes × 2 CPU towers over a directory store', () => {
@@ -220,6 +234,66 @@ describe('failing together', () => {
         const closed = await each(ranks, 'closed', 30_000);
         assert.ok(closed.every((c) => (c.closeMs as number) < 10_000), 'close() returns on every rank');
       }, (rank) => (rank === 1 ? { faultAtStep: 3 } : {}));
+    } finally {
+      store.remove();
+    }
+  });
+});
+
+// Two "machines": two network namespaces joined by a veth pair, each rank binding its namespace's address only (no
+// loopback path exists between them). Needs root and `ip netns` (CI runs as root).
+function netnsUnavailable(): string | undefined {
+  if (process.getuid?.() !== 0) return 'needs root to create network namespaces (CI runs as root)';
+  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) return `'ip netns' is not available (${r.error?.message ?? r.stderr.trim()}); install iproute2`;
+  return undefined;
+}
+
+describe('two machines: network namespaces joined by a veth pair', () => {
+  const skip = netnsUnavailable();
+  const tag = String(process.pid % 100_000);
+  const ns = [`tl${tag}a`, `tl${tag}b`];
+  const addr = ['10.99.0.1', '10.99.0.2'];
+  const ip = (...a: string[]) => {
+    const r = spawnSync('ip', a, { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`ip ${a.join(' ')}: ${r.stderr.trim()}`);
+  };
+  before(() => {
+    if (skip) return;
+    for (const n of ns) ip('netns', 'add', n);
+    ip('link', 'add', `tlv${tag}a`, 'type', 'veth', 'peer', 'name', `tlv${tag}b`);
+    ns.forEach((n, i) => {
+      const dev = `tlv${tag}${'ab'[i]}`;
+      ip('link', 'set', dev, 'netns', n);
+      ip('-n', n, 'addr', 'add', `${addr[i]}/24`, 'dev', dev);
+      ip('-n', n, 'link', 'set', dev, 'up');
+      ip('-n', n, 'link', 'set', 'lo', 'up');
+    });
+  });
+  after(() => {
+    if (!skip) for (const n of ns) spawnSync('ip', ['netns', 'del', n]);
+  });
+  const inNs = (rank: number) => ['ip', 'netns', 'exec', ns[rank]!];
+  const bind = (rank: number): Partial<TrainChildArgs> => ({ group: { address: addr[rank]!, token: 'netns-secret' } });
+
+  it('2 processes, each binding its namespace address: one step equals one device, replicas bit-identical after 50 steps', { skip, timeout: 180_000 }, async () => {
+    const store = tempStore();
+    try {
+      await equivalence(2, 1, store.url, {}, bind, inNs);
+    } finally {
+      store.remove();
+    }
+  });
+
+  it('a step failing in one namespace fails the other at once, naming the rank and its address', { skip, timeout: 120_000 }, async () => {
+    const store = tempStore();
+    try {
+      const base: Base = { scenario: 'train', devices: 'cpu:0', group: { runId: runId(), rdzv: store.url, timeoutMs: 60_000 }, steps: 20 };
+      await withRanks(2, base, async (ranks) => {
+        const e = await ranks[0]!.next('error', 90_000);
+        assert.match(e.message as string, /rank 1 on host \S+ \(10\.99\.0\.2\) stopped the group: its run failed after step 2: .*injected fault/);
+        await each(ranks, 'closed', 30_000);
+      }, (rank) => ({ ...bind(rank), ...(rank === 1 ? { faultAtStep: 3 } : {}) }), inNs);
     } finally {
       store.remove();
     }
