@@ -76,7 +76,7 @@ describe('group options', () => {
 });
 
 describe('the prebuilt addon (built with -DTOWERLINE_GLOO=OFF)', () => {
-  it('createRuntime({ group }) says why there are no process groups and how to build them; one process still trains', { timeout: 600_000 }, async () => {
+  it('createRuntime({ group }) says why there are no process groups and how to build them; one process still opens a runtime', { timeout: 600_000 }, async () => {
     // test/consumer.test.ts (which runs first) builds it; standalone this builds it (minutes).
     ensureBuilt((s) => console.log(`# ${s}`));
     const addon = join(ROOT, 'prebuilds', `${process.platform}-${process.arch}`, 'towerline.node');
@@ -103,7 +103,7 @@ describe('the prebuilt addon (built with -DTOWERLINE_GLOO=OFF)', () => {
     assert.match(error, /multi-process training needs process groups, which this addon does not have \(this addon was configured with -DTOWERLINE_GLOO=OFF; the prebuilt addon/);
     assert.match(error, /apt-get install libgloo-dev libhiredis-dev/);
     assert.match(error, /TOWERLINE_BUILD_FROM_SOURCE=1 npm rebuild towerline/);
-    assert.match(r.stdout, /^ALONE OK$/m, 'the same addon trains in one process');
+    assert.match(r.stdout, /^ALONE OK$/m, 'the same addon opens a runtime in one process');
   });
 });
 
