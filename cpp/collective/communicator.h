@@ -46,9 +46,16 @@ class Communicator {
   struct RankStats { double totalMs = 0, waitMs = 0; };
   RankStats stats(int rank);
   std::string transportOf(int dst, int src) const { return transports_[dst][src]->name(); }
-  // Phases and fused steps of the schedule in force (for tests and benchmarks).
-  int phasesInForce() const { return static_cast<int>(current_->plan.phases.size()); }
-  int fusedInForce() const { return current_->plan.fused; }
+  // Phases and fused steps of the schedule in force (for tests and benchmarks; under mu_, which the entry barrier's
+  // install also holds, so a read from another thread never races it).
+  int phasesInForce() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return static_cast<int>(current_->plan.phases.size());
+  }
+  int fusedInForce() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return current_->plan.fused;
+  }
 
  private:
   struct Installed {
@@ -66,7 +73,7 @@ class Communicator {
   std::vector<std::vector<const Transport*>> transports_;
   std::atomic<int64_t> timeoutMs_;
   SpinBarrier barrier_;
-  std::mutex mu_;                               // guards pending_ and remote_
+  std::mutex mu_;                               // guards pending_, remote_ and writes of current_
   std::shared_ptr<const Installed> current_;    // what the collective now running (or the next) uses
   std::shared_ptr<const Installed> pending_;    // set by setSchedule, installed at the next entry barrier
   std::atomic<bool> hasPending_{false};
