@@ -184,7 +184,6 @@ export const towersStep: Section = {
         value: s.overhead,
         unit: 'us',
         reference: { value: s.maxTower * 1000, label: "slowest tower's device-thread time (us)" },
-        ratio: s.overhead / (s.maxTower * 1000),
         target: n <= 2 ? '<= 20 us (issue 16)' : '<= 100 us',
         met: s.overhead <= (n <= 2 ? 20 : 100),
         note: `median over ${REPS} x ${MEASURED} steps, p10 ${s.overheadP10.toFixed(0)} us, p90 ${s.overheadP90.toFixed(0)} us; ` +
