@@ -54,7 +54,7 @@ export class Runtime {
     const world = await joinWorld(o, slots.length);
     let ports: ReturnType<PortOpener>;
     try {
-      ports = openPorts(slots, { callMs: o.callTimeoutMs, processesOnHost: world.processesOnHost });
+      ports = openPorts(slots, { callMs: o.callTimeoutMs, processesOnHost: world.processesOnHost, cores });
     } catch (e) {
       world.close();
       throw e;
