@@ -450,4 +450,13 @@ const char* gemmImplName() {
   return name.c_str();
 }
 
+const char* gemmKernelName() {
+  static const std::string name = [] {
+    const OpenBlas& b = openBlas();
+    if (b.sgemm) return "openblas " + b.kernel;
+    return std::string(microKernel() == microScalar ? "builtin-scalar" : "builtin-avx2");
+  }();
+  return name.c_str();
+}
+
 }  // namespace tl

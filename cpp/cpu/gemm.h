@@ -21,6 +21,10 @@ void sgemmBuiltin(bool transA, bool transB, int M, int N, int K, float alpha, co
 // "openblas (dlopen <path>)", or "builtin-avx2" / "builtin-scalar" with why OpenBLAS is not used, e.g.
 // "builtin-avx2 (libopenblas.so.0 not found)".
 const char* gemmImplName();
+// What decides the bits of a product, without paths: "builtin-avx2", "builtin-scalar", or OpenBLAS's configuration
+// and the core it picked ("OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64 core Haswell"). Two
+// processes with the same kernel name compute the same bits (the run settings' layout records it).
+const char* gemmKernelName();
 
 constexpr int kMaxGemmThreads = 256;
 

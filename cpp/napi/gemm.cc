@@ -10,7 +10,9 @@ namespace napi {
 
 namespace {
 
-Napi::Value GemmInfo(const Napi::CallbackInfo& info) { return ObjectOf(info.Env()).set("impl", gemmImplName()); }
+Napi::Value GemmInfo(const Napi::CallbackInfo& info) {
+  return ObjectOf(info.Env()).set("impl", gemmImplName()).set("kernel", gemmKernelName());
+}
 
 // setDeviceGemmThreads(device, n): from the device's next kernel on (it runs on the device thread, after queued work).
 Napi::Value SetDeviceGemmThreads(const Napi::CallbackInfo& info) {
