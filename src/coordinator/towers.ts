@@ -19,6 +19,8 @@ export class TowerSet {
   dead: TowerError | undefined;
   /** Set while a run steps the towers: state reads then wait for the gap between two steps. */
   running = false;
+  /** Set by close(): a run in flight then fails saying so (src/coordinator/run.ts). */
+  closed = false;
 
   constructor(
     readonly ports: TowerPort[],
@@ -134,6 +136,7 @@ export class TowerSet {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.releaseGroup();
     await Promise.all(this.ports.map((p) => p.close()));
   }
