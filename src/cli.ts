@@ -17,6 +17,8 @@ import { exitCodeOf, onStopSignals } from './cli/stop.js';
 import { NativeDevice } from './backend/native-device.js';
 import { Tower } from './model/tower.js';
 import { loadMnist } from './data/mnist.js';
+import { registerLaunch } from './cli/launch.js';
+import { groupRequested } from './group/options.js';
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
@@ -136,7 +138,13 @@ async function train(f: TrainFlags): Promise<number> {
     ...(f.histogramsEvery ? { histogramsEvery: f.histogramsEvery } : {}),
     ...(f.trace ? { traceFile: f.trace } : {}),
   });
-  const rt = await createRuntime({ devices: f.devices, reduction: { algorithm: f.reduction }, maxTowers: f.maxTowers, ...(f.gemmThreads ? { gemmThreads: f.gemmThreads } : {}) });
+  const rt = await createRuntime({
+    devices: f.devices,
+    reduction: { algorithm: f.reduction },
+    maxTowers: f.maxTowers,
+    ...(f.gemmThreads ? { gemmThreads: f.gemmThreads } : {}),
+    ...(groupRequested() ? { group: true } : {}), // under towerline launch, mpirun, srun
+  });
   let stopped: { why: string; code: number } | undefined;
   let stopRun = () => undefined as void;
   const stop = (why: string, code: number) => {
@@ -170,7 +178,7 @@ async function train(f: TrainFlags): Promise<number> {
       if (e.type === 'started') total = e.totalSteps;
       if (e.type === 'evaluation') out.line(`epoch ${e.epoch + 1}: test accuracy ${(e.accuracy * 100).toFixed(2)}%${e.useEma ? ' (EMA weights)' : ''}`);
       if (e.type === 'checkpoint') out.line(`checkpoint at step ${e.step}: ${e.path}`);
-      if (e.type === 'resumed') out.line(`resumed from ${e.path} at step ${e.step}`);
+      if (e.type === 'resumed') out.line(`resumed from ${e.path} at step ${e.step} (${e.note})`);
       if (e.type === 'skipped') out.line(`step ${e.step} skipped: ${e.reason}`);
       if (e.type === 'rolledBack') out.line(`step ${e.step}: rolled back to ${e.path} (${e.reason}); learning rate x${e.lrScale}`, 'err');
       if (e.type === 'replicas' && !e.consistent) out.line(`warning: replica check at step ${e.step}: ${e.detail}`, 'err');
@@ -275,6 +283,7 @@ export function buildCli(): Command {
       const { allreduceTable } = await import('./collective-bench.js');
       process.stdout.write(await allreduceTable(f.towers, f.maxBytes));
     });
+  registerLaunch(program); // towerline launch (src/cli/launch.ts)
   return program;
 }
 

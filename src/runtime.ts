@@ -3,7 +3,7 @@
 import { parseDevices } from './devices.js';
 import { parseRuntimeOptions, parseTrainOptions, type ReductionOptions, type ResolvedRuntimeOptions, type RuntimeOptions, type TrainOptions } from './options.js';
 import type { Schedule } from './scheduler/schedule.js';
-import { planReduction } from './scheduler/select.js';
+import { joinWorld } from './group/join.js';
 import type { TrainRun } from './events.js';
 import { connectLocalGroup } from './group/local-group.js';
 import type { ConnectGroup } from './group/group.js';
@@ -48,9 +48,17 @@ export class Runtime {
   static async open(opts: RuntimeOptions, openPorts: PortOpener, connect: ConnectGroup): Promise<Runtime> {
     const o = parseRuntimeOptions(opts);
     const slots = parseDevices(o.devices, { maxTowers: o.maxTowers }); // bounded before any tower starts
-    planReduction(o.reduction, { ranks: slots.length, length: 16 }); // a bad strategy fails before any tower starts
-    const gemmThreads = gemmThreadsFor(slots, o.gemmThreads);
-    const towers = new TowerSet(openPorts(slots, { callMs: o.callTimeoutMs, gemmThreads }), connect, o.reduction, o.collectiveTimeoutMs);
+    // A bad strategy fails before any tower starts; with a group, after every process joined (src/group/join.ts).
+    const world = await joinWorld(o, slots.length);
+    const gemmThreads = gemmThreadsFor(slots, o.gemmThreads, world.processesOnHost);
+    let ports: ReturnType<PortOpener>;
+    try {
+      ports = openPorts(slots, { callMs: o.callTimeoutMs, gemmThreads });
+    } catch (e) {
+      world.close();
+      throw e;
+    }
+    const towers = new TowerSet(ports, connect, o.reduction, o.collectiveTimeoutMs, world);
     const gemm = openPorts.arithmetic();
     // The run settings' layout (Note [Run settings]): what this runtime's towers are and how they compute.
     const layout = (): Layout => ({ towers: towers.devices, gemmThreads, gemm, reduction: scheduleId(towers.schedule()), shares: o.shares });

@@ -17,6 +17,7 @@ import { basename } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { checkpointFiles, newestValidCheckpoint, removeOtherRuns, saveCheckpoint, type LoadedCheckpoint } from '../io/checkpoint.js';
+import { resumeWorld, sharedLoad } from '../group/shared-checkpoint.js';
 import { runSettingsSchema, type Layout, type ResolvedTrainOptions, type RunSettings } from '../options.js';
 import { describeLayoutChange, layoutChange } from './layout.js';
 import type { TowerSet } from './towers.js';
@@ -35,11 +36,18 @@ export interface TrainState {
   lrScale: number;
 }
 
+/** Where a resume continued from: the state, and whether the trajectory stays bit-identical (Note [Resume on another world]). */
+export interface Restored extends TrainState {
+  bitIdentical: boolean;
+  note: string;
+}
+
 const index = z.number().int().min(0);
 const stateSchema = z.object({
   settings: z.unknown(),
   next: z.object({ epoch: index, batch: index }).strict(),
   lrScale: z.number().positive(),
+  towers: z.array(z.string()).optional(),
 });
 
 /** Every leaf where two JSON values differ, as 'path: saved X, given Y'. */
@@ -79,6 +87,28 @@ export class Checkpoints {
    * finds the newest checkpoint that passes full verification and checks its settings. Returns it, or undefined.
    */
   async plan(): Promise<LoadedCheckpoint | undefined> {
+    const ck = await this.shared('plan the checkpoints', () => this.planHere()); // rank 0 decides, every rank gets it
+    if (ck) this.lastSaved = ck.step;
+    return ck;
+  }
+
+  /**
+   * Rank 0 runs `find` (its errors fail every rank) and every rank gets the checkpoint it found (Note [Process
+   * dimension]); in one process, just `find`.
+   */
+  private async shared(what: string, find: () => Promise<LoadedCheckpoint | undefined>): Promise<LoadedCheckpoint | undefined> {
+    const world = this.towers.world;
+    let found: LoadedCheckpoint | undefined;
+    const path = await world.fromRoot(what, async () => {
+      found = await find();
+      return found ? new TextEncoder().encode(found.path) : undefined;
+    });
+    if (world.processes === 1 || path === undefined) return found;
+    const ck = await sharedLoad(world, new TextDecoder().decode(path));
+    return { ...ck, run: found?.run ?? this.run };
+  }
+
+  private async planHere(): Promise<LoadedCheckpoint | undefined> {
     const o = this.o;
     if (!o) return undefined;
     const sidecars = (await checkpointFiles(o.dir)).filter((f) => f.name.endsWith('.json'));
@@ -122,10 +152,10 @@ export class Checkpoints {
     if (!state.success)
       throw new ConfigError(`checkpoint.dir: ${ck.path}: its run state is not readable (${state.error.issues[0]?.message ?? 'invalid'}); start fresh in another directory`, 'checkpoint.dir');
     const saved = runSettingsSchema.safeParse(state.data.settings);
-    const given: unknown = JSON.parse(JSON.stringify(this.settings));
-    const diff = saved.success
-      ? settingsDiff(JSON.parse(JSON.stringify({ ...saved.data, layout: undefined })), given)
-      : [`(settings): not readable by this version (${saved.error.issues[0]?.message})`];
+    // The layout and the world may differ (the resume says what that does to the bits); the rest may not.
+    const worlds = resumeWorld(saved.success ? { ...saved.data, layout: undefined } : this.settings, { ...this.settings, layout: undefined });
+    const given: unknown = JSON.parse(JSON.stringify(worlds.given));
+    const diff = saved.success ? settingsDiff(JSON.parse(JSON.stringify(worlds.saved)), given) : [`(settings): not readable by this version (${saved.error.issues[0]?.message})`];
     if (diff.length > 0)
       throw new ConfigError(
         `checkpoint ${ck.path} was written with other settings, so resuming would not continue its trajectory:\n  ${diff.join('\n  ')}\n` +
@@ -136,27 +166,35 @@ export class Checkpoints {
 
   /** The newest checkpoint of this run that passes verification (the non-finite rollback's target). */
   async latest(): Promise<LoadedCheckpoint | undefined> {
-    return this.o ? newestValidCheckpoint(this.o.dir, { run: this.run, onSkip: (path, why) => this.warn(`skipping checkpoint ${path}: ${why}`) }) : undefined;
+    const o = this.o;
+    if (!o) return undefined;
+    return this.shared('find the latest checkpoint', () => newestValidCheckpoint(o.dir, { run: this.run, onSkip: (path, why) => this.warn(`skipping checkpoint ${path}: ${why}`) }));
   }
 
   /** Loads `ck` into every tower (the towers are built); says so when the layout changed. Returns the state to continue from. */
-  async restore(ck: LoadedCheckpoint, opts: { resuming: boolean }): Promise<TrainState> {
+  async restore(ck: LoadedCheckpoint, opts: { resuming: boolean }): Promise<Restored> {
     const state = stateSchema.parse(ck.state);
+    const saved = runSettingsSchema.safeParse(state.settings);
+    const worlds = resumeWorld(saved.success ? saved.data : this.settings, this.settings); // Note [Resume on another world]
+    let { bitIdentical, note } = worlds;
     if (opts.resuming) {
-      const saved = runSettingsSchema.safeParse(state.settings);
       const change = layoutChange(saved.success ? saved.data.layout : undefined, this.layout());
-      if (change) this.warn(describeLayoutChange(ck.path, change));
+      if (change) {
+        this.warn(describeLayoutChange(ck.path, change));
+        bitIdentical &&= change.bitIdentical;
+        note += `; the layout changed (${change.bitIdentical ? 'keeps the bits' : 'changes the bits'})`;
+      }
     }
     const tensors = [...ck.tensors].map(([name, t]) => [name, t.data] as [string, Float32Array]);
     await this.towers.all((p) => p.writeState(tensors));
-    return { step: ck.step, next: state.next, lrScale: state.lrScale };
+    return { step: ck.step, next: state.next, lrScale: state.lrScale, bitIdentical, note };
   }
 
   /** Saves tower 0's state (all replicas are equal) with the run state; returns the sidecar path, or undefined. */
   async save(s: TrainState): Promise<string | undefined> {
-    if (!this.o || s.step === this.lastSaved) return undefined; // the final checkpoint is written once
+    if (!this.o || s.step === this.lastSaved || !this.towers.world.writesCheckpoints) return undefined; // written once, by rank 0
     const tensors = await this.towers.ports[0]!.readState();
-    const state = { settings: { ...this.settings, layout: this.layout() }, next: s.next, lrScale: s.lrScale };
+    const state = { settings: { ...this.settings, layout: this.layout() }, next: s.next, lrScale: s.lrScale, towers: this.towers.devices };
     const path = await saveCheckpoint(this.o.dir, { step: s.step, tensors, state, run: this.run }, { keep: this.o.keep });
     this.lastSaved = s.step;
     if (this.overwritePending) {

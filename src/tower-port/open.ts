@@ -17,11 +17,12 @@ export interface PortOpener {
 }
 
 /**
- * GEMM threads per tower: `requested` for every CPU tower, else the host's cores shared by the CPU towers; 1 on
- * other devices. The results are the same bits at any count (Note [GEMM threads]).
+ * GEMM threads per tower: `requested` for every CPU tower, else the host's cores shared by the CPU towers (of every
+ * process of a multi-process run on this machine, `processesOnHost`); 1 on other devices. The results are the same
+ * bits at any count (Note [GEMM threads]).
  */
-export function gemmThreadsFor(slots: DeviceSlot[], requested: number | undefined): number[] {
-  const cpuTowers = slots.filter((s) => s.kind === 'cpu').length;
+export function gemmThreadsFor(slots: DeviceSlot[], requested: number | undefined, processesOnHost = 1): number[] {
+  const cpuTowers = slots.filter((s) => s.kind === 'cpu').length * processesOnHost;
   const shared = Math.max(1, Math.floor(os.availableParallelism() / Math.max(1, cpuTowers)));
   return slots.map((s) => (s.kind === 'cpu' ? (requested ?? shared) : 1));
 }
