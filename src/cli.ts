@@ -1,6 +1,6 @@
 // The towerline command line: train, eval, topo, bench allreduce.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRuntime } from './runtime.js';
 import type { StepEvent } from './events.js';
@@ -50,6 +50,8 @@ async function loadModel(model: string): Promise<unknown> {
 /** The data set for `--dataset` (default: the one that goes with a preset model, else mnist), from --data-dir when given. */
 function dataInput(f: TrainFlags): DataInput {
   const name = f.dataset ?? (f.model === 'cifar10' || f.model === 'blocks' ? f.model : 'mnist');
+  if (f.dataDir && !statSync(f.dataDir, { throwIfNoEntry: false })?.isDirectory())
+    throw new UsageError(`--data-dir: '${f.dataDir}' is not a directory; give the folder that holds the ${name} files`);
   const dir = f.dataDir ? { dir: f.dataDir } : {};
   switch (name) {
     case 'mnist':
@@ -182,7 +184,7 @@ async function train(f: TrainFlags): Promise<number> {
       if (e.type === 'skipped') out.line(`step ${e.step} skipped: ${e.reason}`);
       if (e.type === 'rolledBack') out.line(`step ${e.step}: rolled back to ${e.path} (${e.reason}); learning rate x${e.lrScale}`, 'err');
       if (e.type === 'replicas' && !e.consistent) out.line(`warning: replica check at step ${e.step}: ${e.detail}`, 'err');
-      if (e.type === 'warning') out.line(`warning: ${e.message}`, 'err');
+      if (e.type === 'warning') out.line(`warning: ${cliMessage(new Error(e.message))}`, 'err');
     });
     const summary = await run.done;
     out.finish();

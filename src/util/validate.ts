@@ -1,7 +1,6 @@
 // Turns zod validation failures into errors that name the field, what was expected and what was given.
 import type { z } from 'zod';
 
-
 import { ConfigError } from '../errors.js';
 
 export { ConfigError };
