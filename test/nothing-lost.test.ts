@@ -185,12 +185,7 @@ const CASES: Record<string, () => Promise<string>> = {
   },
   'cli-resume-other-devices': async () => {
     const dir = await finishedRun();
-    const r = await towerline([...T, '--devices', 'cpu*3', '--batch-size', '33', '--steps', '4', '--checkpoint-dir', dir, '--resume']);
-    return all(r); // the batch size is a setting: a changed one is refused, naming it (the checkpoint still loads)
-  },
-  'cli-resume-other-tower-count': async () => {
-    const dir = await finishedRun();
-    const r = await towerline([...T, '--devices', 'cpu*4', '--steps', '4', '--checkpoint-dir', dir, '--resume']);
+    const r = await towerline([...T, '--devices', 'cpu*3', '--steps', '4', '--checkpoint-dir', dir, '--resume']);
     assert.equal(r.code, 0, r.err);
     assert.equal(await stepOf(dir), 4);
     return all(r);
@@ -215,7 +210,7 @@ const CASES: Record<string, () => Promise<string>> = {
     assert.equal(r.code, 0);
     const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
     assert.equal(r.out.trim(), pkg.version);
-    return `version ${r.out.trim()}`;
+    return `prints the package's version (${pkg.version})`;
   },
   'api-lr-nan': () => errorOf(async () => (await trainAlone('cpu:0', 1, { optimizer: { type: 'sgd', lr: NaN } })).weights),
   'api-chunk-elems-tiny': () =>

@@ -67,6 +67,7 @@ export function startRun(
       await prepareOutputs(o); // every output path written once before step 1
       observers = await openObservers(o, { records$: records, events$: events }, towers);
       const summary = await loop.run();
+      if (towers.closed) throw new Error('closed while training'); // stopped by close(): not a success (failure() says so)
       records.complete();
       const closing = await Promise.allSettled(observers.map((x) => x.close()));
       observers = [];
