@@ -64,7 +64,7 @@ export function settingsDiff(saved: unknown, given: unknown, path = ''): string[
 type CheckpointOptions = NonNullable<ResolvedTrainOptions['checkpoint']>;
 
 export class Checkpoints {
-  /** Note [Checkpoint ownership]: this run's id (a resumed run takes its checkpoint's). */
+  /** This run's id (a resumed run takes its checkpoint's; Note [Checkpoint ownership]). */
   private run: string = randomUUID();
   private lastSaved: number | undefined;
   private overwritePending = false;

@@ -75,7 +75,7 @@ export class TrainLoop {
 
   private async steps(): Promise<RunSummary> {
     const world = this.c.towers.world;
-    const resumeFrom = await this.ckpt.plan(); // Note [Checkpoint ownership]: before anything is built
+    const resumeFrom = await this.ckpt.plan(); // before anything is built (Note [Checkpoint ownership])
     await this.prepare();
     if (resumeFrom) await this.resume(resumeFrom);
     this.c.emitEvent({ type: 'started', step: this.state.step, totalSteps: this.plan.totalSteps, stepsPerEpoch: this.plan.perEpoch, devices: this.c.towers.devices });
