@@ -6,13 +6,15 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { createRuntime, mnist, type RunEvent } from '../src/runtime.js';
 import { mnistMlp } from '../src/model/spec.js';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
 import type { Schedule } from '../src/scheduler/schedule.js';
 import { ringSchedule } from '../src/scheduler/ring.js';
-import { towerline, type Proc } from './support/cli.js';
+import { BIN, towerline, type Proc } from './support/cli.js';
+import { screen } from './support/screen.js';
 import { sameBits } from './support/runtime.js';
 
 const base = await mkdtemp(join(tmpdir(), 'tl-nothing-lost-'));
@@ -205,6 +207,19 @@ const CASES: Record<string, () => Promise<string>> = {
     return r;
   },
   'cli-data-dir-missing': async () => failedUpFront(await towerline([...T, '--steps', '3', '--data-dir', join(base, 'no-such-dir')])),
+  'cli-terminal-bar': async () => {
+    // On a terminal (script(1) gives the CLI a pseudo-terminal): every message stays readable above the bar.
+    const dir = fresh();
+    const cmd = [process.execPath, BIN, ...T, '--steps', '6', '--checkpoint-every', '2', '--checkpoint-dir', dir].map((a) => `'${a}'`).join(' ');
+    const raw = await new Promise<string>((resolve, reject) =>
+      execFile('script', ['-qfec', cmd, '/dev/null'], { env: { ...process.env, COLUMNS: '120', LINES: '40' } }, (e, out) => (e ? reject(e) : resolve(out))),
+    );
+    const shown = screen(raw);
+    for (const re of [/^checkpoint at step 2: /, /^checkpoint at step 4: /, /^checkpoint at step 6: /, /^done: 6 steps, final loss /, /^step 6\/6 \[/])
+      assert.ok(shown.some((l) => re.test(l)), `the terminal does not show ${re}:\n${shown.join('\n')}`);
+    assert.equal(await stepOf(dir), 6);
+    return shown.join('\n');
+  },
   'cli-version': async () => {
     const r = await towerline(['--version']);
     assert.equal(r.code, 0);
