@@ -16,6 +16,7 @@ import { ringSchedule } from '../src/scheduler/ring.js';
 import { BIN, towerline, type Proc } from './support/cli.js';
 import { screen } from './support/screen.js';
 import { sameBits } from './support/runtime.js';
+import { docRows } from './support/doc-table.js';
 
 const base = await mkdtemp(join(tmpdir(), 'tl-nothing-lost-'));
 let dirs = 0;
@@ -314,18 +315,8 @@ const CASES: Record<string, () => Promise<string>> = {
   },
 };
 
-async function docRows(): Promise<Map<string, string>> {
-  const text = await readFile(new URL('../docs/nothing-lost.md', import.meta.url), 'utf8');
-  const rows = new Map<string, string>();
-  for (const line of text.split('\n')) {
-    const m = /^\| `([a-z0-9-]+)` \|.*\| `([^`]+)` \|$/.exec(line.trim());
-    if (m) rows.set(m[1]!, m[2]!);
-  }
-  return rows;
-}
-
 describe('nothing lost, nothing silently wrong (docs/nothing-lost.md)', async () => {
-  const rows = await docRows();
+  const rows = await docRows('nothing-lost.md');
 
   it('the docs table and the test cases list the same cases', () => {
     assert.deepEqual([...rows.keys()].sort(), Object.keys(CASES).sort());
