@@ -17,7 +17,7 @@ export function checkBatch(data: { batchSize: number; lastBatch: 'drop' | 'keep'
   if (B > count)
     throw new ConfigError(
       `data.batchSize: a batch of ${B} is larger than the training set (${count} examples), so every step would use the whole set ` +
-        `padded to ${B} rows (or none with lastBatch 'drop'); use a batch of at most ${count}`,
+        `padded to ${B} rows (or no step at all when a partial last batch is dropped); use a batch of at most ${count}`,
       'data.batchSize',
     );
   const tail = count % B;
