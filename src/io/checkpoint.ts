@@ -73,7 +73,8 @@ function canonicalJson(v: unknown): string {
   return JSON.stringify(v);
 }
 
-function sidecarHash(sc: Omit<Sidecar, 'sha256'>): string {
+/** The SHA-256 a sidecar records over its other fields (exported for tests that forge a consistent sidecar). */
+export function sidecarHash(sc: Omit<Sidecar, 'sha256'>): string {
   return sha256(new TextEncoder().encode(canonicalJson(sc)));
 }
 
