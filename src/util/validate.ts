@@ -35,7 +35,8 @@ function show(v: unknown): string {
 /** An issue's message, said plainly where zod's is vague: non-finite numbers, and unions (what each branch wanted). */
 function explain(issue: z.core.$ZodIssue, given: unknown): string {
   if (typeof given === 'number' && !Number.isFinite(given)) return `expected a finite number (${given} is not one)`;
-  if (issue.code === 'invalid_union' && Array.isArray(issue.errors) && issue.errors.length > 0) {
+  // A union's own message (the schema's words) wins; zod's generic one is replaced by what each branch wanted.
+  if (issue.code === 'invalid_union' && issue.message.startsWith('Invalid input') && Array.isArray(issue.errors) && issue.errors.length > 0) {
     const wants = [...new Set(issue.errors.map((branch) => branch[0]?.message?.replace(/^Invalid input: /, '')).filter((m): m is string => typeof m === 'string'))];
     if (wants.length > 0) return `no accepted form fits: ${wants.join('; or ')}`;
   }
