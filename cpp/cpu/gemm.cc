@@ -3,17 +3,13 @@
 #include "gemm.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <exception>
-#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <mutex>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -252,7 +248,8 @@ void gemmSerial(bool tA, bool tB, int M, int N, int K, float alpha, const float*
 // thread, once, for the whole process), and the threads only decide who computes which slab. With one thread the
 // device thread computes every slab itself, in the same calls. So a run's trajectory does not depend on its GEMM
 // threads; the run settings record them in the layout all the same (src/options.ts, Note [Run settings]).
-// test/gemm-threads.test.ts checks the bits at several thread counts, built-in and OpenBLAS, and two runtimes at once.
+// cpp/cpu/selftest.sh checks the bits at 1-7 threads, built-in and OpenBLAS, with two callers at once; the pool is in
+// gemm_threads.cc; test/crash-consistency.test.ts trains two runtimes at once on other thread counts.
 
 struct Slabs {
   bool alongN;  // columns of C (else rows)
@@ -323,113 +320,7 @@ void runSlabs(SerialGemm serial, bool tA, bool tB, int M, int N, int K, float al
     for (int i = 0; i < s.count; ++i) slab(i);
 }
 
-thread_local GemmThreads* tlsThreads = nullptr;
-
 }  // namespace
-
-// The pool behind a GemmThreads: size()-1 threads waiting for a job; the caller is participant 0. Slabs are handed
-// out one at a time from a shared counter, so an uneven split or a slow thread costs nothing in correctness.
-class GemmThreads::Pool {
- public:
-  explicit Pool(int n) { start(n); }
-  ~Pool() { stop(); }
-  int size() const { return n_; }
-  void resize(int n) {
-    stop();
-    start(n);
-  }
-
-  void forEach(int count, const std::function<void(int)>& f) {
-    if (n_ <= 1 || count <= 1) {
-      for (int i = 0; i < count; ++i) f(i);
-      return;
-    }
-    {
-      std::lock_guard<std::mutex> lk(m_);
-      job_ = &f;
-      count_ = count;
-      next_.store(0);
-      pending_ = n_ - 1;
-      error_ = nullptr;
-      ++gen_;
-    }
-    cv_.notify_all();
-    work();
-    std::unique_lock<std::mutex> lk(m_);
-    done_.wait(lk, [this] { return pending_ == 0; });
-    job_ = nullptr;
-    if (error_) std::rethrow_exception(error_);
-  }
-
- private:
-  void work() {
-    for (;;) {
-      const int i = next_.fetch_add(1);
-      if (i >= count_) return;
-      try {
-        (*job_)(i);
-      } catch (...) {
-        std::lock_guard<std::mutex> lk(m_);
-        if (!error_) error_ = std::current_exception();
-      }
-    }
-  }
-  void loop(unsigned long seen) {
-    for (;;) {
-      {
-        std::unique_lock<std::mutex> lk(m_);
-        cv_.wait(lk, [&] { return stop_ || gen_ != seen; });
-        if (stop_) return;
-        seen = gen_;
-      }
-      work();
-      std::lock_guard<std::mutex> lk(m_);
-      if (--pending_ == 0) done_.notify_one();
-    }
-  }
-  void start(int n) {
-    n_ = n;
-    stop_ = false;
-    for (int i = 1; i < n_; ++i) workers_.emplace_back([this, g = gen_] { loop(g); });
-  }
-  void stop() {
-    {
-      std::lock_guard<std::mutex> lk(m_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : workers_) t.join();
-    workers_.clear();
-    n_ = 1;
-  }
-
-  std::mutex m_;
-  std::condition_variable cv_, done_;
-  std::vector<std::thread> workers_;
-  const std::function<void(int)>* job_ = nullptr;
-  std::atomic<int> next_{0};
-  int count_ = 0;
-  unsigned long gen_ = 0;
-  int pending_ = 0;
-  int n_ = 1;
-  bool stop_ = false;
-  std::exception_ptr error_;
-};
-
-GemmThreads::GemmThreads(int n) : pool_(std::make_unique<Pool>(1)) { resize(n); }
-GemmThreads::~GemmThreads() {
-  if (tlsThreads == this) tlsThreads = nullptr;
-}
-int GemmThreads::size() const { return pool_->size(); }
-void GemmThreads::resize(int n) {
-  if (n < 1 || n > kMaxGemmThreads)
-    throw std::invalid_argument("GEMM threads must be an integer in [1, " + std::to_string(kMaxGemmThreads) + "], got " +
-                                std::to_string(n));
-  if (n != pool_->size()) pool_->resize(n);
-}
-void GemmThreads::bind(GemmThreads* t) { tlsThreads = t; }
-GemmThreads* GemmThreads::bound() { return tlsThreads; }
-void GemmThreads::forEach(int count, const std::function<void(int)>& f) { pool_->forEach(count, f); }
 
 void sgemmBuiltin(bool tA, bool tB, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
                   float beta, float* C, int ldc) {
