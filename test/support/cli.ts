@@ -18,10 +18,11 @@ export interface Child {
   closeStdout(): void;
 }
 
-export function towerline(args: string[], onLine?: (line: string, child: Child) => void): Promise<Proc> {
+export function towerline(args: string[], onLine?: (line: string, child: Child) => void, onStart?: (child: Child) => void): Promise<Proc> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     const handle: Child = { kill: (s) => child.kill(s), closeStdout: () => child.stdout.destroy() };
+    onStart?.(handle);
     let out = '';
     let err = '';
     let partial = '';
