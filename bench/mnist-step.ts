@@ -30,19 +30,18 @@ interface TorchResult {
 async function measureOurs(): Promise<Map<number, { value: number; reps: number[] }>> {
   const train = await loadMnist('train');
   const dev = NativeDevice.open('cpu', 0);
-  const before = native().gemmInfo().threads;
   const tower = mnistTower(dev, BATCH, LR);
   try {
     const step = mnistSteps(tower, train, BATCH, LR);
     const reps = new Map<number, number[]>(THREADS.map((n) => [n, []]));
     for (const n of THREADS) {
-      native().setGemmThreads(n);
+      dev.gemmThreads = n;
       for (let i = 0; i < WARMUP; i++) await step();
     }
     // Interleave the configurations so a burst of load from other processes does not land on one of them only.
     for (let r = 0; r < REPS; r++) {
       for (const n of THREADS) {
-        native().setGemmThreads(n);
+        dev.gemmThreads = n;
         for (let i = 0; i < 5; i++) await step();  // let the new thread count settle
         const t0 = process.hrtime.bigint();
         for (let i = 0; i < STEPS; i++) await step();
@@ -55,7 +54,6 @@ async function measureOurs(): Promise<Map<number, { value: number; reps: number[
     return new Map([...reps].map(([n, xs]) => [n, { value: medianOfBest(xs, KEEP), reps: xs }]));
   } finally {
     tower.dispose();
-    native().setGemmThreads(before);
     await dev.close();
   }
 }

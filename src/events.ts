@@ -44,6 +44,8 @@ export type RunEvent =
   | { type: 'resumed'; step: number; path: string; bitIdentical: boolean; note: string }
   | { type: 'rolledBack'; step: number; path: string; reason: string; lrScale: number }
   | { type: 'evaluation'; epoch: number; step: number; loss: number; accuracy: number; useEma: boolean }
+  /** Something the app should know that does not stop the run: a skipped damaged checkpoint, a changed layout. */
+  | { type: 'warning'; step: number; message: string }
   /** The run failed with `error` (also the rejection of `done`); the streams complete after this event. */
   | { type: 'failed'; step: number; error: Error };
 

@@ -12,7 +12,7 @@ void registerDeviceBindings(Napi::Env env, Napi::Object exports);
 void registerProgramBindings(Napi::Env env, Napi::Object exports);
 // createComm, setCommSchedule, releaseComm, commStats, validateSchedule (comms.cc)
 void registerCommBindings(Napi::Env env, Napi::Object exports);
-// gemmInfo, setGemmThreads (gemm.cc)
+// gemmInfo, setDeviceGemmThreads, deviceGemmThreads (gemm.cc)
 void registerGemmBindings(Napi::Env env, Napi::Object exports);
 // contract (contract.cc)
 void registerContractBindings(Napi::Env env, Napi::Object exports);

@@ -21,6 +21,8 @@ export class TowerSet {
   running = false;
   /** How the CPU towers share the cores, in words (Note [CPU layout]); reported in `started`. */
   layout: string | undefined;
+  /** Set by close(): a run in flight then fails saying so (src/coordinator/run.ts). */
+  closed = false;
 
   constructor(
     readonly ports: TowerPort[],
@@ -139,6 +141,7 @@ export class TowerSet {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.releaseGroup();
     await Promise.all(this.ports.map((p) => p.close()));
     this.world.close();

@@ -107,7 +107,8 @@ export interface NativeGroupInfo {
 export interface NativeAddon {
   backendKinds(): string[];
   deviceCount(kind: string): number;
-  openDevice(kind: string, index: number): { id: number; name: string; kind: string };
+  /** gemmThreads (default 1): this device's GEMM threads (Note [GEMM threads] in cpp/cpu/gemm.cc); only cpu devices take more than 1. */
+  openDevice(kind: string, index: number, opts?: { gemmThreads?: number }): { id: number; name: string; kind: string; gemmThreads: number };
   closeDevice(id: number): void;
   alloc(device: number, numel: number, dtype: NativeDType): number;
   free(handle: number): void;
@@ -134,8 +135,11 @@ export interface NativeAddon {
   kernelNames(device: number): string[];
   stats(): { devices: number; buffers: number; programs: number; comms: number; bufferBytes: number };
   /** impl: "openblas (dlopen <path>)", or "builtin-avx2"/"builtin-scalar" with why not OpenBLAS (cpp/cpu/gemm.h). */
-  gemmInfo(): { impl: string; threads: number };
-  setGemmThreads(n: number): void;
+  /** kernel: what decides the bits of a product, without paths ('builtin-avx2', 'openblas OpenBLAS 0.3.21 ... core Haswell'). */
+  gemmInfo(): { impl: string; kernel: string };
+  /** A device's GEMM threads from its next kernel on; the results do not change (Note [GEMM threads]). */
+  setDeviceGemmThreads(device: number, n: number): void;
+  deviceGemmThreads(device: number): number;
   /** The hyper slots and the kernel contract table. */
   contract(): NativeContract;
   /** GPUs and their pairwise links; empty (never throws) without the CUDA backend or without a GPU. */
