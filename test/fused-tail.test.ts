@@ -75,7 +75,7 @@ describe(`the fused tail on ${dev.name} equals the unfused kernels bit for bit`,
                 outputs: [h.g!, h.w!, ...slots.map((k) => h[k]!), ...(decay ? [h.shadow!] : [])],
                 attrs: { N, ...attrs, clipNorm, decay },
               }],
-              (h) => [
+              (h): Op[] => [
                 ...(clipNorm ? [{ kernel: 'clip_by_norm', inputs: [h.s!], outputs: [h.g!], attrs: { N, clipNorm } }] : []),
                 { kernel: `${opt}_update`, inputs: [h.g!, h.hyper!], outputs: [h.w!, ...slots.map((k) => h[k]!)], attrs: { N, ...attrs } },
                 ...(decay ? [{ kernel: 'ema_update', inputs: [h.w!], outputs: [h.shadow!], attrs: { N, decay } }] : []),

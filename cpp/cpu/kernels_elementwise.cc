@@ -30,7 +30,7 @@ struct Scale {
 
 }  // namespace
 
-// The factor clip_by_norm scales by (1 when it leaves g alone), shared with the fused tail (kernels_tail.cc).
+// The factor clip_by_norm scales by (1 when it leaves g alone), shared with the fused updates (kernels_optim.cc).
 bool clipFactor(double s, double clipNorm, float* factor) {
   if (s == 0.0) return false;
   const double f = clipNorm / std::sqrt(s);

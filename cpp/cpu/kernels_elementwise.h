@@ -1,4 +1,4 @@
-// What the elementwise kernels share with the fused tail (kernels_tail.cc).
+// What the elementwise kernels share with the fused updates (kernels_optim.cc).
 #pragma once
 
 namespace tl {
