@@ -190,7 +190,7 @@ function convCases(): Case[] {
     { depthRadius: 0, bias: 1, alpha: 0.5, beta: 1 },
     { depthRadius: 5, bias: 0.5, alpha: 0.2, beta: 0.5 },
   ];
-  for (const [N, C] of [[1, 1], [7, 3], [35, 8], [300, 64]] as const) {
+  for (const [N, C] of [[1, 1], [7, 3], [35, 8], [9, 17], [3, 33], [300, 64]] as const) {
     for (const p of lrnParams) {
       const attrs = { N, C, ...p };
       const n = N * C;

@@ -216,6 +216,18 @@ std::vector<Case> cases() {
                  return std::vector<Op>{{"dense_backward", {f32(64), f32(1000), f32(64000)}, {f32(1000), f32(1000)},
                                          at({{"B", 64}, {"I", 1}, {"O", 1000}})}};
                }});
+  // CIFAR-10's LRN after the first pooling: B=128 x 12x12 rows of 64 channels, depth radius 4, beta 0.75
+  const int64_t LRN_N = 128 * 12 * 12, LRN = LRN_N * 64;
+  const auto lrnAttrs = [=] {
+    return at({{"N", (double)LRN_N}, {"C", 64}, {"depthRadius", 4}, {"bias", 1}, {"alpha", 0.001 / 9}, {"beta", 0.75}});
+  };
+  c.push_back({"lrn_forward", "lrn_forward N=18432 C=64 r=4 (CIFAR-10 after pool1)", [=] {
+                 return std::vector<Op>{{"lrn_forward", {f32(LRN)}, {f32(LRN), f32(LRN)}, lrnAttrs()}};
+               }});
+  c.push_back({"lrn_backward", "lrn_backward N=18432 C=64 r=4", [=] {
+                 return std::vector<Op>{{"lrn_backward", {f32(LRN), f32(LRN), f32(LRN), f32(LRN, 1.f, 2.f)}, {f32(LRN)},
+                                         lrnAttrs()}};
+               }});
   c.push_back({"tail_mnist_unfused", "MNIST update tail (after a gradient fill), today's ops: L2 loss+grad, arena norm, momentum x4",
                [] { return tail(kMnist, kMnistL2, false, false, false); }});
   c.push_back({"tail_mnist_fused", "MNIST update tail (after a gradient fill), fused: l2_grad_norm / sum_squares, fused_momentum_update x4",

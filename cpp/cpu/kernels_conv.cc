@@ -1,4 +1,5 @@
-// CPU convolution, pooling, LRN and dropout kernels, NHWC (see docs/kernels.md, "Convolution and pooling").
+// CPU convolution, pooling and dropout kernels, NHWC (see docs/kernels.md, "Convolution and pooling"); LRN is in
+// kernels_lrn.cc.
 // conv2d runs as im2col + sgemm over chunks of output rows; everything else is plain loops on one thread.
 #include <algorithm>
 #include <cmath>
@@ -241,60 +242,6 @@ TL_CPU_KERNEL(maxpool_backward) {
   const float* pdy = dy.f32();
   std::fill(pdx, pdx + g.inNumel(), 0.f);
   for (int64_t o = 0; o < nOut; ++o) pdx[pa[o]] += pdy[o];
-}
-
-// ---- local response normalisation ------------------------------------------------------------------------------
-
-// s^(−beta) in double, with the common exponents done by square roots (CIFAR-10's beta is 0.75).
-static inline double powNeg(double s, double beta) {
-  if (beta == 0.75) { const double q = std::sqrt(s); return 1.0 / (q * std::sqrt(q)); }
-  if (beta == 0.5) return 1.0 / std::sqrt(s);
-  if (beta == 1.0) return 1.0 / s;
-  return std::pow(s, -beta);
-}
-
-// in: x (N,C); out: y (N,C), scale (N,C) = bias + alpha·Σ_{|c'−c| <= r} x[c']² (TF's tf.nn.lrn), y = x·scale^(−beta)
-TL_CPU_KERNEL(lrn_forward) {
-  const LrnArgs& p = c.args<LrnArgs>();
-  const int64_t C = p.C, r = p.r;
-  std::vector<double> sq(C);
-  for (int64_t row = 0; row < p.N; ++row) {
-    const float* x = c.in[0].f32() + row * C;
-    float* y = c.out[0].f32() + row * C;
-    float* sc = c.out[1].f32() + row * C;
-    for (int64_t ch = 0; ch < C; ++ch) sq[ch] = (double)x[ch] * (double)x[ch];
-    double win = 0.0;  // Σ sq over [ch − r, ch + r] ∩ [0, C), slid along the row
-    for (int64_t ch = 0; ch < std::min(r, C); ++ch) win += sq[ch];
-    for (int64_t ch = 0; ch < C; ++ch) {
-      if (ch + r < C) win += sq[ch + r];
-      if (ch - r - 1 >= 0) win -= sq[ch - r - 1];
-      const double s = p.bias + p.alpha * win;
-      const double yv = (double)x[ch] * powNeg(s, p.beta);
-      sc[ch] = (float)s;
-      y[ch] = (float)yv;
-    }
-  }
-}
-
-// in: x, y, dy, scale (N,C); out: dx (N,C) = dy·scale^(−beta) − 2·alpha·beta·x·Σ_{|c−j| <= r} dy[c]·y[c]/scale[c]
-TL_CPU_KERNEL(lrn_backward) {
-  const LrnArgs& p = c.args<LrnArgs>();
-  const int64_t C = p.C, r = p.r;
-  const double k2ab = 2.0 * p.alpha * p.beta;
-  std::vector<double> t(C);
-  for (int64_t row = 0; row < p.N; ++row) {
-    const float *x = c.in[0].f32() + row * C, *y = c.in[1].f32() + row * C, *dy = c.in[2].f32() + row * C,
-                *sc = c.in[3].f32() + row * C;
-    float* dx = c.out[0].f32() + row * C;
-    for (int64_t ch = 0; ch < C; ++ch) t[ch] = (double)dy[ch] * (double)y[ch] / (double)sc[ch];
-    double win = 0.0;
-    for (int64_t ch = 0; ch < std::min(r, C); ++ch) win += t[ch];
-    for (int64_t ch = 0; ch < C; ++ch) {
-      if (ch + r < C) win += t[ch + r];
-      if (ch - r - 1 >= 0) win -= t[ch - r - 1];
-      dx[ch] = (float)((double)dy[ch] * powNeg((double)sc[ch], p.beta) - k2ab * (double)x[ch] * win);
-    }
-  }
 }
 
 // ---- dropout -----------------------------------------------------------------------------------------------------

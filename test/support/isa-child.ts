@@ -12,9 +12,10 @@ import { TAIL_SIZES } from './tail-sizes.js';
 type Spec = { kernel: string; attrs: Record<string, number>; sizes: number[]; outs: number[] };
 const hyper = 8;
 
-/** The kernels with per-ISA loops (elementwise, optimizers, the fused tail, activations' backward, the gather). */
+/** The kernels with per-ISA loops (elementwise, optimizers, the fused tail, activations' backward, LRN, the gather). */
 function cases(N: number): Spec[] {
   const tail = { clipNorm: 0.5, decay: 0.99 };
+  const lrn = { depthRadius: 4, bias: 1, alpha: 0.01, beta: 0.75 };
   return [
     { kernel: 'sum_squares', attrs: { N }, sizes: [N], outs: [1] },
     { kernel: 'l2_loss', attrs: { N, lambda: 0.01 }, sizes: [N], outs: [1] },
@@ -35,6 +36,9 @@ function cases(N: number): Spec[] {
     { kernel: 'sigmoid_backward', attrs: { N }, sizes: [N, N], outs: [N] },
     { kernel: 'tanh_backward', attrs: { N }, sizes: [N, N], outs: [N] },
     { kernel: 'dense_backward', attrs: { B: 3, I: 2, O: N }, sizes: [6, 2 * N, 3 * N], outs: [2 * N, N] },
+    { kernel: 'lrn_forward', attrs: { N: 3, C: N, ...lrn }, sizes: [3 * N], outs: [3 * N, 3 * N] },
+    { kernel: 'lrn_backward', attrs: { N: 3, C: N, ...lrn }, sizes: [3 * N, 3 * N, 3 * N, 3 * N], outs: [3 * N] },
+    { kernel: 'lrn_backward', attrs: { N: 3, C: N, ...lrn, beta: 0.5 }, sizes: [3 * N, 3 * N, 3 * N, 3 * N], outs: [3 * N] },
     { kernel: 'gather_rows_u8', attrs: { B: 5, D: N, R: 9, scale: 1 / 255 }, sizes: [9 * N, 5], outs: [5 * N] },
   ];
 }
@@ -51,6 +55,7 @@ async function kernels(dev: NativeDevice, hash: ReturnType<typeof createHash>) {
         : dtype === 'i32' ? Array.from({ length: n }, () => Math.floor(r() * 9))
         : name === 'hyper' ? [0.05, 3, 0.125, 0, 0, 0, 0, 0]
         : name === 's' ? [4]
+        : name === 'scale' ? Array.from({ length: n }, () => 1 + r())
         : name === 'v' || name === 'y' ? Array.from({ length: n }, () => 0.01 + 0.98 * r())
         : Array.from({ length: n }, () => (r() < 0.5 ? -1 : 1) * (0.05 + r()));
       const ins = c.sizes.map((n, k) => ({ vals: gen(sig.inputs[k]![0], sig.inputs[k]![1], n), dtype: sig.inputs[k]![1] }));
