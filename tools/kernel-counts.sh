@@ -12,7 +12,7 @@
 set -e
 here=$(cd "$(dirname "$0")/.." && pwd)
 src=$here
-flags="-O3 -fno-math-errno -ffp-contract=off"
+flags="-O3 -fno-math-errno -fno-trapping-math -ffp-contract=off"
 mode=count
 cache=
 while [ $# -gt 0 ]; do

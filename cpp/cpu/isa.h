@@ -15,16 +15,17 @@ namespace cpuk {
 // once per process, on first use: TOWERLINE_ISA=scalar|avx2|avx512 when set (an ISA this CPU lacks is an error
 // naming the ones it has), else the widest this CPU and OS support (CPUID). Every tower of a process runs that path.
 //
-// Bit-identity. The addon is compiled with -ffp-contract=off (CMakeLists.txt) and these functions use no FMA, so
-// every path performs the same IEEE single/double operations in the same order: the vectoriser may only lay equal
-// operations side by side (it cannot reassociate without -ffast-math), vdivps/vsqrtps round exactly like
-// divss/sqrtss, and the reductions keep 16 explicit partial sums in double, combined in one fixed tree, on every
-// path. -fno-math-errno turns sqrt into the instruction (no errno branch) without changing its result. So these
-// kernels give the same bits on every path: replicas of one process agree bit for bit, runs repeat bit for bit, and
-// an AVX2 machine and an AVX-512 machine agree on these kernels (test/kernel-isa.test.ts forces each path this CPU
-// has and compares). What is NOT covered across machines: the GEMM (OpenBLAS and the built-in kernel pick their
-// own code per CPU, FMA included) and libm's exp/log/tanh (glibc picks FMA variants by CPU), so a whole training
-// step is bit-identical on one machine, across processes and runs, but not between different CPUs.
+// Bit-identity. The addon is compiled with -ffp-contract=off (CMakeLists.txt) and these functions use no FMA, so every
+// path performs the same IEEE single/double operations in the same order: the vectoriser may only lay equal operations
+// side by side (it cannot reassociate without -ffast-math), vdivps/vsqrtps round exactly like divss/sqrtss, and the
+// reductions keep 16 explicit partial sums in double, combined in one fixed tree, on every path. -fno-math-errno turns
+// sqrt into the instruction (no errno branch) and -fno-trapping-math lets a select or a float-to-int conversion
+// vectorise, neither changing a result. So these kernels give the same bits on every path: replicas of one process
+// agree bit for bit, runs repeat bit for bit, and an AVX2 machine and an AVX-512 machine agree on these kernels
+// (test/kernel-isa.test.ts forces each path this CPU has and compares). What is NOT covered across machines: the GEMM
+// (OpenBLAS and the built-in kernel pick their own code per CPU, FMA included) and libm's exp/log/tanh where kernels
+// still call them (softmax, tanh; glibc picks FMA variants by CPU; sigmoid uses Note [Vector exp] instead), so a whole
+// training step is bit-identical on one machine, across processes and runs, but not between different CPUs.
 
 enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 

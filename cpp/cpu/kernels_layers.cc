@@ -1,6 +1,7 @@
 // CPU layer kernels: dense, activations, softmax cross-entropy, mean loss, accuracy (see docs/kernels.md).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "gemm.h"
@@ -24,10 +25,20 @@ struct ColumnSums {
   }
 };
 
+// An activation's forward, y = f(x) elementwise; y may be x (Note [In-place activation]), which gets its own loop:
+// a loop that may store into what it loads does not vectorise.
+template <class F>
+TL_ISA_INLINE void activationForward(const float* x, float* y, int64_t n, F f) {
+  if (x == y)
+    for (int64_t i = 0; i < n; ++i) y[i] = f(y[i]);
+  else
+    for (int64_t i = 0; i < n; ++i) y[i] = f(x[i]);
+}
+
 // y = max(x, 0) written as a select, so a NaN propagates
 struct Relu {
   TL_ISA_INLINE static void run(const float* x, float* y, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) y[i] = x[i] < 0.f ? 0.f : x[i];
+    activationForward(x, y, n, [](float v) __attribute__((always_inline)) { return v < 0.f ? 0.f : v; });
   }
 };
 
@@ -46,6 +57,40 @@ TL_ISA_INLINE void activationBackward(const float* y, const float* dy, float* dx
 struct ReluBackward {
   TL_ISA_INLINE static void run(const float* y, const float* dy, float* dx, int64_t n) {
     activationBackward(y, dy, dx, n, [](float yi, float d) __attribute__((always_inline)) { return yi > 0.f ? d : 0.f; });
+  }
+};
+
+// Note [Vector exp]: e^x for x <= 0 in plain float operations, so the loops that call it vectorise on every ISA path
+// and give the same bits on each (Note [Kernel ISA]; libm's expf is a call per element): x = k·ln2 + r with k an
+// integer and |r| <= ln2/2 (Cody-Waite: ln2 in a high part exact in 9 bits, k·ln2_hi exact, and a low part), e^r by
+// its Taylor polynomial to degree 7 (error < 2e-8 relative for |r| <= 0.347), times 2^k built in the exponent bits.
+// Below −87 the input is clamped (e^−87 ≈ 1.6e-38, the result stays a normal float); NaN gives NaN.
+TL_ISA_INLINE float expNonPositive(float x) {
+  const float xc = x < -87.f ? -87.f : x;
+  const int k = (int)(xc * 1.44269504f - 0.5f);  // ceil(t − ½) for t = x·log2(e) <= 0: t − k in (−½, ½]
+  const float kf = (float)k;
+  const float r = (xc - kf * 0.693359375f) - kf * -2.12194440e-4f;
+  float p = 1.f / 5040;
+  p = p * r + 1.f / 720;
+  p = p * r + 1.f / 120;
+  p = p * r + 1.f / 24;
+  p = p * r + 1.f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.f;
+  p = p * r + 1.f;
+  const int32_t bits = (int32_t)((uint32_t)(k + 127) << 23);
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+// y = 1/(1+e^−x), from e = e^−|x| (expNonPositive) for either sign, so nothing overflows
+struct Sigmoid {
+  TL_ISA_INLINE static void run(const float* x, float* y, int64_t n) {
+    activationForward(x, y, n, [](float v) __attribute__((always_inline)) {
+      const float e = expNonPositive(v < 0.f ? v : -v);
+      return (v >= 0.f ? 1.f : e) / (1.f + e);  // one division, after the select: a division is not if-converted
+    });
   }
 };
 
@@ -116,15 +161,9 @@ TL_CPU_KERNEL(relu_backward) {
                        c.out[0].f32(), c.args<SizeArgs>().N);
 }
 
-// x (N) -> y (N); exp of a non-positive number only, so no overflow for large |x|
+// x (N) -> y (N); exp of a non-positive number only (expNonPositive), so no overflow for large |x|
 TL_CPU_KERNEL(sigmoid_forward) {
-  const int64_t N = c.args<SizeArgs>().N;
-  const float* x = c.in[0].f32();
-  float* y = c.out[0].f32();
-  for (int64_t i = 0; i < N; ++i) {
-    const float e = std::exp(-std::fabs(x[i]));
-    y[i] = x[i] >= 0.f ? 1.f / (1.f + e) : e / (1.f + e);
-  }
+  perIsa<Sigmoid>(static_cast<const float*>(c.in[0].f32()), c.out[0].f32(), c.args<SizeArgs>().N);
 }
 
 // y (N), dy (N) -> dx (N) = dy·y·(1−y); dx may alias dy
