@@ -80,6 +80,10 @@ function elementwise(): Case[] {
       out.push({ kernel: `${a}_forward`, attrs: { N }, inputs: [{ n: N }], outputs: [{ n: N }] });
       out.push({ kernel: `${a}_backward`, attrs: { N }, inputs: [{ n: N, gen: probsLike }, { n: N }], outputs: [{ n: N }] });
     }
+    // sigmoid's exp (Note [Vector exp]) over its whole range, and on negative inputs only, where the output is e^x
+    // nearly: each of its range reduction steps (k from 0 down to the clamp at -87) is checked there
+    out.push({ kernel: 'sigmoid_forward', attrs: { N }, inputs: [{ n: N, gen: (r, n) => Array.from({ length: n }, () => (r() - 0.5) * 200) }], outputs: [{ n: N }] });
+    out.push({ kernel: 'sigmoid_forward', attrs: { N }, inputs: [{ n: N, gen: (r, n) => Array.from({ length: n }, () => -2 - 18 * r()) }], outputs: [{ n: N }] });
     out.push({ kernel: 'l2_loss', attrs: { N, lambda: 0.004 }, inputs: [{ n: N }], outputs: [{ n: 1 }] });
     out.push({ kernel: 'l2_backward', attrs: { N, lambda: 0.004 }, inputs: [{ n: N }], outputs: [{ n: N }] });
     out.push({ kernel: 'sum_squares', attrs: { N }, inputs: [{ n: N }], outputs: [{ n: 1 }] });

@@ -12,7 +12,7 @@ import { TAIL_SIZES } from './tail-sizes.js';
 type Spec = { kernel: string; attrs: Record<string, number>; sizes: number[]; outs: number[] };
 const hyper = 8;
 
-/** The kernels with per-ISA loops (elementwise, optimizers, the fused tail, activations' backward, LRN, the gather). */
+/** The kernels with per-ISA loops (elementwise, optimizers, the fused tail, activations (sigmoid's forward too), LRN, the gather). */
 function cases(N: number): Spec[] {
   const tail = { clipNorm: 0.5, decay: 0.99 };
   const lrn = { depthRadius: 4, bias: 1, alpha: 0.01, beta: 0.75 };
@@ -33,6 +33,7 @@ function cases(N: number): Spec[] {
     { kernel: 'fused_adam_update', attrs: { N, beta1: 0.5, beta2: 0.9, epsilon: 1e-8, ...tail }, sizes: [1, hyper], outs: [N, N, N, N, N] },
     { kernel: 'relu_forward', attrs: { N }, sizes: [N], outs: [N] },
     { kernel: 'relu_backward', attrs: { N }, sizes: [N, N], outs: [N] },
+    { kernel: 'sigmoid_forward', attrs: { N }, sizes: [N], outs: [N] },
     { kernel: 'sigmoid_backward', attrs: { N }, sizes: [N, N], outs: [N] },
     { kernel: 'tanh_backward', attrs: { N }, sizes: [N, N], outs: [N] },
     { kernel: 'dense_backward', attrs: { B: 3, I: 2, O: N }, sizes: [6, 2 * N, 3 * N], outs: [2 * N, N] },
@@ -56,6 +57,7 @@ async function kernels(dev: NativeDevice, hash: ReturnType<typeof createHash>) {
         : name === 'hyper' ? [0.05, 3, 0.125, 0, 0, 0, 0, 0]
         : name === 's' ? [4]
         : name === 'scale' ? Array.from({ length: n }, () => 1 + r())
+        : c.kernel === 'sigmoid_forward' ? Array.from({ length: n }, () => (r() - 0.5) * 240)
         : name === 'v' || name === 'y' ? Array.from({ length: n }, () => 0.01 + 0.98 * r())
         : Array.from({ length: n }, () => (r() < 0.5 ? -1 : 1) * (0.05 + r()));
       const ins = c.sizes.map((n, k) => ({ vals: gen(sig.inputs[k]![0], sig.inputs[k]![1], n), dtype: sig.inputs[k]![1] }));
