@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { native } from '../src/native/addon.js';
+import { addonInfo } from '../src/native/load.js';
 
 const CHILD = fileURLToPath(new URL('./support/isa-child.ts', import.meta.url));
 
@@ -29,9 +30,10 @@ interface ChildResult {
 describe('CPU kernel ISA paths', () => {
   const { isa, available } = native().kernelIsa();
 
-  it('this process runs the widest path the CPU has, unless TOWERLINE_ISA picks one', () => {
+  it('this process runs the widest path the CPU has, unless TOWERLINE_ISA picks one; addonInfo says which', () => {
     assert.ok(available.includes('scalar'), `available: ${available.join(', ')}`);
     assert.equal(isa, process.env.TOWERLINE_ISA || available.at(-1));
+    assert.equal(addonInfo().kernels, isa);
   });
 
   const results = new Map<string, ChildResult>();
