@@ -174,6 +174,7 @@ function convCases(): Case[] {
     [2, 7, 5, 4, 3, 2, 1, 2, 1],
     [1, 6, 6, 2, 2, 2, 2, 2, 1],
     [2, 24, 24, 64, 3, 3, 2, 2, 1], // CIFAR-10 pool1
+    [2, 9, 8, 17, 3, 3, 2, 2, 1], // channels past a whole number of vectors
   ];
   for (const [B, H, W, C, KH, KW, SH, SW, padding] of pools) {
     const OH = outDim(H, KH, SH, padding), OW = outDim(W, KW, SW, padding);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gemm.h"
+#include "isa.h"
 #include "kernels_cpu.h"
 
 namespace tl {
@@ -155,49 +156,56 @@ TL_CPU_KERNEL(conv2d_backward) {
 
 // ---- max pooling -------------------------------------------------------------------------------------------------
 
+namespace {
+
+// The window loops of maxpool_forward on the ISA path (Note [Kernel ISA] in isa.h): selects only, the same bits on each.
+struct MaxpoolForward {
+  TL_ISA_INLINE static void run(const ConvGeom* gp, const float* px, float* py, int32_t* pa) {
+    const ConvGeom& g = *gp;
+    const int64_t C = g.C;
+    for (int64_t b = 0; b < g.B; ++b)
+      for (int64_t oh = 0; oh < g.OH; ++oh) {
+        const int64_t ih0 = oh * g.SH - g.padTop;
+        const int64_t h0 = std::max<int64_t>(ih0, 0), h1 = std::min<int64_t>(ih0 + g.KH, g.H);
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+          const int64_t iw0 = ow * g.SW - g.padLeft;
+          const int64_t w0 = std::max<int64_t>(iw0, 0), w1 = std::min<int64_t>(iw0 + g.KW, g.W);
+          const int64_t o = ((b * g.OH + oh) * g.OW + ow) * C;
+          float* __restrict__ yo = py + o;
+          int32_t* __restrict__ ao = pa + o;
+          bool first = true;
+          for (int64_t ih = h0; ih < h1; ++ih)
+            for (int64_t iw = w0; iw < w1; ++iw) {
+              const int64_t base = ((b * g.H + ih) * g.W + iw) * C;
+              const float* __restrict__ xi = px + base;
+              if (first) {
+                for (int64_t ch = 0; ch < C; ++ch) { yo[ch] = xi[ch]; ao[ch] = (int32_t)(base + ch); }
+                first = false;
+              } else {
+                const int32_t b32 = (int32_t)base, C32 = (int32_t)C;
+                for (int32_t ch = 0; ch < C32; ++ch) {  // branch-free selects, so the channel loop vectorises
+                  const float v = xi[ch], cur = yo[ch];
+                  const int32_t a = ao[ch];
+                  const int32_t m = -(int32_t)(v > cur);  // all ones where v wins
+                  yo[ch] = v > cur ? v : cur;
+                  ao[ch] = (a & ~m) | ((b32 + ch) & m);
+                }
+              }
+            }
+          if (first)  // unreachable under the padding rules (every window holds an input cell); kept total
+            for (int64_t ch = 0; ch < C; ++ch) { yo[ch] = 0.f; ao[ch] = -1; }
+        }
+      }
+  }
+};
+
+}  // namespace
+
 // in: x (B,H,W,C); out: y (B,OH,OW,C), argmax (B,OH,OW,C) i32. The first maximum in window order (kh, kw), i.e. the
 // lowest flat index, wins ties; padding cells never take part.
 TL_CPU_KERNEL(maxpool_forward) {
   const PoolArgs& a = c.args<PoolArgs>();
-  const ConvGeom& g = a.g;
-  const TensorRef &x = c.in[0], &y = c.out[0], &am = c.out[1];
-  const int64_t C = g.C;
-  const float* px = x.f32();
-  float* py = y.f32();
-  int32_t* pa = am.i32();
-  for (int64_t b = 0; b < g.B; ++b)
-    for (int64_t oh = 0; oh < g.OH; ++oh) {
-      const int64_t ih0 = oh * g.SH - g.padTop;
-      const int64_t h0 = std::max<int64_t>(ih0, 0), h1 = std::min<int64_t>(ih0 + g.KH, g.H);
-      for (int64_t ow = 0; ow < g.OW; ++ow) {
-        const int64_t iw0 = ow * g.SW - g.padLeft;
-        const int64_t w0 = std::max<int64_t>(iw0, 0), w1 = std::min<int64_t>(iw0 + g.KW, g.W);
-        const int64_t o = ((b * g.OH + oh) * g.OW + ow) * C;
-        float* __restrict__ yo = py + o;
-        int32_t* __restrict__ ao = pa + o;
-        bool first = true;
-        for (int64_t ih = h0; ih < h1; ++ih)
-          for (int64_t iw = w0; iw < w1; ++iw) {
-            const int64_t base = ((b * g.H + ih) * g.W + iw) * C;
-            const float* __restrict__ xi = px + base;
-            if (first) {
-              for (int64_t ch = 0; ch < C; ++ch) { yo[ch] = xi[ch]; ao[ch] = (int32_t)(base + ch); }
-              first = false;
-            } else {
-              const int32_t b32 = (int32_t)base, C32 = (int32_t)C;
-              for (int32_t ch = 0; ch < C32; ++ch) {  // branch-free selects, so the channel loop vectorises
-                const float v = xi[ch], cur = yo[ch];
-                const int32_t a = ao[ch];
-                const int32_t m = -(int32_t)(v > cur);  // all ones where v wins
-                yo[ch] = v > cur ? v : cur;
-                ao[ch] = (a & ~m) | ((b32 + ch) & m);
-              }
-            }
-          }
-        if (first)  // unreachable under the padding rules (every window holds an input cell); kept total
-          for (int64_t ch = 0; ch < C; ++ch) { yo[ch] = 0.f; ao[ch] = -1; }
-      }
-    }
+  perIsa<MaxpoolForward>(&a.g, static_cast<const float*>(c.in[0].f32()), c.out[0].f32(), c.out[1].i32());
 }
 
 // in: dy (B,OH,OW,C), argmax (B,OH,OW,C) i32; out: dx (B,H,W,C) = 0, then dx[argmax[o]] += dy[o].

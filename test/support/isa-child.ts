@@ -12,7 +12,7 @@ import { TAIL_SIZES } from './tail-sizes.js';
 type Spec = { kernel: string; attrs: Record<string, number>; sizes: number[]; outs: number[] };
 const hyper = 8;
 
-/** The kernels with per-ISA loops (elementwise, optimizers, the fused tail, activations (sigmoid's forward too), LRN, the gather). */
+/** The kernels with per-ISA loops (elementwise, optimizers, the fused tail, activations (sigmoid's forward too), LRN, max pooling, the gather). */
 function cases(N: number): Spec[] {
   const tail = { clipNorm: 0.5, decay: 0.99 };
   const lrn = { depthRadius: 4, bias: 1, alpha: 0.01, beta: 0.75 };
@@ -40,6 +40,8 @@ function cases(N: number): Spec[] {
     { kernel: 'lrn_forward', attrs: { N: 3, C: N, ...lrn }, sizes: [3 * N], outs: [3 * N, 3 * N] },
     { kernel: 'lrn_backward', attrs: { N: 3, C: N, ...lrn }, sizes: [3 * N, 3 * N, 3 * N, 3 * N], outs: [3 * N] },
     { kernel: 'lrn_backward', attrs: { N: 3, C: N, ...lrn, beta: 0.5 }, sizes: [3 * N, 3 * N, 3 * N, 3 * N], outs: [3 * N] },
+    // SAME 3x3/2 pooling of 2 images 5x4 with N channels: OH = 3, OW = 2
+    { kernel: 'maxpool_forward', attrs: { B: 2, H: 5, W: 4, C: N, KH: 3, KW: 3, SH: 2, SW: 2, padding: 1, OH: 3, OW: 2 }, sizes: [40 * N], outs: [12 * N, 12 * N] },
     { kernel: 'gather_rows_u8', attrs: { B: 5, D: N, R: 9, scale: 1 / 255 }, sizes: [9 * N, 5], outs: [5 * N] },
   ];
 }
