@@ -7,13 +7,14 @@
 namespace tl {
 namespace cpuk {
 
-// Note [Kernel ISA]: the element loops of the CPU kernels (elementwise, optimizers, the fused tail, the row gather)
-// are written once, as the always-inline `run` of a small struct, and compiled three times by perIsa<K>(...):
-// runScalar (the architecture's baseline, SSE2 on x86-64: the portable fallback), runAvx2 and runAvx512 (GCC
-// target attributes on those functions only, so no wider instruction can leak into code that runs before the check;
-// tools/prebuild.mjs allows ymm/zmm registers only in functions whose names carry Avx2/Avx512). The path is chosen
-// once per process, on first use: TOWERLINE_ISA=scalar|avx2|avx512 when set (an ISA this CPU lacks is an error
-// naming the ones it has), else the widest this CPU and OS support (CPUID). Every tower of a process runs that path.
+// Note [Kernel ISA]: the element loops of the CPU kernels (elementwise, optimizers, the fused tail, activations, LRN,
+// max pooling, the row gather; kernels_sums.cc in intrinsics) are written once, as the always-inline `run` of a small
+// struct, and compiled three times by perIsa<K>(...): runScalar (the architecture's baseline, SSE2 on x86-64: the
+// portable fallback), runAvx2 and runAvx512 (GCC target attributes on those functions only, so no wider instruction can
+// leak into code that runs before the check; tools/prebuild.mjs allows ymm/zmm registers only in functions whose names
+// carry Avx2/Avx512). The path is chosen once per process, on first use: TOWERLINE_ISA=scalar|avx2|avx512 when set (an
+// ISA this CPU lacks is an error naming the ones it has), else the widest this CPU and OS support (CPUID). Every tower
+// of a process runs that path.
 //
 // Bit-identity. The addon is compiled with -ffp-contract=off (CMakeLists.txt) and these functions use no FMA, so every
 // path performs the same IEEE single/double operations in the same order: the vectoriser may only lay equal operations
