@@ -14,7 +14,7 @@ void registerProgramBindings(Napi::Env env, Napi::Object exports);
 void registerCommBindings(Napi::Env env, Napi::Object exports);
 // gemmInfo, setDeviceGemmThreads, deviceGemmThreads (gemm.cc)
 void registerGemmBindings(Napi::Env env, Napi::Object exports);
-// contract (contract.cc)
+// contract, kernelIsa (contract.cc)
 void registerContractBindings(Napi::Env env, Napi::Object exports);
 // topology, p2pSelfTest, setP2PEnabled (gpu.cc; what they do comes from the GPU inspection hook)
 void registerGpuBindings(Napi::Env env, Napi::Object exports);

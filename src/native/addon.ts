@@ -142,6 +142,11 @@ export interface NativeAddon {
   deviceGemmThreads(device: number): number;
   /** The hyper slots and the kernel contract table. */
   contract(): NativeContract;
+  /**
+   * The CPU kernels' ISA path in this process ('scalar' | 'avx2' | 'avx512': TOWERLINE_ISA, else the widest) and the
+   * paths this CPU has (Note [Kernel ISA] in cpp/cpu/isa.h). Throws when TOWERLINE_ISA names a path it lacks.
+   */
+  kernelIsa(): { isa: string; available: string[] };
   /** GPUs and their pairwise links; empty (never throws) without the CUDA backend or without a GPU. */
   topology(): NativeTopology;
   /** Copies test patterns between every ordered pair of the given GPUs; [] for []. A corrupted pair loses P2P. */
