@@ -44,7 +44,6 @@ const PER_PROGRAM = 20;  // the step's GEMMs this many times per program, so the
  */
 export async function gemmFloor(shapes: GemmShape[], threads: number[], opts: { steps: number; reps: number; keep: number }): Promise<Map<number, { value: number; reps: number[] }>> {
   const dev = NativeDevice.open('cpu', 0);
-  const before = native().gemmInfo().threads;
   const handles: number[] = [];
   const alloc = (n: number, fill: boolean) => {
     const h = dev.alloc(n);
@@ -63,12 +62,12 @@ export async function gemmFloor(shapes: GemmShape[], threads: number[], opts: { 
     const runs = Math.max(1, Math.round(opts.steps / PER_PROGRAM));
     const reps = new Map<number, number[]>(threads.map((n) => [n, []]));
     for (const n of threads) {
-      native().setGemmThreads(n);
+      dev.gemmThreads = n;
       for (let i = 0; i < 3; i++) await dev.run(program);
     }
     for (let r = 0; r < opts.reps; r++) {
       for (const n of threads) {
-        native().setGemmThreads(n);
+        dev.gemmThreads = n;
         await dev.run(program);
         const t0 = process.hrtime.bigint();
         for (let i = 0; i < runs; i++) await dev.run(program);
@@ -80,7 +79,6 @@ export async function gemmFloor(shapes: GemmShape[], threads: number[], opts: { 
     return new Map([...reps].map(([n, xs]) => [n, { value: medianOfBest(xs, opts.keep), reps: xs }]));
   } finally {
     handles.forEach((h) => dev.free(h));
-    native().setGemmThreads(before);
     await dev.close();
   }
 }
