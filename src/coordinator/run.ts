@@ -6,9 +6,17 @@ import type { RunEvent, StepEvent, TrainRun, RunSummary } from '../events.js';
 import type { RunObserver, RunStreams, StepRecord } from '../observers/observer.js';
 import { tensorBoardObserver } from '../observers/tensorboard.js';
 import { traceObserver } from '../observers/trace.js';
-import { TrainLoop } from './train-loop.js';
+import { TrainLoop, type LoopContext } from './train-loop.js';
 import type { FaultPlan } from './step.js';
 import type { TowerSet } from './towers.js';
+
+/** How a run trains (synchronous steps here; the parameter server's loop in src/async/run.ts) and what observes it. */
+export interface RunKind {
+  loop(c: LoopContext): { run(): Promise<RunSummary>; readonly state: { step: number } };
+  observers(o: ResolvedTrainOptions, streams: RunStreams, towers: TowerSet): Promise<RunObserver[]>;
+}
+
+const syncRun: RunKind = { loop: (c) => new TrainLoop(c), observers: openObservers };
 
 async function openObservers(o: ResolvedTrainOptions, streams: RunStreams, towers: TowerSet): Promise<RunObserver[]> {
   const out: RunObserver[] = [];
@@ -21,12 +29,12 @@ async function openObservers(o: ResolvedTrainOptions, streams: RunStreams, tower
   return out;
 }
 
-export function startRun(towers: TowerSet, o: ResolvedTrainOptions, rt: { callMs: number; shares: 'equal' | 'speed'; faults: FaultPlan | undefined }): TrainRun {
+export function startRun(towers: TowerSet, o: ResolvedTrainOptions, rt: { callMs: number; shares: 'equal' | 'speed'; faults: FaultPlan | undefined }, kind: RunKind = syncRun): TrainRun {
   const steps = new ReplaySubject<StepEvent>(1);
   const records = new Subject<StepRecord>();
   const events = new Subject<RunEvent>();
   let stopRequested = false;
-  const loop = new TrainLoop({
+  const loop = kind.loop({
     towers,
     o,
     callMs: rt.callMs,
@@ -43,7 +51,7 @@ export function startRun(towers: TowerSet, o: ResolvedTrainOptions, rt: { callMs
   towers.running = true;
   towers.hold(true);
   const run = async (): Promise<RunSummary> => {
-    const observers = await openObservers(o, { records$: records, events$: events }, towers);
+    const observers = await kind.observers(o, { records$: records, events$: events }, towers);
     try {
       return await loop.run();
     } finally {
