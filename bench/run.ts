@@ -12,9 +12,10 @@ import { cudaDevices, gpu } from './gpu.js';
 import { mnistStep } from './mnist-step.js';
 import { towersStep } from './towers-step.js';
 import { cifarBench } from './cifar.js';
+import { groupBench } from './group.js';
 import type { Row, Section } from './section.js';
 
-const SECTIONS: Section[] = [mnistStep, allreduce, towersStep, cifarBench, gpu];
+const SECTIONS: Section[] = [mnistStep, allreduce, towersStep, cifarBench, groupBench, gpu];
 // Sections run only when named, unless their condition holds (gpu: where CUDA devices exist).
 const ONLY_WHEN: Record<string, () => boolean> = { gpu: () => cudaDevices() > 0 };
 

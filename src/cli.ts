@@ -14,6 +14,8 @@ import { loadCheckpoint } from './io/checkpoint.js';
 import { NativeDevice } from './backend/native-device.js';
 import { Tower } from './model/tower.js';
 import { loadMnist } from './data/mnist.js';
+import { registerLaunch } from './cli/launch.js';
+import { groupRequested } from './group/options.js';
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
@@ -112,7 +114,7 @@ async function train(f: TrainFlags): Promise<number> {
     ...(f.histogramsEvery ? { histogramsEvery: f.histogramsEvery } : {}),
     ...(f.trace ? { traceFile: f.trace } : {}),
   });
-  const rt = await createRuntime({ devices: f.devices, reduction: { algorithm: f.reduction } });
+  const rt = await createRuntime({ devices: f.devices, reduction: { algorithm: f.reduction }, ...(groupRequested() ? { group: true } : {}) }); // under towerline launch, mpirun, srun
   const tty = process.stdout.isTTY === true;
   let stopping = false;
   let exitCode = 0;
@@ -151,7 +153,7 @@ async function train(f: TrainFlags): Promise<number> {
         if (e.type === 'started') total = e.totalSteps;
         if (e.type === 'evaluation') process.stdout.write(`epoch ${e.epoch + 1}: test accuracy ${(e.accuracy * 100).toFixed(2)}%${e.useEma ? ' (EMA weights)' : ''}\n`);
         if (e.type === 'checkpoint' && !tty) process.stdout.write(`checkpoint at step ${e.step}: ${e.path}\n`);
-        if (e.type === 'resumed') process.stdout.write(`resumed from ${e.path} at step ${e.step}\n`);
+        if (e.type === 'resumed') process.stdout.write(`resumed from ${e.path} at step ${e.step} (${e.note})\n`);
         if (e.type === 'skipped') process.stdout.write(`step ${e.step} skipped: ${e.reason}\n`);
       },
     });
@@ -243,6 +245,7 @@ export function buildCli(): Command {
       const { allreduceTable } = await import('./collective-bench.js');
       process.stdout.write(await allreduceTable(f.towers, f.maxBytes));
     });
+  registerLaunch(program); // towerline launch (src/cli/launch.ts)
   return program;
 }
 

@@ -58,7 +58,8 @@ export type RunEvent =
   | { type: 'skipped'; step: number; reason: string }
   | { type: 'checkpoint'; step: number; path: string }
   | { type: 'replicas'; step: number; consistent: boolean; differing: string[]; detail: string }
-  | { type: 'resumed'; step: number; path: string }
+  /** Resumed from `path`: `note` says on which world, and whether the trajectory stays bit-identical. */
+  | { type: 'resumed'; step: number; path: string; bitIdentical: boolean; note: string }
   | { type: 'rolledBack'; step: number; path: string; reason: string; lrScale: number }
   | { type: 'evaluation'; epoch: number; step: number; loss: number; accuracy: number; useEma: boolean }
   /** Mode 'async': a tower died, failed or missed its deadline; training goes on with `remaining` towers. */

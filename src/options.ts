@@ -8,6 +8,7 @@ import { parseReduction, type reductionSchema } from './scheduler/select.js';
 import type { ReductionStrategy } from './scheduler/schedule.js';
 import type { ModelSpec, OptimizerSpec } from './spec-types.js';
 import type { DataInput } from './data/inputs.js';
+import type { GroupOptionsInput } from './group/options.js';
 
 /** The all-reduce: a built-in algorithm ('auto' picks by tower count and size), or your own strategy. */
 export type ReductionOptions = { algorithm?: 'auto' | 'ring' | 'tree' | 'naive'; chunkElems?: number } | { custom: ReductionStrategy };
@@ -25,7 +26,16 @@ export interface RuntimeOptions {
    * measured examples/sec (heterogeneous devices). Both are exact: each shard is weighted by 1/global batch.
    */
   shares?: 'equal' | 'speed';
+  /**
+   * Train with the towers of other processes too (Note [Process dimension] in src/group/world.ts): `true` takes the
+   * process group's settings from the environment a launcher set (`towerline launch`, torchrun, mpirun, srun), or
+   * give them here (explicit fields win). The towers of this process are its slots; every process runs as many.
+   */
+  group?: boolean | GroupSettings;
 }
+
+/** A process group's settings (src/group/options.ts); `slots` defaults to this process's device count. */
+export type GroupSettings = Partial<GroupOptionsInput>;
 
 /** What to do when the guards fire (Note [Non-finite guard] in src/model/tower.ts). */
 export interface GuardOptions {
@@ -135,7 +145,20 @@ const runSettingsShape = {
   maxStaleness: z.union([z.number().int().min(0), z.literal(Infinity), z.literal('unbounded')]).optional(), // I: async staleness bound
   stalenessLr: z.boolean().optional(), // I: async: learning rate / (1 + lag)
 };
-export const runSettingsSchema = z.object(runSettingsShape).strict();
+export const runSettingsSchema = z
+  .object({
+    ...runSettingsShape,
+    // The world a checkpoint was written on (H, issue 14): recorded, not a train option; a resume on another world
+    // is allowed and says whether it stays bit-identical (src/group/resume.ts).
+    world: z
+      .object({
+        processes: positiveInt, // processes in the run (the group's world size)
+        towersPerProcess: positiveInt, // towers in each process (the group's slots)
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
 export type RunSettings = z.output<typeof runSettingsSchema>;
 
 export const trainOptionsSchema = z
@@ -171,6 +194,7 @@ export const runtimeOptionsSchema = z
     callTimeoutMs: positiveInt.default(60_000),
     collectiveTimeoutMs: positiveInt.default(30_000),
     shares: z.enum(['equal', 'speed']).default('equal'),
+    group: z.union([z.boolean(), z.custom<GroupSettings>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'expected true or the group settings')]).optional(), // checked by src/group/options.ts
   })
   .strict();
 export type ResolvedRuntimeOptions = Omit<z.output<typeof runtimeOptionsSchema>, 'reduction'> & { reduction: ReductionOptions | undefined };

@@ -3,7 +3,7 @@
 import { parseDevices } from './devices.js';
 import { parseRuntimeOptions, parseTrainOptions, type ReductionOptions, type ResolvedRuntimeOptions, type RuntimeOptions, type TrainOptions } from './options.js';
 import type { Schedule } from './scheduler/schedule.js';
-import { planReduction } from './scheduler/select.js';
+import { joinWorld } from './group/join.js';
 import type { TrainRun } from './events.js';
 import { connectLocalGroup } from './group/local-group.js';
 import type { ConnectGroup } from './group/group.js';
@@ -44,8 +44,16 @@ export class Runtime {
   static async open(opts: RuntimeOptions, openPorts: PortOpener, connect: ConnectGroup): Promise<Runtime> {
     const o = parseRuntimeOptions(opts);
     const slots = parseDevices(o.devices);
-    planReduction(o.reduction, { ranks: slots.length, length: 16 }); // a bad strategy fails before any tower starts
-    const towers = new TowerSet(openPorts(slots, { callMs: o.callTimeoutMs }), connect, o.reduction, o.collectiveTimeoutMs);
+    // A bad strategy fails before any tower starts; with a group, after every process joined (src/group/join.ts).
+    const world = await joinWorld(o, slots.length);
+    let ports: ReturnType<PortOpener>;
+    try {
+      ports = openPorts(slots, { callMs: o.callTimeoutMs, processesOnHost: world.processesOnHost });
+    } catch (e) {
+      world.close();
+      throw e;
+    }
+    const towers = new TowerSet(ports, connect, o.reduction, o.collectiveTimeoutMs, world);
     return new Runtime(towers, o);
   }
 

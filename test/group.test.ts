@@ -11,6 +11,9 @@ import { assertGroupsAvailable, groupSupport, groupsUnavailableMessage } from '.
 import { tokenProofs } from '../src/group/token.js';
 import { hierarchicalSchedule } from '../src/scheduler/hierarchical.js';
 import { ConfigError } from '../src/util/validate.js';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { ensureBuilt, ROOT } from './support/consumer.js';
 import { killAll, spawnRank, startRedis, tempStore, type Rank, type RankEvent } from './support/ranks.js';
 import type { ChildArgs } from './support/group-child.js';
 
@@ -66,8 +69,41 @@ describe('group options', () => {
     assert.match(msg, /apt-get install libgloo-dev libhiredis-dev/);
     assert.match(msg, /npm run build:native/);
     assert.throws(() => assertGroupsAvailable({ available: false, reason: 'configured with -DTOWERLINE_GLOO=OFF', stores: [], transports: [] }), /TOWERLINE_GLOO=OFF.*libgloo-dev/);
+    assert.match(msg, /TOWERLINE_BUILD_FROM_SOURCE=1 npm rebuild towerline/);
     // This build has them (CI installs libgloo-dev and libhiredis-dev).
     assert.deepEqual(groupSupport(), { available: true, gloo: groupSupport().gloo, stores: ['file', 'redis'], transports: ['tcp'] });
+  });
+});
+
+describe('the prebuilt addon (built with -DTOWERLINE_GLOO=OFF)', () => {
+  it('createRuntime({ group }) says why there are no process groups and how to build them; one process still opens a runtime', { timeout: 600_000 }, async () => {
+    // test/consumer.test.ts (which runs first) builds it; standalone this builds it (minutes).
+    ensureBuilt((s) => console.log(`# ${s}`));
+    const addon = join(ROOT, 'prebuilds', `${process.platform}-${process.arch}`, 'towerline.node');
+    const code = [
+      "import { createRuntime } from './src/runtime.ts';",
+      "import { groupSupport } from './src/group/support.ts';",
+      'console.log(JSON.stringify({ support: groupSupport() }));',
+      "try { await createRuntime({ devices: 'cpu:0', group: { rank: 0, worldSize: 2, runId: 'r', rdzv: 'file:///tmp/towerline-none' } }); console.log('JOINED?'); }",
+      "catch (e) { console.log(JSON.stringify({ error: e.message })); }",
+      "const rt = await createRuntime({ devices: 'cpu:0' }); await rt.close(); console.log('ALONE OK');",
+    ].join('\n');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, TOWERLINE_ADDON: addon },
+      timeout: 120_000,
+    });
+    const lines = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { support?: { available: boolean; reason: string }; error?: string });
+    assert.deepEqual(lines[0]?.support && { available: lines[0].support.available, reason: lines[0].support.reason }, {
+      available: false,
+      reason: 'this addon was configured with -DTOWERLINE_GLOO=OFF',
+    }, r.stdout + r.stderr);
+    const error = lines[1]?.error ?? '';
+    assert.match(error, /multi-process training needs process groups, which this addon does not have \(this addon was configured with -DTOWERLINE_GLOO=OFF; the prebuilt addon/);
+    assert.match(error, /apt-get install libgloo-dev libhiredis-dev/);
+    assert.match(error, /TOWERLINE_BUILD_FROM_SOURCE=1 npm rebuild towerline/);
+    assert.match(r.stdout, /^ALONE OK$/m, 'the same addon opens a runtime in one process');
   });
 });
 

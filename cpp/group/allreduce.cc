@@ -20,14 +20,18 @@ namespace group {
 // We pin RING (rather than Gloo's default) so every process runs this algorithm whatever the default becomes.
 // test/group.test.ts compares the result's bytes across 2 and 3 processes, for lengths from 1 to 1M + 3.
 
-void GlooGroup::allReduce(int slot, Buffer& buf, int64_t offset, int64_t length) {
-  const std::string op = "all-reduce (slot " + std::to_string(slot) + ")";
+void GlooGroup::checkSlotRange(const std::string& op, int slot, const Buffer& buf, int64_t offset, int64_t length) const {
   TL_CHECK(slot >= 0 && slot < opts_.slots, describe() << ": " << op << ": slot must be in [0, " << opts_.slots << ")");
   TL_CHECK(buf.dtype == DType::F32, describe() << ": " << op << ": buffer #" << buf.handle << " must be f32");
   TL_CHECK(offset >= 0 && length >= 0 && offset <= buf.numel - length,
            describe() << ": " << op << ": range [" << offset << ", " << offset + length << ") is outside buffer #" << buf.handle
                       << " of " << buf.numel << " elements");
   TL_CHECK(!stopped_.load(), stopped() << " (" << op << " not started)");
+}
+
+void GlooGroup::allReduce(int slot, Buffer& buf, int64_t offset, int64_t length) {
+  const std::string op = "all-reduce (slot " + std::to_string(slot) + ")";
+  checkSlotRange(op, slot, buf, offset, length);
   if (length == 0) return;  // every process runs the same schedule, so all of them skip it
   std::lock_guard<std::mutex> lk(*slotMu_[slot]);
   // Staged through host memory for every backend (a copy for cpu towers; the host-staged path for GPUs).

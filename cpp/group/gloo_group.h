@@ -39,6 +39,7 @@ class GlooGroup final : public ProcessGroup, public std::enable_shared_from_this
   void barrier(int64_t timeoutMs) override;                                          // barrier.cc
   std::vector<std::vector<uint8_t>> allGather(const std::vector<uint8_t>& mine, int64_t timeoutMs) override;  // allgather.cc
   std::vector<uint8_t> broadcast(const std::vector<uint8_t>& mine, int root, int64_t timeoutMs) override;      // broadcast.cc
+  void broadcastBuffer(int slot, Buffer& buf, int64_t offset, int64_t length, int root) override;                // broadcast.cc
 
   void abort(const std::string& why) override;
   void close() override;
@@ -50,6 +51,8 @@ class GlooGroup final : public ProcessGroup, public std::enable_shared_from_this
   // Runs one op's body (Gloo calls); a failure goes through fail(). Throws at once when the group is stopped.
   void guard(const std::string& op, int64_t timeoutMs, const std::function<void()>& body);
   std::chrono::milliseconds deadline(int64_t timeoutMs) const;
+  // The checks every op on a slot's buffer range makes first (allreduce.cc): slot, dtype, range, not stopped.
+  void checkSlotRange(const std::string& op, int slot, const Buffer& buf, int64_t offset, int64_t length) const;
   [[noreturn]] void fail(const std::string& op, const std::exception& e, int64_t timeoutMs);
 
   // Note [Failure diagnosis] (failure.cc): the cause, and the rank that reported it when adopted from another.

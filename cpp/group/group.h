@@ -49,6 +49,10 @@ class ProcessGroup : public RemoteReducer {
   virtual void barrier(int64_t timeoutMs) = 0;
   virtual std::vector<std::vector<uint8_t>> allGather(const std::vector<uint8_t>& mine, int64_t timeoutMs) = 0;
   virtual std::vector<uint8_t> broadcast(const std::vector<uint8_t>& mine, int root, int64_t timeoutMs) = 0;
+  // Copies [offset, offset+length) of `buf` (f32) on process `root` to the same range of `buf` on every other process,
+  // on `slot`'s context and the calling device thread, host staged like allReduce (the start-up weights: tower 0 of
+  // rank 0 to tower 0 of every rank). Bytes are copied, never summed, so every process ends with root's bits.
+  virtual void broadcastBuffer(int slot, Buffer& buf, int64_t offset, int64_t length, int root) = 0;
   // The first cause of failure, empty while the group is healthy.
   virtual std::string abortedWith() const = 0;
   // Closes every connection; returns at once and never throws. Later ops fail naming the close.

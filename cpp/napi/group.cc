@@ -1,6 +1,7 @@
 // Process group bindings (cpp/group/): groupSupport, createGroup, groupInfo, groupBarrier, groupAllGather,
-// groupBroadcast, groupAllReduce, attachCommGroup, abortGroup, closeGroup. Blocking work (rendezvous, control
-// collectives) runs on a worker thread and settles a promise; groupAllReduce runs on the buffer's device thread.
+// groupBroadcast, groupAllReduce, groupBroadcastBuffer, attachCommGroup, abortGroup, closeGroup. Blocking work
+// (rendezvous, control collectives) runs on a worker thread and settles a promise; groupAllReduce and
+// groupBroadcastBuffer run on the buffer's device thread.
 #include <cmath>
 #include <map>
 #include <mutex>
@@ -246,6 +247,22 @@ Napi::Value GroupAllReduce(const Napi::CallbackInfo& info) {
   });
 }
 
+// groupBroadcastBuffer(group, buffer, slot, offset, length, root): root's range copied to every process, on the
+// buffer's device thread.
+Napi::Value GroupBroadcastBuffer(const Napi::CallbackInfo& info) {
+  return withHandle(info, "group handle", [&](uint32_t h) -> Napi::Value {
+    auto g = groupOf(h);
+    auto buf = Registry::get().buffer(u32Arg(info, 1, "buffer handle"));
+    const uint32_t slot = u32Arg(info, 2, "slot");
+    const uint32_t offset = u32Arg(info, 3, "offset");
+    const uint32_t length = u32Arg(info, 4, "length");
+    const uint32_t root = u32Arg(info, 5, "root");
+    return submitAsync(info.Env(), buf->device, [g, buf, slot, offset, length, root] {
+      g->broadcastBuffer(static_cast<int>(slot), *buf, offset, length, static_cast<int>(root));
+    });
+  });
+}
+
 // attachCommGroup(comm, group): the communicator's remote steps run on this group's slot contexts.
 Napi::Value AttachCommGroup(const Napi::CallbackInfo& info) {
   return withHandle(info, "communicator id", [&](uint32_t comm) {
@@ -280,7 +297,7 @@ Napi::Value CloseGroup(const Napi::CallbackInfo& info) {
 void registerGroupBindings(Napi::Env env, Napi::Object exports) {
   exportAll(env, exports, {{"groupSupport", GroupSupport}, {"createGroup", CreateGroup}, {"groupInfo", GroupInfo},
                            {"groupBarrier", GroupBarrier}, {"groupAllGather", GroupAllGather}, {"groupBroadcast", GroupBroadcast},
-                           {"groupAllReduce", GroupAllReduce}, {"attachCommGroup", AttachCommGroup}, {"abortGroup", AbortGroup},
+                           {"groupAllReduce", GroupAllReduce}, {"groupBroadcastBuffer", GroupBroadcastBuffer}, {"attachCommGroup", AttachCommGroup}, {"abortGroup", AbortGroup},
                            {"closeGroup", CloseGroup}});
   const uint64_t owner = envId(env);
   env.AddCleanupHook([owner] {

@@ -6,7 +6,8 @@
 // bit for bit. The run settings are compared field by field (Note [Run settings]).
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
-import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
+import { saveCheckpoint } from '../io/checkpoint.js';
+import { resumeWorld, sharedLatest, sharedLoad } from '../group/shared-checkpoint.js';
 import { runSettingsSchema, type RunSettings } from '../options.js';
 import type { TowerSet } from './towers.js';
 
@@ -22,6 +23,12 @@ export interface TrainState {
   next: Position;
   /** Lowered by each non-finite rollback (Note [Non-finite guard]). */
   lrScale: number;
+}
+
+/** Where a resume continued from: the state, and whether the trajectory stays bit-identical (Note [Resume on another world]). */
+export interface Restored extends TrainState {
+  bitIdentical: boolean;
+  note: string;
 }
 
 const index = z.number().int().min(0);
@@ -55,25 +62,26 @@ export class Checkpoints {
   }
 
   latest(): Promise<string | undefined> {
-    return this.o ? latestCheckpoint(this.o.dir) : Promise.resolve(undefined);
+    return this.o ? sharedLatest(this.towers.world, this.o.dir) : Promise.resolve(undefined); // rank 0's, on every rank
   }
 
   /** Saves tower 0's state (all replicas are equal) with the run state; returns the sidecar path. */
   async save(s: TrainState): Promise<string | undefined> {
-    if (!this.o) return undefined;
+    if (!this.o || !this.towers.world.writesCheckpoints) return undefined; // rank 0 writes
     const tensors = await this.towers.ports[0]!.readState();
     const state = { settings: this.settings, next: s.next, lrScale: s.lrScale, towers: this.towers.devices };
     return saveCheckpoint(this.o.dir, { step: s.step, tensors, state }, { keep: this.o.keep });
   }
 
   /** Loads `path` into every tower after checking its settings; returns the run state to continue from. */
-  async restore(path: string): Promise<TrainState> {
-    const ck = await loadCheckpoint(path);
+  async restore(path: string): Promise<Restored> {
+    const ck = await sharedLoad(this.towers.world, path); // rank 0 reads it, every rank gets its bytes
     const state = stateSchema.safeParse(ck.state);
     if (!state.success) throw new ConfigError(`checkpoint ${path}: its run state is not readable (${state.error.issues[0]?.message ?? 'invalid'}); start fresh with another checkpoint dir`, 'checkpoint');
     const saved = runSettingsSchema.safeParse(state.data.settings);
-    const given: unknown = JSON.parse(JSON.stringify(this.settings));
-    const diff = saved.success ? settingsDiff(JSON.parse(JSON.stringify(saved.data)), given) : [`(settings): not readable by this version (${saved.error.issues[0]?.message})`];
+    const worlds = resumeWorld(saved.success ? saved.data : this.settings, this.settings);
+    const given: unknown = JSON.parse(JSON.stringify(worlds.given));
+    const diff = saved.success ? settingsDiff(JSON.parse(JSON.stringify(worlds.saved)), given) : [`(settings): not readable by this version (${saved.error.issues[0]?.message})`];
     if (diff.length > 0)
       throw new ConfigError(
         `checkpoint ${path} was written with other settings, so resuming would not continue its trajectory:\n  ${diff.join('\n  ')}\n` +
@@ -82,6 +90,6 @@ export class Checkpoints {
       );
     const tensors = [...ck.tensors].map(([name, t]) => [name, t.data] as [string, Float32Array]);
     await this.towers.all((p) => p.writeState(tensors));
-    return { step: ck.step, next: state.data.next, lrScale: state.data.lrScale };
+    return { step: ck.step, next: state.data.next, lrScale: state.data.lrScale, bitIdentical: worlds.bitIdentical, note: worlds.note };
   }
 }

@@ -2,6 +2,7 @@
 // towers whose hash differs from tower 0's are named with their first differing tensor.
 import { ReplicaMismatchError } from '../errors.js';
 import type { TowerSet } from './towers.js';
+import { rootState } from '../group/shared-checkpoint.js';
 
 export interface ReplicaReport {
   consistent: boolean;
@@ -21,7 +22,8 @@ export async function checkReplicas(towers: TowerSet): Promise<ReplicaReport> {
     differing.push(towers.devices[r]!);
     bad.push(`tower on ${towers.devices[r]} differs from tower 0 (${towers.devices[0]}) in '${tensor ?? '?'}'`);
   });
-  return bad.length === 0 ? { consistent: true, differing, detail: `all ${hashes.length} towers hash to ${ref.total}` } : { consistent: false, differing, detail: bad.join('; ') };
+  const local = bad.length === 0 ? { consistent: true, differing, detail: `all ${hashes.length} towers hash to ${ref.total}` } : { consistent: false, differing, detail: bad.join('; ') };
+  return towers.world.compareReplicas(local, ref.total, ref.tensors); // and across processes (Note [Process dimension])
 }
 
 /**
@@ -37,7 +39,6 @@ export async function replicaPolicy(towers: TowerSet, step: number, o: { every: 
   report(r);
   if (r.consistent) return;
   if (o.policy === 'halt') throw new ReplicaMismatchError(`replicas diverged by step ${step}: ${r.detail}`, step, r.differing);
-  const state = await towers.ports[0]!.readState();
-  const tensors = state.map((t): [string, Float32Array] => [t.name, t.data]);
+  const tensors = await rootState(towers.world, () => towers.ports[0]!.readState()); // rank 0's tower 0, on every rank
   await towers.all((p) => p.writeState(tensors));
 }

@@ -9,20 +9,31 @@ export type FaultPlan = (step: number, rank: number) => FaultSpec | undefined;
 
 const PHASE_PROBE_MS = 1000;
 
+/**
+ * Every tower's step settles (each has its own deadline), so a failure is reported by its cause, not by whichever
+ * tower answered first: a tower whose all-reduce was stopped because another tower failed ("all-reduce on cpu:2
+ * (rank 2) stopped: tower on cpu:1 failed: ...") is a victim; the tower that failed by itself is named.
+ */
+function rootCause(errors: unknown[]): unknown {
+  const victim = (e: unknown) => e instanceof TowerError && /\) stopped: /.test(e.causeText);
+  const deadline = (e: unknown) => e instanceof TowerError && e.causeText.endsWith('(deadline)');
+  return errors.find((e) => !victim(e) && !deadline(e)) ?? errors.find((e) => !victim(e)) ?? errors[0];
+}
+
 export async function stepAll(towers: TowerSet, step: number, requests: StepRequest[], deadlineMs: number, faults: FaultPlan | undefined): Promise<StepReply[]> {
   if (towers.dead) throw new TowerError(towers.dead.device, 'step', towers.dead.causeText);
-  try {
-    return await towers.all((p, r) => p.step(requests[r]!, deadlineMs, faults?.(step, r)));
-  } catch (e) {
-    if (!(e instanceof TowerError) || !e.causeText.endsWith('(deadline)')) throw e;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<string>((resolve) => (timer = setTimeout(resolve, PHASE_PROBE_MS, 'unresponsive')));
-    const phases = await Promise.all(towers.ports.map((p) => Promise.race([p.phase(), late]).catch(() => 'unresponsive')));
-    clearTimeout(timer);
-    const stuck = phases.map((p, r) => ({ p, r })).filter((x) => x.p !== 'reduce');
-    const culprits = stuck.length > 0 ? stuck : phases.map((p, r) => ({ p, r }));
-    const what = culprits.map((c) => `tower on ${towers.devices[c.r]} is in phase '${c.p ?? 'idle'}'`).join('; ');
-    towers.abortGroup(); // frees the towers blocked in the all-reduce
-    throw new WatchdogError(`step ${step} did not finish within ${deadlineMs} ms: ${what}`, culprits.map((c) => towers.devices[c.r]!), culprits[0]?.p ?? undefined);
-  }
+  const settled = await Promise.allSettled(towers.ports.map((p, r) => p.step(requests[r]!, deadlineMs, faults?.(step, r))));
+  const failed = settled.flatMap((s) => (s.status === 'rejected' ? [s.reason as unknown] : []));
+  if (failed.length === 0) return settled.map((s) => (s as PromiseFulfilledResult<StepReply>).value);
+  const e = rootCause(failed);
+  if (!(e instanceof TowerError) || !e.causeText.endsWith('(deadline)')) throw e;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<string>((resolve) => (timer = setTimeout(resolve, PHASE_PROBE_MS, 'unresponsive')));
+  const phases = await Promise.all(towers.ports.map((p) => Promise.race([p.phase(), late]).catch(() => 'unresponsive')));
+  clearTimeout(timer);
+  const stuck = phases.map((p, r) => ({ p, r })).filter((x) => x.p !== 'reduce');
+  const culprits = stuck.length > 0 ? stuck : phases.map((p, r) => ({ p, r }));
+  const what = culprits.map((c) => `tower on ${towers.devices[c.r]} is in phase '${c.p ?? 'idle'}'`).join('; ');
+  towers.abortGroup(); // frees the towers blocked in the all-reduce
+  throw new WatchdogError(`step ${step} did not finish within ${deadlineMs} ms: ${what}`, culprits.map((c) => towers.devices[c.r]!), culprits[0]?.p ?? undefined);
 }

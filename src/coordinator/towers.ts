@@ -2,10 +2,10 @@
 // hold, and the queue of work that must run between two steps (state reads, histograms).
 import type { TowerError } from '../errors.js';
 import type { ConnectGroup, TowerGroup } from '../group/group.js';
+import { localWorld, type World } from '../group/world.js';
 import type { TowerPort } from '../tower-port/port.js';
 import type { BuildRequest, ImageTransform, NamedTensors, TowerInfo } from '../tower-port/protocol.js';
 import type { LabeledSet } from '../data/mnist.js';
-import { planReduction } from '../scheduler/select.js';
 import type { Schedule } from '../scheduler/schedule.js';
 import type { ReductionOptions } from '../options.js';
 
@@ -25,6 +25,8 @@ export class TowerSet {
     private readonly connect: ConnectGroup,
     private reduction: ReductionOptions | undefined,
     private readonly collectiveMs: number,
+    /** The processes of the run (Note [Process dimension] in src/group/world.ts); one by default. */
+    readonly world: World = localWorld(ports.length),
   ) {
     for (const p of ports) void p.death.then((e) => (this.dead ??= e));
   }
@@ -43,7 +45,7 @@ export class TowerSet {
 
   /** Plans (and validates) the schedule for the current reduction and the built model (16 elements before a build). */
   schedule(reduction = this.reduction): Schedule {
-    return planReduction(reduction, { ranks: this.size, length: this.built[0]?.paramCount ?? 16 });
+    return this.world.plan(reduction, { ranks: this.size, length: this.built[0]?.paramCount ?? 16 });
   }
 
   /** A bad strategy throws and changes nothing; a good one is installed between two steps (never under a collective). */
@@ -72,8 +74,9 @@ export class TowerSet {
     this.uploaded.clear();
     this.built = await this.all((p) => p.build(req));
     const length = this.built[0]!.paramCount;
-    this.group = await this.connect(this.ports, { schedule: this.schedule(), length, timeoutMs: this.collectiveMs });
+    this.group = await this.world.connect(this.connect)(this.ports, { schedule: this.schedule(), length, timeoutMs: this.collectiveMs });
     await this.ports[0]!.initWeights(seed);
+    await this.group.shareWeights?.(); // across processes: rank 0's tower 0 to every tower 0
     await this.broadcastWeights();
   }
 
@@ -136,5 +139,6 @@ export class TowerSet {
   async close(): Promise<void> {
     this.releaseGroup();
     await Promise.all(this.ports.map((p) => p.close()));
+    this.world.close();
   }
 }

@@ -15,6 +15,7 @@ import { replicaPolicy } from './replicas.js';
 import { shardSizes, splitIndices } from './shard.js';
 import { SpeedShares } from './speed.js';
 import { stepAll, type FaultPlan } from './step.js';
+import { runAgreement } from '../group/agreement.js';
 import type { TowerSet } from './towers.js';
 
 export const TRAIN_SET = 'train';
@@ -33,7 +34,9 @@ export interface LoopContext {
 
 interface Shards {
   batch: BatchPlan;
+  /** This process's towers' shard sizes, and every tower's of every process (Note [Process dimension]). */
   sizes: number[];
+  allSizes: number[];
   requests: StepRequest[];
   lr: number;
   startMs: number;
@@ -55,13 +58,23 @@ export class TrainLoop {
   constructor(private readonly c: LoopContext) {}
 
   async run(): Promise<RunSummary> {
+    try {
+      return await this.steps();
+    } catch (e) {
+      this.c.towers.world.fail(`its run failed after step ${this.state.step}: ${e instanceof Error ? e.message : String(e)}`);
+      throw e;
+    }
+  }
+
+  private async steps(): Promise<RunSummary> {
+    const world = this.c.towers.world;
     await this.prepare();
     if (this.c.o.checkpoint?.resume) await this.resume();
     this.c.emitEvent({ type: 'started', step: this.state.step, totalSteps: this.plan.totalSteps, stepsPerEpoch: this.plan.perEpoch, devices: this.c.towers.devices });
     do {
       this.rolledBack = false;
       for (const batch of this.plan.batches(this.state.next)) {
-        if (this.plan.reached(this.state.step) || this.c.stopped()) break;
+        if (this.plan.reached(this.state.step) || world.stopping(this.c.stopped())) break;
         const shards = this.shard(batch);
         const replies = await stepAll(this.c.towers, this.state.step + 1, shards.requests, this.c.o.guard.stepTimeoutMs ?? this.c.callMs, this.c.faults);
         this.state.next = this.plan.after(batch);
@@ -70,18 +83,19 @@ export class TrainLoop {
           if (await this.onNonFinite(replies)) break;
           continue;
         }
-        this.emit(shards, replies);
+        await this.emit(shards, replies);
         if (this.hasDuties(batch)) await this.afterStep(batch);
       }
     } while (this.rolledBack);
     await this.save();
+    await world.agree('the end of the run', { step: this.state.step }); // no rank reports success for work another lost
     return { steps: this.state.step, epochs: this.plan.epochs, finalLoss: this.loss, ...(this.evaluation ? { evaluation: this.evaluation } : {}) };
   }
 
   /** Loads the data, builds the towers and uploads the data sets: all bad input fails here, before step 1. */
   private async prepare(): Promise<void> {
     const { towers, o } = this.c;
-    const n = towers.size;
+    const n = towers.world.towers; // every tower of every process shares the global batch
     const B = o.data.batchSize;
     shardSizes(B, n); // rejects batches smaller than the tower count before any work
     // 'speed' shares may give one tower almost the whole batch; equal shares never exceed ceil(B/n).
@@ -96,23 +110,26 @@ export class TrainLoop {
     this.plan = new RunPlan({ count: input.train.count, ...o.data, seed: o.seed, ...(o.epochs !== undefined ? { epochs: o.epochs } : {}), ...(o.steps !== undefined ? { steps: o.steps } : {}) });
     this.schedule = parseSchedule(o.optimizer.lr);
     this.speed = this.c.shares === 'speed' ? new SpeedShares(n) : undefined;
-    this.ckpt = new Checkpoints(towers, o.checkpoint, runSettingsOf(o));
+    this.ckpt = new Checkpoints(towers, o.checkpoint, { ...runSettingsOf(o), world: towers.world.shape });
+    await towers.world.agree('the run settings', runAgreement(o, towers.schedule(), input.train.count, this.plan.totalSteps));
   }
 
   private async resume(): Promise<void> {
     const path = await this.ckpt.latest();
     if (!path) return;
-    Object.assign(this.state, await this.ckpt.restore(path));
-    this.c.emitEvent({ type: 'resumed', step: this.state.step, path });
+    const { bitIdentical, note, ...state } = await this.ckpt.restore(path);
+    Object.assign(this.state, state);
+    this.c.emitEvent({ type: 'resumed', step: this.state.step, path, bitIdentical, note });
   }
 
   /** Splits the batch over the towers (Note [Shard weighting]) into one step request per tower. */
   private shard(batch: BatchPlan): Shards {
     const startMs = performance.now();
     this.c.towers.applyPendingSchedule();
-    const n = this.c.towers.size;
-    const sizes = shardSizes(batch.indices.length, n, this.speed?.weights());
-    const parts = splitIndices(batch.indices, sizes);
+    const world = this.c.towers.world;
+    const allSizes = shardSizes(batch.indices.length, world.towers, this.speed?.weights());
+    const sizes = world.mine(allSizes);
+    const parts = world.mine(splitIndices(batch.indices, allSizes)); // this process's rows only
     const lr = learningRate(this.schedule, this.state.step) * this.state.lrScale;
     const gradScale = 1 / batch.indices.length;
     const t = this.state.step + 1;
@@ -124,7 +141,7 @@ export class TrainLoop {
       t,
       gradScale,
     }));
-    return { batch, sizes, requests, lr, startMs };
+    return { batch, sizes, allSizes, requests, lr, startMs };
   }
 
   /** The non-finite policy; true when the run rolled back (the batch loop restarts from the checkpoint). */
@@ -139,18 +156,20 @@ export class TrainLoop {
       return false;
     }
     const lrScale = this.state.lrScale * o.guard.rollbackLrFactor;
-    Object.assign(this.state, await this.ckpt.restore(path!), { lrScale });
+    const { bitIdentical: _same, note: _note, ...restored } = await this.ckpt.restore(path!);
+    Object.assign(this.state, restored, { lrScale });
     this.c.emitEvent({ type: 'rolledBack', step: this.state.step, path: path!, reason: action.reason, lrScale });
     this.rolledBack = true;
     return true;
   }
 
-  private emit(s: Shards, replies: StepReply[]): void {
-    const endMs = performance.now();
-    const wall = (endMs - s.startMs) / 1000;
+  private async emit(s: Shards, replies: StepReply[]): Promise<void> {
     let lossSum = 0;
     for (const r of replies) lossSum += r.loss;
-    this.loss = lossSum + replies[0]!.regLoss;
+    const total = await this.c.towers.world.afterStep(this.state.step + 1, lossSum, this.c.stopped());
+    const endMs = performance.now();
+    const wall = (endMs - s.startMs) / 1000;
+    this.loss = total.loss + replies[0]!.regLoss;
     this.state.step++;
     const event: StepEvent = {
       step: this.state.step,
@@ -161,7 +180,7 @@ export class TrainLoop {
       examplesPerSec: s.batch.indices.length / wall,
       secPerBatch: wall,
       batchSize: s.batch.indices.length,
-      shardSizes: s.sizes,
+      shardSizes: s.allSizes,
       towers: replies.map((r, i) => ({ device: this.c.towers.devices[i]!, ...r.timings, idle: r.reduceWaitMs })),
     };
     this.c.emitStep({ event, startMs: s.startMs, endMs });

@@ -14,6 +14,7 @@ function nativeComms(eps: GroupEndpoint[], o: GroupOptions): Comms {
   const grad = nat.createComm(eps.map((e) => e.arenas.gradArena), o.schedule, o.timeoutMs);
   let weights: number;
   try {
+    o.remote?.attach(grad);
     weights = nat.createComm(eps.map((e) => e.arenas.weightArena), broadcastSchedule(n, o.length), o.timeoutMs);
   } catch (e) {
     nat.releaseComm(grad);
@@ -55,6 +56,8 @@ export const connectLocalGroup: ConnectGroup = async (ports: TowerPort[], o: Gro
   const kinds = new Set(eps.map((e) => e.kind));
   if (kinds.size !== 1)
     throw new Error(`a local group needs towers of one kind; given ${ports.map((p, r) => `${p.device} (${eps[r]!.kind})`).join(', ')}`);
+  if (kinds.has('reference') && o.remote)
+    throw new Error(`towers on the float64 reference backend (${ports.map((p) => p.device).join(', ')}) cannot join a process group; use native devices`);
   const comms = kinds.has('reference') ? referenceComms(eps, o, ports.map((p) => p.device)) : nativeComms(eps, o);
   let released = false;
   const release = () => {
@@ -68,8 +71,11 @@ export const connectLocalGroup: ConnectGroup = async (ports: TowerPort[], o: Gro
     release();
     throw e;
   }
+  const remote = o.remote;
+  const first = eps[0]!.arenas.weightArena;
   return {
     size: ports.length,
+    ...(remote ? { shareWeights: () => remote.broadcastBuffer(first, 0, 0, o.length, 0) } : {}),
     setSchedule: (s) => {
       if (!released) comms.setSchedule(s);
     },

@@ -145,6 +145,11 @@ export function groupOptionsFromEnv(env: Env = process.env): { options: Partial<
   return { options: options as Partial<GroupOptionsInput>, sources };
 }
 
+/** Whether the environment asks for a process group: towerline launch, or a launcher's ranks given TOWERLINE_RDZV. */
+export function groupRequested(env: Env = process.env): boolean {
+  return env.TOWERLINE_RDZV !== undefined || Number(env.TOWERLINE_WORLD_SIZE ?? '1') > 1;
+}
+
 /** Slurm's SLURM_TASKS_PER_NODE ("2(x3),1": 2 tasks on each of the first 3 nodes, 1 on the 4th) for node `node`. */
 export function slurmTasksOnNode(spec: string, node: number): number {
   let first = 0;

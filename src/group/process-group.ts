@@ -90,6 +90,11 @@ export class ProcessGroup {
     return native().groupAllReduce(this.handle, buffer, slot, offset, length);
   }
 
+  /** Copies [offset, offset+length) of an f32 buffer from process `root` to every other process (bytes, not sums). */
+  broadcastBuffer(buffer: number, slot: number, offset: number, length: number, root: number): Promise<void> {
+    return native().groupBroadcastBuffer(this.handle, buffer, slot, offset, length, root);
+  }
+
   /** Runs communicator `comm`'s remote steps (hierarchical schedules) on this group's slot contexts. */
   attach(comm: number): void {
     native().attachCommGroup(comm, this.handle);

@@ -17,9 +17,10 @@ export function groupSupport(): GroupSupport {
 /** The error a multi-process run gets from an addon built without Gloo: why, and how to enable it. */
 export function groupsUnavailableMessage(reason: string): string {
   return (
-    `towerline: multi-process training needs process groups, which this addon does not have (${reason}). ` +
-    'Install Gloo and hiredis (Debian/Ubuntu: apt-get install libgloo-dev libhiredis-dev) and rebuild the addon ' +
-    '(npm run build:native); a build configured with -DTOWERLINE_GLOO=OFF never has them.'
+    `towerline: multi-process training needs process groups, which this addon does not have (${reason}; the prebuilt ` +
+    'addon of the npm package is built without them). Install Gloo and hiredis (Debian/Ubuntu: apt-get install ' +
+    'libgloo-dev libhiredis-dev), then build the addon from source: in an app, TOWERLINE_BUILD_FROM_SOURCE=1 npm rebuild ' +
+    'towerline; in a checkout, npm run build:native. A build configured with -DTOWERLINE_GLOO=OFF never has them.'
   );
 }
 

@@ -150,6 +150,8 @@ export interface NativeAddon {
   groupBroadcast(group: number, bytes: Uint8Array | null, root: number, timeoutMs?: number): Promise<Uint8Array>;
   /** Sums [offset, offset+length) of an f32 buffer over every process on slot's context, on the buffer's device thread. */
   groupAllReduce(group: number, buffer: number, slot: number, offset: number, length: number): Promise<void>;
+  /** Copies [offset, offset+length) of an f32 buffer from process `root` to every other process, on `slot`'s context. */
+  groupBroadcastBuffer(group: number, buffer: number, slot: number, offset: number, length: number, root: number): Promise<void>;
   /** The communicator's remote steps run on this group's slot contexts. */
   attachCommGroup(comm: number, group: number): void;
   abortGroup(group: number, why: string): void;

@@ -8,11 +8,12 @@ import type { TowerPort } from './port.js';
 import { WorkerTowerPort } from './worker-port.js';
 import { InProcessTowerPort } from './in-process-port.js';
 
-export type PortOpener = (slots: DeviceSlot[], o: { callMs: number }) => TowerPort[];
+/** `processesOnHost`: the processes of a multi-process run on this machine (they share its cores); default 1. */
+export type PortOpener = (slots: DeviceSlot[], o: { callMs: number; processesOnHost?: number }) => TowerPort[];
 
-/** One device actor per slot; CPU towers share the cores for their GEMMs. */
+/** One device actor per slot; CPU towers (of every process on this machine) share the cores for their GEMMs. */
 export const workerPorts: PortOpener = (slots, o) => {
-  const cpuTowers = slots.filter((s) => s.kind === 'cpu').length;
+  const cpuTowers = slots.filter((s) => s.kind === 'cpu').length * (o.processesOnHost ?? 1);
   const gemmThreads = Math.max(1, Math.floor(os.availableParallelism() / Math.max(1, cpuTowers)));
   return slots.map((s) => WorkerTowerPort.open(s.label, { kind: s.kind, index: s.index, gemmThreads }, o.callMs));
 };

@@ -28,10 +28,17 @@ export interface Rank {
 }
 
 export function spawnRank(args: ChildArgs): Rank {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join('test', 'support', 'group-child.ts'), JSON.stringify(args)], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  return spawnChild('group-child.ts', args.rank, args);
+}
+
+/**
+ * Runs test/support/<script> with `args` as its JSON argument; `prefix` runs it under another command (e.g. `ip
+ * netns exec ns`), `env` adds variables.
+ */
+export function spawnChild(script: string, rank: number, args: unknown, o: { prefix?: string[]; env?: Record<string, string> } = {}): Rank {
+  const argv = [process.execPath, '--import', 'tsx', join('test', 'support', script), JSON.stringify(args)];
+  const [cmd, ...rest] = [...(o.prefix ?? []), ...argv];
+  const proc = spawn(cmd!, rest, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
   const events: RankEvent[] = [];
   const waiters: Array<() => void> = [];
   let err = '';
@@ -56,7 +63,7 @@ export function spawnRank(args: ChildArgs): Rank {
   );
   const next = (event: string, ms: number) =>
     new Promise<RankEvent>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`rank ${args.rank}: no '${event}' within ${ms} ms; events ${JSON.stringify(events)}; stderr ${err}`)), ms);
+      const timer = setTimeout(() => reject(new Error(`rank ${rank}: no '${event}' within ${ms} ms; events ${JSON.stringify(events)}; stderr ${err}`)), ms);
       const check = () => {
         const e = events.find((x) => x.event === event);
         if (e) {
@@ -64,14 +71,14 @@ export function spawnRank(args: ChildArgs): Rank {
           resolve(e);
         } else if (done) {
           clearTimeout(timer);
-          reject(new Error(`rank ${args.rank} exited before '${event}'; events ${JSON.stringify(events)}; stderr ${err}`));
+          reject(new Error(`rank ${rank} exited before '${event}'; events ${JSON.stringify(events)}; stderr ${err}`));
         } else {
           waiters.push(check);
         }
       };
       check();
     });
-  return { rank: args.rank, proc, events, next, exited, stderr: () => err };
+  return { rank, proc, events, next, exited, stderr: () => err };
 }
 
 /** Kills whatever is still running (by pid, each process this suite started). */
