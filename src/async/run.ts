@@ -58,7 +58,7 @@ export async function openServer(
     const path = o.checkpoint?.resume ? await checkpoints.latest() : undefined;
     if (path) {
       start = await checkpoints.restore(path);
-      c.emitEvent({ type: 'resumed', step: start, path });
+      c.emitEvent({ type: 'resumed', step: start, path, bitIdentical: false, note: 'the server state is restored bit for bit; an async run is not bit-reproducible (Note [Async resume])' });
     }
     server.start(start);
     return { server, checkpoints, start };
