@@ -85,7 +85,10 @@ export class AsyncLoop {
       if (this.c.stopped()) this.dispenser.end();
       const n = this.dispenser.take();
       if (n === undefined) {
-        if (this.inflight === 0) return;
+        if (this.inflight === 0) {
+          this.gate.close(); // nothing left to compute: towers held at the gate by this one must not wait for it
+          return;
+        }
         await new Promise<void>((r) => this.changed.push(r)); // a batch may come back from a dropped tower
         continue;
       }
