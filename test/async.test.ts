@@ -98,7 +98,10 @@ describe('MNIST 784-500-10 on 3 CPU towers, asynchronously', () => {
   });
 
   it('with maxStaleness 0 (lock-step rounds) reaches the synchronous accuracy, >= 98.0%', async () => {
-    const { summary, error, seen } = await train('cpu*3', { ...o(4), maxStaleness: 0, emaDecay: 0.999 }); // evaluated on the EMA, as tests/mnist-tower.test.ts checks the synchronous mode
+    // Lock-step rounds apply three pushes computed on the same weights: lr 0.1 / 3 per push is the synchronous
+    // step size per example (global batch 192 at lr 0.1). Evaluated on the EMA, as test/mnist-tower.test.ts does.
+    const lockStep = { ...o(7), optimizer: { type: 'momentum' as const, lr: { type: 'exponential' as const, lr: 0.1 / 3, decayRate: 0.9, decaySteps: 937, staircase: true }, momentum: 0.9 } };
+    const { summary, error, seen } = await train('cpu*3', { ...lockStep, maxStaleness: 0, emaDecay: 0.999 });
     assert.equal(error, undefined);
     console.log(`# async, 3 towers, s = 0: ${summary!.steps} updates, test accuracy ${summary!.evaluation?.accuracy}`);
     assert.ok(seen.steps.every((e) => e.async!.staleness === 0 && e.async!.lag <= 2));
