@@ -1,16 +1,18 @@
 // Which kind of run train() starts: synchronous (undefined), or mode 'async' on the towers of this process, or as
-// a server or worker of a run across processes (TOWERLINE_ROLE; src/async/roles.ts). Options are checked here,
+// a server or worker of a run across processes (TOWERLINE_ASYNC_ROLE; src/async/remote.ts). Options are checked here,
 // before anything starts.
 import type { ResolvedTrainOptions } from '../options.js';
 import type { RunKind } from '../coordinator/run.js';
 import { localAsyncRun } from './run.js';
+import { remoteAsyncRun, ROLE_ENV } from './remote.js';
 import { asyncSettings, checkSyncOptions } from './settings.js';
 
-export function asyncRunKind(o: ResolvedTrainOptions, towers: number): RunKind | undefined {
+export function asyncRunKind(o: ResolvedTrainOptions, towers: number, env: Record<string, string | undefined> = process.env): RunKind | undefined {
   if (o.mode !== 'async') {
     checkSyncOptions(o);
     return undefined;
   }
   asyncSettings(o, towers);
-  return localAsyncRun();
+  const role = env[ROLE_ENV];
+  return role ? remoteAsyncRun(role) : localAsyncRun();
 }

@@ -1,5 +1,5 @@
 // Mode 'async' as a kind of run (src/coordinator/run.ts): prepares the towers, the parameter server and the data,
-// restores a checkpoint, then runs the asynchronous loop. Towers in other processes join through src/async/roles.ts.
+// restores a checkpoint, then runs the asynchronous loop. Towers in other processes: src/async/remote.ts.
 import { loadInput, type LoadedInput } from '../data/inputs.js';
 import { RunPlan } from '../coordinator/plan.js';
 import type { LoopContext } from '../coordinator/train-loop.js';
