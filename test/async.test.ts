@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { createRuntime, mnist, TowerError, type RunEvent, type StepEvent, type TrainOptions } from '../src/runtime.js';
 import { ConfigError, NonFiniteError } from '../src/errors.js';
 import { mnistMlp } from '../src/model/spec.js';
@@ -210,5 +212,19 @@ describe('guards and options of the asynchronous mode', () => {
     } finally {
       await rt.close();
     }
+  });
+});
+
+describe('the command line', () => {
+  const BIN = fileURLToPath(new URL('../bin/towerline.mjs', import.meta.url));
+  const cli = (...args: string[]) => spawnSync(process.execPath, [BIN, 'train', '--devices', 'cpu*2', '--steps', '12', '--batch-size', '32', '--log-every', '4', ...args], { encoding: 'utf8', timeout: 120_000 });
+
+  it('--mode async --max-staleness 1 --staleness-lr trains asynchronously; a bad --max-staleness is refused naming the flag', () => {
+    const ok = cli('--mode', 'async', '--max-staleness', '1', '--staleness-lr');
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.match(ok.stdout, /done: 12 steps/);
+    const bad = cli('--mode', 'async', '--max-staleness', '-1');
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr + bad.stdout, /--max-staleness: expected a whole number >= 0 or 'unbounded'; given '-1'/);
   });
 });
