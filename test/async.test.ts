@@ -88,8 +88,11 @@ describe('MNIST 784-500-10 on 3 CPU towers, asynchronously', () => {
     evaluate: true,
   });
 
+  const perPush = { type: 'momentum' as const, lr: { type: 'exponential' as const, lr: 0.1 / 3, decayRate: 0.9, decaySteps: 937, staircase: true }, momentum: 0.9 };
+
   it('reaches >= 97.5% test accuracy with the default staleness bound', async () => {
-    const { summary, error, seen } = await train('cpu*3', o(3));
+    // lr 0.1 / 3 per push: about the synchronous step size per example (docs/async.md); evaluated on the EMA.
+    const { summary, error, seen } = await train('cpu*3', { ...o(4), optimizer: perPush, emaDecay: 0.999 });
     assert.equal(error, undefined);
     const per = [0, 0, 0];
     for (const e of seen.steps) per[e.async!.tower]!++;
@@ -102,7 +105,7 @@ describe('MNIST 784-500-10 on 3 CPU towers, asynchronously', () => {
   it('with maxStaleness 0 (lock-step rounds) reaches the synchronous accuracy, >= 98.0%', async () => {
     // Lock-step rounds apply three pushes computed on the same weights: lr 0.1 / 3 per push is the synchronous
     // step size per example (global batch 192 at lr 0.1). Evaluated on the EMA, as test/mnist-tower.test.ts does.
-    const lockStep = { ...o(7), optimizer: { type: 'momentum' as const, lr: { type: 'exponential' as const, lr: 0.1 / 3, decayRate: 0.9, decaySteps: 937, staircase: true }, momentum: 0.9 } };
+    const lockStep = { ...o(7), optimizer: perPush };
     const { summary, error, seen } = await train('cpu*3', { ...lockStep, maxStaleness: 0, emaDecay: 0.999 });
     assert.equal(error, undefined);
     console.log(`# async, 3 towers, s = 0: ${summary!.steps} updates, test accuracy ${summary!.evaluation?.accuracy}`);
@@ -226,5 +229,27 @@ describe('the command line', () => {
     const bad = cli('--mode', 'async', '--max-staleness', '-1');
     assert.notEqual(bad.status, 0);
     assert.match(bad.stderr + bad.stdout, /--max-staleness: expected a whole number >= 0 or 'unbounded'; given '-1'/);
+  });
+});
+
+describe('one tower, lock-step', () => {
+  it('reproduces the synchronous run on one device update for update (the server runs the same update program)', async () => {
+    const o = { model: small, optimizer: { type: 'momentum' as const, lr: { type: 'exponential' as const, lr: 0.1, decayRate: 0.5, decaySteps: 10, staircase: true }, momentum: 0.9 }, data: mnist({ batchSize: 32 }), steps: 25, seed: 1 };
+    const losses: Record<string, number[]> = {};
+    for (const mode of ['sync', 'async'] as const) {
+      const rt = await createRuntime({ devices: 'cpu:0' });
+      try {
+        const run = rt.train({ ...o, mode, ...(mode === 'async' ? { maxStaleness: 0 } : {}) });
+        const seen: number[] = [];
+        run.steps$.subscribe((e) => seen.push(e.loss, Math.fround(e.learningRate))); // the server reports its float32 rate
+        await run.done;
+        await new Promise((r) => setTimeout(r, 10));
+        losses[mode] = seen;
+      } finally {
+        await rt.close();
+      }
+    }
+    assert.equal(losses.async!.length, 50);
+    assert.deepEqual(losses.async, losses.sync);
   });
 });

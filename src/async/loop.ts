@@ -124,7 +124,16 @@ export class AsyncLoop {
     if (duty) this.hold = new Promise<void>((r) => (release = r));
     try {
       const pushFrom = performance.now();
-      const applied = await t.push();
+      let applied: Applied;
+      try {
+        applied = await t.push();
+      } catch (e) {
+        // The server did not take it (the tower died between its gradient and its push: its arena is gone).
+        this.submitted--;
+        this.dispenser.giveBack(batch.number);
+        this.drop(rank, e instanceof Error ? e.message : String(e));
+        return;
+      }
       this.gate.advance(rank, applied.clock);
       this.report(rank, t, batch, computed, applied, { waitFrom, start, pushFrom });
       if (applied.skipped || !Number.isFinite(computed.loss)) await this.onNonFinite(t, applied, computed);

@@ -14,11 +14,9 @@ import { nativeClockOffset } from '../tower-port/worker-port.js';
 import type { FaultSpec } from '../tower-port/protocol.js';
 import type { TowerPort } from '../tower-port/port.js';
 import type { NumberedBatch } from './batches.js';
-import { AsyncLoop } from './loop.js';
 import { psNative, type Applied, type LinkHeader } from './native.js';
-import { openServer, planOf, TRAIN_SET, trainingOf } from './run.js';
+import { asyncLoop, openServer, planOf, TRAIN_SET, trainingOf } from './run.js';
 import type { ServerTower } from './server.js';
-import { asyncSettings } from './settings.js';
 import { withDeadline, type AsyncTower, type Computed } from './tower.js';
 
 /** 'server' (rank 0) or 'worker': set by whoever starts the processes, with the group's TOWERLINE_* variables. */
@@ -133,23 +131,7 @@ async function serve(c: LoopContext, conn: Connection): Promise<RunSummary> {
   try {
     c.emitEvent({ type: 'started', step: start, totalSteps: plan.totalSteps, stepsPerEpoch: plan.perEpoch, devices: labels });
     const towers = peers.map(({ peer, slot }, r) => new RemoteAsyncTower(conn.link, peer, slot, r, server));
-    const loop = new AsyncLoop({
-      o,
-      s: asyncSettings(o, peers.length),
-      towers,
-      server,
-      batches: order,
-      totalSteps: plan.totalSteps,
-      epochs: plan.epochs,
-      start,
-      checkpoints,
-      evaluate: input.test !== undefined,
-      deadlineMs: o.guard.stepTimeoutMs ?? c.callMs,
-      faults: undefined,
-      stopped: c.stopped,
-      emitStep: c.emitStep,
-      emitEvent: c.emitEvent,
-    });
+    const loop = asyncLoop(c, { towers, server, plan, order, start, checkpoints, evaluate: input.test !== undefined }, { faults: undefined });
     return await loop.run();
   } finally {
     await server.close();

@@ -11,7 +11,7 @@ import { tensorBoardObserver } from '../observers/tensorboard.js';
 import type { RunObserver, RunStreams } from '../observers/observer.js';
 import { BatchIndex } from './batches.js';
 import { AsyncCheckpoints } from './checkpoint.js';
-import { AsyncLoop } from './loop.js';
+import { AsyncLoop, type AsyncLoopContext } from './loop.js';
 import { asyncTraceObserver, stalenessObserver } from './observers.js';
 import { ServerTower } from './server.js';
 import { asyncSettings } from './settings.js';
@@ -68,6 +68,32 @@ export async function openServer(
   }
 }
 
+/** The asynchronous loop of a run: its towers (here or in worker processes) against `server`, from version `start`. */
+export function asyncLoop(
+  c: LoopContext,
+  r: { towers: AsyncTower[]; server: ServerTower; plan: RunPlan; order: BatchIndex; start: number; checkpoints: AsyncCheckpoints; evaluate: boolean },
+  extra: Pick<AsyncLoopContext, 'faults' | 'between'>,
+): AsyncLoop {
+  const { o } = c;
+  return new AsyncLoop({
+    o,
+    s: asyncSettings(o, r.towers.length),
+    towers: r.towers,
+    server: r.server,
+    batches: r.order,
+    totalSteps: r.plan.totalSteps,
+    epochs: r.plan.epochs,
+    start: r.start,
+    checkpoints: r.checkpoints,
+    evaluate: r.evaluate,
+    deadlineMs: o.guard.stepTimeoutMs ?? c.callMs,
+    stopped: c.stopped,
+    emitStep: c.emitStep,
+    emitEvent: c.emitEvent,
+    ...extra,
+  });
+}
+
 /** An asynchronous run on the towers of this process. */
 class LocalAsyncRun {
   private loop: AsyncLoop | undefined;
@@ -91,22 +117,8 @@ class LocalAsyncRun {
       this.c.emitEvent({ type: 'started', step: start, totalSteps: plan.totalSteps, stepsPerEpoch: plan.perEpoch, devices: towers.devices });
       const crop = input.stepParams && ((b: { number: number; indices: Int32Array }) => input.stepParams!(o.seed, b.number, b.indices));
       const asyncTowers: AsyncTower[] = towers.ports.map((p, r) => new LocalAsyncTower(p, r, server, TRAIN_SET, crop));
-      this.loop = new AsyncLoop({
-        o,
-        s: asyncSettings(o, towers.size),
-        towers: asyncTowers,
-        server,
-        batches: order,
-        totalSteps: plan.totalSteps,
-        epochs: plan.epochs,
-        start,
-        checkpoints,
-        evaluate: input.test !== undefined,
-        deadlineMs: o.guard.stepTimeoutMs ?? this.c.callMs,
+      this.loop = asyncLoop(this.c, { towers: asyncTowers, server, plan, order, start, checkpoints, evaluate: input.test !== undefined }, {
         faults: this.c.faults,
-        stopped: this.c.stopped,
-        emitStep: this.c.emitStep,
-        emitEvent: this.c.emitEvent,
         between: { pending: () => towers.queued > 0, run: () => towers.drain() },
       });
       return await this.loop.run();
