@@ -253,3 +253,27 @@ describe('one tower, lock-step', () => {
     assert.deepEqual(losses.async, losses.sync);
   });
 });
+
+describe('what observes an asynchronous run', () => {
+  it('TensorBoard gets staleness and lag scalars and histograms; the timeline has a server track and a track per tower', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tl-async-obs-'));
+    try {
+      const traceFile = join(dir, 'trace.json');
+      const { error } = await train('cpu*2', { model: small, optimizer, data: mnist({ batchSize: 32 }), steps: 30, seed: 5, logDir: dir, histogramsEvery: 10, traceFile });
+      assert.equal(error, undefined);
+      const files = await readdir(dir);
+      const asyncFile = files.find((f) => f.endsWith('.async'));
+      assert.ok(asyncFile, `no .async event file among ${files.join(', ')}`);
+      const bytes = (await readFile(join(dir, asyncFile))).toString('latin1');
+      for (const tag of ['async/staleness', 'async/lag']) assert.ok(bytes.includes(tag), `no ${tag} in ${asyncFile}`);
+      const trace = JSON.parse(await readFile(traceFile, 'utf8')) as { traceEvents: Array<{ name: string; ph: string; tid: number; args?: { name?: string } }> };
+      const names = trace.traceEvents.filter((e) => e.ph === 'M').map((e) => e.args?.name);
+      assert.ok(names.includes('parameter server') && names.some((n) => /^tower 1 /.test(n ?? '')), JSON.stringify(names));
+      const spans = trace.traceEvents.filter((e) => e.ph === 'X');
+      assert.equal(spans.filter((e) => e.tid === 0 && /^apply \(tower [01]\)$/.test(e.name)).length, 30, 'one apply span per update');
+      for (const tid of [1, 2]) assert.ok(spans.some((e) => e.tid === tid && e.name === 'push'), `tower track ${tid} has its pushes`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
