@@ -242,6 +242,11 @@ export function buildCli(): Command {
     .action(async () => {
       const { topology, formatTopology } = await import('./topology.js');
       process.stdout.write(`${formatTopology(topology())}\n`);
+      // Issue 16: the CPU layout the runtime picks for 1, 2, 4 ... towers on this machine (Note [CPU layout]).
+      const { cpuLayout, describeLayout } = await import('./tower-port/layout.js');
+      const cores = (await import('node:os')).availableParallelism();
+      const counts = [...new Set([1, 2, cores, 2 * cores])].sort((a, b) => a - b);
+      process.stdout.write(`CPU layouts:\n${counts.map((n) => `  ${describeLayout(cpuLayout(cores, n))}`).join('\n')}\n`);
     });
   program
     .command('bench')

@@ -53,7 +53,8 @@ export interface AsyncUpdate {
 }
 
 export type RunEvent =
-  | { type: 'started'; step: number; totalSteps: number; stepsPerEpoch: number; devices: string[] }
+  /** `layout`: how the CPU towers share the cores (Note [CPU layout]), e.g. "2 CPU towers on 2 cores: 1 GEMM thread each". */
+  | { type: 'started'; step: number; totalSteps: number; stepsPerEpoch: number; devices: string[]; layout?: string }
   | { type: 'epoch'; epoch: number; steps: number }
   | { type: 'skipped'; step: number; reason: string }
   | { type: 'checkpoint'; step: number; path: string }

@@ -9,6 +9,7 @@ import type { ReductionStrategy } from './scheduler/schedule.js';
 import type { ModelSpec, OptimizerSpec } from './spec-types.js';
 import type { DataInput } from './data/inputs.js';
 import type { GroupOptionsInput } from './group/options.js';
+import type { LayoutOptions } from './tower-port/layout.js';
 
 /** The all-reduce: a built-in algorithm ('auto' picks by tower count and size), or your own strategy. */
 export type ReductionOptions = { algorithm?: 'auto' | 'ring' | 'tree' | 'naive'; chunkElems?: number } | { custom: ReductionStrategy };
@@ -32,6 +33,8 @@ export interface RuntimeOptions {
    * give them here (explicit fields win). The towers of this process are its slots; every process runs as many.
    */
   group?: boolean | GroupSettings;
+  /** How CPU towers share the cores (Note [CPU layout] in src/tower-port/layout.ts); towers beyond the cores: 'threads' or 'fold'. */
+  layout?: LayoutOptions;
 }
 
 /** A process group's settings (src/group/options.ts); `slots` defaults to this process's device count. */
@@ -195,6 +198,7 @@ export const runtimeOptionsSchema = z
     collectiveTimeoutMs: positiveInt.default(30_000),
     shares: z.enum(['equal', 'speed']).default('equal'),
     group: z.union([z.boolean(), z.custom<GroupSettings>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'expected true or the group settings')]).optional(), // checked by src/group/options.ts
+    layout: z.object({ extraTowers: z.enum(['threads', 'fold']).optional(), cores: positiveInt.optional() }).strict().optional(), // Note [CPU layout]
   })
   .strict();
 export type ResolvedRuntimeOptions = Omit<z.output<typeof runtimeOptionsSchema>, 'reduction'> & { reduction: ReductionOptions | undefined };

@@ -8,6 +8,9 @@ import type { TrainRun } from './events.js';
 import { connectLocalGroup } from './group/local-group.js';
 import type { ConnectGroup } from './group/group.js';
 import { workerPorts, type PortOpener } from './tower-port/open.js';
+import { layoutSlots } from './tower-port/layout.js';
+import { ConfigError } from './errors.js';
+import { availableParallelism } from 'node:os';
 import { TowerSet } from './coordinator/towers.js';
 import { startRun } from './coordinator/run.js';
 import { checkReplicas, type ReplicaReport } from './coordinator/replicas.js';
@@ -43,17 +46,22 @@ export class Runtime {
   /** @internal Opens a runtime on other towers (src/advanced.ts: in-process towers). */
   static async open(opts: RuntimeOptions, openPorts: PortOpener, connect: ConnectGroup): Promise<Runtime> {
     const o = parseRuntimeOptions(opts);
-    const slots = parseDevices(o.devices);
+    const asked = parseDevices(o.devices);
+    if (o.layout?.extraTowers === 'fold' && o.group)
+      throw new ConfigError("layout.extraTowers 'fold' works in one process; a process group runs the same towers in every process (use 'threads', the default)", 'layout.extraTowers');
+    const cores = o.layout?.cores ?? availableParallelism();
+    const slots = layoutSlots(asked, o.layout ?? {}, cores).slots; // Note [CPU layout]
     // A bad strategy fails before any tower starts; with a group, after every process joined (src/group/join.ts).
     const world = await joinWorld(o, slots.length);
     let ports: ReturnType<PortOpener>;
     try {
-      ports = openPorts(slots, { callMs: o.callTimeoutMs, processesOnHost: world.processesOnHost });
+      ports = openPorts(slots, { callMs: o.callTimeoutMs, processesOnHost: world.processesOnHost, cores });
     } catch (e) {
       world.close();
       throw e;
     }
     const towers = new TowerSet(ports, connect, o.reduction, o.collectiveTimeoutMs, world);
+    towers.layout = layoutSlots(asked, o.layout ?? {}, cores, world.processesOnHost).text;
     return new Runtime(towers, o);
   }
 

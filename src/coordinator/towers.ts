@@ -19,6 +19,8 @@ export class TowerSet {
   dead: TowerError | undefined;
   /** Set while a run steps the towers: state reads then wait for the gap between two steps. */
   running = false;
+  /** How the CPU towers share the cores, in words (Note [CPU layout]); reported in `started`. */
+  layout: string | undefined;
 
   constructor(
     readonly ports: TowerPort[],

@@ -70,7 +70,7 @@ export class TrainLoop {
     const world = this.c.towers.world;
     await this.prepare();
     if (this.c.o.checkpoint?.resume) await this.resume();
-    this.c.emitEvent({ type: 'started', step: this.state.step, totalSteps: this.plan.totalSteps, stepsPerEpoch: this.plan.perEpoch, devices: this.c.towers.devices });
+    this.c.emitEvent({ type: 'started', step: this.state.step, totalSteps: this.plan.totalSteps, stepsPerEpoch: this.plan.perEpoch, devices: this.c.towers.devices, ...(this.c.towers.layout ? { layout: this.c.towers.layout } : {}) });
     do {
       this.rolledBack = false;
       for (const batch of this.plan.batches(this.state.next)) {

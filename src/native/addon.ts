@@ -64,6 +64,9 @@ export interface NativeContract {
 export interface NativeSchedule {
   name: string;
   phases: number[][][][];
+  collective?: 'all-reduce' | 'broadcast' | 'reduce-scatter' | 'all-gather';
+  /** Reduce-scatter and all-gather: [offset, length] owned by each rank, tiling the buffer in rank order. */
+  shards?: Array<[number, number]>;
 }
 
 /** What createGroup is given (cpp/group/group.h's GroupOptions; src/group/options.ts validates it first). */
@@ -123,7 +126,8 @@ export interface NativeAddon {
   /** Validated now (throws like validateSchedule); used from the communicator's next collective on. */
   setCommSchedule(comm: number, schedule: NativeSchedule): void;
   releaseComm(comm: number): void;
-  commStats(comm: number, rank: number): { totalMs: number; waitMs: number };
+  /** The rank's last collective (ms, barrier waits included), and the phases and fused steps the schedule in force runs as (Note [Fused steps]). */
+  commStats(comm: number, rank: number): { totalMs: number; waitMs: number; phases: number; fused: number };
   /** Throws the first reason `schedule` is not a valid all-reduce of `length` elements over `ranks` towers. */
   validateSchedule(schedule: unknown, ranks: number, length: number): void;
   sync(device: number): Promise<void>;

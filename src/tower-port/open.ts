@@ -7,14 +7,18 @@ import type { DeviceSlot } from '../devices.js';
 import type { TowerPort } from './port.js';
 import { WorkerTowerPort } from './worker-port.js';
 import { InProcessTowerPort } from './in-process-port.js';
+import { cpuLayout } from './layout.js';
 
-/** `processesOnHost`: the processes of a multi-process run on this machine (they share its cores); default 1. */
-export type PortOpener = (slots: DeviceSlot[], o: { callMs: number; processesOnHost?: number }) => TowerPort[];
+/**
+ * `processesOnHost`: the processes of a multi-process run on this machine (they share its cores); default 1.
+ * `cores`: the cores to lay the CPU towers out on (Note [CPU layout]); default os.availableParallelism().
+ */
+export type PortOpener = (slots: DeviceSlot[], o: { callMs: number; processesOnHost?: number; cores?: number }) => TowerPort[];
 
-/** One device actor per slot; CPU towers (of every process on this machine) share the cores for their GEMMs. */
+/** One device actor per slot; CPU towers (of every process on this machine) share the cores (Note [CPU layout]). */
 export const workerPorts: PortOpener = (slots, o) => {
   const cpuTowers = slots.filter((s) => s.kind === 'cpu').length * (o.processesOnHost ?? 1);
-  const gemmThreads = Math.max(1, Math.floor(os.availableParallelism() / Math.max(1, cpuTowers)));
+  const { gemmThreads } = cpuLayout(o.cores ?? os.availableParallelism(), cpuTowers);
   return slots.map((s) => WorkerTowerPort.open(s.label, { kind: s.kind, index: s.index, gemmThreads }, o.callMs));
 };
 
