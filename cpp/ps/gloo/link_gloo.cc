@@ -108,7 +108,7 @@ class GlooLink final : public Link {
     if (!failure.empty()) {
       const bool timedOut = failure.find("Timed out") != std::string::npos;
       TL_FAIL("rank " << peer << (timedOut ? " did not answer within " + std::to_string(timeoutMs) + " ms" : " failed")
-                      << " (" << what << " on the parameter-server link: " << failure << ")");
+                      << " (" << (sending ? "sending to it" : "receiving from it") << " on the parameter-server link: " << failure << ")");
     }
     if (!done) {
       parked_.push_back(std::move(buf));  // a late message for it lands here, not in a freed buffer
