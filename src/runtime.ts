@@ -88,7 +88,7 @@ export class Runtime {
     if (this.#closed) throw new Error('runtime is closed');
     if (this.#running) throw new Error('a training run is already in progress on this runtime; await its done first');
     const o = parseTrainOptions(options);
-    const kind = asyncRunKind(o, this.#towers.size); // mode 'async' (src/async/), checked here; undefined: synchronous
+    const kind = asyncRunKind(o, this.#towers.size, this.#towers.world.processes); // mode 'async' (src/async/), checked here; undefined: synchronous
     this.#running = true;
     const run = startRun(this.#towers, o, { callMs: this.#opts.callTimeoutMs, shares: this.#opts.shares, faults: this.#internals.faults }, kind);
     run.done.then(

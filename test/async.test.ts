@@ -13,6 +13,8 @@ import { ConfigError, NonFiniteError } from '../src/errors.js';
 import { mnistMlp } from '../src/model/spec.js';
 import { injectFaults, killTower } from '../src/testing/faults.js';
 import { StalenessGate } from '../src/async/gate.js';
+import { asyncRunKind } from '../src/async/kind.js';
+import { parseTrainOptions } from '../src/options.js';
 import { BatchDispenser, BatchIndex } from '../src/async/batches.js';
 
 const small = mnistMlp(64);
@@ -212,6 +214,8 @@ describe('guards and options of the asynchronous mode', () => {
       assert.throws(() => rt.train({ ...base, mode: 'async', guard: { nonFinite: 'rollback' } }), (e: unknown) => e instanceof ConfigError && /rollback/.test(e.message));
       assert.throws(() => rt.train({ ...base, mode: 'async', minTowers: 3 }), (e: unknown) => e instanceof ConfigError && /minTowers/.test(e.message));
       assert.throws(() => rt.train({ ...base, maxStaleness: 2 }), (e: unknown) => e instanceof ConfigError && /mode 'async'/.test(e.message));
+      const inGroup = parseTrainOptions({ ...base, mode: 'async' });
+      assert.throws(() => asyncRunKind(inGroup, 2, 2, {}), (e: unknown) => e instanceof ConfigError && /process group of 2 processes/.test(e.message) && /TOWERLINE_ASYNC_ROLE/.test(e.message));
     } finally {
       await rt.close();
     }
