@@ -13,9 +13,10 @@ import { mnistStep } from './mnist-step.js';
 import { towersStep } from './towers-step.js';
 import { cifarBench } from './cifar.js';
 import { groupBench } from './group.js';
+import { asyncBench } from './async.js';
 import type { Row, Section } from './section.js';
 
-const SECTIONS: Section[] = [mnistStep, allreduce, towersStep, cifarBench, groupBench, gpu];
+const SECTIONS: Section[] = [mnistStep, allreduce, towersStep, cifarBench, groupBench, asyncBench, gpu];
 // Sections run only when named, unless their condition holds (gpu: where CUDA devices exist).
 const ONLY_WHEN: Record<string, () => boolean> = { gpu: () => cudaDevices() > 0 };
 

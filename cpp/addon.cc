@@ -25,6 +25,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tl::napi::registerContractBindings(env, exports);
   tl::napi::registerGpuBindings(env, exports);
   tl::napi::registerGroupBindings(env, exports);
+  tl::napi::registerPsBindings(env, exports);
+  tl::napi::registerPsLinkBindings(env, exports);
   return exports;
 }
 

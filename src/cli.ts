@@ -19,6 +19,7 @@ import { Tower } from './model/tower.js';
 import { loadMnist } from './data/mnist.js';
 import { registerLaunch } from './cli/launch.js';
 import { groupRequested } from './group/options.js';
+import { asyncAcrossProcesses, asyncFlags } from './async/cli-flags.js';
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
@@ -113,6 +114,9 @@ interface TrainFlags {
   eval?: boolean;
   logPlacement?: boolean;
   logEvery: number;
+  mode?: 'sync' | 'async'; // I (issue 15): the asynchronous mode's flags (src/async/cli-flags.ts)
+  maxStaleness?: string;
+  stalenessLr?: boolean;
 }
 
 async function train(f: TrainFlags): Promise<number> {
@@ -139,13 +143,14 @@ async function train(f: TrainFlags): Promise<number> {
     ...(f.logDir ? { logDir: f.logDir } : {}),
     ...(f.histogramsEvery ? { histogramsEvery: f.histogramsEvery } : {}),
     ...(f.trace ? { traceFile: f.trace } : {}),
+    ...asyncFlags(f),
   });
   const rt = await createRuntime({
     devices: f.devices,
     reduction: { algorithm: f.reduction },
     maxTowers: f.maxTowers,
     ...(f.gemmThreads ? { gemmThreads: f.gemmThreads } : {}),
-    ...(groupRequested() ? { group: true } : {}), // under towerline launch, mpirun, srun
+    ...(groupRequested() && !asyncAcrossProcesses(f) ? { group: true } : {}), // under towerline launch, mpirun, srun
   });
   let stopped: { why: string; code: number } | undefined;
   let stopRun = () => undefined as void;
@@ -256,6 +261,10 @@ export function buildCli(): Command {
     .option('--eval', 'evaluate on the test set after each epoch')
     .option('--log-placement', 'print where every weight and kernel lives, per tower')
     .option('--log-every <n>', 'print a line every n steps when not on a terminal', int('--log-every'), 100)
+    // I (issue 15): asynchronous training against a parameter server (docs/async.md)
+    .option('--mode <mode>', "'sync' (one update per step from every tower) or 'async' (a parameter server applies each tower's gradient as it arrives)")
+    .option('--max-staleness <s>', "async: a tower runs at most s iterations ahead of the slowest (default 4; 0: lock-step; 'unbounded')")
+    .option('--staleness-lr', 'async: divide each update\'s learning rate by 1 + its lag')
     .action(async (f: TrainFlags) => {
       process.exitCode = await train(f);
     });

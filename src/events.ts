@@ -31,6 +31,25 @@ export interface StepEvent {
   /** Examples per tower (they sum to batchSize). */
   shardSizes: number[];
   towers: TowerTimings[];
+  /** Mode 'async': the update this event reports (one event per push the server took; docs/async.md). */
+  async?: AsyncUpdate;
+}
+
+/** One push the parameter server took (Note [Staleness] in src/async/gate.ts). */
+export interface AsyncUpdate {
+  /** The server's version after it (= step). */
+  version: number;
+  /** The pushing tower: its rank and label. */
+  tower: number;
+  device: string;
+  /** Rounds its tower was ahead of the slowest when it pulled (at most maxStaleness). */
+  staleness: number;
+  /** Pushes the server took between its pull and this push. */
+  lag: number;
+  /** The version its gradient was computed on. */
+  pulledVersion: number;
+  /** Each tower's examples/sec over its last iteration, in rank order (0 once dropped). */
+  towerExamplesPerSec: number[];
 }
 
 export type RunEvent =
@@ -46,6 +65,8 @@ export type RunEvent =
   | { type: 'evaluation'; epoch: number; step: number; loss: number; accuracy: number; useEma: boolean }
   /** Something the app should know that does not stop the run: a skipped damaged checkpoint, a changed layout. */
   | { type: 'warning'; step: number; message: string }
+  /** Mode 'async': a tower died, failed or missed its deadline; training goes on with `remaining` towers. */
+  | { type: 'towerDropped'; step: number; tower: number; device: string; reason: string; remaining: number }
   /** The run failed with `error` (also the rejection of `done`); the streams complete after this event. */
   | { type: 'failed'; step: number; error: Error };
 

@@ -107,6 +107,17 @@ export interface TrainOptions {
   histogramsEvery?: number;
   /** A Chrome trace-event timeline with one track per tower (open in Perfetto or chrome://tracing). */
   traceFile?: string;
+  /**
+   * 'sync' (default): one update per step from every tower's gradient. 'async': a parameter server applies each
+   * tower's gradient as it arrives, the towers do not wait for each other (docs/async.md).
+   */
+  mode?: 'sync' | 'async';
+  /** async: a tower runs at most this many iterations ahead of the slowest (default 4; 0: lock-step; 'unbounded' or Infinity). */
+  maxStaleness?: number | 'unbounded';
+  /** async: each update's learning rate divided by 1 + its lag (updates since its tower pulled); default false. */
+  stalenessLr?: boolean;
+  /** async: the run fails when fewer towers than this remain (default 1). */
+  minTowers?: number;
 }
 
 const positiveInt = z.number().int('expected an integer').positive('expected a positive integer');
@@ -172,6 +183,9 @@ const runSettingsShape = {
   emaDecay: z.number().gt(0).lt(1).optional(),
   seed: z.number().int().min(0).default(0),
   data: dataSchema,
+  mode: z.enum(['sync', 'async']).default('sync'), // I (issue 15): synchronous or parameter-server training
+  maxStaleness: z.union([z.number().int().min(0), z.literal(Infinity), z.literal('unbounded')]).optional(), // I: async staleness bound
+  stalenessLr: z.boolean().optional(), // I: async: learning rate / (1 + lag)
 };
 export const runSettingsSchema = z
   .object({
@@ -219,6 +233,7 @@ export const trainOptionsSchema = z
     logDir: z.string().min(1).optional(),
     histogramsEvery: positiveInt.optional(),
     traceFile: z.string().min(1).optional(),
+    minTowers: positiveInt.optional(), // I: async: fewest towers that may remain
   })
   .strict()
   .refine((o) => o.epochs !== undefined || o.steps !== undefined, { message: 'give epochs or steps', path: ['epochs'] });
@@ -252,8 +267,9 @@ export function parseTrainOptions(o: unknown): ResolvedTrainOptions {
 
 /** The run settings of resolved train options, and the layout they run on (Note [Run settings]). */
 export function runSettingsOf(o: ResolvedTrainOptions, layout?: Layout): RunSettings {
-  const { model, optimizer, clipNorm, emaDecay, seed, data } = o;
-  return { model, optimizer, ...(clipNorm !== undefined ? { clipNorm } : {}), ...(emaDecay !== undefined ? { emaDecay } : {}), seed, data, ...(layout ? { layout } : {}) };
+  const { model, optimizer, clipNorm, emaDecay, seed, data, mode, maxStaleness, stalenessLr } = o;
+  const async = { ...(maxStaleness !== undefined ? { maxStaleness } : {}), ...(stalenessLr !== undefined ? { stalenessLr } : {}) };
+  return { model, optimizer, ...(clipNorm !== undefined ? { clipNorm } : {}), ...(emaDecay !== undefined ? { emaDecay } : {}), seed, data, mode, ...async, ...(layout ? { layout } : {}) };
 }
 
 // ---- compile-time checks: the named types accept exactly what the schemas accept --------------------------------

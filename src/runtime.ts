@@ -18,6 +18,7 @@ import { startRun } from './coordinator/run.js';
 import { checkReplicas, type ReplicaReport } from './coordinator/replicas.js';
 import { placementLines } from './coordinator/placement.js';
 import { attachInternals, type RuntimeInternals } from './coordinator/internals.js';
+import { asyncRunKind } from './async/kind.js';
 
 // What the repository's tests and benchmarks import with the runtime (an app imports all of it from src/index.ts).
 export { mnist, cifar10, blocks, type DataInput } from './data/inputs.js';
@@ -96,8 +97,9 @@ export class Runtime {
     if (this.#closed) throw new RuntimeClosedError('the runtime is closed (rt.close() was called); create a new one with createRuntime()');
     if (this.#running) throw new Error('a training run is already in progress on this runtime; await its done first');
     const o = parseTrainOptions(options);
+    const kind = asyncRunKind(o, this.#towers.size, this.#towers.world.processes); // mode 'async' (src/async/), checked here; undefined: synchronous
     this.#running = true;
-    const run = startRun(this.#towers, o, { callMs: this.#opts.callTimeoutMs, shares: this.#opts.shares, faults: this.#internals.faults, layout: this.#layout });
+    const run = startRun(this.#towers, o, { callMs: this.#opts.callTimeoutMs, shares: this.#opts.shares, faults: this.#internals.faults, layout: this.#layout }, kind);
     run.done.then(
       () => (this.#running = false),
       () => (this.#running = false),

@@ -65,13 +65,19 @@ uint64_t envId(Napi::Env env) { return state(env).id; }
 
 Napi::Value submitAsync(Napi::Env env, const std::shared_ptr<Device>& dev, std::function<void()> task,
                         std::function<Napi::Value(Napi::Env)> result) {
+  return submitAsync(env, [dev](std::function<void()> t, std::function<void(std::exception_ptr)> d) { dev->submit(std::move(t), std::move(d)); },
+                     std::move(task), std::move(result));
+}
+
+Napi::Value submitAsync(Napi::Env env, const SubmitFn& submit, std::function<void()> task,
+                        std::function<Napi::Value(Napi::Env)> result) {
   auto& st = state(env);
   auto* c = new Completion{Napi::Promise::Deferred::New(env), nullptr, std::move(result)};
   Napi::Promise promise = c->deferred.Promise();
   if (st.pending++ == 0) st.tsfn.Ref(env);
   CompletionTsfn tsfn = st.tsfn;
   try {
-    dev->submit(std::move(task), [c, tsfn](std::exception_ptr e) mutable {
+    submit(std::move(task), [c, tsfn](std::exception_ptr e) mutable {
       c->error = e;
       if (tsfn.NonBlockingCall(c) != napi_ok) delete c;  // environment closing
     });

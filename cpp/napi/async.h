@@ -24,5 +24,11 @@ uint64_t envId(Napi::Env env);
 Napi::Value submitAsync(Napi::Env env, const std::shared_ptr<Device>& dev, std::function<void()> task,
                         std::function<Napi::Value(Napi::Env)> result = nullptr);
 
+// The same on any queue that runs its tasks in order and calls `done` after each (a device, or a parameter-server
+// link's thread: cpp/ps/task_thread.h). `submit` may throw; the promise then rejects with that error.
+using SubmitFn = std::function<void(std::function<void()> task, std::function<void(std::exception_ptr)> done)>;
+Napi::Value submitAsync(Napi::Env env, const SubmitFn& submit, std::function<void()> task,
+                        std::function<Napi::Value(Napi::Env)> result = nullptr);
+
 }  // namespace napi
 }  // namespace tl

@@ -21,6 +21,10 @@ void registerGpuBindings(Napi::Env env, Napi::Object exports);
 // groupSupport, createGroup, groupInfo, groupBarrier, groupAllGather, groupBroadcast, groupAllReduce,
 // attachCommGroup, abortGroup, closeGroup (group.cc; process groups on Gloo, Note [Optional Gloo])
 void registerGroupBindings(Napi::Env env, Napi::Object exports);
+// psCreate, psPull, psPush, psDrop, psInfo, psSnapshot, psRelease (ps.cc), and the parameter-server links across
+// processes: psLink* (ps_link.cc; Note [Parameter server] in cpp/ps/server.h)
+void registerPsBindings(Napi::Env env, Napi::Object exports);
+void registerPsLinkBindings(Napi::Env env, Napi::Object exports);
 
 struct Export {
   const char* name;

@@ -8,9 +8,17 @@ import type { RunEvent, StepEvent, TrainRun, RunSummary } from '../events.js';
 import type { RunObserver, RunStreams, StepRecord } from '../observers/observer.js';
 import { tensorBoardObserver } from '../observers/tensorboard.js';
 import { traceObserver } from '../observers/trace.js';
-import { TrainLoop } from './train-loop.js';
+import { TrainLoop, type LoopContext } from './train-loop.js';
 import type { FaultPlan } from './step.js';
 import type { TowerSet } from './towers.js';
+
+/** How a run trains (synchronous steps here; the parameter server's loop in src/async/run.ts) and what observes it. */
+export interface RunKind {
+  loop(c: LoopContext): { run(): Promise<RunSummary>; readonly state: { step: number } };
+  observers(o: ResolvedTrainOptions, streams: RunStreams, towers: TowerSet): Promise<RunObserver[]>;
+}
+
+const syncRun: RunKind = { loop: (c) => new TrainLoop(c), observers: openObservers };
 
 async function openObservers(o: ResolvedTrainOptions, streams: RunStreams, towers: TowerSet): Promise<RunObserver[]> {
   const out: RunObserver[] = [];
@@ -35,12 +43,13 @@ export function startRun(
   towers: TowerSet,
   o: ResolvedTrainOptions,
   rt: { callMs: number; shares: 'equal' | 'speed'; faults: FaultPlan | undefined; layout: () => Layout },
+  kind: RunKind = syncRun,
 ): TrainRun {
   const steps = new ReplaySubject<StepEvent>(1);
   const records = new Subject<StepRecord>();
   const events = new Subject<RunEvent>();
   let stopRequested = false;
-  const loop = new TrainLoop({
+  const loop = kind.loop({
     towers,
     o,
     callMs: rt.callMs,
@@ -65,7 +74,7 @@ export function startRun(
     let observers: RunObserver[] = [];
     try {
       await prepareOutputs(o); // every output path written once before step 1
-      observers = await openObservers(o, { records$: records, events$: events }, towers);
+      observers = await kind.observers(o, { records$: records, events$: events }, towers);
       const summary = await loop.run();
       if (towers.closed) throw new Error('closed while training'); // stopped by close(): not a success (failure() says so)
       records.complete();

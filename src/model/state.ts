@@ -20,7 +20,7 @@ export function readWeights(backend: Backend, params: Param[], which: 'w' | 'g' 
 }
 
 /** Each tensor of the state and its name: '<param>', 'optimizer/<param>/<k>', 'ema/<param>'. */
-function stateTensors(params: Param[]): Array<{ name: string; handle: number; p: Param }> {
+export function stateTensors(params: Param[]): Array<{ name: string; handle: number; p: Param }> {
   return params.flatMap((p) => [
     { name: p.name, handle: p.w, p },
     ...p.slots.map((h, k) => ({ name: `optimizer/${p.name}/${k}`, handle: h, p })),

@@ -68,9 +68,30 @@ export function stepTimings(marks: ArrayLike<number>, startMs: number): StepTimi
 // with a '@guard' op before clipping and updating. All towers see the same reduced norm, so they all skip
 // or all apply; the per-tensor local sums are read only after a trip, to name the tower and the tensor.
 
+const mark: Op = { kernel: '@mark', inputs: [], outputs: [] };
+
 /** The step program at batch B after `input` (the dataset gather, or nothing for host batches); Note [Fault points]. */
 export function stepOps(net: Network, B: number, input: Op[], collective: CollectiveSlot | undefined, t: ResolvedTrainingOptions): Op[] {
-  const mark: Op = { kernel: '@mark', inputs: [], outputs: [] };
+  return [...computeOps(net, B, input, collective), faultOp('update', net.weightArena), ...updateOps(net, t), mark];
+}
+
+/**
+ * The asynchronous mode's step program (Note [Parameter server] in cpp/ps/server.h): the step program up to its
+ * collective point, without the all-reduce, then this tower's own squared gradient norm (the 3rd read); the update
+ * runs on the server when the gradient is pushed. Same phases and fault points, 'update' excepted.
+ */
+export function gradientOps(net: Network, B: number, input: Op[]): Op[] {
+  const { normSq } = net.buffers;
+  return [
+    ...computeOps(net, B, input, undefined),
+    { kernel: 'fill', inputs: [], outputs: [normSq], attrs: { N: 1, value: 0 } },
+    { kernel: 'sum_squares', inputs: [net.gradArena], outputs: [normSq], attrs: { N: net.paramCount } },
+    mark,
+  ];
+}
+
+/** Input, forward, loss, backward, local norms and the collective point: everything before the update. */
+function computeOps(net: Network, B: number, input: Op[], collective: CollectiveSlot | undefined): Op[] {
   const { x, loss } = net.buffers;
   return [
     ...input,
@@ -87,9 +108,6 @@ export function stepOps(net: Network, B: number, input: Op[], collective: Collec
     faultOp('reduce', net.gradArena),
     ...(collective ? [{ kernel: '@collective', inputs: [], outputs: [], attrs: { comm: collective.comm, rank: collective.rank } }] : []),
     faultOp('received', net.gradArena),
-    mark,
-    faultOp('update', net.weightArena),
-    ...updateOps(net, t),
     mark,
   ];
 }

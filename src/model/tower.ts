@@ -9,7 +9,7 @@ import { parseTrainingOptions, slotCount, type ResolvedTrainingOptions, type Tra
 import { TowerMemory, type Param } from './memory.js';
 import { buildNetwork, type Network } from './network.js';
 import { forwardOps, lossOps } from './passes.js';
-import { stepOps, stepTimings, type CollectiveSlot, type StepLaunch, type StepResult, type STEP_PHASES } from './step-program.js';
+import { gradientOps, stepOps, stepTimings, type CollectiveSlot, type StepLaunch, type StepResult, type STEP_PHASES } from './step-program.js';
 import { TowerInputs, type BatchSource, type BatchWrites, type DeviceDataset, type ImageTransform } from './inputs.js';
 import { TowerDiagnostics } from './diagnostics.js';
 import { deviceFault, type StepFault } from './fault.js';
@@ -135,13 +135,20 @@ export class Tower {
     return this.launch(B, dataset, collective);
   }
 
-  private launch(B: number, ds: DeviceDataset | undefined, c: CollectiveSlot | undefined): StepLaunch {
+  /** The asynchronous mode's launch: the step program without the all-reduce and the update (gradientOps). */
+  gradientLaunch(B: number, dataset: DeviceDataset): StepLaunch {
+    this.checkBatch(B);
+    return this.launch(B, dataset, undefined, 'gradient');
+  }
+
+  private launch(B: number, ds: DeviceDataset | undefined, c: CollectiveSlot | undefined, variant: 'step' | 'gradient' = 'step'): StepLaunch {
     const t = this.requireTraining();
-    const key = `step:${B}:${ds ? ds.images : 'direct'}:${c ? `${c.comm}/${c.rank}` : 'alone'}`;
+    const key = `${variant}:${B}:${ds ? ds.images : 'direct'}:${c ? `${c.comm}/${c.rank}` : 'alone'}`;
     const { idx, hyper, loss, regLoss, normSq } = this.network.buffers;
     const crop = this.inputs.crop;
+    const input = () => this.inputs.ops(B, ds);
     return {
-      program: this.program(key, () => stepOps(this.network, B, this.inputs.ops(B, ds), c, t)),
+      program: this.program(key, () => (variant === 'gradient' ? gradientOps(this.network, B, input()) : stepOps(this.network, B, input(), c, t))),
       indices: idx,
       hyper,
       ...(ds?.transform?.mode === 'random' && crop !== undefined ? { crop } : {}),

@@ -8,6 +8,17 @@ export interface StepRecord {
   /** The step's start and end on the coordinator (performance.now() ms). */
   startMs: number;
   endMs: number;
+  /** Mode 'async': where the update's time went, for the timeline (src/async/observers.ts). */
+  async?: AsyncSpans;
+}
+
+/** One async update's spans (performance.now() ms): the tower's wait at the staleness gate, pull, push; the apply. */
+export interface AsyncSpans {
+  tower: number;
+  wait: [number, number];
+  pull: [number, number];
+  push: [number, number];
+  apply: [number, number];
 }
 
 export interface RunStreams {

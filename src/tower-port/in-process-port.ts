@@ -36,7 +36,7 @@ export class InProcessTowerPort extends BasePort {
     super(backend.name, invoke);
     const b = stepping(backend);
     this.launcher = new StepLauncher(backend.name, {
-      prepare: (dataset, batch) => host.stepLaunch(dataset, batch),
+      prepare: (dataset, batch, variant) => host.stepLaunch(dataset, batch, variant),
       run: (program, writes, reads, fault) => b.runWith(program, writes, reads, fault),
       status: (program) => b.status(program),
       clockOffsetMs: backend instanceof ReferenceBackend ? 0 : nativeClockOffset(),

@@ -43,7 +43,11 @@ export interface StepRequest {
   t: number;
   /** 1 / global batch (Note [Shard weighting]). */
   gradScale: number;
+  /** 'gradient': the asynchronous mode's program, without all-reduce and update (Note [Parameter server]). */
+  variant?: StepVariant;
 }
+
+export type StepVariant = 'step' | 'gradient';
 
 export interface StepReply {
   /** This shard's data loss (weighted by gradScale), the L2 penalty, the reduced gradient's norm. */
@@ -113,7 +117,7 @@ export interface TowerActorApi {
   joinGroup(slots: GroupSlots): Promise<void>;
   broadcastWeights(): Promise<void>;
   /** The handles of the one step path (Note [One hand-off per step]); compiled once per (data set, batch size). */
-  stepLaunch(dataset: string, batch: number): Promise<StepLaunch>;
+  stepLaunch(dataset: string, batch: number, variant?: StepVariant): Promise<StepLaunch>;
   evaluate(key: string, useEma: boolean): Promise<EvalReply>;
   /** After a guard trip: the first tensor whose local (pre-reduce) gradient was not finite. */
   firstNonFinite(): Promise<string | undefined>;

@@ -4,7 +4,7 @@
 import { TowerError } from '../errors.js';
 import { hyperBlock } from '../native/hyper.js';
 import { phaseOf, stepTimings } from '../model/tower.js';
-import type { FaultSpec, StepLaunch, StepReply, StepRequest } from './protocol.js';
+import type { FaultSpec, StepLaunch, StepReply, StepRequest, StepVariant } from './protocol.js';
 
 // Note [One step path]: tests arm a fault for one tower's step (src/testing/faults.ts -> the run's FaultPlan ->
 // StepLauncher.step's `fault`), and it travels as the 4th argument of the very runWith call that runs every other
@@ -28,7 +28,7 @@ export type RunWith = (program: number, writes: Writes, reads: number[], fault?:
 
 export interface LauncherDeps {
   /** The tower's launch handles for (data set, batch size): compiled once, on the tower's side. */
-  prepare(dataset: string, batch: number): Promise<StepLaunch>;
+  prepare(dataset: string, batch: number, variant: StepVariant): Promise<StepLaunch>;
   run: RunWith;
   status(program: number): { marks: ArrayLike<number>; currentOp: number };
   /** Added to the device's startMs to put it on the coordinator's clock (performance.now()). */
@@ -38,7 +38,7 @@ export interface LauncherDeps {
 }
 
 export class StepLauncher {
-  // By "dataset:batch"; cleared when the tower is rebuilt or joins a new group (the program names its collective).
+  // By "dataset:batch:variant"; cleared when the tower is rebuilt or joins a new group (the program names its collective).
   private readonly launches = new Map<string, StepLaunch>();
   private current: number | undefined;
 
@@ -63,10 +63,11 @@ export class StepLauncher {
    * TowerError saying so (the watchdog then asks every tower for its phase).
    */
   async step(q: StepRequest, deadlineMs: number, fault?: FaultSpec): Promise<StepReply> {
-    const key = `${q.dataset}:${q.indices.length}`;
+    const variant = q.variant ?? 'step';
+    const key = `${q.dataset}:${q.indices.length}:${variant}`;
     let launch = this.launches.get(key);
     if (!launch) {
-      launch = await this.deps.prepare(q.dataset, q.indices.length);
+      launch = await this.deps.prepare(q.dataset, q.indices.length, variant);
       this.launches.set(key, launch);
     }
     const program = launch.program;

@@ -4,7 +4,7 @@
 import type { Backend } from '../backend/backend.js';
 import { Tower, type DeviceDataset } from '../model/tower.js';
 import { placementOf } from '../model/placement.js';
-import type { ArenaHandles, BuildRequest, GroupSlots, TowerActorApi, TowerInfo } from './protocol.js';
+import type { ArenaHandles, BuildRequest, GroupSlots, StepVariant, TowerActorApi, TowerInfo } from './protocol.js';
 
 /** Host copies as float32 (the reference backend keeps float64; native devices already give Float32Array). */
 function f32(v: ArrayLike<number>): Float32Array {
@@ -69,7 +69,8 @@ export class TowerHost implements TowerActorApi {
     await this.need().runWeightCollective(this.slots.weights);
   }
 
-  async stepLaunch(key: string, batch: number): ReturnType<TowerActorApi['stepLaunch']> {
+  async stepLaunch(key: string, batch: number, variant: StepVariant = 'step'): ReturnType<TowerActorApi['stepLaunch']> {
+    if (variant === 'gradient') return this.need().gradientLaunch(batch, this.dataset(key));
     return this.need().stepLaunch(batch, this.dataset(key), this.slots?.grad);
   }
 

@@ -25,7 +25,7 @@ export class WorkerTowerPort extends BasePort {
     this.death = actor.death;
     const addon = native();
     this.launcher = new StepLauncher(actor.label, {
-      prepare: (dataset, batch) => actor.call('stepLaunch', callMs, dataset, batch),
+      prepare: (dataset, batch, variant) => actor.call('stepLaunch', callMs, dataset, batch, variant),
       run: (program, writes, reads, fault) => addon.runWith(program, writes, reads, fault),
       status: (program) => addon.programStatus(program),
       clockOffsetMs: nativeClockOffset(),
