@@ -58,6 +58,8 @@ export class TrainLoop {
   private loss = NaN;
   private evaluation: RunSummary['evaluation'];
   private rolledBack = false;
+  /** Equal shares depend only on the batch length: the last split, reused while the length stays the same. */
+  private equalSplit: { length: number; allSizes: number[]; sizes: number[] } | undefined;
 
   constructor(private readonly c: LoopContext) {
     const settings = { ...runSettingsOf(c.o), world: c.towers.world.shape };
@@ -135,8 +137,7 @@ export class TrainLoop {
     const startMs = performance.now();
     this.c.towers.applyPendingSchedule();
     const world = this.c.towers.world;
-    const allSizes = shardSizes(batch.indices.length, world.towers, this.speed?.weights());
-    const sizes = world.mine(allSizes);
+    const { allSizes, sizes } = this.split(batch.indices.length);
     const parts = world.mine(splitIndices(batch.indices, allSizes)); // this process's rows only
     const lr = learningRate(this.schedule, this.state.step) * this.state.lrScale;
     const gradScale = 1 / batch.indices.length;
@@ -150,6 +151,19 @@ export class TrainLoop {
       gradScale,
     }));
     return { batch, sizes, allSizes, requests, lr, startMs };
+  }
+
+  private split(length: number): { allSizes: number[]; sizes: number[] } {
+    const world = this.c.towers.world;
+    if (this.speed) {
+      const allSizes = shardSizes(length, world.towers, this.speed.weights());
+      return { allSizes, sizes: world.mine(allSizes) };
+    }
+    if (this.equalSplit?.length !== length) {
+      const allSizes = shardSizes(length, world.towers);
+      this.equalSplit = { length, allSizes, sizes: world.mine(allSizes) };
+    }
+    return this.equalSplit;
   }
 
   /** The non-finite policy; true when the run rolled back (the batch loop restarts from the checkpoint). */
@@ -188,7 +202,7 @@ export class TrainLoop {
       examplesPerSec: s.batch.indices.length / wall,
       secPerBatch: wall,
       batchSize: s.batch.indices.length,
-      shardSizes: s.allSizes,
+      shardSizes: s.allSizes.slice(), // a copy: the split is reused across steps (equalSplit)
       towers: replies.map((r, i) => ({ device: this.c.towers.devices[i]!, ...r.timings, idle: r.reduceWaitMs })),
     };
     this.c.emitStep({ event, startMs: s.startMs, endMs });

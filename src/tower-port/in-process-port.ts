@@ -56,6 +56,7 @@ export class InProcessTowerPort extends BasePort {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.launcher.close();
     await this.invoke('dispose').catch(() => undefined);
   }
 }

@@ -46,6 +46,7 @@ export class WorkerTowerPort extends BasePort {
   }
 
   close(): Promise<void> {
+    this.launcher.close();
     return this.actor.close();
   }
 
