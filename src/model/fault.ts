@@ -25,9 +25,12 @@ export interface StepFault {
   index?: number;
 }
 
-/** The '@fault' op of a point; `output` is the f32 buffer its 'nan'/'bitflip' writes into. */
-export function faultOp(point: FaultPointName, output: number): Op {
-  return { kernel: '@fault', inputs: [], outputs: [output], attrs: { point: FaultPoint[point] } };
+/**
+ * The '@fault' op of a point; `output` is the f32 buffer its 'nan'/'bitflip' writes into. With `range`, a 'nan' or
+ * 'bitflip' fires only at the op whose [from, to) holds its index (the overlapped all-reduce's per-bucket points).
+ */
+export function faultOp(point: FaultPointName, output: number, range?: { from: number; to: number }): Op {
+  return { kernel: '@fault', inputs: [], outputs: [output], attrs: { point: FaultPoint[point], ...range } };
 }
 
 /** The native spec of a fault (numeric point). Checks the point and kind here; the device checks ms and index. */
