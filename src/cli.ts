@@ -68,6 +68,8 @@ interface TrainFlags {
   dataDir?: string;
   devices: string;
   reduction: 'auto' | 'ring' | 'tree' | 'naive';
+  overlap?: boolean; // --overlap, --bucket-mb: the all-reduce overlapped with backward (Note [Overlapped all-reduce])
+  bucketMb?: number;
   batchSize: number;
   epochs?: number;
   steps?: number;
@@ -104,6 +106,8 @@ async function train(f: TrainFlags): Promise<number> {
     optimizer,
     data: dataInput(f),
     seed: f.seed,
+    ...(f.overlap ? { overlap: true } : {}),
+    ...(f.bucketMb !== undefined ? { bucketBytes: Math.max(4, Math.round(f.bucketMb * 2 ** 20)) } : {}),
     evaluate: f.eval ?? false,
     ...(f.epochs !== undefined ? { epochs: f.epochs } : {}),
     ...(f.steps !== undefined ? { steps: f.steps } : {}),
@@ -194,6 +198,8 @@ export function buildCli(): Command {
     .option('--data-dir <dir>', 'folder with the data set files (CIFAR-10: cifar-10-batches-bin)')
     .option('--devices <list>', `devices, one tower each. ${DEVICE_HELP}`, 'cpu:0')
     .addOption(new Option('--reduction <algorithm>', 'all-reduce algorithm').choices(['auto', 'ring', 'tree', 'naive']).default('auto'))
+    .option('--overlap', 'overlap the gradient all-reduce with backward, bucket by bucket (pays across machines; docs/multi-process.md)')
+    .option('--bucket-mb <mib>', 'with --overlap: the cap of one gradient bucket in MiB (default 1)', num('--bucket-mb'))
     .option('--batch-size <n>', 'global batch size (split over the towers)', int('--batch-size'), 128)
     .option('--epochs <n>', 'epochs to train', int('--epochs'))
     .option('--steps <n>', 'steps to train (total, counting resumed ones)', int('--steps'))
