@@ -114,7 +114,7 @@ std::shared_ptr<Program> Program::compile(const std::shared_ptr<Device>& dev, co
         break;
       }
       case OpKind::Overlap:
-        prog->ops.emplace_back(compileOverlapOp(dev, d, i, runner));
+        prog->ops.emplace_back(compileOverlapOp(dev, d, i, runner, intAttr));
         break;
     }
   }

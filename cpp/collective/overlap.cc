@@ -2,7 +2,6 @@
 #include "overlap.h"
 
 #include <chrono>
-#include <cmath>
 
 #include "../backend.h"
 #include "../check.h"
@@ -96,25 +95,13 @@ void BucketRunner::abort(const std::string& why, int64_t timeoutMs) {
   error_ = nullptr;
 }
 
-namespace {
-
-int64_t numberAttr(const OpDesc& d, size_t i, const char* k, double lo, double hi) {
-  TL_CHECK_ARG(d.attrs.has(k), Type, "op #" << i << " (" << d.kernel << "): attribute '" << k << "' must be a number");
-  const double v = d.attrs.get(k);
-  TL_CHECK_ARG(v >= lo && v < hi && std::floor(v) == v, Range,
-               "op #" << i << " (" << d.kernel << "): attribute '" << k << "' must be an integer in [" << lo << ", " << hi
-                      << "), got " << v);
-  return static_cast<int64_t>(v);
-}
-
-}  // namespace
-
-OverlapOp compileOverlapOp(const std::shared_ptr<Device>& dev, const OpDesc& d, size_t i, std::shared_ptr<BucketRunner>& runner) {
+OverlapOp compileOverlapOp(const std::shared_ptr<Device>& dev, const OpDesc& d, size_t i, std::shared_ptr<BucketRunner>& runner,
+                           IntAttr numberAttr) {
   TL_CHECK_ARG(d.in.empty() && d.out.empty(), Type, "op #" << i << " (" << d.kernel << ") takes no buffers");
   if (!runner) runner = std::make_shared<BucketRunner>(dev->name());
   OverlapOp op;
   op.runner = runner;
-  op.timeoutMs = numberAttr(d, i, "timeoutMs", 1, 9.0e15);
+  op.timeoutMs = numberAttr(d, i, "timeoutMs", 1, 2147483648.0);
   if (d.kernel == "@wait") return op;
   op.comm = Registry::get().comm(static_cast<uint32_t>(numberAttr(d, i, "comm", 0, 4294967296.0)));
   op.rank = static_cast<int>(numberAttr(d, i, "rank", 0, op.comm->size()));

@@ -67,7 +67,10 @@ struct OverlapOp {
 
 // '@bucket' attrs {comm, rank, timeoutMs}; '@wait' attrs {timeoutMs}. `runner` is created by the first such op of
 // a program and shared by the rest.
-OverlapOp compileOverlapOp(const std::shared_ptr<Device>& dev, const OpDesc& d, size_t i, std::shared_ptr<BucketRunner>& runner);
+// `intAttr(d, i, name, lo, hi)` reads an integer attribute in [lo, hi) or throws naming the op (program.cc's).
+using IntAttr = int (*)(const OpDesc&, size_t, const char*, double, double);
+OverlapOp compileOverlapOp(const std::shared_ptr<Device>& dev, const OpDesc& d, size_t i, std::shared_ptr<BucketRunner>& runner,
+                           IntAttr intAttr);
 void runOverlapOp(const OverlapOp& op, Backend& dev);
 // After a failed run: aborts every bucket communicator of the program's ops and its runner.
 void abortOverlapOps(const std::vector<const OverlapOp*>& ops, const std::string& why);
