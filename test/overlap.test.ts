@@ -178,7 +178,7 @@ for (const towers of [1, 2]) {
 }
 
 describe('a rank killed mid-run with overlap on', () => {
-  it('fails the other rank fast, naming the dead rank', { timeout: 180_000 }, async () => {
+  it('fails the other rank fast, naming the dead rank', { timeout: 180_000 }, async (t) => {
     const store = tempStore();
     try {
       const base: Base = { scenario: 'train', devices: 'cpu:0', group: { runId: runId(), rdzv: store.url, timeoutMs: 60_000 }, steps: 2000, overlap: true, bucketBytes: 1024 };
@@ -197,6 +197,7 @@ describe('a rank killed mid-run with overlap on', () => {
         const killedAt = Date.now();
         ranks[1]!.proc.kill('SIGKILL');
         const e = await ranks[0]!.next('error', 60_000);
+        t.diagnostic(`rank 0: ${e.message as string}`);
         assert.match(e.message as string, /rank 1\b/);
         const late = (e.at as number) - killedAt;
         assert.ok(late < 20_000, `rank 0 failed ${late} ms after rank 1 was killed (its deadline is 60 s)`);

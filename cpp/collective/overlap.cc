@@ -18,6 +18,7 @@ BucketRunner::~BucketRunner() {
     std::lock_guard<std::mutex> lk(mu_);
     stop_ = true;
     failQueued("the step program was freed");
+    if (running_) running_->abort("the step program was freed");  // so the join below does not wait for a deadline
     cv_.notify_all();
   }
   if (thread_.joinable()) thread_.join();  // a running bucket ends at its own deadline at the latest
@@ -43,6 +44,7 @@ void BucketRunner::loop() {
     auto [comm, rank] = std::move(queue_.front());
     queue_.pop_front();
     busy_ = true;
+    running_ = comm;
     lk.unlock();
     std::exception_ptr err;
     std::string why;
@@ -55,6 +57,7 @@ void BucketRunner::loop() {
     }
     lk.lock();
     busy_ = false;
+    running_ = nullptr;
     ++finished_;
     if (err) {
       if (!error_) error_ = err;

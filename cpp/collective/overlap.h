@@ -50,6 +50,7 @@ class BucketRunner {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::pair<std::shared_ptr<Communicator>, int>> queue_;
+  std::shared_ptr<Communicator> running_;  // the bucket the thread runs now (null when idle)
   bool busy_ = false;
   bool stop_ = false;
   std::exception_ptr error_;
