@@ -167,8 +167,8 @@ export const allreduce: Section = {
         unit: 'GB/s',
         reference: { value: ref.gbps, label },
         ratio,
-        target: 'busbw >= 0.50 x memcpy',
-        met: ratio >= 0.5,
+        target: n === 2 ? 'busbw >= 0.80 x memcpy (issue 16)' : 'busbw >= 0.50 x memcpy',
+        met: ratio >= (n === 2 ? 0.8 : 0.5),
         note: `time ${(r.ms).toFixed(2)} ms (median of best ${KEEP} of ${REPS}: ${r.reps.map((x) => x.toFixed(1)).join(', ')} ms), ` +
           `algbw ${algbw(r).toFixed(2)} GB/s, barrier wait ${(r.waitFrac * 100).toFixed(0)}% of rank time` +
           (n > 2 ? `; ${n} towers on a 2-core machine: device threads time-share the cores` : ''),
@@ -181,7 +181,14 @@ export const allreduce: Section = {
       }
       const small = results.find((x) => x.n === n && x.algo === 'ring' && x.bytes === KB)!;
       const smallTree = results.find((x) => x.n === n && x.algo === 'tree' && x.bytes === KB)!;
-      rows.push({ name: `  all-reduce latency, 1 KB, ${n} towers (ring / tree ${(smallTree.ms * 1000).toFixed(1)} us)`, value: small.ms * 1000, unit: 'us' });
+      const us = small.ms * 1000;
+      rows.push({
+        name: `${n === 2 ? '' : '  '}all-reduce latency, 1 KB, ${n} towers (ring / tree ${(smallTree.ms * 1000).toFixed(1)} us)`,
+        value: us,
+        unit: 'us',
+        ...(n === 2 ? { target: '<= 10 us (issue 16)', met: us <= 10 } : {}),
+        note: `barrier wait ${(small.waitFrac * 100).toFixed(0)}% of rank time` + (n === 2 ? '; the ring on 2 towers runs as one phase (Note [Fused steps])' : ''),
+      });
     }
     return rows;
   },

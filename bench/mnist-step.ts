@@ -6,14 +6,18 @@ import { fileURLToPath } from 'node:url';
 import { NativeDevice } from '../src/backend/native-device.js';
 import { loadMnist } from '../src/data/mnist.js';
 import { native } from '../src/native/addon.js';
+import { mnistMlp } from '../src/model/spec.js';
+import { gemmFloor, mlpStepGemms } from './mnist-floor.js';
 import { mnistDataDir, mnistSteps, mnistTower } from './mnist-train.js';
 import { torchPython } from './python.js';
 import { medianOfBest, type Row, type Section } from './section.js';
 
 const BATCH = 128;
-const STEPS = 300;   // steps per timed repetition
-const WARMUP = 50;
-const REPS = 5;      // repetitions per configuration; the figure is the median of the best 3
+// TOWERLINE_BENCH_QUICK=1: a few steps only, to check that the section runs (its figures mean nothing then)
+const QUICK = process.env.TOWERLINE_BENCH_QUICK === '1';
+const STEPS = QUICK ? 20 : 300;   // steps per timed repetition
+const WARMUP = QUICK ? 5 : 50;
+const REPS = QUICK ? 2 : 5;       // repetitions per configuration; the figure is the median of the best 3
 const KEEP = 3;
 const THREADS = [1, 2];
 const LR = 0.01;
@@ -30,19 +34,18 @@ interface TorchResult {
 async function measureOurs(): Promise<Map<number, { value: number; reps: number[] }>> {
   const train = await loadMnist('train');
   const dev = NativeDevice.open('cpu', 0);
-  const before = native().gemmInfo().threads;
   const tower = mnistTower(dev, BATCH, LR);
   try {
     const step = mnistSteps(tower, train, BATCH, LR);
     const reps = new Map<number, number[]>(THREADS.map((n) => [n, []]));
     for (const n of THREADS) {
-      native().setGemmThreads(n);
+      dev.gemmThreads = n;
       for (let i = 0; i < WARMUP; i++) await step();
     }
     // Interleave the configurations so a burst of load from other processes does not land on one of them only.
     for (let r = 0; r < REPS; r++) {
       for (const n of THREADS) {
-        native().setGemmThreads(n);
+        dev.gemmThreads = n;
         for (let i = 0; i < 5; i++) await step();  // let the new thread count settle
         const t0 = process.hrtime.bigint();
         for (let i = 0; i < STEPS; i++) await step();
@@ -55,7 +58,6 @@ async function measureOurs(): Promise<Map<number, { value: number; reps: number[
     return new Map([...reps].map(([n, xs]) => [n, { value: medianOfBest(xs, KEEP), reps: xs }]));
   } finally {
     tower.dispose();
-    native().setGemmThreads(before);
     await dev.close();
   }
 }
@@ -158,6 +160,23 @@ export const mnistStep: Section = {
         value: r.value,
         unit: 'examples/s',
         ...(t ? { reference: { value: t.value, label: `PyTorch set_num_threads(${n})` }, ratio: r.value / t.value } : {}),
+      });
+    }
+    // The practical floor: the step's GEMMs alone at its exact shapes, in the same run (bench/mnist-floor.ts). Our
+    // wall step is within 1.2x of it when ours / floor (both in examples/s) is >= 1/1.2.
+    const floor = await gemmFloor(mlpStepGemms(mnistMlp(), BATCH), THREADS, { steps: STEPS, reps: REPS, keep: KEEP });
+    for (const [n, f] of floor) {
+      const o = ours.get(n)!;
+      const floorExamples = f.value * BATCH;
+      rows.push({
+        name: `  mnist step, ${n} thread${n > 1 ? 's' : ''}, against the practical floor (the step's GEMMs alone)`,
+        value: o.value,
+        unit: 'examples/s',
+        reference: { value: floorExamples, label: `the step's GEMMs on ${gemm.split(' ')[0]}, ${(1e3 / f.value).toFixed(3)} ms/step` },
+        ratio: o.value / floorExamples,
+        target: 'ratio >= 0.833 (wall step <= 1.2x floor)',
+        met: o.value / floorExamples >= 1 / 1.2,
+        note: `wall step ${((1e3 * BATCH) / o.value).toFixed(3)} ms = ${(floorExamples / o.value).toFixed(2)}x the floor; floor reps (steps/s) ${fmtReps(f.reps)}`,
       });
     }
     // OpenBLAS reads OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE when it loads; PyTorch's child runs without them, so

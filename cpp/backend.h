@@ -22,6 +22,12 @@ class Backend {
   virtual const KernelTable& kernels() const = 0;
   // Called once on the device's own thread before any other call (CUDA binds its context here).
   virtual void bindThread() {}
+  // Host threads this device's GEMMs use (Note [GEMM threads] in cpu/gemm.cc); called on the device thread. A
+  // backend whose products do not run on host threads has 1 and refuses any other count.
+  virtual int gemmThreads() const { return 1; }
+  virtual void setGemmThreads(int n) {
+    TL_CHECK(n == 1, name() << " runs its GEMMs on the device, not on host threads; gemmThreads applies to cpu devices");
+  }
 };
 
 // Factories; each backend lives in its own directory (cpp/cpu, cpp/cuda).

@@ -58,6 +58,16 @@ std::unique_ptr<KernelArgs> parseDenseForward(const KernelCall& c) { return done
 
 std::unique_ptr<KernelArgs> parseDenseBackward(const KernelCall& c) { return backwardOf<DenseBackwardArgs>(c, denseDims(c)); }
 
+std::unique_ptr<KernelArgs> parseMatmul(const KernelCall& c) {
+  MatmulArgs a;
+  const int64_t M = dim(c, "M"), N = dim(c, "N"), K = dim(c, "K");
+  mul(c, M, K); mul(c, K, N); mul(c, M, N);
+  a.M = gemmDim(c, M, "M"); a.N = gemmDim(c, N, "N"); a.K = gemmDim(c, K, "K");
+  a.transA = flagAttr(c, "transA");
+  a.transB = flagAttr(c, "transB");
+  return done(a);
+}
+
 std::unique_ptr<KernelArgs> parseSizeN(const KernelCall& c) {
   SizeArgs a;
   a.N = dim(c, "N");
@@ -111,6 +121,40 @@ std::unique_ptr<KernelArgs> parseEma(const KernelCall& c) {
   EmaArgs a;
   a.N = dim(c, "N");
   a.decay = attr(c, "decay");
+  return done(a);
+}
+
+// clipNorm >= 0 (0: no clipping); decay in (0, 1) with the shadow output (the one past `outputs`), unread without.
+static TailArgs tailArgs(const KernelCall& c, size_t outputs) {
+  TailArgs t;
+  t.clipNorm = attr(c, "clipNorm");
+  t.decay = attr(c, "decay");
+  t.ema = c.out.size() > outputs;
+  TL_KCHECK(c, t.clipNorm >= 0 && std::isfinite(t.clipNorm),
+            "attribute clipNorm must be a finite number >= 0 (0: no clipping), got " << t.clipNorm);
+  if (t.ema)
+    TL_KCHECK(c, t.decay > 0 && t.decay < 1, "attribute decay must be in (0, 1) with a shadow output, got " << t.decay);
+  return t;
+}
+
+std::unique_ptr<KernelArgs> parseFusedSgd(const KernelCall& c) {
+  FusedSgdArgs a;
+  a.N = dim(c, "N");
+  a.tail = tailArgs(c, 2);
+  return done(a);
+}
+
+std::unique_ptr<KernelArgs> parseFusedMomentum(const KernelCall& c) {
+  FusedMomentumArgs a;
+  static_cast<MomentumArgs&>(a) = static_cast<const MomentumArgs&>(*parseMomentum(c));
+  a.tail = tailArgs(c, 3);
+  return done(a);
+}
+
+std::unique_ptr<KernelArgs> parseFusedAdam(const KernelCall& c) {
+  FusedAdamArgs a;
+  static_cast<AdamArgs&>(a) = static_cast<const AdamArgs&>(*parseAdam(c));
+  a.tail = tailArgs(c, 4);
   return done(a);
 }
 

@@ -71,6 +71,12 @@ struct DenseBackwardArgs : DenseArgs {
   bool wantDx = false;  // the optional dx output is present
 };
 
+// matmul: in A (M,K), B (K,N) (stored transposed under transA/transB); out C (M,N). All fit a GEMM int.
+struct MatmulArgs : KernelArgs {
+  int M = 0, N = 0, K = 0;
+  bool transA = false, transB = false;
+};
+
 // One length N: activations, sgd_update, dropout_backward, hash_bits.
 struct SizeArgs : KernelArgs {
   int64_t N = 0;
@@ -104,6 +110,21 @@ struct AdamArgs : KernelArgs {
 struct EmaArgs : KernelArgs {
   int64_t N = 0;
   double decay = 0;
+};
+// What a fused_*_update adds to its update: the clip norm (0: no clipping) and the EMA (with its optional shadow
+// output; decay is not read without one).
+struct TailArgs {
+  double clipNorm = 0, decay = 0;
+  bool ema = false;
+};
+struct FusedSgdArgs : SizeArgs {
+  TailArgs tail;
+};
+struct FusedMomentumArgs : MomentumArgs {
+  TailArgs tail;
+};
+struct FusedAdamArgs : AdamArgs {
+  TailArgs tail;
 };
 
 // ---- input --------------------------------------------------------------------------------------------------------
@@ -178,6 +199,7 @@ uint64_t dropoutStep(const KernelCall& c, const float* hyper);
 
 std::unique_ptr<KernelArgs> parseDenseForward(const KernelCall& c);
 std::unique_ptr<KernelArgs> parseDenseBackward(const KernelCall& c);
+std::unique_ptr<KernelArgs> parseMatmul(const KernelCall& c);
 std::unique_ptr<KernelArgs> parseSizeN(const KernelCall& c);
 std::unique_ptr<KernelArgs> parseLabelled(const KernelCall& c);
 std::unique_ptr<KernelArgs> parseMean(const KernelCall& c);
@@ -186,6 +208,9 @@ std::unique_ptr<KernelArgs> parseElementwise(const KernelCall& c);
 std::unique_ptr<KernelArgs> parseMomentum(const KernelCall& c);
 std::unique_ptr<KernelArgs> parseAdam(const KernelCall& c);
 std::unique_ptr<KernelArgs> parseEma(const KernelCall& c);
+std::unique_ptr<KernelArgs> parseFusedSgd(const KernelCall& c);
+std::unique_ptr<KernelArgs> parseFusedMomentum(const KernelCall& c);
+std::unique_ptr<KernelArgs> parseFusedAdam(const KernelCall& c);
 std::unique_ptr<KernelArgs> parseGatherRowsU8(const KernelCall& c);
 std::unique_ptr<KernelArgs> parseGatherRowsF32(const KernelCall& c);
 std::unique_ptr<KernelArgs> parseGatherLabels(const KernelCall& c);

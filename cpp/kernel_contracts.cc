@@ -1,4 +1,7 @@
 // The kernel contract table (Note [Kernel contracts]): one entry per kernel, in the order of docs/kernels.md.
+#include <deque>
+#include <string>
+
 #include "kernel_args.h"
 #include "kernel_contract.h"
 
@@ -47,6 +50,19 @@ KernelContract elementwise(const char* name, std::vector<ArgSpec> in, ArgSpec ou
   return {name, kElementwise, std::move(in), {out}, 0, std::move(attrs), computes, parseElementwise};
 }
 
+// The fused tail after the guard (Note [Fused parameter tail] in src/model/passes.ts): clip, update, EMA in one pass.
+const char* const kClipNote = "≥ 0; 0: no clipping";
+const char* const kDecayNote = "in (0, 1) with a shadow output, else unread";
+const char* fusedComputes(const char* update) {
+  static std::deque<std::string> texts;  // stable addresses; the table is built once and lives as long
+  texts.push_back(std::string("one pass over a parameter after the guard: with clipNorm > 0, g *= min(1, clipNorm / "
+                              "sqrt(s[0])) as `clip_by_norm` does (s = the global squared norm; g is written back "
+                              "only when it scales); then `") +
+                  update + "` with that g; then, with the shadow output, `ema_update` of the new w. The same bits "
+                           "as those kernels in sequence");
+  return texts.back().c_str();
+}
+
 std::vector<KernelContract> build() {
   const ArgSpec labels{"labels", I32, "(B)"}, idx{"idx", I32, "(B)"};
   return {
@@ -58,6 +74,11 @@ std::vector<KernelContract> build() {
        "dW = xᵀ·dy, db = Σ_rows dy, dx = dy·Wᵀ. With accumulate=1, dW and db are added to (dx is always overwritten). "
        "dx is computed only when a third output is given.",
        parseDenseBackward},
+      {"matmul", kLayers, {{"A", F32, "(M,K)"}, {"B", F32, "(K,N)"}}, {{"C", F32, "(M,N)"}}, 0,
+       {D("M"), D("N"), D("K"), Flag("transA"), Flag("transB")},
+       "C = op(A)·op(B), row-major, op(X) = Xᵀ where its flag is 1 (A is then stored (K,M), B (N,K)): the plain GEMM "
+       "inside `dense_*` and `conv2d_*` (bench/mnist-step.ts times a step's GEMMs with it: the practical floor)",
+       parseMatmul},
       activation("relu_forward", "y = max(x, 0)"),
       activationBackward("relu_backward", "dx = dy where y > 0, else 0. dx may be the same buffer as dy."),
       activation("sigmoid_forward", "y = 1/(1+e^-x), computed stably for large |x|"),
@@ -88,6 +109,12 @@ std::vector<KernelContract> build() {
                   "accumulates: s[0] += Σ x² (accumulate in double)"),
       elementwise("clip_by_norm", {{"s", F32, "(1)"}}, {"g", F32, "(N)"}, "clipNorm",
                   "in place: g *= min(1, clipNorm / sqrt(s[0])) (s = global squared norm; s = 0 leaves g unchanged)"),
+      {"l2_grad_norm", kElementwise, {{"w", F32, "(N)"}}, {{"g", F32, "(N)"}, {"s", F32, "(1)"}, {"loss", F32, "(1)"}}, 0,
+       {D("N"), Num("lambda")},
+       "`l2_backward`, `sum_squares` and `l2_loss` in one pass (the fused tail before the guard): in place "
+       "g += lambda · w; accumulates s[0] += Σ g² of the new g and loss[0] += lambda · ½ Σ w² (sums in double). The "
+       "same bits as those three kernels on this one parameter",
+       parseElementwise},
       elementwise("fill", {}, {"x", F32, "(N)"}, "value", "x = value"),
       elementwise("scale", {}, {"x", F32, "(N)"}, "factor", "in place: x *= factor"),
       elementwise("axpy", {{"x", F32, "(N)"}}, {"y", F32, "(N)"}, "alpha", "in place: y += alpha · x"),
@@ -109,6 +136,16 @@ std::vector<KernelContract> build() {
        parseAdam},
       {"ema_update", kOptim, {{"w", F32, "(N)"}}, {{"shadow", F32, "(N)"}}, 0, {D("N"), Num("decay")},
        "shadow = decay·shadow + (1−decay)·w", parseEma},
+      {"fused_sgd_update", kOptim, {{"s", F32, "(1)"}, kHyper}, {{"g", F32, "(N)"}, {"w", F32, "(N)"}, {"shadow", F32, "(N)"}},
+       1, {D("N"), Num("clipNorm", kClipNote), Num("decay", kDecayNote)}, fusedComputes("sgd_update"), parseFusedSgd},
+      {"fused_momentum_update", kOptim, {{"s", F32, "(1)"}, kHyper},
+       {{"g", F32, "(N)"}, {"w", F32, "(N)"}, {"v", F32, "(N)"}, {"shadow", F32, "(N)"}}, 1,
+       {D("N"), Num("momentum"), Flag("nesterov"), Num("clipNorm", kClipNote), Num("decay", kDecayNote)},
+       fusedComputes("momentum_update"), parseFusedMomentum},
+      {"fused_adam_update", kOptim, {{"s", F32, "(1)"}, kHyper},
+       {{"g", F32, "(N)"}, {"w", F32, "(N)"}, {"m", F32, "(N)"}, {"v", F32, "(N)"}, {"shadow", F32, "(N)"}}, 1,
+       {D("N"), Num("beta1"), Num("beta2"), Num("epsilon"), Num("clipNorm", kClipNote), Num("decay", kDecayNote)},
+       fusedComputes("adam_update"), parseFusedAdam},
       // ---- input ----
       {"gather_rows_u8", kInput, {{"src", U8, "(R,D)"}, idx}, {{"y", F32, "(B,D)"}}, 0,
        {D("B"), D("D"), D("R"), Num("scale")},

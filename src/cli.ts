@@ -1,6 +1,6 @@
 // The towerline command line: train, eval, topo, bench allreduce.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import cliProgress from 'cli-progress';
+import { readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRuntime } from './runtime.js';
 import type { StepEvent } from './events.js';
@@ -9,8 +9,11 @@ import { blocks, cifar10, mnist, type DataInput } from './data/inputs.js';
 import type { LearningRate, ModelSpec, OptimizerSpec } from './spec-types.js';
 import { parseTrainOptions, runSettingsSchema } from './options.js';
 import { validate } from './util/validate.js';
-import { DEVICE_HELP } from './devices.js';
+import { DEFAULT_MAX_TOWERS, DEVICE_HELP } from './devices.js';
 import { loadCheckpoint } from './io/checkpoint.js';
+import { CliOutput } from './cli/output.js';
+import { cliMessage } from './cli/flags.js';
+import { exitCodeOf, onStopSignals } from './cli/stop.js';
 import { NativeDevice } from './backend/native-device.js';
 import { Tower } from './model/tower.js';
 import { loadMnist } from './data/mnist.js';
@@ -19,14 +22,17 @@ import { groupRequested } from './group/options.js';
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got '${v}'`);
+  if (v.trim() === '' || !Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`${name} expects a non-negative integer, given '${v}'`);
   return n;
 };
 const num = (name: string) => (v: string) => {
   const n = Number(v);
-  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got '${v}'`);
+  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} expects a finite number, given '${v}'`);
   return n;
 };
+
+/** A usage error of the command line itself (a missing or conflicting flag). */
+class UsageError extends Error {}
 
 const PRESETS: Record<string, () => ModelSpec> = { mnist: () => mnistMlp(), cifar10: () => cifar10Cnn(), blocks: () => blockNetwork() };
 
@@ -41,20 +47,33 @@ async function loadModel(model: string): Promise<unknown> {
   }
 }
 
-/** The data set for `--dataset` (default: the one that goes with a preset model, else mnist). */
+/** The data set for `--dataset` (default: the one that goes with a preset model, else mnist), from --data-dir when given. */
 function dataInput(f: TrainFlags): DataInput {
   const name = f.dataset ?? (f.model === 'cifar10' || f.model === 'blocks' ? f.model : 'mnist');
+  if (f.dataDir && !statSync(f.dataDir, { throwIfNoEntry: false })?.isDirectory())
+    throw new UsageError(`--data-dir: '${f.dataDir}' is not a directory; give the folder that holds the ${name} files`);
+  const dir = f.dataDir ? { dir: f.dataDir } : {};
   switch (name) {
     case 'mnist':
-      return mnist({ batchSize: f.batchSize });
+      return mnist({ batchSize: f.batchSize, ...dir });
     case 'cifar10':
       // The real binary files when --data-dir is given; else the generated CIFAR-shaped set.
-      return cifar10({ batchSize: f.batchSize, ...(f.dataDir ? { dir: f.dataDir } : {}) });
+      return cifar10({ batchSize: f.batchSize, ...dir });
     case 'blocks':
+      if (f.dataDir) throw new UsageError(`--data-dir: the blocks data set is generated, it reads no files; leave out --data-dir '${f.dataDir}'`);
       return blocks({ batchSize: f.batchSize });
     default:
-      throw new Error(`--dataset: unknown data set '${name}'; use mnist, cifar10 or blocks`);
+      throw new UsageError(`--dataset: unknown data set '${name}'; use mnist, cifar10 or blocks`);
   }
+}
+
+/** Flags that only mean something with another one. */
+function checkFlagPairs(f: TrainFlags): void {
+  if (f.epochs === undefined && f.steps === undefined) throw new UsageError('give --epochs or --steps');
+  for (const [flag, set] of [['--resume', f.resume], ['--resume-if-present', f.resumeIfPresent], ['--overwrite-checkpoints', f.overwriteCheckpoints], ['--checkpoint-every', f.checkpointEvery !== undefined]] as const)
+    if (set && !f.checkpointDir) throw new UsageError(`${flag} needs --checkpoint-dir <dir>`);
+  if (f.resume && f.resumeIfPresent) throw new UsageError('give --resume or --resume-if-present, not both');
+  if ((f.resume || f.resumeIfPresent) && f.overwriteCheckpoints) throw new UsageError('--overwrite-checkpoints starts a fresh run; it cannot go with --resume or --resume-if-present');
 }
 
 /** The seeds' familiar line: `step 100, loss = 0.35 (12345.6 examples/sec; 0.010 sec/batch)`. */
@@ -85,6 +104,10 @@ interface TrainFlags {
   checkpointEvery?: number;
   keep: number;
   resume?: boolean;
+  resumeIfPresent?: boolean;
+  overwriteCheckpoints?: boolean;
+  maxTowers: number;
+  gemmThreads?: number;
   logDir?: string;
   histogramsEvery?: number;
   trace?: string;
@@ -95,11 +118,12 @@ interface TrainFlags {
 }
 
 async function train(f: TrainFlags): Promise<number> {
-  if (f.epochs === undefined && f.steps === undefined) throw new Error('give --epochs or --steps');
+  checkFlagPairs(f);
   const lr: LearningRate =
     f.decayRate !== undefined ? { type: 'exponential', lr: f.lr, decayRate: f.decayRate, decaySteps: f.decaySteps ?? 1000, staircase: f.staircase ?? false } : f.lr;
   const optimizer: OptimizerSpec =
     f.optimizer === 'momentum' ? { type: 'momentum', lr, momentum: f.momentum } : f.optimizer === 'adam' ? { type: 'adam', lr } : { type: 'sgd', lr };
+  const resume = f.resumeIfPresent ? 'if-present' : (f.resume ?? false);
   // One schema for the API, the CLI and checkpoints (src/options.ts): the CLI's settings are checked here, once.
   const opts = parseTrainOptions({
     model: await loadModel(f.model),
@@ -113,61 +137,70 @@ async function train(f: TrainFlags): Promise<number> {
     ...(f.steps !== undefined ? { steps: f.steps } : {}),
     ...(f.ema !== undefined ? { emaDecay: f.ema } : {}),
     ...(f.clipNorm !== undefined ? { clipNorm: f.clipNorm } : {}),
-    ...(f.checkpointDir ? { checkpoint: { dir: f.checkpointDir, keep: f.keep, resume: f.resume ?? false, ...(f.checkpointEvery ? { everySteps: f.checkpointEvery } : {}) } } : {}),
+    ...(f.checkpointDir
+      ? { checkpoint: { dir: f.checkpointDir, keep: f.keep, resume, overwrite: f.overwriteCheckpoints ?? false, ...(f.checkpointEvery ? { everySteps: f.checkpointEvery } : {}) } }
+      : {}),
     ...(f.logDir ? { logDir: f.logDir } : {}),
     ...(f.histogramsEvery ? { histogramsEvery: f.histogramsEvery } : {}),
     ...(f.trace ? { traceFile: f.trace } : {}),
   });
-  const rt = await createRuntime({ devices: f.devices, reduction: { algorithm: f.reduction }, ...(groupRequested() ? { group: true } : {}) }); // under towerline launch, mpirun, srun
-  const tty = process.stdout.isTTY === true;
-  let stopping = false;
-  let exitCode = 0;
+  const rt = await createRuntime({
+    devices: f.devices,
+    reduction: { algorithm: f.reduction },
+    maxTowers: f.maxTowers,
+    ...(f.gemmThreads ? { gemmThreads: f.gemmThreads } : {}),
+    ...(groupRequested() ? { group: true } : {}), // under towerline launch, mpirun, srun
+  });
+  let stopped: { why: string; code: number } | undefined;
+  let stopRun = () => undefined as void;
+  const stop = (why: string, code: number) => {
+    stopped ??= { why, code };
+    stopRun();
+  };
+  const out = new CliOutput(process.stdout.isTTY === true, () => stop('stdout closed', exitCodeOf('EPIPE')));
+  const saving = f.checkpointDir ? 'writing a checkpoint' : 'no --checkpoint-dir, so nothing is saved';
+  const uninstall = onStopSignals(
+    (signal) => {
+      stop(signal, exitCodeOf(signal));
+      out.line(`${signal === 'SIGINT' ? 'Ctrl+C' : signal}: stopping after the current step, ${saving}...`, 'err');
+    },
+    (signal) => out.line(`${signal}: already stopping; waiting for the current step${f.checkpointDir ? ' and the checkpoint' : ''}`, 'err'),
+  );
   try {
     const run = rt.train(opts);
-    const onSigint = () => {
-      if (stopping) return;
-      stopping = true;
-      exitCode = 130;
-      process.stderr.write('\nCtrl+C: stopping after the current step and writing a checkpoint...\n');
-      run.stop();
-    };
-    process.on('SIGINT', onSigint);
+    stopRun = () => run.stop();
+    if (stopped) run.stop();
     let total = f.steps ?? 0; // set by the 'started' event (epochs x steps per epoch of the data set)
-    const bar = tty
-      ? new cliProgress.SingleBar({ format: 'step {value}/{total} [{bar}] loss {loss} | {eps} examples/sec | ETA {eta_formatted}', hideCursor: true }, cliProgress.Presets.shades_classic)
-      : undefined;
     let placementShown = false;
-    run.steps$.subscribe({
-      next: (e) => {
-        if (f.logPlacement && !placementShown) {
-          placementShown = true;
-          for (const line of rt.placement()) process.stdout.write(`${line}\n`);
-        }
-        if (bar) {
-          if (e.step === 1 || !bar.getTotal()) bar.start(total, 0, { loss: '-', eps: '-' });
-          bar.update(e.step, { loss: e.loss.toFixed(3), eps: e.examplesPerSec.toFixed(0) });
-        } else if (e.step % f.logEvery === 0) {
-          process.stdout.write(`${stepLine(e)}\n`);
-        }
-      },
-      complete: () => bar?.stop(),
+    run.steps$.subscribe((e) => {
+      if (f.logPlacement && !placementShown) {
+        placementShown = true;
+        for (const line of rt.placement()) out.line(line);
+      }
+      out.progress(e.step, total, { loss: e.loss.toFixed(3), eps: e.examplesPerSec.toFixed(0) });
+      if (!process.stdout.isTTY && e.step % f.logEvery === 0) out.line(stepLine(e));
     });
-    run.events$.subscribe({
-      next: (e) => {
-        if (e.type === 'started') total = e.totalSteps;
-        if (e.type === 'evaluation') process.stdout.write(`epoch ${e.epoch + 1}: test accuracy ${(e.accuracy * 100).toFixed(2)}%${e.useEma ? ' (EMA weights)' : ''}\n`);
-        if (e.type === 'checkpoint' && !tty) process.stdout.write(`checkpoint at step ${e.step}: ${e.path}\n`);
-        if (e.type === 'resumed') process.stdout.write(`resumed from ${e.path} at step ${e.step} (${e.note})\n`);
-        if (e.type === 'skipped') process.stdout.write(`step ${e.step} skipped: ${e.reason}\n`);
-      },
+    run.events$.subscribe((e) => {
+      if (e.type === 'started') total = e.totalSteps;
+      if (e.type === 'evaluation') out.line(`epoch ${e.epoch + 1}: test accuracy ${(e.accuracy * 100).toFixed(2)}%${e.useEma ? ' (EMA weights)' : ''}`);
+      if (e.type === 'checkpoint') out.line(`checkpoint at step ${e.step}: ${e.path}`);
+      if (e.type === 'resumed') out.line(`resumed from ${e.path} at step ${e.step} (${e.note})`);
+      if (e.type === 'skipped') out.line(`step ${e.step} skipped: ${e.reason}`);
+      if (e.type === 'rolledBack') out.line(`step ${e.step}: rolled back to ${e.path} (${e.reason}); learning rate x${e.lrScale}`, 'err');
+      if (e.type === 'replicas' && !e.consistent) out.line(`warning: replica check at step ${e.step}: ${e.detail}`, 'err');
+      if (e.type === 'warning') out.line(`warning: ${cliMessage(new Error(e.message))}`, 'err');
     });
     const summary = await run.done;
-    process.off('SIGINT', onSigint);
-    process.stdout.write(`done: ${summary.steps} steps, final loss ${summary.finalLoss.toFixed(4)}${summary.evaluation ? `, test accuracy ${(summary.evaluation.accuracy * 100).toFixed(2)}%` : ''}\n`);
+    out.finish();
+    const result = `${summary.steps} steps, final loss ${summary.finalLoss.toFixed(4)}${summary.evaluation ? `, test accuracy ${(summary.evaluation.accuracy * 100).toFixed(2)}%` : ''}`;
+    if (!stopped) out.line(`done: ${result}`);
+    else if (out.open) out.line(`stopped (${stopped.why}) after ${result}`);
   } finally {
+    out.finish();
+    uninstall();
     await rt.close();
   }
-  return exitCode;
+  return stopped?.code ?? 0;
 }
 
 async function evaluate(f: { checkpoint: string; ema?: boolean }): Promise<number> {
@@ -189,14 +222,19 @@ async function evaluate(f: { checkpoint: string; ema?: boolean }): Promise<numbe
 }
 
 export function buildCli(): Command {
-  const program = new Command('towerline').description('Data-parallel training in Node.js: one tower per device, kept in lock-step.').showHelpAfterError();
+  const program = new Command('towerline')
+    .description('Data-parallel training in Node.js: one tower per device, kept in lock-step.')
+    .version(packageVersion(), '-V, --version', 'print the towerline version')
+    .showHelpAfterError('(add --help for the options)');
   program
     .command('train')
     .description('train a model (MNIST by default) on one or more towers')
     .option('--model <preset|file>', "model preset ('mnist', 'cifar10', 'blocks') or a JSON model spec file", 'mnist')
     .option('--dataset <name>', "data set: 'mnist', 'cifar10' (files from --data-dir, else generated) or 'blocks' (default: the preset's)")
-    .option('--data-dir <dir>', 'folder with the data set files (CIFAR-10: cifar-10-batches-bin)')
+    .option('--data-dir <dir>', 'folder with the data set files (MNIST: the four IDX files; CIFAR-10: cifar-10-batches-bin)')
     .option('--devices <list>', `devices, one tower each. ${DEVICE_HELP}`, 'cpu:0')
+    .option('--max-towers <n>', 'the most towers to start (each a worker thread with its own model and data)', int('--max-towers'), DEFAULT_MAX_TOWERS)
+    .option('--gemm-threads <n>', "GEMM threads per CPU tower (default: the cores shared by the towers; results do not depend on it)", int('--gemm-threads'))
     .addOption(new Option('--reduction <algorithm>', 'all-reduce algorithm').choices(['auto', 'ring', 'tree', 'naive']).default('auto'))
     .option('--overlap', 'overlap the gradient all-reduce with backward, bucket by bucket (pays across machines; docs/multi-process.md)')
     .option('--bucket-mb <mib>', 'with --overlap: the cap of one gradient bucket in MiB (default 1)', num('--bucket-mb'))
@@ -214,7 +252,9 @@ export function buildCli(): Command {
     .option('--checkpoint-dir <dir>', 'write checkpoints here (at the end, on Ctrl+C, and every --checkpoint-every steps)')
     .option('--checkpoint-every <n>', 'checkpoint every n steps', int('--checkpoint-every'))
     .option('--keep <k>', 'checkpoints to keep', int('--keep'), 3)
-    .option('--resume', 'resume from the latest checkpoint in --checkpoint-dir (exact trajectory)')
+    .option('--resume', 'resume from the newest valid checkpoint in --checkpoint-dir (exact trajectory); an error when there is none')
+    .option('--resume-if-present', 'resume when --checkpoint-dir holds a checkpoint, else start fresh (for job schedulers)')
+    .option('--overwrite-checkpoints', "start fresh even though --checkpoint-dir holds another run's checkpoints (removed after this run's first)")
     .option('--log-dir <dir>', 'TensorBoard event files')
     .option('--histograms-every <n>', 'also write weight histograms every n steps', int('--histograms-every'))
     .option('--trace <file>', 'Chrome trace-event timeline (Perfetto, chrome://tracing)')
@@ -239,6 +279,11 @@ export function buildCli(): Command {
     .action(async () => {
       const { topology, formatTopology } = await import('./topology.js');
       process.stdout.write(`${formatTopology(topology())}\n`);
+      // Issue 16: the CPU layout the runtime picks for 1, 2, 4 ... towers on this machine (Note [CPU layout]).
+      const { cpuLayout, describeLayout } = await import('./tower-port/layout.js');
+      const cores = (await import('node:os')).availableParallelism();
+      const counts = [...new Set([1, 2, cores, 2 * cores])].sort((a, b) => a - b);
+      process.stdout.write(`CPU layouts:\n${counts.map((n) => `  ${describeLayout(cpuLayout(cores, n))}`).join('\n')}\n`);
     });
   program
     .command('bench')
@@ -255,11 +300,16 @@ export function buildCli(): Command {
   return program;
 }
 
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
 export async function main(argv: string[]): Promise<void> {
   try {
     await buildCli().parseAsync(argv);
   } catch (e) {
-    process.stderr.write(`towerline: ${(e as Error).message}\n`);
+    process.stderr.write(`towerline: ${cliMessage(e)}\n`);
     process.exitCode = process.exitCode || 1;
   }
 }

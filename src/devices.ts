@@ -2,6 +2,9 @@
 import { native } from './native/addon.js';
 import { ConfigError } from './errors.js';
 
+/** The most towers a runtime starts unless told otherwise (RuntimeOptions.maxTowers, CLI --max-towers). */
+export const DEFAULT_MAX_TOWERS = 64;
+
 /** One tower's place: the device kind, the device index, and the label errors and events name it by. */
 export interface DeviceSlot {
   kind: string;
@@ -46,25 +49,44 @@ function checkKind(kind: string, item: string): number {
   return available;
 }
 
-/** The devices an item names, in order, before repetition. */
-function itemIndices(item: string, m: RegExpExecArray, kind: string, available: number): number[] {
+/** The range of devices an item names, [lo, hi], before repetition (nothing is materialised: see towerBound). */
+function itemRange(item: string, m: RegExpExecArray, kind: string, available: number): [number, number] {
   const [, , all, first, last, count] = m;
   if (all !== undefined) {
     if (kind === 'cpu')
       throw new ConfigError(`devices: '${item}': CPU devices are logical (any number share the host), so there is no 'all'; write 'cpu*N' for N CPU towers`, 'devices');
-    return Array.from({ length: available }, (_, i) => i);
+    return [0, available - 1];
   }
   const lo = count !== undefined ? 0 : Number(first);
   const hi = count !== undefined ? Number(count) - 1 : last !== undefined ? Number(last) : lo;
   if (count !== undefined && Number(count) < 1) throw new ConfigError(`devices: '${item}' asks for ${count} towers; write '${kind}*1' or more`, 'devices');
   if (hi < lo) throw new ConfigError(`devices: '${item}' is an empty range; write the lower index first, e.g. '${kind}:${hi}-${lo}'`, 'devices');
-  if (hi >= available)
-    throw new ConfigError(`devices: '${item}' asks for ${kind} device ${hi}, but ${available} ${kind} device(s) exist (${kind}:0..${kind}:${available - 1})`, 'devices');
-  return Array.from({ length: hi - lo + 1 }, (_, i) => lo + i);
+  return [lo, hi];
 }
 
-/** Parses a device list into one slot per tower (Note [Device grammar]); every error is a ConfigError on 'devices'. */
-export function parseDevices(spec: string | string[]): DeviceSlot[] {
+function checkIndex(item: string, kind: string, hi: number, available: number): void {
+  if (hi >= available)
+    throw new ConfigError(`devices: '${item}' asks for ${kind} device ${hi}, but ${available} ${kind} device(s) exist (${kind}:0..${kind}:${available - 1})`, 'devices');
+}
+
+/** The tower limit, checked on counts before any slot exists (so 'cpu*99999999' costs nothing but this error). */
+function towerBound(spec: string | string[], towers: number, maxTowers: number): void {
+  if (towers <= maxTowers) return;
+  const given = Array.isArray(spec) ? spec.join(',') : spec;
+  throw new ConfigError(
+    `devices: '${given}' asks for ${towers} towers, more than the limit of ${maxTowers} (each tower is a worker thread ` +
+      `with its own copy of the model, its optimizer state and the data set). Use fewer towers, or raise the limit with ` +
+      `maxTowers (CLI: --max-towers) if you mean it.`,
+    'devices',
+  );
+}
+
+/**
+ * Parses a device list into one slot per tower (Note [Device grammar]); every error is a ConfigError on 'devices'.
+ * More than `maxTowers` towers (default 64) is an error before anything is allocated.
+ */
+export function parseDevices(spec: string | string[], opts: { maxTowers?: number } = {}): DeviceSlot[] {
+  const maxTowers = opts.maxTowers ?? DEFAULT_MAX_TOWERS;
   const items = (Array.isArray(spec) ? spec : spec.split(',')).map((s) => String(s).trim()).filter(Boolean);
   if (items.length === 0) throw new ConfigError(`devices: expected at least one device, given ${JSON.stringify(spec)}. ${DEVICE_HELP}`, 'devices');
   const old = items.length === 1 ? /^cpu:(\d+)$/.exec(items[0]!) : null;
@@ -76,15 +98,21 @@ export function parseDevices(spec: string | string[]): DeviceSlot[] {
       'devices',
     );
   }
-  const out: DeviceSlot[] = [];
-  for (const item of items) {
+  const parsed = items.map((item) => {
     const m = ITEM.exec(item);
     if (!m) throw new ConfigError(`devices: cannot read '${item}'. ${DEVICE_HELP}`, 'devices');
     const kind = m[1]!;
     const available = checkKind(kind, item);
     const reps = m[6] !== undefined ? Number(m[6]) : 1;
     if (reps < 1) throw new ConfigError(`devices: '${item}' asks for ${reps} towers per device; use x1 or more`, 'devices');
-    for (const index of itemIndices(item, m, kind, available))
+    const [lo, hi] = itemRange(item, m, kind, available);
+    return { item, kind, available, reps, lo, hi };
+  });
+  towerBound(spec, parsed.reduce((n, p) => n + (p.hi - p.lo + 1) * p.reps, 0), maxTowers);
+  const out: DeviceSlot[] = [];
+  for (const { item, kind, available, reps, lo, hi } of parsed) {
+    checkIndex(item, kind, hi, available);
+    for (let index = lo; index <= hi; index++)
       for (let k = 0; k < reps; k++) out.push({ kind, index, label: reps > 1 ? `${kind}:${index}#${k}` : `${kind}:${index}` });
   }
   const seen = new Set<string>();

@@ -93,3 +93,13 @@ export class WatchdogError extends TowerlineError {
     super(message);
   }
 }
+
+/** The runtime was closed (rt.close()) while this run or call was in flight. */
+export class RuntimeClosedError extends TowerlineError {
+  readonly code = 'TL_CLOSED';
+}
+
+/** A run trained but could not keep one of its outputs (a TensorBoard file, the trace): never reported as success. */
+export class OutputError extends TowerlineError {
+  readonly code = 'TL_OUTPUT';
+}

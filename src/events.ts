@@ -34,7 +34,8 @@ export interface StepEvent {
 }
 
 export type RunEvent =
-  | { type: 'started'; step: number; totalSteps: number; stepsPerEpoch: number; devices: string[] }
+  /** `layout`: how the CPU towers share the cores (Note [CPU layout]), e.g. "2 CPU towers on 2 cores: 1 GEMM thread each". */
+  | { type: 'started'; step: number; totalSteps: number; stepsPerEpoch: number; devices: string[]; layout?: string }
   | { type: 'epoch'; epoch: number; steps: number }
   | { type: 'skipped'; step: number; reason: string }
   | { type: 'checkpoint'; step: number; path: string }
@@ -43,6 +44,8 @@ export type RunEvent =
   | { type: 'resumed'; step: number; path: string; bitIdentical: boolean; note: string }
   | { type: 'rolledBack'; step: number; path: string; reason: string; lrScale: number }
   | { type: 'evaluation'; epoch: number; step: number; loss: number; accuracy: number; useEma: boolean }
+  /** Something the app should know that does not stop the run: a skipped damaged checkpoint, a changed layout. */
+  | { type: 'warning'; step: number; message: string }
   /** The run failed with `error` (also the rejection of `done`); the streams complete after this event. */
   | { type: 'failed'; step: number; error: Error };
 

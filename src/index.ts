@@ -64,5 +64,7 @@ export {
   NonFiniteError,
   ReplicaMismatchError,
   WatchdogError,
+  RuntimeClosedError,
+  OutputError,
 } from './errors.js';
 export { addonInfo, type AddonInfo } from './native/load.js';

@@ -8,7 +8,9 @@ import { parseReduction, type reductionSchema } from './scheduler/select.js';
 import type { ReductionStrategy } from './scheduler/schedule.js';
 import type { ModelSpec, OptimizerSpec } from './spec-types.js';
 import type { DataInput } from './data/inputs.js';
+import { DEFAULT_MAX_TOWERS } from './devices.js';
 import type { GroupOptionsInput } from './group/options.js';
+import type { LayoutOptions } from './tower-port/layout.js';
 
 /** The all-reduce: a built-in algorithm ('auto' picks by tower count and size), or your own strategy. */
 export type ReductionOptions = { algorithm?: 'auto' | 'ring' | 'tree' | 'naive'; chunkElems?: number } | { custom: ReductionStrategy };
@@ -27,11 +29,20 @@ export interface RuntimeOptions {
    */
   shares?: 'equal' | 'speed';
   /**
+   * GEMM threads per tower (default: the host's cores shared by the CPU towers). Results are the same bits at any
+   * count (Note [GEMM threads] in cpp/cpu/gemm.cc); the run settings record it in their layout.
+   */
+  gemmThreads?: number;
+  /** The most towers one runtime starts (default 64): each is a worker thread with its own model and data. */
+  maxTowers?: number;
+  /**
    * Train with the towers of other processes too (Note [Process dimension] in src/group/world.ts): `true` takes the
    * process group's settings from the environment a launcher set (`towerline launch`, torchrun, mpirun, srun), or
    * give them here (explicit fields win). The towers of this process are its slots; every process runs as many.
    */
   group?: boolean | GroupSettings;
+  /** How CPU towers share the cores (Note [CPU layout] in src/tower-port/layout.ts); towers beyond the cores: 'threads' or 'fold'. */
+  layout?: LayoutOptions;
 }
 
 /** A process group's settings (src/group/options.ts); `slots` defaults to this process's device count. */
@@ -54,13 +65,22 @@ export interface GuardOptions {
   replicaPolicy?: 'halt' | 'rebroadcast';
 }
 
-/** Checkpoints every `everySteps` steps and at the end (also after stop()); `resume` continues the exact trajectory. */
+/**
+ * Checkpoints every `everySteps` steps and at the end (also after stop()); `resume` continues the exact trajectory.
+ * A run owns the checkpoints it writes (its run id is in each sidecar) and prunes only its own.
+ */
 export interface CheckpointOptions {
   dir: string;
   everySteps?: number;
   /** Checkpoints kept (default 3). */
   keep?: number;
-  resume?: boolean;
+  /**
+   * true: continue from the newest checkpoint in `dir` that passes full verification (an error when there is none);
+   * 'if-present': the same, or a fresh run when `dir` holds no checkpoint at all (for job schedulers that restart).
+   */
+  resume?: boolean | 'if-present';
+  /** A fresh run into a directory holding another run's checkpoints: replace them (removed after this run's first). */
+  overwrite?: boolean;
 }
 
 export interface TrainOptions {
@@ -124,9 +144,31 @@ export const dataSchema = z.discriminatedUnion('kind', [
     .strict(),
 ]);
 
+/**
+ * How a run is laid out over devices and threads: what a resumed run may change. Each field says whether a change
+ * keeps the trajectory bit-identical (src/coordinator/layout.ts says so on resume); others add their fields here.
+ */
+export const layoutSchema = z
+  .object({
+    /** The towers' devices in rank order: their number and kinds set the all-reduce's summation (changes the bits). */
+    towers: z.array(z.string()),
+    /** GEMM threads per tower: never changes the bits (Note [GEMM threads] in cpp/cpu/gemm.cc). */
+    gemmThreads: z.array(z.number().int().positive()),
+    /** What computes the products (gemmInfo().kernel, or the float64 reference): another one rounds differently. */
+    gemm: z.string(),
+    /** The all-reduce schedule's name: another one sums in another order. */
+    reduction: z.string(),
+    /** 'speed' shares follow measured speed, so no two runs split a batch alike. */
+    shares: z.enum(['equal', 'speed']),
+  })
+  .strict();
+export type Layout = z.output<typeof layoutSchema>;
+
 // Note [Run settings]: the settings a training trajectory depends on (Note [Exact resume]): model, optimizer,
 // clipping, EMA, seed and data. They are a part of the train options' schema, saved resolved (defaults filled in)
-// with every checkpoint, and compared field by field when a run resumes.
+// with every checkpoint, and compared field by field when a run resumes: any difference is an error naming the
+// fields. The run's layout (layoutSchema: towers, GEMM threads and kernel, reduction, shares) is saved with them;
+// a resumed run may change it, and is told whether its trajectory stays bit-identical.
 const runSettingsShape = {
   model: modelSchema,
   optimizer: optimizerSchema,
@@ -140,6 +182,7 @@ const runSettingsShape = {
 export const runSettingsSchema = z
   .object({
     ...runSettingsShape,
+    layout: layoutSchema.optional(), // what the towers are and how they compute: may change on resume (src/coordinator/layout.ts)
     // The world a checkpoint was written on (H, issue 14): recorded, not a train option; a resume on another world
     // is allowed and says whether it stays bit-identical (src/group/resume.ts).
     world: z
@@ -169,7 +212,16 @@ export const trainOptionsSchema = z
       })
       .strict()
       .default({ nonFinite: 'halt', rollbackLrFactor: 0.5, replicaCheckEvery: 100, replicaPolicy: 'halt' }),
-    checkpoint: z.object({ dir: z.string().min(1), everySteps: positiveInt.optional(), keep: positiveInt.default(3), resume: z.boolean().default(false) }).strict().optional(),
+    checkpoint: z
+      .object({
+        dir: z.string().min(1),
+        everySteps: positiveInt.optional(),
+        keep: positiveInt.default(3),
+        resume: z.union([z.boolean(), z.literal('if-present')]).default(false),
+        overwrite: z.boolean().default(false),
+      })
+      .strict()
+      .optional(),
     logDir: z.string().min(1).optional(),
     histogramsEvery: positiveInt.optional(),
     traceFile: z.string().min(1).optional(),
@@ -185,7 +237,10 @@ export const runtimeOptionsSchema = z
     callTimeoutMs: positiveInt.default(60_000),
     collectiveTimeoutMs: positiveInt.default(30_000),
     shares: z.enum(['equal', 'speed']).default('equal'),
+    gemmThreads: z.number().int('expected an integer').min(1).max(256).optional(),
+    maxTowers: positiveInt.default(DEFAULT_MAX_TOWERS),
     group: z.union([z.boolean(), z.custom<GroupSettings>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'expected true or the group settings')]).optional(), // checked by src/group/options.ts
+    layout: z.object({ extraTowers: z.enum(['threads', 'fold']).optional(), cores: positiveInt.optional() }).strict().optional(), // Note [CPU layout]
   })
   .strict();
 export type ResolvedRuntimeOptions = Omit<z.output<typeof runtimeOptionsSchema>, 'reduction'> & { reduction: ReductionOptions | undefined };
@@ -201,10 +256,10 @@ export function parseTrainOptions(o: unknown): ResolvedTrainOptions {
   return validate(trainOptionsSchema, o, 'train options', 'Example: rt.train({ model, optimizer: { type: "sgd", lr: 0.1 }, data: mnist({ batchSize: 128 }), epochs: 1 })');
 }
 
-/** The run settings of resolved train options (Note [Run settings]). */
-export function runSettingsOf(o: ResolvedTrainOptions): RunSettings {
+/** The run settings of resolved train options, and the layout they run on (Note [Run settings]). */
+export function runSettingsOf(o: ResolvedTrainOptions, layout?: Layout): RunSettings {
   const { model, optimizer, clipNorm, emaDecay, seed, data } = o;
-  return { model, optimizer, ...(clipNorm !== undefined ? { clipNorm } : {}), ...(emaDecay !== undefined ? { emaDecay } : {}), seed, data };
+  return { model, optimizer, ...(clipNorm !== undefined ? { clipNorm } : {}), ...(emaDecay !== undefined ? { emaDecay } : {}), seed, data, ...(layout ? { layout } : {}) };
 }
 
 // ---- compile-time checks: the named types accept exactly what the schemas accept --------------------------------

@@ -7,7 +7,12 @@ import { joinWorld } from './group/join.js';
 import type { TrainRun } from './events.js';
 import { connectLocalGroup } from './group/local-group.js';
 import type { ConnectGroup } from './group/group.js';
-import { workerPorts, type PortOpener } from './tower-port/open.js';
+import { gemmThreadsFor, workerPorts, type PortOpener } from './tower-port/open.js';
+import { layoutSlots } from './tower-port/layout.js';
+import { scheduleId } from './coordinator/layout.js';
+import type { Layout } from './options.js';
+import { ConfigError } from './errors.js';
+import { availableParallelism } from 'node:os';
 import { TowerSet } from './coordinator/towers.js';
 import { startRun } from './coordinator/run.js';
 import { checkReplicas, type ReplicaReport } from './coordinator/replicas.js';
@@ -19,17 +24,20 @@ export { mnist, cifar10, blocks, type DataInput } from './data/inputs.js';
 export type { RuntimeOptions, TrainOptions, GuardOptions } from './options.js';
 export type { TrainRun, StepEvent, RunEvent, RunSummary, TowerTimings } from './events.js';
 export { TowerError, NonFiniteError, ReplicaMismatchError, WatchdogError } from './errors.js';
+import { RuntimeClosedError } from './errors.js';
 
 export class Runtime {
   readonly #towers: TowerSet;
   readonly #opts: ResolvedRuntimeOptions;
   readonly #internals: RuntimeInternals;
+  readonly #layout: () => Layout;
   #running = false;
   #closed = false;
 
-  private constructor(towers: TowerSet, opts: ResolvedRuntimeOptions) {
+  private constructor(towers: TowerSet, opts: ResolvedRuntimeOptions, layout: () => Layout) {
     this.#towers = towers;
     this.#opts = opts;
+    this.#layout = layout;
     this.#internals = { towers, faults: undefined };
     attachInternals(this, this.#internals);
   }
@@ -42,18 +50,27 @@ export class Runtime {
   /** @internal Opens a runtime on other towers (src/advanced.ts: in-process towers). */
   static async open(opts: RuntimeOptions, openPorts: PortOpener, connect: ConnectGroup): Promise<Runtime> {
     const o = parseRuntimeOptions(opts);
-    const slots = parseDevices(o.devices);
+    const asked = parseDevices(o.devices, { maxTowers: o.maxTowers }); // bounded before any tower starts
+    if (o.layout?.extraTowers === 'fold' && o.group)
+      throw new ConfigError("layout.extraTowers 'fold' works in one process; a process group runs the same towers in every process (use 'threads', the default)", 'layout.extraTowers');
+    const cores = o.layout?.cores ?? availableParallelism();
+    const slots = layoutSlots(asked, o.layout ?? {}, cores).slots; // Note [CPU layout]
     // A bad strategy fails before any tower starts; with a group, after every process joined (src/group/join.ts).
     const world = await joinWorld(o, slots.length);
+    const gemmThreads = gemmThreadsFor(slots, o.gemmThreads, world.processesOnHost, cores);
     let ports: ReturnType<PortOpener>;
     try {
-      ports = openPorts(slots, { callMs: o.callTimeoutMs, processesOnHost: world.processesOnHost });
+      ports = openPorts(slots, { callMs: o.callTimeoutMs, gemmThreads });
     } catch (e) {
       world.close();
       throw e;
     }
     const towers = new TowerSet(ports, connect, o.reduction, o.collectiveTimeoutMs, world);
-    return new Runtime(towers, o);
+    towers.layout = layoutSlots(asked, o.layout ?? {}, cores, world.processesOnHost).text;
+    const gemm = openPorts.arithmetic();
+    // The run settings' layout (Note [Run settings]): what this runtime's towers are and how they compute.
+    const layout = (): Layout => ({ towers: towers.devices, gemmThreads, gemm, reduction: scheduleId(towers.schedule()), shares: o.shares });
+    return new Runtime(towers, o, layout);
   }
 
   /** The towers' device labels, in rank order. */
@@ -76,11 +93,11 @@ export class Runtime {
    * One run at a time per runtime. Options are validated here: a bad option throws a ConfigError naming it.
    */
   train(options: TrainOptions): TrainRun {
-    if (this.#closed) throw new Error('runtime is closed');
+    if (this.#closed) throw new RuntimeClosedError('the runtime is closed (rt.close() was called); create a new one with createRuntime()');
     if (this.#running) throw new Error('a training run is already in progress on this runtime; await its done first');
     const o = parseTrainOptions(options);
     this.#running = true;
-    const run = startRun(this.#towers, o, { callMs: this.#opts.callTimeoutMs, shares: this.#opts.shares, faults: this.#internals.faults });
+    const run = startRun(this.#towers, o, { callMs: this.#opts.callTimeoutMs, shares: this.#opts.shares, faults: this.#internals.faults, layout: this.#layout });
     run.done.then(
       () => (this.#running = false),
       () => (this.#running = false),
@@ -93,17 +110,28 @@ export class Runtime {
    * differs from tower 0's are named with their first differing tensor. During a run it runs between two steps.
    */
   checkReplicas(): Promise<ReplicaReport> {
-    return this.#towers.betweenSteps(() => checkReplicas(this.#towers));
+    return this.#read('checkReplicas', () => this.#towers.betweenSteps(() => checkReplicas(this.#towers)));
   }
 
   /** Each tower's weights (copies, for checks and checkpoints; during a run, read between two steps). */
   readWeights(): Promise<Array<Map<string, Float32Array>>> {
-    return this.#towers.readAll('w');
+    return this.#read('readWeights', () => this.#towers.readAll('w'));
   }
 
   /** Each tower's gradients of the last step (after the all-reduce). */
   readGradients(): Promise<Array<Map<string, Float32Array>>> {
-    return this.#towers.readAll('g');
+    return this.#read('readGradients', () => this.#towers.readAll('g'));
+  }
+
+  /** A state read, refused plainly on a closed runtime (also when it closes while the read waits for its gap). */
+  async #read<T>(what: string, f: () => Promise<T>): Promise<T> {
+    const closed = () => new RuntimeClosedError(`${what}(): the runtime is closed (rt.close() was called); read before closing`);
+    if (this.#closed) throw closed();
+    try {
+      return await f();
+    } catch (e) {
+      throw this.#closed ? Object.assign(closed(), { cause: e }) : e;
+    }
   }
 
   /**

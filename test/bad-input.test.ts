@@ -2,7 +2,7 @@
 // these cases are checked against each other.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, writeFile, mkdtemp } from 'node:fs/promises';
+import { writeFile, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -16,6 +16,7 @@ import { loadMnist } from '../src/data/mnist.js';
 import { planReduction } from '../src/scheduler/select.js';
 import { ConfigError } from '../src/util/validate.js';
 import { openTestDevice } from './support/device.js';
+import { describeTable } from './support/doc-table.js';
 
 const dev = openTestDevice();
 after(() => dev.close());
@@ -97,33 +98,20 @@ async function errorOf(f: () => unknown): Promise<Error> {
   throw new Error('expected an error, none was thrown');
 }
 
-async function docRows(): Promise<Map<string, string>> {
-  const text = await readFile(new URL('../docs/bad-input.md', import.meta.url), 'utf8');
-  const rows = new Map<string, string>();
-  for (const line of text.split('\n')) {
-    const m = /^\| `([a-z0-9-]+)` \|.*\| `([^`]+)` \|$/.exec(line.trim());
-    if (m) rows.set(m[1]!, m[2]!);
-  }
-  return rows;
-}
-
-describe('bad input: clear errors (docs/bad-input.md)', async () => {
-  const rows = await docRows();
-
-  it('the docs table and the test cases list the same inputs', () => {
-    assert.deepEqual([...rows.keys()].sort(), Object.keys(CASES).sort());
-  });
-
-  for (const [id, f] of Object.entries(CASES)) {
-    it(`${id}: ${rows.get(id) ?? '(missing from the table)'}`, async () => {
-      const e = await errorOf(f);
-      assert.ok(e instanceof Error, `${id} threw a non-Error`);
-      const excerpt = rows.get(id);
-      assert.ok(excerpt, `${id} is not in docs/bad-input.md`);
-      assert.ok(e.message.includes(excerpt), `${id}: message does not contain the documented excerpt\n  excerpt: ${excerpt}\n  message: ${e.message}`);
-    });
-  }
-});
+describeTable(
+  'bad input: clear errors (docs/bad-input.md)',
+  'bad-input.md',
+  Object.fromEntries(
+    Object.entries(CASES).map(([id, f]) => [
+      id,
+      async () => {
+        const e = await errorOf(f);
+        assert.ok(e instanceof Error, `${id} threw a non-Error`);
+        return e.message;
+      },
+    ]),
+  ),
+);
 
 describe('fuzzing the model-spec validator', () => {
   it('random JSON: parseModelSpec returns a spec or throws ConfigError, nothing else', () => {

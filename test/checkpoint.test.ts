@@ -6,7 +6,7 @@ import { mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/pro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { CheckpointError, latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../src/io/checkpoint.js';
+import { CheckpointError, latestCheckpoint, loadCheckpoint, saveCheckpoint, sidecarHash } from '../src/io/checkpoint.js';
 import { Rng } from '../src/util/rng.js';
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
@@ -56,7 +56,7 @@ describe('checkpoints', () => {
 
       const sidecar = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
       assert.equal(sidecar['format'], 'towerline-checkpoint');
-      assert.equal(sidecar['version'], 1);
+      assert.equal(sidecar['version'], 2);
       assert.equal(sidecar['step'], 120);
       const w = sidecar['weights'] as { file: string; bytes: number; sha256: string };
       assert.equal(w.file, 'ckpt-000000120.safetensors');
@@ -126,7 +126,7 @@ describe('checkpoints', () => {
       // latestCheckpoint will not offer it either.
       const skipped: string[] = [];
       assert.equal(await latestCheckpoint(dir, { onSkip: (p, why) => skipped.push(`${p} ${why}`) }), undefined);
-      assert.match(skipped[0]!, /is 40 bytes, sidecar expects/);
+      assert.match(skipped[0]!, /found 40: truncated/);
     }));
 
   test('a corrupted byte is caught by the hash', () =>
@@ -148,20 +148,27 @@ describe('checkpoints', () => {
       assert.deepEqual((await loadCheckpoint(dir)).state, { s: 1 });
     }));
 
+  /** A sidecar with its hash recomputed, so the checks after the hash see the edit. */
+  const sealed = (sc: Record<string, unknown>) => {
+    const { sha256: _old, ...rest } = sc;
+    return { ...rest, sha256: sidecarHash(rest as Parameters<typeof sidecarHash>[0]) };
+  };
+
   test('bad sidecars are named precisely', () =>
     withDir(async (dir) => {
       const path = await saveCheckpoint(dir, { step: 3, tensors: tensors(3), state: {} }, { keep: 1 });
       const good = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown> & { weights: Record<string, unknown> };
       const cases: Array<[unknown, RegExp]> = [
         ['{"format": "towerline-checkpoint", ', /sidecar is not valid JSON/],
-        [{ ...good, version: 2 }, /sidecar\.version/],
+        [{ ...good, version: 1 }, /sidecar\.version/],
         [{ ...good, extra: 1 }, /extra/],
-        [{ ...good, step: 4 }, /step 4 but its file name says 3/],
+        [{ ...good, step: 4 }, /sidecar SHA-256 mismatch/], // an edit the hash catches
+        [sealed({ ...good, step: 4 }), /step 4 but its file name says 3/], // a forged sidecar with a matching hash
         [{ ...good, weights: { ...good.weights, file: '../../etc/x.safetensors' } }, /sidecar\.weights\.file/],
         [{ ...good, weights: { ...good.weights, bytes: -1 } }, /sidecar\.weights\.bytes/],
         [{ ...good, weights: { ...good.weights, sha256: 'abc' } }, /sidecar\.weights\.sha256/],
         [{ ...good, state: [1, 2] }, /sidecar\.state/],
-        [{ ...good, weights: { ...good.weights, bytes: (good.weights['bytes'] as number) + 1 } }, /extra data|truncated/],
+        [sealed({ ...good, weights: { ...good.weights, bytes: (good.weights['bytes'] as number) + 1 } }), /extra data|truncated/],
       ];
       for (const [content, pattern] of cases) {
         await writeFile(path, typeof content === 'string' ? content : JSON.stringify(content));

@@ -2,39 +2,11 @@
 // equal an uninterrupted run's bit for bit. Also Ctrl+C, the timeline, the TensorBoard file and a clear error.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
-
-const BIN = fileURLToPath(new URL('../bin/towerline.mjs', import.meta.url));
-
-interface Proc {
-  out: string;
-  err: string;
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
-function towerline(args: string[], onLine?: (line: string, kill: (s: NodeJS.Signals) => void) => void): Promise<Proc> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    let partial = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d;
-      partial += d;
-      const lines = partial.split('\n');
-      partial = lines.pop()!;
-      for (const l of lines) onLine?.(l, (s) => child.kill(s));
-    });
-    child.stderr.on('data', (d: Buffer) => (err += d));
-    child.on('exit', (code, signal) => resolve({ out, err, code, signal }));
-  });
-}
+import { towerline } from './support/cli.js';
 
 const common = ['--devices', 'cpu*3', '--batch-size', '96', '--steps', '90', '--seed', '7', '--lr', '0.05', '--ema', '0.99', '--checkpoint-every', '20', '--log-every', '10'];
 
@@ -46,8 +18,8 @@ describe('towerline CLI end to end', () => {
     assert.match(full.out, /^step 10, loss = \d+\.\d+ \(\d+\.\d examples\/sec; \d+\.\d{3} sec\/batch\)$/m);
 
     const dir = join(base, 'killed');
-    const killed = await towerline(['train', ...common, '--checkpoint-dir', dir, '--log-dir', join(base, 'tb'), '--trace', join(base, 'trace.json')], (line, kill) => {
-      if (/^checkpoint at step 40:/.test(line)) kill('SIGKILL');
+    const killed = await towerline(['train', ...common, '--checkpoint-dir', dir, '--log-dir', join(base, 'tb'), '--trace', join(base, 'trace.json')], (line, child) => {
+      if (/^checkpoint at step 40:/.test(line)) child.kill('SIGKILL');
     });
     assert.equal(killed.signal, 'SIGKILL');
     const resumed = await towerline(['train', ...common, '--checkpoint-dir', dir, '--resume']);
@@ -93,8 +65,8 @@ describe('towerline CLI end to end', () => {
 
   it('Ctrl+C stops after the current step, writes a checkpoint and exits', async () => {
     const base = await mkdtemp(join(tmpdir(), 'towerline-int-'));
-    const r = await towerline(['train', '--devices', 'cpu*2', '--steps', '100000', '--checkpoint-dir', base, '--log-every', '5'], (line, kill) => {
-      if (/^step 10,/.test(line)) kill('SIGINT');
+    const r = await towerline(['train', '--devices', 'cpu*2', '--steps', '100000', '--checkpoint-dir', base, '--log-every', '5'], (line, child) => {
+      if (/^step 10,/.test(line)) child.kill('SIGINT');
     });
     assert.equal(r.code, 130, r.err);
     assert.match(r.err, /Ctrl\+C: stopping after the current step/);

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { referenceKernels, referenceSignatures } from '../src/reference/kernels.js';
 import { relErr, testRandom } from '../src/reference/relerr.js';
 import { openTestDevice } from './support/device.js';
+import { TAIL_SIZES } from './support/tail-sizes.js';
 
 const dev = openTestDevice();
 after(() => dev.close());
@@ -28,7 +29,7 @@ const hyper = { n: 8, gen: ((r: () => number) => [0.05 + r() * 0.1, 3, 1 / 7, 0,
 
 function denseCases(): Case[] {
   const out: Case[] = [];
-  for (const [B, I, O] of [[1, 1, 1], [3, 7, 5], [17, 33, 9], [128, 784, 50], [64, 1000, 100]] as const) {
+  for (const [B, I, O] of [[1, 1, 1], [3, 7, 5], [17, 33, 9], [3, 5, 17], [2, 4, 65], [128, 784, 50], [64, 1000, 100]] as const) {
     out.push({ kernel: 'dense_forward', attrs: { B, I, O }, inputs: [{ n: B * I }, { n: I * O }, { n: O }], outputs: [{ n: B * O }] });
     out.push({ kernel: 'dense_backward', attrs: { B, I, O, accumulate: 0 }, inputs: [{ n: B * I }, { n: I * O }, { n: B * O }], outputs: [{ n: I * O }, { n: O }, { n: B * I }] });
     out.push({ kernel: 'dense_backward', attrs: { B, I, O, accumulate: 1 }, inputs: [{ n: B * I }, { n: I * O }, { n: B * O }], outputs: [{ n: I * O }, { n: O }] });
@@ -36,15 +37,53 @@ function denseCases(): Case[] {
   return out;
 }
 
+/** The fused tail (Note [Fused parameter tail]): clipping that acts, that does not, or none; with and without EMA. */
+function fusedCases(N: number): Case[] {
+  const out: Case[] = [];
+  const norm = (v: number) => ({ n: 1, gen: (() => [v]) as Gen });
+  const updates: Array<[string, Record<string, number>, number, Gen | undefined]> = [
+    ['fused_sgd_update', {}, 0, undefined],
+    ['fused_momentum_update', { momentum: 0.9, nesterov: 0 }, 1, undefined],
+    ['fused_momentum_update', { momentum: 0.9, nesterov: 1 }, 1, undefined],
+    ['fused_adam_update', { beta1: 0.5, beta2: 0.9, epsilon: 1e-8 }, 2, positive],
+  ];
+  for (const [kernel, attrs, slots, last] of updates) {
+    for (const [clipNorm, s] of [[0, 9], [5, 50 + N], [5, 0.5]] as const) {
+      for (const ema of [false, true]) {
+        const state = Array.from({ length: slots }, (_, k) => ({ n: N, ...(k === slots - 1 && last ? { gen: last } : {}) }));
+        out.push({
+          kernel,
+          attrs: { N, ...attrs, clipNorm, decay: ema ? 0.99 : 0 },
+          inputs: [norm(s), hyper],
+          outputs: [{ n: N }, { n: N }, ...state, ...(ema ? [{ n: N }] : [])],
+        });
+      }
+    }
+  }
+  out.push({ kernel: 'l2_grad_norm', attrs: { N, lambda: 0.004 }, inputs: [{ n: N }], outputs: [{ n: N }, { n: 1 }, { n: 1 }] });
+  // matmul: the step's GEMM shapes in small, every transpose combination
+  for (const [M, N, K] of [[1, 1, 1], [5, 3, 7], [17, 9, 33], [64, 50, 20]] as const) {
+    for (const [transA, transB] of [[0, 0], [1, 0], [0, 1], [1, 1]] as const) {
+      out.push({ kernel: 'matmul', attrs: { M, N, K, transA, transB }, inputs: [{ n: M * K }, { n: K * N }], outputs: [{ n: M * N }] });
+    }
+  }
+  return out;
+}
+
 function elementwise(): Case[] {
   const out: Case[] = [];
-  for (const N of [1, 7, 1000, 4099]) {
+  for (const N of TAIL_SIZES) {
+    out.push(...fusedCases(N));
     out.push({ kernel: 'relu_forward', attrs: { N }, inputs: [{ n: N, gen: awayFromZero }], outputs: [{ n: N }] });
     out.push({ kernel: 'relu_backward', attrs: { N }, inputs: [{ n: N, gen: awayFromZero }, { n: N }], outputs: [{ n: N }] });
     for (const a of ['sigmoid', 'tanh']) {
       out.push({ kernel: `${a}_forward`, attrs: { N }, inputs: [{ n: N }], outputs: [{ n: N }] });
       out.push({ kernel: `${a}_backward`, attrs: { N }, inputs: [{ n: N, gen: probsLike }, { n: N }], outputs: [{ n: N }] });
     }
+    // sigmoid's exp (Note [Vector exp]) over its whole range, and on negative inputs only, where the output is e^x
+    // nearly: each of its range reduction steps (k from 0 down to the clamp at -87) is checked there
+    out.push({ kernel: 'sigmoid_forward', attrs: { N }, inputs: [{ n: N, gen: (r, n) => Array.from({ length: n }, () => (r() - 0.5) * 200) }], outputs: [{ n: N }] });
+    out.push({ kernel: 'sigmoid_forward', attrs: { N }, inputs: [{ n: N, gen: (r, n) => Array.from({ length: n }, () => -2 - 18 * r()) }], outputs: [{ n: N }] });
     out.push({ kernel: 'l2_loss', attrs: { N, lambda: 0.004 }, inputs: [{ n: N }], outputs: [{ n: 1 }] });
     out.push({ kernel: 'l2_backward', attrs: { N, lambda: 0.004 }, inputs: [{ n: N }], outputs: [{ n: N }] });
     out.push({ kernel: 'sum_squares', attrs: { N }, inputs: [{ n: N }], outputs: [{ n: 1 }] });
@@ -73,7 +112,7 @@ function lossCases(): Case[] {
     out.push({ kernel: 'mean_backward', attrs: { B, C }, inputs: [hyper], outputs: [{ n: B * C }] });
     out.push({ kernel: 'accuracy_count', attrs: { B, C }, inputs: [{ n: B * C }, labels], outputs: [{ n: 1 }] });
   }
-  for (const [R, B, D] of [[10, 3, 5], [300, 128, 784]] as const) {
+  for (const [R, B, D] of [[10, 3, 5], [20, 5, 17], [40, 9, 65], [300, 128, 784]] as const) {
     const idx = { n: B, ints: R };
     out.push({ kernel: 'gather_rows_u8', attrs: { B, D, R, scale: 1 / 255 }, inputs: [{ n: R * D, ints: 256 }, idx], outputs: [{ n: B * D }] });
     out.push({ kernel: 'gather_rows_f32', attrs: { B, D, R }, inputs: [{ n: R * D }, idx], outputs: [{ n: B * D }] });
@@ -135,6 +174,7 @@ function convCases(): Case[] {
     [2, 7, 5, 4, 3, 2, 1, 2, 1],
     [1, 6, 6, 2, 2, 2, 2, 2, 1],
     [2, 24, 24, 64, 3, 3, 2, 2, 1], // CIFAR-10 pool1
+    [2, 9, 8, 17, 3, 3, 2, 2, 1], // channels past a whole number of vectors
   ];
   for (const [B, H, W, C, KH, KW, SH, SW, padding] of pools) {
     const OH = outDim(H, KH, SH, padding), OW = outDim(W, KW, SW, padding);
@@ -155,7 +195,7 @@ function convCases(): Case[] {
     { depthRadius: 0, bias: 1, alpha: 0.5, beta: 1 },
     { depthRadius: 5, bias: 0.5, alpha: 0.2, beta: 0.5 },
   ];
-  for (const [N, C] of [[1, 1], [7, 3], [35, 8], [300, 64]] as const) {
+  for (const [N, C] of [[1, 1], [7, 3], [35, 8], [9, 17], [3, 33], [300, 64]] as const) {
     for (const p of lrnParams) {
       const attrs = { N, C, ...p };
       const n = N * C;

@@ -69,7 +69,7 @@ describe('towerline launch', () => {
     const model = join(dir, 'model.json');
     writeFileSync(model, JSON.stringify(mnistMlp(64)));
     return { dir, args: ['train', '--model', model, '--devices', 'cpu:0', '--batch-size', '96', '--steps', '120', '--lr', '0.05', '--seed', '3',
-      '--checkpoint-dir', join(dir, 'ckpt'), '--checkpoint-every', '20', '--resume', '--log-every', '10'] };
+      '--checkpoint-dir', join(dir, 'ckpt'), '--checkpoint-every', '20', '--resume-if-present', '--log-every', '10'] };
   };
 
   /** Launches 3 ranks of `small`; SIGKILLs rank 2 once rank 0 wrote its step-40 checkpoint. */

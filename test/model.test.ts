@@ -165,7 +165,7 @@ describe('op lists', () => {
       // update: right after the fourth mark, before the first update op; output the weight arena.
       assert.equal(pos.update, at('@mark', 3) + 1);
       assert.equal(ops[pos.update + 1]!.kernel, 'fill');
-      assert.ok(ops.slice(pos.update).some((o) => o.kernel === 'adam_update'));
+      assert.ok(ops.slice(pos.update).some((o) => o.kernel === 'fused_adam_update'));
       assert.deepEqual(out.update, [tower.weightArena]);
     }
     for (const ops of rec.lists.filter((o) => !steps.includes(o))) assert.ok(!ops.some((o) => o.kernel === '@fault'), 'evaluation, hash and broadcast programs have no fault points');
@@ -210,8 +210,8 @@ describe('layer modules', () => {
     const pl = placementOf(t);
     assert.deepEqual(pl.map((p) => p.name), ['conv1/kernel', 'conv1/bias', 'conv2/kernel', 'conv2/bias', 'local3/kernel', 'local3/bias', 'local4/kernel', 'local4/bias', 'softmax_linear/kernel', 'softmax_linear/bias']);
     const by = new Map(pl.map((p) => [p.name, p]));
-    assert.deepEqual(by.get('conv2/bias'), { name: 'conv2/bias', shape: [64], numel: 64, offset: 5 * 5 * 3 * 64 + 64 + 5 * 5 * 64 * 64, forward: 'conv2d_forward', backward: 'conv2d_backward', update: ['momentum_update', 'ema_update'] });
-    assert.deepEqual(by.get('local3/kernel')!.update, ['l2_loss', 'l2_backward', 'momentum_update', 'ema_update']);
+    assert.deepEqual(by.get('conv2/bias'), { name: 'conv2/bias', shape: [64], numel: 64, offset: 5 * 5 * 3 * 64 + 64 + 5 * 5 * 64 * 64, forward: 'conv2d_forward', backward: 'conv2d_backward', update: ['sum_squares', 'fused_momentum_update'] });
+    assert.deepEqual(by.get('local3/kernel')!.update, ['l2_grad_norm', 'fused_momentum_update']);
     assert.equal(by.get('softmax_linear/bias')!.forward, 'dense_forward');
     assert.equal(pl.at(-1)!.offset + pl.at(-1)!.numel, t.paramCount);
     t.dispose();

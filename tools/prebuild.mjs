@@ -4,7 +4,8 @@
 // The build is portable (CMake option TOWERLINE_PORTABLE: libstdc++ linked statically, no CUDA backend) and
 // then checked, failing loudly: it must need no shared library beyond glibc's and libgcc_s (no libstdc++, no OpenBLAS: that one is
 // loaded at run time, Note [OpenBLAS at run time]), and no CPU instruction beyond the baseline ISA outside the
-// functions the code picks by CPUID (their names end in Avx2). The highest GLIBC_x.y symbol version it uses is
+// functions the code picks by CPUID (Note [Kernel ISA]: their names carry Avx2 or Avx512, followed by their arguments
+// or template arguments, e.g. microAvx2(...), runAvx512<...>(...)). The highest GLIBC_x.y symbol version it uses is
 // recorded. The result is test-loaded with and without OpenBLAS.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -38,7 +39,12 @@ if (process.argv.includes('--check')) {
 // The CPU baseline of each architecture (what the compiler targets without -march) and the /proc/cpuinfo flags that
 // stand for it; the addon is checked below not to use more.
 const BASELINE = {
-  x64: { cpu: 'x86-64 baseline (SSE2); the AVX2+FMA kernels are chosen at run time by CPUID', flags: ['sse2'], wide: /%[yz]mm/ },
+  x64: {
+    cpu: 'x86-64 baseline (SSE2); the AVX2(+FMA GEMM) and AVX-512 kernels are chosen at run time by CPUID',
+    flags: ['sse2'],
+    wide: /%[yz]mm/,
+    dispatched: /Avx(2|512)[(<]/,
+  },
 }[process.arch];
 if (!BASELINE) fail(`no CPU baseline is defined for ${process.arch} yet (add it to BASELINE with its check)`);
 
@@ -66,7 +72,7 @@ let fn = '';
 for (const line of asm.split('\n')) {
   const head = /^[0-9a-f]+ <(.*)>:$/.exec(line);
   if (head) fn = head[1];
-  else if (BASELINE.wide.test(line) && !/Avx2\(/.test(fn)) offenders.add(fn);
+  else if (BASELINE.wide.test(line) && !BASELINE.dispatched.test(fn)) offenders.add(fn);
 }
 if (offenders.size) fail(`instructions beyond the ${process.arch} baseline outside CPUID-dispatched code in: ${[...offenders].join('; ')}`);
 
@@ -90,6 +96,7 @@ const info = {
   cpu: BASELINE.cpu,
   cpuFlags: BASELINE.flags,
   gemm: 'OpenBLAS when libopenblas.so.0 loads at run time (dlopen), else the built-in kernel (AVX2+FMA or scalar)',
+  kernels: 'elementwise, optimizer and gather loops on one path per process: AVX-512, AVX2 or scalar by CPUID (TOWERLINE_ISA overrides)',
   built: { node: process.version, compiler: run(cxx, ['--version']).split('\n')[0], date: new Date().toISOString(), ...(commit ? { commit } : {}) },
 };
 writeFileSync(join(dir, 'towerline.json'), JSON.stringify(info, null, 2) + '\n');

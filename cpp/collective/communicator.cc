@@ -2,6 +2,7 @@
 #include "communicator.h"
 
 #include <algorithm>
+#include <chrono>
 
 namespace tl {
 
@@ -12,7 +13,8 @@ static double msSince(Clock::time_point t0) {
 }
 
 Communicator::Communicator(uint32_t id, std::vector<std::shared_ptr<Buffer>> buffers, Schedule schedule, int64_t timeoutMs)
-    : id_(id), buffers_(std::move(buffers)), timeoutMs_(timeoutMs), stats_(buffers_.size()) {
+    : id_(id), buffers_(std::move(buffers)), timeoutMs_(timeoutMs), barrier_(static_cast<int>(buffers_.size())),
+      stats_(buffers_.size()) {
   TL_CHECK(buffers_.size() >= 1, "a communicator needs at least one tower buffer");
   int64_t n = buffers_[0]->numel;
   for (size_t r = 0; r < buffers_.size(); ++r) {
@@ -28,15 +30,23 @@ Communicator::Communicator(uint32_t id, std::vector<std::shared_ptr<Buffer>> buf
   for (size_t d = 0; d < buffers_.size(); ++d)
     for (size_t s = 0; s < buffers_.size(); ++s)
       if (d != s) transports_[d][s] = &selectTransport(*buffers_[d]->device, *buffers_[s]->device);
-  validateSchedule(schedule, size(), length());
-  current_ = std::make_shared<const Schedule>(std::move(schedule));
+  current_ = install(std::move(schedule));
+}
+
+std::shared_ptr<const Communicator::Installed> Communicator::install(Schedule s) {
+  validateSchedule(s, size(), length());
+  auto canPush = [this](int r, int peer, int q) {
+    return transports_[r][peer]->canPush(*buffers_[r]->device, *buffers_[peer]->device, *buffers_[q]->device);
+  };
+  ExecPlan plan = planExecution(s, size(), canPush);
+  return std::make_shared<const Installed>(Installed{std::move(s), std::move(plan)});
 }
 
 void Communicator::setSchedule(Schedule s) {
-  validateSchedule(s, size(), length());
-  auto next = std::make_shared<const Schedule>(std::move(s));
+  auto next = install(std::move(s));
   std::lock_guard<std::mutex> lk(mu_);
   pending_ = std::move(next);
+  hasPending_.store(true, std::memory_order_release);
 }
 
 bool Communicator::involves(const Device* d) const {
@@ -46,11 +56,10 @@ bool Communicator::involves(const Device* d) const {
 }
 
 void Communicator::abort(const std::string& why) {
+  barrier_.stop(why);
   std::shared_ptr<RemoteReducer> remote;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    if (aborted_.empty()) aborted_ = why;
-    cv_.notify_all();
     remote = remote_;
   }
   if (remote && inside_.load() > 0) remote->abort(why);  // the other processes stop waiting for this one's remote steps
@@ -71,38 +80,50 @@ void Communicator::remoteStep(int rank, const CollStep& s, RemoteReducer* remote
 }
 
 Communicator::RankStats Communicator::stats(int rank) {
-  std::lock_guard<std::mutex> lk(mu_);
   TL_CHECK(rank >= 0 && rank < size(), "rank " << rank << " outside [0, " << size() << ")");
-  return stats_[rank];
+  return RankStats{stats_[rank].totalMs.load(std::memory_order_relaxed), stats_[rank].waitMs.load(std::memory_order_relaxed)};
 }
 
-void Communicator::barrier(int rank, size_t phase, const Schedule* running) {
+void Communicator::barrier(int rank, size_t phase, const Installed* running) {
   const bool entry = running == nullptr;
-  std::unique_lock<std::mutex> lk(mu_);
   const std::string& dev = buffers_[rank]->device->name();
-  TL_CHECK(aborted_.empty(), "all-reduce on " << dev << " (rank " << rank << ") stopped: " << aborted_);
-  uint64_t gen = generation_;
-  if (++arrived_ == size()) {
-    arrived_ = 0;
-    if (entry && pending_) current_ = std::move(pending_);  // Note [Schedule changes]
-    ++generation_;
-    cv_.notify_all();
-    return;
-  }
-  auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs_.load());
-  bool ok = cv_.wait_until(lk, deadline, [&] { return generation_ != gen || !aborted_.empty(); });
-  if (generation_ != gen) return;
-  if (!ok) {
-    std::string why = entry ? "timed out after " + std::to_string(timeoutMs_.load()) +
-                                  " ms at the start of the collective waiting for the other towers"
-                            : "timed out after " + std::to_string(timeoutMs_.load()) + " ms at phase " + std::to_string(phase) +
-                                  " of " + std::to_string(running->phases.size()) + " (" + running->name +
-                                  ") waiting for the other towers";
-    if (aborted_.empty()) aborted_ = why + " (first noticed by " + dev + ")";
-    cv_.notify_all();
+  const int64_t timeoutMs = timeoutMs_.load(std::memory_order_relaxed);
+  auto installPending = [&] {
+    if (!entry || !hasPending_.load(std::memory_order_acquire)) return;
+    std::lock_guard<std::mutex> lk(mu_);  // Note [Schedule changes]
+    if (pending_) current_ = std::move(pending_);
+    hasPending_.store(false, std::memory_order_relaxed);
+  };
+  const SpinBarrier::Result r = barrier_.arrive(entry ? SpinBarrier::kEntry : SpinBarrier::kPhase, timeoutMs, installPending);
+  if (r == SpinBarrier::Result::Released) return;
+  if (r == SpinBarrier::Result::TimedOut) {
+    const std::string why =
+        entry ? "timed out after " + std::to_string(timeoutMs) + " ms at the start of the collective waiting for the other towers"
+              : "timed out after " + std::to_string(timeoutMs) + " ms at phase " + std::to_string(phase) + " of " +
+                    std::to_string(running->plan.phases.size()) + " (" + running->schedule.name + ") waiting for the other towers";
+    barrier_.stopOnce(why + " (first noticed by " + dev + ")");
     TL_FAIL("all-reduce on " << dev << " (rank " << rank << ") " << why);
   }
-  TL_FAIL("all-reduce on " << dev << " (rank " << rank << ") stopped: " << aborted_);
+  TL_FAIL("all-reduce on " << dev << " (rank " << rank << ") stopped: " << barrier_.cause());
+}
+
+void Communicator::runStep(int rank, const ExecStep& e, RemoteReducer* remote) {
+  const CollStep& s = e.step;
+  if (s.kind == CollStep::Remote) {
+    remoteStep(rank, s, remote);
+    return;
+  }
+  Buffer& mine = *buffers_[rank];
+  const Transport& t = *transports_[rank][s.peer];
+  if (s.kind == CollStep::Copy) {
+    t.copy(mine, *buffers_[s.peer], s.offset, s.length);
+  } else if (e.pushTo.empty()) {
+    t.reduce(mine, *buffers_[s.peer], s.offset, s.length);
+  } else {
+    std::vector<Buffer*> targets;
+    for (int q : e.pushTo) targets.push_back(buffers_[q].get());
+    t.reduceAndPush(mine, *buffers_[s.peer], targets, s.offset, s.length);
+  }
 }
 
 void Communicator::execute(int rank) {
@@ -114,37 +135,26 @@ void Communicator::execute(int rank) {
   } inside(inside_);
   auto t0 = Clock::now();
   double wait = 0;
-  std::shared_ptr<const Schedule> sched;
-  std::shared_ptr<RemoteReducer> remote;
+  std::shared_ptr<const Installed> sched;
   auto timedBarrier = [&](size_t phase, bool entry) {
     auto w0 = Clock::now();
     barrier(rank, phase, entry ? nullptr : sched.get());
     wait += msSince(w0);
   };
   timedBarrier(0, true);  // every tower's gradient is complete before anyone reads it
+  sched = current_;       // the same for every rank of this collective (Note [Schedule changes])
+  std::shared_ptr<RemoteReducer> remote;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    sched = current_;  // the same for every rank of this collective (Note [Schedule changes])
     remote = remote_;
   }
-  Buffer& mine = *buffers_[rank];
-  for (size_t p = 0; p < sched->phases.size(); ++p) {
-    for (const CollStep& s : sched->phases[p][rank]) {
-      if (s.kind == CollStep::Remote) {
-        remoteStep(rank, s, remote.get());
-        continue;
-      }
-      const Transport& t = *transports_[rank][s.peer];
-      if (s.kind == CollStep::Reduce)
-        t.reduce(mine, *buffers_[s.peer], s.offset, s.length);
-      else
-        t.copy(mine, *buffers_[s.peer], s.offset, s.length);
-    }
+  const auto& phases = sched->plan.phases;
+  for (size_t p = 0; p < phases.size(); ++p) {
+    for (const ExecStep& e : phases[p][rank]) runStep(rank, e, remote.get());
     timedBarrier(p + 1, false);  // nobody writes what a peer may still be reading
   }
-  std::lock_guard<std::mutex> lk(mu_);
-  stats_[rank].totalMs = msSince(t0);
-  stats_[rank].waitMs = wait;
+  stats_[rank].totalMs.store(msSince(t0), std::memory_order_relaxed);
+  stats_[rank].waitMs.store(wait, std::memory_order_relaxed);
 }
 
 }  // namespace tl

@@ -1,13 +1,13 @@
 // A communicator: n towers' flat buffers, a schedule of reduce/copy steps in phases, and the executor that runs it.
 #pragma once
 #include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "barrier.h"
+#include "exec_plan.h"
 #include "remote.h"
 #include "schedule.h"
 #include "transport.h"
@@ -15,15 +15,18 @@
 namespace tl {
 
 // Note [Collective executor]: each tower's device thread calls execute(rank) from its step program. Between
-// phases the ranks meet at a barrier with a deadline; a rank that fails, or a device that closes, aborts the
-// communicator so every other rank stops waiting at once with that cause instead of hanging.
+// phases the ranks meet at a barrier with a deadline (Note [Spinning barrier]); a rank that fails, or a device that
+// closes, aborts the communicator so every other rank stops waiting at once with that cause instead of hanging.
+// A schedule runs as its execution plan (Note [Fused steps]), made once when the schedule is installed.
 //
 // Note [Schedule changes]: setSchedule may be called at any time, from any thread. It validates the schedule and
 // leaves it pending; the rank that completes the entry barrier of the next collective (the first barrier, which
 // every rank reaches only after it has left the previous collective) installs it, and every rank takes the
 // schedule it runs right after that barrier. So all ranks of one collective run the same schedule, and a change
 // never lands under a running collective. (A guard on the barrier count cannot tell: the barrier resets it to 0
-// between phases.)
+// between phases.) The installed schedule is read without a lock: it changes only inside the entry barrier, before
+// the generation that releases the ranks is published, and every rank has read it before it arrives at the next
+// entry barrier.
 class Communicator {
  public:
   Communicator(uint32_t id, std::vector<std::shared_ptr<Buffer>> buffers, Schedule schedule, int64_t timeoutMs);
@@ -43,24 +46,39 @@ class Communicator {
   struct RankStats { double totalMs = 0, waitMs = 0; };
   RankStats stats(int rank);
   std::string transportOf(int dst, int src) const { return transports_[dst][src]->name(); }
+  // Phases and fused steps of the schedule in force (for tests and benchmarks; under mu_, which the entry barrier's
+  // install also holds, so a read from another thread never races it).
+  int phasesInForce() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return static_cast<int>(current_->plan.phases.size());
+  }
+  int fusedInForce() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return current_->plan.fused;
+  }
 
  private:
+  struct Installed {
+    Schedule schedule;
+    ExecPlan plan;
+  };
+  std::shared_ptr<const Installed> install(Schedule s);
   // `running`: the schedule of the collective, or nullptr at its entry barrier (whose completing rank installs a
   // pending schedule).
-  void barrier(int rank, size_t phase, const Schedule* running);
+  void barrier(int rank, size_t phase, const Installed* running);
+  void runStep(int rank, const ExecStep& e, RemoteReducer* remote);
   void remoteStep(int rank, const CollStep& s, RemoteReducer* remote);
   uint32_t id_;
   std::vector<std::shared_ptr<Buffer>> buffers_;
   std::vector<std::vector<const Transport*>> transports_;
   std::atomic<int64_t> timeoutMs_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::shared_ptr<const Schedule> current_;  // what the collective now running (or the next) uses
-  std::shared_ptr<const Schedule> pending_;  // set by setSchedule, installed at the next entry barrier
-  int arrived_ = 0;
-  uint64_t generation_ = 0;
-  std::string aborted_;
-  std::vector<RankStats> stats_;
+  SpinBarrier barrier_;
+  std::mutex mu_;                               // guards pending_, remote_ and writes of current_
+  std::shared_ptr<const Installed> current_;    // what the collective now running (or the next) uses
+  std::shared_ptr<const Installed> pending_;    // set by setSchedule, installed at the next entry barrier
+  std::atomic<bool> hasPending_{false};
+  struct AtomicStats { std::atomic<double> totalMs{0}, waitMs{0}; };
+  std::vector<AtomicStats> stats_;
   std::shared_ptr<RemoteReducer> remote_;
   std::atomic<int> inside_{0};  // towers now in execute()
 };

@@ -48,7 +48,8 @@ void checkSteps(const Schedule& s, int ranks, int64_t length, const std::string&
         TL_CHECK(st.kind == CollStep::Reduce || st.kind == CollStep::Copy || st.kind == CollStep::Remote,
                  at << ": kind must be 0 (reduce), 1 (copy) or 2 (remote all-reduce), got " << st.kind);
         if (st.kind == CollStep::Remote) {
-          TL_CHECK(s.collective == Collective::AllReduce, at << ": a broadcast schedule has no remote steps");
+          TL_CHECK(s.collective != Collective::Broadcast, at << ": a broadcast schedule has no remote steps");
+          TL_CHECK(s.collective != Collective::AllGather, at << ": an all-gather schedule has no remote steps");
           TL_CHECK(st.peer >= 0 && st.peer < ranks, at << ": a remote step's slot must be in [0, " << ranks << "), got " << st.peer);
           TL_CHECK(slotUser[st.peer] < 0 || slotUser[st.peer] == r,
                    at << ": towers " << slotUser[st.peer] << " and " << r << " both use slot " << st.peer << " in phase " << p
@@ -84,8 +85,35 @@ std::string describe(const uint64_t* m, size_t words) {
 }
 
 // Symbolic run over the elementary segments: who contributed to each (a mask), and which reduction produced it.
+// The shards of a reduce-scatter or an all-gather tile [0, length) in rank order; other collectives have none.
+void checkShards(const Schedule& s, int ranks, int64_t length, const std::string& where) {
+  const bool sharded = s.collective == Collective::ReduceScatter || s.collective == Collective::AllGather;
+  if (!sharded) {
+    TL_CHECK(s.shards.empty(), where << ": only a reduce-scatter or an all-gather has shards");
+    return;
+  }
+  TL_CHECK(static_cast<int>(s.shards.size()) == ranks, where << ": expected one shard per tower (" << ranks << "), got " << s.shards.size());
+  int64_t at = 0;
+  for (int r = 0; r < ranks; ++r) {
+    const auto [off, len] = s.shards[r];
+    TL_CHECK(off == at && len >= 0 && len <= length - off,
+             where << ": shards[" << r << "] = [" << off << ", " << len << "] must start at " << at
+                   << " and fit the buffer; shards tile [0, " << length << ") in rank order");
+    at = off + len;
+  }
+  TL_CHECK(at == length, where << ": the shards end at " << at << ", not at the buffer's end " << length);
+}
+
+// The rank owning element segment [b, e) of a sharded collective.
+int ownerOf(const Schedule& s, int64_t b) {
+  for (size_t r = 0; r < s.shards.size(); ++r)
+    if (b >= s.shards[r].first && b < s.shards[r].first + s.shards[r].second) return static_cast<int>(r);
+  return -1;
+}
+
 void checkSums(const Schedule& s, int ranks, int64_t length, const std::string& where) {
   std::vector<int64_t> bounds{0, length};
+  for (const auto& [off, len] : s.shards) bounds.push_back(off);
   bool remote = false;
   for (const auto& phase : s.phases)
     for (const auto& steps : phase)
@@ -142,6 +170,16 @@ void checkSums(const Schedule& s, int ranks, int64_t length, const std::string& 
     masks = std::move(next);
     origin = std::move(nextOrigin);
   }
+  if (s.collective == Collective::AllGather) {
+    for (int r = 0; r < ranks; ++r)
+      for (size_t g = 0; g < segs; ++g) {
+        const int q = ownerOf(s, bounds[g]);
+        TL_CHECK(origin[r * segs + g] == q, where << ": at the end tower " << r << "'s [" << bounds[g] << ", " << bounds[g + 1]
+                                                  << ") is not tower " << q << "'s values copied verbatim; an all-gather "
+                                                     "copies each tower's shard to every tower");
+      }
+    return;
+  }
   if (s.collective == Collective::Broadcast) {
     for (int r = 0; r < ranks; ++r)
       for (size_t g = 0; g < segs; ++g)
@@ -153,13 +191,15 @@ void checkSums(const Schedule& s, int ranks, int64_t length, const std::string& 
   // Every tower's values in the sum: of every process when the schedule crosses processes, else of this one.
   std::vector<uint64_t> full(2 * W, 0);
   for (int r = 0; r < ranks; ++r) full[(remote ? W : 0) + r / 64] |= uint64_t(1) << (r % 64);
+  const bool scatter = s.collective == Collective::ReduceScatter;
   for (int r = 0; r < ranks; ++r)
     for (size_t g = 0; g < segs; ++g) {
+      if (scatter && ownerOf(s, bounds[g]) != r) continue;  // only the owner's shard must hold the sum
       const uint64_t* m = masks.at(r, g);
       TL_CHECK(std::equal(m, m + 2 * W, full.begin()),
                where << ": at the end tower " << r << "'s [" << bounds[g] << ", " << bounds[g + 1] << ") sums " << describe(m, W)
                      << " only; every tower needs the sum of all " << ranks << (remote ? " towers of every process" : ""));
-      TL_CHECK(origin[r * segs + g] == origin[g],
+      TL_CHECK(scatter || origin[r * segs + g] == origin[g],
                where << ": towers 0 and " << r << " hold separately computed sums of [" << bounds[g] << ", " << bounds[g + 1]
                      << "); copy one reduced chunk verbatim so replicas stay bit-identical");
     }
@@ -176,6 +216,7 @@ void validateSchedule(const Schedule& s, int ranks, int64_t length) {
                                                                                                              << " towers and " << length << " elements");
   const std::string where = scheduleWhere(s.name, ranks, length);
   checkSteps(s, ranks, length, where);
+  checkShards(s, ranks, length, where);
   if (length == 0) return;
   checkSums(s, ranks, length, where);
 }

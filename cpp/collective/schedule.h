@@ -19,14 +19,18 @@ struct CollStep {
 };
 
 // What a schedule computes: every rank ends with the sum of all ranks' values (the gradient all-reduce), or with
-// rank 0's values (the start-up weight broadcast).
-enum class Collective { AllReduce, Broadcast };
+// rank 0's values (the start-up weight broadcast); a reduce-scatter leaves the sum of shard r at rank r (the
+// sharded update's gradient), an all-gather leaves shard q of every rank equal to rank q's (its weights).
+enum class Collective { AllReduce, Broadcast, ReduceScatter, AllGather };
 
 // phases[p][rank] is what `rank` does in phase p; all ranks finish phase p before any starts p + 1.
 struct Schedule {
   std::string name;
   Collective collective = Collective::AllReduce;
   std::vector<std::vector<std::vector<CollStep>>> phases;
+  // Reduce-scatter and all-gather only: shards[r] = {offset, length} owned by rank r; they tile [0, length) in rank
+  // order.
+  std::vector<std::pair<int64_t, int64_t>> shards;
 };
 
 // Note [One schedule validator]: every schedule passes this before a communicator may run it (createComm,
@@ -35,7 +39,9 @@ struct Schedule {
 // rank writes in a phase what another reads from it in that phase; and, run symbolically over the elementary
 // segments the steps cut the buffer into, every rank ends with every rank's contribution summed exactly once, each
 // element's sum produced by one single reduction and copied verbatim everywhere else (bit-identical replicas); for
-// a broadcast, every rank ends with rank 0's values, copied verbatim. A schedule with remote steps must end with
+// a broadcast, every rank ends with rank 0's values, copied verbatim; for a reduce-scatter, rank r ends with every
+// rank's contribution to its shard summed exactly once; for an all-gather, every rank ends with shard q holding rank
+// q's values, copied verbatim (nothing summed). A schedule with remote steps must end with
 // every element summed over every tower of every process (each process's share crossing processes once); without
 // them, over the local towers.
 // Throws tl::Error with "schedule '<name>' for <ranks> towers and <length> elements: <reason>".

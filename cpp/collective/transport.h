@@ -20,6 +20,13 @@ class Transport {
   // Runs on dst's device thread. Offsets and lengths are in elements (f32).
   virtual void reduce(Buffer& dst, Buffer& src, int64_t offset, int64_t length) const = 0;
   virtual void copy(Buffer& dst, Buffer& src, int64_t offset, int64_t length) const = 0;
+  // A fused step (Note [Fused steps] in exec_plan.h): whether dst's device thread may, while it reduces src's
+  // chunk into its own, also write the sum into `target`'s buffer. Transports that cannot say no.
+  virtual bool canPush(Device& dst, Device& src, Device& target) const { return false; }
+  // Runs on dst's device thread: dst chunk += src chunk, the same sum written verbatim into every `targets` chunk
+  // (each either a buffer distinct from dst and src, or src itself). Called only where canPush said yes.
+  virtual void reduceAndPush(Buffer& dst, Buffer& src, const std::vector<Buffer*>& targets, int64_t offset,
+                             int64_t length) const;
 };
 
 const Transport& hostMemoryTransport();

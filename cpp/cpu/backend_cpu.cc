@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "backend.h"
+#include "gemm.h"
 
 namespace tl {
 
@@ -27,9 +28,17 @@ class CpuBackend final : public Backend {
   void copyWithin(void* dst, const void* src, size_t bytes) override { std::memmove(dst, src, bytes); }
   void sync() override {}
   const KernelTable& kernels() const override { return cpuKernels(); }
+  // Every sgemm a kernel calls on this device's thread uses this device's threads (Note [GEMM threads]).
+  void bindThread() override { GemmThreads::bind(&gemm_); }
+  int gemmThreads() const override { return gemm_.size(); }
+  void setGemmThreads(int n) override {
+    TL_CHECK(n >= 1 && n <= kMaxGemmThreads, "gemmThreads of " << name() << " must be in [1, " << kMaxGemmThreads << "], got " << n);
+    gemm_.resize(n);
+  }
 
  private:
   int index_;
+  GemmThreads gemm_;
 };
 
 }  // namespace

@@ -3,13 +3,13 @@
 #include "gemm.h"
 
 #include <algorithm>
-#include <condition_variable>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <mutex>
+#include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -241,142 +241,95 @@ void gemmSerial(bool tA, bool tB, int M, int N, int K, float alpha, const float*
   }
 }
 
-// Note [GEMM pool]: a small persistent pool; the calling thread is participant 0. Several devices may call sgemm
-// concurrently from their own threads, so only one call at a time uses the pool (try_lock) and others run serially.
-class Pool {
- public:
-  ~Pool() { stopWorkers(); }
-  int size() const { return n_; }
-  void resize(int n) {
-    std::lock_guard<std::mutex> use(use_);
-    stopWorkers();
-    n_ = std::max(1, n);
-    {
-      std::lock_guard<std::mutex> lk(m_);
-      stop_ = false;
-    }
-    const unsigned long g0 = gen_;  // a new worker waits for the generation after this one
-    for (int i = 1; i < n_; ++i) workers_.emplace_back([this, i, g0] { loop(i, g0); });
-  }
-  // Runs f(0..n-1) in parallel; false (nothing run) if the pool is busy with another caller or has one thread.
-  bool tryRun(const std::function<void(int)>& f) {
-    std::unique_lock<std::mutex> use(use_, std::try_to_lock);
-    if (!use.owns_lock() || n_ <= 1) return false;
-    {
-      std::lock_guard<std::mutex> lk(m_);
-      job_ = &f;
-      pending_ = n_ - 1;
-      ++gen_;
-    }
-    cv_.notify_all();
-    f(0);
-    std::unique_lock<std::mutex> lk(m_);
-    done_.wait(lk, [this] { return pending_ == 0; });
-    job_ = nullptr;
-    return true;
-  }
+// Note [GEMM threads]: a GEMM's threads belong to the device whose thread runs it, never to the process, so two
+// runtimes (or towers) in one process cannot change each other's thread count, speed or results. And the thread count
+// never changes the bits of C: a product is cut into slabs by its shape alone (slabsOf reads M, N and K, nothing
+// else), every slab is computed by one single-threaded call (the built-in kernel is serial; OpenBLAS is held at one
+// thread, once, for the whole process), and the threads only decide who computes which slab. With one thread the
+// device thread computes every slab itself, in the same calls. So a run's trajectory does not depend on its GEMM
+// threads; the run settings record them in the layout all the same (src/options.ts, Note [Run settings]).
+// cpp/cpu/selftest.sh checks the bits at 1-7 threads, built-in and OpenBLAS, with two callers at once; the pool is in
+// gemm_threads.cc; test/crash-consistency.test.ts trains two runtimes at once on other thread counts.
 
- private:
-  void loop(int id, unsigned long seen) {
-    for (;;) {
-      const std::function<void(int)>* job;
-      {
-        std::unique_lock<std::mutex> lk(m_);
-        cv_.wait(lk, [&] { return stop_ || gen_ != seen; });
-        if (stop_) return;
-        seen = gen_;
-        job = job_;
-      }
-      (*job)(id);
-      {
-        std::lock_guard<std::mutex> lk(m_);
-        if (--pending_ == 0) done_.notify_one();
-      }
-    }
-  }
-  void stopWorkers() {
-    {
-      std::lock_guard<std::mutex> lk(m_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : workers_) t.join();
-    workers_.clear();
-  }
-
-  std::mutex use_, m_;
-  std::condition_variable cv_, done_;
-  std::vector<std::thread> workers_;
-  const std::function<void(int)>* job_ = nullptr;
-  unsigned long gen_ = 0;
-  int pending_ = 0;
-  int n_ = 1;
-  bool stop_ = false;
+struct Slabs {
+  bool alongN;  // columns of C (else rows)
+  int width;    // columns (rows) per slab; the last one may be narrower
+  int count;
 };
 
-Pool& pool() {
-  static Pool p;
-  return p;
+constexpr double kSlabWork = 2.0e6;          // multiply-adds below which a product is one slab
+constexpr int kMaxSlabs = 64;                // so more threads than this gain nothing on one product
+constexpr int kColAlign = 64, kRowAlign = 48;  // whole register tiles (NR = 16, MR = 6) for the built-in kernel
+
+int ceilDiv(int a, int b) { return (a + b - 1) / b; }
+int roundUp(int a, int b) { return ceilDiv(a, b) * b; }
+
+Slabs slabsOf(int M, int N, int K) {
+  const double want = std::min<double>(kMaxSlabs, std::floor((double)M * N * K / kSlabWork));
+  if (want >= 2) {
+    const int w = static_cast<int>(want);
+    if (N >= 2 * kColAlign) {
+      const int width = roundUp(ceilDiv(N, w), kColAlign);
+      return {true, width, ceilDiv(N, width)};
+    }
+    if (M >= 2 * kRowAlign) {
+      const int height = roundUp(ceilDiv(M, w), kRowAlign);
+      return {false, height, ceilDiv(M, height)};
+    }
+  }
+  return {true, N, 1};
 }
 
-int g_threads = 1;
+using SerialGemm = void (*)(bool tA, bool tB, int M, int N, int K, float alpha, const float* A, int lda,
+                            const float* B, int ldb, float beta, float* C, int ldc);
 
-// OpenBLAS defaults to all cores; match the documented default of 1 thread unless setGemmThreads() was called,
-// since each CPU device already runs on its own thread.
-std::once_flag g_blasInit;
-void blasInitThreads(const OpenBlas& b) { std::call_once(g_blasInit, [&b] { b.setThreads(g_threads); }); }
+// OpenBLAS at one thread for the whole process (Note [GEMM threads]); set once, before its first product.
+std::once_flag g_blasOneThread;
+
+void openblasSerial(bool tA, bool tB, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
+                    int ldb, float beta, float* C, int ldc) {
+  const OpenBlas& b = openBlas();
+  std::call_once(g_blasOneThread, [&b] { b.setThreads(1); });
+  b.sgemm(kCblasRowMajor, tA ? kCblasTrans : kCblasNoTrans, tB ? kCblasTrans : kCblasNoTrans, M, N, K, alpha, A, lda, B,
+          ldb, beta, C, ldc);
+}
+
+// Cuts the product into its slabs and has the calling thread's GemmThreads compute them with `serial`.
+void runSlabs(SerialGemm serial, bool tA, bool tB, int M, int N, int K, float alpha, const float* A, int lda,
+              const float* B, int ldb, float beta, float* C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.f) {  // cblas would reject lda < 1; the result is just beta*C either way
+    scaleC(M, N, beta, C, ldc);
+    return;
+  }
+  const Slabs s = slabsOf(M, N, K);
+  auto slab = [&](int i) {
+    const int at = i * s.width;
+    if (s.alongN) {
+      const int n = std::min(s.width, N - at);
+      serial(tA, tB, M, n, K, alpha, A, lda, tB ? B + (size_t)at * ldb : B + at, ldb, beta, C + at, ldc);
+    } else {
+      const int m = std::min(s.width, M - at);
+      serial(tA, tB, m, N, K, alpha, tA ? A + at : A + (size_t)at * lda, lda, B, ldb, beta, C + (size_t)at * ldc, ldc);
+    }
+  };
+  GemmThreads* t = GemmThreads::bound();
+  if (t && s.count > 1)
+    t->forEach(s.count, slab);
+  else
+    for (int i = 0; i < s.count; ++i) slab(i);
+}
 
 }  // namespace
 
 void sgemmBuiltin(bool tA, bool tB, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
                   float beta, float* C, int ldc) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0 || alpha == 0.f) {
-    scaleC(M, N, beta, C, ldc);
-    return;
-  }
-  const int t = pool().size();
-  const double work = (double)M * N * K;
-  if (t > 1 && work >= 2.0e6) {
-    // Split N into NR-aligned column slices when wide enough, else M into MR-aligned row slices.
-    std::function<void(int)> part;
-    if (N >= 2 * NR * t) {
-      const int chunk = ((N + t - 1) / t + NR - 1) / NR * NR;
-      part = [&, chunk](int id) {  // chunk by value: it goes out of scope before tryRun
-        int j0 = id * chunk, j1 = std::min(N, j0 + chunk);
-        if (j0 >= j1) return;
-        const float* Bj = tB ? B + (size_t)j0 * ldb : B + j0;
-        gemmSerial(tA, tB, M, j1 - j0, K, alpha, A, lda, Bj, ldb, beta, C + j0, ldc);
-      };
-    } else if (M >= 2 * MR * t) {
-      const int chunk = ((M + t - 1) / t + MR - 1) / MR * MR;
-      part = [&, chunk](int id) {  // chunk by value: it goes out of scope before tryRun
-        int i0 = id * chunk, i1 = std::min(M, i0 + chunk);
-        if (i0 >= i1) return;
-        const float* Ai = tA ? A + i0 : A + (size_t)i0 * lda;
-        gemmSerial(tA, tB, i1 - i0, N, K, alpha, Ai, lda, B, ldb, beta, C + (size_t)i0 * ldc, ldc);
-      };
-    }
-    if (part && pool().tryRun(part)) return;
-  }
-  gemmSerial(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  runSlabs(gemmSerial, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void sgemm(bool tA, bool tB, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
            float beta, float* C, int ldc) {
-  const OpenBlas& b = openBlas();
-  if (!b.sgemm) {
-    sgemmBuiltin(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    return;
-  }
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0) {  // cblas would reject lda < 1; the result is just beta*C
-    scaleC(M, N, beta, C, ldc);
-    return;
-  }
-  blasInitThreads(b);
-  b.sgemm(kCblasRowMajor, tA ? kCblasTrans : kCblasNoTrans, tB ? kCblasTrans : kCblasNoTrans, M, N, K, alpha, A, lda, B,
-          ldb, beta, C, ldc);
+  runSlabs(openBlas().sgemm ? openblasSerial : gemmSerial, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 const char* gemmImplName() {
@@ -388,17 +341,13 @@ const char* gemmImplName() {
   return name.c_str();
 }
 
-void setGemmThreads(int n) {
-  n = std::max(1, n);
-  g_threads = n;
-  pool().resize(n);
-  const OpenBlas& b = openBlas();
-  if (b.sgemm) {
-    std::call_once(g_blasInit, [] {});
-    b.setThreads(n);
-  }
+const char* gemmKernelName() {
+  static const std::string name = [] {
+    const OpenBlas& b = openBlas();
+    if (b.sgemm) return "openblas " + b.kernel;
+    return std::string(microKernel() == microScalar ? "builtin-scalar" : "builtin-avx2");
+  }();
+  return name.c_str();
 }
-
-int gemmThreads() { return g_threads; }
 
 }  // namespace tl

@@ -1,22 +1,52 @@
 // Single-precision GEMM used by the CPU kernels: OpenBLAS when it loads at run time, else a built-in packed AVX2/FMA
-// kernel (scalar on CPUs without AVX2/FMA). Note [OpenBLAS at run time] in gemm_openblas.cc.
+// kernel (scalar on CPUs without AVX2/FMA). Note [OpenBLAS at run time] in gemm_openblas.cc. Its threads belong to
+// a device, not to the process: Note [GEMM threads] in gemm.cc.
 #pragma once
+#include <functional>
+#include <memory>
 
 namespace tl {
 
 // Row-major: C(M,N) = alpha * op(A)(M,K) * op(B)(K,N) + beta * C. op(X) = X^T when transX.
 // beta == 0 never reads C (it may hold garbage or NaN). lda/ldb/ldc are row strides of the stored matrices.
+// Runs on the calling thread's bound GemmThreads (one thread when none is bound).
 void sgemm(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
            int ldb, float beta, float* C, int ldc);
 
-// The built-in kernel, always compiled so tests can check it even when sgemm() dispatches to OpenBLAS.
+// The built-in kernel, always compiled so tests can check it even when sgemm() dispatches to OpenBLAS. Same slabs and
+// threads as sgemm().
 void sgemmBuiltin(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda,
                   const float* B, int ldb, float beta, float* C, int ldc);
 
 // "openblas (dlopen <path>)", or "builtin-avx2" / "builtin-scalar" with why OpenBLAS is not used, e.g.
 // "builtin-avx2 (libopenblas.so.0 not found)".
 const char* gemmImplName();
-void setGemmThreads(int n);  // n < 1 is treated as 1
-int gemmThreads();
+// What decides the bits of a product, without paths: "builtin-avx2", "builtin-scalar", or OpenBLAS's configuration
+// and the core it picked ("OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64 core Haswell"). Two
+// processes with the same kernel name compute the same bits (the run settings' layout records it).
+const char* gemmKernelName();
+
+constexpr int kMaxGemmThreads = 256;
+
+// One device's GEMM threads: the device thread (participant 0) plus size()-1 pool threads. A CPU device owns one and
+// binds it on its own thread; every sgemm a kernel calls there uses it. resize() runs on that thread, between kernels.
+class GemmThreads {
+ public:
+  explicit GemmThreads(int n = 1);
+  ~GemmThreads();
+  GemmThreads(const GemmThreads&) = delete;
+  GemmThreads& operator=(const GemmThreads&) = delete;
+  int size() const;
+  void resize(int n);  // n in [1, kMaxGemmThreads]; throws otherwise
+  // Makes this the calling thread's GEMM threads (nullptr unbinds: the thread computes alone).
+  static void bind(GemmThreads* t);
+  static GemmThreads* bound();
+  // Runs f(0..count-1), each index once, spread over the threads; rethrows the first error after all finished.
+  void forEach(int count, const std::function<void(int)>& f);
+
+ private:
+  class Pool;
+  std::unique_ptr<Pool> pool_;
+};
 
 }  // namespace tl

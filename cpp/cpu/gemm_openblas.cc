@@ -47,6 +47,7 @@ bool tryLoad(const std::string& name, OpenBlas& b, std::string& why, bool report
   auto sgemm = reinterpret_cast<OpenBlas::Sgemm>(dlsym(h, "cblas_sgemm"));
   auto setThreads = reinterpret_cast<OpenBlas::SetThreads>(dlsym(h, "openblas_set_num_threads"));
   auto config = reinterpret_cast<const char* (*)()>(dlsym(h, "openblas_get_config"));
+  auto corename = reinterpret_cast<const char* (*)()>(dlsym(h, "openblas_get_corename"));
   if (!sgemm || !setThreads) {
     why += name + " lacks cblas_sgemm/openblas_set_num_threads; ";
     dlclose(h);
@@ -62,6 +63,7 @@ bool tryLoad(const std::string& name, OpenBlas& b, std::string& why, bool report
   b.sgemm = sgemm;
   b.setThreads = setThreads;
   b.detail = std::string("dlopen ") + path;
+  b.kernel = std::string(config ? config() : "OpenBLAS (no openblas_get_config)") + (corename ? std::string(" core ") + corename() : "");
   return true;  // the handle stays open for the life of the process
 }
 

@@ -12,6 +12,9 @@ struct OpenBlas {
   using SetThreads = void (*)(int n);
   Sgemm sgemm = nullptr;
   SetThreads setThreads = nullptr;
+  // What computes: openblas_get_config() and openblas_get_corename(), e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... core
+  // Haswell" (the kernels OpenBLAS picked for this CPU); empty when not loaded.
+  std::string kernel;
   // Why: "dlopen <path>" when loaded, else the reason it is not used ("libopenblas.so.0 not found", "disabled by ...").
   std::string detail;
 };

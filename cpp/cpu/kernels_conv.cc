@@ -1,4 +1,5 @@
-// CPU convolution, pooling, LRN and dropout kernels, NHWC (see docs/kernels.md, "Convolution and pooling").
+// CPU convolution, pooling and dropout kernels, NHWC (see docs/kernels.md, "Convolution and pooling"); LRN is in
+// kernels_lrn.cc.
 // conv2d runs as im2col + sgemm over chunks of output rows; everything else is plain loops on one thread.
 #include <algorithm>
 #include <cmath>
@@ -6,6 +7,7 @@
 #include <vector>
 
 #include "gemm.h"
+#include "isa.h"
 #include "kernels_cpu.h"
 
 namespace tl {
@@ -154,49 +156,56 @@ TL_CPU_KERNEL(conv2d_backward) {
 
 // ---- max pooling -------------------------------------------------------------------------------------------------
 
+namespace {
+
+// The window loops of maxpool_forward on the ISA path (Note [Kernel ISA] in isa.h): selects only, the same bits on each.
+struct MaxpoolForward {
+  TL_ISA_INLINE static void run(const ConvGeom* gp, const float* px, float* py, int32_t* pa) {
+    const ConvGeom& g = *gp;
+    const int64_t C = g.C;
+    for (int64_t b = 0; b < g.B; ++b)
+      for (int64_t oh = 0; oh < g.OH; ++oh) {
+        const int64_t ih0 = oh * g.SH - g.padTop;
+        const int64_t h0 = std::max<int64_t>(ih0, 0), h1 = std::min<int64_t>(ih0 + g.KH, g.H);
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+          const int64_t iw0 = ow * g.SW - g.padLeft;
+          const int64_t w0 = std::max<int64_t>(iw0, 0), w1 = std::min<int64_t>(iw0 + g.KW, g.W);
+          const int64_t o = ((b * g.OH + oh) * g.OW + ow) * C;
+          float* __restrict__ yo = py + o;
+          int32_t* __restrict__ ao = pa + o;
+          bool first = true;
+          for (int64_t ih = h0; ih < h1; ++ih)
+            for (int64_t iw = w0; iw < w1; ++iw) {
+              const int64_t base = ((b * g.H + ih) * g.W + iw) * C;
+              const float* __restrict__ xi = px + base;
+              if (first) {
+                for (int64_t ch = 0; ch < C; ++ch) { yo[ch] = xi[ch]; ao[ch] = (int32_t)(base + ch); }
+                first = false;
+              } else {
+                const int32_t b32 = (int32_t)base, C32 = (int32_t)C;
+                for (int32_t ch = 0; ch < C32; ++ch) {  // branch-free selects, so the channel loop vectorises
+                  const float v = xi[ch], cur = yo[ch];
+                  const int32_t a = ao[ch];
+                  const int32_t m = -(int32_t)(v > cur);  // all ones where v wins
+                  yo[ch] = v > cur ? v : cur;
+                  ao[ch] = (a & ~m) | ((b32 + ch) & m);
+                }
+              }
+            }
+          if (first)  // unreachable under the padding rules (every window holds an input cell); kept total
+            for (int64_t ch = 0; ch < C; ++ch) { yo[ch] = 0.f; ao[ch] = -1; }
+        }
+      }
+  }
+};
+
+}  // namespace
+
 // in: x (B,H,W,C); out: y (B,OH,OW,C), argmax (B,OH,OW,C) i32. The first maximum in window order (kh, kw), i.e. the
 // lowest flat index, wins ties; padding cells never take part.
 TL_CPU_KERNEL(maxpool_forward) {
   const PoolArgs& a = c.args<PoolArgs>();
-  const ConvGeom& g = a.g;
-  const TensorRef &x = c.in[0], &y = c.out[0], &am = c.out[1];
-  const int64_t C = g.C;
-  const float* px = x.f32();
-  float* py = y.f32();
-  int32_t* pa = am.i32();
-  for (int64_t b = 0; b < g.B; ++b)
-    for (int64_t oh = 0; oh < g.OH; ++oh) {
-      const int64_t ih0 = oh * g.SH - g.padTop;
-      const int64_t h0 = std::max<int64_t>(ih0, 0), h1 = std::min<int64_t>(ih0 + g.KH, g.H);
-      for (int64_t ow = 0; ow < g.OW; ++ow) {
-        const int64_t iw0 = ow * g.SW - g.padLeft;
-        const int64_t w0 = std::max<int64_t>(iw0, 0), w1 = std::min<int64_t>(iw0 + g.KW, g.W);
-        const int64_t o = ((b * g.OH + oh) * g.OW + ow) * C;
-        float* __restrict__ yo = py + o;
-        int32_t* __restrict__ ao = pa + o;
-        bool first = true;
-        for (int64_t ih = h0; ih < h1; ++ih)
-          for (int64_t iw = w0; iw < w1; ++iw) {
-            const int64_t base = ((b * g.H + ih) * g.W + iw) * C;
-            const float* __restrict__ xi = px + base;
-            if (first) {
-              for (int64_t ch = 0; ch < C; ++ch) { yo[ch] = xi[ch]; ao[ch] = (int32_t)(base + ch); }
-              first = false;
-            } else {
-              const int32_t b32 = (int32_t)base, C32 = (int32_t)C;
-              for (int32_t ch = 0; ch < C32; ++ch) {  // branch-free selects, so the channel loop vectorises
-                const float v = xi[ch], cur = yo[ch];
-                const int32_t a = ao[ch];
-                const int32_t m = -(int32_t)(v > cur);  // all ones where v wins
-                yo[ch] = v > cur ? v : cur;
-                ao[ch] = (a & ~m) | ((b32 + ch) & m);
-              }
-            }
-          }
-        if (first)  // unreachable under the padding rules (every window holds an input cell); kept total
-          for (int64_t ch = 0; ch < C; ++ch) { yo[ch] = 0.f; ao[ch] = -1; }
-      }
-    }
+  perIsa<MaxpoolForward>(&a.g, static_cast<const float*>(c.in[0].f32()), c.out[0].f32(), c.out[1].i32());
 }
 
 // in: dy (B,OH,OW,C), argmax (B,OH,OW,C) i32; out: dx (B,H,W,C) = 0, then dx[argmax[o]] += dy[o].
@@ -241,60 +250,6 @@ TL_CPU_KERNEL(maxpool_backward) {
   const float* pdy = dy.f32();
   std::fill(pdx, pdx + g.inNumel(), 0.f);
   for (int64_t o = 0; o < nOut; ++o) pdx[pa[o]] += pdy[o];
-}
-
-// ---- local response normalisation ------------------------------------------------------------------------------
-
-// s^(−beta) in double, with the common exponents done by square roots (CIFAR-10's beta is 0.75).
-static inline double powNeg(double s, double beta) {
-  if (beta == 0.75) { const double q = std::sqrt(s); return 1.0 / (q * std::sqrt(q)); }
-  if (beta == 0.5) return 1.0 / std::sqrt(s);
-  if (beta == 1.0) return 1.0 / s;
-  return std::pow(s, -beta);
-}
-
-// in: x (N,C); out: y (N,C), scale (N,C) = bias + alpha·Σ_{|c'−c| <= r} x[c']² (TF's tf.nn.lrn), y = x·scale^(−beta)
-TL_CPU_KERNEL(lrn_forward) {
-  const LrnArgs& p = c.args<LrnArgs>();
-  const int64_t C = p.C, r = p.r;
-  std::vector<double> sq(C);
-  for (int64_t row = 0; row < p.N; ++row) {
-    const float* x = c.in[0].f32() + row * C;
-    float* y = c.out[0].f32() + row * C;
-    float* sc = c.out[1].f32() + row * C;
-    for (int64_t ch = 0; ch < C; ++ch) sq[ch] = (double)x[ch] * (double)x[ch];
-    double win = 0.0;  // Σ sq over [ch − r, ch + r] ∩ [0, C), slid along the row
-    for (int64_t ch = 0; ch < std::min(r, C); ++ch) win += sq[ch];
-    for (int64_t ch = 0; ch < C; ++ch) {
-      if (ch + r < C) win += sq[ch + r];
-      if (ch - r - 1 >= 0) win -= sq[ch - r - 1];
-      const double s = p.bias + p.alpha * win;
-      const double yv = (double)x[ch] * powNeg(s, p.beta);
-      sc[ch] = (float)s;
-      y[ch] = (float)yv;
-    }
-  }
-}
-
-// in: x, y, dy, scale (N,C); out: dx (N,C) = dy·scale^(−beta) − 2·alpha·beta·x·Σ_{|c−j| <= r} dy[c]·y[c]/scale[c]
-TL_CPU_KERNEL(lrn_backward) {
-  const LrnArgs& p = c.args<LrnArgs>();
-  const int64_t C = p.C, r = p.r;
-  const double k2ab = 2.0 * p.alpha * p.beta;
-  std::vector<double> t(C);
-  for (int64_t row = 0; row < p.N; ++row) {
-    const float *x = c.in[0].f32() + row * C, *y = c.in[1].f32() + row * C, *dy = c.in[2].f32() + row * C,
-                *sc = c.in[3].f32() + row * C;
-    float* dx = c.out[0].f32() + row * C;
-    for (int64_t ch = 0; ch < C; ++ch) t[ch] = (double)dy[ch] * (double)y[ch] / (double)sc[ch];
-    double win = 0.0;
-    for (int64_t ch = 0; ch < std::min(r, C); ++ch) win += t[ch];
-    for (int64_t ch = 0; ch < C; ++ch) {
-      if (ch + r < C) win += t[ch + r];
-      if (ch - r - 1 >= 0) win -= t[ch - r - 1];
-      dx[ch] = (float)((double)dy[ch] * powNeg((double)sc[ch], p.beta) - k2ab * (double)x[ch] * win);
-    }
-  }
 }
 
 // ---- dropout -----------------------------------------------------------------------------------------------------

@@ -1,108 +1,98 @@
-// CPU regularisation, norm and elementwise kernels: l2_loss, l2_backward, sum_squares, clip_by_norm, fill, scale, axpy, copy.
+// CPU regularisation, norm and elementwise kernels: l2_loss, l2_backward, sum_squares, clip_by_norm, fill, scale,
+// axpy, copy. The loops run on the process's ISA path (Note [Kernel ISA] in isa.h).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "isa.h"
 #include "kernels_cpu.h"
+#include "kernels_elementwise.h"
+#include "kernels_sums.h"
 
 namespace tl {
 namespace cpuk {
 
-// Σx² in double, 16 independent partial sums so the loop vectorises and pipelines (a few partial sums would be
-// latency-bound on the dependent double adds). With AVX2 + FMA, where the CPU has them, 4 doubles per op.
-#define TL_SUMSQ_BODY                                                                \
-  double s[16] = {0};                                                                \
-  int64_t i = 0;                                                                     \
-  for (; i + 16 <= n; i += 16)                                                       \
-    for (int k = 0; k < 16; ++k) s[k] += (double)x[i + k] * (double)x[i + k];       \
-  for (; i < n; ++i) s[i & 15] += (double)x[i] * (double)x[i];                       \
-  for (int w = 8; w >= 1; w /= 2)                                                    \
-    for (int k = 0; k < w; ++k) s[k] += s[k + w];                                    \
-  return s[0];
+namespace {
 
-static double sumSquaresGeneric(const float* x, int64_t n) { TL_SUMSQ_BODY }
-#if defined(__x86_64__) || defined(__i386__)
-__attribute__((target("avx2,fma"))) static double sumSquaresAvx2(const float* x, int64_t n) { TL_SUMSQ_BODY }
-static bool hasAvx2Fma() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-#endif
-#undef TL_SUMSQ_BODY
+// y (n) += a·x (n)
+struct Axpy {
+  TL_ISA_INLINE static void run(const float* x, float* y, int64_t n, float a) {
+    for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+  }
+};
 
-static double sumSquaresFast(const float* x, int64_t n) {
-#if defined(__x86_64__) || defined(__i386__)
-  static const bool avx2 = hasAvx2Fma();
-  if (avx2) return sumSquaresAvx2(x, n);
-#endif
-  return sumSquaresGeneric(x, n);
+// x (n) *= f
+struct Scale {
+  TL_ISA_INLINE static void run(float* x, int64_t n, float f) {
+    for (int64_t i = 0; i < n; ++i) x[i] *= f;
+  }
+};
+
+}  // namespace
+
+// The factor clip_by_norm scales by (1 when it leaves g alone), shared with the fused updates (kernels_optim.cc).
+bool clipFactor(double s, double clipNorm, float* factor) {
+  if (s == 0.0) return false;
+  const double f = clipNorm / std::sqrt(s);
+  if (f >= 1.0) return false;  // written so a NaN norm scales by NaN (surfacing the problem) instead of passing silently
+  *factor = (float)f;
+  return true;
 }
 
 // in: w (N); out: loss (1), accumulates: loss += lambda·½·Σw²
 TL_CPU_KERNEL(l2_loss) {
   const ElementwiseArgs& a = c.args<ElementwiseArgs>();
-  const int64_t N = a.N;
-  const double lambda = a.coef;
   float* loss = c.out[0].f32();
-  loss[0] = (float)((double)loss[0] + lambda * 0.5 * sumSquaresFast(c.in[0].f32(), N));
+  loss[0] = (float)((double)loss[0] + a.coef * 0.5 * sumSquares(c.in[0].f32(), a.N));
 }
 
 // in: w (N); out: g (N), in place: g += lambda·w
 TL_CPU_KERNEL(l2_backward) {
   const ElementwiseArgs& a = c.args<ElementwiseArgs>();
-  const int64_t N = a.N;
-  const float lambda = (float)a.coef;
-  const float* w = c.in[0].f32();
-  float* g = c.out[0].f32();
-  for (int64_t i = 0; i < N; ++i) g[i] += lambda * w[i];
+  perIsa<Axpy>(c.in[0].f32(), c.out[0].f32(), a.N, (float)a.coef);
 }
 
 // in: x (N); out: s (1), accumulates: s += Σx² (double)
 TL_CPU_KERNEL(sum_squares) {
   const int64_t N = c.args<ElementwiseArgs>().N;
   float* s = c.out[0].f32();
-  s[0] = (float)((double)s[0] + sumSquaresFast(c.in[0].f32(), N));
+  s[0] = (float)((double)s[0] + sumSquares(c.in[0].f32(), N));
+}
+
+// in: w (N); out: g (N) in place g += lambda·w, s (1) += Σg² of the new g, loss (1) += lambda·½·Σw²: l2_backward,
+// sum_squares and l2_loss in one pass, their bits (Note [Sixteen partial sums]).
+TL_CPU_KERNEL(l2_grad_norm) {
+  const ElementwiseArgs& a = c.args<ElementwiseArgs>();
+  double g2 = 0, w2 = 0;
+  l2GradSums(c.in[0].f32(), c.out[0].f32(), a.N, (float)a.coef, &g2, &w2);
+  float *s = c.out[1].f32(), *loss = c.out[2].f32();
+  s[0] = (float)((double)s[0] + g2);
+  loss[0] = (float)((double)loss[0] + a.coef * 0.5 * w2);
 }
 
 // in: s (1) global squared norm; out: g (N), in place: g *= min(1, clipNorm/sqrt(s)); s = 0 leaves g unchanged
 TL_CPU_KERNEL(clip_by_norm) {
   const ElementwiseArgs& a = c.args<ElementwiseArgs>();
-  const int64_t N = a.N;
-  const double clipNorm = a.coef;
-  const double s = c.in[0].f32()[0];
-  if (s == 0.0) return;
-  const double f = clipNorm / std::sqrt(s);
-  if (f >= 1.0) return;  // written so a NaN norm scales by NaN (surfacing the problem) instead of passing silently
-  const float ff = (float)f;
-  float* g = c.out[0].f32();
-  for (int64_t i = 0; i < N; ++i) g[i] *= ff;
+  float f;
+  if (clipFactor(c.in[0].f32()[0], a.coef, &f)) perIsa<Scale>(c.out[0].f32(), a.N, f);
 }
 
 // out: x (N) = value
 TL_CPU_KERNEL(fill) {
   const ElementwiseArgs& a = c.args<ElementwiseArgs>();
-  const int64_t N = a.N;
-  const float v = (float)a.coef;
-  std::fill(c.out[0].f32(), c.out[0].f32() + N, v);
+  std::fill(c.out[0].f32(), c.out[0].f32() + a.N, (float)a.coef);
 }
 
 // out: x (N), in place: x *= factor
 TL_CPU_KERNEL(scale) {
   const ElementwiseArgs& a = c.args<ElementwiseArgs>();
-  const int64_t N = a.N;
-  const float f = (float)a.coef;
-  float* x = c.out[0].f32();
-  for (int64_t i = 0; i < N; ++i) x[i] *= f;
+  perIsa<Scale>(c.out[0].f32(), a.N, (float)a.coef);
 }
 
 // in: x (N); out: y (N), in place: y += alpha·x
 TL_CPU_KERNEL(axpy) {
-  const ElementwiseArgs& args = c.args<ElementwiseArgs>();
-  const int64_t N = args.N;
-  const float a = (float)args.coef;
-  const float* x = c.in[0].f32();
-  float* y = c.out[0].f32();
-  for (int64_t i = 0; i < N; ++i) y[i] += a * x[i];
+  const ElementwiseArgs& a = c.args<ElementwiseArgs>();
+  perIsa<Axpy>(c.in[0].f32(), c.out[0].f32(), a.N, (float)a.coef);
 }
 
 // in: x (N); out: y (N) = x, bit-exact (memmove: x and y may overlap)

@@ -9,7 +9,7 @@ mkdir -p "$out"
 srcs="$(ls "$here"/*.cc) $here/../kernel.cc $here/../kernel_args.cc $here/../kernel_contract.cc \
   $here/../kernel_contracts.cc $(ls "$here"/selftest/*.cc)"
 CXX=${CXX:-g++}
-FLAGS="-std=c++17 -O3 -Wall -Wextra -pthread -I$here/.."
+FLAGS="-std=c++17 -O3 -fno-math-errno -fno-trapping-math -ffp-contract=off -Wall -Wextra -pthread -I$here/.."  # as CMakeLists.txt
 $CXX $FLAGS -o "$out/selftest" $srcs -ldl
 echo "== builtin GEMM =="
 TOWERLINE_OPENBLAS=0 "$out/selftest" "$@"

@@ -1,5 +1,5 @@
-// CUDA regularisation, norm and elementwise kernels: l2_loss, l2_backward, sum_squares, clip_by_norm, fill, scale,
-// axpy, copy (docs/kernels.md).
+// CUDA regularisation, norm and elementwise kernels: l2_loss, l2_backward, sum_squares, l2_grad_norm, clip_by_norm,
+// fill, scale, axpy, copy (docs/kernels.md).
 #include "kernels_common.cuh"
 
 namespace tl {
@@ -40,6 +40,32 @@ TL_CUDA_KERNEL(sum_squares) {
   ScalarEpilogue ep;
   ep.keep = true;
   reduceToScalar(c, N, SquareF{c.in[0].f32()}, c.out[0].f32(), ep);
+}
+
+// g[i] += lambda·w[i], returning the new g[i]² (the first pass of l2_grad_norm; each i is visited once)
+struct L2GradSquareF {
+  const float* w;
+  float* g;
+  float lambda;
+  __device__ double operator()(int64_t i) const {
+    const float gi = g[i] + lambda * w[i];
+    g[i] = gi;
+    const double v = gi;
+    return v * v;
+  }
+};
+
+// in: w (N); out: g (N) += lambda·w, s (1) += Σg² of the new g, loss (1) += lambda·½·Σw² (Note [Fused parameter
+// tail] in src/model/passes.ts): two stream-ordered reductions, the first also writing g.
+TL_CUDA_KERNEL(l2_grad_norm) {
+  const ElementwiseArgs& a = c.args<ElementwiseArgs>();
+  ScalarEpilogue norm;
+  norm.keep = true;
+  reduceToScalar(c, a.N, L2GradSquareF{c.in[0].f32(), c.out[0].f32(), (float)a.coef}, c.out[1].f32(), norm);
+  ScalarEpilogue l2;
+  l2.keep = true;
+  l2.coef = a.coef * 0.5;
+  reduceToScalar(c, a.N, SquareF{c.in[0].f32()}, c.out[2].f32(), l2);
 }
 
 // g (N) *= min(1, clipNorm/sqrt(s[0])); s = 0 or a factor >= 1 leaves g unchanged, a NaN norm scales by NaN.

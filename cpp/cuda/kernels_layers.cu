@@ -18,6 +18,13 @@ TL_CUDA_KERNEL(dense_forward) {
   gemmRowMajor(c, false, false, a.iB, a.iO, a.iI, x.f32(), a.iI, W.f32(), a.iO, 1.f, y.f32(), a.iO);
 }
 
+// in: A (M,K) [or (K,M) with transA], B (K,N) [or (N,K) with transB]; out: C (M,N) = op(A)·op(B)
+TL_CUDA_KERNEL(matmul) {
+  const MatmulArgs& a = c.args<MatmulArgs>();
+  gemmRowMajor(c, a.transA, a.transB, a.M, a.N, a.K, c.in[0].f32(), a.transA ? a.M : a.K, c.in[1].f32(),
+               a.transB ? a.K : a.N, 0.f, c.out[0].f32(), a.N);
+}
+
 // db (O) = Σ_rows dy (B,O), in double; one thread per column (coalesced across the warp). acc: db += instead.
 __global__ void columnSumsKernel(const float* __restrict__ dy, float* __restrict__ db, int64_t rows, int64_t cols,
                                  bool acc) {

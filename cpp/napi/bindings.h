@@ -12,9 +12,9 @@ void registerDeviceBindings(Napi::Env env, Napi::Object exports);
 void registerProgramBindings(Napi::Env env, Napi::Object exports);
 // createComm, setCommSchedule, releaseComm, commStats, validateSchedule (comms.cc)
 void registerCommBindings(Napi::Env env, Napi::Object exports);
-// gemmInfo, setGemmThreads (gemm.cc)
+// gemmInfo, setDeviceGemmThreads, deviceGemmThreads (gemm.cc)
 void registerGemmBindings(Napi::Env env, Napi::Object exports);
-// contract (contract.cc)
+// contract, kernelIsa (contract.cc)
 void registerContractBindings(Napi::Env env, Napi::Object exports);
 // topology, p2pSelfTest, setP2PEnabled (gpu.cc; what they do comes from the GPU inspection hook)
 void registerGpuBindings(Napi::Env env, Napi::Object exports);

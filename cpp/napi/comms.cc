@@ -47,7 +47,8 @@ bool safeInteger(const Napi::Value& v, int64_t* out) {
   return true;
 }
 
-// Schedules cross as {name, phases: number[][][][], collective?: 'all-reduce' | 'broadcast'}, phases[p][rank] =
+// Schedules cross as {name, phases: number[][][][], collective?: 'all-reduce' | 'broadcast' | 'reduce-scatter' |
+// 'all-gather', shards?: [offset, length][]}, phases[p][rank] =
 // [[kind, peer, offset, length], ...]. This makes the native deep copy and checks its shape; validateSchedule checks
 // the rest, on the copy.
 Schedule scheduleArg(Napi::Env env, const Napi::Value& v, int ranks, int64_t length) {
@@ -59,9 +60,26 @@ Schedule scheduleArg(Napi::Env env, const Napi::Value& v, int ranks, int64_t len
   TL_CHECK_ARG(pv.IsArray(), Type, where << ": expected { name, phases: CollStep[][][] }");
   Napi::Value cv = v.As<Napi::Object>().Get("collective");
   const std::string collective = cv.IsString() ? cv.As<Napi::String>().Utf8Value() : cv.IsUndefined() ? "all-reduce" : "?";
-  TL_CHECK_ARG(collective == "all-reduce" || collective == "broadcast", Type,
-               where << ": collective must be 'all-reduce' (the default) or 'broadcast', got " << jsonOf(env, cv));
-  s.collective = collective == "broadcast" ? Collective::Broadcast : Collective::AllReduce;
+  if (collective == "all-reduce") s.collective = Collective::AllReduce;
+  else if (collective == "broadcast") s.collective = Collective::Broadcast;
+  else if (collective == "reduce-scatter") s.collective = Collective::ReduceScatter;
+  else if (collective == "all-gather") s.collective = Collective::AllGather;
+  else
+    TL_CHECK_ARG(false, Type, where << ": collective must be 'all-reduce' (the default), 'broadcast', 'reduce-scatter' or "
+                                       "'all-gather', got " << jsonOf(env, cv));
+  Napi::Value sv = v.As<Napi::Object>().Get("shards");
+  if (!sv.IsUndefined()) {
+    TL_CHECK_ARG(sv.IsArray(), Type, where << ": shards must be an array of [offset, length], got " << jsonOf(env, sv));
+    auto shards = sv.As<Napi::Array>();
+    for (uint32_t r = 0; r < shards.Length(); ++r) {
+      Napi::Value e = shards.Get(r);
+      int64_t f[2];
+      bool ok = e.IsArray() && e.As<Napi::Array>().Length() == 2;
+      for (uint32_t j = 0; ok && j < 2; ++j) ok = safeInteger(e.As<Napi::Array>().Get(j), &f[j]);
+      TL_CHECK_ARG(ok, Type, where << ": shards[" << r << "] must be [offset, length] integers, got " << jsonOf(env, e));
+      s.shards.emplace_back(f[0], f[1]);
+    }
+  }
   auto phases = pv.As<Napi::Array>();
   for (uint32_t p = 0; p < phases.Length(); ++p) {
     Napi::Value rv = phases.Get(p);
@@ -131,8 +149,10 @@ Napi::Value CommStats(const Napi::CallbackInfo& info) {
   uint32_t id = u32Arg(info, 0, "communicator id");
   uint32_t rank = u32Arg(info, 1, "rank");
   return guarded(env, [&]() -> Napi::Value {
-    auto st = Registry::get().comm(id)->stats(static_cast<int>(rank));
-    return ObjectOf(env).set("totalMs", st.totalMs).set("waitMs", st.waitMs);
+    auto c = Registry::get().comm(id);
+    auto st = c->stats(static_cast<int>(rank));
+    return ObjectOf(env).set("totalMs", st.totalMs).set("waitMs", st.waitMs).set("phases", c->phasesInForce())
+        .set("fused", c->fusedInForce());
   });
 }
 

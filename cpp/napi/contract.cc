@@ -1,5 +1,6 @@
 // The contract binding: native().contract() = { hyper, kernels } (Note [Kernel contracts], Note [Hyper-parameter
-// slots]); test/contract.test.ts and tools/kernel-docs.ts read it.
+// slots]); test/contract.test.ts and tools/kernel-docs.ts read it. native().kernelIsa(): the CPU kernels' ISA path.
+#include "../cpu/isa.h"
 #include "../hyper.h"
 #include "../kernel_contract.h"
 #include "args.h"
@@ -51,9 +52,24 @@ Napi::Value Contract(const Napi::CallbackInfo& info) {
   });
 }
 
+// { isa, available }: the CPU kernels' path in this process and the paths this CPU has (Note [Kernel ISA]); throws
+// when TOWERLINE_ISA asks for a path that is unknown or missing here.
+Napi::Value KernelIsa(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const cpuk::Isa isa = cpuk::kernelIsa();
+    const auto have = cpuk::availableIsas();
+    auto available = Napi::Array::New(env, have.size());
+    for (size_t i = 0; i < have.size(); ++i) available.Set(i, Napi::String::New(env, cpuk::isaName(have[i])));
+    return ObjectOf(env).set("isa", cpuk::isaName(isa)).set("available", available);
+  });
+}
+
 }  // namespace
 
-void registerContractBindings(Napi::Env env, Napi::Object exports) { exportAll(env, exports, {{"contract", Contract}}); }
+void registerContractBindings(Napi::Env env, Napi::Object exports) {
+  exportAll(env, exports, {{"contract", Contract}, {"kernelIsa", KernelIsa}});
+}
 
 }  // namespace napi
 }  // namespace tl

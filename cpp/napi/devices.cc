@@ -1,6 +1,7 @@
 // Device and buffer bindings: opening devices, allocating buffers and views, copies in and out, sync, stats.
 #include "../program.h"
 #include "../registry.h"
+#include "../cpu/gemm.h"
 #include "args.h"
 #include "async.h"
 #include "bindings.h"
@@ -22,14 +23,35 @@ Napi::Value DeviceCount(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), Registry::get().deviceCount(info[0].As<Napi::String>().Utf8Value()));
 }
 
+// The gemmThreads option of openDevice's third argument: 1 when absent (Note [GEMM threads] in cpu/gemm.cc).
+int gemmThreadsOption(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || info[2].IsUndefined()) return 1;
+  if (!info[2].IsObject()) throw Napi::TypeError::New(env, "openDevice(kind, index, { gemmThreads? }): options must be an object");
+  Napi::Value v = info[2].As<Napi::Object>().Get("gemmThreads");
+  if (v.IsUndefined()) return 1;
+  double n = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+  if (!(n >= 1 && n <= kMaxGemmThreads) || n != static_cast<double>(static_cast<int>(n)))
+    throw Napi::RangeError::New(env, "openDevice: gemmThreads must be an integer in [1, " + std::to_string(kMaxGemmThreads) + "]");
+  return static_cast<int>(n);
+}
+
 Napi::Value OpenDevice(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber())
-    throw Napi::TypeError::New(env, "openDevice(kind: string, index: number)");
+    throw Napi::TypeError::New(env, "openDevice(kind: string, index: number, { gemmThreads? })");
+  const int threads = gemmThreadsOption(info);
   return guarded(env, [&]() -> Napi::Value {
     auto dev = Registry::get().openDevice(info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::Number>().Int32Value(),
                                           envId(env));
-    return ObjectOf(env).set("id", dev->id()).set("name", dev->name()).set("kind", dev->backend().kind());
+    try {
+      if (threads != 1) dev->runBlocking([&] { dev->backend().setGemmThreads(threads); });
+    } catch (...) {
+      Registry::get().closeDevice(dev->id());
+      throw;
+    }
+    return ObjectOf(env).set("id", dev->id()).set("name", dev->name()).set("kind", dev->backend().kind())
+        .set("gemmThreads", threads);
   });
 }
 

@@ -4,10 +4,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { NativeDevice } from '../backend/native-device.js';
-import { native } from '../native/addon.js';
 import { TowerHost } from '../tower-port/tower-host.js';
 import type { ActorStart } from '../tower-port/protocol.js';
 
 const start = workerData as ActorStart;
-native().setGemmThreads(start.gemmThreads);
-Comlink.expose(new TowerHost(NativeDevice.open(start.kind, start.index)), nodeEndpoint(parentPort!));
+Comlink.expose(new TowerHost(NativeDevice.open(start.kind, start.index, { gemmThreads: start.gemmThreads })), nodeEndpoint(parentPort!));

@@ -35,9 +35,21 @@ export class NativeDevice implements Backend {
     this.kind = info.kind;
   }
 
-  /** Opens `kind:index` (e.g. 'cpu', 0). Throws naming the kind and the index when it does not exist. */
-  static open(kind: string, index: number): NativeDevice {
-    return new NativeDevice(native().openDevice(kind, index));
+  /**
+   * Opens `kind:index` (e.g. 'cpu', 0). Throws naming the kind and the index when it does not exist. `gemmThreads`
+   * (default 1): the threads this device's GEMMs use; results are the same bits at any count (Note [GEMM threads]).
+   */
+  static open(kind: string, index: number, opts: { gemmThreads?: number } = {}): NativeDevice {
+    return new NativeDevice(native().openDevice(kind, index, opts));
+  }
+
+  /** The threads this device's GEMMs use. */
+  get gemmThreads(): number {
+    return native().deviceGemmThreads(this.id);
+  }
+
+  set gemmThreads(n: number) {
+    native().setDeviceGemmThreads(this.id, n);
   }
 
   alloc(numel: number, dtype: DType = 'f32'): number {

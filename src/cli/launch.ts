@@ -34,7 +34,7 @@ export function registerLaunch(program: Command): void {
     .option('--addr <address>', "the address the ranks' transport binds (default 127.0.0.1; beyond loopback needs TOWERLINE_TOKEN)")
     .option('--iface <name>', 'bind this network interface instead of --addr')
     .option('--grace-ms <ms>', 'after a rank fails, how long the others get to fail on their own before they are stopped', int('--grace-ms'), 10_000)
-    .argument('<command...>', 'the training command, e.g. towerline train --devices cpu*2 --checkpoint-dir ckpt --resume')
+    .argument('<command...>', 'the training command, e.g. towerline train --devices cpu*2 --checkpoint-dir ckpt --resume-if-present')
     .passThroughOptions()
     .action(async (command: string[], f: LaunchFlags) => {
       const r = await launch(

@@ -1,7 +1,9 @@
 // A training run: its streams, its observers (TensorBoard, trace), and how it ends. Note [Run streams] in
 // src/events.ts: the error is delivered once, through `done` (and a 'failed' event); the streams then complete.
 import { ReplaySubject, Subject, asapScheduler, observeOn, share } from 'rxjs';
-import type { ResolvedTrainOptions } from '../options.js';
+import type { Layout, ResolvedTrainOptions } from '../options.js';
+import { OutputError, RuntimeClosedError } from '../errors.js';
+import { prepareOutputs } from './outputs.js';
 import type { RunEvent, StepEvent, TrainRun, RunSummary } from '../events.js';
 import type { RunObserver, RunStreams, StepRecord } from '../observers/observer.js';
 import { tensorBoardObserver } from '../observers/tensorboard.js';
@@ -21,7 +23,19 @@ async function openObservers(o: ResolvedTrainOptions, streams: RunStreams, tower
   return out;
 }
 
-export function startRun(towers: TowerSet, o: ResolvedTrainOptions, rt: { callMs: number; shares: 'equal' | 'speed'; faults: FaultPlan | undefined }): TrainRun {
+/** What a run's failure is, told plainly: a closed runtime says so (not the dead buffer or worker it caused). */
+function failure(e: unknown, towers: TowerSet, step: number, lastCheckpoint: string | undefined): Error {
+  const error = e instanceof Error ? e : new Error(String(e));
+  if (!towers.closed || error instanceof RuntimeClosedError) return error;
+  const kept = lastCheckpoint ? `; the last checkpoint is ${lastCheckpoint}` : '';
+  return new RuntimeClosedError(`the runtime was closed (rt.close()) while training, after step ${step}${kept}`, { cause: error });
+}
+
+export function startRun(
+  towers: TowerSet,
+  o: ResolvedTrainOptions,
+  rt: { callMs: number; shares: 'equal' | 'speed'; faults: FaultPlan | undefined; layout: () => Layout },
+): TrainRun {
   const steps = new ReplaySubject<StepEvent>(1);
   const records = new Subject<StepRecord>();
   const events = new Subject<RunEvent>();
@@ -32,7 +46,8 @@ export function startRun(towers: TowerSet, o: ResolvedTrainOptions, rt: { callMs
     callMs: rt.callMs,
     shares: rt.shares,
     faults: rt.faults,
-    stopped: () => stopRequested,
+    layout: rt.layout,
+    stopped: () => stopRequested || towers.closed,
     emitStep: (r) => {
       steps.next(r.event);
       records.next(r);
@@ -42,16 +57,30 @@ export function startRun(towers: TowerSet, o: ResolvedTrainOptions, rt: { callMs
   // While the run steps, state reads wait for the gap between two steps, and the towers keep the process alive.
   towers.running = true;
   towers.hold(true);
+  let lastCheckpoint: string | undefined;
+  events.subscribe((e) => {
+    if (e.type === 'checkpoint' || e.type === 'resumed') lastCheckpoint = e.path;
+  });
   const run = async (): Promise<RunSummary> => {
-    const observers = await openObservers(o, { records$: records, events$: events }, towers);
+    let observers: RunObserver[] = [];
     try {
-      return await loop.run();
+      await prepareOutputs(o); // every output path written once before step 1
+      observers = await openObservers(o, { records$: records, events$: events }, towers);
+      const summary = await loop.run();
+      if (towers.closed) throw new Error('closed while training'); // stopped by close(): not a success (failure() says so)
+      records.complete();
+      const closing = await Promise.allSettled(observers.map((x) => x.close()));
+      observers = [];
+      const lost = closing.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => (r.reason as Error).message);
+      if (lost.length > 0)
+        throw new OutputError(`the run trained ${summary.steps} steps${lastCheckpoint ? ` (last checkpoint ${lastCheckpoint})` : ''}, but lost an output: ${lost.join('; ')}`);
+      return summary;
     } finally {
       records.complete();
       await Promise.allSettled(observers.map((x) => x.close()));
       towers.running = false;
       towers.hold(false);
-      await towers.drain();
+      await towers.drain().catch(() => undefined);
     }
   };
   const done = run().then(
@@ -61,7 +90,7 @@ export function startRun(towers: TowerSet, o: ResolvedTrainOptions, rt: { callMs
       return summary;
     },
     (e: unknown) => {
-      const error = e instanceof Error ? e : new Error(String(e));
+      const error = failure(e, towers, loop.state.step, lastCheckpoint);
       events.next({ type: 'failed', step: loop.state.step, error });
       steps.complete();
       events.complete();

@@ -23,6 +23,10 @@ export class TowerSet {
   dead: TowerError | undefined;
   /** Set while a run steps the towers: state reads then wait for the gap between two steps. */
   running = false;
+  /** How the CPU towers share the cores, in words (Note [CPU layout]); reported in `started`. */
+  layout: string | undefined;
+  /** Set by close(): a run in flight then fails saying so (src/coordinator/run.ts). */
+  closed = false;
 
   constructor(
     readonly ports: TowerPort[],
@@ -152,6 +156,7 @@ export class TowerSet {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.releaseGroup();
     await Promise.all(this.ports.map((p) => p.close()));
     this.world.close();

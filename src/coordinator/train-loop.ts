@@ -4,11 +4,13 @@ import { DEFAULT_BUCKET_BYTES } from '../scheduler/buckets.js';
 import { loadInput } from '../data/inputs.js';
 import type { BatchPlan } from '../data/batches.js';
 import { learningRate, parseSchedule, type ResolvedSchedule } from '../model/schedule.js';
-import { runSettingsOf, type ResolvedTrainOptions } from '../options.js';
+import { runSettingsOf, type Layout, type ResolvedTrainOptions } from '../options.js';
 import type { RunEvent, RunSummary, StepEvent } from '../events.js';
 import type { StepRecord } from '../observers/observer.js';
 import type { StepReply, StepRequest } from '../tower-port/protocol.js';
 import { Checkpoints, type TrainState } from './checkpoints.js';
+import type { LoadedCheckpoint } from '../io/checkpoint.js';
+import { checkBatch, checkMemory, towerBytes } from './bounds.js';
 import { evaluateTest, TEST_SET } from './evaluation.js';
 import { describeNonFinite, nonFinite, nonFiniteAction } from './non-finite.js';
 import { RunPlan } from './plan.js';
@@ -28,6 +30,8 @@ export interface LoopContext {
   callMs: number;
   shares: 'equal' | 'speed';
   faults: FaultPlan | undefined;
+  /** The run's layout now (recorded with checkpoints; Note [Run settings]). */
+  layout(): Layout;
   stopped(): boolean;
   emitStep(r: StepRecord): void;
   emitEvent(e: RunEvent): void;
@@ -45,7 +49,7 @@ interface Shards {
 
 export class TrainLoop {
   private plan!: RunPlan;
-  private ckpt!: Checkpoints;
+  private readonly ckpt: Checkpoints;
   private schedule!: ResolvedSchedule;
   private stepParams: ((seed: number, step: number, indices: Int32Array) => Int32Array) | undefined;
   private speed: SpeedShares | undefined;
@@ -56,7 +60,10 @@ export class TrainLoop {
   private evaluation: RunSummary['evaluation'];
   private rolledBack = false;
 
-  constructor(private readonly c: LoopContext) {}
+  constructor(private readonly c: LoopContext) {
+    const settings = { ...runSettingsOf(c.o), world: c.towers.world.shape };
+    this.ckpt = new Checkpoints(c.towers, c.o.checkpoint, settings, c.layout, (message) => c.emitEvent({ type: 'warning', step: this.state.step, message }));
+  }
 
   async run(): Promise<RunSummary> {
     try {
@@ -69,9 +76,10 @@ export class TrainLoop {
 
   private async steps(): Promise<RunSummary> {
     const world = this.c.towers.world;
+    const resumeFrom = await this.ckpt.plan(); // before anything is built (Note [Checkpoint ownership])
     await this.prepare();
-    if (this.c.o.checkpoint?.resume) await this.resume();
-    this.c.emitEvent({ type: 'started', step: this.state.step, totalSteps: this.plan.totalSteps, stepsPerEpoch: this.plan.perEpoch, devices: this.c.towers.devices });
+    if (resumeFrom) await this.resume(resumeFrom);
+    this.c.emitEvent({ type: 'started', step: this.state.step, totalSteps: this.plan.totalSteps, stepsPerEpoch: this.plan.perEpoch, devices: this.c.towers.devices, ...(this.c.towers.layout ? { layout: this.c.towers.layout } : {}) });
     do {
       this.rolledBack = false;
       for (const batch of this.plan.batches(this.state.next)) {
@@ -103,24 +111,24 @@ export class TrainLoop {
     const maxShard = this.c.shares === 'speed' ? B - (n - 1) : Math.ceil(B / n);
     this.evaluateOn = o.evaluate;
     const input = await loadInput(o.data, { withTest: o.evaluate, inputShape: o.model.input.shape });
+    checkBatch(o.data, input.train.count, n);
     const training = { optimizer: o.optimizer, ...(o.clipNorm !== undefined ? { clipNorm: o.clipNorm } : {}), ...(o.emaDecay !== undefined ? { emaDecay: o.emaDecay } : {}) };
-    await towers.build({ spec: o.model, maxBatch: Math.max(maxShard, input.test ? input.evalBatch : 1), training }, o.seed, o.overlap ? { bucketBytes: o.bucketBytes ?? DEFAULT_BUCKET_BYTES } : undefined);
+    const build = { spec: o.model, maxBatch: Math.max(maxShard, input.test ? input.evalBatch : 1), training };
+    checkMemory(towerBytes(build, input.test ? [input.train, input.test] : [input.train]), towers.devices, build.maxBatch);
+    await towers.build(build, o.seed, o.overlap ? { bucketBytes: o.bucketBytes ?? DEFAULT_BUCKET_BYTES } : undefined);
     await towers.upload(TRAIN_SET, input.train, input.trainTransform);
     if (input.test) await towers.upload(TEST_SET, input.test, input.testTransform);
     this.stepParams = input.stepParams;
     this.plan = new RunPlan({ count: input.train.count, ...o.data, seed: o.seed, ...(o.epochs !== undefined ? { epochs: o.epochs } : {}), ...(o.steps !== undefined ? { steps: o.steps } : {}) });
     this.schedule = parseSchedule(o.optimizer.lr);
     this.speed = this.c.shares === 'speed' ? new SpeedShares(n) : undefined;
-    this.ckpt = new Checkpoints(towers, o.checkpoint, { ...runSettingsOf(o), world: towers.world.shape });
     await towers.world.agree('the run settings', runAgreement(o, towers.schedule(), input.train.count, this.plan.totalSteps));
   }
 
-  private async resume(): Promise<void> {
-    const path = await this.ckpt.latest();
-    if (!path) return;
-    const { bitIdentical, note, ...state } = await this.ckpt.restore(path);
+  private async resume(ck: LoadedCheckpoint): Promise<void> {
+    const { bitIdentical, note, ...state } = await this.ckpt.restore(ck, { resuming: true });
     Object.assign(this.state, state);
-    this.c.emitEvent({ type: 'resumed', step: this.state.step, path, bitIdentical, note });
+    this.c.emitEvent({ type: 'resumed', step: this.state.step, path: ck.path, bitIdentical, note });
   }
 
   /** Splits the batch over the towers (Note [Shard weighting]) into one step request per tower. */
@@ -148,18 +156,18 @@ export class TrainLoop {
   /** The non-finite policy; true when the run rolled back (the batch loop restarts from the checkpoint). */
   private async onNonFinite(replies: StepReply[]): Promise<boolean> {
     const { towers, o } = this.c;
-    const path = o.guard.nonFinite === 'rollback' ? await this.ckpt.latest() : undefined;
+    const ck = o.guard.nonFinite === 'rollback' ? await this.ckpt.latest() : undefined;
     const step = this.state.step + 1;
-    const action = nonFiniteAction(o.guard.nonFinite, step, await describeNonFinite(towers, step, replies), path !== undefined);
+    const action = nonFiniteAction(o.guard.nonFinite, step, await describeNonFinite(towers, step, replies), ck !== undefined);
     if (action.kind === 'skip') {
       this.state.step++;
       this.c.emitEvent({ type: 'skipped', step: this.state.step, reason: action.reason });
       return false;
     }
     const lrScale = this.state.lrScale * o.guard.rollbackLrFactor;
-    const { bitIdentical: _same, note: _note, ...restored } = await this.ckpt.restore(path!);
+    const { bitIdentical: _same, note: _note, ...restored } = await this.ckpt.restore(ck!, { resuming: false });
     Object.assign(this.state, restored, { lrScale });
-    this.c.emitEvent({ type: 'rolledBack', step: this.state.step, path: path!, reason: action.reason, lrScale });
+    this.c.emitEvent({ type: 'rolledBack', step: this.state.step, path: ck!.path, reason: action.reason, lrScale });
     this.rolledBack = true;
     return true;
   }

@@ -9,19 +9,24 @@ import { ConfigError, validate } from '../util/validate.js';
 export { CheckpointError } from './safetensors.js';
 
 export const CHECKPOINT_FORMAT = 'towerline-checkpoint';
-export const CHECKPOINT_VERSION = 1;
+/** 2: the sidecar carries its run id and a SHA-256 over all of its own fields (the run state included). */
+export const CHECKPOINT_VERSION = 2;
 
 export interface CheckpointToSave {
   step: number;
   tensors: readonly TensorIn[];
   /** Any JSON: optimizer hyper-state, RNG state, data position, model spec. */
   state: Record<string, unknown>;
+  /** The run that writes it: pruning touches only this run's checkpoints (default '': one anonymous run). */
+  run?: string;
 }
 
 export interface LoadedCheckpoint {
   step: number;
   tensors: Map<string, TensorOut>;
   state: Record<string, unknown>;
+  /** The run that wrote it. */
+  run: string;
   /** The sidecar that was loaded. */
   path: string;
 }
@@ -34,8 +39,9 @@ const TEMP_RE = /^\.ckpt-(\d{9,})\.(?:json|safetensors)\.tmp-[0-9a-f]+$/;
 const sidecarSchema = z
   .object({
     format: z.literal(CHECKPOINT_FORMAT),
-    version: z.literal(CHECKPOINT_VERSION),
+    version: z.literal(CHECKPOINT_VERSION, { message: `expected format version ${CHECKPOINT_VERSION} (this towerline reads only checkpoints that hash their whole sidecar)` }),
     step: z.number().int().nonnegative(),
+    run: z.string(),
     weights: z
       .object({
         // A bare file name: the weights always sit next to the sidecar, never elsewhere on disk.
@@ -46,9 +52,31 @@ const sidecarSchema = z
       .strict(),
     savedAt: z.string(),
     state: z.record(z.string(), z.unknown()),
+    // SHA-256 of the canonical JSON of every other field: the run state (data position, learning-rate scale,
+    // settings) changes the trajectory as much as the weights do, so no byte of it goes unchecked.
+    sha256: z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex digits'),
   })
   .strict();
 type Sidecar = z.infer<typeof sidecarSchema>;
+
+/** JSON with object keys sorted at every level: the same text for the same value, however it was parsed. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+/** The SHA-256 a sidecar records over its other fields (exported for tests that forge a consistent sidecar). */
+export function sidecarHash(sc: Omit<Sidecar, 'sha256'>): string {
+  return sha256(new TextEncoder().encode(canonicalJson(sc)));
+}
 
 function stem(step: number): string {
   return `ckpt-${String(step).padStart(STEP_DIGITS, '0')}`;
@@ -95,7 +123,7 @@ async function writeAtomic(dir: string, name: string, data: Uint8Array): Promise
 }
 
 /** JSON.stringify that refuses values JSON would silently turn into null (NaN, Infinity). */
-function stateJson(sidecar: Sidecar): string {
+function stateJson(sidecar: Omit<Sidecar, 'sha256'>): string {
   return JSON.stringify(
     sidecar,
     (key, v: unknown) => {
@@ -109,8 +137,9 @@ function stateJson(sidecar: Sidecar): string {
 }
 
 /**
- * Saves step `ckpt.step` into `dir` and prunes to the newest `opts.keep` checkpoints (by step).
- * Weights go first, the sidecar last: a checkpoint exists only once its sidecar does. Returns the sidecar path.
+ * Saves step `ckpt.step` into `dir` and prunes this run's checkpoints to the newest `opts.keep` (by step; the one
+ * just written always stays; other runs' checkpoints are never touched). Weights go first, the sidecar last: a
+ * checkpoint exists only once its sidecar does. Returns the sidecar path.
  */
 export async function saveCheckpoint(dir: string, ckpt: CheckpointToSave, opts: { keep: number }): Promise<string> {
   if (!Number.isSafeInteger(ckpt.step) || ckpt.step < 0) throw new RangeError(`saveCheckpoint: step must be a non-negative integer, given ${ckpt.step}`);
@@ -122,16 +151,20 @@ export async function saveCheckpoint(dir: string, ckpt: CheckpointToSave, opts: 
   const weightsName = `${name}.safetensors`;
   const sidecarName = `${name}.json`;
   const weights = writeSafetensors(ckpt.tensors, { format: CHECKPOINT_FORMAT, step: String(ckpt.step) });
-  const sidecar: Sidecar = {
+  const run = ckpt.run ?? '';
+  const body: Omit<Sidecar, 'sha256'> = {
     format: CHECKPOINT_FORMAT,
     version: CHECKPOINT_VERSION,
     step: ckpt.step,
+    run,
     weights: { file: weightsName, bytes: weights.length, sha256: sha256(weights) },
     savedAt: new Date().toISOString(),
     state: ckpt.state,
   };
-  // Serialise before touching the disk so bad state cannot leave a half-written checkpoint behind.
-  const sidecarBytes = new TextEncoder().encode(stateJson(sidecar) + '\n');
+  // Serialise before touching the disk so bad state cannot leave a half-written checkpoint behind; the hash is of
+  // what JSON keeps (a round trip), so the loader recomputes the very same value.
+  const kept = JSON.parse(stateJson(body)) as Omit<Sidecar, 'sha256'>;
+  const sidecarBytes = new TextEncoder().encode(JSON.stringify({ ...kept, sha256: sidecarHash(kept) }, null, 2) + '\n');
 
   await mkdir(dir, { recursive: true });
   // Re-saving a step: retire the old sidecar first, or a crash between the two renames would pair it with new weights.
@@ -144,35 +177,81 @@ export async function saveCheckpoint(dir: string, ckpt: CheckpointToSave, opts: 
   }
   await writeAtomic(dir, weightsName, weights);
   await writeAtomic(dir, sidecarName, sidecarBytes);
-  await prune(dir, opts.keep);
+  await prune(dir, opts.keep, run, ckpt.step);
   return sidecarPath;
 }
 
-/** Deletes checkpoints beyond the newest `keep`, plus crash debris (temp files, orphan weights) older than the newest. */
-async function prune(dir: string, keep: number): Promise<void> {
-  const names = await readdir(dir);
-  const complete = names
-    .map((n) => SIDECAR_RE.exec(n))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => Number(m[1]))
-    .sort((a, b) => b - a);
-  const kept = new Set(complete.slice(0, keep));
-  const newest = complete[0];
-  if (newest === undefined) return;
-  for (const step of complete.slice(keep)) {
-    // Sidecar first: once it is gone the checkpoint no longer counts, whatever happens to the weights.
-    await rm(join(dir, `${stem(step)}.json`), { force: true });
-    await rm(join(dir, `${stem(step)}.safetensors`), { force: true });
+/** The run a sidecar belongs to, when it reads and verifies; undefined for a damaged one (whose owner is unknown). */
+async function ownerOf(path: string): Promise<string | undefined> {
+  try {
+    return (await readSidecar(path)).run;
+  } catch (e) {
+    if (e instanceof CheckpointError) return undefined;
+    throw e;
   }
+}
+
+async function removeCheckpoint(dir: string, step: number): Promise<void> {
+  // Sidecar first: once it is gone the checkpoint no longer counts, whatever happens to the weights.
+  await rm(join(dir, `${stem(step)}.json`), { force: true });
+  await rm(join(dir, `${stem(step)}.safetensors`), { force: true });
+}
+
+/**
+ * Deletes `run`'s checkpoints beyond its newest `keep` (the one at `written` always stays), plus crash debris (temp
+ * files, weights without a sidecar) at or below `written`. Other runs' checkpoints, and damaged ones, stay.
+ */
+async function prune(dir: string, keep: number, run: string, written: number): Promise<void> {
+  const names = await readdir(dir);
+  const sidecars = new Set<number>();
+  const mine: number[] = [];
   for (const n of names) {
-    const orphan = WEIGHTS_RE.exec(n);
-    const temp = TEMP_RE.exec(n);
-    const m = orphan ?? temp;
+    const m = SIDECAR_RE.exec(n);
     if (!m) continue;
     const step = Number(m[1]);
-    // Anything at or below the newest step that is not a kept checkpoint's weights is left over from a crash.
-    if (step <= newest && (temp !== null || !kept.has(step))) await rm(join(dir, n), { force: true });
+    sidecars.add(step);
+    if (step !== written && (await ownerOf(join(dir, n))) === run) mine.push(step);
   }
+  mine.sort((a, b) => b - a);
+  for (const step of mine.slice(keep - 1)) await removeCheckpoint(dir, step);
+  for (const n of names) {
+    const weights = WEIGHTS_RE.exec(n);
+    const temp = TEMP_RE.exec(n);
+    const m = weights ?? temp;
+    if (!m) continue;
+    const step = Number(m[1]);
+    if (step <= written && (temp !== null || !sidecars.has(step))) await rm(join(dir, n), { force: true });
+  }
+}
+
+/** The checkpoint files in `dir` (sidecars and weights, any run, damaged ones too), by step; [] for a missing dir. */
+export async function checkpointFiles(dir: string): Promise<Array<{ step: number; name: string }>> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (e) {
+    if (errno(e) === 'ENOENT') return [];
+    throw e;
+  }
+  return names
+    .map((name) => ({ name, m: SIDECAR_RE.exec(name) ?? WEIGHTS_RE.exec(name) }))
+    .filter((f) => f.m !== null)
+    .map((f) => ({ step: Number(f.m![1]), name: f.name }))
+    .sort((a, b) => a.step - b.step || a.name.localeCompare(b.name));
+}
+
+/** Removes every checkpoint in `dir` not written by `run` (an explicit overwrite), damaged ones included. */
+export async function removeOtherRuns(dir: string, run: string): Promise<number> {
+  let removed = 0;
+  const steps = new Set((await checkpointFiles(dir)).map((f) => f.step));
+  for (const step of steps) {
+    const sidecar = join(dir, `${stem(step)}.json`);
+    const owner = await stat(sidecar).then(() => ownerOf(sidecar), () => undefined);
+    if (owner === run) continue;
+    await removeCheckpoint(dir, step);
+    removed++;
+  }
+  return removed;
 }
 
 async function readSidecar(path: string): Promise<Sidecar> {
@@ -196,6 +275,10 @@ async function readSidecar(path: string): Promise<Sidecar> {
     if (e instanceof ConfigError) throw new CheckpointError(path, e.message, { cause: e });
     throw e;
   }
+  const { sha256: recorded, ...body } = sc;
+  const actual = sidecarHash(body);
+  if (actual !== recorded)
+    throw new CheckpointError(path, `sidecar SHA-256 mismatch: it records ${recorded}, its contents hash to ${actual}; it was edited or corrupted (the hash covers the run state too: data position, learning-rate scale, settings)`);
   const m = SIDECAR_RE.exec(basename(path));
   if (m && Number(m[1]) !== sc.step) throw new CheckpointError(path, `sidecar records step ${sc.step} but its file name says ${Number(m[1])}`);
   if (sc.weights.file !== `${stem(sc.step)}.safetensors`) {
@@ -205,35 +288,46 @@ async function readSidecar(path: string): Promise<Sidecar> {
 }
 
 /**
- * The sidecar path of the highest-step complete checkpoint in `dir` (valid sidecar, weights of the recorded
- * size), or undefined. Temp files and orphan weights are ignored; `onSkip` hears about each sidecar passed over.
+ * The newest checkpoint in `dir` that passes full verification (Note [One corruption policy]), loaded, or undefined.
+ * `onSkip` hears about each newer one passed over, with what was wrong with it.
+ *
+ * Note [One corruption policy]: a checkpoint counts only when everything checks: the sidecar's schema and its own
+ * SHA-256 (run state included), the weights' size and SHA-256, the strict safetensors parse and the step in its
+ * metadata. The newest checkpoint that passes is used; every newer one is skipped with a warning naming the file
+ * and the fault, never silently, and a damaged checkpoint is never deleted by pruning (only an explicit overwrite).
  */
-export async function latestCheckpoint(dir: string, opts: { onSkip?: (path: string, reason: string) => void } = {}): Promise<string | undefined> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (e) {
-    if (errno(e) === 'ENOENT') return undefined;
-    throw e;
-  }
-  const candidates = names
-    .map((n) => ({ n, m: SIDECAR_RE.exec(n) }))
-    .filter((c) => c.m !== null)
-    .sort((a, b) => Number(b.m![1]) - Number(a.m![1]));
-  for (const { n } of candidates) {
-    const path = join(dir, n);
+export async function newestValidCheckpoint(
+  dir: string,
+  opts: { onSkip?: (path: string, reason: string) => void; /** Only this run's checkpoints count; others are passed over silently. */ run?: string } = {},
+): Promise<LoadedCheckpoint | undefined> {
+  const sidecars = new Map<number, string>();
+  const weightsOnly: number[] = [];
+  const files = await checkpointFiles(dir);
+  for (const f of files) if (SIDECAR_RE.test(f.name)) sidecars.set(f.step, join(dir, f.name));
+  for (const f of files) if (WEIGHTS_RE.test(f.name) && !sidecars.has(f.step)) weightsOnly.push(f.step);
+  const steps = [...new Set([...sidecars.keys(), ...weightsOnly])].sort((a, b) => b - a);
+  for (const step of steps) {
+    const path = sidecars.get(step);
+    if (path === undefined) {
+      // Weights without a sidecar: an interrupted save (or a lost sidecar); worth a word only above a good one.
+      opts.onSkip?.(join(dir, `${stem(step)}.safetensors`), 'weights without a sidecar (an interrupted save?)');
+      continue;
+    }
     try {
-      const sc = await readSidecar(path);
-      const st = await stat(join(dir, sc.weights.file)).catch(() => undefined);
-      if (!st?.isFile()) throw new CheckpointError(path, `weights file ${sc.weights.file} is missing`);
-      if (st.size !== sc.weights.bytes) throw new CheckpointError(path, `weights file ${sc.weights.file} is ${st.size} bytes, sidecar expects ${sc.weights.bytes}`);
-      return path;
+      const owner = opts.run === undefined ? undefined : await ownerOf(path);
+      if (owner !== undefined && owner !== opts.run) continue;
+      return await loadSidecarCheckpoint(path);
     } catch (e) {
       if (!(e instanceof CheckpointError)) throw e;
       opts.onSkip?.(path, e.message);
     }
   }
   return undefined;
+}
+
+/** The sidecar path of the newest checkpoint in `dir` that passes full verification (see newestValidCheckpoint). */
+export async function latestCheckpoint(dir: string, opts: { onSkip?: (path: string, reason: string) => void } = {}): Promise<string | undefined> {
+  return (await newestValidCheckpoint(dir, opts))?.path;
 }
 
 /**
@@ -251,9 +345,11 @@ export async function loadCheckpoint(pathOrDir: string): Promise<LoadedCheckpoin
   }
   let sidecarPath: string;
   if (st?.isDirectory()) {
-    const latest = await latestCheckpoint(pathOrDir);
-    if (latest === undefined) throw new CheckpointError(pathOrDir, 'no complete checkpoint (ckpt-*.json with its weights) in this directory');
-    sidecarPath = latest;
+    const skipped: string[] = [];
+    const latest = await newestValidCheckpoint(pathOrDir, { onSkip: (p, why) => skipped.push(`${basename(p)}: ${why}`) });
+    if (latest === undefined)
+      throw new CheckpointError(pathOrDir, `no complete checkpoint (ckpt-*.json with its weights) in this directory${skipped.length ? `; skipped:\n  ${skipped.join('\n  ')}` : ''}`);
+    return latest;
   } else if (pathOrDir.endsWith('.safetensors')) {
     sidecarPath = pathOrDir.slice(0, -'.safetensors'.length) + '.json';
   } else if (pathOrDir.endsWith('.json')) {
@@ -263,7 +359,11 @@ export async function loadCheckpoint(pathOrDir: string): Promise<LoadedCheckpoin
   } else {
     throw new CheckpointError(pathOrDir, 'expected a checkpoint directory, a ckpt-*.json sidecar or a ckpt-*.safetensors file');
   }
+  return loadSidecarCheckpoint(sidecarPath);
+}
 
+/** Loads and fully verifies the checkpoint of one sidecar (Note [One corruption policy]). */
+async function loadSidecarCheckpoint(sidecarPath: string): Promise<LoadedCheckpoint> {
   const sc = await readSidecar(sidecarPath);
   const weightsPath = join(dirname(sidecarPath), sc.weights.file);
   let bytes: Uint8Array;
@@ -284,5 +384,5 @@ export async function loadCheckpoint(pathOrDir: string): Promise<LoadedCheckpoin
   if (metadata['step'] !== undefined && metadata['step'] !== String(sc.step)) {
     throw new CheckpointError(weightsPath, `weights metadata says step ${metadata['step']}, sidecar says ${sc.step}`);
   }
-  return { step: sc.step, tensors, state: sc.state, path: sidecarPath };
+  return { step: sc.step, tensors, state: sc.state, run: sc.run, path: sidecarPath };
 }

@@ -19,7 +19,7 @@ import { validate } from '../util/validate.js';
 // child has exited: all with 0 is success; else the first child to fail is the cause. After that first failure the
 // other children get `graceMs` to exit on their own (they fail at once, naming the dead rank, through the process
 // group), then SIGTERM, then SIGKILL 5 s later: no child outlives its launcher. Children resume from the last
-// checkpoint by themselves (the training command gives --checkpoint-dir and --resume). SIGINT and SIGTERM are passed
+// checkpoint by themselves (the training command gives --checkpoint-dir and --resume-if-present). SIGINT and SIGTERM are passed
 // on to every child (the CLI stops after its current step and checkpoints, every rank after the same step) and
 // never restart.
 

@@ -44,19 +44,26 @@ export function slotCount(o: ResolvedOptimizer): number {
   return o.type === 'sgd' ? 0 : o.type === 'momentum' ? 1 : 2;
 }
 
-/** The update op for one parameter. `hyper` is the step's hyper-parameter block (HyperSlot in src/native/hyper.ts). */
-export function updateOp(o: ResolvedOptimizer, N: number, w: number, g: number, slots: number[], hyper: number): Op {
+/**
+ * The fused update of one parameter after the guard (Note [Fused parameter tail] in passes.ts): clipping by the
+ * global norm in `normSq` (clipNorm 0: none), the optimizer, and the EMA into `p.ema` when the run keeps one.
+ */
+export function fusedUpdateOp(t: ResolvedTrainingOptions, p: { numel: number; w: number; g: number; slots: number[]; ema?: number }, normSq: number, hyper: number): Op {
+  const N = p.numel, o = t.optimizer;
+  const ema = t.emaDecay !== undefined ? [p.ema!] : [];
+  const tail = { clipNorm: t.clipNorm ?? 0, decay: t.emaDecay ?? 0 };
+  const inputs = [normSq, hyper];
   switch (o.type) {
     case 'sgd':
-      return { kernel: 'sgd_update', inputs: [g, hyper], outputs: [w], attrs: { N } };
+      return { kernel: 'fused_sgd_update', inputs, outputs: [p.g, p.w, ...ema], attrs: { N, ...tail } };
     case 'momentum':
-      return { kernel: 'momentum_update', inputs: [g, hyper], outputs: [w, slots[0]!], attrs: { N, momentum: o.momentum, nesterov: o.nesterov ? 1 : 0 } };
+      return { kernel: 'fused_momentum_update', inputs, outputs: [p.g, p.w, p.slots[0]!, ...ema], attrs: { N, momentum: o.momentum, nesterov: o.nesterov ? 1 : 0, ...tail } };
     case 'adam':
       return {
-        kernel: 'adam_update',
-        inputs: [g, hyper],
-        outputs: [w, slots[0]!, slots[1]!],
-        attrs: { N, beta1: o.beta1, beta2: o.beta2, epsilon: o.epsilon },
+        kernel: 'fused_adam_update',
+        inputs,
+        outputs: [p.g, p.w, p.slots[0]!, p.slots[1]!, ...ema],
+        attrs: { N, beta1: o.beta1, beta2: o.beta2, epsilon: o.epsilon, ...tail },
       };
   }
 }

@@ -2,7 +2,8 @@
 // update after the gradients are reduced.
 import type { Op } from '../backend/backend.js';
 import type { Network } from './network.js';
-import { updateOp, type ResolvedTrainingOptions } from './optimizer.js';
+import { fusedUpdateOp, type ResolvedTrainingOptions } from './optimizer.js';
+import type { Param } from './memory.js';
 
 /** Forward ops at batch B; `train` turns dropout on (evaluation runs it as the identity). */
 export function forwardOps(net: Network, B: number, opts: { train: boolean; useEma: boolean }): Op[] {
@@ -36,39 +37,50 @@ export function localNormOps(net: Network, params = net.params): Op[] {
   ]);
 }
 
-/**
- * After the gradients are reduced (or at once, on a single tower): L2 penalty, the global norm and its '@guard',
- * clipping, the optimizer and the EMA. Every tower runs these on identical inputs, so replicas stay bit-identical
- * (Note [Synchronous update]).
- */
-export function updateOps(net: Network, t: ResolvedTrainingOptions): Op[] {
-  const { regLoss, normSq, hyper } = net.buffers;
-  const { gradArena, paramCount } = net;
-  const ops: Op[] = [{ kernel: 'fill', inputs: [], outputs: [regLoss], attrs: { N: 1, value: 0 } }];
-  for (const p of net.params) {
-    if (p.l2 > 0) {
-      ops.push({ kernel: 'l2_loss', inputs: [p.w], outputs: [regLoss], attrs: { N: p.numel, lambda: p.l2 } });
-      ops.push({ kernel: 'l2_backward', inputs: [p.w], outputs: [p.g], attrs: { N: p.numel, lambda: p.l2 } });
-    }
-  }
-  // The global gradient norm (reported every step, and the clipping threshold's input): one pass over the arena.
-  ops.push({ kernel: 'fill', inputs: [], outputs: [normSq], attrs: { N: 1, value: 0 } });
-  ops.push({ kernel: 'sum_squares', inputs: [gradArena], outputs: [normSq], attrs: { N: paramCount } });
-  ops.push({ kernel: '@guard', inputs: [normSq], outputs: [] });
-  if (t.clipNorm !== undefined) ops.push({ kernel: 'clip_by_norm', inputs: [normSq], outputs: [gradArena], attrs: { N: paramCount, clipNorm: t.clipNorm } });
-  for (const p of net.params) ops.push(updateOp(t.optimizer, p.numel, p.w, p.g, p.slots, hyper));
-  if (t.emaDecay !== undefined) for (const p of net.params) ops.push({ kernel: 'ema_update', inputs: [p.w], outputs: [p.ema!], attrs: { N: p.numel, decay: t.emaDecay } });
-  return ops;
+// Note [Fused parameter tail]: after the gradients are reduced each parameter is touched in two passes, split by the
+// non-finite guard (Note [Non-finite guard]), which must see the whole reduced norm before any weight changes:
+//  1. before the guard, `l2_grad_norm` (L2 on) or `sum_squares` (L2 off) per parameter: g += λ·w, the L2 loss of
+//     the weights that produced this step's data loss (the reported regLoss keeps that meaning), and Σ g² added to
+//     the global squared norm: l2_backward, l2_loss and the arena's sum_squares in one pass;
+//  2. after the guard, `fused_<optimizer>_update` per parameter: the clip factor from the global norm (g written
+//     back scaled, as clip_by_norm leaves it, so readGradients still shows the clipped gradient), the update, and
+//     the EMA of the new weights: clip_by_norm, <optimizer>_update and ema_update in one pass.
+// Each fused kernel gives the bits of its unfused sequence on a parameter (test/kernels.test.ts compares them). The
+// one difference from the unfused op list: the global norm is summed per parameter into the f32 normSq (one
+// rounding per parameter) instead of in one pass over the arena; every tower runs the same op list, so replicas stay
+// bit-identical (Note [Synchronous update]). The clipping factor and the guard read that same normSq.
+
+/** The L2 term and the norm of one reduced gradient (pass 1 of Note [Fused parameter tail]). */
+export function paramNormOp(p: Param, buffers: { regLoss: number; normSq: number }): Op {
+  const { regLoss, normSq } = buffers;
+  return p.l2 > 0
+    ? { kernel: 'l2_grad_norm', inputs: [p.w], outputs: [p.g, normSq, regLoss], attrs: { N: p.numel, lambda: p.l2 } }
+    : { kernel: 'sum_squares', inputs: [p.g], outputs: [normSq], attrs: { N: p.numel } };
 }
 
-/** The kernels that update each parameter after the all-reduce (its optimizer, L2, clipping, EMA). */
+/** Clipping, the optimizer and the EMA of one parameter (pass 2 of Note [Fused parameter tail]). */
+export function paramUpdateOp(p: Param, t: ResolvedTrainingOptions, buffers: { normSq: number; hyper: number }): Op {
+  return fusedUpdateOp(t, p, buffers.normSq, buffers.hyper);
+}
+
+/**
+ * After the gradients are reduced (or at once, on a single tower): the L2 penalty and the global norm, its '@guard',
+ * then clipping, the optimizer and the EMA, fused per parameter (Note [Fused parameter tail]). Every tower runs these
+ * on identical inputs, so replicas stay bit-identical (Note [Synchronous update]).
+ */
+export function updateOps(net: Network, t: ResolvedTrainingOptions): Op[] {
+  const { regLoss, normSq } = net.buffers;
+  return [
+    { kernel: 'fill', inputs: [], outputs: [regLoss], attrs: { N: 1, value: 0 } },
+    { kernel: 'fill', inputs: [], outputs: [normSq], attrs: { N: 1, value: 0 } },
+    ...net.params.map((p) => paramNormOp(p, net.buffers)),
+    { kernel: '@guard', inputs: [normSq], outputs: [] },
+    ...net.params.map((p) => paramUpdateOp(p, t, net.buffers)),
+  ];
+}
+
+/** The kernels that update each parameter after the all-reduce (its L2 and norm, then clipping, optimizer, EMA). */
 export function updateKernels(net: Network, t: ResolvedTrainingOptions | undefined): string[][] {
   if (!t) return net.params.map(() => []);
-  const { hyper } = net.buffers;
-  return net.params.map((p) => [
-    ...(p.l2 > 0 ? ['l2_loss', 'l2_backward'] : []),
-    ...(t.clipNorm !== undefined ? ['clip_by_norm'] : []),
-    updateOp(t.optimizer, p.numel, p.w, p.g, p.slots, hyper).kernel,
-    ...(t.emaDecay !== undefined ? ['ema_update'] : []),
-  ]);
+  return net.params.map((p) => [paramNormOp(p, net.buffers).kernel, paramUpdateOp(p, t, net.buffers).kernel]);
 }

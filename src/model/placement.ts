@@ -11,7 +11,7 @@ export interface ParamPlacement {
   /** The kernels of its layer that read it forward and write its gradient backward (a conv bias: conv2d's). */
   forward: string;
   backward: string;
-  /** What updates it after the all-reduce: L2, clipping, the optimizer, the EMA ([] on an evaluation-only tower). */
+  /** What updates it after the all-reduce: its norm (+ L2) kernel, then its fused clip/optimizer/EMA kernel (Note [Fused parameter tail]; [] on an evaluation-only tower). */
   update: string[];
 }
 

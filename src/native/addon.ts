@@ -64,6 +64,9 @@ export interface NativeContract {
 export interface NativeSchedule {
   name: string;
   phases: number[][][][];
+  collective?: 'all-reduce' | 'broadcast' | 'reduce-scatter' | 'all-gather';
+  /** Reduce-scatter and all-gather: [offset, length] owned by each rank, tiling the buffer in rank order. */
+  shards?: Array<[number, number]>;
 }
 
 /** What createGroup is given (cpp/group/group.h's GroupOptions; src/group/options.ts validates it first). */
@@ -104,7 +107,8 @@ export interface NativeGroupInfo {
 export interface NativeAddon {
   backendKinds(): string[];
   deviceCount(kind: string): number;
-  openDevice(kind: string, index: number): { id: number; name: string; kind: string };
+  /** gemmThreads (default 1): this device's GEMM threads (Note [GEMM threads] in cpp/cpu/gemm.cc); only cpu devices take more than 1. */
+  openDevice(kind: string, index: number, opts?: { gemmThreads?: number }): { id: number; name: string; kind: string; gemmThreads: number };
   closeDevice(id: number): void;
   alloc(device: number, numel: number, dtype: NativeDType): number;
   free(handle: number): void;
@@ -123,17 +127,26 @@ export interface NativeAddon {
   /** Validated now (throws like validateSchedule); used from the communicator's next collective on. */
   setCommSchedule(comm: number, schedule: NativeSchedule): void;
   releaseComm(comm: number): void;
-  commStats(comm: number, rank: number): { totalMs: number; waitMs: number };
+  /** The rank's last collective (ms, barrier waits included), and the phases and fused steps the schedule in force runs as (Note [Fused steps]). */
+  commStats(comm: number, rank: number): { totalMs: number; waitMs: number; phases: number; fused: number };
   /** Throws the first reason `schedule` is not a valid all-reduce of `length` elements over `ranks` towers. */
   validateSchedule(schedule: unknown, ranks: number, length: number): void;
   sync(device: number): Promise<void>;
   kernelNames(device: number): string[];
   stats(): { devices: number; buffers: number; programs: number; comms: number; bufferBytes: number };
   /** impl: "openblas (dlopen <path>)", or "builtin-avx2"/"builtin-scalar" with why not OpenBLAS (cpp/cpu/gemm.h). */
-  gemmInfo(): { impl: string; threads: number };
-  setGemmThreads(n: number): void;
+  /** kernel: what decides the bits of a product, without paths ('builtin-avx2', 'openblas OpenBLAS 0.3.21 ... core Haswell'). */
+  gemmInfo(): { impl: string; kernel: string };
+  /** A device's GEMM threads from its next kernel on; the results do not change (Note [GEMM threads]). */
+  setDeviceGemmThreads(device: number, n: number): void;
+  deviceGemmThreads(device: number): number;
   /** The hyper slots and the kernel contract table. */
   contract(): NativeContract;
+  /**
+   * The CPU kernels' ISA path in this process ('scalar' | 'avx2' | 'avx512': TOWERLINE_ISA, else the widest) and the
+   * paths this CPU has (Note [Kernel ISA] in cpp/cpu/isa.h). Throws when TOWERLINE_ISA names a path it lacks.
+   */
+  kernelIsa(): { isa: string; available: string[] };
   /** GPUs and their pairwise links; empty (never throws) without the CUDA backend or without a GPU. */
   topology(): NativeTopology;
   /** Copies test patterns between every ordered pair of the given GPUs; [] for []. A corrupted pair loses P2P. */

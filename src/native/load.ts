@@ -37,6 +37,8 @@ export interface AddonLocation {
 /** What the process runs on: the addon's file and origin, and the GEMM in use (e.g. "openblas (dlopen ...)"). */
 export interface AddonInfo extends AddonLocation {
   gemm: string;
+  /** The CPU kernels' vector path in this process: 'avx512' | 'avx2' | 'scalar' (Note [Kernel ISA], TOWERLINE_ISA). */
+  kernels: string;
 }
 
 export type PrebuiltCheck = { ok: true; path: string; info: PrebuiltInfo } | { ok: false; reason: string };
@@ -161,6 +163,6 @@ export function loadAddon<T>(): T {
 
 /** Which addon this process runs and which GEMM it uses, e.g. { source: 'prebuilt', gemm: 'builtin-avx2 (libopenblas.so.0 not found)' }. */
 export function addonInfo(): AddonInfo {
-  const addon = loadAddon<{ gemmInfo(): { impl: string } }>();
-  return { ...loaded!.location, gemm: addon.gemmInfo().impl };
+  const addon = loadAddon<{ gemmInfo(): { impl: string }; kernelIsa(): { isa: string } }>();
+  return { ...loaded!.location, gemm: addon.gemmInfo().impl, kernels: addon.kernelIsa().isa };
 }

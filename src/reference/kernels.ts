@@ -4,6 +4,7 @@ import { kernels, signatures, type RefKernel, type RefSignature } from './kernel
 import './kernels/layers.js';
 import './kernels/elementwise.js';
 import './kernels/optim.js';
+import './kernels/fused.js';
 import './kernels/input.js';
 import './kernels/conv.js';
 import './kernels/dropout.js';

@@ -22,8 +22,14 @@ export interface Schedule {
   name: string;
   /** phases[p][rank] = the steps `rank` performs in phase p. */
   phases: CollStep[][][];
-  /** What it computes: the sum of every tower's values everywhere (the default), or tower 0's values everywhere. */
-  collective?: 'all-reduce' | 'broadcast';
+  /**
+   * What it computes: the sum of every tower's values everywhere (the default), or tower 0's values everywhere; a
+   * reduce-scatter leaves the sum of shard r at tower r, an all-gather shard q of tower q everywhere
+   * (src/scheduler/shards.ts, the sharded update).
+   */
+  collective?: 'all-reduce' | 'broadcast' | 'reduce-scatter' | 'all-gather';
+  /** Reduce-scatter and all-gather: [offset, length] that tower r owns, tiling [0, length) in rank order. */
+  shards?: Array<[number, number]>;
 }
 
 /** What a strategy is asked to plan for: the number of towers and the message length in f32 elements. */

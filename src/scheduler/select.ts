@@ -5,6 +5,7 @@ import { ring } from './ring.js';
 import { tree } from './tree.js';
 import { validateSchedule, type ReductionStrategy, type Schedule, type ScheduleRequest } from './schedule.js';
 import { validate } from '../util/validate.js';
+import { acceptSchedule, checkChunkElems } from './accept.js';
 
 const builtinSchema = z
   .object({
@@ -49,12 +50,15 @@ export function planReduction(options: ReductionOptions | undefined, req: Schedu
   else if (o.algorithm === 'tree') strategy = tree(o.chunkElems);
   else if (o.algorithm === 'naive') strategy = naive();
   else strategy = autoStrategy(req, o.chunkElems);
-  let s: Schedule;
+  if (!('custom' in o) && strategy.name !== 'naive') checkChunkElems(o.chunkElems, req, strategy.name === 'ring' ? req.ranks : 1);
+  let planned: unknown;
   try {
-    s = strategy.plan({ ...req });
+    planned = strategy.plan({ ...req });
   } catch (e) {
     throw new Error(`reduction strategy '${strategy.name}' failed to plan for ${req.ranks} towers and ${req.length} elements: ${(e as Error).message}`);
   }
+  // A private frozen copy, taken before validation: what is validated is what runs, whatever the strategy does later.
+  const s = acceptSchedule(planned, String(strategy.name));
   validateSchedule(s, req);
   return s;
 }

@@ -2,23 +2,46 @@
 // (tests and embedding without workers) over native devices or the float64 reference backend.
 import os from 'node:os';
 import { NativeDevice } from '../backend/native-device.js';
+import { native } from '../native/addon.js';
 import { ReferenceBackend } from '../reference/reference-backend.js';
 import type { DeviceSlot } from '../devices.js';
 import type { TowerPort } from './port.js';
 import { WorkerTowerPort } from './worker-port.js';
 import { InProcessTowerPort } from './in-process-port.js';
+import { cpuLayout } from './layout.js';
 
-/** `processesOnHost`: the processes of a multi-process run on this machine (they share its cores); default 1. */
-export type PortOpener = (slots: DeviceSlot[], o: { callMs: number; processesOnHost?: number }) => TowerPort[];
+/** Opens one port per slot, each tower's GEMMs on `gemmThreads[rank]` threads; `arithmetic` names what computes. */
+export interface PortOpener {
+  (slots: DeviceSlot[], o: { callMs: number; gemmThreads: number[] }): TowerPort[];
+  /** What computes the products, for the run's layout: the GEMM kernel (gemmInfo().kernel), or the reference. */
+  arithmetic(): string;
+}
 
-/** One device actor per slot; CPU towers (of every process on this machine) share the cores for their GEMMs. */
-export const workerPorts: PortOpener = (slots, o) => {
-  const cpuTowers = slots.filter((s) => s.kind === 'cpu').length * (o.processesOnHost ?? 1);
-  const gemmThreads = Math.max(1, Math.floor(os.availableParallelism() / Math.max(1, cpuTowers)));
-  return slots.map((s) => WorkerTowerPort.open(s.label, { kind: s.kind, index: s.index, gemmThreads }, o.callMs));
-};
+/**
+ * GEMM threads per tower: `requested` for every CPU tower, else `cores` (default: the host's) shared by the CPU towers (of every
+ * process of a multi-process run on this machine, `processesOnHost`); 1 on other devices. The results are the same
+ * bits at any count (Note [GEMM threads]).
+ */
+export function gemmThreadsFor(slots: DeviceSlot[], requested: number | undefined, processesOnHost = 1, cores = os.availableParallelism()): number[] {
+  const cpuTowers = slots.filter((s) => s.kind === 'cpu').length * processesOnHost;
+  const shared = cpuLayout(cores, cpuTowers).gemmThreads; // Note [CPU layout]
+  return slots.map((s) => (s.kind === 'cpu' ? (requested ?? shared) : 1));
+}
+
+const nativeArithmetic = (): string => native().gemmInfo().kernel;
+
+/** One device actor per slot. */
+export const workerPorts: PortOpener = Object.assign(
+  (slots: DeviceSlot[], o: { callMs: number; gemmThreads: number[] }) =>
+    slots.map((s, r) => WorkerTowerPort.open(s.label, { kind: s.kind, index: s.index, gemmThreads: o.gemmThreads[r]! }, o.callMs)),
+  { arithmetic: nativeArithmetic },
+);
 
 /** Towers in this thread: on the slots' native devices, or on reference backends named 'ref:<rank>'. */
 export function inProcessPorts(backend: 'native' | 'reference'): PortOpener {
-  return (slots) => slots.map((s, r) => new InProcessTowerPort(backend === 'reference' ? new ReferenceBackend(`ref:${r}`) : NativeDevice.open(s.kind, s.index)));
+  return Object.assign(
+    (slots: DeviceSlot[], o: { callMs: number; gemmThreads: number[] }) =>
+      slots.map((s, r) => new InProcessTowerPort(backend === 'reference' ? new ReferenceBackend(`ref:${r}`) : NativeDevice.open(s.kind, s.index, { gemmThreads: o.gemmThreads[r]! }))),
+    { arithmetic: backend === 'reference' ? () => 'float64 reference' : nativeArithmetic },
+  );
 }

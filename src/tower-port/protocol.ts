@@ -95,7 +95,7 @@ export interface SharedDataset {
 export interface ActorStart {
   kind: string;
   index: number;
-  /** Threads this tower's GEMM may use (cores / towers on CPU). */
+  /** Threads this tower's GEMMs use (the results do not depend on it; Note [GEMM threads]). */
   gemmThreads: number;
 }
 

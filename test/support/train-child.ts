@@ -43,7 +43,9 @@ function hashOf(tensors: Map<string, Float32Array>): string {
   return h.digest('hex');
 }
 
-const options = (steps: number) => ({
+// The one-step gradient run writes no checkpoint: the run after it is a fresh run, and a fresh run refuses a
+// directory holding another run's checkpoints (Note [Checkpoint ownership]).
+const options = (steps: number, checkpoint = true) => ({
   model: mnistMlp(64),
   optimizer: { type: 'momentum' as const, lr: 0.05, momentum: 0.9 },
   data: mnist({ batchSize: args.batchSize ?? 128 }),
@@ -51,11 +53,11 @@ const options = (steps: number) => ({
   seed: args.seed ?? 11,
   ...(args.overlap !== undefined ? { overlap: args.overlap } : {}),
   ...(args.bucketBytes !== undefined ? { bucketBytes: args.bucketBytes } : {}),
-  ...(args.checkpoint ? { checkpoint: { ...args.checkpoint, keep: 5 } } : {}),
+  ...(args.checkpoint && checkpoint ? { checkpoint: { ...args.checkpoint, keep: 5 } } : {}),
 });
 
-async function train(rt: Runtime, steps: number): Promise<void> {
-  const run = rt.train(options(steps));
+async function train(rt: Runtime, steps: number, checkpoint = true): Promise<void> {
+  const run = rt.train(options(steps, checkpoint));
   run.events$.subscribe((e) => {
     if (e.type === 'resumed') emit('resumed', { step: e.step, bitIdentical: e.bitIdentical, note: e.note });
     if (e.type === 'checkpoint') emit('checkpoint', { step: e.step });
@@ -72,7 +74,7 @@ async function main(): Promise<void> {
     emit('ready');
     if (args.faultAtStep !== undefined) injectFaults(rt, (step, t) => (step === args.faultAtStep && t === 0 ? { at: 'forward', kind: 'throw' } : undefined));
     if (args.scenario === 'equivalence') {
-      await train(rt, 1);
+      await train(rt, 1, false);
       const grads = await rt.readGradients();
       const g0 = grads[0]!;
       const names = [...g0.keys()].sort();

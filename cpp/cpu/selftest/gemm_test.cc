@@ -1,5 +1,5 @@
-// Self-test of sgemm and the built-in kernel against a float64 GEMM, one and two threads, concurrent callers; and a
-// small benchmark.
+// Self-test of sgemm and the built-in kernel against a float64 GEMM, one and two threads, concurrent callers, the
+// same bits at every thread count (Note [GEMM threads]); and a small benchmark.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -89,10 +89,12 @@ void testGemm(GemmFn f, const char* name) {
                        firstBad, worst);
 }
 
-// Two device threads calling GEMM at once while the pool has 2 threads: one gets the pool, the other runs serially.
+// Two device threads calling GEMM at once, each with its own 2 GEMM threads.
 void testGemmConcurrent(GemmFn f, const char* name) {
   bool ok[2] = {true, true};
   auto work = [&](int id) {
+    tl::GemmThreads mine(2);
+    tl::GemmThreads::bind(&mine);
     std::mt19937 rng(99 + id);
     for (int rep = 0; rep < 20 && ok[id]; ++rep) {
       const int M = 50 + rep * 7, N = 60 + id * 13, K = 300;
@@ -109,7 +111,33 @@ void testGemmConcurrent(GemmFn f, const char* name) {
   std::thread t0(work, 0), t1(work, 1);
   t0.join();
   t1.join();
-  report(ok[0] && ok[1], std::string(name) + ": two caller threads at once, 2-thread pool");
+  report(ok[0] && ok[1], std::string(name) + ": two caller threads at once, 2 GEMM threads each");
+}
+
+// The bits of C do not depend on the thread count (Note [GEMM threads]): 1, 2, 3, 4 and 7 threads, big and odd shapes.
+void testGemmSameBits(GemmFn f, const char* name) {
+  const int shapes[][3] = {{128, 500, 784}, {784, 500, 43}, {43, 784, 500}, {1000, 10, 300}, {333, 257, 129}};
+  int n = 0, bad = 0;
+  for (auto& s : shapes)
+    for (int t = 0; t < 4; ++t)
+      for (float beta : {0.f, 1.f}) {
+        const bool tA = t & 1, tB = t & 2;
+        const int M = s[0], N = s[1], K = s[2], lda = tA ? M : K, ldb = tB ? K : N;
+        auto A = rnd((size_t)M * K), B = rnd((size_t)K * N), C0 = rnd((size_t)M * N);
+        std::vector<float> ref;
+        for (int threads : {1, 2, 3, 4, 7}) {
+          tl::GemmThreads pool(threads);
+          tl::GemmThreads::bind(&pool);
+          std::vector<float> C = C0;
+          f(tA, tB, M, N, K, 1.f, A.data(), lda, B.data(), ldb, beta, C.data(), N);
+          tl::GemmThreads::bind(nullptr);
+          if (ref.empty()) ref = C;
+          else bad += std::memcmp(ref.data(), C.data(), C.size() * sizeof(float)) != 0;
+          ++n;
+        }
+      }
+  report(bad == 0, std::string(name) + ": the same bits at 1, 2, 3, 4 and 7 threads (" + std::to_string(n) + " products, " +
+                       std::to_string(bad) + " differ)");
 }
 
 double timeGemm(GemmFn f, bool tA, bool tB, int M, int N, int K, const std::vector<float>& A,
@@ -133,7 +161,8 @@ void benchGemm() {
       {"bwd dx=dy·WT   (128x784, K=500)", false, true, 128, 784, 500},
       {"512x500, K=784 (reference size)", false, false, 512, 500, 784},
   };
-  std::printf("GEMM timings (best of 7), sgemm = %s, threads = %d:\n", gemmImplName(), gemmThreads());
+  std::printf("GEMM timings (best of 7), sgemm = %s, threads = %d:\n", gemmImplName(),
+              tl::GemmThreads::bound() ? tl::GemmThreads::bound()->size() : 1);
   for (auto& fm : forms) {
     auto A = rnd((size_t)fm.M * fm.K), B = rnd((size_t)fm.K * fm.N);
     std::vector<float> C((size_t)fm.M * fm.N);
@@ -150,19 +179,25 @@ void benchGemm() {
 void testGemmAll() {
   testGemm(sgemm, "sgemm");
   testGemm(sgemmBuiltin, "sgemmBuiltin 1 thread");
-  setGemmThreads(2);
-  testGemm(sgemmBuiltin, "sgemmBuiltin 2 threads");
-  testGemm(sgemm, "sgemm 2 threads");
+  {
+    tl::GemmThreads two(2);
+    tl::GemmThreads::bind(&two);
+    testGemm(sgemmBuiltin, "sgemmBuiltin 2 threads");
+    testGemm(sgemm, "sgemm 2 threads");
+    tl::GemmThreads::bind(nullptr);
+  }
   testGemmConcurrent(sgemmBuiltin, "sgemmBuiltin");
   testGemmConcurrent(sgemm, "sgemm");
-  setGemmThreads(1);
+  testGemmSameBits(sgemmBuiltin, "sgemmBuiltin");
+  testGemmSameBits(sgemm, "sgemm");
 }
 
 void benchGemmAll() {
   benchGemm();
-  setGemmThreads(2);
+  tl::GemmThreads two(2);
+  tl::GemmThreads::bind(&two);
   benchGemm();
-  setGemmThreads(1);
+  tl::GemmThreads::bind(nullptr);
 }
 
 }  // namespace selftest

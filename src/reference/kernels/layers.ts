@@ -22,6 +22,24 @@ defineKernel('dense_forward', { inputs: [['x', 'f32'], ['W', 'f32'], ['b', 'f32'
     }
   });
 
+defineKernel('matmul', { inputs: [['A', 'f32'], ['B', 'f32']], outputs: [['C', 'f32']] }, (inp, out, a) => {
+  // A is (M,K) or, with transA, (K,M); B is (K,N) or, with transB, (N,K); C is (M,N)
+  const op = 'matmul';
+  const M = dim(op, a, 'M'), N = dim(op, a, 'N'), K = dim(op, a, 'K');
+  const tA = flag(op, a, 'transA'), tB = flag(op, a, 'transB');
+  const A = f64(inp[0]), B = f64(inp[1]), C = f64(out[0]);
+  need(op, 'A', A, M * K, `M=${M}, K=${K}`);
+  need(op, 'B', B, K * N, `K=${K}, N=${N}`);
+  need(op, 'C', C, M * N, `M=${M}, N=${N}`);
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += A[tA ? k * M + m : m * K + k] * B[tB ? n * K + k : k * N + n];
+      C[m * N + n] = s;
+    }
+  }
+});
+
 defineKernel('dense_backward', {
   inputs: [['x', 'f32'], ['W', 'f32'], ['dy', 'f32']],
   outputs: [['dW', 'f32'], ['db', 'f32'], ['dx', 'f32']],

@@ -1,0 +1,84 @@
+// The practical floor of an MLP train step on cpu:0: the step's GEMMs alone (the `matmul` kernel: the process's GEMM,
+// OpenBLAS when it loads) at the step's exact shapes, nothing else. bench/mnist-step.ts prints our wall step against it.
+import type { Op } from '../src/backend/backend.js';
+import { NativeDevice } from '../src/backend/native-device.js';
+import { native } from '../src/native/addon.js';
+import type { ModelSpec } from '../src/model/spec.js';
+import { medianOfBest } from './section.js';
+
+/** One GEMM: C (M,N) = op(A)·op(B), as the `matmul` kernel takes it. */
+export interface GemmShape {
+  M: number;
+  N: number;
+  K: number;
+  transA: 0 | 1;
+  transB: 0 | 1;
+}
+
+/**
+ * The GEMMs of one train step of a dense-only MLP at batch B, as dense_forward / dense_backward call them
+ * (cpp/cpu/kernels_layers.cc): per layer (I -> O) y = x·W (B,O,I); dW = xᵀ·dy (I,O,B); dx = dy·Wᵀ (B,I,O), the
+ * last only above the first layer (Note [No gradient before training]: the input needs no gradient).
+ */
+export function mlpStepGemms(spec: ModelSpec, B: number): GemmShape[] {
+  const dims = [spec.input.shape.reduce((a, b) => a * b, 1)];
+  for (const l of spec.layers) {
+    if (l.type !== 'dense') throw new Error(`mlpStepGemms: layer type '${l.type}' given; only dense layers have a GEMM floor here`);
+    dims.push(l.units);
+  }
+  const out: GemmShape[] = [];
+  for (let l = 0; l + 1 < dims.length; l++) {
+    const I = dims[l]!, O = dims[l + 1]!;
+    out.push({ M: B, N: O, K: I, transA: 0, transB: 0 });
+    out.push({ M: I, N: O, K: B, transA: 1, transB: 0 });
+    if (l > 0) out.push({ M: B, N: I, K: O, transA: 0, transB: 1 });
+  }
+  return out;
+}
+
+const PER_PROGRAM = 20;  // the step's GEMMs this many times per program, so the run's round trip is amortised
+
+/**
+ * Steps per second of the GEMMs alone, per GEMM thread count: each the median of the best `keep` of `reps`
+ * repetitions of `steps` steps' GEMMs, the thread counts interleaved as in measureOurs.
+ */
+export async function gemmFloor(shapes: GemmShape[], threads: number[], opts: { steps: number; reps: number; keep: number }): Promise<Map<number, { value: number; reps: number[] }>> {
+  const dev = NativeDevice.open('cpu', 0);
+  const handles: number[] = [];
+  const alloc = (n: number, fill: boolean) => {
+    const h = dev.alloc(n);
+    handles.push(h);
+    if (fill) dev.copyIn(h, Float32Array.from({ length: n }, (_, i) => ((i * 7919) % 201) / 100 - 1));
+    return h;
+  };
+  try {
+    const one: Op[] = shapes.map((s) => ({
+      kernel: 'matmul',
+      inputs: [alloc(s.M * s.K, true), alloc(s.K * s.N, true)],
+      outputs: [alloc(s.M * s.N, false)],
+      attrs: { ...s },
+    }));
+    const program = dev.compile(Array.from({ length: PER_PROGRAM }, () => one).flat());
+    const runs = Math.max(1, Math.round(opts.steps / PER_PROGRAM));
+    const reps = new Map<number, number[]>(threads.map((n) => [n, []]));
+    for (const n of threads) {
+      dev.gemmThreads = n;
+      for (let i = 0; i < 3; i++) await dev.run(program);
+    }
+    for (let r = 0; r < opts.reps; r++) {
+      for (const n of threads) {
+        dev.gemmThreads = n;
+        await dev.run(program);
+        const t0 = process.hrtime.bigint();
+        for (let i = 0; i < runs; i++) await dev.run(program);
+        const sec = Number(process.hrtime.bigint() - t0) / 1e9;
+        reps.get(n)!.push((runs * PER_PROGRAM) / sec);
+      }
+    }
+    dev.releaseProgram(program);
+    return new Map([...reps].map(([n, xs]) => [n, { value: medianOfBest(xs, opts.keep), reps: xs }]));
+  } finally {
+    handles.forEach((h) => dev.free(h));
+    await dev.close();
+  }
+}

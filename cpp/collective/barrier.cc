@@ -1,0 +1,82 @@
+// The spinning barrier (Note [Spinning barrier] in barrier.h).
+#include "barrier.h"
+
+#include <chrono>
+#include <thread>
+
+namespace tl {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+inline void cpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+}  // namespace
+
+SpinBarrier::SpinBarrier(int parties)
+    : parties_(parties), yield_(parties > static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))) {
+  for (auto& b : budgetNs_) b.store(kMaxSpinNs, std::memory_order_relaxed);
+}
+
+void SpinBarrier::release(uint64_t gen) {
+  generation_.store(gen + 1, std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+    std::lock_guard<std::mutex> lk(mu_);
+    cv_.notify_all();
+  }
+}
+
+bool SpinBarrier::spin(Kind kind, uint64_t gen) {
+  std::atomic<int64_t>& budget = budgetNs_[kind];
+  const int64_t ns = budget.load(std::memory_order_relaxed);
+  const auto t0 = Clock::now();
+  for (uint32_t i = 1;; ++i) {
+    if (generation_.load(std::memory_order_acquire) != gen) {
+      budget.store(std::min(kMaxSpinNs, ns * 2), std::memory_order_relaxed);
+      return true;
+    }
+    if (stop_.load(std::memory_order_relaxed)) return false;
+    if (yield_)
+      std::this_thread::yield();
+    else
+      cpuRelax();
+    if ((i & 31) == 0 && std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count() > ns) break;
+  }
+  budget.store(std::max(kMinSpinNs, ns / 2), std::memory_order_relaxed);
+  return false;
+}
+
+SpinBarrier::Result SpinBarrier::block(uint64_t gen, int64_t timeoutMs) {
+  std::unique_lock<std::mutex> lk(mu_);
+  sleepers_.fetch_add(1, std::memory_order_seq_cst);
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
+  auto done = [&] { return generation_.load(std::memory_order_seq_cst) != gen || stop_.load(std::memory_order_acquire); };
+  const bool ok = cv_.wait_until(lk, deadline, done);
+  sleepers_.fetch_sub(1, std::memory_order_relaxed);
+  if (generation_.load(std::memory_order_acquire) != gen) return Result::Released;
+  return ok ? Result::Stopped : Result::TimedOut;
+}
+
+void SpinBarrier::stop(const std::string& why) { stopOnce(why); }
+
+std::string SpinBarrier::stopOnce(const std::string& why) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (cause_.empty()) cause_ = why;
+  stop_.store(true, std::memory_order_seq_cst);
+  cv_.notify_all();
+  return cause_;
+}
+
+std::string SpinBarrier::cause() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return cause_;
+}
+
+}  // namespace tl

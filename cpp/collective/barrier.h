@@ -1,0 +1,71 @@
+// The barrier the towers of a communicator meet at between phases: spins briefly, then blocks, with a deadline and
+// a stop that wakes everyone at once.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+namespace tl {
+
+// Note [Spinning barrier]: a small all-reduce is a few barriers around sub-microsecond copies, so the barrier is
+// its cost. A thread that blocks on a condition variable needs the kernel to wake it (tens of microseconds on a
+// busy host), so an arriving tower first spins on the barrier's generation counter, with a pause instruction, for
+// a bounded time, and only then sleeps on the condition variable with the deadline, exactly as before. The spin is
+// adaptive per kind of wait (the entry barrier of a collective absorbs the towers' start skew, the phase barriers
+// only the imbalance of equal work): a wait released while spinning doubles that kind's budget (up to kMaxSpinNs),
+// a wait that had to sleep halves it (down to kMinSpinNs). When the barrier has more parties than the machine has
+// hardware threads, a spinning tower would hold the core its peer needs, so it yields instead of pausing.
+// The last tower to arrive resets the count, runs the caller's `last` action (installing a pending schedule: Note
+// [Schedule changes]), then publishes the next generation; it takes the mutex to notify only when someone sleeps
+// (a sleeper registers under the mutex before it checks the generation, so no wake-up is lost).
+class SpinBarrier {
+ public:
+  enum class Result { Released, Stopped, TimedOut };
+  enum Kind { kEntry = 0, kPhase = 1 };
+  static constexpr int64_t kMaxSpinNs = 50'000, kMinSpinNs = 1'000;
+
+  explicit SpinBarrier(int parties);
+
+  // Waits until every party has arrived, the barrier is stopped, or `timeoutMs` passed (measured from when this
+  // party gives up spinning). `last` runs on the party that completes the barrier, before the others go on.
+  template <class Last>
+  Result arrive(Kind kind, int64_t timeoutMs, Last&& last) {
+    if (stop_.load(std::memory_order_acquire)) return Result::Stopped;
+    const uint64_t gen = generation_.load(std::memory_order_acquire);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == parties_) {
+      arrived_.store(0, std::memory_order_relaxed);
+      last();
+      release(gen);
+      return Result::Released;
+    }
+    if (spin(kind, gen)) return Result::Released;
+    return block(gen, timeoutMs);
+  }
+
+  // Stops the barrier for good: every waiting and later arrival returns Stopped. The first cause is kept.
+  void stop(const std::string& why);
+  // Stops with `why` unless already stopped; returns the cause in force.
+  std::string stopOnce(const std::string& why);
+  bool stopped() const { return stop_.load(std::memory_order_acquire); }
+  std::string cause();
+
+ private:
+  void release(uint64_t gen);
+  bool spin(Kind kind, uint64_t gen);
+  Result block(uint64_t gen, int64_t timeoutMs);
+
+  const int parties_;
+  const bool yield_;  // more parties than hardware threads: yield the core while spinning
+  alignas(64) std::atomic<int> arrived_{0};
+  alignas(64) std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stop_{false};
+  std::atomic<int> sleepers_{0};
+  std::atomic<int64_t> budgetNs_[2];
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string cause_;
+};
+
+}  // namespace tl

@@ -1,0 +1,127 @@
+// A device's GEMM threads (Note [GEMM threads] in gemm.cc): a small pool whose threads only decide who computes
+// which slab of a product, never how it is cut, and the calling thread's binding.
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gemm.h"
+
+namespace tl {
+namespace {
+
+thread_local GemmThreads* tlsThreads = nullptr;
+
+}  // namespace
+
+// The pool behind a GemmThreads: size()-1 threads waiting for a job; the caller is participant 0. Slabs are handed
+// out one at a time from a shared counter, so an uneven split or a slow thread costs nothing in correctness.
+class GemmThreads::Pool {
+ public:
+  explicit Pool(int n) { start(n); }
+  ~Pool() { stop(); }
+  int size() const { return n_; }
+  void resize(int n) {
+    stop();
+    start(n);
+  }
+
+  void forEach(int count, const std::function<void(int)>& f) {
+    if (n_ <= 1 || count <= 1) {
+      for (int i = 0; i < count; ++i) f(i);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      job_ = &f;
+      count_ = count;
+      next_.store(0);
+      pending_ = n_ - 1;
+      error_ = nullptr;
+      ++gen_;
+    }
+    cv_.notify_all();
+    work();
+    std::unique_lock<std::mutex> lk(m_);
+    done_.wait(lk, [this] { return pending_ == 0; });
+    job_ = nullptr;
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  void work() {
+    for (;;) {
+      const int i = next_.fetch_add(1);
+      if (i >= count_) return;
+      try {
+        (*job_)(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(m_);
+        if (!error_) error_ = std::current_exception();
+      }
+    }
+  }
+  void loop(unsigned long seen) {
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lk(m_);
+        cv_.wait(lk, [&] { return stop_ || gen_ != seen; });
+        if (stop_) return;
+        seen = gen_;
+      }
+      work();
+      std::lock_guard<std::mutex> lk(m_);
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+  void start(int n) {
+    n_ = n;
+    stop_ = false;
+    for (int i = 1; i < n_; ++i) workers_.emplace_back([this, g = gen_] { loop(g); });
+  }
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+    n_ = 1;
+  }
+
+  std::mutex m_;
+  std::condition_variable cv_, done_;
+  std::vector<std::thread> workers_;
+  const std::function<void(int)>* job_ = nullptr;
+  std::atomic<int> next_{0};
+  int count_ = 0;
+  unsigned long gen_ = 0;
+  int pending_ = 0;
+  int n_ = 1;
+  bool stop_ = false;
+  std::exception_ptr error_;
+};
+
+GemmThreads::GemmThreads(int n) : pool_(std::make_unique<Pool>(1)) { resize(n); }
+GemmThreads::~GemmThreads() {
+  if (tlsThreads == this) tlsThreads = nullptr;
+}
+int GemmThreads::size() const { return pool_->size(); }
+void GemmThreads::resize(int n) {
+  if (n < 1 || n > kMaxGemmThreads)
+    throw std::invalid_argument("GEMM threads must be an integer in [1, " + std::to_string(kMaxGemmThreads) + "], got " +
+                                std::to_string(n));
+  if (n != pool_->size()) pool_->resize(n);
+}
+void GemmThreads::bind(GemmThreads* t) { tlsThreads = t; }
+GemmThreads* GemmThreads::bound() { return tlsThreads; }
+void GemmThreads::forEach(int count, const std::function<void(int)>& f) { pool_->forEach(count, f); }
+
+}  // namespace tl

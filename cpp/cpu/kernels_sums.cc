@@ -1,0 +1,200 @@
+// Σx² and the fused L2-gradient sums (kernels_sums.h): the portable loop, and AVX2 / AVX-512 loops in intrinsics
+// (the auto-vectoriser does not lay out two double reductions beside a store), all in one summation order.
+#include "kernels_sums.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "isa.h"
+
+namespace tl {
+namespace cpuk {
+
+// Note [Sixteen partial sums]: a long sum in double is kept as 16 partial sums, element i going to sum i mod 16,
+// each added to in index order, then folded in one fixed tree ((s0+s8)+(s4+s12))+... (w = 8, 4, 2, 1 below). The
+// portable loop writes it plainly; the AVX2 loop holds the sums as 4 vectors of 4 doubles, the AVX-512 loop as 2
+// of 8, lane k of the whole being sum k. Every path thus adds the same doubles in the same order, so the result is
+// the same bits on every path (Note [Kernel ISA]); 16 independent chains also hide the latency of the dependent
+// double adds (a single running sum is latency-bound). The products are exact: a float squared fits a double.
+
+namespace {
+
+TL_ISA_INLINE double sq(float v) { return (double)v * (double)v; }
+
+// The elements from i (a multiple of 16) to n, then the fold.
+TL_ISA_INLINE double finishSq(double* s, const float* x, int64_t i, int64_t n) {
+  for (; i < n; ++i) s[i & 15] += sq(x[i]);
+  for (int w = 8; w >= 1; w /= 2)
+    for (int k = 0; k < w; ++k) s[k] += s[k + w];
+  return s[0];
+}
+
+TL_ISA_INLINE void finishL2(double* sg, double* sw, const float* w, float* g, int64_t i, int64_t n, float lambda) {
+  for (; i < n; ++i) {
+    const float gi = g[i] + lambda * w[i];
+    g[i] = gi;
+    sg[i & 15] += sq(gi);
+    sw[i & 15] += sq(w[i]);
+  }
+  for (int q = 8; q >= 1; q /= 2)
+    for (int k = 0; k < q; ++k) {
+      sg[k] += sg[k + q];
+      sw[k] += sw[k + q];
+    }
+}
+
+double sumSquaresScalar(const float* x, int64_t n) {
+  double s[16] = {0};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int k = 0; k < 16; ++k) s[k] += sq(x[i + k]);
+  return finishSq(s, x, i, n);
+}
+
+void l2GradSumsScalar(const float* w, float* g, int64_t n, float lambda, double* sumG2, double* sumW2) {
+  double sg[16] = {0}, sw[16] = {0};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int k = 0; k < 16; ++k) {
+      const float gi = g[i + k] + lambda * w[i + k];
+      g[i + k] = gi;
+      sg[k] += sq(gi);
+      sw[k] += sq(w[i + k]);
+    }
+  finishL2(sg, sw, w, g, i, n, lambda);
+  *sumG2 = sg[0];
+  *sumW2 = sw[0];
+}
+
+#ifdef TL_ISA_X86
+
+#define TL_AVX2 __attribute__((target("avx2")))
+#define TL_AVX512 __attribute__((target("avx512f")))
+
+// acc += (double)v² for 4 floats
+TL_AVX2 inline __m256d sqAddAvx2(__m256d acc, __m128 v) {
+  const __m256d d = _mm256_cvtps_pd(v);
+  return _mm256_add_pd(acc, _mm256_mul_pd(d, d));
+}
+
+TL_AVX2 double sumSquaresAvx2(const float* x, int64_t n) {
+  __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    a0 = sqAddAvx2(a0, _mm_loadu_ps(x + i));
+    a1 = sqAddAvx2(a1, _mm_loadu_ps(x + i + 4));
+    a2 = sqAddAvx2(a2, _mm_loadu_ps(x + i + 8));
+    a3 = sqAddAvx2(a3, _mm_loadu_ps(x + i + 12));
+  }
+  double s[16];
+  _mm256_storeu_pd(s, a0);
+  _mm256_storeu_pd(s + 4, a1);
+  _mm256_storeu_pd(s + 8, a2);
+  _mm256_storeu_pd(s + 12, a3);
+  return finishSq(s, x, i, n);
+}
+
+TL_AVX2 void l2GradSumsAvx2(const float* w, float* g, int64_t n, float lambda, double* sumG2, double* sumW2) {
+  const __m256 L = _mm256_set1_ps(lambda);
+  __m256d g0 = _mm256_setzero_pd(), g1 = g0, g2 = g0, g3 = g0, w0 = g0, w1 = g0, w2 = g0, w3 = g0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256 wa = _mm256_loadu_ps(w + i), wb = _mm256_loadu_ps(w + i + 8);
+    const __m256 ga = _mm256_add_ps(_mm256_loadu_ps(g + i), _mm256_mul_ps(L, wa));
+    const __m256 gb = _mm256_add_ps(_mm256_loadu_ps(g + i + 8), _mm256_mul_ps(L, wb));
+    _mm256_storeu_ps(g + i, ga);
+    _mm256_storeu_ps(g + i + 8, gb);
+    g0 = sqAddAvx2(g0, _mm256_castps256_ps128(ga));
+    g1 = sqAddAvx2(g1, _mm256_extractf128_ps(ga, 1));
+    g2 = sqAddAvx2(g2, _mm256_castps256_ps128(gb));
+    g3 = sqAddAvx2(g3, _mm256_extractf128_ps(gb, 1));
+    w0 = sqAddAvx2(w0, _mm256_castps256_ps128(wa));
+    w1 = sqAddAvx2(w1, _mm256_extractf128_ps(wa, 1));
+    w2 = sqAddAvx2(w2, _mm256_castps256_ps128(wb));
+    w3 = sqAddAvx2(w3, _mm256_extractf128_ps(wb, 1));
+  }
+  double sg[16], sw[16];
+  _mm256_storeu_pd(sg, g0);
+  _mm256_storeu_pd(sg + 4, g1);
+  _mm256_storeu_pd(sg + 8, g2);
+  _mm256_storeu_pd(sg + 12, g3);
+  _mm256_storeu_pd(sw, w0);
+  _mm256_storeu_pd(sw + 4, w1);
+  _mm256_storeu_pd(sw + 8, w2);
+  _mm256_storeu_pd(sw + 12, w3);
+  finishL2(sg, sw, w, g, i, n, lambda);
+  *sumG2 = sg[0];
+  *sumW2 = sw[0];
+}
+
+// acc += (double)v² for 8 floats
+TL_AVX512 inline __m512d sqAddAvx512(__m512d acc, __m256 v) {
+  const __m512d d = _mm512_cvtps_pd(v);
+  return _mm512_add_pd(acc, _mm512_mul_pd(d, d));
+}
+
+TL_AVX512 double sumSquaresAvx512(const float* x, int64_t n) {
+  __m512d a0 = _mm512_setzero_pd(), a1 = a0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    a0 = sqAddAvx512(a0, _mm256_loadu_ps(x + i));
+    a1 = sqAddAvx512(a1, _mm256_loadu_ps(x + i + 8));
+  }
+  double s[16];
+  _mm512_storeu_pd(s, a0);
+  _mm512_storeu_pd(s + 8, a1);
+  return finishSq(s, x, i, n);
+}
+
+TL_AVX512 void l2GradSumsAvx512(const float* w, float* g, int64_t n, float lambda, double* sumG2, double* sumW2) {
+  const __m512 L = _mm512_set1_ps(lambda);
+  __m512d g0 = _mm512_setzero_pd(), g1 = g0, w0 = g0, w1 = g0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 wv = _mm512_loadu_ps(w + i);
+    const __m512 gv = _mm512_add_ps(_mm512_loadu_ps(g + i), _mm512_mul_ps(L, wv));
+    _mm512_storeu_ps(g + i, gv);
+    g0 = sqAddAvx512(g0, _mm512_castps512_ps256(gv));
+    g1 = sqAddAvx512(g1, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(gv), 1)));
+    w0 = sqAddAvx512(w0, _mm512_castps512_ps256(wv));
+    w1 = sqAddAvx512(w1, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(wv), 1)));
+  }
+  double sg[16], sw[16];
+  _mm512_storeu_pd(sg, g0);
+  _mm512_storeu_pd(sg + 8, g1);
+  _mm512_storeu_pd(sw, w0);
+  _mm512_storeu_pd(sw + 8, w1);
+  finishL2(sg, sw, w, g, i, n, lambda);
+  *sumG2 = sg[0];
+  *sumW2 = sw[0];
+}
+
+#endif  // TL_ISA_X86
+
+}  // namespace
+
+double sumSquares(const float* x, int64_t n) {
+#ifdef TL_ISA_X86
+  switch (kernelIsa()) {
+    case Isa::Avx512: return sumSquaresAvx512(x, n);
+    case Isa::Avx2: return sumSquaresAvx2(x, n);
+    case Isa::Scalar: break;
+  }
+#endif
+  return sumSquaresScalar(x, n);
+}
+
+void l2GradSums(const float* w, float* g, int64_t n, float lambda, double* sumG2, double* sumW2) {
+#ifdef TL_ISA_X86
+  switch (kernelIsa()) {
+    case Isa::Avx512: return l2GradSumsAvx512(w, g, n, lambda, sumG2, sumW2);
+    case Isa::Avx2: return l2GradSumsAvx2(w, g, n, lambda, sumG2, sumW2);
+    case Isa::Scalar: break;
+  }
+#endif
+  l2GradSumsScalar(w, g, n, lambda, sumG2, sumW2);
+}
+
+}  // namespace cpuk
+}  // namespace tl

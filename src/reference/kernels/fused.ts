@@ -1,0 +1,60 @@
+// The fused per-parameter tail (float64 reference): Note [Fused parameter tail] in src/model/passes.ts. Each kernel is
+// its unfused sequence of reference kernels, run on the same buffers, so the two agree by construction.
+import { fail, dim, num, flag, need, f64, defineKernel, needHyper, kernels, type RefTensor } from './define.js';
+
+defineKernel('l2_grad_norm', {
+  inputs: [['w', 'f32']],
+  outputs: [['g', 'f32'], ['s', 'f32'], ['loss', 'f32']],
+}, (inp, out, a) => {
+  // w is (N); g is (N), updated in place; s and loss are (1), accumulated into
+  const op = 'l2_grad_norm';
+  const N = dim(op, a, 'N');
+  const lambda = num(op, a, 'lambda');
+  const w = f64(inp[0]), g = f64(out[0]), s = f64(out[1]), loss = f64(out[2]);
+  need(op, 'w', w, N, `N=${N}`);
+  need(op, 'g', g, N, `N=${N}`);
+  need(op, 's', s, 1, 'scalar');
+  need(op, 'loss', loss, 1, 'scalar');
+  kernels.l2_backward!([w], [g], { N, lambda });
+  kernels.sum_squares!([g], [s], { N });
+  kernels.l2_loss!([w], [loss], { N, lambda });
+});
+
+/**
+ * A fused update: clip g by the global norm s (clipNorm 0: not at all) as clip_by_norm does, run `update` on
+ * (g, hyper) -> (w, slots...), then ema_update the shadow from the new w when there is one.
+ */
+function fusedUpdate(name: string, update: string, slots: string[], attrs: (a: Record<string, number>) => Record<string, number>): void {
+  defineKernel(name, {
+    inputs: [['s', 'f32'], ['hyper', 'f32']],
+    outputs: [['g', 'f32'], ['w', 'f32'], ...slots.map((k) => [k, 'f32'] as const), ['shadow', 'f32']],
+    optionalOutputs: 1,
+  }, (inp, out, a) => {
+    const N = dim(name, a, 'N');
+    const clipNorm = num(name, a, 'clipNorm');
+    const decay = num(name, a, 'decay');
+    const s = f64(inp[0]), hyper = f64(inp[1]);
+    const [g, w, ...rest] = out.map((t) => f64(t));
+    const state = rest.slice(0, slots.length);
+    const shadow: RefTensor | undefined = rest[slots.length];
+    need(name, 's', s, 1, 'scalar');
+    needHyper(name, hyper, 1);
+    [g!, w!, ...state, ...(shadow ? [shadow] : [])].forEach((t, k) => need(name, ['g', 'w', ...slots, 'shadow'][k]!, t, N, `N=${N}`));
+    if (!(clipNorm >= 0)) fail(name, `attribute clipNorm must be >= 0 (0: no clipping), got ${clipNorm}`);
+    if (shadow && !(decay > 0 && decay < 1)) fail(name, `attribute decay must be in (0, 1) with a shadow output, got ${decay}`);
+    if (clipNorm > 0) kernels.clip_by_norm!([s], [g!], { N, clipNorm });
+    kernels[update]!([g!, hyper], [w!, ...state], { N, ...attrs(a) });
+    if (shadow) kernels.ema_update!([w!], [shadow], { N, decay });
+  });
+}
+
+fusedUpdate('fused_sgd_update', 'sgd_update', [], () => ({}));
+fusedUpdate('fused_momentum_update', 'momentum_update', ['v'], (a) => ({
+  momentum: num('fused_momentum_update', a, 'momentum'),
+  nesterov: flag('fused_momentum_update', a, 'nesterov') ? 1 : 0,
+}));
+fusedUpdate('fused_adam_update', 'adam_update', ['m', 'v'], (a) => ({
+  beta1: num('fused_adam_update', a, 'beta1'),
+  beta2: num('fused_adam_update', a, 'beta2'),
+  epsilon: num('fused_adam_update', a, 'epsilon'),
+}));
