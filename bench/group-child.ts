@@ -20,6 +20,8 @@ export interface GroupChildArgs {
   warmup?: number;
   reps?: number;
   lr?: number;
+  /** train: overlap the all-reduce with backward (train's `overlap`, default bucket cap). */
+  overlap?: boolean;
   /** allreduce: message sizes in bytes, repetitions, ms per repetition. */
   sizes?: number[];
   repMs?: number;
@@ -36,7 +38,7 @@ async function train(): Promise<Record<string, unknown>> {
     const reps = a.reps ?? 3;
     const B = a.batch ?? 128;
     const marks: number[] = [];
-    const run = rt.train({ model: mnistMlp(), optimizer: { type: 'momentum', lr: a.lr ?? 0.01, momentum: 0.9 }, data: mnist({ batchSize: B }), steps: warmup + reps * steps, guard: { replicaCheckEvery: 0 } });
+    const run = rt.train({ model: mnistMlp(), optimizer: { type: 'momentum', lr: a.lr ?? 0.01, momentum: 0.9 }, data: mnist({ batchSize: B }), steps: warmup + reps * steps, guard: { replicaCheckEvery: 0 }, overlap: a.overlap ?? false });
     run.steps$.subscribe((e) => {
       if (e.step >= warmup && (e.step - warmup) % steps === 0) marks.push(performance.now());
     });

@@ -12,8 +12,8 @@ namespace tl {
 
 namespace {
 
-enum class OpKind { Kernel, Mark, Guard, Collective, Fault };  // the order of CompiledOp's alternatives
-static_assert(std::variant_size_v<CompiledOp> == 5, "OpKind lists every alternative of CompiledOp");
+enum class OpKind { Kernel, Mark, Guard, Collective, Fault, Overlap };  // the order of CompiledOp's alternatives
+static_assert(std::variant_size_v<CompiledOp> == 6, "OpKind lists every alternative of CompiledOp");
 
 // '@name' -> its kind; a name without '@' is a kernel. Unknown special ops are an error naming the known ones.
 OpKind kindOf(const std::string& name, size_t i) {
@@ -22,8 +22,9 @@ OpKind kindOf(const std::string& name, size_t i) {
   if (name == "@guard") return OpKind::Guard;
   if (name == "@collective") return OpKind::Collective;
   if (name == "@fault") return OpKind::Fault;
+  if (name == "@bucket" || name == "@wait") return OpKind::Overlap;
   TL_CHECK_ARG(false, Range, "op #" << i << ": unknown special op '" << name
-                                    << "'; the special ops are '@mark', '@guard', '@collective' and '@fault'");
+                                    << "'; the special ops are '@mark', '@guard', '@collective', '@fault', '@bucket' and '@wait'");
   return OpKind::Kernel;  // unreachable
 }
 
@@ -83,6 +84,7 @@ std::shared_ptr<Program> Program::compile(const std::shared_ptr<Device>& dev, co
   prog->device = dev;
   prog->ownerEnv = ownerEnv;
   prog->ops.reserve(ops.size());
+  std::shared_ptr<BucketRunner> runner;  // shared by the program's '@bucket' and '@wait' ops
   for (size_t i = 0; i < ops.size(); ++i) {
     const OpDesc& d = ops[i];
     switch (kindOf(d.kernel, i)) {
@@ -105,10 +107,15 @@ std::shared_ptr<Program> Program::compile(const std::shared_ptr<Device>& dev, co
       }
       case OpKind::Fault: {
         FaultOp f{intAttr(d, i, "point", 0, kFaultPoints), oneF32(dev, d, i, true)};
+        if (d.attrs.has("from")) f.from = intAttr(d, i, "from", 0, double(f.target->numel));
+        if (d.attrs.has("to")) f.to = intAttr(d, i, "to", double(f.from + 1), double(f.target->numel) + 1);
         if (prog->faultNumel[f.point] < 0) prog->faultNumel[f.point] = f.target->numel;
         prog->ops.emplace_back(std::move(f));
         break;
       }
+      case OpKind::Overlap:
+        prog->ops.emplace_back(compileOverlapOp(dev, d, i, runner, intAttr));
+        break;
     }
   }
   return prog;
@@ -139,8 +146,12 @@ void Program::execute(const FaultSpec* fault) {
   } catch (const std::exception& e) {
     currentOp = -1;
     // Peers blocked in a collective with this tower must not wait for a step that will never come.
-    for (const CollectiveOp* c : collectives())
-      c->comm->abort(std::string("tower on ") + device->name() + " failed: " + e.what());
+    const std::string why = std::string("tower on ") + device->name() + " failed: " + e.what();
+    for (const CollectiveOp* c : collectives()) c->comm->abort(why);
+    std::vector<const OverlapOp*> overlap;
+    for (const CompiledOp& op : ops)
+      if (auto* o = std::get_if<OverlapOp>(&op)) overlap.push_back(o);
+    abortOverlapOps(overlap, why);
     throw;
   }
   currentOp = -1;
@@ -184,10 +195,14 @@ void Program::executeOps(Backend& dev, std::chrono::steady_clock::time_point t0,
       case OpKind::Fault: {
         const FaultOp& f = *std::get_if<FaultOp>(&op);
         if (f.point != armed) break;
+        if ((fault->kind == FaultKind::NaN || fault->kind == FaultKind::BitFlip) && (fault->index < f.from || fault->index >= f.to)) break;
         armed = -1;  // once per run: at the first op of its point
         applyFault(*fault, dev, *f.target, device->name());
         break;
       }
+      case OpKind::Overlap:
+        runOverlapOp(*std::get_if<OverlapOp>(&op), dev);
+        break;
     }
   }
 }

@@ -9,6 +9,7 @@
 #include <variant>
 #include <vector>
 
+#include "collective/overlap.h"
 #include "fault.h"
 #include "kernel.h"
 
@@ -26,12 +27,15 @@ struct OpDesc {
   Attrs attrs;
 };
 
-// Note [Special ops]: besides kernels, a program holds four special ops, named with an '@' in the op lists TS
+// Note [Special ops]: besides kernels, a program holds six special ops, named with an '@' in the op lists TS
 // builds and parsed once, at compile time, into their own types (no names are compared at run time):
 //   '@mark'        records the time since the run started (a phase boundary of Tower timings; syncs the device);
 //   '@guard'       inputs [v]: if v[0] is not finite, the rest of the program is skipped (Note [Non-finite guard]);
 //   '@collective'  attrs {comm, rank}: runs the communicator's schedule as that rank (Note [Collective executor]);
-//   '@fault'       attrs {point}, outputs [buf]: where an armed fault happens (Note [Fault injection]).
+//   '@fault'       attrs {point, from?, to?}, outputs [buf]: where an armed fault happens (Note [Fault injection]);
+//                  with [from, to) a 'nan'/'bitflip' fires only at the op whose range holds its index;
+//   '@bucket'      attrs {comm, rank, timeoutMs}: starts that bucket's collective off the device thread, and
+//   '@wait'        attrs {timeoutMs}: waits for every started bucket (Note [Overlapped all-reduce] in collective/overlap.h).
 struct KernelOp {
   KernelFn fn = nullptr;
   std::string name;
@@ -43,8 +47,8 @@ struct KernelOp {
 struct MarkOp { int index = 0; };
 struct GuardOp { std::shared_ptr<Buffer> value; };
 struct CollectiveOp { std::shared_ptr<Communicator> comm; int rank = 0; };
-struct FaultOp { int point = 0; std::shared_ptr<Buffer> target; };
-using CompiledOp = std::variant<KernelOp, MarkOp, GuardOp, CollectiveOp, FaultOp>;
+struct FaultOp { int point = 0; std::shared_ptr<Buffer> target; int64_t from = 0, to = INT64_MAX; };
+using CompiledOp = std::variant<KernelOp, MarkOp, GuardOp, CollectiveOp, FaultOp, OverlapOp>;
 
 // Programs hold their buffers, so freeing a handle that a program still uses cannot leave a dangling pointer.
 struct Program {

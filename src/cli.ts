@@ -88,6 +88,8 @@ interface TrainFlags {
   dataDir?: string;
   devices: string;
   reduction: 'auto' | 'ring' | 'tree' | 'naive';
+  overlap?: boolean; // --overlap, --bucket-mb: the all-reduce overlapped with backward (Note [Overlapped all-reduce])
+  bucketMb?: number;
   batchSize: number;
   epochs?: number;
   steps?: number;
@@ -132,6 +134,8 @@ async function train(f: TrainFlags): Promise<number> {
     optimizer,
     data: dataInput(f),
     seed: f.seed,
+    ...(f.overlap ? { overlap: true } : {}),
+    ...(f.bucketMb !== undefined ? { bucketBytes: Math.max(4, Math.round(f.bucketMb * 2 ** 20)) } : {}),
     evaluate: f.eval ?? false,
     ...(f.epochs !== undefined ? { epochs: f.epochs } : {}),
     ...(f.steps !== undefined ? { steps: f.steps } : {}),
@@ -237,6 +241,8 @@ export function buildCli(): Command {
     .option('--max-towers <n>', 'the most towers to start (each a worker thread with its own model and data)', int('--max-towers'), DEFAULT_MAX_TOWERS)
     .option('--gemm-threads <n>', "GEMM threads per CPU tower (default: the cores shared by the towers; results do not depend on it)", int('--gemm-threads'))
     .addOption(new Option('--reduction <algorithm>', 'all-reduce algorithm').choices(['auto', 'ring', 'tree', 'naive']).default('auto'))
+    .option('--overlap', 'overlap the gradient all-reduce with backward, bucket by bucket (pays across machines; docs/multi-process.md)')
+    .option('--bucket-mb <mib>', 'with --overlap: the cap of one gradient bucket in MiB (default 1)', num('--bucket-mb'))
     .option('--batch-size <n>', 'global batch size (split over the towers)', int('--batch-size'), 128)
     .option('--epochs <n>', 'epochs to train', int('--epochs'))
     .option('--steps <n>', 'steps to train (total, counting resumed ones)', int('--steps'))

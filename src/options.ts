@@ -97,6 +97,10 @@ export interface TrainOptions {
   steps?: number;
   /** Seed of initialisation and data order (default 0). */
   seed?: number;
+  /** Overlap the gradient all-reduce with backward, bucket by bucket (default false; docs/multi-process.md). */
+  overlap?: boolean;
+  /** With overlap: the byte cap of one gradient bucket (default 1 MiB). */
+  bucketBytes?: number;
   /** Evaluate on the test set after each epoch (tower 0, EMA weights when kept). */
   evaluate?: boolean;
   guard?: GuardOptions;
@@ -186,6 +190,8 @@ const runSettingsShape = {
   mode: z.enum(['sync', 'async']).default('sync'), // I (issue 15): synchronous or parameter-server training
   maxStaleness: z.union([z.number().int().min(0), z.literal(Infinity), z.literal('unbounded')]).optional(), // I: async staleness bound
   stalenessLr: z.boolean().optional(), // I: async: learning rate / (1 + lag)
+  overlap: z.boolean().optional(), // overlap the all-reduce with backward in buckets (default off; Note [Overlapped all-reduce], docs/multi-process.md)
+  bucketBytes: z.number().int().min(4).optional(), // with overlap, one bucket's byte cap (default 1 MiB, DEFAULT_BUCKET_BYTES)
 };
 export const runSettingsSchema = z
   .object({

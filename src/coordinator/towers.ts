@@ -8,10 +8,14 @@ import type { BuildRequest, ImageTransform, NamedTensors, TowerInfo } from '../t
 import type { LabeledSet } from '../data/mnist.js';
 import type { Schedule } from '../scheduler/schedule.js';
 import type { ReductionOptions } from '../options.js';
+import { planBuckets, type Bucket } from '../scheduler/buckets.js';
 
 export class TowerSet {
   private group: TowerGroup | undefined;
   private pendingSchedule: Schedule | undefined;
+  private pendingBuckets: Schedule[] | undefined;
+  /** With overlap on (train's `overlap`), the gradient buckets of the built model (Note [Bucket plan]). */
+  private buckets: Bucket[] | undefined;
   private readonly uploaded = new Set<string>();
   private readonly queue: Array<() => Promise<void>> = [];
   built: TowerInfo[] = [];
@@ -55,14 +59,21 @@ export class TowerSet {
   /** A bad strategy throws and changes nothing; a good one is installed between two steps (never under a collective). */
   setReduction(reduction: ReductionOptions): void {
     const s = this.schedule(reduction);
+    const b = this.bucketSchedules(reduction);
     this.reduction = reduction;
-    if (this.group) this.pendingSchedule = s;
+    if (this.group) [this.pendingSchedule, this.pendingBuckets] = [s, b];
+  }
+
+  /** Each bucket's schedule, planned and validated for its length like the whole arena's (undefined: no overlap). */
+  private bucketSchedules(reduction = this.reduction): Schedule[] | undefined {
+    return this.buckets?.map((b) => this.world.plan(reduction, { ranks: this.size, length: b.length }));
   }
 
   /** Called by the run between two steps. */
   applyPendingSchedule(): void {
-    if (this.pendingSchedule) this.group?.setSchedule(this.pendingSchedule);
+    if (this.pendingSchedule) this.group?.setSchedule(this.pendingSchedule, this.pendingBuckets);
     this.pendingSchedule = undefined;
+    this.pendingBuckets = undefined;
   }
 
   /**
@@ -73,12 +84,15 @@ export class TowerSet {
    * gradient (every element reduced once and copied verbatim, Note [Schedules]), so the replicas stay bit-identical
    * without ever exchanging weights; the replica check verifies it.
    */
-  async build(req: BuildRequest, seed: number): Promise<void> {
+  async build(req: BuildRequest, seed: number, overlap?: { bucketBytes: number }): Promise<void> {
     this.releaseGroup();
     this.uploaded.clear();
     this.built = await this.all((p) => p.build(req));
     const length = this.built[0]!.paramCount;
-    this.group = await this.world.connect(this.connect)(this.ports, { schedule: this.schedule(), length, timeoutMs: this.collectiveMs });
+    this.buckets = overlap && this.world.towers > 1 ? planBuckets(this.built[0]!.params, length, overlap.bucketBytes) : undefined;
+    const schedules = this.bucketSchedules();
+    const buckets = this.buckets?.map((b, k) => ({ offset: b.offset, length: b.length, schedule: schedules![k]! }));
+    this.group = await this.world.connect(this.connect)(this.ports, { schedule: this.schedule(), length, timeoutMs: this.collectiveMs, ...(buckets ? { buckets } : {}) });
     await this.ports[0]!.initWeights(seed);
     await this.group.shareWeights?.(); // across processes: rank 0's tower 0 to every tower 0
     await this.broadcastWeights();
@@ -109,6 +123,7 @@ export class TowerSet {
 
   releaseGroup(): void {
     this.pendingSchedule = undefined;
+    this.pendingBuckets = undefined;
     this.group?.release();
     this.group = undefined;
   }

@@ -1,5 +1,6 @@
 // The training loop as a short pipeline: plan -> shard -> step -> emit, with the policies (non-finite, replicas),
 // checkpoints and evaluation each in their own module. Note [Synchronous update] is in towers.ts.
+import { DEFAULT_BUCKET_BYTES } from '../scheduler/buckets.js';
 import { loadInput } from '../data/inputs.js';
 import type { BatchPlan } from '../data/batches.js';
 import { learningRate, parseSchedule, type ResolvedSchedule } from '../model/schedule.js';
@@ -116,7 +117,7 @@ export class TrainLoop {
     const training = { optimizer: o.optimizer, ...(o.clipNorm !== undefined ? { clipNorm: o.clipNorm } : {}), ...(o.emaDecay !== undefined ? { emaDecay: o.emaDecay } : {}) };
     const build = { spec: o.model, maxBatch: Math.max(maxShard, input.test ? input.evalBatch : 1), training };
     checkMemory(towerBytes(build, input.test ? [input.train, input.test] : [input.train]), towers.devices, build.maxBatch);
-    await towers.build(build, o.seed);
+    await towers.build(build, o.seed, o.overlap ? { bucketBytes: o.bucketBytes ?? DEFAULT_BUCKET_BYTES } : undefined);
     await towers.upload(TRAIN_SET, input.train, input.trainTransform);
     if (input.test) await towers.upload(TEST_SET, input.test, input.testTransform);
     this.stepParams = input.stepParams;

@@ -15,6 +15,7 @@ export function runAgreement(o: ResolvedTrainOptions, schedule: Schedule, trainC
     evaluate: o.evaluate,
     guard: o.guard,
     checkpoint: o.checkpoint ? { everySteps: o.checkpoint.everySteps ?? null, resume: o.checkpoint.resume } : null,
+    overlap: o.overlap ? { bucketBytes: o.bucketBytes ?? null } : false, // the buckets' collectives must match across processes
     schedule: { name: schedule.name, phases: createHash('sha256').update(JSON.stringify(schedule.phases)).digest('hex').slice(0, 16) },
   };
 }

@@ -6,8 +6,11 @@ import type { TowerPort } from '../tower-port/port.js';
 
 export interface TowerGroup {
   readonly size: number;
-  /** Installs a new all-reduce schedule (validated by the caller); only between steps, never under a collective. */
-  setSchedule(schedule: Schedule): void;
+  /**
+   * Installs a new all-reduce schedule (validated by the caller), and with overlap one per bucket (in bucket order);
+   * only between steps, never under a collective.
+   */
+  setSchedule(schedule: Schedule, buckets?: Schedule[]): void;
   /**
    * Across processes: copies tower 0's weights from rank 0 to tower 0 of every process (after initWeights, before
    * the local broadcast). Absent for a group of one process.
@@ -28,6 +31,11 @@ export interface GroupOptions {
   timeoutMs: number;
   /** The process group whose slot contexts run the schedule's remote steps (a run over several processes). */
   remote?: RemoteGroup;
+  /**
+   * Overlap the all-reduce with backward: the buckets (src/scheduler/buckets.ts) and each one's schedule, validated
+   * for its length (Note [Overlapped all-reduce] in cpp/collective/overlap.h). Native towers only.
+   */
+  buckets?: Array<{ offset: number; length: number; schedule: Schedule }>;
 }
 
 /** What a local group needs of a process group (src/group/process-group.ts). */

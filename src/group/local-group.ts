@@ -6,28 +6,51 @@ import { ReferenceCollective } from '../reference/reference-collective.js';
 import type { TowerPort, GroupEndpoint } from '../tower-port/port.js';
 import type { ConnectGroup, GroupOptions, TowerGroup } from './group.js';
 
-type Comms = { grad: number; weights: number; setSchedule: TowerGroup['setSchedule']; release(): void };
+type Comms = { grad: number; weights: number; buckets?: number[]; setSchedule: TowerGroup['setSchedule']; release(): void };
+
+/**
+ * One communicator per bucket over views of every tower's gradient arena (Note [Overlapped all-reduce] in
+ * cpp/collective/overlap.h), each with its own validated schedule and the process group's remote steps.
+ */
+function bucketComms(eps: GroupEndpoint[], o: GroupOptions, made: { views: number[]; comms: number[] }): number[] {
+  const nat = native();
+  for (const b of o.buckets ?? []) {
+    const views = eps.map((e) => nat.allocView(e.arenas.gradArena, b.offset, b.length));
+    made.views.push(...views);
+    const comm = nat.createComm(views, b.schedule, o.timeoutMs);
+    made.comms.push(comm);
+    o.remote?.attach(comm);
+  }
+  return made.comms;
+}
 
 function nativeComms(eps: GroupEndpoint[], o: GroupOptions): Comms {
   const n = eps.length;
   const nat = native();
   const grad = nat.createComm(eps.map((e) => e.arenas.gradArena), o.schedule, o.timeoutMs);
-  let weights: number;
+  let weights: number | undefined;
+  const made = { views: [] as number[], comms: [] as number[] };
+  const free = () => {
+    for (const c of [grad, ...(weights !== undefined ? [weights] : []), ...made.comms]) nat.releaseComm(c);
+    for (const v of made.views) nat.free(v);
+  };
   try {
     o.remote?.attach(grad);
     weights = nat.createComm(eps.map((e) => e.arenas.weightArena), broadcastSchedule(n, o.length), o.timeoutMs);
+    bucketComms(eps, o, made);
   } catch (e) {
-    nat.releaseComm(grad);
+    free();
     throw e;
   }
   return {
     grad,
     weights,
-    setSchedule: (s) => nat.setCommSchedule(grad, s),
-    release: () => {
-      nat.releaseComm(grad);
-      nat.releaseComm(weights);
+    ...(o.buckets ? { buckets: made.comms } : {}),
+    setSchedule: (s, buckets) => {
+      nat.setCommSchedule(grad, s);
+      buckets?.forEach((b, k) => nat.setCommSchedule(made.comms[k]!, b));
     },
+    release: free,
   };
 }
 
@@ -66,7 +89,10 @@ export const connectLocalGroup: ConnectGroup = async (ports: TowerPort[], o: Gro
     comms.release();
   };
   try {
-    await Promise.all(ports.map((p, rank) => p.joinGroup({ grad: { comm: comms.grad, rank }, weights: { comm: comms.weights, rank } })));
+    const overlap = comms.buckets ? { buckets: comms.buckets.map((comm, k) => ({ comm, offset: o.buckets![k]!.offset, length: o.buckets![k]!.length })), timeoutMs: o.timeoutMs } : undefined;
+    await Promise.all(
+      ports.map((p, rank) => p.joinGroup({ grad: { comm: comms.grad, rank, ...(overlap ? { overlap } : {}) }, weights: { comm: comms.weights, rank } })),
+    );
   } catch (e) {
     release();
     throw e;
@@ -76,8 +102,8 @@ export const connectLocalGroup: ConnectGroup = async (ports: TowerPort[], o: Gro
   return {
     size: ports.length,
     ...(remote ? { shareWeights: () => remote.broadcastBuffer(first, 0, 0, o.length, 0) } : {}),
-    setSchedule: (s) => {
-      if (!released) comms.setSchedule(s);
+    setSchedule: (s, buckets) => {
+      if (!released) comms.setSchedule(s, buckets);
     },
     abort: release, // releasing a communicator aborts every tower blocked in it (Note [Collective executor])
     release,

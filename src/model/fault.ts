@@ -12,6 +12,9 @@ import type { DeviceFault, Op } from '../backend/backend.js';
 //   reduce   before the collective        the gradient arena          (past the local check: only the reduced norm sees it)
 //   received right after the collective   the gradient arena          (this tower received a corrupted chunk)
 //   update   before the update            the weight arena            (a weight silently corrupted on one replica)
+// With overlap on (Note [Overlapped all-reduce]) 'gradient' and 'reduce' sit before each bucket's local norms and
+// before its start, carrying the bucket's range: a 'nan'/'bitflip' at element i happens in i's bucket, at the same
+// place relative to that bucket's norms and reduction as above; 'stall'/'throw' happen at the first bucket.
 export const FaultPoint = { forward: 0, backward: 1, gradient: 2, reduce: 3, received: 4, update: 5 } as const;
 export type FaultPointName = keyof typeof FaultPoint;
 
@@ -25,9 +28,12 @@ export interface StepFault {
   index?: number;
 }
 
-/** The '@fault' op of a point; `output` is the f32 buffer its 'nan'/'bitflip' writes into. */
-export function faultOp(point: FaultPointName, output: number): Op {
-  return { kernel: '@fault', inputs: [], outputs: [output], attrs: { point: FaultPoint[point] } };
+/**
+ * The '@fault' op of a point; `output` is the f32 buffer its 'nan'/'bitflip' writes into. With `range`, a 'nan' or
+ * 'bitflip' fires only at the op whose [from, to) holds its index (the overlapped all-reduce's per-bucket points).
+ */
+export function faultOp(point: FaultPointName, output: number, range?: { from: number; to: number }): Op {
+  return { kernel: '@fault', inputs: [], outputs: [output], attrs: { point: FaultPoint[point], ...range } };
 }
 
 /** The native spec of a fault (numeric point). Checks the point and kind here; the device checks ms and index. */

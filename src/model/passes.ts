@@ -30,8 +30,8 @@ export function backwardOps(net: Network, B: number): Op[] {
 }
 
 /** Σ g² of each parameter's local gradient (Note [Non-finite guard]), before any collective. */
-export function localNormOps(net: Network): Op[] {
-  return net.params.flatMap((p): Op[] => [
+export function localNormOps(net: Network, params = net.params): Op[] {
+  return params.flatMap((p): Op[] => [
     { kernel: 'fill', inputs: [], outputs: [p.localNormSq], attrs: { N: 1, value: 0 } },
     { kernel: 'sum_squares', inputs: [p.g], outputs: [p.localNormSq], attrs: { N: p.numel } },
   ]);

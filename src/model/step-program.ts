@@ -5,6 +5,7 @@ import type { Network } from './network.js';
 import type { ResolvedTrainingOptions } from './optimizer.js';
 import { faultOp } from './fault.js';
 import { backwardOps, forwardOps, localNormOps, lossOps, updateOps } from './passes.js';
+import { overlappedReduceOps, type OverlapSlot } from './overlap-ops.js';
 
 export const STEP_PHASES = ['input', 'forward', 'backward', 'reduce', 'update'] as const;
 
@@ -24,6 +25,8 @@ export interface StepTimings {
 export interface CollectiveSlot {
   comm: number;
   rank: number;
+  /** The gradient all-reduce overlapped with backward, bucket by bucket (src/model/overlap-ops.ts). */
+  overlap?: OverlapSlot;
 }
 
 /** See Tower.stepLaunch. */
@@ -93,6 +96,7 @@ export function gradientOps(net: Network, B: number, input: Op[]): Op[] {
 /** Input, forward, loss, backward, local norms and the collective point: everything before the update. */
 function computeOps(net: Network, B: number, input: Op[], collective: CollectiveSlot | undefined): Op[] {
   const { x, loss } = net.buffers;
+  const ov = collective?.overlap ? overlappedReduceOps(net, backwardOps(net, B), collective.overlap, collective.rank) : undefined;
   return [
     ...input,
     mark,
@@ -101,12 +105,10 @@ function computeOps(net: Network, B: number, input: Op[], collective: Collective
     ...lossOps(net, B),
     mark,
     faultOp('backward', loss),
-    ...backwardOps(net, B),
-    faultOp('gradient', net.gradArena),
-    ...localNormOps(net),
+    ...(ov ? ov.backward : [...backwardOps(net, B), faultOp('gradient', net.gradArena), ...localNormOps(net)]),
     mark,
-    faultOp('reduce', net.gradArena),
-    ...(collective ? [{ kernel: '@collective', inputs: [], outputs: [], attrs: { comm: collective.comm, rank: collective.rank } }] : []),
+    ...(ov ? ov.wait : [faultOp('reduce', net.gradArena)]),
+    ...(collective && !ov ? [{ kernel: '@collective', inputs: [], outputs: [], attrs: { comm: collective.comm, rank: collective.rank } }] : []),
     faultOp('received', net.gradArena),
     mark,
   ];

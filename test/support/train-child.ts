@@ -21,6 +21,9 @@ export interface TrainChildArgs {
   /** Where the gradients file goes. */
   out?: string;
   checkpoint?: { dir: string; everySteps?: number; resume?: boolean };
+  /** Overlap the all-reduce with backward (train's `overlap`), with this bucket cap. */
+  overlap?: boolean;
+  bucketBytes?: number;
   /** Arm a kernel fault ('throw') on this process's tower 0 at this step's forward pass. */
   faultAtStep?: number;
 }
@@ -48,6 +51,8 @@ const options = (steps: number, checkpoint = true) => ({
   data: mnist({ batchSize: args.batchSize ?? 128 }),
   steps,
   seed: args.seed ?? 11,
+  ...(args.overlap !== undefined ? { overlap: args.overlap } : {}),
+  ...(args.bucketBytes !== undefined ? { bucketBytes: args.bucketBytes } : {}),
   ...(args.checkpoint && checkpoint ? { checkpoint: { ...args.checkpoint, keep: 5 } } : {}),
 });
 
