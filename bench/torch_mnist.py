@@ -20,16 +20,7 @@ import sys
 import time
 
 from torch_device import setup_device  # beside this script
-
-
-def read_idx(path):
-    import numpy as np
-
-    with open(path, 'rb') as f:
-        data = f.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], 'big') for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+from torch_idx import read_idx  # beside this script
 
 
 def main():

@@ -14,53 +14,24 @@ Buffer::~Buffer() {
 
 Device::Device(uint32_t id, std::unique_ptr<Backend> backend, uint64_t ownerEnv)
     : id_(id), backend_(std::move(backend)), ownerEnv_(ownerEnv), name_(backend_->name()) {
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread([this, q = queue_] { loop(*q); });
 }
 
 Device::~Device() { shutdown(); }
 
-void Device::loop() {
+void Device::loop(TaskQueue& q) {
+  std::exception_ptr bindError;
   try {
     backend_->bindThread();
   } catch (...) {
     // A device that cannot bind fails every task with the same error rather than dying silently.
-    auto err = std::current_exception();
-    std::unique_lock<std::mutex> lk(mu_);
-    for (;;) {
-      cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;
-      auto item = std::move(queue_.front());
-      queue_.pop_front();
-      lk.unlock();
-      item.second(err);
-      lk.lock();
-    }
+    bindError = std::current_exception();
   }
-  std::unique_lock<std::mutex> lk(mu_);
-  for (;;) {
-    cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
-    if (queue_.empty()) return;  // stopping and drained
-    auto item = std::move(queue_.front());
-    queue_.pop_front();
-    lk.unlock();
-    std::exception_ptr err;
-    try {
-      item.first();
-    } catch (...) {
-      err = std::current_exception();
-    }
-    item.second(err);
-    lk.lock();
-  }
+  q.serve(bindError);
 }
 
 void Device::submit(std::function<void()> task, std::function<void(std::exception_ptr)> done) {
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    TL_CHECK(!stopping_, "device " << name_ << " is closed; open it again before queueing work");
-    queue_.emplace_back(std::move(task), std::move(done));
-  }
-  cv_.notify_one();
+  TL_CHECK(queue_->submit(std::move(task), std::move(done)), "device " << name_ << " is closed; open it again before queueing work");
 }
 
 void Device::runBlocking(const std::function<void()>& task) {
@@ -85,11 +56,7 @@ void Device::runBlocking(const std::function<void()>& task) {
 }
 
 void Device::shutdown() {
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
+  queue_->stop();
   if (thread_.joinable()) {
     if (std::this_thread::get_id() == thread_.get_id())
       thread_.detach();  // the last reference died on the device thread itself

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "task_queue.h"
 
 namespace tl {
 
@@ -56,15 +57,12 @@ class Device : public std::enable_shared_from_this<Device> {
   void shutdown();
 
  private:
-  void loop();
+  void loop(TaskQueue& q);
   uint32_t id_;
   std::unique_ptr<Backend> backend_;
   uint64_t ownerEnv_;
   std::string name_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::pair<std::function<void()>, std::function<void(std::exception_ptr)>>> queue_;
-  bool stopping_ = false;
+  std::shared_ptr<TaskQueue> queue_ = std::make_shared<TaskQueue>();
   std::thread thread_;
 };
 

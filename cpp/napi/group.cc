@@ -233,17 +233,23 @@ Napi::Value GroupBroadcast(const Napi::CallbackInfo& info) {
   });
 }
 
+// The (buffer, slot, offset, length) arguments at 1..4 of a group call on a buffer's range.
+struct BufferRange {
+  std::shared_ptr<Buffer> buf;
+  int slot;
+  uint32_t offset, length;
+};
+BufferRange bufferRangeArgs(const Napi::CallbackInfo& info) {
+  return {Registry::get().buffer(u32Arg(info, 1, "buffer handle")), static_cast<int>(u32Arg(info, 2, "slot")),
+          u32Arg(info, 3, "offset"), u32Arg(info, 4, "length")};
+}
+
 // groupAllReduce(group, buffer, slot, offset, length): the remote all-reduce alone, on the buffer's device thread.
 Napi::Value GroupAllReduce(const Napi::CallbackInfo& info) {
   return withHandle(info, "group handle", [&](uint32_t h) -> Napi::Value {
     auto g = groupOf(h);
-    auto buf = Registry::get().buffer(u32Arg(info, 1, "buffer handle"));
-    const uint32_t slot = u32Arg(info, 2, "slot");
-    const uint32_t offset = u32Arg(info, 3, "offset");
-    const uint32_t length = u32Arg(info, 4, "length");
-    return submitAsync(info.Env(), buf->device, [g, buf, slot, offset, length] {
-      g->allReduce(static_cast<int>(slot), *buf, offset, length);
-    });
+    const BufferRange r = bufferRangeArgs(info);
+    return submitAsync(info.Env(), r.buf->device, [g, r] { g->allReduce(r.slot, *r.buf, r.offset, r.length); });
   });
 }
 
@@ -252,14 +258,9 @@ Napi::Value GroupAllReduce(const Napi::CallbackInfo& info) {
 Napi::Value GroupBroadcastBuffer(const Napi::CallbackInfo& info) {
   return withHandle(info, "group handle", [&](uint32_t h) -> Napi::Value {
     auto g = groupOf(h);
-    auto buf = Registry::get().buffer(u32Arg(info, 1, "buffer handle"));
-    const uint32_t slot = u32Arg(info, 2, "slot");
-    const uint32_t offset = u32Arg(info, 3, "offset");
-    const uint32_t length = u32Arg(info, 4, "length");
-    const uint32_t root = u32Arg(info, 5, "root");
-    return submitAsync(info.Env(), buf->device, [g, buf, slot, offset, length, root] {
-      g->broadcastBuffer(static_cast<int>(slot), *buf, offset, length, static_cast<int>(root));
-    });
+    const BufferRange r = bufferRangeArgs(info);
+    const int root = static_cast<int>(u32Arg(info, 5, "root"));
+    return submitAsync(info.Env(), r.buf->device, [g, r, root] { g->broadcastBuffer(r.slot, *r.buf, r.offset, r.length, root); });
   });
 }
 

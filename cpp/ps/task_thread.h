@@ -6,6 +6,8 @@
 #include <memory>
 #include <thread>
 
+#include "../task_queue.h"
+
 namespace tl {
 namespace ps {
 
@@ -20,8 +22,7 @@ class TaskThread {
   void stop();
 
  private:
-  struct Queue;
-  std::shared_ptr<Queue> q_;
+  std::shared_ptr<TaskQueue> q_;
   std::thread thread_;
 };
 
