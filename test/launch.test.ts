@@ -166,6 +166,7 @@ describe('towerline launch', () => {
     await bad({ nnodes: 2, runId: 'x' }, /launch\.rdzv: several nodes meet in a shared store/);
     await bad({ nnodes: 2, rdzv: 'file:///tmp/x' }, /launch\.runId: several nodes must give the same --run-id/);
     await bad({ nnodes: 2, nodeRank: 2, rdzv: 'file:///tmp/x', runId: 'x' }, /launch\.nodeRank: must be less than nnodes \(2\)/);
+    await bad({ servers: 2, nprocPerNode: 2 }, /launch\.servers: must leave at least one worker: 2 server\(s\) in 2 rank\(s\)/);
     await assert.rejects(launch({ command: ['true'], addr: '10.1.2.3' }, { out: () => undefined, err: () => undefined, env: {} }), /need a run token: set the same secret in TOWERLINE_TOKEN/);
     assert.equal(launchOptionsSchema.safeParse({ command: [] }).success, false);
   });

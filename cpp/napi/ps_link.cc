@@ -248,6 +248,24 @@ Napi::Value PsLinkSendGradient(const Napi::CallbackInfo& info) {
   });
 }
 
+// psLinkTakeStaged(link, peer, slot, arena, offset, length): what psLinkRecvGradient received, into the arena's
+// [offset, offset+length) on its device thread (the lead server gathering the other servers' shards to evaluate).
+Napi::Value PsLinkTakeStaged(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Args a = channelArgs(info);
+    auto arena = Registry::get().buffer(u32Arg(info, 3, "arena handle"));
+    const int64_t offset = u32Arg(info, 4, "offset"), length = u32Arg(info, 5, "length");
+    TL_CHECK_ARG(arena->dtype == DType::F32 && offset + length <= arena->numel, Range,
+                 "psLinkTakeStaged: [" << offset << ", " << offset + length << ") does not fit arena #" << arena->handle);
+    auto c = a.state->channel(a.peer, a.slot, length);
+    return submitAsync(info.Env(), queueOf(c->thread), [=] {
+      arena->device->runBlocking([&] {
+        arena->device->backend().copyIn(static_cast<float*>(arena->data) + offset, c->staging.data(), static_cast<size_t>(length) * sizeof(float));
+      });
+    });
+  });
+}
+
 // psLinkAbort(link, peer, slot): fails the channel's waits now and later (a tower that missed its deadline).
 Napi::Value PsLinkAbort(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
@@ -275,7 +293,7 @@ Napi::Value PsLinkClose(const Napi::CallbackInfo& info) {
 void registerPsLinkBindings(Napi::Env env, Napi::Object exports) {
   exportAll(env, exports, {{"psLinkConnect", PsLinkConnect}, {"psLinkSendWork", PsLinkSendWork}, {"psLinkSendStop", PsLinkSendStop},
                            {"psLinkRecvGradient", PsLinkRecvGradient}, {"psPushStaged", PsPushStaged},
-                           {"psLinkRecvWork", PsLinkRecvWork}, {"psLinkSendGradient", PsLinkSendGradient},
+                           {"psLinkRecvWork", PsLinkRecvWork}, {"psLinkSendGradient", PsLinkSendGradient}, {"psLinkTakeStaged", PsLinkTakeStaged},
                            {"psLinkAbort", PsLinkAbort}, {"psLinkClose", PsLinkClose}});
   const uint64_t owner = envId(env);
   env.AddCleanupHook([owner] {

@@ -17,9 +17,9 @@ export function asyncRunKind(o: ResolvedTrainOptions, towers: number, processes 
   if (processes > 1)
     throw new ConfigError(
       `mode: 'async' on a runtime in a process group of ${processes} processes: the synchronous group does not carry the parameter server; ` +
-        `create the runtime without 'group' and start each process with ${ROLE_ENV}=server (rank 0) or worker (docs/async.md)`,
+        `create the runtime without 'group' and start each process with ${ROLE_ENV}=server (ranks 0..S-1, S = TOWERLINE_ASYNC_SERVERS) or worker, or use towerline launch --servers S (docs/async.md)`,
       'mode',
     );
   const role = env[ROLE_ENV];
-  return role ? remoteAsyncRun(role) : localAsyncRun();
+  return role ? remoteAsyncRun(role, env) : localAsyncRun();
 }

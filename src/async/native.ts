@@ -74,6 +74,7 @@ export interface PsAddon extends NativeAddon {
   psPushStaged(link: number, peer: number, slot: number, server: number, rank: number, offset: number, length: number): Promise<Applied>;
   psLinkRecvWork(link: number, peer: number, slot: number, weightArena: number, offset: number, length: number, timeoutMs: number): Promise<LinkHeader>;
   psLinkSendGradient(link: number, peer: number, slot: number, gradArena: number, offset: number, length: number, header: LinkHeader, timeoutMs: number): Promise<void>;
+  psLinkTakeStaged(link: number, peer: number, slot: number, arena: number, offset: number, length: number): Promise<void>;
   psLinkAbort(link: number, peer: number, slot: number): void;
   psLinkClose(link: number): void;
 }

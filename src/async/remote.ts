@@ -1,10 +1,14 @@
 // Mode 'async' across processes (Note [Parameter-server link] in cpp/ps/link.h): the processes of a run meet in a
 // process group (src/group/process-group.ts: the rendezvous and its run-token check), then connect the parameter-
-// server link through the same store. Rank 0 is the server: it drives every worker's towers with the asynchronous
-// loop (src/async/loop.ts) through RemoteAsyncTower; every other rank is a worker: each of its towers waits for work
-// (a batch number and the master weights), computes the gradient through its tower port and sends it back. A worker
-// that dies is dropped like a local tower; a server that dies fails every worker's wait at once, naming it.
-import { TowerError } from '../errors.js';
+// server link through the same store. Ranks 0..S-1 are the servers (TOWERLINE_ASYNC_SERVERS, default 1), each owning
+// one shard of the parameters (Note [Parameter shards]); the other ranks are workers. Rank 0, the lead server, drives
+// every worker's towers with the asynchronous loop (src/async/loop.ts) through RemoteAsyncTower; every other server
+// follows (follow()): per tower, it waits at its own staleness gate, sends its shard's master weights, takes the
+// gradient of its shard back and applies it. A worker's tower waits for work (a batch number and the lead's shard,
+// then every other server's shard), computes the gradient through its tower port and sends each shard's part to its
+// server. A worker that dies is dropped like a local tower; a server that dies fails every worker's wait on it at
+// once, naming it.
+import { ConfigError, TowerError } from '../errors.js';
 import { loadInput } from '../data/inputs.js';
 import type { LoopContext } from '../coordinator/train-loop.js';
 import type { RunKind } from '../coordinator/run.js';
@@ -18,16 +22,32 @@ import { psNative, type Applied, type LinkHeader } from './native.js';
 import { asyncLoop, openServer, planOf, TRAIN_SET, trainingOf } from './run.js';
 import type { ServerTower } from './server.js';
 import { withDeadline, type AsyncTower, type Computed } from './tower.js';
+import { StalenessGate } from './gate.js';
+import { asyncSettings } from './settings.js';
+import { shardBySize } from './shards.js';
+import { ROLE_ENV, serversOf } from './roles.js';
 
-/** 'server' (rank 0) or 'worker': set by whoever starts the processes, with the group's TOWERLINE_* variables. */
-export const ROLE_ENV = 'TOWERLINE_ASYNC_ROLE';
+export { ROLE_ENV } from './roles.js';
 
 /** Header kinds on the link. */
 const WORK = 1;
 const STOP = 2;
 const GRADIENT = 3;
+/** The lead server asks another for its shard's master weights (to evaluate). */
+const EVALUATE = 4;
 
-export const SERVER_LABEL = 'parameter server (rank 0)';
+export const serverLabel = (rank: number): string => `parameter server (rank ${rank})`;
+export const SERVER_LABEL = serverLabel(0);
+
+const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+/** Each server's element range of the arenas (Note [Parameter shards]), from the parameters' sizes and offsets. */
+function rangesOf(params: ReadonlyArray<{ numel: number; offset: number }>, servers: number): Array<{ offset: number; length: number }> {
+  return shardBySize(params.map((p) => p.numel * 4), servers).map((s) => ({
+    offset: params[s.first]!.offset,
+    length: params.slice(s.first, s.end).reduce((n, p) => n + p.numel, 0),
+  }));
+}
 
 /** The process group and the link of this process; closed together. */
 class Connection {
@@ -119,27 +139,108 @@ class RemoteAsyncTower implements AsyncTower {
   }
 }
 
-/** Rank 0: the server, driving every worker's towers; this process's own towers stay idle. */
-async function serve(c: LoopContext, conn: Connection): Promise<RunSummary> {
+/** Rank 0: the (lead) server, driving every worker's towers; this process's own towers stay idle. */
+async function serve(c: LoopContext, conn: Connection, servers: number): Promise<RunSummary> {
   const { o } = c;
   const counts = await conn.towerCounts(0);
   const input = await loadInput(o.data, { withTest: o.evaluate, inputShape: o.model.input.shape });
   const { plan, order } = planOf(o, input.train.count);
   const peers = counts.flatMap((n, peer) => Array.from({ length: n }, (_, slot) => ({ peer, slot })));
   const labels = peers.map(({ peer, slot }) => `tower ${slot} of worker rank ${peer}`);
-  const { server, checkpoints, start } = await openServer(c, input, { count: peers.length, labels, deviceIndex: c.towers.size }, plan);
+  const shard = servers > 1 ? (bytes: number[]) => shardBySize(bytes, servers)[0]! : undefined;
+  const { server, checkpoints, start } = await openServer(c, input, { count: peers.length, labels, deviceIndex: c.towers.size }, plan, shard);
+  const waitMs = conn.group.options.timeoutMs;
+  if (servers > 1) server.gatherShards = () => gatherShards(conn, server, servers, waitMs);
   try {
     c.emitEvent({ type: 'started', step: start, totalSteps: plan.totalSteps, stepsPerEpoch: plan.perEpoch, devices: labels });
     const towers = peers.map(({ peer, slot }, r) => new RemoteAsyncTower(conn.link, peer, slot, r, server));
     const loop = asyncLoop(c, { towers, server, plan, order, start, checkpoints, evaluate: input.test !== undefined }, { faults: undefined });
     return await loop.run();
   } finally {
+    for (let k = 1; k < servers; k++) await psNative().psLinkSendStop(conn.link, k, 0, { kind: STOP, tower: 0, batch: 0, version: 0, values: [] }, 5000).catch(() => undefined);
     await server.close();
   }
 }
 
-/** Every other rank: each tower of this process computes the gradients the server asks for, until it says stop. */
-async function work(c: LoopContext, conn: Connection): Promise<RunSummary> {
+/** The lead server, before an evaluation: every other server's shard of the master weights into its own tower. */
+async function gatherShards(conn: Connection, server: ServerTower, servers: number, waitMs: number): Promise<void> {
+  const ps = psNative();
+  const ranges = rangesOf(server.tower.params, servers);
+  for (let k = 1; k < servers; k++) {
+    const { offset, length } = ranges[k]!;
+    const fail = (e: unknown): never => {
+      ps.psLinkAbort(conn.link, k, 0);
+      throw e instanceof TowerError ? e : new TowerError(serverLabel(k), 'evaluate', messageOf(e));
+    };
+    await ps.psLinkSendStop(conn.link, k, 0, { kind: EVALUATE, tower: 0, batch: 0, version: 0, values: [] }, waitMs).catch(fail);
+    await withDeadline(ps.psLinkRecvGradient(conn.link, k, 0, length), waitMs, serverLabel(k), 'evaluate').catch(fail);
+    await ps.psLinkTakeStaged(conn.link, k, 0, server.tower.weightArena, offset, length);
+  }
+}
+
+/** Ranks 1..S-1: a server of one shard, following every worker's towers (and the lead's requests for its shard). */
+async function follow(c: LoopContext, conn: Connection, me: number, servers: number): Promise<RunSummary> {
+  const { o } = c;
+  const counts = await conn.towerCounts(0);
+  const input = await loadInput(o.data, { withTest: false, inputShape: o.model.input.shape });
+  const { plan } = planOf(o, input.train.count);
+  const peers = counts.flatMap((n, peer) => Array.from({ length: n }, (_, slot) => ({ peer, slot })));
+  const labels = peers.map(({ peer, slot }) => `tower ${slot} of worker rank ${peer}`);
+  const shard = (bytes: number[]) => shardBySize(bytes, servers)[me]!;
+  const { server } = await openServer(c, input, { count: peers.length, labels, deviceIndex: c.towers.size }, plan, shard);
+  const ps = psNative();
+  const waitMs = conn.group.options.timeoutMs;
+  const gate = new StalenessGate(peers.length, asyncSettings(o, peers.length).maxStaleness);
+  let version = 0;
+  let finished = 0;
+  const towerLoop = async (r: number): Promise<void> => {
+    const { peer, slot } = peers[r]!;
+    const header = { kind: WORK, tower: r, batch: 0, version: 0, values: [] };
+    try {
+      for (;;) {
+        await gate.wait(r);
+        if (!gate.isAlive(r)) return;
+        await ps.psLinkSendWork(conn.link, peer, slot, header, server.native, r, server.offset, server.length);
+        const got = await ps.psLinkRecvGradient(conn.link, peer, slot, server.length);
+        if (got.kind === STOP) {
+          finished++;
+          gate.drop(r); // done: no longer holds the others back
+          return;
+        }
+        if (got.kind !== GRADIENT) throw new Error(`expected a gradient; got message kind ${got.kind}`);
+        const a = await ps.psPushStaged(conn.link, peer, slot, server.native, r, server.offset, server.length);
+        gate.advance(r, a.clock);
+        version = Math.max(version, a.version);
+      }
+    } catch (e) {
+      if (!gate.isAlive(r)) return;
+      gate.drop(r);
+      server.drop(r);
+      c.emitEvent({ type: 'towerDropped', step: version, tower: r, device: labels[r]!, reason: messageOf(e), remaining: gate.live });
+    }
+  };
+  const requests = async (): Promise<void> => {
+    for (;;) {
+      const h = await ps.psLinkRecvWork(conn.link, 0, 0, server.tower.weightArena, 0, 0, 0).catch((e: unknown): never => {
+        throw new TowerError(SERVER_LABEL, 'evaluate', `${messageOf(e)} (${serverLabel(me)} was waiting for it)`);
+      });
+      if (h.kind !== EVALUATE) return;
+      await ps.psLinkSendGradient(conn.link, 0, 0, server.tower.weightArena, server.offset, server.length, h, waitMs);
+    }
+  };
+  try {
+    c.emitEvent({ type: 'started', step: 0, totalSteps: plan.totalSteps, stepsPerEpoch: plan.perEpoch, devices: labels });
+    await Promise.all([Promise.all(peers.map((_, r) => towerLoop(r))), requests()]);
+    if (finished === 0 && peers.length > 0) throw new TowerError(serverLabel(me), 'train', 'every worker tower was dropped before the run ended');
+    return { steps: version, epochs: plan.epochs, finalLoss: NaN };
+  } finally {
+    gate.close();
+    await server.close();
+  }
+}
+
+/** Every other rank: each tower of this process computes the gradients the servers ask for, until the lead says stop. */
+async function work(c: LoopContext, conn: Connection, servers: number): Promise<RunSummary> {
   const { towers, o } = c;
   await conn.towerCounts(towers.size);
   const input = await loadInput(o.data, { withTest: false, inputShape: o.model.input.shape });
@@ -148,19 +249,35 @@ async function work(c: LoopContext, conn: Connection): Promise<RunSummary> {
   const { plan, order } = planOf(o, input.train.count);
   const waitMs = conn.group.options.timeoutMs;
   const crop = input.stepParams;
+  const ranges = rangesOf(towers.built[0]!.params, servers);
+  const others = ranges.slice(1).map((range, i) => ({ k: i + 1, ...range }));
   let last = { version: 0, loss: NaN };
   const loopOf = async (port: TowerPort, slot: number): Promise<void> => {
     const ep = port.endpoint();
     if (ep.kind !== 'native') throw new Error(`mode 'async' needs native towers; ${port.device} is a ${ep.kind} tower`);
     const { weightArena, gradArena } = ep.arenas;
-    const length = towers.built[slot]!.paramCount;
     const ps = psNative();
-    const fromServer = (call: string) => (e: unknown): never => {
-      throw new TowerError(SERVER_LABEL, call, `${e instanceof Error ? e.message : String(e)} (tower ${port.device} of this worker was waiting for it)`);
+    const fromServer = (k: number, call: string) => (e: unknown): never => {
+      throw e instanceof TowerError ? e : new TowerError(serverLabel(k), call, `${messageOf(e)} (tower ${port.device} of this worker was waiting for it)`);
     };
+    const [lead] = ranges;
+    const otherWork = () =>
+      Promise.all(
+        others.map(async ({ k, offset, length }) => {
+          const h = await ps.psLinkRecvWork(conn.link, k, slot, weightArena, offset, length, waitMs).catch(fromServer(k, 'send work'));
+          if (h.kind !== WORK) throw new TowerError(serverLabel(k), 'send work', `expected work; got message kind ${h.kind}`);
+        }),
+      );
     for (;;) {
-      const h = await ps.psLinkRecvWork(conn.link, 0, slot, weightArena, 0, length, waitMs).catch(fromServer('send work'));
-      if (h.kind !== WORK || c.stopped()) return;
+      const h = await ps.psLinkRecvWork(conn.link, 0, slot, weightArena, lead!.offset, lead!.length, waitMs).catch(fromServer(0, 'send work'));
+      if (h.kind !== WORK || c.stopped()) {
+        // The end: every other server's last work is taken and answered with a stop.
+        await otherWork();
+        const stop = { kind: STOP, tower: h.tower, batch: 0, version: 0, values: [] };
+        await Promise.all(others.map(({ k, offset, length }) => ps.psLinkSendGradient(conn.link, k, slot, gradArena, offset, length, stop, waitMs).catch(fromServer(k, 'stop'))));
+        return;
+      }
+      await otherWork();
       const batch = order.at(h.batch);
       const B = batch.indices.length;
       const reply = await port.step(
@@ -169,7 +286,8 @@ async function work(c: LoopContext, conn: Connection): Promise<RunSummary> {
       );
       const t = reply.timings;
       const values = [reply.loss, reply.gradNorm, t.input, t.forward, t.backward, t.total];
-      await ps.psLinkSendGradient(conn.link, 0, slot, gradArena, 0, length, { kind: GRADIENT, tower: h.tower, batch: h.batch, version: h.version, values }, waitMs).catch(fromServer('gradient'));
+      const gradient = { kind: GRADIENT, tower: h.tower, batch: h.batch, version: h.version, values };
+      await Promise.all(ranges.map(({ offset, length }, k) => ps.psLinkSendGradient(conn.link, k, slot, gradArena, offset, length, gradient, waitMs).catch(fromServer(k, 'gradient'))));
       last = { version: Math.max(last.version, h.version + 1), loss: reply.loss };
     }
   };
@@ -178,7 +296,7 @@ async function work(c: LoopContext, conn: Connection): Promise<RunSummary> {
 }
 
 /** Mode 'async' as rank `role` of a run across processes. */
-export function remoteAsyncRun(role: string): RunKind {
+export function remoteAsyncRun(role: string, env: Record<string, string | undefined> = process.env): RunKind {
   return {
     loop: (c) => {
       let step = 0;
@@ -187,11 +305,16 @@ export function remoteAsyncRun(role: string): RunKind {
           return { step };
         },
         async run() {
+          const servers = serversOf(env);
+          if (servers > 1 && c.o.checkpoint)
+            throw new ConfigError(`checkpoints of an async run with ${servers} parameter servers are not supported yet (each server owns a shard; docs/async.md): run without 'checkpoint' or with one server`, 'checkpoint');
           const conn = await Connection.open();
           try {
-            if ((role === 'server') !== (conn.group.rank === 0))
-              throw new Error(`${ROLE_ENV}=${role} on rank ${conn.group.rank}: rank 0 is the parameter server and every other rank a worker`);
-            const s = role === 'server' ? await serve(c, conn) : await work(c, conn);
+            const rank = conn.group.rank;
+            if (servers >= conn.group.worldSize) throw new Error(`${servers} parameter servers in a run of ${conn.group.worldSize} processes leave no worker`);
+            if ((role === 'server') !== (rank < servers))
+              throw new Error(`${ROLE_ENV}=${role} on rank ${rank}: ranks 0..${servers - 1} are the parameter servers and every other rank a worker`);
+            const s = role !== 'server' ? await work(c, conn, servers) : rank === 0 ? await serve(c, conn, servers) : await follow(c, conn, rank, servers);
             step = s.steps;
             return s;
           } finally {

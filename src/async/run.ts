@@ -13,7 +13,7 @@ import { BatchIndex } from './batches.js';
 import { AsyncCheckpoints } from './checkpoint.js';
 import { AsyncLoop, type AsyncLoopContext } from './loop.js';
 import { asyncTraceObserver, stalenessObserver } from './observers.js';
-import { ServerTower } from './server.js';
+import { ServerTower, type ServerOptions } from './server.js';
 import { asyncSettings } from './settings.js';
 import { LocalAsyncTower, type AsyncTower } from './tower.js';
 
@@ -37,7 +37,7 @@ export async function openServer(
   input: LoadedInput,
   towers: { count: number; labels: string[]; deviceIndex: number },
   plan: RunPlan,
-  shard?: { first: number; end: number },
+  shard?: ServerOptions['shard'],
 ): Promise<{ server: ServerTower; checkpoints: AsyncCheckpoints; start: number }> {
   const { o } = c;
   const s = asyncSettings(o, towers.count);

@@ -12,6 +12,11 @@ import type { Network } from '../model/network.js';
 import type { LabeledSet } from '../data/mnist.js';
 import { psNative, type Applied, type Pulled } from './native.js';
 
+export interface ParamRange {
+  first: number;
+  end: number;
+}
+
 export interface ServerOptions {
   spec: ResolvedModelSpec;
   training: TrainingOptions;
@@ -21,8 +26,9 @@ export interface ServerOptions {
   /** Versions the run takes in all (the learning-rate table's length). */
   totalSteps: number;
   stalenessLr: boolean;
-  /** The parameters this server owns, [first, end) in declaration order (several servers); default all. */
-  shard?: { first: number; end: number };
+  /** The parameters this server owns, [first, end) in declaration order (several servers), or a function of every
+   *  parameter's bytes that gives them (Note [Parameter shards]); default all. */
+  shard?: ParamRange | ((bytes: number[]) => ParamRange);
 }
 
 /** The learning rate at every version: the schedule as data, so the server never calls back into JS. */
@@ -52,7 +58,10 @@ export class ServerTower {
   private apply: number | undefined;
   private readonly views: number[];
   private readonly datasets = new Map<string, DeviceDataset>();
+  private readonly range: ParamRange;
   private closed = false;
+  /** With several servers: brings the other servers' shards into this tower's weights before an evaluation. */
+  gatherShards: (() => Promise<void>) | undefined;
 
   private constructor(
     readonly device: NativeDevice,
@@ -60,8 +69,9 @@ export class ServerTower {
   ) {
     this.tower = new Tower(device, o.spec, { maxBatch: o.maxBatch, training: o.training });
     this.training = this.tower.training!;
-    const { first, end } = o.shard ?? { first: 0, end: this.tower.params.length };
-    const { net, views } = shardNetwork(this.tower, first, end);
+    const all = { first: 0, end: this.tower.params.length };
+    this.range = typeof o.shard === 'function' ? o.shard(this.tower.params.map((p) => p.numel * 4)) : (o.shard ?? all);
+    const { net, views } = shardNetwork(this.tower, this.range.first, this.range.end);
     this.views = views;
     this.offset = net.params[0]?.offset ?? 0;
     this.length = net.paramCount;
@@ -127,10 +137,15 @@ export class ServerTower {
     this.datasets.set(key, this.tower.uploadDataset(set.images, set.labels, set.count, 1 / 255, transform));
   }
 
-  /** Loss and accuracy of the master weights (or their EMA) on an uploaded set; run while no push is applied. */
+  /** Loss and accuracy of the master weights (or their EMA) on an uploaded set; run while no push is applied.
+   *  With several servers, the master weights of every shard (the EMA lives on each shard's server: not used). */
   async evaluate(key: string, useEma: boolean): Promise<{ loss: number; accuracy: number; useEma: boolean }> {
     const ds = this.datasets.get(key);
     if (!ds) throw new Error(`${this.label}: no data set '${key}' was uploaded`);
+    if (this.gatherShards) {
+      await this.gatherShards();
+      useEma = false;
+    }
     const r = await this.tower.evaluate(ds, { useEma });
     return { loss: r.loss, accuracy: r.accuracy, useEma };
   }
@@ -144,8 +159,7 @@ export class ServerTower {
 
   /** The shard's parameters (all of them with one server). */
   shardParams(): Tower['params'] {
-    const { first, end } = this.o.shard ?? { first: 0, end: this.tower.params.length };
-    return this.tower.params.slice(first, end);
+    return this.tower.params.slice(this.range.first, this.range.end);
   }
 
   async close(): Promise<void> {

@@ -18,6 +18,7 @@ interface LaunchFlags {
   addr?: string;
   iface?: string;
   graceMs: number;
+  servers?: number;
 }
 
 export function registerLaunch(program: Command): void {
@@ -34,6 +35,7 @@ export function registerLaunch(program: Command): void {
     .option('--addr <address>', "the address the ranks' transport binds (default 127.0.0.1; beyond loopback needs TOWERLINE_TOKEN)")
     .option('--iface <name>', 'bind this network interface instead of --addr')
     .option('--grace-ms <ms>', 'after a rank fails, how long the others get to fail on their own before they are stopped', int('--grace-ms'), 10_000)
+    .option('--servers <n>', "mode 'async' (towerline train --mode async): the first n ranks are parameter servers, each owning a shard of the parameters, the rest workers", int('--servers'))
     .argument('<command...>', 'the training command, e.g. towerline train --devices cpu*2 --checkpoint-dir ckpt --resume-if-present')
     .passThroughOptions()
     .action(async (command: string[], f: LaunchFlags) => {

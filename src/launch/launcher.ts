@@ -10,6 +10,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { isLoopback } from '../group/options.js';
+import { ROLE_ENV, SERVERS_ENV } from '../async/roles.js';
 import { validate } from '../util/validate.js';
 
 // Note [Launcher]: a launch is attempts of the whole node. Attempt k starts every local rank r (global rank
@@ -21,7 +22,8 @@ import { validate } from '../util/validate.js';
 // group), then SIGTERM, then SIGKILL 5 s later: no child outlives its launcher. Children resume from the last
 // checkpoint by themselves (the training command gives --checkpoint-dir and --resume-if-present). SIGINT and SIGTERM are passed
 // on to every child (the CLI stops after its current step and checkpoints, every rank after the same step) and
-// never restart.
+// never restart. With --servers N (mode 'async' across processes) ranks 0..N-1 are told they are parameter servers
+// and the rest workers (TOWERLINE_ASYNC_ROLE, TOWERLINE_ASYNC_SERVERS; src/async/remote.ts).
 
 const nonNegative = z.number().int('expected an integer').min(0, 'expected an integer >= 0');
 const positive = z.number().int('expected an integer').min(1, 'expected an integer >= 1');
@@ -41,6 +43,8 @@ export const launchOptionsSchema = z
     iface: z.string().min(1).optional(),
     /** How long the other ranks get to fail on their own after one fails, before they are stopped (ms). */
     graceMs: positive.default(10_000),
+    /** Mode 'async' across processes: the first `servers` ranks are parameter servers, the rest workers (Note [Parameter shards]). */
+    servers: positive.optional(),
     /** The training command and its arguments. */
     command: z.array(z.string()).min(1, 'give the training command after the options, e.g. -- towerline train --devices cpu*2'),
   })
@@ -50,6 +54,8 @@ export const launchOptionsSchema = z
     if (o.nnodes > 1 && o.rdzv === undefined)
       ctx.addIssue({ code: 'custom', path: ['rdzv'], message: 'several nodes meet in a shared store: give --rdzv file:///shared/dir or redis://host:port' });
     if (o.nnodes > 1 && o.runId === undefined) ctx.addIssue({ code: 'custom', path: ['runId'], message: 'several nodes must give the same --run-id' });
+    if (o.servers !== undefined && o.servers >= o.nnodes * o.nprocPerNode)
+      ctx.addIssue({ code: 'custom', path: ['servers'], message: `must leave at least one worker: ${o.servers} server(s) in ${o.nnodes * o.nprocPerNode} rank(s)` });
   });
 export type LaunchOptions = z.input<typeof launchOptionsSchema>;
 
@@ -154,6 +160,7 @@ function startNode(
       TOWERLINE_RESTART: String(a.attempt),
       TOWERLINE_HOSTNAME: host,
       ...(a.token !== undefined ? { TOWERLINE_TOKEN: a.token } : {}),
+      ...(o.servers !== undefined ? { [ROLE_ENV]: rank < o.servers ? 'server' : 'worker', [SERVERS_ENV]: String(o.servers) } : {}),
       ...(o.iface !== undefined ? { TOWERLINE_IFACE: o.iface } : { TOWERLINE_ADDR: o.addr ?? io.env.TOWERLINE_ADDR ?? '127.0.0.1' }),
     };
     const [cmd, ...args] = o.command;
