@@ -242,7 +242,11 @@ export const trainOptionsSchema = z
     minTowers: positiveInt.optional(), // I: async: fewest towers that may remain
   })
   .strict()
-  .refine((o) => o.epochs !== undefined || o.steps !== undefined, { message: 'give epochs or steps', path: ['epochs'] });
+  .refine((o) => o.epochs !== undefined || o.steps !== undefined, { message: 'give epochs or steps', path: ['epochs'] })
+  .refine((o) => o.bucketBytes === undefined || o.overlap === true, {
+    message: 'bucketBytes caps a bucket of the overlapped all-reduce and is used only with overlap: true; add overlap: true (CLI --overlap) or drop bucketBytes (--bucket-mb)',
+    path: ['bucketBytes'],
+  });
 export type ResolvedTrainOptions = z.output<typeof trainOptionsSchema>;
 
 export const runtimeOptionsSchema = z

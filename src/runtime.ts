@@ -9,7 +9,6 @@ import { connectLocalGroup } from './group/local-group.js';
 import type { ConnectGroup } from './group/group.js';
 import { gemmThreadsFor, workerPorts, type PortOpener } from './tower-port/open.js';
 import { layoutSlots } from './tower-port/layout.js';
-import { scheduleId } from './coordinator/layout.js';
 import type { Layout } from './options.js';
 import { ConfigError } from './errors.js';
 import { availableParallelism } from 'node:os';
@@ -70,7 +69,7 @@ export class Runtime {
     towers.layout = layoutSlots(asked, o.layout ?? {}, cores, world.processesOnHost).text;
     const gemm = openPorts.arithmetic();
     // The run settings' layout (Note [Run settings]): what this runtime's towers are and how they compute.
-    const layout = (): Layout => ({ towers: towers.devices, gemmThreads, gemm, reduction: scheduleId(towers.schedule()), shares: o.shares });
+    const layout = (): Layout => ({ towers: towers.devices, gemmThreads, gemm, reduction: towers.reductionId(), shares: o.shares });
     return new Runtime(towers, o, layout);
   }
 

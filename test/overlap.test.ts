@@ -54,11 +54,42 @@ describe('the bucket plan (Note [Bucket plan])', () => {
 
 describe('overlap in one process (2 and 3 CPU towers)', () => {
   const data = mnist({ batchSize: 64 });
+  it('bucketBytes without overlap is refused before step 1, naming the field and the fix', async () => {
+    const rt = await createRuntime({ devices: 'cpu*2' });
+    try {
+      assert.throws(() => rt.train({ model, optimizer, data, steps: 2, bucketBytes: 1024 }), (e: Error) => /bucketBytes/.test(e.message) && /overlap: true/.test(e.message) && /--overlap/.test(e.message));
+    } finally {
+      await rt.close();
+    }
+  });
+
+  it("the bucket cut is part of the run's layout: a checkpoint records it, and resuming without overlap says the bits change", { timeout: 120_000 }, async () => {
+    const dir = join(tmp, 'layout');
+    const layouts: string[] = [];
+    for (const overlap of [true, false]) {
+      const rt = await createRuntime({ devices: 'cpu*3' });
+      try {
+        const o = overlap ? { overlap, bucketBytes: 1024 } : {};
+        const run = rt.train({ model, optimizer, data, steps: overlap ? 2 : 3, seed: 5, ...o, checkpoint: { dir, everySteps: 1, resume: !overlap } });
+        const warnings: string[] = [];
+        run.events$.subscribe((e) => e.type === 'warning' && warnings.push(e.message));
+        await run.done;
+        const side = JSON.parse(readFileSync(join(dir, `ckpt-${String(overlap ? 2 : 3).padStart(9, '0')}.json`), 'utf8'));
+        layouts.push(side.state.settings.layout.reduction);
+        if (!overlap) assert.ok(warnings.some((w) => /reduction: saved .*overlap, 4 buckets/.test(w) && /changes the bits/.test(w)), `resume warns: ${warnings.join(' | ')}`);
+      } finally {
+        await rt.close();
+      }
+    }
+    assert.match(layouts[0]!, /; overlap, 4 buckets: \[\d+\+\d+\]/);
+    assert.doesNotMatch(layouts[1]!, /overlap/);
+  });
+
   it('3 towers: one communicator per bucket; 20 steps stay within 1e-6 of overlap off, replicas bit-identical', { timeout: 120_000 }, async () => {
     const weights = async (overlap: boolean) => {
       const rt = await createRuntime({ devices: 'cpu*3' });
       try {
-        const run = rt.train({ model, optimizer, data, steps: 20, seed: 5, overlap, bucketBytes: 1024 });
+        const run = rt.train({ model, optimizer, data, steps: 20, seed: 5, overlap, ...(overlap ? { bucketBytes: 1024 } : {}) });
         let comms = -1;
         run.steps$.subscribe((e) => e.step === 1 && (comms = native().stats().comms));
         await run.done;

@@ -7,6 +7,7 @@ import type { TowerPort } from '../tower-port/port.js';
 import type { BuildRequest, ImageTransform, NamedTensors, TowerInfo } from '../tower-port/protocol.js';
 import type { LabeledSet } from '../data/mnist.js';
 import type { Schedule } from '../scheduler/schedule.js';
+import { scheduleId } from './layout.js';
 import type { ReductionOptions } from '../options.js';
 import { planBuckets, type Bucket } from '../scheduler/buckets.js';
 
@@ -62,6 +63,17 @@ export class TowerSet {
     const b = this.bucketSchedules(reduction);
     this.reduction = reduction;
     if (this.group) [this.pendingSchedule, this.pendingBuckets] = [s, b];
+  }
+
+  /**
+   * What sums the gradient, for the run's layout: the schedule's id, and with overlap each bucket's range and schedule
+   * (another bucket cut sums some elements in another order, so it is part of what the trajectory depends on).
+   */
+  reductionId(): string {
+    const whole = scheduleId(this.schedule());
+    const schedules = this.bucketSchedules();
+    if (!this.buckets || !schedules) return whole;
+    return `${whole}; overlap, ${this.buckets.length} buckets: ${this.buckets.map((b, k) => `[${b.offset}+${b.length}] ${scheduleId(schedules[k]!)}`).join(', ')}`;
   }
 
   /** Each bucket's schedule, planned and validated for its length like the whole arena's (undefined: no overlap). */
