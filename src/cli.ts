@@ -1,7 +1,8 @@
 // The towerline command line: train, eval, topo, bench allreduce.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { createRuntime } from './runtime.js';
 import type { StepEvent } from './events.js';
 import { blockNetwork, cifar10Cnn, mnistMlp } from './model/spec.js';
@@ -16,7 +17,7 @@ import { cliMessage } from './cli/flags.js';
 import { exitCodeOf, onStopSignals } from './cli/stop.js';
 import { NativeDevice } from './backend/native-device.js';
 import { Tower } from './model/tower.js';
-import { loadMnist } from './data/mnist.js';
+import { loadMnist, MNIST_FILES } from './data/mnist.js';
 import { registerLaunch } from './cli/launch.js';
 import { groupRequested } from './group/options.js';
 import { asyncAcrossProcesses, asyncFlags } from './async/cli-flags.js';
@@ -54,6 +55,12 @@ function dataInput(f: TrainFlags): DataInput {
   if (f.dataDir && !statSync(f.dataDir, { throwIfNoEntry: false })?.isDirectory())
     throw new UsageError(`--data-dir: '${f.dataDir}' is not a directory; give the folder that holds the ${name} files`);
   const dir = f.dataDir ? { dir: f.dataDir } : {};
+  if (f.dataDir && name === 'mnist') {
+    const want = Object.values(MNIST_FILES).flatMap((x) => [x.images, x.labels]);
+    const missing = want.filter((n) => ![n, `${n}.gz`].some((c) => existsSync(join(f.dataDir!, c))));
+    if (missing.length > 0)
+      throw new UsageError(`--data-dir: '${f.dataDir}' lacks ${missing.join(', ')} (plain or .gz); give the folder that holds the four MNIST IDX files (${want.join(', ')})`);
+  }
   switch (name) {
     case 'mnist':
       return mnist({ batchSize: f.batchSize, ...dir });
@@ -73,6 +80,7 @@ function checkFlagPairs(f: TrainFlags): void {
   if (f.epochs === undefined && f.steps === undefined) throw new UsageError('give --epochs or --steps');
   for (const [flag, set] of [['--resume', f.resume], ['--resume-if-present', f.resumeIfPresent], ['--overwrite-checkpoints', f.overwriteCheckpoints], ['--checkpoint-every', f.checkpointEvery !== undefined]] as const)
     if (set && !f.checkpointDir) throw new UsageError(`${flag} needs --checkpoint-dir <dir>`);
+  if (f.bucketMb !== undefined && !f.overlap) throw new UsageError('--bucket-mb sets the bucket size of --overlap; add --overlap or drop --bucket-mb');
   if (f.resume && f.resumeIfPresent) throw new UsageError('give --resume or --resume-if-present, not both');
   if ((f.resume || f.resumeIfPresent) && f.overwriteCheckpoints) throw new UsageError('--overwrite-checkpoints starts a fresh run; it cannot go with --resume or --resume-if-present');
 }

@@ -83,6 +83,13 @@ describe('towerline CLI end to end', () => {
     const r4 = await towerline(['train', '--dataset', 'imagenet', '--steps', '2']);
     assert.notEqual(r4.code, 0);
     assert.match(r4.err, /unknown data set 'imagenet'; use mnist, cifar10 or blocks/);
+    const empty = await mkdtemp(join(tmpdir(), 'towerline-empty-'));
+    const r5 = await towerline(['train', '--data-dir', empty, '--steps', '2']);
+    assert.notEqual(r5.code, 0);
+    assert.match(r5.err, /--data-dir: '.*' lacks train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte \(plain or \.gz\)/);
+    const r6 = await towerline(['train', '--bucket-mb', '4', '--steps', '2']);
+    assert.notEqual(r6.code, 0);
+    assert.match(r6.err, /--bucket-mb sets the bucket size of --overlap; add --overlap or drop --bucket-mb/);
     const r3 = await towerline(['eval', '--checkpoint', '/nonexistent/dir']);
     assert.notEqual(r3.code, 0);
     assert.match(r3.err, /nonexistent/);

