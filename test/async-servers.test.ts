@@ -1,0 +1,113 @@
+// Several parameter servers made whole (issue 15; docs/async.md "Several servers"). With one worker tower the servers
+// take the same pushes in the same order, so a run on 2 servers must give the very bits of the same run on 1: the
+// weights, optimizer slots and EMA of its final checkpoint (written by the lead, gathered from both shards), every
+// step's loss, with clipping by the global norm active (Note [Global norm across shards]: a shard's own norm would
+// clip differently) and the evaluation on the EMA (gathered from both shards). A checkpoint written on 2 servers
+// resumes on 2 and on 1 and continues the uninterrupted run bit for bit (Note [Shard checkpoints]). With 2 workers
+// the reported staleness is the largest over the servers and stays within maxStaleness.
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { killAll, spawnChild, type Rank, type RankEvent } from './support/ranks.js';
+import { latestCheckpoint, loadCheckpoint } from '../src/io/checkpoint.js';
+import type { AsyncChildArgs } from './support/async-child.js';
+
+let runs = 0;
+const tmp = mkdtempSync(join(tmpdir(), 'towerline-servers-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** Runs `servers` servers and `workers` workers (one CPU tower each) to the end; returns every rank's events. */
+async function run(servers: number, workers: number, args: AsyncChildArgs): Promise<RankEvent[][]> {
+  const n = ++runs;
+  const size = servers + workers;
+  const ranks: Rank[] = Array.from({ length: size }, (_, rank) =>
+    spawnChild('async-child.ts', rank, args, {
+      env: {
+        TOWERLINE_ASYNC_ROLE: rank < servers ? 'server' : 'worker',
+        TOWERLINE_ASYNC_SERVERS: String(servers),
+        TOWERLINE_RANK: String(rank),
+        TOWERLINE_WORLD_SIZE: String(size),
+        TOWERLINE_RUN_ID: `servers${process.pid}-${n}`,
+        TOWERLINE_RDZV: `file://${join(tmp, `rdzv-${n}`)}`,
+        TOWERLINE_TIMEOUT_MS: '20000',
+      },
+    }),
+  );
+  try {
+    for (const r of ranks) assert.equal(await r.exited, 0, `rank ${r.rank}: ${r.stderr().slice(-3000)} ${JSON.stringify(r.events.filter((e) => e.event === 'error'))}`);
+    return ranks.map((r) => r.events);
+  } finally {
+    killAll(ranks);
+    await Promise.all(ranks.map((r) => r.exited));
+  }
+}
+
+/** The latest checkpoint in `dir`: its step and every tensor's bytes by name. */
+async function checkpointIn(dir: string): Promise<{ step: number; tensors: Map<string, Buffer> }> {
+  const path = await latestCheckpoint(dir);
+  assert.ok(path, `no checkpoint in ${dir}`);
+  const ck = await loadCheckpoint(path);
+  return { step: ck.step, tensors: new Map([...ck.tensors].map(([name, t]) => [name, Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)])) };
+}
+
+function assertSameState(a: Map<string, Buffer>, b: Map<string, Buffer>, what: string): void {
+  assert.deepEqual([...b.keys()].sort(), [...a.keys()].sort(), `${what}: the same tensors`);
+  const differing = [...a].filter(([name, bytes]) => !bytes.equals(b.get(name)!)).map(([name]) => name);
+  assert.deepEqual(differing, [], `${what}: tensors that differ`);
+}
+
+const of = (events: RankEvent[], kind: string) => events.filter((e) => e.event === kind);
+
+describe('several parameter servers', () => {
+  it('2 servers give the bits of 1 server with one worker tower: weights, slots, EMA, losses; clipping by the global norm; evaluation on the EMA', { timeout: 600_000 }, async () => {
+    // 100 steps of 600 = one epoch, evaluated at its end; clipNorm 1 clips most of the early gradients.
+    const base = { devices: 'cpu:0', hidden: 32, epochs: 1, batchSize: 600, lr: 0.1, clipNorm: 1, emaDecay: 0.9, everyStep: true };
+    const one = await run(1, 1, { ...base, checkpoint: { dir: join(tmp, 'one') } });
+    const two = await run(2, 1, { ...base, checkpoint: { dir: join(tmp, 'two') } });
+    const steps1 = of(one[0]!, 'step');
+    const steps2 = of(two[0]!, 'step');
+    assert.equal(steps1.length, 100);
+    const clipped = steps1.filter((e) => (e.gradientNorm as number) > 1).length;
+    console.log(`# ${clipped} of 100 updates clipped (global norm > clipNorm 1)`);
+    assert.ok(clipped >= 10, `clipping must be active for this test to mean anything: ${clipped} updates clipped`);
+    assert.deepEqual(steps2.map((e) => [e.loss, e.gradientNorm]), steps1.map((e) => [e.loss, e.gradientNorm]), 'every update: the same loss and global gradient norm');
+    const [ck1, ck2] = [await checkpointIn(join(tmp, 'one')), await checkpointIn(join(tmp, 'two'))];
+    assert.equal(ck2.step, 100);
+    assert.ok([...ck1.tensors.keys()].some((k) => k.startsWith('ema/')), 'the checkpoint holds the EMA');
+    assertSameState(ck1.tensors, ck2.tensors, '2 servers vs 1');
+    const [e1] = of(one[0]!, 'evaluation');
+    const [e2] = of(two[0]!, 'evaluation');
+    console.log(`# evaluation on the EMA: 1 server ${e1?.loss} / ${e1?.accuracy}, 2 servers ${e2?.loss} / ${e2?.accuracy}`);
+    assert.ok(e1 && e2 && e1.useEma === true && e2.useEma === true, JSON.stringify([e1, e2]));
+    assert.deepEqual([e2.loss, e2.accuracy], [e1.loss, e1.accuracy], 'the same evaluation: the EMA of both shards');
+  });
+
+  it('a checkpoint written on 2 servers resumes on 2 and on 1, continuing the uninterrupted run bit for bit', { timeout: 600_000 }, async () => {
+    const base = { devices: 'cpu:0', hidden: 32, lr: 0.05, emaDecay: 0.99, clipNorm: 2 };
+    const whole = join(tmp, 'whole');
+    await run(1, 1, { ...base, steps: 60, checkpoint: { dir: whole } });
+    const first = join(tmp, 'first');
+    const written = await run(2, 1, { ...base, steps: 40, checkpoint: { dir: first, everySteps: 20 } });
+    assert.deepEqual(of(written[0]!, 'checkpoint').map((e) => e.step), [20, 40]);
+    for (const servers of [2, 1]) {
+      const dir = join(tmp, `resume-on-${servers}`);
+      cpSync(first, dir, { recursive: true });
+      const resumed = await run(servers, 1, { ...base, steps: 60, checkpoint: { dir, everySteps: 20, resume: true } });
+      assert.deepEqual(of(resumed[0]!, 'resumed').map((e) => e.step), [40], `resumed on ${servers} server(s) from step 40`);
+      const ck = await checkpointIn(dir);
+      assert.equal(ck.step, 60);
+      assertSameState((await checkpointIn(whole)).tensors, ck.tensors, `resumed on ${servers} server(s) vs the uninterrupted run`);
+    }
+  });
+
+  it('2 servers, 2 workers: the reported staleness is the largest over the servers and within maxStaleness', { timeout: 300_000 }, async () => {
+    const events = await run(2, 2, { devices: 'cpu:0', hidden: 32, steps: 120, lr: 0.05, maxStaleness: 1, everyStep: true });
+    const steps = of(events[0]!, 'step');
+    assert.equal(steps.length, 120);
+    const worst = Math.max(...steps.map((e) => e.staleness as number));
+    console.log(`# largest reported staleness ${worst}`);
+    assert.ok(worst <= 1, `staleness ${worst} > maxStaleness 1`);
+  });
+});
