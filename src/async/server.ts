@@ -52,9 +52,9 @@ function shardNetwork(t: Tower, first: number, end: number): { net: Network; vie
 
 // Note [Global norm across shards]: clipping and the non-finite guard need the whole gradient's norm, but with
 // several servers each owns a shard of the parameters and receives only its part of a gradient. So the tower that
-// computes a gradient also runs the update's first pass (gradientOps in src/model/step-program.ts, the kernels of
-// Note [Fused parameter tail]: L2 into the gradient with the weights it pulled, the global squared norm in
-// declaration order, the L2 loss) and the push carries that norm (one f32) with the gradient, or with each shard's
+// computes a gradient also runs the update's first pass (gradientOps in src/model/step-program.ts, the kernels
+// of the first pass of Note [Fused parameter tail]: L2 into the gradient with the weights it pulled, the global
+// squared norm in declaration order, the L2 loss) and the push carries that norm (one f32) with the gradient, or with each shard's
 // part. A server's apply program takes it into normSq, guards on it ('@guard') and runs the second pass (clipping by
 // it, the optimizer, the EMA) on its own parameters. So every server clips by, and guards on, the same global norm,
 // and S servers apply the very bits one server does to the same pushes. The L2 term is that of the weights the
