@@ -156,7 +156,8 @@ async function serve(c: LoopContext, conn: Connection, servers: number): Promise
   const labels = peers.map(({ peer, slot }) => `tower ${slot} of worker rank ${peer}`);
   const shard = servers > 1 ? (bytes: number[]) => shardBySize(bytes, servers)[0]! : undefined;
   const { server, checkpoints, start, resumed } = await openServer(c, input, { count: peers.length, labels, deviceIndex: c.towers.size }, plan, shard);
-  const others = new OtherServers(conn.link, server, servers, conn.group.options.timeoutMs, o.emaDecay !== undefined);
+  const { timeoutMs, rendezvousTimeoutMs } = conn.group.options;
+  const others = new OtherServers(conn.link, server, servers, timeoutMs, o.emaDecay !== undefined, rendezvousTimeoutMs);
   if (servers > 1) {
     server.gatherShards = () => others.gatherForEvaluation(server.info().version);
     checkpoints.gather = (v) => others.gatherForCheckpoint(v);
@@ -183,7 +184,7 @@ async function follow(c: LoopContext, conn: Connection, me: number, servers: num
   const labels = peers.map(({ peer, slot }) => `tower ${slot} of worker rank ${peer}`);
   const shard = (bytes: number[]) => shardBySize(bytes, servers)[me]!;
   const waitMs = conn.group.options.timeoutMs;
-  const startAt = (s: ServerTower) => startFromLead(conn.link, s, me, waitMs);
+  const startAt = (s: ServerTower) => startFromLead(conn.link, s, me, conn.group.options.rendezvousTimeoutMs);
   const { server, start } = await openServer(c, input, { count: peers.length, labels, deviceIndex: c.towers.size }, plan, shard, startAt);
   const ps = psNative();
   const gate = new StalenessGate(peers.length, asyncSettings(o, peers.length).maxStaleness);

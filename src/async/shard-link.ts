@@ -54,6 +54,8 @@ export class OtherServers {
     servers: number,
     private readonly waitMs: number,
     private readonly ema: boolean,
+    /** The start's deadline: the other servers may still be loading their data (the rendezvous deadline). */
+    private readonly startMs: number,
   ) {
     this.shards = shardParams(server.tower.params, servers);
   }
@@ -67,7 +69,7 @@ export class OtherServers {
     const ps = psNative();
     for (const k of this.others) {
       const buffers = resumed ? stateBuffers(this.shards[k]!) : [];
-      await ps.psLinkSendBuffers(this.link, k, 0, buffers, header(START, version, [resumed ? 1 : 0]), false, this.waitMs).catch(this.failed(k, 'start'));
+      await ps.psLinkSendBuffers(this.link, k, 0, buffers, header(START, version, [resumed ? 1 : 0]), false, this.startMs).catch(this.failed(k, 'start'));
     }
   }
 
@@ -105,7 +107,8 @@ export class OtherServers {
   }
 }
 
-/** Another server's side: the version to serve from (and a resumed shard's state), before its towers start. */
+/** Another server's side: the version to serve from (and a resumed shard's state), before its towers start;
+ *  `waitMs`: the rendezvous deadline (the lead may still be loading its data and a checkpoint). */
 export async function startFromLead(link: number, server: ServerTower, me: number, waitMs: number): Promise<number> {
   const ps = psNative();
   const fail = (e: unknown): never => {
