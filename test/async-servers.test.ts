@@ -13,6 +13,17 @@ import { join } from 'node:path';
 import { killAll, spawnChild, type Rank, type RankEvent } from './support/ranks.js';
 import { latestCheckpoint, loadCheckpoint } from '../src/io/checkpoint.js';
 import type { AsyncChildArgs } from './support/async-child.js';
+import { AsyncLoop } from '../src/async/loop.js';
+import { BatchIndex } from '../src/async/batches.js';
+import { asyncSettings } from '../src/async/settings.js';
+import type { AsyncTower, Computed } from '../src/async/tower.js';
+import type { Applied } from '../src/async/native.js';
+import type { ServerTower } from '../src/async/server.js';
+import type { AsyncCheckpoints } from '../src/async/checkpoint.js';
+import { parseTrainOptions } from '../src/options.js';
+import { mnist } from '../src/runtime.js';
+import { mnistMlp } from '../src/model/spec.js';
+import type { StepEvent } from '../src/events.js';
 
 let runs = 0;
 const tmp = mkdtempSync(join(tmpdir(), 'towerline-servers-'));
@@ -111,5 +122,49 @@ describe('several parameter servers', () => {
     const worst = Math.max(...steps.map((e) => e.staleness as number));
     console.log(`# largest reported staleness ${worst}`);
     assert.ok(worst <= 1, `staleness ${worst} > maxStaleness 1`);
+  });
+
+  it("each update's staleness is the largest over the servers: the lead's own, or the others' the worker relays", async () => {
+    // Tower 0's pushes are 1 round stale at the lead and 3 at another server, tower 1's the other way round.
+    const at = { lead: [1, 2], others: [3, 0] };
+    const o = parseTrainOptions({ mode: 'async', model: mnistMlp(8), optimizer: { type: 'sgd', lr: 0.1 }, data: mnist({ batchSize: 10 }), steps: 4 });
+    const tower = (r: number): AsyncTower => ({
+      device: `tower ${r}`,
+      death: new Promise<Error>(() => {}),
+      compute: async (): Promise<Computed> => ({
+        pulled: { version: 0, minClock: 0, clock: 0, startMs: 0, endMs: 0 },
+        otherStaleness: at.others[r]!,
+        loss: 1,
+        regLoss: 0,
+        normSq: 1,
+        timings: { startMs: 0, input: 0, forward: 0, backward: 0, reduce: 0, update: 0, total: 0 },
+        pullMs: [0, 0],
+      }),
+      push: async (): Promise<Applied> => ({ version: ++version, clock: 1, lag: 0, staleness: at.lead[r]!, lr: 0.1, normSq: 1, regLoss: 0, skipped: false, startMs: 0, endMs: 0 }),
+      firstNonFinite: async () => undefined,
+      release: async () => {},
+    });
+    let version = 0;
+    const steps: StepEvent[] = [];
+    const loop = new AsyncLoop({
+      o,
+      s: { ...asyncSettings(o, 2), maxStaleness: Infinity },
+      towers: [tower(0), tower(1)],
+      server: { drop: () => {} } as unknown as ServerTower,
+      batches: new BatchIndex({ count: 100, batchSize: 10, lastBatch: 'drop', shuffle: false, seed: 1 }),
+      totalSteps: 4,
+      epochs: 1,
+      start: 0,
+      checkpoints: { save: async () => undefined } as unknown as AsyncCheckpoints,
+      evaluate: false,
+      deadlineMs: 10_000,
+      faults: undefined,
+      stopped: () => false,
+      emitStep: (r) => steps.push(r.event),
+      emitEvent: () => {},
+    });
+    assert.equal((await loop.run()).steps, 4);
+    assert.equal(steps.length, 4);
+    for (const e of steps) assert.equal(e.async!.staleness, e.async!.tower === 0 ? 3 : 2, JSON.stringify(e.async));
   });
 });
