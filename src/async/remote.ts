@@ -6,8 +6,9 @@
 // follows (follow()): per tower, it waits at its own staleness gate, sends its shard's master weights, takes the
 // gradient of its shard back and applies it. A worker's tower waits for work (a batch number and the lead's shard,
 // then every other server's shard), computes the gradient through its tower port and sends each shard's part to its
-// server. A worker that dies is dropped like a local tower; a server that dies fails every worker's wait on it at
-// once, naming it.
+// server, with the gradient's global norm. The lead gathers the other shards to evaluate and to checkpoint, and
+// scatters a resumed checkpoint's shards before any tower starts (src/async/shard-link.ts). A worker that dies is
+// dropped like a local tower; a server that dies fails every worker's wait on it at once, naming it.
 import { TowerError } from '../errors.js';
 import { loadInput } from '../data/inputs.js';
 import type { LoopContext } from '../coordinator/train-loop.js';
@@ -88,7 +89,7 @@ class RemoteAsyncTower implements AsyncTower {
   readonly death = new Promise<Error>(() => {}); // a dead worker shows in the calls on its link
   private readonly offset = nativeClockOffset();
   private done = false;
-  /** The last gradient's global squared norm (for a sharded server's push). */
+  /** The last gradient's global squared norm, which its push carries (Note [Global norm across shards]). */
   private normSq = NaN;
 
   constructor(
@@ -192,7 +193,7 @@ async function follow(c: LoopContext, conn: Connection, me: number, servers: num
   let finished = 0;
   let dropped = 0;
   // The lead's requests wait until this server took the pushes the lead had (Note [Shard checkpoints]).
-  let waiting: Array<() => void> = [];
+  const waiting: Array<() => void> = [];
   const progressed = () => waiting.splice(0).forEach((f) => f());
   const caughtUp = async (v: number): Promise<void> => {
     const until = performance.now() + waitMs;
