@@ -3,8 +3,9 @@
 // weights, optimizer slots and EMA of its final checkpoint (written by the lead, gathered from both shards), every
 // step's loss, with clipping by the global norm active (Note [Global norm across shards]: a shard's own norm would
 // clip differently) and the evaluation on the EMA (gathered from both shards). A checkpoint written on 2 servers
-// resumes on 2 and on 1 and continues the uninterrupted run bit for bit (Note [Shard checkpoints]). With 2 workers
-// the reported staleness is the largest over the servers and stays within maxStaleness.
+// resumes on 2 and on 1 and continues the uninterrupted run bit for bit (Note [Shard checkpoints]). A NaN in one
+// shard's part of a gradient makes every server skip the update. With 2 workers the reported staleness is the
+// largest over the servers and stays within maxStaleness.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
@@ -113,6 +114,21 @@ describe('several parameter servers', () => {
       assert.equal(ck.step, 60);
       assertSameState((await checkpointIn(whole)).tensors, ck.tensors, `resumed on ${servers} server(s) vs the uninterrupted run`);
     }
+  });
+
+  it('the non-finite guard on every server sees the whole gradient: a NaN in the lead\'s shard makes both skip, as one server does, naming the tower', { timeout: 600_000 }, async () => {
+    // Element 5 of the gradient is in dense1's kernel, the lead's shard (Note [Parameter shards]): a server that
+    // guarded on its own shard's norm alone would apply its part of that update.
+    const base = { devices: 'cpu:0', hidden: 32, steps: 20, lr: 0.05, nanAt: 5, nonFinite: 'skip' as const };
+    const one = await run(1, 1, { ...base, checkpoint: { dir: join(tmp, 'nan-one') } });
+    const two = await run(2, 1, { ...base, checkpoint: { dir: join(tmp, 'nan-two') } });
+    for (const [events, worker] of [[one, 1], [two, 2]] as const) {
+      const skipped = of(events[0]!, 'skipped');
+      assert.equal(skipped.length, 1, JSON.stringify(skipped));
+      assert.equal(skipped[0]!.step, 5);
+      assert.match(skipped[0]!.reason as string, new RegExp(`tower 0 of worker rank ${worker}`));
+    }
+    assertSameState((await checkpointIn(join(tmp, 'nan-one'))).tensors, (await checkpointIn(join(tmp, 'nan-two'))).tensors, '2 servers vs 1, one update skipped');
   });
 
   it('2 servers, 2 workers: the reported staleness is the largest over the servers and within maxStaleness', { timeout: 300_000 }, async () => {

@@ -289,6 +289,7 @@ async function work(c: LoopContext, conn: Connection, servers: number): Promise<
       const reply = await port.step(
         { dataset: TRAIN_SET, indices: batch.indices, ...(crop ? { crop: crop(o.seed, batch.number, batch.indices) } : {}), lr: 0, t: batch.number + 1, gradScale: 1 / B, variant: 'gradient' },
         o.guard.stepTimeoutMs ?? c.callMs,
+        c.faults?.(h.batch + 1, slot), // this process's fault plan: step = batch number + 1, rank = tower slot
       );
       const t = reply.timings;
       const values = [reply.loss, reply.gradNorm, t.input, t.forward, t.backward, t.total, Math.fround(reply.gradNorm * reply.gradNorm), otherStaleness, reply.regLoss];

@@ -3,6 +3,7 @@
 // ('ready', 'step' every 10 updates or every one, 'dropped', 'resumed', 'checkpoint', 'evaluation', 'done', 'error').
 // Usage: node --import tsx test/support/async-child.ts '<json AsyncChildArgs>'
 import { createRuntime, mnist, type Runtime } from '../../src/runtime.js';
+import { injectFaults } from '../../src/testing/faults.js';
 import { mnistMlp } from '../../src/model/spec.js';
 
 export interface AsyncChildArgs {
@@ -19,6 +20,9 @@ export interface AsyncChildArgs {
   checkpoint?: { dir: string; everySteps?: number; resume?: boolean };
   /** A 'step' event for every update (else every 10th). */
   everyStep?: boolean;
+  /** A worker: a NaN into its tower 0's gradient (element 5) at this step (batch number + 1). */
+  nanAt?: number;
+  nonFinite?: 'halt' | 'skip';
 }
 
 const args = JSON.parse(process.argv[2]!) as AsyncChildArgs;
@@ -29,6 +33,9 @@ async function main(): Promise<number> {
   try {
     rt = await createRuntime({ devices: args.devices });
     emit('ready');
+    const nanAt = args.nanAt;
+    if (nanAt !== undefined && process.env.TOWERLINE_ASYNC_ROLE === 'worker')
+      injectFaults(rt, (step, rank) => (step === nanAt && rank === 0 ? { at: 'gradient', kind: 'nan', index: 5 } : undefined));
     const lr = args.decay ? { type: 'exponential' as const, lr: args.lr, decayRate: args.decay, decaySteps: 937, staircase: true } : args.lr;
     const run = rt.train({
       mode: 'async',
@@ -39,6 +46,7 @@ async function main(): Promise<number> {
       ...(args.emaDecay !== undefined ? { emaDecay: args.emaDecay } : {}),
       ...(args.maxStaleness !== undefined ? { maxStaleness: args.maxStaleness } : {}),
       ...(args.checkpoint ? { checkpoint: args.checkpoint } : {}),
+      ...(args.nonFinite ? { guard: { nonFinite: args.nonFinite } } : {}),
       ...(args.epochs !== undefined ? { epochs: args.epochs } : { steps: args.steps! }),
       seed: 4,
       evaluate: args.epochs !== undefined,
@@ -49,6 +57,7 @@ async function main(): Promise<number> {
     run.events$.subscribe((e) => {
       if (e.type === 'towerDropped') emit('dropped', { device: e.device, reason: e.reason, step: e.step });
       if (e.type === 'resumed' || e.type === 'checkpoint') emit(e.type, { step: e.step, path: e.path });
+      if (e.type === 'skipped') emit('skipped', { step: e.step, reason: e.reason });
       if (e.type === 'evaluation') emit('evaluation', { step: e.step, loss: e.loss, accuracy: e.accuracy, useEma: e.useEma });
     });
     const s = await run.done;
