@@ -42,7 +42,8 @@ export interface AsyncUpdate {
   /** The pushing tower: its rank and label. */
   tower: number;
   device: string;
-  /** Rounds its tower was ahead of the slowest when it pulled (at most maxStaleness). */
+  /** Rounds its tower was ahead of the slowest when it pulled (at most maxStaleness); with several parameter
+   *  servers, the largest over the servers (each bounds it with its own gate; docs/async.md). */
   staleness: number;
   /** Pushes the server took between its pull and this push. */
   lag: number;

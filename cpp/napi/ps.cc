@@ -39,6 +39,7 @@ Napi::Value PsCreate(const Napi::CallbackInfo& info) {
     c.hyper = bufferField(o, "hyper");
     c.normSq = bufferField(o, "normSq");
     c.regLoss = bufferField(o, "regLoss");
+    c.normSqIn = bufferField(o, "normSqIn");
     auto apply = numberField(o, "apply");
     TL_CHECK_ARG(apply.has_value(), Type, "psCreate: 'apply' must be a program handle");
     c.apply = Registry::get().program(static_cast<uint32_t>(*apply));
@@ -61,6 +62,7 @@ Napi::Value PsCreate(const Napi::CallbackInfo& info) {
 
 Napi::Value pulledValue(Napi::Env env, const ps::Pulled& p) {
   return ObjectOf(env).set("version", static_cast<double>(p.version)).set("minClock", static_cast<double>(p.minClock))
+      .set("clock", static_cast<double>(p.clock))
       .set("startMs", p.startMs).set("endMs", p.endMs);
 }
 
@@ -85,14 +87,17 @@ Napi::Value PsPull(const Napi::CallbackInfo& info) {
   });
 }
 
-// psPush(server, rank, gradArena): on the server's device thread, in the order pushes reach its queue.
+// psPush(server, rank, gradArena, normSq): on the server's device thread, in the order pushes reach its queue;
+// normSq is the gradient's global squared norm (Note [Global norm across shards] in src/async/server.ts).
 Napi::Value PsPush(const Napi::CallbackInfo& info) {
   return withHandle(info, "server handle", [&](uint32_t h) -> Napi::Value {
     auto server = psServers().get(h);
     const int rank = static_cast<int>(u32Arg(info, 1, "tower rank"));
     auto src = Registry::get().buffer(u32Arg(info, 2, "gradient arena handle"));
+    TL_CHECK_ARG(info.Length() > 3 && info[3].IsNumber(), Type, "psPush(server, rank, gradArena, normSq: number)");
+    const float normSq = info[3].As<Napi::Number>().FloatValue();
     auto out = std::make_shared<ps::Applied>();
-    return submitAsync(info.Env(), server->devicePtr(), [server, rank, src, out] { *out = server->push(rank, *src); },
+    return submitAsync(info.Env(), server->devicePtr(), [server, rank, src, out, normSq] { *out = server->push(rank, *src, normSq); },
                        [out](Napi::Env e) { return appliedValue(e, *out); });
   });
 }

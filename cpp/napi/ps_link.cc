@@ -1,7 +1,8 @@
 // Parameter-server link bindings (Note [Parameter-server link] in cpp/ps/link.h): psLinkConnect, psLinkSendWork,
 // psLinkSendStop, psLinkRecvGradient, psPushStaged (server side); psLinkRecvWork, psLinkSendGradient (worker side);
-// psLinkAbort, psLinkClose. Each (peer, tower slot) is a channel with its own thread and staging memory; the bytes
-// go between that staging and a device's arena natively, never through JS.
+// psLinkSendBuffers, psLinkRecvBuffers (a shard's state between servers); psLinkAbort, psLinkClose. Each (peer,
+// tower slot) is a channel with its own thread and staging memory; the bytes go between that staging and a device's
+// arena natively, never through JS.
 #include <cmath>
 #include <map>
 #include <mutex>
@@ -145,6 +146,7 @@ Napi::Value PsLinkSendWork(const Napi::CallbackInfo& info) {
       server->device().runBlocking([&] { *out = server->pullToHost(rank, c->staging.data(), offset, length); });
       c->header = h;
       c->header.version = static_cast<int64_t>(out->version);
+      c->header.values[0] = static_cast<double>(out->clock - out->minClock);  // this server's staleness of the push to come
       ps::Link& l = state->connected();
       l.send(a.peer, tagOf(a.slot, kHeaderDown), &c->header, sizeof(Header), 0);
       l.send(a.peer, tagOf(a.slot, kDataDown), c->staging.data(), static_cast<size_t>(length) * sizeof(float), 0);
@@ -183,17 +185,20 @@ Napi::Value PsLinkRecvGradient(const Napi::CallbackInfo& info) {
   });
 }
 
-// psPushStaged(link, peer, slot, server, rank, offset, length) -> Promise<applied>: the gradient psLinkRecvGradient
-// received, applied on the server's device thread (Note [Parameter server]).
+// psPushStaged(link, peer, slot, server, rank, offset, length, normSq) -> Promise<applied>: the gradient
+// psLinkRecvGradient received, applied on the server's device thread (Note [Parameter server]); normSq: the whole
+// gradient's squared norm (Note [Global norm across shards] in src/async/server.ts).
 Napi::Value PsPushStaged(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Args a = channelArgs(info);
     auto server = psServers().get(u32Arg(info, 3, "server handle"));
     const int rank = static_cast<int>(u32Arg(info, 4, "tower rank"));
     const int64_t offset = u32Arg(info, 5, "offset"), length = u32Arg(info, 6, "length");
+    TL_CHECK_ARG(info.Length() > 7 && info[7].IsNumber(), Type, "psPushStaged(..., normSq: number): the gradient's global squared norm");
+    const float normSq = info[7].As<Napi::Number>().FloatValue();
     auto c = a.state->channel(a.peer, a.slot, length);
     auto out = std::make_shared<ps::Applied>();
-    return submitAsync(info.Env(), server->devicePtr(), [=] { *out = server->pushFromHost(rank, c->staging.data(), offset, length); },
+    return submitAsync(info.Env(), server->devicePtr(), [=] { *out = server->pushFromHost(rank, c->staging.data(), offset, length, normSq); },
                        [out](Napi::Env e) { return appliedValue(e, *out); });
   });
 }
@@ -248,21 +253,81 @@ Napi::Value PsLinkSendGradient(const Napi::CallbackInfo& info) {
   });
 }
 
-// psLinkTakeStaged(link, peer, slot, arena, offset, length): what psLinkRecvGradient received, into the arena's
-// [offset, offset+length) on its device thread (the lead server gathering the other servers' shards to evaluate).
-Napi::Value PsLinkTakeStaged(const Napi::CallbackInfo& info) {
+// Buffers of one device (a shard's state: weights, optimizer slots, EMA) and their total elements.
+struct BufferList {
+  std::vector<std::shared_ptr<Buffer>> bufs;
+  int64_t total = 0;
+};
+
+BufferList bufferListArg(const Napi::CallbackInfo& info, size_t i, const char* call) {
+  TL_CHECK_ARG(info.Length() > i && info[i].IsArray(), Type, call << ": argument " << i << " must be an array of buffer handles");
+  auto arr = info[i].As<Napi::Array>();
+  BufferList l;
+  for (uint32_t k = 0; k < arr.Length(); ++k) {
+    TL_CHECK_ARG(arr.Get(k).IsNumber(), Type, call << ": buffers[" << k << "] is not a handle");
+    auto b = Registry::get().buffer(arr.Get(k).As<Napi::Number>().Uint32Value());
+    TL_CHECK_ARG(b->dtype == DType::F32 && (l.bufs.empty() || b->device == l.bufs.front()->device), Range,
+                 call << ": buffer #" << b->handle << " must be f32, on the device of the first");
+    l.bufs.push_back(b);
+    l.total += b->numel;
+  }
+  return l;
+}
+
+// Copies every buffer of `l` to (out) or from (!out) consecutive ranges of `staging`, on their device's thread.
+void stageBuffers(const BufferList& l, std::vector<float>& staging, bool out) {
+  if (l.bufs.empty()) return;
+  l.bufs.front()->device->runBlocking([&] {
+    Backend& dev = l.bufs.front()->device->backend();
+    float* at = staging.data();
+    for (const auto& b : l.bufs) {
+      out ? dev.copyOut(at, b->data, b->bytes()) : dev.copyIn(b->data, at, b->bytes());
+      at += b->numel;
+    }
+  });
+}
+
+// psLinkSendBuffers(link, peer, slot, buffers, header, up, timeoutMs): the header, then the buffers' values one
+// after another (read together in one task on their device thread, so between two pushes), on the up (towards the
+// lead) or down tags. No data message when the list is empty.
+Napi::Value PsLinkSendBuffers(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Args a = channelArgs(info);
-    auto arena = Registry::get().buffer(u32Arg(info, 3, "arena handle"));
-    const int64_t offset = u32Arg(info, 4, "offset"), length = u32Arg(info, 5, "length");
-    TL_CHECK_ARG(arena->dtype == DType::F32 && offset + length <= arena->numel, Range,
-                 "psLinkTakeStaged: [" << offset << ", " << offset + length << ") does not fit arena #" << arena->handle);
-    auto c = a.state->channel(a.peer, a.slot, length);
+    BufferList l = bufferListArg(info, 3, "psLinkSendBuffers");
+    Header h = headerArg(info[4]);
+    const bool up = info.Length() > 5 && info[5].ToBoolean();
+    const int64_t timeoutMs = static_cast<int64_t>(timeoutArg(info, 6));
+    auto c = a.state->channel(a.peer, a.slot, l.total);
+    auto state = a.state;
     return submitAsync(info.Env(), queueOf(c->thread), [=] {
-      arena->device->runBlocking([&] {
-        arena->device->backend().copyIn(static_cast<float*>(arena->data) + offset, c->staging.data(), static_cast<size_t>(length) * sizeof(float));
-      });
+      stageBuffers(l, c->staging, true);
+      c->header = h;
+      ps::Link& link = state->connected();
+      link.send(a.peer, tagOf(a.slot, up ? kHeaderUp : kHeaderDown), &c->header, sizeof(Header), timeoutMs);
+      if (l.total > 0) link.send(a.peer, tagOf(a.slot, up ? kDataUp : kDataDown), c->staging.data(), static_cast<size_t>(l.total) * sizeof(float), timeoutMs);
     });
+  });
+}
+
+// psLinkRecvBuffers(link, peer, slot, buffers, up, withHeader, timeoutMs) -> Promise<header>: what
+// psLinkSendBuffers sent (its header first when withHeader; else the header was taken already), into the buffers.
+Napi::Value PsLinkRecvBuffers(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Args a = channelArgs(info);
+    BufferList l = bufferListArg(info, 3, "psLinkRecvBuffers");
+    const bool up = info.Length() > 4 && info[4].ToBoolean();
+    const bool withHeader = info.Length() > 5 && info[5].ToBoolean();
+    const int64_t timeoutMs = static_cast<int64_t>(timeoutArg(info, 6));
+    auto c = a.state->channel(a.peer, a.slot, l.total);
+    auto state = a.state;
+    auto out = std::make_shared<Header>();
+    return submitAsync(info.Env(), queueOf(c->thread), [=] {
+      ps::Link& link = state->connected();
+      if (withHeader) link.recv(a.peer, tagOf(a.slot, up ? kHeaderUp : kHeaderDown), out.get(), sizeof(Header), timeoutMs);
+      if (l.total == 0) return;
+      link.recv(a.peer, tagOf(a.slot, up ? kDataUp : kDataDown), c->staging.data(), static_cast<size_t>(l.total) * sizeof(float), timeoutMs);
+      stageBuffers(l, c->staging, false);
+    }, [out](Napi::Env e) { return headerValue(e, *out); });
   });
 }
 
@@ -293,7 +358,7 @@ Napi::Value PsLinkClose(const Napi::CallbackInfo& info) {
 void registerPsLinkBindings(Napi::Env env, Napi::Object exports) {
   exportAll(env, exports, {{"psLinkConnect", PsLinkConnect}, {"psLinkSendWork", PsLinkSendWork}, {"psLinkSendStop", PsLinkSendStop},
                            {"psLinkRecvGradient", PsLinkRecvGradient}, {"psPushStaged", PsPushStaged},
-                           {"psLinkRecvWork", PsLinkRecvWork}, {"psLinkSendGradient", PsLinkSendGradient}, {"psLinkTakeStaged", PsLinkTakeStaged},
+                           {"psLinkRecvWork", PsLinkRecvWork}, {"psLinkSendGradient", PsLinkSendGradient},                            {"psLinkSendBuffers", PsLinkSendBuffers}, {"psLinkRecvBuffers", PsLinkRecvBuffers},
                            {"psLinkAbort", PsLinkAbort}, {"psLinkClose", PsLinkClose}});
   const uint64_t owner = envId(env);
   env.AddCleanupHook([owner] {

@@ -31,6 +31,8 @@ ParameterServer::ParameterServer(uint32_t id, ServerConfig c)
                  "parameter server: buffer #" << (*b)->handle << " must be f32 on " << c_.device->name());
   TL_CHECK_ARG(c_.grads->numel == c_.weights->numel, Range,
                "parameter server: the gradient arena has " << c_.grads->numel << " elements, the weights " << c_.weights->numel);
+  TL_CHECK_ARG(c_.normSqIn && c_.normSqIn->device == c_.device && c_.normSqIn->dtype == DType::F32 && c_.normSqIn->numel == 1, Range,
+               "parameter server: normSqIn must be one f32 on " << c_.device->name());
   TL_CHECK_ARG(c_.hyper->numel >= kHyperUsed, Range, "parameter server: the hyper buffer needs " << kHyperUsed << " slots");
   TL_CHECK_ARG(c_.apply->device == c_.device, Range, "parameter server: the apply program is compiled on "
                                                          << c_.apply->device->name() << ", not " << c_.device->name());
@@ -46,6 +48,7 @@ Pulled ParameterServer::recordPull(int rank) {
   Pulled p;
   p.version = version_;
   p.minClock = clocks_[rank];
+  p.clock = clocks_[rank];
   for (int q = 0; q < c_.towers; ++q)
     if (alive_[q]) p.minClock = std::min(p.minClock, clocks_[q]);
   pulled_[rank] = p;
@@ -79,30 +82,30 @@ Pulled ParameterServer::pullToHost(int rank, float* host, int64_t offset, int64_
   return p;
 }
 
-Applied ParameterServer::push(int rank, Buffer& src) {
+Applied ParameterServer::push(int rank, Buffer& src, float normSq) {
   checkRank(rank, "push");
   checkArena(src, *c_.grads, "gradient arena", "parameter server push");
   const double t0 = nowMs();
   selectTransport(*c_.device, *src.device).copy(*c_.grads, src, 0, c_.grads->numel);  // on the server's thread
   std::unique_lock<std::shared_mutex> lk(weightsMu_);
-  Applied a = applyLocked(rank);
+  Applied a = applyLocked(rank, normSq);
   a.startMs = t0;
   return a;
 }
 
-Applied ParameterServer::pushFromHost(int rank, const float* host, int64_t offset, int64_t length) {
+Applied ParameterServer::pushFromHost(int rank, const float* host, int64_t offset, int64_t length, float normSq) {
   checkRank(rank, "push");
   TL_CHECK(offset >= 0 && length >= 0 && offset + length <= c_.grads->numel, "parameter server push: range [" << offset << ", "
                                                                                 << offset + length << ") is outside the arena");
   const double t0 = nowMs();
   c_.device->backend().copyIn(static_cast<float*>(c_.grads->data) + offset, host, static_cast<size_t>(length) * sizeof(float));
   std::unique_lock<std::shared_mutex> lk(weightsMu_);
-  Applied a = applyLocked(rank);
+  Applied a = applyLocked(rank, normSq);
   a.startMs = t0;
   return a;
 }
 
-Applied ParameterServer::applyLocked(int rank) {
+Applied ParameterServer::applyLocked(int rank, float normSqIn) {
   Applied a;
   Pulled seen;
   {
@@ -121,6 +124,7 @@ Applied ParameterServer::applyLocked(int rank) {
   hyper[kHyperStep] = static_cast<float>(a.version + 1);
   hyper[kHyperGradScale] = 1;  // unused by the update; the tower's loss already weighted its gradient
   dev.copyIn(c_.hyper->data, hyper, sizeof(hyper));
+  dev.copyIn(c_.normSqIn->data, &normSqIn, sizeof(float));
   c_.apply->execute();
   float normSq = 0, regLoss = 0;
   dev.copyOut(&normSq, c_.normSq->data, sizeof(float));

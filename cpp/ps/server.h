@@ -16,9 +16,10 @@ namespace ps {
 
 // Note [Parameter server]: the server is a tower without a data set on a device of its own (src/async/server.ts
 // builds it): its weight arena holds the master weights, its slots and EMA the optimizer state, its gradient arena
-// receives one push at a time, and its apply program is the synchronous mode's update (updateOps in
-// src/model/passes.ts: L2, the global norm and its '@guard', clipping, the optimizer, the EMA) compiled on its
-// device. Every push and every snapshot is a task on the server's device thread, so pushes are applied one at a
+// receives one push at a time, and its apply program is the synchronous mode's update (Note [Fused parameter tail]
+// in src/model/passes.ts) split at its guard: the tower that computed the gradient ran the first pass (L2, the
+// global norm), the push carries that norm, and apply guards on it ('@guard') and runs the second (clipping, the
+// optimizer, the EMA) on its device (Note [Global norm across shards] in src/async/server.ts). Every push and every snapshot is a task on the server's device thread, so pushes are applied one at a
 // time in the order they reach its queue and a snapshot never sees half an update. A pull copies the master
 // weights into a tower's weight arena on the tower's device thread (Note [Transports]: the destination's thread)
 // under a read lock that apply holds for writing, so a pull never sees a torn update either.
@@ -35,6 +36,7 @@ struct ServerConfig {
   std::shared_ptr<Device> device;
   std::shared_ptr<Buffer> weights, grads, hyper, normSq, regLoss;  // all on `device`
   std::shared_ptr<Program> apply;                                  // compiled on `device`
+  std::shared_ptr<Buffer> normSqIn;  // 1 f32: the push's global squared norm, which apply guards on and clips by
   int towers = 1;
   std::vector<float> lr;  // the learning rate per version (the schedule as data); the last entry holds after it
   bool stalenessLr = false;
@@ -44,6 +46,7 @@ struct ServerConfig {
 struct Pulled {
   uint64_t version = 0;
   int64_t minClock = 0;
+  int64_t clock = 0;  // the tower's own clock: clock - minClock is the staleness its push will have
   double startMs = 0, endMs = 0;
 };
 
@@ -72,8 +75,10 @@ class ParameterServer {
   Pulled pullToHost(int rank, float* host, int64_t offset, int64_t length);
   // On the server's device thread: a push whose gradient is in src (a tower's gradient arena), or in host memory
   // (a remote push, `length` elements for [offset, offset+length) of the arena; the rest of the arena is zero).
-  Applied push(int rank, Buffer& src);
-  Applied pushFromHost(int rank, const float* host, int64_t offset, int64_t length);
+  // normSq: the gradient's global squared norm, which its tower computed (Note [Global norm across shards] in
+  // src/async/server.ts).
+  Applied push(int rank, Buffer& src, float normSq);
+  Applied pushFromHost(int rank, const float* host, int64_t offset, int64_t length, float normSq);
 
   void drop(int rank);  // a dropped tower no longer holds the smallest clock back
   struct Info {
@@ -88,7 +93,7 @@ class ParameterServer {
  private:
   void checkRank(int rank, const char* op) const;
   Pulled recordPull(int rank);
-  Applied applyLocked(int rank);  // the apply program on grads_ (server thread, weights write-locked)
+  Applied applyLocked(int rank, float normSq);  // the apply program on grads_ (server thread, weights write-locked)
   uint32_t id_;
   ServerConfig c_;
   std::shared_mutex weightsMu_;  // apply writes the master weights; local pulls read them

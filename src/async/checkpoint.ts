@@ -1,4 +1,4 @@
-// Checkpoints of the parameter server: its state (master weights, optimizer slots, EMA) from one moment between two
+// Checkpoints of the parameter server (with several, of all of them: Note [Shard checkpoints]): its state (master weights, optimizer slots, EMA) from one moment between two
 // pushes, and its version, written with the synchronous mode's atomic checkpoint files (src/io/checkpoint.ts,
 // unchanged) and checked against the run settings the same way on resume (src/coordinator/checkpoints.ts).
 //
@@ -39,10 +39,15 @@ export class AsyncCheckpoints {
     return this.o ? latestCheckpoint(this.o.dir) : Promise.resolve(undefined);
   }
 
+  /** The lead of several servers: brings every other server's shard of the state into its tower at version v
+   *  (Note [Shard checkpoints] in src/async/shard-link.ts). */
+  gather: ((version: number) => Promise<void>) | undefined;
+
   /** Writes the server's state now (between two pushes: the caller holds them back); returns the sidecar path. */
   async save(): Promise<{ path: string; version: number } | undefined> {
     if (!this.o) return undefined;
-    const snap = await this.server.snapshot();
+    await this.gather?.(this.server.info().version);
+    const snap = await this.server.snapshot(this.server.tower.params);
     const v = snap.version;
     const state = {
       settings: this.settings,
@@ -68,7 +73,8 @@ export class AsyncCheckpoints {
         'checkpoint',
       );
     const t = this.server.tower;
-    const plan = stateTensors(this.server.shardParams()).map(({ name, handle, p }): [number, Float32Array] => {
+    // Every parameter (the lead of several servers sends the other shards on: Note [Shard checkpoints]).
+    const plan = stateTensors(this.server.tower.params).map(({ name, handle, p }): [number, Float32Array] => {
       const v = ck.tensors.get(name);
       if (!v) throw new ConfigError(`checkpoint ${path} has no tensor '${name}' that the parameter server needs`, 'checkpoint');
       if (v.data.length !== p.numel) throw new ConfigError(`checkpoint ${path}: tensor '${name}' has ${v.data.length} values, the model ${p.numel}`, 'checkpoint');

@@ -186,7 +186,7 @@ export class AsyncLoop {
     const end = performance.now();
     const B = batch.indices.length;
     this.rates[rank] = B / Math.max(1e-6, (end - at.start) / 1000);
-    this.loss = c.loss + a.regLoss;
+    this.loss = c.loss + c.regLoss;
     const towerExamplesPerSec = this.rates.map((x, r) => (this.gate.isAlive(r) ? x : 0));
     const event: StepEvent = {
       step: a.version,
@@ -199,7 +199,7 @@ export class AsyncLoop {
       batchSize: B,
       shardSizes: [B],
       towers: [{ device: t.device, ...c.timings, reduce: end - at.pushFrom, update: a.endMs - a.startMs, idle: at.start - at.waitFrom }],
-      async: { version: a.version, tower: rank, device: t.device, staleness: a.staleness, lag: a.lag, pulledVersion: c.pulled.version, towerExamplesPerSec },
+      async: { version: a.version, tower: rank, device: t.device, staleness: Math.max(a.staleness, c.otherStaleness ?? 0), lag: a.lag, pulledVersion: c.pulled.version, towerExamplesPerSec },
     };
     this.c.emitStep({ event, startMs: at.waitFrom, endMs: end, async: { tower: rank, wait: [at.waitFrom, at.start], pull: c.pullMs, push: [at.pushFrom, end], apply: [a.startMs, a.endMs] } });
   }

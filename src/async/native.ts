@@ -5,6 +5,8 @@ import { native, type NativeAddon } from '../native/addon.js';
 export interface Pulled {
   version: number;
   minClock: number;
+  /** The tower's own clock then: clock - minClock is the staleness of the push to come. */
+  clock: number;
   /** On the native clock (nowMs). */
   startMs: number;
   endMs: number;
@@ -38,6 +40,8 @@ export interface ServerConfig {
   lr: Float32Array;
   stalenessLr: boolean;
   version: number;
+  /** A 1-element buffer the apply program takes the push's global squared norm from. */
+  normSqIn: number;
 }
 
 /** A link message's header (cpp/napi/ps_link.cc Header); src/async/protocol.ts gives the values their meaning. */
@@ -62,7 +66,7 @@ export interface LinkOptions {
 export interface PsAddon extends NativeAddon {
   psCreate(c: ServerConfig): number;
   psPull(server: number, rank: number, weightArena: number): Promise<Pulled>;
-  psPush(server: number, rank: number, gradArena: number): Promise<Applied>;
+  psPush(server: number, rank: number, gradArena: number, normSq: number): Promise<Applied>;
   psDrop(server: number, rank: number): void;
   psInfo(server: number): { version: number; clocks: number[]; alive: boolean[] };
   psSnapshot(server: number, buffers: number[]): Promise<{ version: number; tensors: Float32Array[] }>;
@@ -71,10 +75,14 @@ export interface PsAddon extends NativeAddon {
   psLinkSendWork(link: number, peer: number, slot: number, header: LinkHeader, server: number, rank: number, offset: number, length: number): Promise<Pulled>;
   psLinkSendStop(link: number, peer: number, slot: number, header: LinkHeader, timeoutMs: number): Promise<void>;
   psLinkRecvGradient(link: number, peer: number, slot: number, length: number): Promise<LinkHeader>;
-  psPushStaged(link: number, peer: number, slot: number, server: number, rank: number, offset: number, length: number): Promise<Applied>;
+  /** normSq: the whole gradient's squared norm (Note [Global norm across shards]). */
+  psPushStaged(link: number, peer: number, slot: number, server: number, rank: number, offset: number, length: number, normSq: number): Promise<Applied>;
   psLinkRecvWork(link: number, peer: number, slot: number, weightArena: number, offset: number, length: number, timeoutMs: number): Promise<LinkHeader>;
   psLinkSendGradient(link: number, peer: number, slot: number, gradArena: number, offset: number, length: number, header: LinkHeader, timeoutMs: number): Promise<void>;
-  psLinkTakeStaged(link: number, peer: number, slot: number, arena: number, offset: number, length: number): Promise<void>;
+  /** The header, then the buffers' values (read together between two pushes), on the up (to the lead) or down tags. */
+  psLinkSendBuffers(link: number, peer: number, slot: number, buffers: number[], header: LinkHeader, up: boolean, timeoutMs: number): Promise<void>;
+  /** What psLinkSendBuffers sent, into `buffers` (its header first when withHeader). */
+  psLinkRecvBuffers(link: number, peer: number, slot: number, buffers: number[], up: boolean, withHeader: boolean, timeoutMs: number): Promise<LinkHeader>;
   psLinkAbort(link: number, peer: number, slot: number): void;
   psLinkClose(link: number): void;
 }

@@ -6,9 +6,10 @@
 // follows (follow()): per tower, it waits at its own staleness gate, sends its shard's master weights, takes the
 // gradient of its shard back and applies it. A worker's tower waits for work (a batch number and the lead's shard,
 // then every other server's shard), computes the gradient through its tower port and sends each shard's part to its
-// server. A worker that dies is dropped like a local tower; a server that dies fails every worker's wait on it at
-// once, naming it.
-import { ConfigError, TowerError } from '../errors.js';
+// server, with the gradient's global norm. The lead gathers the other shards to evaluate and to checkpoint, and
+// scatters a resumed checkpoint's shards before any tower starts (src/async/shard-link.ts). A worker that dies is
+// dropped like a local tower; a server that dies fails every worker's wait on it at once, naming it.
+import { TowerError } from '../errors.js';
 import { loadInput } from '../data/inputs.js';
 import type { LoopContext } from '../coordinator/train-loop.js';
 import type { RunKind } from '../coordinator/run.js';
@@ -26,6 +27,7 @@ import { StalenessGate } from './gate.js';
 import { asyncSettings } from './settings.js';
 import { shardBySize } from './shards.js';
 import { ROLE_ENV, serversOf } from './roles.js';
+import { answerLead, OtherServers, serverLabel, startFromLead } from './shard-link.js';
 
 export { ROLE_ENV } from './roles.js';
 
@@ -33,11 +35,12 @@ export { ROLE_ENV } from './roles.js';
 const WORK = 1;
 const STOP = 2;
 const GRADIENT = 3;
-/** The lead server asks another for its shard's master weights (to evaluate). */
-const EVALUATE = 4;
-
-export const serverLabel = (rank: number): string => `parameter server (rank ${rank})`;
-export const SERVER_LABEL = serverLabel(0);
+/** Gradient header values: [loss, gradNorm, input, forward, backward, total] ms, then these. */
+const NORM_SQ = 6; // the whole gradient's squared norm, f32 (Note [Global norm across shards])
+const OTHER_STALENESS = 7; // the largest staleness of this push at the other servers
+const REG_LOSS = 8; // the L2 loss of the weights it pulled
+/** A work header's values[0]: the sending server's staleness of the push to come (cpp/napi/ps_link.cc). */
+const STALENESS = 0;
 
 const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
@@ -86,6 +89,8 @@ class RemoteAsyncTower implements AsyncTower {
   readonly death = new Promise<Error>(() => {}); // a dead worker shows in the calls on its link
   private readonly offset = nativeClockOffset();
   private done = false;
+  /** The last gradient's global squared norm, which its push carries (Note [Global norm across shards]). */
+  private normSq = NaN;
 
   constructor(
     private readonly link: number,
@@ -109,12 +114,15 @@ class RemoteAsyncTower implements AsyncTower {
       return fail('gradient')(e);
     });
     if (got.kind !== GRADIENT || got.batch !== batch.number) throw new TowerError(this.device, 'gradient', `expected the gradient of batch ${batch.number}; got message kind ${got.kind} for batch ${got.batch}`);
-    const [loss = NaN, gradNorm = NaN, input = 0, forward = 0, backward = 0, total = 0] = got.values;
+    const [loss = NaN, , input = 0, forward = 0, backward = 0, total = 0] = got.values;
+    this.normSq = got.values[NORM_SQ] ?? NaN;
     const now = performance.now();
     return {
       pulled,
+      otherStaleness: got.values[OTHER_STALENESS] ?? 0,
       loss,
-      localNormSq: gradNorm * gradNorm,
+      regLoss: got.values[REG_LOSS] ?? 0,
+      normSq: this.normSq,
       timings: { startMs: now - total, input, forward, backward, reduce: 0, update: 0, total },
       pullMs: [pulled.startMs + this.offset, pulled.endMs + this.offset],
     };
@@ -123,7 +131,7 @@ class RemoteAsyncTower implements AsyncTower {
   push(): Promise<Applied> {
     const { offset, length } = this.server;
     return psNative()
-      .psPushStaged(this.link, this.peer, this.slot, this.server.native, this.rank, offset, length)
+      .psPushStaged(this.link, this.peer, this.slot, this.server.native, this.rank, offset, length, this.normSq)
       .then((a) => ({ ...a, startMs: a.startMs + this.offset, endMs: a.endMs + this.offset }));
   }
 
@@ -148,33 +156,22 @@ async function serve(c: LoopContext, conn: Connection, servers: number): Promise
   const peers = counts.flatMap((n, peer) => Array.from({ length: n }, (_, slot) => ({ peer, slot })));
   const labels = peers.map(({ peer, slot }) => `tower ${slot} of worker rank ${peer}`);
   const shard = servers > 1 ? (bytes: number[]) => shardBySize(bytes, servers)[0]! : undefined;
-  const { server, checkpoints, start } = await openServer(c, input, { count: peers.length, labels, deviceIndex: c.towers.size }, plan, shard);
-  const waitMs = conn.group.options.timeoutMs;
-  if (servers > 1) server.gatherShards = () => gatherShards(conn, server, servers, waitMs);
+  const { server, checkpoints, start, resumed } = await openServer(c, input, { count: peers.length, labels, deviceIndex: c.towers.size }, plan, shard);
+  const { timeoutMs, rendezvousTimeoutMs } = conn.group.options;
+  const others = new OtherServers(conn.link, server, servers, timeoutMs, o.emaDecay !== undefined, rendezvousTimeoutMs);
+  if (servers > 1) {
+    server.gatherShards = () => others.gatherForEvaluation(server.info().version);
+    checkpoints.gather = (v) => others.gatherForCheckpoint(v);
+  }
   try {
+    await others.start(start, resumed);
     c.emitEvent({ type: 'started', step: start, totalSteps: plan.totalSteps, stepsPerEpoch: plan.perEpoch, devices: labels });
     const towers = peers.map(({ peer, slot }, r) => new RemoteAsyncTower(conn.link, peer, slot, r, server));
     const loop = asyncLoop(c, { towers, server, plan, order, start, checkpoints, evaluate: input.test !== undefined }, { faults: undefined });
     return await loop.run();
   } finally {
-    for (let k = 1; k < servers; k++) await psNative().psLinkSendStop(conn.link, k, 0, { kind: STOP, tower: 0, batch: 0, version: 0, values: [] }, 5000).catch(() => undefined);
+    await others.stop();
     await server.close();
-  }
-}
-
-/** The lead server, before an evaluation: every other server's shard of the master weights into its own tower. */
-async function gatherShards(conn: Connection, server: ServerTower, servers: number, waitMs: number): Promise<void> {
-  const ps = psNative();
-  const ranges = rangesOf(server.tower.params, servers);
-  for (let k = 1; k < servers; k++) {
-    const { offset, length } = ranges[k]!;
-    const fail = (e: unknown): never => {
-      ps.psLinkAbort(conn.link, k, 0);
-      throw e instanceof TowerError ? e : new TowerError(serverLabel(k), 'evaluate', messageOf(e));
-    };
-    await ps.psLinkSendStop(conn.link, k, 0, { kind: EVALUATE, tower: 0, batch: 0, version: 0, values: [] }, waitMs).catch(fail);
-    await withDeadline(ps.psLinkRecvGradient(conn.link, k, 0, length), waitMs, serverLabel(k), 'evaluate').catch(fail);
-    await ps.psLinkTakeStaged(conn.link, k, 0, server.tower.weightArena, offset, length);
   }
 }
 
@@ -187,12 +184,25 @@ async function follow(c: LoopContext, conn: Connection, me: number, servers: num
   const peers = counts.flatMap((n, peer) => Array.from({ length: n }, (_, slot) => ({ peer, slot })));
   const labels = peers.map(({ peer, slot }) => `tower ${slot} of worker rank ${peer}`);
   const shard = (bytes: number[]) => shardBySize(bytes, servers)[me]!;
-  const { server } = await openServer(c, input, { count: peers.length, labels, deviceIndex: c.towers.size }, plan, shard);
-  const ps = psNative();
   const waitMs = conn.group.options.timeoutMs;
+  const startAt = (s: ServerTower) => startFromLead(conn.link, s, me, conn.group.options.rendezvousTimeoutMs);
+  const { server, start } = await openServer(c, input, { count: peers.length, labels, deviceIndex: c.towers.size }, plan, shard, startAt);
+  const ps = psNative();
   const gate = new StalenessGate(peers.length, asyncSettings(o, peers.length).maxStaleness);
-  let version = 0;
+  let version = start;
   let finished = 0;
+  let dropped = 0;
+  // The lead's requests wait until this server took the pushes the lead had (Note [Shard checkpoints]).
+  const waiting: Array<() => void> = [];
+  const progressed = () => waiting.splice(0).forEach((f) => f());
+  const caughtUp = async (v: number): Promise<void> => {
+    const until = performance.now() + waitMs;
+    while (version + dropped < v && finished + dropped < peers.length && performance.now() < until)
+      await new Promise<void>((r) => {
+        const timer = setTimeout(r, Math.max(1, until - performance.now()));
+        waiting.push(() => (clearTimeout(timer), r()));
+      });
+  };
   const towerLoop = async (r: number): Promise<void> => {
     const { peer, slot } = peers[r]!;
     const header = { kind: WORK, tower: r, batch: 0, version: 0, values: [] };
@@ -204,33 +214,28 @@ async function follow(c: LoopContext, conn: Connection, me: number, servers: num
         const got = await ps.psLinkRecvGradient(conn.link, peer, slot, server.length);
         if (got.kind === STOP) {
           finished++;
+          progressed();
           gate.drop(r); // done: no longer holds the others back
           return;
         }
         if (got.kind !== GRADIENT) throw new Error(`expected a gradient; got message kind ${got.kind}`);
-        const a = await ps.psPushStaged(conn.link, peer, slot, server.native, r, server.offset, server.length);
+        const a = await ps.psPushStaged(conn.link, peer, slot, server.native, r, server.offset, server.length, got.values[NORM_SQ]);
         gate.advance(r, a.clock);
         version = Math.max(version, a.version);
+        progressed();
       }
     } catch (e) {
       if (!gate.isAlive(r)) return;
       gate.drop(r);
       server.drop(r);
+      dropped++;
+      progressed();
       c.emitEvent({ type: 'towerDropped', step: version, tower: r, device: labels[r]!, reason: messageOf(e), remaining: gate.live });
     }
   };
-  const requests = async (): Promise<void> => {
-    for (;;) {
-      const h = await ps.psLinkRecvWork(conn.link, 0, 0, server.tower.weightArena, 0, 0, 0).catch((e: unknown): never => {
-        throw new TowerError(SERVER_LABEL, 'evaluate', `${messageOf(e)} (${serverLabel(me)} was waiting for it)`);
-      });
-      if (h.kind !== EVALUATE) return;
-      await ps.psLinkSendGradient(conn.link, 0, 0, server.tower.weightArena, server.offset, server.length, h, waitMs);
-    }
-  };
   try {
-    c.emitEvent({ type: 'started', step: 0, totalSteps: plan.totalSteps, stepsPerEpoch: plan.perEpoch, devices: labels });
-    await Promise.all([Promise.all(peers.map((_, r) => towerLoop(r))), requests()]);
+    c.emitEvent({ type: 'started', step: start, totalSteps: plan.totalSteps, stepsPerEpoch: plan.perEpoch, devices: labels });
+    await Promise.all([Promise.all(peers.map((_, r) => towerLoop(r))), answerLead(conn.link, server, me, waitMs, caughtUp)]);
     if (finished === 0 && peers.length > 0) throw new TowerError(serverLabel(me), 'train', 'every worker tower was dropped before the run ended');
     return { steps: version, epochs: plan.epochs, finalLoss: NaN };
   } finally {
@@ -266,6 +271,7 @@ async function work(c: LoopContext, conn: Connection, servers: number): Promise<
         others.map(async ({ k, offset, length }) => {
           const h = await ps.psLinkRecvWork(conn.link, k, slot, weightArena, offset, length, waitMs).catch(fromServer(k, 'send work'));
           if (h.kind !== WORK) throw new TowerError(serverLabel(k), 'send work', `expected work; got message kind ${h.kind}`);
+          return h.values[STALENESS] ?? 0;
         }),
       );
     for (;;) {
@@ -277,15 +283,16 @@ async function work(c: LoopContext, conn: Connection, servers: number): Promise<
         await Promise.all(others.map(({ k, offset, length }) => ps.psLinkSendGradient(conn.link, k, slot, gradArena, offset, length, stop, waitMs).catch(fromServer(k, 'stop'))));
         return;
       }
-      await otherWork();
+      const otherStaleness = Math.max(0, ...(await otherWork()));
       const batch = order.at(h.batch);
       const B = batch.indices.length;
       const reply = await port.step(
         { dataset: TRAIN_SET, indices: batch.indices, ...(crop ? { crop: crop(o.seed, batch.number, batch.indices) } : {}), lr: 0, t: batch.number + 1, gradScale: 1 / B, variant: 'gradient' },
         o.guard.stepTimeoutMs ?? c.callMs,
+        c.faults?.(h.batch + 1, slot), // this process's fault plan: step = batch number + 1, rank = tower slot
       );
       const t = reply.timings;
-      const values = [reply.loss, reply.gradNorm, t.input, t.forward, t.backward, t.total];
+      const values = [reply.loss, reply.gradNorm, t.input, t.forward, t.backward, t.total, Math.fround(reply.gradNorm * reply.gradNorm), otherStaleness, reply.regLoss];
       const gradient = { kind: GRADIENT, tower: h.tower, batch: h.batch, version: h.version, values };
       await Promise.all(ranges.map(({ offset, length }, k) => ps.psLinkSendGradient(conn.link, k, slot, gradArena, offset, length, gradient, waitMs).catch(fromServer(k, 'gradient'))));
       last = { version: Math.max(last.version, h.version + 1), loss: reply.loss };
@@ -306,8 +313,6 @@ export function remoteAsyncRun(role: string, env: Record<string, string | undefi
         },
         async run() {
           const servers = serversOf(env);
-          if (servers > 1 && c.o.checkpoint)
-            throw new ConfigError(`checkpoints of an async run with ${servers} parameter servers are not supported yet (each server owns a shard; docs/async.md): run without 'checkpoint' or with one server`, 'checkpoint');
           const conn = await Connection.open();
           try {
             const rank = conn.group.rank;

@@ -31,14 +31,16 @@ export function planOf(o: ResolvedTrainOptions, count: number): { plan: RunPlan;
   return { plan, order };
 }
 
-/** The server of this process: built, seeded like tower 0 of a synchronous run, restored from a checkpoint if asked. */
+/** The server of this process: built, seeded like tower 0 of a synchronous run, restored from a checkpoint if asked
+ *  (or, `startAt`, as the lead server says). */
 export async function openServer(
   c: LoopContext,
   input: LoadedInput,
   towers: { count: number; labels: string[]; deviceIndex: number },
   plan: RunPlan,
   shard?: ServerOptions['shard'],
-): Promise<{ server: ServerTower; checkpoints: AsyncCheckpoints; start: number }> {
+  startAt?: (server: ServerTower) => Promise<number>,
+): Promise<{ server: ServerTower; checkpoints: AsyncCheckpoints; start: number; resumed: boolean }> {
   const { o } = c;
   const s = asyncSettings(o, towers.count);
   const server = ServerTower.open(towers.deviceIndex, {
@@ -55,13 +57,15 @@ export async function openServer(
     if (input.test) server.uploadDataset(TEST_SET, input.test, input.testTransform);
     const checkpoints = new AsyncCheckpoints(server, o.checkpoint, runSettingsOf(o), plan.perEpoch, towers.labels);
     let start = 0;
-    const path = o.checkpoint?.resume ? await checkpoints.latest() : undefined;
+    // A server of one shard of several starts where the lead says (Note [Shard checkpoints]).
+    const path = o.checkpoint?.resume && !startAt ? await checkpoints.latest() : undefined;
+    if (startAt) start = await startAt(server);
     if (path) {
       start = await checkpoints.restore(path);
       c.emitEvent({ type: 'resumed', step: start, path, bitIdentical: false, note: 'the server state is restored bit for bit; an async run is not bit-reproducible (Note [Async resume])' });
     }
     server.start(start);
-    return { server, checkpoints, start };
+    return { server, checkpoints, start, resumed: path !== undefined };
   } catch (e) {
     await server.close();
     throw e;

@@ -3,8 +3,10 @@
 // evaluates the master weights on.
 import { NativeDevice } from '../backend/native-device.js';
 import { Tower, type DeviceDataset, type ImageTransform } from '../model/tower.js';
-import { updateOps } from '../model/passes.js';
+import { paramUpdateOp } from '../model/passes.js';
 import { stateTensors, type NamedTensor } from '../model/state.js';
+import type { Op } from '../backend/backend.js';
+import type { Param } from '../model/memory.js';
 import { learningRate, parseSchedule } from '../model/schedule.js';
 import type { ResolvedModelSpec } from '../model/spec.js';
 import type { TrainingOptions, ResolvedTrainingOptions } from '../model/optimizer.js';
@@ -48,6 +50,28 @@ function shardNetwork(t: Tower, first: number, end: number): { net: Network; vie
   return { net: { ...net, params, gradArena, paramCount: length }, views: [gradArena] };
 }
 
+// Note [Global norm across shards]: clipping and the non-finite guard need the whole gradient's norm, but with
+// several servers each owns a shard of the parameters and receives only its part of a gradient. So the tower that
+// computes a gradient also runs the update's first pass (gradientOps in src/model/step-program.ts, the kernels
+// of the first pass of Note [Fused parameter tail]: L2 into the gradient with the weights it pulled, the global
+// squared norm in declaration order, the L2 loss) and the push carries that norm (one f32) with the gradient, or with each shard's
+// part. A server's apply program takes it into normSq, guards on it ('@guard') and runs the second pass (clipping by
+// it, the optimizer, the EMA) on its own parameters. So every server clips by, and guards on, the same global norm,
+// and S servers apply the very bits one server does to the same pushes. The L2 term is that of the weights the
+// gradient was computed on (the weights that produced its data loss; the reported L2 loss is theirs), not of the
+// master weights at apply time: the same when a gradient's lag is 0 (one tower), within lag updates otherwise.
+
+/** The server's apply program: the pushed global norm into normSq, its '@guard', the second pass of its shard. */
+function applyOps(net: Network, training: ResolvedTrainingOptions, normSqIn: number): Op[] {
+  const { normSq, regLoss } = net.buffers;
+  return [
+    { kernel: 'fill', inputs: [], outputs: [regLoss], attrs: { N: 1, value: 0 } }, // the tower reports the L2 loss
+    { kernel: 'copy', inputs: [normSqIn], outputs: [normSq], attrs: { N: 1 } },
+    { kernel: '@guard', inputs: [normSq], outputs: [] },
+    ...net.params.map((p) => paramUpdateOp(p, training, net.buffers)),
+  ];
+}
+
 export class ServerTower {
   readonly tower: Tower;
   readonly training: ResolvedTrainingOptions;
@@ -57,10 +81,13 @@ export class ServerTower {
   private handle: number | undefined;
   private apply: number | undefined;
   private readonly views: number[];
+  /** The push's global squared norm goes here (Note [Global norm across shards]). */
+  private readonly normSqIn: number;
   private readonly datasets = new Map<string, DeviceDataset>();
   private readonly range: ParamRange;
   private closed = false;
-  /** With several servers: brings the other servers' shards into this tower's weights before an evaluation. */
+  /** With several servers: brings the other servers' shards (weights, and the EMA when there is one) into this
+   *  tower before an evaluation (src/async/shard-link.ts). */
   gatherShards: (() => Promise<void>) | undefined;
 
   private constructor(
@@ -75,7 +102,8 @@ export class ServerTower {
     this.views = views;
     this.offset = net.params[0]?.offset ?? 0;
     this.length = net.paramCount;
-    this.apply = device.compile(updateOps(net, this.training));
+    this.normSqIn = this.tower.backend.alloc(1);
+    this.apply = device.compile(applyOps(net, this.training, this.normSqIn));
   }
 
   /** Builds the server's tower on `cpu:<index>` (the first index after the towers'). */
@@ -109,6 +137,7 @@ export class ServerTower {
       lr: learningRates(this.o.training, this.o.totalSteps),
       stalenessLr: this.o.stalenessLr,
       version,
+      normSqIn: this.normSqIn,
     });
   }
 
@@ -121,8 +150,9 @@ export class ServerTower {
     return psNative().psPull(this.native, rank, weightArena);
   }
 
-  push(rank: number, gradArena: number): Promise<Applied> {
-    return psNative().psPush(this.native, rank, gradArena);
+  /** normSq: the gradient's global squared norm, with L2 (its tower's third read). */
+  push(rank: number, gradArena: number, normSq: number): Promise<Applied> {
+    return psNative().psPush(this.native, rank, gradArena, normSq);
   }
 
   drop(rank: number): void {
@@ -138,21 +168,19 @@ export class ServerTower {
   }
 
   /** Loss and accuracy of the master weights (or their EMA) on an uploaded set; run while no push is applied.
-   *  With several servers, the master weights of every shard (the EMA lives on each shard's server: not used). */
+   *  With several servers, of every shard's master weights (or EMA), gathered first. */
   async evaluate(key: string, useEma: boolean): Promise<{ loss: number; accuracy: number; useEma: boolean }> {
     const ds = this.datasets.get(key);
     if (!ds) throw new Error(`${this.label}: no data set '${key}' was uploaded`);
-    if (this.gatherShards) {
-      await this.gatherShards();
-      useEma = false;
-    }
+    if (this.gatherShards) await this.gatherShards();
     const r = await this.tower.evaluate(ds, { useEma });
     return { loss: r.loss, accuracy: r.accuracy, useEma };
   }
 
-  /** The state a checkpoint holds (weights, slots, EMA of the shard's parameters), all from one moment, and its version. */
-  async snapshot(): Promise<{ version: number; tensors: NamedTensor[] }> {
-    const list = stateTensors(this.shardParams());
+  /** The state a checkpoint holds (weights, slots, EMA of `params`), all from one moment, and its version. With
+   *  several servers the lead snapshots every parameter, the other shards gathered into its tower just before. */
+  async snapshot(params: Param[] = this.shardParams()): Promise<{ version: number; tensors: NamedTensor[] }> {
+    const list = stateTensors(params);
     const s = await psNative().psSnapshot(this.native, list.map((t) => t.handle));
     return { version: s.version, tensors: list.map((t, i) => ({ name: t.name, shape: t.p.shape, data: s.tensors[i]! })) };
   }
@@ -168,6 +196,7 @@ export class ServerTower {
     if (this.handle !== undefined) psNative().psRelease(this.handle);
     if (this.apply !== undefined) this.device.releaseProgram(this.apply);
     for (const v of this.views) this.device.free(v);
+    this.device.free(this.normSqIn);
     this.tower.dispose();
     await this.device.close();
   }

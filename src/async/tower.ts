@@ -12,9 +12,13 @@ import type { ServerTower } from './server.js';
 /** One gradient, computed: what its pull saw, its loss and its local norm, its phases. */
 export interface Computed {
   pulled: Pulled;
-  /** This tower's data loss on its batch (already its mean) and its own gradient's squared norm. */
+  /** Several servers: the largest staleness this push has at the servers other than the lead (Note [Staleness]). */
+  otherStaleness?: number;
+  /** This tower's data loss on its batch (already its mean), the L2 loss of the weights it pulled, and its
+   *  gradient's global squared norm with L2 (Note [Global norm across shards]). */
   loss: number;
-  localNormSq: number;
+  regLoss: number;
+  normSq: number;
   /** Phases on the coordinator's clock (performance.now()). */
   timings: StepTimings;
   /** The pull, on the coordinator's clock. */
@@ -57,6 +61,7 @@ export class LocalAsyncTower implements AsyncTower {
   readonly death: Promise<Error>;
   private readonly arenas: { weightArena: number; gradArena: number };
   private readonly offset = nativeClockOffset();
+  private normSq = NaN;
 
   constructor(
     private readonly port: TowerPort,
@@ -82,17 +87,19 @@ export class LocalAsyncTower implements AsyncTower {
       deadlineMs,
       fault,
     );
+    this.normSq = Math.fround(reply.gradNorm * reply.gradNorm); // the f32 read, exactly (its sqrt squared)
     return {
       pulled,
       loss: reply.loss,
-      localNormSq: reply.gradNorm * reply.gradNorm,
+      regLoss: reply.regLoss,
+      normSq: this.normSq,
       timings: reply.timings,
       pullMs: [pulled.startMs + this.offset, pulled.endMs + this.offset],
     };
   }
 
   push(): Promise<Applied> {
-    return this.server.push(this.rank, this.arenas.gradArena).then((a) => ({ ...a, startMs: a.startMs + this.offset, endMs: a.endMs + this.offset }));
+    return this.server.push(this.rank, this.arenas.gradArena, this.normSq).then((a) => ({ ...a, startMs: a.startMs + this.offset, endMs: a.endMs + this.offset }));
   }
 
   firstNonFinite(): Promise<string | undefined> {

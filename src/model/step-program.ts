@@ -4,7 +4,7 @@ import type { Op } from '../backend/backend.js';
 import type { Network } from './network.js';
 import type { ResolvedTrainingOptions } from './optimizer.js';
 import { faultOp } from './fault.js';
-import { backwardOps, forwardOps, localNormOps, lossOps, updateOps } from './passes.js';
+import { backwardOps, forwardOps, localNormOps, lossOps, paramNormOp, updateOps } from './passes.js';
 import { overlappedReduceOps, type OverlapSlot } from './overlap-ops.js';
 
 export const STEP_PHASES = ['input', 'forward', 'backward', 'reduce', 'update'] as const;
@@ -80,15 +80,17 @@ export function stepOps(net: Network, B: number, input: Op[], collective: Collec
 
 /**
  * The asynchronous mode's step program (Note [Parameter server] in cpp/ps/server.h): the step program up to its
- * collective point, without the all-reduce, then this tower's own squared gradient norm (the 3rd read); the update
- * runs on the server when the gradient is pushed. Same phases and fault points, 'update' excepted.
+ * collective point, without the all-reduce, then the update's first pass (Note [Fused parameter tail]: L2 into the
+ * gradient with the weights it was computed on, the global squared norm (3rd read), the L2 loss (2nd read)); clipping
+ * and the optimizer run on the server when the gradient is pushed, with that norm (Note [Global norm across shards]).
  */
 export function gradientOps(net: Network, B: number, input: Op[]): Op[] {
-  const { normSq } = net.buffers;
+  const { normSq, regLoss } = net.buffers;
   return [
     ...computeOps(net, B, input, undefined),
+    { kernel: 'fill', inputs: [], outputs: [regLoss], attrs: { N: 1, value: 0 } },
     { kernel: 'fill', inputs: [], outputs: [normSq], attrs: { N: 1, value: 0 } },
-    { kernel: 'sum_squares', inputs: [net.gradArena], outputs: [normSq], attrs: { N: net.paramCount } },
+    ...net.params.map((p) => paramNormOp(p, net.buffers)),
     mark,
   ];
 }
