@@ -62,6 +62,8 @@ export class TowerMemory {
 export interface Arenas {
   weightArena: number;
   gradArena: number;
+  /** With an EMA: every parameter's EMA as a view into one arena too (the sharded update all-gathers it). */
+  emaArena?: number;
   paramCount: number;
   params: Param[];
 }
@@ -75,6 +77,7 @@ export function allocateParams(mem: TowerMemory, requests: ParamRequest[], opts:
   const paramCount = numels.reduce((a, b) => a + b, 0);
   const weightArena = mem.alloc(Math.max(1, paramCount));
   const gradArena = mem.alloc(Math.max(1, paramCount));
+  const emaArena = opts.ema ? mem.alloc(Math.max(1, paramCount)) : undefined;
   let offset = 0;
   const params = requests.map((r, i): Param => {
     const numel = numels[i]!;
@@ -85,11 +88,11 @@ export function allocateParams(mem: TowerMemory, requests: ParamRequest[], opts:
       w: mem.view(weightArena, offset, numel),
       g: mem.view(gradArena, offset, numel),
       slots: Array.from({ length: opts.slots }, () => mem.alloc(numel)),
-      ...(opts.ema ? { ema: mem.alloc(numel) } : {}),
+      ...(emaArena !== undefined ? { ema: mem.view(emaArena, offset, numel) } : {}),
       localNormSq: mem.alloc(1),
     };
     offset += numel;
     return p;
   });
-  return { weightArena, gradArena, paramCount, params };
+  return { weightArena, gradArena, ...(emaArena !== undefined ? { emaArena } : {}), paramCount, params };
 }
