@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInProcessRuntime } from '../src/advanced.js';
 import { blocks, ConfigError, NonFiniteError, type ModelSpec, type OptimizerSpec, type RunEvent, type TrainOptions } from '../src/index.js';
-import type { Runtime } from '../src/runtime.js';
+import { createRuntime, type Runtime } from '../src/runtime.js';
 import { internalsOf } from '../src/coordinator/internals.js';
 import { injectFaults } from '../src/testing/faults.js';
 import { mergeOwned, slotParam } from '../src/model/sharded-update.js';
@@ -33,6 +33,8 @@ const data = (batchSize: number) => blocks({ batchSize, count: 240, dim: DIM, se
 interface Outcome {
   weights: Array<Map<string, Float32Array>>;
   grads: Array<Map<string, Float32Array>>;
+  /** Each tower's EMA tensors (what evaluation with the EMA reads). */
+  ema: Array<Map<string, Float32Array>>;
   events: RunEvent[];
   /** Each step's global gradient norm. */
   norms: number[];
@@ -64,6 +66,7 @@ async function train(towers: number, o: Partial<TrainOptions> & { optimizer: Opt
       return {
         weights: await rt.readWeights(),
         grads: await rt.readGradients(),
+        ema: (await internalsOf(rt).towers.all((p) => p.readState())).map((ts) => new Map(ts.filter((t) => t.name.startsWith('ema/')).map((t) => [t.name, t.data]))),
         events,
         norms,
         consistent: (await rt.checkReplicas()).consistent,
@@ -106,6 +109,9 @@ describe('the sharded update equals the unsharded one (in-process native towers)
         assert.ok(d > 0 || towers === 2, 'sanity: the comparison sees the weights'); // (3 towers sum in another order)
         const moved = maxDiff(sharded.weights[0]!, (await train(towers, { optimizer, steps: 1, shardUpdate: true })).weights[0]!);
         assert.ok(moved > 1e-3, `training moved the weights (${moved})`);
+        // The EMA (evaluation's weights) is whole and equal on every tower.
+        assertReplicasEqual(sharded.ema, 'sharded EMA');
+        assert.ok(sharded.ema[0]!.size === plain.ema[0]!.size && sharded.ema[0]!.size > 0 && maxDiff(sharded.ema[0]!, plain.ema[0]!) < 1e-6, 'EMA');
         // readGradients merges each tower's reduced shard: the (clipped) reduced gradient of the unsharded run.
         assert.ok(maxDiff(sharded.grads[0]!, plain.grads[0]!) < 1e-6, 'merged gradients');
         // Optimizer memory: the unsharded towers keep slots x params each, the sharded ones their shard's.
@@ -114,6 +120,20 @@ describe('the sharded update equals the unsharded one (in-process native towers)
         for (const n of sharded.optimizerNumel) assert.ok(n <= slots * (Math.ceil(PARAMS / towers) + 16), `tower keeps ${n} elements`);
         assert.deepEqual(sharded.shards, shardBounds(PARAMS, towers));
       });
+
+  it('towers on worker threads (the production port) give the same bits as in-process towers', async () => {
+    const o = { model, optimizer: adam, data: data(30), steps: 20, seed: 4, clipNorm: 0.5, emaDecay: 0.9, shardUpdate: true };
+    const inProcess = await train(2, o);
+    const rt = await createRuntime({ devices: 'cpu*2', reduction: { algorithm: 'ring' } });
+    try {
+      await rt.train(o).done;
+      assert.ok((await rt.checkReplicas()).consistent);
+      const w = await rt.readWeights();
+      for (const [name, v] of inProcess.weights[0]!) assert.ok(sameBits(v, w[1]!.get(name)!), `${name}: worker towers differ`);
+    } finally {
+      await rt.close();
+    }
+  });
 
   it('one tower: shardUpdate is a no-op (same bits, no shard)', async () => {
     const plain = await train(1, { optimizer: adam, steps: 10 });

@@ -5,7 +5,7 @@ import { allocateParams, type Param, type ParamRequest, type TowerMemory } from 
 import { planLayer } from './layers/registry.js';
 import { prod, type Layer, type LayerPlan } from './layers/layer.js';
 import { HYPER_SIZE } from '../native/hyper.js';
-import { planShard, type ShardPlace, type ShardPlan } from './sharded-update.js';
+import { planShard, type ShardPlace, type ShardPlan } from './shard-plan.js';
 
 // Note [Layer modules]: each layer kind is one file in src/model/layers/ that declares, from its input shape, its
 // output shape, its parameters (shape, initialiser, L2, kernels) and every kernel it uses, and, given buffers, its
