@@ -74,7 +74,7 @@ export function buildNetwork(spec: ResolvedModelSpec, mem: TowerMemory, maxBatch
     const base = layer.name ?? `${layer.type}_${li}`;
     return plan.params.map(({ suffix, ...d }) => ({ ...d, name: `${base}/${suffix}` }));
   });
-  const arenas = allocateParams(mem, requests, { ema: opt.ema, slots: opt.shard ? 0 : opt.slots });
+  const arenas = allocateParams(mem, requests, { ema: opt.ema, emaArena: opt.shard !== undefined, slots: opt.shard ? 0 : opt.slots });
   const shard = opt.shard ? planShard(mem, arenas, opt.shard, opt.slots) : undefined;
   const inputDim = prod(spec.input.shape);
   const x = mem.alloc(maxBatch * inputDim);
