@@ -11,7 +11,8 @@ import { blocks, ConfigError, NonFiniteError, type ModelSpec, type OptimizerSpec
 import { createRuntime, type Runtime } from '../src/runtime.js';
 import { internalsOf } from '../src/coordinator/internals.js';
 import { injectFaults } from '../src/testing/faults.js';
-import { mergeOwned, slotParam } from '../src/model/sharded-update.js';
+import { checkShardUpdate, mergeOwned, slotParam } from '../src/model/sharded-update.js';
+import { towerline } from './support/cli.js';
 import { shardBounds } from '../src/scheduler/shards.js';
 import { sameBits } from './support/runtime.js';
 
@@ -236,4 +237,20 @@ describe('refusals', () => {
         );
       });
     });
+
+  it('several processes are refused, saying how to fix it', () => {
+    assert.throws(() => checkShardUpdate({ shardUpdate: true }, 2), (e: Error) => e instanceof ConfigError && /2 processes/.test(e.message) && /--shard-update/.test(e.message));
+    checkShardUpdate({ shardUpdate: false, overlap: true }, 2); // off: nothing to refuse
+  });
+});
+
+describe('the CLI', () => {
+  it('--shard-update trains on 2 towers; with --overlap it is refused naming both', async () => {
+    const ok = await towerline(['train', '--devices', 'cpu*2', '--shard-update', '--steps', '3', '--batch-size', '32', '--optimizer', 'adam', '--lr', '0.001']);
+    assert.equal(ok.code, 0, ok.err);
+    assert.match(ok.out, /done: 3 steps/);
+    const bad = await towerline(['train', '--devices', 'cpu*2', '--shard-update', '--overlap', '--steps', '3']);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.err, /shardUpdate: true cannot be combined with overlap/);
+  });
 });

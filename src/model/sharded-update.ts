@@ -29,7 +29,11 @@ import { ConfigError } from '../errors.js';
 // Versus the unsharded update only the summation order changes (the reduce-scatter adds peers in rank order; the
 // norm is summed per piece and then per tower), so the two agree to rounding, not bit for bit: `shardUpdate` is part
 // of the run's layout (a resume that changes it is told the trajectory is no longer bit-identical).
-// Not supported (refused by checkShardUpdate): several processes, `overlap`, async mode. One tower: a no-op.
+// Not supported (refused by checkShardUpdate): several processes, `overlap`, async mode. One tower: a no-op. The
+// reduction option does not apply (the reduce-scatter is one phase: in one process towers read each other's memory
+// directly, so the all-gather is already the copy into shared weight memory; a push instead of a pull would need the
+// same barrier). Default off: it trades the update's work (1/N per tower) for two more collective phases per step,
+// which wins when the update is heavy (Adam on large layers) and loses on small models; bench/blocks-shard.ts measures it.
 // The shard and its views are planned in shard-plan.ts.
 
 export { partialShards, planShard, type Piece, type ShardPlace, type ShardPlan } from './shard-plan.js';
