@@ -87,7 +87,8 @@ export class TowerSet {
    * Note [Synchronous update]: tower 0 initialises and broadcasts its weights (copies only), so all replicas start bit-identical. Each step every tower
    * adds the same L2 term, clips with the same norm and applies the same optimizer update to the same reduced
    * gradient (every element reduced once and copied verbatim, Note [Schedules]), so the replicas stay bit-identical
-   * without ever exchanging weights; the replica check verifies it.
+   * without ever exchanging weights; the replica check verifies it. (With `shardUpdate` each tower updates its shard
+   * and the weights are all-gathered verbatim instead: Note [Sharded update].)
    */
   async build(req: BuildRequest, seed: number, overlap?: { bucketBytes: number }, shardUpdate = false): Promise<void> {
     this.releaseGroup();
