@@ -121,6 +121,8 @@ describe('the sharded update equals the unsharded one (in-process native towers)
         assert.equal(sharded.optimizerNumel.reduce((a, b) => a + b, 0), slots * PARAMS);
         for (const n of sharded.optimizerNumel) assert.ok(n <= slots * (Math.ceil(PARAMS / towers) + 16), `tower keeps ${n} elements`);
         assert.deepEqual(sharded.shards, shardBounds(PARAMS, towers));
+        const started = sharded.events.find((e) => e.type === 'started');
+        assert.deepEqual(started?.type === 'started' && started.optimizerBytes, sharded.optimizerNumel.map((n) => 4 * n), 'the started event reports it');
       });
 
   it('towers on worker threads (the production port) give the same bits as in-process towers', async () => {

@@ -169,6 +169,11 @@ export class TowerSet {
     });
   }
 
+  /** With the sharded update, the bytes of optimizer state each tower keeps (the `started` event reports them). */
+  shardReport(): { optimizerBytes?: number[] } {
+    return this.shards ? { optimizerBytes: this.built.map((b) => 4 * (b.optimizerNumel ?? 0)) } : {};
+  }
+
   /** The whole training state (tower 0's; with the sharded update the optimizer slots merged from every tower's shard). */
   async readState(): Promise<StateTensor[]> {
     if (!this.shards) return this.ports[0]!.readState();

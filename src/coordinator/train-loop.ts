@@ -81,7 +81,7 @@ export class TrainLoop {
     const resumeFrom = await this.ckpt.plan(); // before anything is built (Note [Checkpoint ownership])
     await this.prepare();
     if (resumeFrom) await this.resume(resumeFrom);
-    this.c.emitEvent({ type: 'started', step: this.state.step, totalSteps: this.plan.totalSteps, stepsPerEpoch: this.plan.perEpoch, devices: this.c.towers.devices, ...(this.c.towers.layout ? { layout: this.c.towers.layout } : {}) });
+    this.c.emitEvent({ type: 'started', step: this.state.step, totalSteps: this.plan.totalSteps, stepsPerEpoch: this.plan.perEpoch, devices: this.c.towers.devices, ...(this.c.towers.layout ? { layout: this.c.towers.layout } : {}), ...this.c.towers.shardReport() });
     do {
       this.rolledBack = false;
       for (const batch of this.plan.batches(this.state.next)) {
