@@ -171,7 +171,7 @@ describe('checkpoints of the sharded update', () => {
     assertReplicasEqual(resumed.weights, 'resumed');
   });
 
-  it('a sharded checkpoint resumes unsharded (and is told the bits change), close to the sharded run', async () => {
+  it('a sharded checkpoint resumes unsharded (told the bits change) and an unsharded one sharded, close to the sharded run', async () => {
     const full = await ckRun(await mkdtemp(join(tmpdir(), 'tl-zero-full2-')), 20, false, true);
     const dir = await mkdtemp(join(tmpdir(), 'tl-zero-cross-'));
     await ckRun(dir, 12, false, true);
@@ -180,6 +180,14 @@ describe('checkpoints of the sharded update', () => {
     assert.ok(ev && ev.type === 'resumed' && !ev.bitIdentical && /shardUpdate/.test(ev.note + JSON.stringify(resumed.events.filter((e) => e.type === 'warning'))));
     const d = maxDiff(full.weights[0]!, resumed.weights[0]!);
     assert.ok(d < 1e-6, `weights differ by ${d}`);
+    // And the other way: an unsharded checkpoint resumes sharded (each tower takes its shard of the slots).
+    const dir2 = await mkdtemp(join(tmpdir(), 'tl-zero-cross2-'));
+    await ckRun(dir2, 12, false, false);
+    const back = await ckRun(dir2, 20, true, true);
+    assert.ok(back.events.some((e) => e.type === 'resumed' && e.step === 12));
+    assertReplicasEqual(back.weights, 'resumed sharded');
+    const d2 = maxDiff(full.weights[0]!, back.weights[0]!);
+    assert.ok(d2 < 1e-6, `weights differ by ${d2}`);
   });
 
   it('the merged state takes each element from the tower whose shard holds it', () => {
@@ -223,6 +231,22 @@ describe('the non-finite guard with the sharded update', () => {
       const w = await rt.readWeights();
       assertReplicasEqual(w, 'after the skip');
       for (const v of w[0]!.values()) assert.ok(v.every(Number.isFinite));
+    });
+  });
+});
+
+describe('rollback with the sharded update', () => {
+  it('a NaN rolls every tower back to the last checkpoint (the merged state, scattered again) and training goes on', async () => {
+    await withRt(2, async (rt) => {
+      const events: RunEvent[] = [];
+      let sent = false; // once: the replayed step 8 is clean
+      injectFaults(rt, (step, rank) => (step === 8 && rank === 1 && !sent ? ((sent = true), { at: 'gradient', kind: 'nan', index: 3 }) : undefined));
+      const dir = await mkdtemp(join(tmpdir(), 'tl-zero-rollback-'));
+      const run = rt.train({ model, optimizer: adam, data: data(30), steps: 12, seed: 4, shardUpdate: true, guard: { nonFinite: 'rollback' }, checkpoint: { dir, everySteps: 3 } });
+      run.events$.subscribe((e) => events.push(e));
+      assert.equal((await run.done).steps, 12);
+      assert.ok(events.some((e) => e.type === 'rolledBack' && e.step === 6), 'rolled back to step 6');
+      assert.ok((await rt.checkReplicas()).consistent);
     });
   });
 });
