@@ -19,14 +19,11 @@ import { relErr } from '../src/reference/relerr.js';
 
 const DIM = 24;
 // 24*40 + 40 + 40*5 + 5 = 1205 parameters: shard boundaries cut the first kernel and (with 3 towers) the second.
-const model: ModelSpec = {
-  name: 'tiny',
-  input: { shape: [DIM] },
-  layers: [
-    { type: 'dense', units: 40, activation: 'tanh', kernelInit: { type: 'truncatedNormal', stddev: 0.3 }, biasInit: { type: 'constant', value: 0.1 }, l2: 1e-3 },
-    { type: 'dense', units: 5, kernelInit: { type: 'truncatedNormal', stddev: 0.3 }, l2: 1e-3 },
-  ],
-};
+const init = { kernelInit: { type: 'truncatedNormal' as const, stddev: 0.3 }, l2: 1e-3 };
+const model: ModelSpec = { name: 'tiny', input: { shape: [DIM] }, layers: [
+  { type: 'dense', units: 40, activation: 'tanh', biasInit: { type: 'constant', value: 0.1 }, ...init },
+  { type: 'dense', units: 5, ...init },
+] };
 const PARAMS = 24 * 40 + 40 + 40 * 5 + 5;
 const momentum: OptimizerSpec = { type: 'momentum', lr: 0.05, momentum: 0.9 };
 const adam: OptimizerSpec = { type: 'adam', lr: 0.01 };
