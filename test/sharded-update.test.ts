@@ -273,6 +273,7 @@ describe('the CLI', () => {
     const ok = await towerline(['train', '--devices', 'cpu*2', '--shard-update', '--steps', '3', '--batch-size', '32', '--optimizer', 'adam', '--lr', '0.001']);
     assert.equal(ok.code, 0, ok.err);
     assert.match(ok.out, /done: 3 steps/);
+    assert.match(ok.out, /sharded update: optimizer state per tower 1\.\d\d MiB, 1\.\d\d MiB/); // Adam on 784-500-10: 2 x 1.52 MiB
     const bad = await towerline(['train', '--devices', 'cpu*2', '--shard-update', '--overlap', '--steps', '3']);
     assert.notEqual(bad.code, 0);
     assert.match(bad.err, /shardUpdate: true cannot be combined with overlap/);
