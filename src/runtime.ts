@@ -71,7 +71,7 @@ export class Runtime {
     towers.layout = layoutSlots(asked, o.layout ?? {}, cores, world.processesOnHost).text;
     const gemm = openPorts.arithmetic();
     // The run settings' layout (Note [Run settings]): what this runtime's towers are and how they compute.
-    const layout = (): Layout => ({ towers: towers.devices, gemmThreads, gemm, reduction: scheduleId(towers.schedule()), shares: o.shares, ...(towers.shards ? { shardUpdate: true } : {}) });
+    const layout = (): Layout => ({ towers: towers.devices, gemmThreads, gemm, reduction: scheduleId(towers.gradSchedule()), shares: o.shares, ...(towers.shards ? { shardUpdate: true } : {}) });
     return new Runtime(towers, o, layout);
   }
 

@@ -136,6 +136,17 @@ describe('the sharded update equals the unsharded one (in-process native towers)
     }
   });
 
+  it('setReduction between sharded runs: the next sharded run trains with replicas equal', async () => {
+    await withRt(3, async (rt) => {
+      const o = { model, optimizer: adam, data: data(30), steps: 6, seed: 4, shardUpdate: true };
+      await rt.train(o).done;
+      rt.setReduction({ algorithm: 'tree' });
+      await rt.train({ ...o, seed: 5 }).done;
+      assert.ok((await rt.checkReplicas()).consistent);
+      assertReplicasEqual(await rt.readWeights(), 'after setReduction');
+    });
+  });
+
   it('one tower: shardUpdate is a no-op (same bits, no shard)', async () => {
     const plain = await train(1, { optimizer: adam, steps: 10 });
     const sharded = await train(1, { optimizer: adam, steps: 10, shardUpdate: true });

@@ -10,7 +10,7 @@ import type { Schedule } from '../scheduler/schedule.js';
 import type { ReductionOptions } from '../options.js';
 import { planBuckets, type Bucket } from '../scheduler/buckets.js';
 import type { StateTensor } from '../tower-port/protocol.js';
-import { shardBounds } from '../scheduler/shards.js';
+import { reduceScatterSchedule, shardBounds } from '../scheduler/shards.js';
 import { mergeOwned, slotParam } from '../model/sharded-update.js';
 
 export class TowerSet {
@@ -167,6 +167,11 @@ export class TowerSet {
       const merged = mergeOwned(all, this.built[0]!.params, this.shards, (name) => name); // each tower reduced its shard only
       return all.map(() => merged);
     });
+  }
+
+  /** The gradient collective in force: the reduce-scatter with the sharded update (the reduction then does not apply). */
+  gradSchedule(): Schedule {
+    return this.shards ? reduceScatterSchedule(this.shards) : this.schedule();
   }
 
   /** With the sharded update, the bytes of optimizer state each tower keeps (the `started` event reports them). */
