@@ -16,6 +16,7 @@ import { towerline } from './support/cli.js';
 import { shardBounds } from '../src/scheduler/shards.js';
 import { sameBits } from './support/runtime.js';
 import { relErr } from '../src/reference/relerr.js';
+import { native } from '../src/native/addon.js';
 
 const DIM = 24;
 // 24*40 + 40 + 40*5 + 5 = 1205 parameters: shard boundaries cut the first kernel and (with 3 towers) the second.
@@ -145,6 +146,21 @@ describe('the sharded update equals the unsharded one (in-process native towers)
       assert.ok((await rt.checkReplicas()).consistent);
       assertReplicasEqual(await rt.readWeights(), 'after setReduction');
     });
+  });
+
+  it('closing a sharded runtime frees its communicators and buffers', async () => {
+    const count = () => {
+      const st = native().stats();
+      return { buffers: st.buffers, programs: st.programs, comms: st.comms };
+    };
+    const before = count();
+    let during = before;
+    await withRt(3, async (rt) => {
+      await rt.train({ model, optimizer: adam, data: data(30), steps: 2, seed: 4, emaDecay: 0.9, shardUpdate: true }).done;
+      during = count();
+    });
+    assert.ok(during.comms >= before.comms + 5, `the sharded group has its communicators (${JSON.stringify(during)})`);
+    assert.deepEqual(count(), before);
   });
 
   it('one tower: shardUpdate is a no-op (same bits, no shard)', async () => {
