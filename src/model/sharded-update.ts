@@ -32,8 +32,10 @@ import { ConfigError } from '../errors.js';
 // Not supported (refused by checkShardUpdate): several processes, `overlap`, async mode. One tower: a no-op. The
 // reduction option does not apply (the reduce-scatter is one phase: in one process towers read each other's memory
 // directly, so the all-gather is already the copy into shared weight memory; a push instead of a pull would need the
-// same barrier). Default off: it trades the update's work (1/N per tower) for two more collective phases per step,
-// which wins when the update is heavy (Adam on large layers) and loses on small models; bench/blocks-shard.ts measures it.
+// same barrier). Default off: it cuts the update's work to 1/N per tower for the same bytes moved as the ring
+// all-reduce, but takes 3 collective phases per step (4 with an EMA) where the ring takes 2(N-1), each a barrier: it
+// should win where the update is heavy (Adam on large layers) and lose on small models; bench/blocks-shard.ts
+// measures the block network, and the default can follow that measurement.
 // The shard and its views are planned in shard-plan.ts.
 
 export { partialShards, planShard, type Piece, type ShardPlace, type ShardPlan } from './shard-plan.js';
