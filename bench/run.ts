@@ -14,9 +14,10 @@ import { towersStep } from './towers-step.js';
 import { cifarBench } from './cifar.js';
 import { groupBench } from './group.js';
 import { asyncBench } from './async.js';
+import { blocksShardBench } from './blocks-shard.js'; // Z (issue 16): the block network with the sharded update
 import type { Row, Section } from './section.js';
 
-const SECTIONS: Section[] = [mnistStep, allreduce, towersStep, cifarBench, groupBench, asyncBench, gpu];
+const SECTIONS: Section[] = [mnistStep, allreduce, towersStep, cifarBench, blocksShardBench, groupBench, asyncBench, gpu];
 // Sections run only when named, unless their condition holds (gpu: where CUDA devices exist).
 const ONLY_WHEN: Record<string, () => boolean> = { gpu: () => cudaDevices() > 0 };
 

@@ -98,6 +98,7 @@ interface TrainFlags {
   reduction: 'auto' | 'ring' | 'tree' | 'naive';
   overlap?: boolean; // --overlap, --bucket-mb: the all-reduce overlapped with backward (Note [Overlapped all-reduce])
   bucketMb?: number;
+  shardUpdate?: boolean; // Z (issue 16): --shard-update, the sharded optimizer update (Note [Sharded update])
   batchSize: number;
   epochs?: number;
   steps?: number;
@@ -144,6 +145,7 @@ async function train(f: TrainFlags): Promise<number> {
     seed: f.seed,
     ...(f.overlap ? { overlap: true } : {}),
     ...(f.bucketMb !== undefined ? { bucketBytes: Math.max(4, Math.round(f.bucketMb * 2 ** 20)) } : {}),
+    ...(f.shardUpdate ? { shardUpdate: true } : {}), // Z: --shard-update
     evaluate: f.eval ?? false,
     ...(f.epochs !== undefined ? { epochs: f.epochs } : {}),
     ...(f.steps !== undefined ? { steps: f.steps } : {}),
@@ -195,6 +197,7 @@ async function train(f: TrainFlags): Promise<number> {
     });
     run.events$.subscribe((e) => {
       if (e.type === 'started') total = e.totalSteps;
+      if (e.type === 'started' && e.optimizerBytes) out.line(`sharded update: optimizer state per tower ${e.optimizerBytes.map((b) => `${(b / 2 ** 20).toFixed(2)} MiB`).join(', ')}`); // Z
       if (e.type === 'evaluation') out.line(`epoch ${e.epoch + 1}: test accuracy ${(e.accuracy * 100).toFixed(2)}%${e.useEma ? ' (EMA weights)' : ''}`);
       if (e.type === 'checkpoint') out.line(`checkpoint at step ${e.step}: ${e.path}`);
       if (e.type === 'resumed') out.line(`resumed from ${e.path} at step ${e.step} (${e.note})`);
@@ -251,6 +254,7 @@ export function buildCli(): Command {
     .addOption(new Option('--reduction <algorithm>', 'all-reduce algorithm').choices(['auto', 'ring', 'tree', 'naive']).default('auto'))
     .option('--overlap', 'overlap the gradient all-reduce with backward, bucket by bucket (pays across machines; docs/multi-process.md)')
     .option('--bucket-mb <mib>', 'with --overlap: the cap of one gradient bucket in MiB (default 1)', num('--bucket-mb'))
+    .option('--shard-update', 'each tower updates only its shard of the weights and optimizer state (ZeRO-1; 2+ towers in one process)')
     .option('--batch-size <n>', 'global batch size (split over the towers)', int('--batch-size'), 128)
     .option('--epochs <n>', 'epochs to train', int('--epochs'))
     .option('--steps <n>', 'steps to train (total, counting resumed ones)', int('--steps'))

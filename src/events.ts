@@ -55,7 +55,7 @@ export interface AsyncUpdate {
 
 export type RunEvent =
   /** `layout`: how the CPU towers share the cores (Note [CPU layout]), e.g. "2 CPU towers on 2 cores: 1 GEMM thread each". */
-  | { type: 'started'; step: number; totalSteps: number; stepsPerEpoch: number; devices: string[]; layout?: string }
+  | { type: 'started'; step: number; totalSteps: number; stepsPerEpoch: number; devices: string[]; layout?: string; optimizerBytes?: number[] } // Z: optimizerBytes, each tower's optimizer state with shardUpdate
   | { type: 'epoch'; epoch: number; steps: number }
   | { type: 'skipped'; step: number; reason: string }
   | { type: 'checkpoint'; step: number; path: string }

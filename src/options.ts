@@ -101,6 +101,8 @@ export interface TrainOptions {
   overlap?: boolean;
   /** With overlap: the byte cap of one gradient bucket (default 1 MiB). */
   bucketBytes?: number;
+  /** Z (issue 16): each tower updates only its shard of the weights and optimizer state (ZeRO-1; default off). */
+  shardUpdate?: boolean;
   /** Evaluate on the test set after each epoch (tower 0, EMA weights when kept). */
   evaluate?: boolean;
   guard?: GuardOptions;
@@ -171,6 +173,7 @@ export const layoutSchema = z
     reduction: z.string(),
     /** 'speed' shares follow measured speed, so no two runs split a batch alike. */
     shares: z.enum(['equal', 'speed']),
+    shardUpdate: z.boolean().optional(), // Z: the sharded update sums in another order (Note [Sharded update])
   })
   .strict();
 export type Layout = z.output<typeof layoutSchema>;
@@ -240,6 +243,7 @@ export const trainOptionsSchema = z
     histogramsEvery: positiveInt.optional(),
     traceFile: z.string().min(1).optional(),
     minTowers: positiveInt.optional(), // I: async: fewest towers that may remain
+    shardUpdate: z.boolean().optional(), // Z (issue 16): sharded optimizer update, in the layout (Note [Sharded update])
   })
   .strict()
   .refine((o) => o.epochs !== undefined || o.steps !== undefined, { message: 'give epochs or steps', path: ['epochs'] })

@@ -9,6 +9,7 @@ import { connectLocalGroup } from './group/local-group.js';
 import type { ConnectGroup } from './group/group.js';
 import { gemmThreadsFor, workerPorts, type PortOpener } from './tower-port/open.js';
 import { layoutSlots } from './tower-port/layout.js';
+import { checkShardUpdate } from './model/sharded-update.js';
 import type { Layout } from './options.js';
 import { ConfigError } from './errors.js';
 import { availableParallelism } from 'node:os';
@@ -69,7 +70,7 @@ export class Runtime {
     towers.layout = layoutSlots(asked, o.layout ?? {}, cores, world.processesOnHost).text;
     const gemm = openPorts.arithmetic();
     // The run settings' layout (Note [Run settings]): what this runtime's towers are and how they compute.
-    const layout = (): Layout => ({ towers: towers.devices, gemmThreads, gemm, reduction: towers.reductionId(), shares: o.shares });
+    const layout = (): Layout => ({ towers: towers.devices, gemmThreads, gemm, reduction: towers.reductionId(), shares: o.shares, ...(towers.shards ? { shardUpdate: true } : {}) });
     return new Runtime(towers, o, layout);
   }
 
@@ -96,6 +97,7 @@ export class Runtime {
     if (this.#closed) throw new RuntimeClosedError('the runtime is closed (rt.close() was called); create a new one with createRuntime()');
     if (this.#running) throw new Error('a training run is already in progress on this runtime; await its done first');
     const o = parseTrainOptions(options);
+    checkShardUpdate(o, this.#towers.world.processes); // Z: refusals of the sharded update (Note [Sharded update])
     const kind = asyncRunKind(o, this.#towers.size, this.#towers.world.processes); // mode 'async' (src/async/), checked here; undefined: synchronous
     this.#running = true;
     const run = startRun(this.#towers, o, { callMs: this.#opts.callTimeoutMs, shares: this.#opts.shares, faults: this.#internals.faults, layout: this.#layout }, kind);

@@ -193,7 +193,7 @@ export class Checkpoints {
   /** Saves tower 0's state (all replicas are equal) with the run state; returns the sidecar path, or undefined. */
   async save(s: TrainState): Promise<string | undefined> {
     if (!this.o || s.step === this.lastSaved || !this.towers.world.writesCheckpoints) return undefined; // written once, by rank 0
-    const tensors = await this.towers.ports[0]!.readState();
+    const tensors = await this.towers.readState(); // tower 0's, optimizer shards merged (Note [Sharded update])
     const state = { settings: { ...this.settings, layout: this.layout() }, next: s.next, lrScale: s.lrScale, towers: this.towers.devices };
     const path = await saveCheckpoint(this.o.dir, { step: s.step, tensors, state, run: this.run }, { keep: this.o.keep });
     this.lastSaved = s.step;

@@ -23,6 +23,7 @@ const EFFECT: { [K in keyof Layout]: (saved: Layout[K], now: Layout[K]) => Effec
   gemm: () => ({ same: false, why: 'another GEMM kernel rounds differently' }),
   reduction: () => ({ same: false, why: 'another all-reduce schedule sums in another order' }),
   shares: () => ({ same: false, why: "'speed' shares split each batch by measured speed" }),
+  shardUpdate: (a, b) => (!a === !b ? { same: true, why: 'the same update' } : { same: false, why: 'the sharded update sums the gradient and its norm in another order' }),
 };
 
 export interface LayoutChange {

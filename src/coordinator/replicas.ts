@@ -39,6 +39,6 @@ export async function replicaPolicy(towers: TowerSet, step: number, o: { every: 
   report(r);
   if (r.consistent) return;
   if (o.policy === 'halt') throw new ReplicaMismatchError(`replicas diverged by step ${step}: ${r.detail}`, step, r.differing);
-  const tensors = await rootState(towers.world, () => towers.ports[0]!.readState()); // rank 0's tower 0, on every rank
+  const tensors = await rootState(towers.world, () => towers.readState()); // rank 0's tower 0, on every rank
   await towers.all((p) => p.writeState(tensors));
 }

@@ -10,6 +10,9 @@ import type { Schedule } from '../scheduler/schedule.js';
 import { scheduleId } from './layout.js';
 import type { ReductionOptions } from '../options.js';
 import { planBuckets, type Bucket } from '../scheduler/buckets.js';
+import type { StateTensor } from '../tower-port/protocol.js';
+import { reduceScatterSchedule, shardBounds } from '../scheduler/shards.js';
+import { mergeOwned, slotParam } from '../model/sharded-update.js';
 
 export class TowerSet {
   private group: TowerGroup | undefined;
@@ -28,6 +31,8 @@ export class TowerSet {
   layout: string | undefined;
   /** Set by close(): a run in flight then fails saying so (src/coordinator/run.ts). */
   closed = false;
+  /** With the sharded update (train's `shardUpdate`, 2+ towers): each tower's shard of the arenas (Note [Sharded update]). */
+  shards: Array<[number, number]> | undefined;
 
   constructor(
     readonly ports: TowerPort[],
@@ -70,7 +75,7 @@ export class TowerSet {
    * (another bucket cut sums some elements in another order, so it is part of what the trajectory depends on).
    */
   reductionId(): string {
-    const whole = scheduleId(this.schedule());
+    const whole = scheduleId(this.gradSchedule());
     const schedules = this.bucketSchedules();
     if (!this.buckets || !schedules) return whole;
     return `${whole}; overlap, ${this.buckets.length} buckets: ${this.buckets.map((b, k) => `[${b.offset}+${b.length}] ${scheduleId(schedules[k]!)}`).join(', ')}`;
@@ -94,17 +99,21 @@ export class TowerSet {
    * Note [Synchronous update]: tower 0 initialises and broadcasts its weights (copies only), so all replicas start bit-identical. Each step every tower
    * adds the same L2 term, clips with the same norm and applies the same optimizer update to the same reduced
    * gradient (every element reduced once and copied verbatim, Note [Schedules]), so the replicas stay bit-identical
-   * without ever exchanging weights; the replica check verifies it.
+   * without ever exchanging weights; the replica check verifies it. (With `shardUpdate` each tower updates its shard
+   * and the weights are all-gathered verbatim instead: Note [Sharded update].)
    */
-  async build(req: BuildRequest, seed: number, overlap?: { bucketBytes: number }): Promise<void> {
+  async build(req: BuildRequest, seed: number, overlap?: { bucketBytes: number }, shardUpdate = false): Promise<void> {
     this.releaseGroup();
     this.uploaded.clear();
-    this.built = await this.all((p) => p.build(req));
+    const n = this.size;
+    const sharded = shardUpdate && n > 1 && this.world.processes === 1; // one tower: a no-op (Note [Sharded update])
+    this.built = await this.all((p, rank) => p.build(sharded ? { ...req, shard: { rank, towers: n } } : req));
     const length = this.built[0]!.paramCount;
+    this.shards = sharded ? shardBounds(length, n) : undefined;
     this.buckets = overlap && this.world.towers > 1 ? planBuckets(this.built[0]!.params, length, overlap.bucketBytes) : undefined;
     const schedules = this.bucketSchedules();
     const buckets = this.buckets?.map((b, k) => ({ offset: b.offset, length: b.length, schedule: schedules![k]! }));
-    this.group = await this.world.connect(this.connect)(this.ports, { schedule: this.schedule(), length, timeoutMs: this.collectiveMs, ...(buckets ? { buckets } : {}) });
+    this.group = await this.world.connect(this.connect)(this.ports, { schedule: this.schedule(), length, timeoutMs: this.collectiveMs, ...(buckets ? { buckets } : {}), ...(this.shards ? { shards: this.shards } : {}) });
     await this.ports[0]!.initWeights(seed);
     await this.group.shareWeights?.(); // across processes: rank 0's tower 0 to every tower 0
     await this.broadcastWeights();
@@ -164,7 +173,30 @@ export class TowerSet {
   }
 
   readAll(which: 'w' | 'g'): Promise<Array<Map<string, Float32Array>>> {
-    return this.betweenSteps(async () => (await this.all((p) => p.readWeights(which))).map((e: NamedTensors) => new Map(e)));
+    return this.betweenSteps(async () => {
+      const all = (await this.all((p) => p.readWeights(which))).map((e: NamedTensors) => new Map(e));
+      if (!this.shards || which === 'w') return all;
+      const merged = mergeOwned(all, this.built[0]!.params, this.shards, (name) => name); // each tower reduced its shard only
+      return all.map(() => merged);
+    });
+  }
+
+  /** The gradient collective in force: the reduce-scatter with the sharded update (the reduction then does not apply). */
+  gradSchedule(): Schedule {
+    return this.shards ? reduceScatterSchedule(this.shards) : this.schedule();
+  }
+
+  /** With the sharded update, the bytes of optimizer state each tower keeps (the `started` event reports them). */
+  shardReport(): { optimizerBytes?: number[] } {
+    return this.shards ? { optimizerBytes: this.built.map((b) => 4 * (b.optimizerNumel ?? 0)) } : {};
+  }
+
+  /** The whole training state (tower 0's; with the sharded update the optimizer slots merged from every tower's shard). */
+  async readState(): Promise<StateTensor[]> {
+    if (!this.shards) return this.ports[0]!.readState();
+    const all = await this.all((p) => p.readState());
+    const merged = mergeOwned(all.map((ts) => new Map(ts.map((t) => [t.name, t.data]))), this.built[0]!.params, this.shards, slotParam);
+    return all[0]!.map((t) => ({ ...t, data: merged.get(t.name)! }));
   }
 
   async close(): Promise<void> {

@@ -81,7 +81,7 @@ export class TrainLoop {
     const resumeFrom = await this.ckpt.plan(); // before anything is built (Note [Checkpoint ownership])
     await this.prepare();
     if (resumeFrom) await this.resume(resumeFrom);
-    this.c.emitEvent({ type: 'started', step: this.state.step, totalSteps: this.plan.totalSteps, stepsPerEpoch: this.plan.perEpoch, devices: this.c.towers.devices, ...(this.c.towers.layout ? { layout: this.c.towers.layout } : {}) });
+    this.c.emitEvent({ type: 'started', step: this.state.step, totalSteps: this.plan.totalSteps, stepsPerEpoch: this.plan.perEpoch, devices: this.c.towers.devices, ...(this.c.towers.layout ? { layout: this.c.towers.layout } : {}), ...this.c.towers.shardReport() });
     do {
       this.rolledBack = false;
       for (const batch of this.plan.batches(this.state.next)) {
@@ -117,7 +117,7 @@ export class TrainLoop {
     const training = { optimizer: o.optimizer, ...(o.clipNorm !== undefined ? { clipNorm: o.clipNorm } : {}), ...(o.emaDecay !== undefined ? { emaDecay: o.emaDecay } : {}) };
     const build = { spec: o.model, maxBatch: Math.max(maxShard, input.test ? input.evalBatch : 1), training };
     checkMemory(towerBytes(build, input.test ? [input.train, input.test] : [input.train]), towers.devices, build.maxBatch);
-    await towers.build(build, o.seed, o.overlap ? { bucketBytes: o.bucketBytes ?? DEFAULT_BUCKET_BYTES } : undefined);
+    await towers.build(build, o.seed, o.overlap ? { bucketBytes: o.bucketBytes ?? DEFAULT_BUCKET_BYTES } : undefined, o.shardUpdate ?? false);
     await towers.upload(TRAIN_SET, input.train, input.trainTransform);
     if (input.test) await towers.upload(TEST_SET, input.test, input.testTransform);
     this.stepParams = input.stepParams;

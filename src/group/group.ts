@@ -36,6 +36,8 @@ export interface GroupOptions {
    * for its length (Note [Overlapped all-reduce] in cpp/collective/overlap.h). Native towers only.
    */
   buckets?: Array<{ offset: number; length: number; schedule: Schedule }>;
+  /** The sharded update (Note [Sharded update]): each tower's shard of the arenas; `schedule` then goes unused. */
+  shards?: Array<[number, number]>;
 }
 
 /** What a local group needs of a process group (src/group/process-group.ts). */

@@ -5,8 +5,14 @@ import { broadcastSchedule } from '../scheduler/broadcast.js';
 import { ReferenceCollective } from '../reference/reference-collective.js';
 import type { TowerPort, GroupEndpoint } from '../tower-port/port.js';
 import type { ConnectGroup, GroupOptions, TowerGroup } from './group.js';
+import { reduceScatterSchedule } from '../scheduler/shards.js';
+import type { ShardComms } from '../model/sharded-update.js';
+import { shardComms } from './shard-comms.js';
 
-type Comms = { grad: number; weights: number; buckets?: number[]; setSchedule: TowerGroup['setSchedule']; release(): void };
+type Comms = { grad: number; weights: number; buckets?: number[]; shard?: ShardComms; setSchedule: TowerGroup['setSchedule']; release(): void };
+
+/** The gradient collective: the all-reduce, or with the sharded update the reduce-scatter (Note [Sharded update]). */
+const gradSchedule = (o: GroupOptions) => (o.shards ? reduceScatterSchedule(o.shards) : o.schedule);
 
 /**
  * One communicator per bucket over views of every tower's gradient arena (Note [Overlapped all-reduce] in
@@ -27,17 +33,20 @@ function bucketComms(eps: GroupEndpoint[], o: GroupOptions, made: { views: numbe
 function nativeComms(eps: GroupEndpoint[], o: GroupOptions): Comms {
   const n = eps.length;
   const nat = native();
-  const grad = nat.createComm(eps.map((e) => e.arenas.gradArena), o.schedule, o.timeoutMs);
+  const grad = nat.createComm(eps.map((e) => e.arenas.gradArena), gradSchedule(o), o.timeoutMs);
   let weights: number | undefined;
+  let shard: ShardComms | undefined;
   const made = { views: [] as number[], comms: [] as number[] };
+  const extra: number[] = [];
   const free = () => {
-    for (const c of [grad, ...(weights !== undefined ? [weights] : []), ...made.comms]) nat.releaseComm(c);
+    for (const c of [grad, ...(weights !== undefined ? [weights] : []), ...made.comms, ...extra]) nat.releaseComm(c);
     for (const v of made.views) nat.free(v);
   };
   try {
     o.remote?.attach(grad);
     weights = nat.createComm(eps.map((e) => e.arenas.weightArena), broadcastSchedule(n, o.length), o.timeoutMs);
     bucketComms(eps, o, made);
+    if (o.shards) shard = shardComms(eps, o.shards, (pick, s) => (extra.push(nat.createComm(eps.map(pick), s, o.timeoutMs)), extra[extra.length - 1]!));
   } catch (e) {
     free();
     throw e;
@@ -46,8 +55,9 @@ function nativeComms(eps: GroupEndpoint[], o: GroupOptions): Comms {
     grad,
     weights,
     ...(o.buckets ? { buckets: made.comms } : {}),
+    ...(shard ? { shard } : {}),
     setSchedule: (s, buckets) => {
-      nat.setCommSchedule(grad, s);
+      if (!o.shards) nat.setCommSchedule(grad, s); // the reduce-scatter keeps its schedule
       buckets?.forEach((b, k) => nat.setCommSchedule(made.comms[k]!, b));
     },
     release: free,
@@ -60,15 +70,22 @@ function referenceComms(eps: GroupEndpoint[], o: GroupOptions, names: string[]):
       if (e.kind !== 'reference') throw new Error('unreachable: mixed endpoints');
       return e.backend.view(e.arenas[pick]) as Float64Array;
     });
-  const grad = new ReferenceCollective(views('gradArena'), o.schedule, o.timeoutMs, names);
+  const grad = new ReferenceCollective(views('gradArena'), gradSchedule(o), o.timeoutMs, names);
   const weights = new ReferenceCollective(views('weightArena'), broadcastSchedule(eps.length, o.length), o.timeoutMs, names);
+  const extra: ReferenceCollective[] = [];
+  const live = (e: (typeof eps)[number], h: number) => (e.kind === 'reference' ? (e.backend.view(h) as Float64Array) : new Float64Array(0));
+  const shard = o.shards ? shardComms(eps, o.shards, (pick, s) => extra[extra.push(new ReferenceCollective(eps.map((e) => live(e, pick(e))), s, o.timeoutMs, names)) - 1]!.id) : undefined;
   return {
     grad: grad.id,
     weights: weights.id,
-    setSchedule: (s) => grad.setSchedule(s),
+    ...(shard ? { shard } : {}),
+    setSchedule: (s) => {
+      if (!o.shards) grad.setSchedule(s);
+    },
     release: () => {
       grad.release();
       weights.release();
+      for (const c of extra) c.release();
     },
   };
 }
@@ -91,7 +108,7 @@ export const connectLocalGroup: ConnectGroup = async (ports: TowerPort[], o: Gro
   try {
     const overlap = comms.buckets ? { buckets: comms.buckets.map((comm, k) => ({ comm, offset: o.buckets![k]!.offset, length: o.buckets![k]!.length })), timeoutMs: o.timeoutMs } : undefined;
     await Promise.all(
-      ports.map((p, rank) => p.joinGroup({ grad: { comm: comms.grad, rank, ...(overlap ? { overlap } : {}) }, weights: { comm: comms.weights, rank } })),
+      ports.map((p, rank) => p.joinGroup({ grad: { comm: comms.grad, rank, ...(overlap ? { overlap } : {}), ...(comms.shard ? { shard: comms.shard } : {}) }, weights: { comm: comms.weights, rank } })),
     );
   } catch (e) {
     release();

@@ -62,6 +62,8 @@ export class TowerMemory {
 export interface Arenas {
   weightArena: number;
   gradArena: number;
+  /** With an EMA and `emaArena`: every parameter's EMA as a view into one arena (the sharded update all-gathers it). */
+  emaArena?: number;
   paramCount: number;
   params: Param[];
 }
@@ -70,11 +72,12 @@ export interface Arenas {
  * The two arenas and each parameter's views into them (in declaration order), plus its optimizer slots, EMA and
  * local norm scalar. `slots` per parameter: 0 for SGD, 1 momentum, 2 Adam; `ema` when the run keeps one.
  */
-export function allocateParams(mem: TowerMemory, requests: ParamRequest[], opts: { slots: number; ema: boolean }): Arenas {
+export function allocateParams(mem: TowerMemory, requests: ParamRequest[], opts: { slots: number; ema: boolean; emaArena?: boolean }): Arenas {
   const numels = requests.map((r) => r.shape.reduce((a, b) => a * b, 1));
   const paramCount = numels.reduce((a, b) => a + b, 0);
   const weightArena = mem.alloc(Math.max(1, paramCount));
   const gradArena = mem.alloc(Math.max(1, paramCount));
+  const emaArena = opts.ema && opts.emaArena ? mem.alloc(Math.max(1, paramCount)) : undefined;
   let offset = 0;
   const params = requests.map((r, i): Param => {
     const numel = numels[i]!;
@@ -85,11 +88,11 @@ export function allocateParams(mem: TowerMemory, requests: ParamRequest[], opts:
       w: mem.view(weightArena, offset, numel),
       g: mem.view(gradArena, offset, numel),
       slots: Array.from({ length: opts.slots }, () => mem.alloc(numel)),
-      ...(opts.ema ? { ema: mem.alloc(numel) } : {}),
+      ...(opts.ema ? { ema: emaArena !== undefined ? mem.view(emaArena, offset, numel) : mem.alloc(numel) } : {}),
       localNormSq: mem.alloc(1),
     };
     offset += numel;
     return p;
   });
-  return { weightArena, gradArena, paramCount, params };
+  return { weightArena, gradArena, ...(emaArena !== undefined ? { emaArena } : {}), paramCount, params };
 }

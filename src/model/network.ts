@@ -5,6 +5,7 @@ import { allocateParams, type Param, type ParamRequest, type TowerMemory } from 
 import { planLayer } from './layers/registry.js';
 import { prod, type Layer, type LayerPlan } from './layers/layer.js';
 import { HYPER_SIZE } from '../native/hyper.js';
+import { planShard, type ShardPlace, type ShardPlan } from './shard-plan.js';
 
 // Note [Layer modules]: each layer kind is one file in src/model/layers/ that declares, from its input shape, its
 // output shape, its parameters (shape, initialiser, L2, kernels) and every kernel it uses, and, given buffers, its
@@ -47,8 +48,11 @@ export interface Network {
   params: Param[];
   weightArena: number;
   gradArena: number;
+  emaArena?: number;
   paramCount: number;
   buffers: NetworkBuffers;
+  /** With the sharded update: this tower's shard (Note [Sharded update]); its params then keep no optimizer slots. */
+  shard?: ShardPlan;
 }
 
 /** Each layer's plan, in order; throws naming the layer when a shape does not fit. */
@@ -63,14 +67,15 @@ export function planNetwork(spec: ResolvedModelSpec): LayerPlan[] {
 }
 
 /** Allocates everything a tower of this spec needs at maxBatch and builds its layers. */
-export function buildNetwork(spec: ResolvedModelSpec, mem: TowerMemory, maxBatch: number, opt: { slots: number; ema: boolean }): Network {
+export function buildNetwork(spec: ResolvedModelSpec, mem: TowerMemory, maxBatch: number, opt: { slots: number; ema: boolean; shard?: ShardPlace }): Network {
   const plans = planNetwork(spec);
   const requests: ParamRequest[] = plans.flatMap((plan, li) => {
     const layer = spec.layers[li]!;
     const base = layer.name ?? `${layer.type}_${li}`;
     return plan.params.map(({ suffix, ...d }) => ({ ...d, name: `${base}/${suffix}` }));
   });
-  const arenas = allocateParams(mem, requests, opt);
+  const arenas = allocateParams(mem, requests, { ema: opt.ema, emaArena: opt.shard !== undefined, slots: opt.shard ? 0 : opt.slots });
+  const shard = opt.shard ? planShard(mem, arenas, opt.shard, opt.slots) : undefined;
   const inputDim = prod(spec.input.shape);
   const x = mem.alloc(maxBatch * inputDim);
   const hyper = mem.alloc(HYPER_SIZE);
@@ -103,5 +108,5 @@ export function buildNetwork(spec: ResolvedModelSpec, mem: TowerMemory, maxBatch
     dLogits: curGrad,
     probs: mem.alloc(maxBatch * outputDim),
   };
-  return { spec, inputShape: [...spec.input.shape], inputDim, outputDim, plans, layers, ...arenas, buffers };
+  return { spec, inputShape: [...spec.input.shape], inputDim, outputDim, plans, layers, ...arenas, buffers, ...(shard ? { shard } : {}) };
 }

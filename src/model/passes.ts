@@ -51,7 +51,7 @@ export function localNormOps(net: Network, params = net.params): Op[] {
 // bit-identical (Note [Synchronous update]). The clipping factor and the guard read that same normSq.
 
 /** The L2 term and the norm of one reduced gradient (pass 1 of Note [Fused parameter tail]). */
-export function paramNormOp(p: Param, buffers: { regLoss: number; normSq: number }): Op {
+export function paramNormOp(p: Pick<Param, 'l2' | 'w' | 'g' | 'numel'>, buffers: { regLoss: number; normSq: number }): Op {
   const { regLoss, normSq } = buffers;
   return p.l2 > 0
     ? { kernel: 'l2_grad_norm', inputs: [p.w], outputs: [p.g, normSq, regLoss], attrs: { N: p.numel, lambda: p.l2 } }

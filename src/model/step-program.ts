@@ -6,6 +6,7 @@ import type { ResolvedTrainingOptions } from './optimizer.js';
 import { faultOp } from './fault.js';
 import { backwardOps, forwardOps, localNormOps, lossOps, paramNormOp, updateOps } from './passes.js';
 import { overlappedReduceOps, type OverlapSlot } from './overlap-ops.js';
+import { shardedUpdateOps, type ShardComms } from './sharded-update.js';
 
 export const STEP_PHASES = ['input', 'forward', 'backward', 'reduce', 'update'] as const;
 
@@ -27,6 +28,8 @@ export interface CollectiveSlot {
   rank: number;
   /** The gradient all-reduce overlapped with backward, bucket by bucket (src/model/overlap-ops.ts). */
   overlap?: OverlapSlot;
+  /** With the sharded update: `comm` is the gradient reduce-scatter, these the tail's all-gathers (Note [Sharded update]). */
+  shard?: ShardComms;
 }
 
 /** See Tower.stepLaunch. */
@@ -75,7 +78,14 @@ const mark: Op = { kernel: '@mark', inputs: [], outputs: [] };
 
 /** The step program at batch B after `input` (the dataset gather, or nothing for host batches); Note [Fault points]. */
 export function stepOps(net: Network, B: number, input: Op[], collective: CollectiveSlot | undefined, t: ResolvedTrainingOptions): Op[] {
-  return [...computeOps(net, B, input, collective), faultOp('update', net.weightArena), ...updateOps(net, t), mark];
+  return [...computeOps(net, B, input, collective), faultOp('update', net.weightArena), ...tailOps(net, collective, t), mark];
+}
+
+/** The update after the collective: the whole arena's (Note [Fused parameter tail]) or this tower's shard's. */
+function tailOps(net: Network, collective: CollectiveSlot | undefined, t: ResolvedTrainingOptions): Op[] {
+  if (!net.shard) return updateOps(net, t);
+  if (!collective?.shard) throw new Error('a tower built for the sharded update steps only in its group (joinGroup with the shard communicators)');
+  return shardedUpdateOps(net.buffers, t, net.shard, collective.shard);
 }
 
 /**

@@ -14,6 +14,7 @@ import { TowerInputs, type BatchSource, type BatchWrites, type DeviceDataset, ty
 import { TowerDiagnostics } from './diagnostics.js';
 import { deviceFault, type StepFault } from './fault.js';
 import * as state from './state.js';
+import { readShardState, shardSlotWrites, type ShardPlace } from './sharded-update.js';
 
 export type { Param } from './memory.js';
 export type { BatchSource, DeviceDataset, DeviceImageTransform, ImageTransform } from './inputs.js';
@@ -25,6 +26,8 @@ export interface TowerOptions {
   maxBatch: number;
   /** Training settings; omit for an evaluation-only tower. */
   training?: TrainingOptions;
+  /** Build for the sharded update as tower `rank` of `towers` (Note [Sharded update]); training towers only. */
+  shard?: ShardPlace;
 }
 
 export class Tower {
@@ -65,6 +68,7 @@ export class Tower {
       this.network = buildNetwork(this.spec, this.mem, this.maxBatch, {
         slots: this.training ? slotCount(this.training.optimizer) : 0,
         ema: this.training?.emaDecay !== undefined,
+        ...(opts.shard && this.training ? { shard: opts.shard } : {}),
       });
     } catch (e) {
       this.mem.free();
@@ -256,12 +260,29 @@ export class Tower {
    * the EMA ('ema/<param>'). Copies for checkpoints, never on the hot path.
    */
   readState(): state.NamedTensor[] {
-    return state.readState(this.backend, this.params);
+    const sh = this.network.shard;
+    return sh ? readShardState(this.backend, this.params, sh, this.slotKinds) : state.readState(this.backend, this.params);
   }
 
-  /** Restores readState()'s tensors. Checks every name and size first: a mismatched state changes nothing. */
+  /**
+   * Restores readState()'s tensors (full tensors; a sharded tower takes its ranges of the optimizer's). Checks every
+   * name and size first: a mismatched state changes nothing.
+   */
   writeState(tensors: Map<string, ArrayLike<number>>): void {
+    const sh = this.network.shard;
+    const slotWrites = sh ? shardSlotWrites(this.params, sh, this.slotKinds, this.spec.name, tensors) : [];
     state.writeState(this.backend, this.params, this.spec.name, tensors);
+    for (const [h, v] of slotWrites) this.backend.copyIn(h, v);
+  }
+
+  /** Optimizer slot kinds (momentum 1, Adam 2). */
+  private get slotKinds(): number {
+    return this.training ? slotCount(this.training.optimizer) : 0;
+  }
+
+  /** Elements of optimizer state this tower keeps: its shard's with the sharded update (Note [Sharded update]). */
+  get optimizerNumel(): number {
+    return this.network.shard?.optimizerNumel ?? this.slotKinds * this.paramCount;
   }
 
   writeWeights(values: Map<string, ArrayLike<number>>): void {

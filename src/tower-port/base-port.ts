@@ -29,8 +29,8 @@ export abstract class BasePort implements TowerPort {
   async build(req: P.BuildRequest): Promise<P.TowerInfo> {
     this.launcher.reset();
     this.arenas = undefined;
-    const { gradArena, weightArena, ...info } = await this.invoke('build', req);
-    this.arenas = { gradArena, weightArena };
+    const { gradArena, weightArena, shardBuffers, ...info } = await this.invoke('build', req);
+    this.arenas = { gradArena, weightArena, ...(shardBuffers ? { shardBuffers } : {}) };
     return info;
   }
 

@@ -20,6 +20,8 @@ export interface BuildRequest {
   /** Largest batch any step or evaluation will run on this tower. */
   maxBatch: number;
   training: TrainingOptions;
+  /** The sharded update: this tower's rank among how many (Note [Sharded update] in src/model/sharded-update.ts). */
+  shard?: { rank: number; towers: number };
 }
 
 /** What the coordinator learns about a built tower (no buffer handles: those stay behind the port). */
@@ -30,6 +32,10 @@ export interface TowerInfo {
   paramCount: number;
   /** Each parameter with where it lives and the kernels that touch it (src/model/placement.ts). */
   params: ParamPlacement[];
+  /** Elements of optimizer state the tower keeps (1/N of the unsharded with the sharded update). */
+  optimizerNumel?: number;
+  /** With the sharded update: [offset, length] of the tower's shard of the arenas. */
+  shard?: [number, number];
 }
 
 /** One training step on one tower's shard: row indices into an uploaded data set and the hyper-parameters. */
@@ -107,6 +113,8 @@ export interface ActorStart {
 export interface ArenaHandles {
   gradArena: number;
   weightArena: number;
+  /** With the sharded update: the norm partials buffer and the EMA arena its all-gathers run over. */
+  shardBuffers?: { partials: number; emaArena?: number };
 }
 
 /** What a device actor exposes over comlink. */

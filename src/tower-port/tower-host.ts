@@ -11,6 +11,12 @@ function f32(v: ArrayLike<number>): Float32Array {
   return v instanceof Float32Array ? v : Float32Array.from(v);
 }
 
+/** The buffers a sharded tower's all-gathers run over (Note [Sharded update]). */
+function shardBuffers(t: Tower): Pick<ArenaHandles, 'shardBuffers'> {
+  const sh = t.network.shard;
+  return sh ? { shardBuffers: { partials: sh.partials, ...(t.network.emaArena !== undefined ? { emaArena: t.network.emaArena } : {}) } } : {};
+}
+
 export class TowerHost implements TowerActorApi {
   private tower: Tower | undefined;
   private readonly datasets = new Map<string, DeviceDataset>();
@@ -32,7 +38,7 @@ export class TowerHost implements TowerActorApi {
   /** The arenas of the built tower (handles, for the group module). */
   arenas(): ArenaHandles {
     const t = this.need();
-    return { gradArena: t.gradArena, weightArena: t.weightArena };
+    return { gradArena: t.gradArena, weightArena: t.weightArena, ...shardBuffers(t) };
   }
 
   async build(req: BuildRequest): Promise<TowerInfo & ArenaHandles> {
@@ -40,15 +46,19 @@ export class TowerHost implements TowerActorApi {
     this.tower = undefined;
     this.datasets.clear();
     this.slots = undefined;
-    const t = (this.tower = new Tower(this.device, req.spec, { maxBatch: req.maxBatch, training: req.training }));
+    const t = (this.tower = new Tower(this.device, req.spec, { maxBatch: req.maxBatch, training: req.training, ...(req.shard ? { shard: req.shard } : {}) }));
+    const sh = t.network.shard;
     return {
       device: this.device.name,
       inputDim: t.inputDim,
       outputDim: t.outputDim,
       paramCount: t.paramCount,
       params: placementOf(t),
+      optimizerNumel: t.optimizerNumel,
+      ...(sh ? { shard: [sh.offset, sh.length] as [number, number] } : {}),
       gradArena: t.gradArena,
       weightArena: t.weightArena,
+      ...shardBuffers(t),
     };
   }
 

@@ -1,0 +1,53 @@
+// Seed 001's block network (6 x 1000x1000 sigmoid, batch 64, Adam, clip 5) on 1 CPU tower, on 2 towers, and on 2
+// towers with the sharded update (Note [Sharded update]): issue 16 asks 2 towers with it to be at least as fast as 1.
+// Configurations interleave rep by rep so drift on the machine hits them alike; the figure per configuration is the
+// lowest of the reps' median step times; the ratio is 1 tower's time / the configuration's (>= 1: not slower).
+import { blocks, createRuntime, type StepEvent } from '../src/runtime.js';
+import { blockNetwork } from '../src/model/spec.js';
+import { blockTraining } from '../src/model/presets.js';
+import type { Row, Section } from './section.js';
+
+const BATCH = 64;
+const WARMUP = 3;
+const STEPS = 12;
+const REPS = Number(process.env.TOWERLINE_BENCH_REPS ?? 3);
+
+const CONFIGS = [
+  { label: '1 CPU tower', towers: 1, shardUpdate: false },
+  { label: '2 CPU towers', towers: 2, shardUpdate: false },
+  { label: '2 CPU towers, sharded update', towers: 2, shardUpdate: true },
+] as const;
+
+/** The median step time (ms) of one run of WARMUP + STEPS steps, warm-up left out. */
+async function medianStepMs(towers: number, shardUpdate: boolean, seed: number): Promise<number> {
+  const rt = await createRuntime({ devices: `cpu*${towers}` });
+  try {
+    const ms: number[] = [];
+    const run = rt.train({ model: blockNetwork(), ...blockTraining(), data: blocks({ batchSize: BATCH }), seed, steps: WARMUP + STEPS, shardUpdate, guard: { replicaCheckEvery: 0 } });
+    run.steps$.subscribe((e: StepEvent) => e.step > WARMUP && ms.push(e.secPerBatch * 1000));
+    const s = await run.done;
+    if (!Number.isFinite(s.finalLoss)) throw new Error(`blocks-shard bench: training diverged (loss ${s.finalLoss})`);
+    ms.sort((a, b) => a - b);
+    return ms[ms.length >> 1]!;
+  } finally {
+    await rt.close();
+  }
+}
+
+export const blocksShardBench: Section = {
+  name: 'blocks-shard',
+  description: `seed 001's block network (batch ${BATCH}, Adam, clip 5): 1 tower vs 2 towers, without and with the sharded update`,
+  async run(): Promise<Row[]> {
+    const times = CONFIGS.map(() => [] as number[]);
+    for (let r = 0; r < REPS; r++) for (const [k, c] of CONFIGS.entries()) times[k]!.push(await medianStepMs(c.towers, c.shardUpdate, r));
+    const best = times.map((xs) => Math.min(...xs));
+    return CONFIGS.map((c, k) => ({
+      name: `blocks 6x1000x1000 train step B=${BATCH}, ${c.label}`,
+      value: best[k]!,
+      unit: 'ms/step',
+      ...(k > 0 ? { reference: { value: best[0]!, label: CONFIGS[0].label }, ratio: best[0]! / best[k]! } : {}),
+      ...(c.shardUpdate ? { target: 'ratio >= 1.0 (issue 16)', met: best[0]! / best[k]! >= 1 } : {}),
+      note: `lowest of ${REPS} reps' median step (${STEPS} steps after ${WARMUP} warm-up): [${times[k]!.map((x) => x.toFixed(1)).join(', ')}] ms`,
+    }));
+  },
+};

@@ -1,0 +1,152 @@
+// The sharded optimizer update (ZeRO-1): each tower updates only its shard of the flat arenas and keeps only its
+// shard of the optimizer state; the collectives are in src/scheduler/shards.ts, the communicators in
+// src/group/shard-comms.ts.
+import type { Backend, Op } from '../backend/backend.js';
+import type { ResolvedTrainingOptions } from './optimizer.js';
+import { fusedUpdateOp } from './optimizer.js';
+import type { Param } from './memory.js';
+import type { NetworkBuffers } from './network.js';
+import { paramNormOp } from './passes.js';
+import type { ShardPlan } from './shard-plan.js';
+import { ConfigError } from '../errors.js';
+
+// Note [Sharded update]: with `shardUpdate` on (2+ towers of one process, native cpu or the float64 reference),
+// tower r owns shard r = shardBounds(paramCount, N)[r] of the flat arenas (whole cache lines) and the step's tail is:
+//  1. '@collective' reduce-scatter of the gradient arena: tower r holds the summed gradient of its shard only;
+//  2. per "piece" (a parameter cut by the shard; views of w, g, the optimizer slots and the EMA) the norm op of
+//     Note [Fused parameter tail] into this tower's two partials (Σg², L2 loss) at slots 2r, 2r+1 of a 2N-float buffer;
+//  3. '@collective' all-gather of that buffer (copied verbatim), then every tower sums the N partials in rank order
+//     with `axpy` into normSq and regLoss: the same op sequence on the same bits, so every tower has the same normSq
+//     and regLoss bit for bit, and the '@guard' on normSq trips on every tower alike (a trip ends the program before
+//     any weight changes, the all-gathers included; the local norms before the collective still name the tower);
+//  4. the fused clip/update/EMA kernel per piece (elementwise: cutting a parameter changes no bits), clipping by the
+//     global norm of step 3;
+//  5. '@collective' all-gather of the weight arena (and of the EMA arena when kept): every tower copies the other
+//     shards verbatim, so replicas stay bit-identical (the replica hash checks it) and evaluation sees the full EMA.
+// Optimizer slots are one arena per slot kind sized to the shard: optimizer memory per tower drops by N. The
+// checkpoint format does not change: the coordinator merges each tower's owned ranges into full tensors
+// (mergeOwned), and each tower takes its ranges back on resume, so sharded and unsharded runs resume each other.
+// Versus the unsharded update only the summation order changes (the reduce-scatter adds peers in rank order; the
+// norm is summed per piece and then per tower), so the two agree to rounding, not bit for bit: `shardUpdate` is part
+// of the run's layout (a resume that changes it is told the trajectory is no longer bit-identical).
+// Not supported (refused by checkShardUpdate): several processes, `overlap`, async mode. One tower: a no-op. The
+// reduction option does not apply (the reduce-scatter is one phase: in one process towers read each other's memory
+// directly, so the all-gather is already the copy into shared weight memory; a push instead of a pull would need the
+// same barrier). Default off: it cuts the update's work to 1/N per tower for the same bytes moved as the ring
+// all-reduce, but takes 3 collective phases per step (4 with an EMA) where the ring takes 2(N-1), each a barrier: it
+// should win where the update is heavy (Adam on large layers) and lose on small models; bench/blocks-shard.ts
+// measures the block network, and the default can follow that measurement.
+// The shard and its views are planned in shard-plan.ts.
+
+export { partialShards, planShard, type Piece, type ShardPlace, type ShardPlan } from './shard-plan.js';
+
+/** The communicators of the sharded tail (src/group/shard-comms.ts), one rank each. */
+export interface ShardComms {
+  partials: number;
+  weights: number;
+  ema?: number;
+}
+
+const collective = (comm: number, rank: number): Op => ({ kernel: '@collective', inputs: [], outputs: [], attrs: { comm, rank } });
+
+/** Steps 2-5 of Note [Sharded update] (step 1 is the step program's '@collective' on the reduce-scatter). */
+export function shardedUpdateOps(buffers: NetworkBuffers, t: ResolvedTrainingOptions, plan: ShardPlan, comms: ShardComms): Op[] {
+  const { regLoss, normSq, hyper } = buffers;
+  const { rank } = plan.place;
+  const add = (x: number, y: number): Op => ({ kernel: 'axpy', inputs: [x], outputs: [y], attrs: { N: 1, alpha: 1 } });
+  return [
+    { kernel: 'fill', inputs: [], outputs: [plan.mine.both], attrs: { N: 2, value: 0 } },
+    ...plan.pieces.map((pc) => paramNormOp(pc, plan.mine)),
+    collective(comms.partials, rank),
+    { kernel: 'fill', inputs: [], outputs: [regLoss], attrs: { N: 1, value: 0 } },
+    { kernel: 'fill', inputs: [], outputs: [normSq], attrs: { N: 1, value: 0 } },
+    ...plan.all.flatMap((q) => [add(q.normSq, normSq), add(q.regLoss, regLoss)]),
+    { kernel: '@guard', inputs: [normSq], outputs: [] },
+    ...plan.pieces.map((pc) => fusedUpdateOp(t, pc, normSq, hyper)),
+    collective(comms.weights, rank),
+    ...(comms.ema !== undefined ? [collective(comms.ema, rank)] : []),
+  ];
+}
+
+const slotName = (p: Param, k: number) => `optimizer/${p.name}/${k}`;
+
+/**
+ * The tower's state in readState()'s names and order; each optimizer tensor holds this tower's owned range (zeros
+ * elsewhere) for the coordinator to merge (mergeOwned).
+ */
+export function readShardState(backend: Backend, params: Param[], plan: ShardPlan, slots: number): Array<{ name: string; shape: number[]; data: Float32Array }> {
+  return params.flatMap((p) => {
+    const slotData = Array.from({ length: slots }, () => new Float32Array(p.numel));
+    for (const pc of plan.pieces.filter((x) => x.param === p)) pc.slots.forEach((h, k) => slotData[k]!.set(backend.copyOut(h), pc.start - p.offset));
+    return [
+      { name: p.name, shape: p.shape, data: Float32Array.from(backend.copyOut(p.w)) },
+      ...slotData.map((data, k) => ({ name: slotName(p, k), shape: p.shape, data })),
+      ...(p.ema !== undefined ? [{ name: `ema/${p.name}`, shape: p.shape, data: Float32Array.from(backend.copyOut(p.ema)) }] : []),
+    ];
+  });
+}
+
+/** Checks the full optimizer tensors a sharded tower takes its ranges from; returns the copies to make. */
+export function shardSlotWrites(params: Param[], plan: ShardPlan, slots: number, model: string, tensors: Map<string, ArrayLike<number>>): Array<[number, Float32Array]> {
+  for (const p of params)
+    for (let k = 0; k < slots; k++) {
+      const v = tensors.get(slotName(p, k));
+      if (!v) throw new Error(`checkpoint has no tensor '${slotName(p, k)}' that model '${model}' needs (is it from another model or optimizer?)`);
+      if (v.length !== p.numel) throw new RangeError(`checkpoint tensor '${slotName(p, k)}' has ${v.length} values; model '${model}' expects ${p.numel} (shape ${p.shape.join('x')})`);
+    }
+  return plan.pieces.flatMap((pc) =>
+    pc.slots.map((h, k): [number, Float32Array] => {
+      const v = tensors.get(slotName(pc.param, k))!;
+      const from = pc.start - pc.param.offset;
+      return [h, Float32Array.from({ length: pc.numel }, (_, i) => v[from + i]!)];
+    }),
+  );
+}
+
+/**
+ * Full tensors from every tower's copies: a tensor of parameter `paramOf(name)` takes each element from the tower
+ * whose shard holds it (Note [Sharded update]); other tensors (weights, EMA: equal on every tower) from tower 0.
+ */
+export function mergeOwned(
+  perTower: Array<Map<string, Float32Array>>,
+  params: Array<{ name: string; offset: number; numel: number }>,
+  shards: Array<[number, number]>,
+  paramOf: (tensor: string) => string | undefined,
+): Map<string, Float32Array> {
+  const byName = new Map(params.map((p) => [p.name, p]));
+  const out = new Map<string, Float32Array>();
+  for (const [name, first] of perTower[0]!) {
+    const p = byName.get(paramOf(name) ?? '');
+    if (!p) {
+      out.set(name, first);
+      continue;
+    }
+    const full = new Float32Array(p.numel);
+    shards.forEach(([off, len], r) => {
+      const lo = Math.max(p.offset, off), hi = Math.min(p.offset + p.numel, off + len);
+      if (hi > lo) full.set(perTower[r]!.get(name)!.subarray(lo - p.offset, hi - p.offset), lo - p.offset);
+    });
+    out.set(name, full);
+  }
+  return out;
+}
+
+/** The parameter an optimizer tensor ('optimizer/<param>/<k>') belongs to. */
+export function slotParam(tensor: string): string | undefined {
+  const m = /^optimizer\/(.+)\/\d+$/.exec(tensor);
+  return m?.[1];
+}
+
+/** Refuses what the sharded update does not support, saying what to change. */
+export function checkShardUpdate(o: { shardUpdate?: boolean; overlap?: boolean; mode?: string }, processes: number): void {
+  if (!o.shardUpdate) return;
+  const why =
+    o.mode === 'async'
+      ? "mode 'async' (the parameter server holds the optimizer state)"
+      : o.overlap
+        ? 'overlap (the bucketed all-reduce has no reduce-scatter)'
+        : processes > 1
+          ? `a run over ${processes} processes (the sharded update works within one process)`
+          : undefined;
+  if (why) throw new ConfigError(`shardUpdate: true cannot be combined with ${why}; drop shardUpdate (--shard-update) or that setting`, 'shardUpdate');
+}
