@@ -57,6 +57,12 @@ export interface GuardOptions {
    */
   nonFinite?: 'halt' | 'skip' | 'rollback';
   rollbackLrFactor?: number;
+  /**
+   * 'rollback': how many times in a row the run may roll back to one checkpoint before it halts (default 3): a
+   * non-finite value that comes back at every lower learning rate is in the data or the model, and retrying forever
+   * would never end the run.
+   */
+  maxRollbacks?: number;
   /** Watchdog: a step that has not finished within this many ms errors naming the tower and its phase. */
   stepTimeoutMs?: number;
   /** Compare a 64-bit hash of every tower's weights every K steps (default 100; 0 = never). */
@@ -223,12 +229,13 @@ export const trainOptionsSchema = z
       .object({
         nonFinite: z.enum(['halt', 'skip', 'rollback']).default('halt'),
         rollbackLrFactor: z.number().gt(0).lt(1).default(0.5),
+        maxRollbacks: z.number().int().min(1).default(3),
         stepTimeoutMs: positiveInt.optional(),
         replicaCheckEvery: z.number().int().min(0).default(100),
         replicaPolicy: z.enum(['halt', 'rebroadcast']).default('halt'),
       })
       .strict()
-      .default({ nonFinite: 'halt', rollbackLrFactor: 0.5, replicaCheckEvery: 100, replicaPolicy: 'halt' }),
+      .default({ nonFinite: 'halt', rollbackLrFactor: 0.5, maxRollbacks: 3, replicaCheckEvery: 100, replicaPolicy: 'halt' }),
     checkpoint: z
       .object({
         dir: z.string().min(1),

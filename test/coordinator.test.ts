@@ -210,6 +210,19 @@ describe('non-finite policy (faults armed in the production step program)', () =
     });
   });
 
+  it('rollback: a non-finite value that comes back after every rollback halts after guard.maxRollbacks, naming it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tl-coord-rollback-max-'));
+    await withRef(2, async (rt) => {
+      injectFaults(rt, (step, rank) => (step === 5 && rank === 1 ? { at: 'gradient', kind: 'nan', index: 1 } : undefined));
+      const run = rt.train({ model, optimizer, data: data(30), steps: 8, seed: 1, guard: { nonFinite: 'rollback', maxRollbacks: 2 }, checkpoint: { dir, everySteps: 3 } });
+      const events: RunEvent[] = [];
+      run.events$.subscribe((e) => events.push(e));
+      await assert.rejects(run.done, (e: Error) => e instanceof NonFiniteError && /rolled back to .*ckpt-000000003.* 2 time\(s\) in a row/.test(e.message) && /guard\.maxRollbacks/.test(e.message) && /cpu|tower/.test(e.message));
+      await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(events.filter((e) => e.type === 'rolledBack').map((e) => (e as { lrScale: number }).lrScale), [0.5, 0.25]);
+    });
+  });
+
   it('watchdog: a stalled tower is named with its phase; the others were waiting in the all-reduce', async () => {
     await withRef(3, async (rt) => {
       injectFaults(rt, (step, rank) => (step === 2 && rank === 2 ? { at: 'backward', kind: 'stall', ms: 1500 } : undefined));

@@ -34,3 +34,24 @@ export function nonFiniteAction(policy: 'halt' | 'skip' | 'rollback', step: numb
   if (!canRollBack) throw new NonFiniteError(`${reason}; no checkpoint to roll back to (set checkpoint.dir and everySteps)`, step);
   return { kind: 'rollback', reason };
 }
+
+/** Rollbacks in a row to one checkpoint. */
+export interface Rollbacks {
+  path: string;
+  count: number;
+}
+
+/**
+ * Counts a rollback to `path`; past `max` in a row to the same checkpoint the run halts: a non-finite value that comes
+ * back at every lower learning rate comes from the data or the model, and rolling back forever would never end.
+ */
+export function countRollback(prev: Rollbacks, path: string, max: number, at: { reason: string; step: number; lrScale: number }): Rollbacks {
+  const count = prev.path === path ? prev.count + 1 : 1;
+  if (count > max)
+    throw new NonFiniteError(
+      `${at.reason}; rolled back to ${path} ${max} time(s) in a row and the non-finite value came back each time ` +
+        `(learning-rate scale now ${at.lrScale}): it comes from the data or the model, not the step size; fix the input, or raise guard.maxRollbacks`,
+      at.step,
+    );
+  return { path, count };
+}

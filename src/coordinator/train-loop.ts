@@ -12,7 +12,7 @@ import { Checkpoints, type TrainState } from './checkpoints.js';
 import type { LoadedCheckpoint } from '../io/checkpoint.js';
 import { checkBatch, checkMemory, towerBytes } from './bounds.js';
 import { evaluateTest, TEST_SET } from './evaluation.js';
-import { describeNonFinite, nonFinite, nonFiniteAction } from './non-finite.js';
+import { countRollback, describeNonFinite, nonFinite, nonFiniteAction, type Rollbacks } from './non-finite.js';
 import { RunPlan } from './plan.js';
 import { replicaPolicy } from './replicas.js';
 import { shardSizes, splitIndices } from './shard.js';
@@ -59,6 +59,8 @@ export class TrainLoop {
   private loss = NaN;
   private evaluation: RunSummary['evaluation'];
   private rolledBack = false;
+  /** Rollbacks in a row to one checkpoint (guard.maxRollbacks). */
+  private rollbacks: Rollbacks = { path: '', count: 0 };
   /** Equal shares depend only on the batch length: the last split, reused while the length stays the same. */
   private equalSplit: { length: number; allSizes: number[]; sizes: number[] } | undefined;
 
@@ -178,6 +180,7 @@ export class TrainLoop {
       this.c.emitEvent({ type: 'skipped', step: this.state.step, reason: action.reason });
       return false;
     }
+    this.rollbacks = countRollback(this.rollbacks, ck!.path, o.guard.maxRollbacks, { reason: action.reason, step, lrScale: this.state.lrScale });
     const lrScale = this.state.lrScale * o.guard.rollbackLrFactor;
     const { bitIdentical: _same, note: _note, ...restored } = await this.ckpt.restore(ck!, { resuming: false });
     Object.assign(this.state, restored, { lrScale });
