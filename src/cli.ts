@@ -89,6 +89,7 @@ interface TrainFlags {
   devices: string;
   reduction: 'auto' | 'ring' | 'tree' | 'naive';
   overlap?: boolean; // --overlap, --bucket-mb: the all-reduce overlapped with backward (Note [Overlapped all-reduce])
+  pipeline?: boolean; // P (issue 16): --no-pipeline, steps launched one at a time (Note [Pipelined steps])
   bucketMb?: number;
   batchSize: number;
   epochs?: number;
@@ -135,6 +136,7 @@ async function train(f: TrainFlags): Promise<number> {
     data: dataInput(f),
     seed: f.seed,
     ...(f.overlap ? { overlap: true } : {}),
+    ...(f.pipeline === false ? { pipeline: false } : {}), // P (issue 16)
     ...(f.bucketMb !== undefined ? { bucketBytes: Math.max(4, Math.round(f.bucketMb * 2 ** 20)) } : {}),
     evaluate: f.eval ?? false,
     ...(f.epochs !== undefined ? { epochs: f.epochs } : {}),
@@ -243,6 +245,7 @@ export function buildCli(): Command {
     .addOption(new Option('--reduction <algorithm>', 'all-reduce algorithm').choices(['auto', 'ring', 'tree', 'naive']).default('auto'))
     .option('--overlap', 'overlap the gradient all-reduce with backward, bucket by bucket (pays across machines; docs/multi-process.md)')
     .option('--bucket-mb <mib>', 'with --overlap: the cap of one gradient bucket in MiB (default 1)', num('--bucket-mb'))
+    .option('--no-pipeline', 'launch each step only after the previous one is consumed (default: pipelined; same results)') // P (issue 16)
     .option('--batch-size <n>', 'global batch size (split over the towers)', int('--batch-size'), 128)
     .option('--epochs <n>', 'epochs to train', int('--epochs'))
     .option('--steps <n>', 'steps to train (total, counting resumed ones)', int('--steps'))
