@@ -63,6 +63,8 @@ export class StepLauncher {
   private readonly hyper = new Float32Array(HYPER_SIZE);
   private readonly writes: Writes = [];
   private readonly pending: Pending[] = [];
+  // A step waiting for its launch handles: steps called after it wait too, so runs reach the device in call order.
+  private preparing: Promise<StepLaunch> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private timerMs = -1;
 
@@ -72,6 +74,7 @@ export class StepLauncher {
   ) {}
 
   reset(): void {
+    this.preparing = undefined;
     this.launches.clear();
     this.last = undefined;
     this.current = undefined;
@@ -98,20 +101,31 @@ export class StepLauncher {
   step(q: StepRequest, deadlineMs: number, fault?: FaultSpec, chained = false): Promise<StepReply> {
     const last = this.last;
     const variant = q.variant ?? 'step';
-    if (last !== undefined && last.dataset === q.dataset && last.batch === q.indices.length && last.variant === variant)
+    if (this.preparing === undefined && last !== undefined && last.dataset === q.dataset && last.batch === q.indices.length && last.variant === variant)
       return this.launch(last.launch, q, deadlineMs, fault, chained);
     return this.prepared(q, variant, deadlineMs, fault, chained);
   }
 
+  /** Launches after the step's launch handles are known, and after every step called before it (call order). */
   private async prepared(q: StepRequest, variant: StepVariant, deadlineMs: number, fault: FaultSpec | undefined, chained: boolean): Promise<StepReply> {
     const key = `${q.dataset}:${q.indices.length}:${variant}`;
-    let launch = this.launches.get(key);
-    if (!launch) {
-      launch = await this.deps.prepare(q.dataset, q.indices.length, variant);
-      this.launches.set(key, launch);
+    const before = this.preparing;
+    const ready = (async () => {
+      await before?.catch(() => undefined);
+      let launch = this.launches.get(key);
+      if (!launch) {
+        launch = await this.deps.prepare(q.dataset, q.indices.length, variant);
+        this.launches.set(key, launch);
+      }
+      this.last = { dataset: q.dataset, batch: q.indices.length, variant, launch };
+      return launch;
+    })();
+    this.preparing = ready;
+    try {
+      return this.launch(await ready, q, deadlineMs, fault, chained);
+    } finally {
+      if (this.preparing === ready) this.preparing = undefined;
     }
-    this.last = { dataset: q.dataset, batch: q.indices.length, variant, launch };
-    return this.launch(launch, q, deadlineMs, fault, chained);
   }
 
   private launch(launch: StepLaunch, q: StepRequest, deadlineMs: number, fault: FaultSpec | undefined, chained: boolean): Promise<StepReply> {
