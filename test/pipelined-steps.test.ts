@@ -14,6 +14,10 @@ import type { Runtime } from '../src/runtime.js';
 import { internalsOf } from '../src/coordinator/internals.js';
 import { injectFaults, killTower, type Fault } from '../src/testing/faults.js';
 import { sameBits } from './support/runtime.js';
+import { StepLauncher } from '../src/tower-port/step-launcher.js';
+import { HyperSlot } from '../src/native/hyper.js';
+import type { StepLaunch } from '../src/model/step-program.js';
+import type { StepRequest } from '../src/tower-port/protocol.js';
 
 const DIM = 24;
 const model: ModelSpec = {
@@ -190,5 +194,31 @@ describe('pipelined steps: failures and checkpoints', () => {
     full.weights.forEach((tower, r) => {
       for (const [name, w] of tower) assert.ok(sameBits(w, resumed.weights[r]!.get(name)!), `tower ${r} '${name}': resumed differs from uninterrupted`);
     });
+  });
+});
+
+describe('the step launcher keeps call order', () => {
+  it('steps called while the launch handles are being prepared reach the device in call order, prepared once', async () => {
+    const prepares: Array<(l: StepLaunch) => void> = [];
+    const ran: number[] = [];
+    const launcher = new StepLauncher('fake:0', {
+      prepare: () => new Promise<StepLaunch>((resolve) => prepares.push(resolve)),
+      run: (_program, writes) => {
+        ran.push(writes[1]![1][HyperSlot.step]!); // the hyper block's step number, read at the call (runWith copies)
+        return Promise.resolve({ values: [1, 0, 1], marks: [], startMs: 0, waitMs: 0, guardTripped: false });
+      },
+      status: () => ({ marks: [], currentOp: -1 }),
+      clockOffsetMs: 0,
+      deadCause: () => undefined,
+    });
+    const q = (t: number): StepRequest => ({ dataset: 'train', indices: new Int32Array([t]), lr: 0.1, t, gradScale: 1 });
+    const replies = [launcher.step(q(1), 60_000), launcher.step(q(2), 60_000, undefined, true), launcher.step(q(3), 60_000, undefined, true)];
+    await new Promise((r) => setImmediate(r));
+    // Resolve whatever prepares were asked for, the last first: an order that depended on them would show.
+    for (const resolve of [...prepares].reverse()) resolve({ program: 7, indices: 1, hyper: 2, reads: [3, 4, 5] });
+    await Promise.all(replies);
+    assert.deepEqual(ran, [1, 2, 3]);
+    assert.equal(prepares.length, 1, 'the launch handles are prepared once');
+    launcher.close();
   });
 });
