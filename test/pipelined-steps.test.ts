@@ -20,14 +20,9 @@ import type { StepLaunch } from '../src/model/step-program.js';
 import type { StepRequest } from '../src/tower-port/protocol.js';
 
 const DIM = 24;
-const model: ModelSpec = {
-  name: 'tiny',
-  input: { shape: [DIM] },
-  layers: [
-    { type: 'dense', units: 12, activation: 'tanh', kernelInit: { type: 'truncatedNormal', stddev: 0.3 }, biasInit: { type: 'constant', value: 0.1 }, l2: 1e-3 },
-    { type: 'dense', units: 5, kernelInit: { type: 'truncatedNormal', stddev: 0.3 } },
-  ],
-};
+const init = { type: 'truncatedNormal' as const, stddev: 0.3 };
+// Two dense layers (tanh, L2 on the first): small enough to run 30 steps many times.
+const model: ModelSpec = { name: 'pipe', input: { shape: [DIM] }, layers: [{ type: 'dense', units: 12, activation: 'tanh', kernelInit: init, l2: 1e-3 }, { type: 'dense', units: 5, kernelInit: init }] };
 // A decaying learning rate: every step's hyper block differs, so a step launched with the wrong one would show.
 const optimizer = { type: 'momentum' as const, lr: { type: 'exponential' as const, lr: 0.05, decayRate: 0.9, decaySteps: 1 }, momentum: 0.9 };
 // 240 rows at batch 30: an epoch ends every 8 steps (the pipeline drains there).

@@ -31,8 +31,9 @@ import type { Settled } from './step.js';
 //
 // What stays synchronous (the pipeline is drained, step t landed with nothing behind it, before any of these):
 // replica checks, checkpoints, the end of an epoch and evaluation (they read the weights after step t exactly),
-// work queued for the gap between steps (state reads and histograms: they must see every tower after the same
-// step), a pending reduction strategy (a schedule is never changed under a collective), and stop (checked before
+// weight histograms (their steps are known in advance: read in the gap right after), work queued for the gap
+// between steps (state reads: every tower after the same step; a read queued while a step is in flight waits for
+// the next gap, as a read queued from an asap-scheduled steps$ subscriber always did), a pending reduction strategy (a schedule is never changed under a collective), and stop (checked before
 // each launch; a step already launched is landed and reported, then the run stops). Not pipelined at all: 'speed'
 // shares (the split of t+1 depends on t's timings) and runs over several processes (every rank agrees on the loss
 // and on stopping after each step, world.afterStep). The asynchronous mode steps through the same launcher unchained.

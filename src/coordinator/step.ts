@@ -25,8 +25,10 @@ export type Settled = Array<PromiseSettledResult<StepReply>>;
 
 /** The faults armed for `step` on each tower (undefined: none). */
 export function faultsFor(faults: FaultPlan | undefined, step: number, towers: number): Array<FaultSpec | undefined> {
-  return faults ? Array.from({ length: towers }, (_, r) => faults(step, r)) : [];
+  return faults ? Array.from({ length: towers }, (_, r) => faults(step, r)) : NO_FAULTS;
 }
+
+const NO_FAULTS: Array<FaultSpec | undefined> = Object.freeze([]) as unknown as Array<FaultSpec | undefined>;
 
 /**
  * Launches one step on every tower; never rejects (a dead tower's step settles rejected). `chained`: behind an
@@ -40,8 +42,8 @@ export function launchAll(towers: TowerSet, requests: StepRequest[], deadlineMs:
 
 /** The replies of a launched step, or its root cause (the watchdog names the towers that missed the deadline). */
 export async function settleAll(towers: TowerSet, step: number, settled: Settled, deadlineMs: number): Promise<StepReply[]> {
+  if (settled.every((s) => s.status === 'fulfilled')) return settled.map((s) => (s as PromiseFulfilledResult<StepReply>).value);
   const failed = settled.flatMap((s) => (s.status === 'rejected' ? [s.reason as unknown] : []));
-  if (failed.length === 0) return settled.map((s) => (s as PromiseFulfilledResult<StepReply>).value);
   const e = rootCause(failed);
   if (!(e instanceof TowerError) || !e.causeText.endsWith('(deadline)')) throw e;
   let timer: NodeJS.Timeout | undefined;

@@ -278,6 +278,7 @@ export class TrainLoop {
     return (
       this.c.towers.queued > 0 ||
       (o.guard.replicaCheckEvery > 0 && step % o.guard.replicaCheckEvery === 0) ||
+      (o.histogramsEvery !== undefined && step % o.histogramsEvery === 0) || // read in the gap after exactly this step
       (o.checkpoint?.everySteps !== undefined && step % o.checkpoint.everySteps === 0) ||
       this.plan.endsEpoch(batch)
     );
