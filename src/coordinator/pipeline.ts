@@ -21,9 +21,12 @@ import type { Settled } from './step.js';
 //   - 'skip': t+1 was cancelled, so the local gradients that name the tower and tensor are still step t's; after
 //     the 'skipped' event t+1 is launched again, unchained, with the very same request and faults.
 //   - 'rollback': t+1 was cancelled; the checkpoint is restored and the loop restarts from it.
-//   A non-finite loss with a finite reduced gradient does not trip the guard (the update was applied): t+1 ran, as
-//   it would have sequentially right after ('skip'); 'halt' ends the run unreported and 'rollback' restores over
-//   it. Only the skip's description could then name t+1's local gradient rather than t's.
+//   A non-finite loss with a finite reduced gradient (a tower's loss is local, so the guard cannot see it without
+//   towers disagreeing) does not trip the guard: step t's update was applied, and t+1 ran behind it. 'skip' stays
+//   exact (t+1 is the step the sequential loop runs next; only if t+1's own gradient were non-finite could t's
+//   description name t+1's tensor); 'rollback' restores over it, exact; 'halt' fails with the same error, but the
+//   weights a later read sees are one step (t+1, never reported) further than sequentially. This is the one case
+//   where pipelined and sequential differ.
 // A failure of step t (dead tower, deadline, error) is reported by step t's root cause (step.ts); t+1, cancelled
 // on the towers whose step t failed, is never landed or named, and the group is aborted so that no tower waits in
 // its all-reduce. Each step's deadline starts when the step before it on that tower settles (Note [Step deadline
