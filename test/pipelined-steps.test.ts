@@ -112,10 +112,12 @@ for (const [port, open] of [['in-process reference', reference], ['worker', work
   describe(`pipelined steps on ${port} towers`, () => {
     for (const n of [1, 2, 3]) {
       it(`${n} tower${n > 1 ? 's' : ''}: 30 steps pipelined equal 30 steps one at a time (weights bit-identical, same events)`, async () => {
-        const [p, s] = await both(open(n), () => ({}));
+        // A replica check every 7 steps and the end of every epoch (8 steps) drain the pipeline.
+        const [p, s] = await both(open(n), () => ({ guard: { replicaCheckEvery: 7 } }));
         assertSame(p, s, `${n} towers`);
         assert.equal(p.steps.length, 30);
-        // Every step but the first of each epoch's run of steps is launched behind its predecessor (4 epochs of 8).
+        assert.deepEqual(p.events.filter((e) => e.type === 'replicas').map((e) => [(e as { step: number }).step, (e as { consistent: boolean }).consistent]), [7, 14, 21, 28].map((k) => [k, true]));
+        // Every step is launched behind its predecessor but the first and those after a drain (steps 7, 8, 14, 16, 21, 24, 28).
         assert.ok(p.chained >= n * 20, `pipelined: ${p.chained} chained launches over ${n} towers`);
       });
     }
