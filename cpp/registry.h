@@ -56,6 +56,11 @@ class Device : public std::enable_shared_from_this<Device> {
   // Stops the thread after the queued work; idempotent.
   void shutdown();
 
+  // How the last step run (runWith) on this device ended; read and written on the device thread only. A step run
+  // queued behind an unconsumed one ('chained') is cancelled unless this is Ok (Note [Pipelined steps]).
+  enum class LastRun { Ok, Tripped, Failed };
+  LastRun lastRun = LastRun::Ok;
+
  private:
   void loop(TaskQueue& q);
   uint32_t id_;

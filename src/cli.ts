@@ -97,6 +97,7 @@ interface TrainFlags {
   devices: string;
   reduction: 'auto' | 'ring' | 'tree' | 'naive';
   overlap?: boolean; // --overlap, --bucket-mb: the all-reduce overlapped with backward (Note [Overlapped all-reduce])
+  pipeline?: boolean; // P (issue 16): --no-pipeline, steps launched one at a time (Note [Pipelined steps])
   bucketMb?: number;
   shardUpdate?: boolean; // Z (issue 16): --shard-update, the sharded optimizer update (Note [Sharded update])
   batchSize: number;
@@ -144,6 +145,7 @@ async function train(f: TrainFlags): Promise<number> {
     data: dataInput(f),
     seed: f.seed,
     ...(f.overlap ? { overlap: true } : {}),
+    ...(f.pipeline === false ? { pipeline: false } : {}), // P (issue 16)
     ...(f.bucketMb !== undefined ? { bucketBytes: Math.max(4, Math.round(f.bucketMb * 2 ** 20)) } : {}),
     ...(f.shardUpdate ? { shardUpdate: true } : {}), // Z: --shard-update
     evaluate: f.eval ?? false,
@@ -255,6 +257,7 @@ export function buildCli(): Command {
     .option('--overlap', 'overlap the gradient all-reduce with backward, bucket by bucket (pays across machines; docs/multi-process.md)')
     .option('--bucket-mb <mib>', 'with --overlap: the cap of one gradient bucket in MiB (default 1)', num('--bucket-mb'))
     .option('--shard-update', 'each tower updates only its shard of the weights and optimizer state (ZeRO-1; 2+ towers in one process)')
+    .option('--no-pipeline', 'launch each step only after the previous one is consumed (default: pipelined; same results)') // P (issue 16)
     .option('--batch-size <n>', 'global batch size (split over the towers)', int('--batch-size'), 128)
     .option('--epochs <n>', 'epochs to train', int('--epochs'))
     .option('--steps <n>', 'steps to train (total, counting resumed ones)', int('--steps'))

@@ -111,6 +111,9 @@ export interface TrainOptions {
   shardUpdate?: boolean;
   /** Evaluate on the test set after each epoch (tower 0, EMA weights when kept). */
   evaluate?: boolean;
+  // P (issue 16): pipelined steps.
+  /** Launch step t+1 while step t runs (default true; same weights and events either way; Note [Pipelined steps]). */
+  pipeline?: boolean;
   guard?: GuardOptions;
   checkpoint?: CheckpointOptions;
   /** TensorBoard event files (loss, learning rate, examples/sec, gradient norm, accuracy). */
@@ -225,6 +228,7 @@ export const trainOptionsSchema = z
     epochs: positiveInt.optional(),
     steps: positiveInt.optional(),
     evaluate: z.boolean().default(false),
+    pipeline: z.boolean().optional(), // P (issue 16): step t+1 launched while step t runs (default on; Note [Pipelined steps])
     guard: z
       .object({
         nonFinite: z.enum(['halt', 'skip', 'rollback']).default('halt'),

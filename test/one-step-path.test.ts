@@ -23,17 +23,22 @@ async function recording(obj: object, key: 'runWith', f: () => Promise<void>): P
   const original = target[key]!;
   const calls: Call[] = [];
   const owners = new Map<unknown, number>();
+  const cancelled = new Set<Call>();
   target[key] = function (this: unknown, ...args: unknown[]) {
     if (!owners.has(this)) owners.set(this, owners.size);
-    calls.push({ program: `${owners.get(this)}:${String(args[0])}`, fault: args[3] });
-    return original.apply(this, args);
+    const call = { program: `${owners.get(this)}:${String(args[0])}`, fault: args[3] };
+    calls.push(call);
+    const result = original.apply(this, args) as Promise<{ cancelled?: boolean } | undefined>;
+    // A step launched behind one whose guard tripped is cancelled by its device, then launched again (Note [Pipelined steps]).
+    void result.then((r) => r?.cancelled && cancelled.add(call), () => undefined);
+    return result;
   };
   try {
     await f();
   } finally {
     target[key] = original;
   }
-  return calls;
+  return calls.filter((c) => !cancelled.has(c));
 }
 
 /** Groups calls by program (= by tower) and checks the faulted one is the `nth` call of one program. */

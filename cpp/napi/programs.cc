@@ -130,7 +130,10 @@ Napi::Value RunWith(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t h = u32Arg(info, 0, "program handle");
   if (info.Length() < 3 || !info[1].IsArray() || !info[2].IsArray())
-    throw Napi::TypeError::New(env, "runWith(program, writes: [handle, typedArray, offset?][], reads: handle[], fault?)");
+    throw Napi::TypeError::New(env, "runWith(program, writes: [handle, typedArray, offset?][], reads: handle[], fault?, chained?)");
+  // chained: queued behind a step whose reply JS has not consumed; cancelled (not run) when the device's previous
+  // step run tripped its guard or failed (Note [Pipelined steps] in src/coordinator/pipeline.ts).
+  const bool chained = info.Length() > 4 && info[4].IsBoolean() && info[4].As<Napi::Boolean>().Value();
   return guarded(env, [&]() -> Napi::Value {
     auto prog = Registry::get().program(h);
     std::shared_ptr<const FaultSpec> fault = faultArg(env, info.Length() > 3 ? info[3] : env.Undefined(), *prog);
@@ -145,10 +148,16 @@ Napi::Value RunWith(const Napi::CallbackInfo& info) {
       TL_CHECK(b->device == prog->device, "runWith: read buffer #" << b->handle << " is not on " << prog->device->name());
       reads.push_back(b);
     }
-    struct Out { std::vector<double> values, marks; double startMs = 0, waitMs = 0; bool guard = false; };
+    struct Out { std::vector<double> values, marks; double startMs = 0, waitMs = 0; bool guard = false, cancelled = false; };
     auto out = std::make_shared<Out>();
-    auto task = [prog, writes, reads, out, fault] {
-      Backend& dev = prog->device->backend();
+    auto task = [prog, writes, reads, out, fault, chained] {
+      Device& device = *prog->device;
+      if (chained && device.lastRun != Device::LastRun::Ok) {
+        out->cancelled = true;  // lastRun stays as it is: every step queued behind the trip is cancelled too
+        return;
+      }
+      device.lastRun = Device::LastRun::Failed;  // until the program and the reads are done
+      Backend& dev = device.backend();
       for (auto& w : *writes) dev.copyIn(static_cast<uint8_t*>(w.buf->data) + w.byteOffset, w.bytes.data(), w.bytes.size());
       prog->execute(fault.get());
       for (auto& b : reads) {
@@ -161,10 +170,13 @@ Napi::Value RunWith(const Napi::CallbackInfo& info) {
       out->startMs = prog->startMs;
       out->guard = prog->guardTripped;
       for (const CollectiveOp* c : prog->collectives()) out->waitMs += c->comm->stats(c->rank).waitMs;
+      device.lastRun = out->guard ? Device::LastRun::Tripped : Device::LastRun::Ok;
     };
     auto result = [out](Napi::Env e) -> Napi::Value {
-      return ObjectOf(e).set("values", float64Array(e, out->values)).set("marks", float64Array(e, out->marks))
+      auto r = ObjectOf(e).set("values", float64Array(e, out->values)).set("marks", float64Array(e, out->marks))
           .set("startMs", out->startMs).set("waitMs", out->waitMs).set("guardTripped", out->guard);
+      if (out->cancelled) r.set("cancelled", true);
+      return r;
     };
     return submitAsync(env, prog->device, task, result);
   });

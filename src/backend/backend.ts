@@ -49,7 +49,9 @@ export interface Backend {
     writes: Array<[number, Float32Array | Int32Array | Uint8Array]>,
     reads: number[],
     fault?: DeviceFault,
-  ): Promise<{ values: Float64Array; marks: Float64Array; startMs: number; waitMs: number; guardTripped: boolean }>;
+    /** Queued behind an unconsumed step: not run if the device's previous step run tripped or failed (Note [Pipelined steps]). */
+    chained?: boolean,
+  ): Promise<{ values: Float64Array; marks: Float64Array; startMs: number; waitMs: number; guardTripped: boolean; cancelled?: boolean }>;
   /** Native devices: the last run of a program: start (ms, process-wide clock), '@mark' times, guard state. */
   status?(program: number): { marks: Float64Array; startMs: number; guardTripped: boolean; currentOp: number };
 }

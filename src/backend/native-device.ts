@@ -97,8 +97,8 @@ export class NativeDevice implements Backend {
   }
 
   /** Writes, run and reads in one hand-off (Note [One hand-off per step]); `fault` is armed for this run only. */
-  runWith(program: number, writes: Array<[number, NativeArray]>, reads: number[], fault?: DeviceFault): Promise<RunResult> {
-    return native().runWith(program, writes, reads, fault);
+  runWith(program: number, writes: Array<[number, NativeArray]>, reads: number[], fault?: DeviceFault, chained?: boolean): Promise<RunResult> {
+    return native().runWith(program, writes, reads, fault, chained);
   }
 
   async runOps(ops: Op[]): Promise<void> {

@@ -20,11 +20,30 @@ function rootCause(errors: unknown[]): unknown {
   return errors.find((e) => !victim(e) && !deadline(e)) ?? errors.find((e) => !victim(e)) ?? errors[0];
 }
 
-export async function stepAll(towers: TowerSet, step: number, requests: StepRequest[], deadlineMs: number, faults: FaultPlan | undefined): Promise<StepReply[]> {
-  if (towers.dead) throw new TowerError(towers.dead.device, 'step', towers.dead.causeText);
-  const settled = await Promise.allSettled(towers.ports.map((p, r) => p.step(requests[r]!, deadlineMs, faults?.(step, r))));
+/** Every tower's settled step, in rank order. */
+export type Settled = Array<PromiseSettledResult<StepReply>>;
+
+/** The faults armed for `step` on each tower (undefined: none). */
+export function faultsFor(faults: FaultPlan | undefined, step: number, towers: number): Array<FaultSpec | undefined> {
+  return faults ? Array.from({ length: towers }, (_, r) => faults(step, r)) : NO_FAULTS;
+}
+
+const NO_FAULTS: Array<FaultSpec | undefined> = Object.freeze([]) as unknown as Array<FaultSpec | undefined>;
+
+/**
+ * Launches one step on every tower; never rejects (a dead tower's step settles rejected). `chained`: behind an
+ * unconsumed step (Note [Pipelined steps] in pipeline.ts).
+ */
+export function launchAll(towers: TowerSet, requests: StepRequest[], deadlineMs: number, faults: Array<FaultSpec | undefined>, chained = false): Promise<Settled> {
+  const dead = towers.dead;
+  if (dead) return Promise.resolve(towers.ports.map(() => ({ status: 'rejected' as const, reason: new TowerError(dead.device, 'step', dead.causeText) })));
+  return Promise.allSettled(towers.ports.map((p, r) => p.step(requests[r]!, deadlineMs, faults[r], chained)));
+}
+
+/** The replies of a launched step, or its root cause (the watchdog names the towers that missed the deadline). */
+export async function settleAll(towers: TowerSet, step: number, settled: Settled, deadlineMs: number): Promise<StepReply[]> {
+  if (settled.every((s) => s.status === 'fulfilled')) return settled.map((s) => (s as PromiseFulfilledResult<StepReply>).value);
   const failed = settled.flatMap((s) => (s.status === 'rejected' ? [s.reason as unknown] : []));
-  if (failed.length === 0) return settled.map((s) => (s as PromiseFulfilledResult<StepReply>).value);
   const e = rootCause(failed);
   if (!(e instanceof TowerError) || !e.causeText.endsWith('(deadline)')) throw e;
   let timer: NodeJS.Timeout | undefined;
@@ -36,4 +55,9 @@ export async function stepAll(towers: TowerSet, step: number, requests: StepRequ
   const what = culprits.map((c) => `tower on ${towers.devices[c.r]} is in phase '${c.p ?? 'idle'}'`).join('; ');
   towers.abortGroup(); // frees the towers blocked in the all-reduce
   throw new WatchdogError(`step ${step} did not finish within ${deadlineMs} ms: ${what}`, culprits.map((c) => towers.devices[c.r]!), culprits[0]?.p ?? undefined);
+}
+
+/** One step on every tower, not pipelined. */
+export async function stepAll(towers: TowerSet, step: number, requests: StepRequest[], deadlineMs: number, faults: FaultPlan | undefined): Promise<StepReply[]> {
+  return settleAll(towers, step, await launchAll(towers, requests, deadlineMs, faultsFor(faults, step, towers.size)), deadlineMs);
 }

@@ -86,6 +86,11 @@ export class TowerSet {
     return this.buckets?.map((b) => this.world.plan(reduction, { ranks: this.size, length: b.length }));
   }
 
+  /** A reduction strategy waits to be installed (the run drains its pipeline first: Note [Pipelined steps]). */
+  get schedulePending(): boolean {
+    return this.pendingSchedule !== undefined;
+  }
+
   /** Called by the run between two steps. */
   applyPendingSchedule(): void {
     if (this.pendingSchedule) this.group?.setSchedule(this.pendingSchedule, this.pendingBuckets);

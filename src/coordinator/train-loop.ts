@@ -1,5 +1,6 @@
-// The training loop as a short pipeline: plan -> shard -> step -> emit, with the policies (non-finite, replicas),
-// checkpoints and evaluation each in their own module. Note [Synchronous update] is in towers.ts.
+// The training loop as a short pipeline: plan -> shard -> launch -> land (step -> emit), with the policies
+// (non-finite, replicas), checkpoints and evaluation each in their own module; step t+1 is launched while step t
+// runs (Note [Pipelined steps] in pipeline.ts). Note [Synchronous update] is in towers.ts.
 import { DEFAULT_BUCKET_BYTES } from '../scheduler/buckets.js';
 import { loadInput } from '../data/inputs.js';
 import type { BatchPlan } from '../data/batches.js';
@@ -8,6 +9,7 @@ import { runSettingsOf, type Layout, type ResolvedTrainOptions } from '../option
 import type { RunEvent, RunSummary, StepEvent } from '../events.js';
 import type { StepRecord } from '../observers/observer.js';
 import type { StepReply, StepRequest } from '../tower-port/protocol.js';
+import { cancelled, unpipelined, type Flight, type Shards } from './pipeline.js';
 import { Checkpoints, type TrainState } from './checkpoints.js';
 import type { LoadedCheckpoint } from '../io/checkpoint.js';
 import { checkBatch, checkMemory, towerBytes } from './bounds.js';
@@ -17,7 +19,7 @@ import { RunPlan } from './plan.js';
 import { replicaPolicy } from './replicas.js';
 import { shardSizes, splitIndices } from './shard.js';
 import { SpeedShares } from './speed.js';
-import { stepAll, type FaultPlan } from './step.js';
+import { faultsFor, launchAll, settleAll, type FaultPlan } from './step.js';
 import { runAgreement } from '../group/agreement.js';
 import type { TowerSet } from './towers.js';
 
@@ -37,16 +39,6 @@ export interface LoopContext {
   emitEvent(e: RunEvent): void;
 }
 
-interface Shards {
-  batch: BatchPlan;
-  /** This process's towers' shard sizes, and every tower's of every process (Note [Process dimension]). */
-  sizes: number[];
-  allSizes: number[];
-  requests: StepRequest[];
-  lr: number;
-  startMs: number;
-}
-
 export class TrainLoop {
   private plan!: RunPlan;
   private readonly ckpt: Checkpoints;
@@ -63,6 +55,10 @@ export class TrainLoop {
   private rollbacks: Rollbacks = { path: '', count: 0 };
   /** Equal shares depend only on the batch length: the last split, reused while the length stays the same. */
   private equalSplit: { length: number; allSizes: number[]; sizes: number[] } | undefined;
+  /** Whether step t+1 may be launched while step t runs (Note [Pipelined steps]). */
+  private pipelined = false;
+  /** When the last step landed: a step's wall time starts no earlier (a pipelined step was launched during it). */
+  private lastEndMs = 0;
 
   constructor(private readonly c: LoopContext) {
     const settings = { ...runSettingsOf(c.o), world: c.towers.world.shape };
@@ -84,25 +80,89 @@ export class TrainLoop {
     await this.prepare();
     if (resumeFrom) await this.resume(resumeFrom);
     this.c.emitEvent({ type: 'started', step: this.state.step, totalSteps: this.plan.totalSteps, stepsPerEpoch: this.plan.perEpoch, devices: this.c.towers.devices, ...(this.c.towers.layout ? { layout: this.c.towers.layout } : {}), ...this.c.towers.shardReport() });
+    this.pipelined = unpipelined(this.c.o.pipeline, this.c.shares, world.processes) === undefined;
     do {
       this.rolledBack = false;
-      for (const batch of this.plan.batches(this.state.next)) {
-        if (this.plan.reached(this.state.step) || world.stopping(this.c.stopped())) break;
-        const shards = this.shard(batch);
-        const replies = await stepAll(this.c.towers, this.state.step + 1, shards.requests, this.c.o.guard.stepTimeoutMs ?? this.c.callMs, this.c.faults);
-        this.state.next = this.plan.after(batch);
-        this.speed?.record(shards.sizes, replies);
-        if (nonFinite(replies)) {
-          if (await this.onNonFinite(replies)) break;
-          continue;
-        }
-        await this.emit(shards, replies);
-        if (this.hasDuties(batch)) await this.afterStep(batch);
-      }
+      await this.pass();
     } while (this.rolledBack);
     await this.save();
     await world.agree('the end of the run', { step: this.state.step }); // no rank reports success for work another lost
     return { steps: this.state.step, epochs: this.plan.epochs, finalLoss: this.loss, ...(this.evaluation ? { evaluation: this.evaluation } : {}) };
+  }
+
+  /** One pass over the batches from state.next, until the end, a stop or a rollback (Note [Pipelined steps]). */
+  private async pass(): Promise<void> {
+    const world = this.c.towers.world;
+    let ahead: Flight | undefined; // launched, not yet landed
+    try {
+      for (const batch of this.plan.batches(this.state.next)) {
+        if (ahead && !this.mayRunAhead(ahead)) {
+          const a = ahead;
+          ahead = undefined;
+          if ((await this.land(a, undefined)) === 'rolledBack') return;
+        }
+        const done = this.state.step + (ahead ? 1 : 0); // steps done once `ahead` lands (skipped ones count)
+        if (this.plan.reached(done) || world.stopping(this.c.stopped())) break;
+        const next = this.launch(batch, done + 1, ahead !== undefined);
+        if (ahead) {
+          const a = ahead;
+          ahead = next; // in flight while `a` lands: a failure must not leave it waiting in an all-reduce
+          const landed = await this.land(a, next);
+          if (landed === 'rolledBack') return;
+          if (landed === 'redo') {
+            ahead = undefined; // cancelled on every device: nothing runs
+            if (world.stopping(this.c.stopped())) break;
+            ahead = { ...next, settled: launchAll(this.c.towers, next.shards.requests, this.deadlineMs(), next.faults) };
+            continue;
+          }
+        }
+        ahead = next;
+      }
+      if (ahead) {
+        const a = ahead;
+        ahead = undefined;
+        await this.land(a, undefined);
+      }
+    } catch (e) {
+      if (ahead) this.c.towers.abortGroup(); // frees towers blocked in the all-reduce of the step behind the failed one
+      throw e;
+    }
+  }
+
+  private deadlineMs(): number {
+    return this.c.o.guard.stepTimeoutMs ?? this.c.callMs;
+  }
+
+  /** Launches step `step` (1-based) of `batch` on every tower; `chained` behind a step not yet landed. */
+  private launch(batch: BatchPlan, step: number, chained: boolean): Flight {
+    const shards = this.shard(batch, step - 1);
+    const faults = faultsFor(this.c.faults, step, this.c.towers.size);
+    return { step, batch, shards, faults, settled: launchAll(this.c.towers, shards.requests, this.deadlineMs(), faults, chained) };
+  }
+
+  /** Whether the step after `a` may be launched before `a` lands: nothing must run between them. */
+  private mayRunAhead(a: Flight): boolean {
+    return this.pipelined && !this.c.towers.schedulePending && !this.hasDuties(a.batch, a.step);
+  }
+
+  /**
+   * Consumes a launched step: its replies (or its failure's root cause), the non-finite policy, the step event,
+   * and, with no step behind it, the work between steps. 'redo': the step behind was cancelled by its devices
+   * after this one's guard tripped, and must be launched again (policy 'skip').
+   */
+  private async land(f: Flight, behind: Flight | undefined): Promise<'ok' | 'redo' | 'rolledBack'> {
+    const replies = await settleAll(this.c.towers, f.step, await f.settled, this.deadlineMs());
+    if (replies.some((r) => r.cancelled)) throw new Error(`step ${f.step} was cancelled on some towers and not others (internal error; Note [Pipelined steps])`);
+    this.state.next = this.plan.after(f.batch);
+    this.speed?.record(f.shards.sizes, replies);
+    if (nonFinite(replies)) {
+      const drained = behind && (await behind.settled); // cancelled on every device (a trip), or run (a non-finite loss alone)
+      if (await this.onNonFinite(replies)) return 'rolledBack';
+      return drained && cancelled(drained) ? 'redo' : 'ok';
+    }
+    await this.emit(f.batch, f.shards, replies);
+    if (!behind && this.hasDuties(f.batch)) await this.afterStep(f.batch);
+    return 'ok';
   }
 
   /** Loads the data, builds the towers and uploads the data sets: all bad input fails here, before step 1. */
@@ -136,24 +196,24 @@ export class TrainLoop {
   }
 
   /** Splits the batch over the towers (Note [Shard weighting]) into one step request per tower. */
-  private shard(batch: BatchPlan): Shards {
+  private shard(batch: BatchPlan, done: number): Shards {
     const startMs = performance.now();
     this.c.towers.applyPendingSchedule();
     const world = this.c.towers.world;
     const { allSizes, sizes } = this.split(batch.indices.length);
     const parts = world.mine(splitIndices(batch.indices, allSizes)); // this process's rows only
-    const lr = learningRate(this.schedule, this.state.step) * this.state.lrScale;
+    const lr = learningRate(this.schedule, done) * this.state.lrScale;
     const gradScale = 1 / batch.indices.length;
-    const t = this.state.step + 1;
+    const t = done + 1;
     const requests = parts.map((indices): StepRequest => ({
       dataset: TRAIN_SET,
       indices,
-      ...(this.stepParams ? { crop: this.stepParams(this.c.o.seed, this.state.step, indices) } : {}),
+      ...(this.stepParams ? { crop: this.stepParams(this.c.o.seed, done, indices) } : {}),
       lr,
       t,
       gradScale,
     }));
-    return { batch, sizes, allSizes, requests, lr, startMs };
+    return { sizes, allSizes, requests, lr, startMs };
   }
 
   private split(length: number): { allSizes: number[]; sizes: number[] } {
@@ -189,36 +249,39 @@ export class TrainLoop {
     return true;
   }
 
-  private async emit(s: Shards, replies: StepReply[]): Promise<void> {
+  private async emit(batch: BatchPlan, s: Shards, replies: StepReply[]): Promise<void> {
     let lossSum = 0;
     for (const r of replies) lossSum += r.loss;
     const total = await this.c.towers.world.afterStep(this.state.step + 1, lossSum, this.c.stopped());
     const endMs = performance.now();
-    const wall = (endMs - s.startMs) / 1000;
+    // A pipelined step was launched while its predecessor ran: its wall time starts when that one landed.
+    const startMs = Math.max(s.startMs, this.lastEndMs);
+    this.lastEndMs = endMs;
+    const wall = (endMs - startMs) / 1000;
     this.loss = total.loss + replies[0]!.regLoss;
     this.state.step++;
     const event: StepEvent = {
       step: this.state.step,
-      epoch: s.batch.epoch,
+      epoch: batch.epoch,
       loss: this.loss,
       learningRate: s.lr,
       gradientNorm: replies[0]!.gradNorm,
-      examplesPerSec: s.batch.indices.length / wall,
+      examplesPerSec: batch.indices.length / wall,
       secPerBatch: wall,
-      batchSize: s.batch.indices.length,
+      batchSize: batch.indices.length,
       shardSizes: s.allSizes.slice(), // a copy: the split is reused across steps (equalSplit)
       towers: replies.map((r, i) => ({ device: this.c.towers.devices[i]!, ...r.timings, idle: r.reduceWaitMs })),
     };
-    this.c.emitStep({ event, startMs: s.startMs, endMs });
+    this.c.emitStep({ event, startMs, endMs });
   }
 
   /** Whether anything must run before the next step (most steps: nothing, so nothing is awaited). */
-  private hasDuties(batch: BatchPlan): boolean {
+  private hasDuties(batch: BatchPlan, step = this.state.step): boolean {
     const { o } = this.c;
-    const step = this.state.step;
     return (
       this.c.towers.queued > 0 ||
       (o.guard.replicaCheckEvery > 0 && step % o.guard.replicaCheckEvery === 0) ||
+      (o.histogramsEvery !== undefined && step % o.histogramsEvery === 0) || // read in the gap after exactly this step
       (o.checkpoint?.everySteps !== undefined && step % o.checkpoint.everySteps === 0) ||
       this.plan.endsEpoch(batch)
     );

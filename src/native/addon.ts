@@ -118,7 +118,7 @@ export interface NativeAddon {
   /** Resolves kernels and special ops and runs every kernel contract check: a bad call throws here. */
   compile(device: number, ops: Op[]): number;
   run(program: number): Promise<void>;
-  runWith(program: number, writes: Array<[number, NativeArray, number?]>, reads: number[], fault?: NativeFault): Promise<RunResult>;
+  runWith(program: number, writes: Array<[number, NativeArray, number?]>, reads: number[], fault?: NativeFault, chained?: boolean): Promise<RunResult>;
   releaseProgram(program: number): void;
   programStatus(program: number): { marks: Float64Array; startMs: number; guardTripped: boolean; currentOp: number };
   nowMs(): number;
@@ -178,6 +178,8 @@ export interface RunResult {
   startMs: number;
   waitMs: number;
   guardTripped: boolean;
+  /** A chained run not run: the device's previous step run tripped its guard or failed (Note [Pipelined steps]). */
+  cancelled?: boolean;
 }
 
 let cached: NativeAddon | undefined;

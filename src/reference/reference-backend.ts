@@ -31,7 +31,10 @@ export interface ReferenceRunResult {
   startMs: number;
   waitMs: number;
   guardTripped: boolean;
+  cancelled?: boolean;
 }
+
+type Writes = Array<[number, ArrayLike<number>]>;
 
 function makeTensor(numel: number, dtype: DType): RefTensor {
   switch (dtype) {
@@ -49,6 +52,10 @@ export class ReferenceBackend implements Backend {
   private nextHandle = 1;
   private nextProgram = 1;
   private closed = false;
+  // runWith runs in call order, one at a time, like a native device thread's queue (Note [Pipelined steps]).
+  private tail: Promise<void> = Promise.resolve();
+  private inFlight = 0;
+  private lastRun: 'ok' | 'tripped' | 'failed' = 'ok';
 
   constructor(name = 'ref') {
     this.name = name;
@@ -218,15 +225,31 @@ export class ReferenceBackend implements Backend {
    * each read buffer, the marks, the guard state and the collective wait. `fault` arms one '@fault' point for this
    * run only (contract section 1); a bad fault spec throws here, before anything runs.
    */
-  runWith(program: number, writes: Array<[number, ArrayLike<number>]>, reads: number[], fault?: FaultSpec): Promise<ReferenceRunResult> {
+  runWith(program: number, writes: Writes, reads: number[], fault?: FaultSpec, chained = false): Promise<ReferenceRunResult> {
     const p = this.program(program, 'runWith');
     if (fault !== undefined) this.checkFault(p, fault);
     for (const [h] of writes) this.buffer(h, 'runWith');
     for (const h of reads) this.buffer(h, 'runWith');
-    return this.execute(p, writes, reads, fault);
+    // Queued behind a run in flight: the writes are copied now (the caller may reuse its arrays, as natively).
+    const immediate = this.inFlight++ === 0;
+    const run = immediate ? this.runStep(p, writes, reads, fault, chained) : this.tail.then(() => this.runStep(p, writes.map(([h, v]): [number, number[]] => [h, Array.from(v)]), reads, fault, chained));
+    this.tail = run.then(
+      () => void this.inFlight--,
+      () => void this.inFlight--,
+    );
+    return run;
   }
 
-  private async execute(p: Program, writes: Array<[number, ArrayLike<number>]>, reads: number[], fault: FaultSpec | undefined): Promise<ReferenceRunResult> {
+  /** One run, cancelled when chained behind a step run that tripped its guard or failed (Note [Pipelined steps]). */
+  private async runStep(p: Program, writes: Writes, reads: number[], fault: FaultSpec | undefined, chained: boolean): Promise<ReferenceRunResult> {
+    if (chained && this.lastRun !== 'ok') return { values: new Float64Array(0), marks: new Float64Array(0), startMs: 0, waitMs: 0, guardTripped: false, cancelled: true };
+    this.lastRun = 'failed';
+    const r = await this.execute(p, writes, reads, fault);
+    this.lastRun = r.guardTripped ? 'tripped' : 'ok';
+    return r;
+  }
+
+  private async execute(p: Program, writes: Writes, reads: number[], fault: FaultSpec | undefined): Promise<ReferenceRunResult> {
     for (const [h, v] of writes) this.copyIn(h, v);
     const t0 = this.begin(p);
     let waitMs = 0;

@@ -39,8 +39,8 @@ export abstract class BasePort implements TowerPort {
     return this.invoke('joinGroup', slots);
   }
 
-  step(req: P.StepRequest, deadlineMs: number, fault?: P.FaultSpec): Promise<P.StepReply> {
-    return this.launcher.step(req, deadlineMs, fault);
+  step(req: P.StepRequest, deadlineMs: number, fault?: P.FaultSpec, chained?: boolean): Promise<P.StepReply> {
+    return this.launcher.step(req, deadlineMs, fault, chained);
   }
 
   async phase(): Promise<string | undefined> {

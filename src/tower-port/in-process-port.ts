@@ -37,7 +37,7 @@ export class InProcessTowerPort extends BasePort {
     const b = stepping(backend);
     this.launcher = new StepLauncher(backend.name, {
       prepare: (dataset, batch, variant) => host.stepLaunch(dataset, batch, variant),
-      run: (program, writes, reads, fault) => b.runWith(program, writes, reads, fault),
+      run: (program, writes, reads, fault, chained) => b.runWith(program, writes, reads, fault, chained),
       status: (program) => b.status(program),
       clockOffsetMs: backend instanceof ReferenceBackend ? 0 : nativeClockOffset(),
       deadCause: () => (this.closed ? 'closed' : undefined),

@@ -42,9 +42,10 @@ export interface TowerPort {
   /**
    * The one step path: this tower's shard through its compiled step program, with an optional fault armed for
    * this step only (tests: the same program and the same call as production). Rejects with a TowerError naming the
-   * device after `deadlineMs` or when the tower fails.
+   * device after `deadlineMs` or when the tower fails. `chained`: launched behind a step whose reply is not yet
+   * consumed (Note [Pipelined steps]); its deadline starts when that step settles.
    */
-  step(req: StepRequest, deadlineMs: number, fault?: FaultSpec): Promise<StepReply>;
+  step(req: StepRequest, deadlineMs: number, fault?: FaultSpec, chained?: boolean): Promise<StepReply>;
   /** The phase of the step running now ('forward', 'reduce', ...) for the watchdog; undefined when idle. */
   phase(): Promise<string | undefined>;
   /** After a guard trip: the first tensor whose local (pre-reduce) gradient was not finite. */

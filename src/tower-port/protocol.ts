@@ -66,6 +66,8 @@ export interface StepReply {
   reduceWaitMs: number;
   /** The non-finite guard skipped this step's update. */
   skipped: boolean;
+  /** A chained step not run: the step before it tripped its guard or failed (Note [Pipelined steps]). */
+  cancelled?: boolean;
 }
 
 export interface ReplicaHashes {

@@ -23,8 +23,9 @@ export interface RunResult {
   guardTripped: boolean;
 }
 
-/** runWith of contract section 1: writes, the program, reads, and one fault armed for this run only. */
-export type RunWith = (program: number, writes: Writes, reads: number[], fault?: FaultSpec) => Promise<RunResult>;
+/** runWith of contract section 1: writes, the program, reads, one fault armed for this run only, and whether the run is
+ * chained behind an unconsumed step (Note [Pipelined steps] in src/coordinator/pipeline.ts). */
+export type RunWith = (program: number, writes: Writes, reads: number[], fault?: FaultSpec, chained?: boolean) => Promise<RunResult & { cancelled?: boolean }>;
 
 export interface LauncherDeps {
   /** The tower's launch handles for (data set, batch size): compiled once, on the tower's side. */
@@ -38,22 +39,34 @@ export interface LauncherDeps {
 }
 
 // Note [Step deadline timer]: a step's deadline is one Node timer per launcher, re-armed with refresh() for each
-// step (no new timer, no clearTimeout, no Promise.race). The timer rejects only the step it was armed for (a step
-// number); it is ref'd while a step is pending (a hung step keeps the process alive until its deadline fires) and
-// unref'd once the step settles, so an idle tower never holds the process. A step with a different deadline gets
-// a new timer.
+// step (no new timer, no clearTimeout, no Promise.race). The timer runs for the launcher's oldest unsettled step
+// only: a step queued behind another (Note [Pipelined steps]) gets its deadline when the one before it settles, so
+// each deadline covers its own run, not the wait behind its predecessor. The timer is ref'd while a step is pending
+// (a hung step keeps the process alive until its deadline fires) and unref'd once none is, so an idle tower never
+// holds the process. A missed deadline rejects that step and every step queued behind it (they cannot start
+// before it ends). A step with a different deadline gets a new timer.
+
+/** A step launched and not yet settled, oldest first. */
+interface Pending {
+  program: number;
+  deadlineMs: number;
+  reject(e: TowerError): void;
+}
 
 export class StepLauncher {
   // By "dataset:batch:variant"; cleared when the tower is rebuilt or joins a new group (the program names its collective).
   private readonly launches = new Map<string, StepLaunch>();
   private last: { dataset: string; batch: number; variant: StepVariant; launch: StepLaunch } | undefined;
+  // The program of the oldest unsettled step (the watchdog's phase), kept after it settles until the next one.
   private current: number | undefined;
-  // The hyper block, reused: runWith copies its writes before it returns (contract section 1).
+  // The hyper block and the writes list, reused: runWith copies its writes before it returns (contract section 1).
   private readonly hyper = new Float32Array(HYPER_SIZE);
+  private readonly writes: Writes = [];
+  private readonly pending: Pending[] = [];
+  // A step waiting for its launch handles: steps called after it wait too, so runs reach the device in call order.
+  private preparing: Promise<StepLaunch> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private timerMs = -1;
-  private seq = 0;
-  private expire: (() => void) | undefined;
 
   constructor(
     private readonly device: string,
@@ -61,6 +74,7 @@ export class StepLauncher {
   ) {}
 
   reset(): void {
+    this.preparing = undefined;
     this.launches.clear();
     this.last = undefined;
     this.current = undefined;
@@ -81,57 +95,71 @@ export class StepLauncher {
   /**
    * One step. A worker that dies closes its device, which aborts the all-reduce and settles every queued step
    * with an error naming that device (Note [Collective executor]); a step that misses its deadline rejects with a
-   * TowerError saying so (the watchdog then asks every tower for its phase).
+   * TowerError saying so (the watchdog then asks every tower for its phase). `chained`: launched while an earlier
+   * step's reply is unconsumed; the device cancels it (reply.cancelled) if that step tripped its guard or failed.
    */
-  step(q: StepRequest, deadlineMs: number, fault?: FaultSpec): Promise<StepReply> {
+  step(q: StepRequest, deadlineMs: number, fault?: FaultSpec, chained = false): Promise<StepReply> {
     const last = this.last;
     const variant = q.variant ?? 'step';
-    if (last !== undefined && last.dataset === q.dataset && last.batch === q.indices.length && last.variant === variant)
-      return this.launch(last.launch, q, deadlineMs, fault);
-    return this.prepared(q, variant, deadlineMs, fault);
+    if (this.preparing === undefined && last !== undefined && last.dataset === q.dataset && last.batch === q.indices.length && last.variant === variant)
+      return this.launch(last.launch, q, deadlineMs, fault, chained);
+    return this.prepared(q, variant, deadlineMs, fault, chained);
   }
 
-  private async prepared(q: StepRequest, variant: StepVariant, deadlineMs: number, fault: FaultSpec | undefined): Promise<StepReply> {
+  /** Launches after the step's launch handles are known, and after every step called before it (call order). */
+  private async prepared(q: StepRequest, variant: StepVariant, deadlineMs: number, fault: FaultSpec | undefined, chained: boolean): Promise<StepReply> {
     const key = `${q.dataset}:${q.indices.length}:${variant}`;
-    let launch = this.launches.get(key);
-    if (!launch) {
-      launch = await this.deps.prepare(q.dataset, q.indices.length, variant);
-      this.launches.set(key, launch);
+    const before = this.preparing;
+    const ready = (async () => {
+      await before?.catch(() => undefined);
+      let launch = this.launches.get(key);
+      if (!launch) {
+        launch = await this.deps.prepare(q.dataset, q.indices.length, variant);
+        this.launches.set(key, launch);
+      }
+      this.last = { dataset: q.dataset, batch: q.indices.length, variant, launch };
+      return launch;
+    })();
+    this.preparing = ready;
+    try {
+      return this.launch(await ready, q, deadlineMs, fault, chained);
+    } finally {
+      if (this.preparing === ready) this.preparing = undefined;
     }
-    this.last = { dataset: q.dataset, batch: q.indices.length, variant, launch };
-    return this.launch(launch, q, deadlineMs, fault);
   }
 
-  private launch(launch: StepLaunch, q: StepRequest, deadlineMs: number, fault: FaultSpec | undefined): Promise<StepReply> {
+  private launch(launch: StepLaunch, q: StepRequest, deadlineMs: number, fault: FaultSpec | undefined, chained: boolean): Promise<StepReply> {
     const program = launch.program;
-    this.current = program;
     const h = this.hyper;
     h[HyperSlot.lr] = q.lr;
     h[HyperSlot.step] = q.t;
     h[HyperSlot.gradScale] = q.gradScale;
-    const writes: Writes = [[launch.indices, q.indices], [launch.hyper, h]];
-    if (launch.crop !== undefined && q.crop) writes.push([launch.crop, q.crop]);
+    const w = this.writes;
+    w.length = 0;
+    w.push([launch.indices, q.indices], [launch.hyper, h]);
+    if (launch.crop !== undefined && q.crop) w.push([launch.crop, q.crop]);
     return new Promise<StepReply>((resolve, reject) => {
       const dead = this.deps.deadCause();
       if (dead !== undefined) return reject(this.failed(dead));
-      let running: Promise<RunResult>;
+      let running: Promise<RunResult & { cancelled?: boolean }>;
       try {
-        running = this.deps.run(program, writes, launch.reads, fault);
+        running = this.deps.run(program, w, launch.reads, fault, chained);
       } catch (e) {
         return reject(this.failure(e));
       }
-      const id = this.arm(deadlineMs, () => reject(this.failed(`no answer within ${deadlineMs} ms (deadline)`)));
+      const p: Pending = { program, deadlineMs, reject };
+      if (this.pending.push(p) === 1) this.arm(p);
       running.then(
         (r) => {
-          this.disarm(id);
+          if (!this.settled(p)) return; // rejected at a deadline already
+          if (r.cancelled) return resolve(cancelledReply);
           const timings = stepTimings(r.marks, r.startMs);
           timings.startMs += this.deps.clockOffsetMs;
           const v = r.values;
           resolve({ loss: v[0]!, regLoss: v[1]!, gradNorm: Math.sqrt(v[2]!), timings, reduceWaitMs: r.waitMs, skipped: r.guardTripped });
         },
         (e: unknown) => {
-          this.disarm(id);
-          reject(this.failure(e));
+          if (this.settled(p)) reject(this.failure(e));
         },
       );
     });
@@ -149,30 +177,47 @@ export class StepLauncher {
     return this.failed(dead === undefined ? msg : `${dead} (${msg})`);
   }
 
-  /** Arms the deadline for a new step (Note [Step deadline timer]); returns the step's number. */
-  private arm(ms: number, expire: () => void): number {
-    this.expire = expire;
-    if (this.timer === undefined || this.timerMs !== ms) {
+  /** Starts the deadline of the oldest pending step (Note [Step deadline timer]). */
+  private arm(p: Pending): void {
+    this.current = p.program;
+    if (this.timer === undefined || this.timerMs !== p.deadlineMs) {
       clearTimeout(this.timer);
-      this.timerMs = ms;
-      this.timer = setTimeout(() => this.onDeadline(), ms);
+      this.timerMs = p.deadlineMs;
+      this.timer = setTimeout(() => this.onDeadline(), p.deadlineMs);
     } else {
       this.timer.refresh();
       this.timer.ref();
     }
-    return ++this.seq;
   }
 
-  private disarm(id: number): void {
-    if (id !== this.seq) return; // a later step owns the timer now
-    this.expire = undefined;
-    this.timer?.unref();
+  /** `p` settled: false if it was already rejected (a deadline); else its successor's deadline starts. */
+  private settled(p: Pending): boolean {
+    const i = this.pending.indexOf(p);
+    if (i < 0) return false;
+    this.pending.splice(i, 1);
+    if (i > 0) return true; // settled out of order (an error): the oldest keeps its deadline
+    const next = this.pending[0];
+    if (next) this.arm(next);
+    else this.timer?.unref();
+    return true;
   }
 
   private onDeadline(): void {
-    const expire = this.expire;
-    this.expire = undefined;
+    const [late, ...behind] = this.pending.splice(0);
     this.timer?.unref();
-    expire?.();
+    if (!late) return;
+    late.reject(this.failed(`no answer within ${late.deadlineMs} ms (deadline)`));
+    for (const b of behind) b.reject(this.failed('not run: the step before it missed its deadline'));
   }
 }
+
+/** The reply of a chained step the device did not run (Note [Pipelined steps]). */
+const cancelledReply: StepReply = Object.freeze({
+  loss: NaN,
+  regLoss: NaN,
+  gradNorm: NaN,
+  timings: Object.freeze(stepTimings([], 0)),
+  reduceWaitMs: 0,
+  skipped: false,
+  cancelled: true,
+}) as StepReply;

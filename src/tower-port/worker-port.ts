@@ -26,7 +26,7 @@ export class WorkerTowerPort extends BasePort {
     const addon = native();
     this.launcher = new StepLauncher(actor.label, {
       prepare: (dataset, batch, variant) => actor.call('stepLaunch', callMs, dataset, batch, variant),
-      run: (program, writes, reads, fault) => addon.runWith(program, writes, reads, fault),
+      run: (program, writes, reads, fault, chained) => addon.runWith(program, writes, reads, fault, chained),
       status: (program) => addon.programStatus(program),
       clockOffsetMs: nativeClockOffset(),
       deadCause: () => actor.deathCause,
