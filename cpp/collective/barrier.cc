@@ -33,21 +33,31 @@ void SpinBarrier::release(uint64_t gen) {
   }
 }
 
-bool SpinBarrier::spin(Kind kind, uint64_t gen) {
+int64_t SpinBarrier::nowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
+
+bool SpinBarrier::spin(Kind kind, uint64_t gen, int64_t t0) {
   std::atomic<int64_t>& budget = budgetNs_[kind];
   const int64_t ns = budget.load(std::memory_order_relaxed);
-  const auto t0 = Clock::now();
-  for (uint32_t i = 1;; ++i) {
-    if (generation_.load(std::memory_order_acquire) != gen) {
-      budget.store(std::min(kMaxSpinNs, ns * 2), std::memory_order_relaxed);
-      return true;
+  auto released = [&] {
+    if (generation_.load(std::memory_order_acquire) == gen) return false;
+    budget.store(std::min(kMaxSpinNs, ns * 2), std::memory_order_relaxed);
+    return true;
+  };
+  if (!yield_)  // the common short wait: a bounded number of pauses, no clock read
+    for (uint32_t i = 0; i < kQuickSpins; ++i) {
+      if (released()) return true;
+      cpuRelax();
     }
+  for (uint32_t i = 1;; ++i) {
+    if (released()) return true;
     if (stop_.load(std::memory_order_relaxed)) return false;
     if (yield_)
       std::this_thread::yield();
     else
       cpuRelax();
-    if ((i & 31) == 0 && std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count() > ns) break;
+    if ((i & 31) == 0 && nowNs() - t0 > ns) break;
   }
   budget.store(std::max(kMinSpinNs, ns / 2), std::memory_order_relaxed);
   return false;

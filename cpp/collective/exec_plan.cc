@@ -34,7 +34,10 @@ ExecPlan planExecution(const Schedule& s, int ranks, const std::function<bool(in
     phases.emplace_back(ranks);
     dropped.emplace_back(ranks);
     for (int r = 0; r < ranks; ++r) {
-      for (const CollStep& st : phase[r]) phases.back()[r].push_back(ExecStep{st, {}});
+      for (const CollStep& st : phase[r]) {
+        phases.back()[r].push_back(ExecStep{st, {}, {}});
+        plan.remote |= st.kind == CollStep::Remote;
+      }
       dropped.back()[r].assign(phase[r].size(), false);
     }
   }

@@ -18,15 +18,19 @@ namespace tl {
 // bytes are the ones the copy would have written, so replicas stay bit-identical and the schedule, as data and as
 // validated, is unchanged. A phase whose steps were all dropped is dropped with its barrier: ring on 2 towers
 // becomes one phase (each tower sums half of the buffer into both), ring on n towers saves one all-gather phase.
+struct Buffer;
+
 struct ExecStep {
   CollStep step;
   std::vector<int> pushTo;  // a fused reduce: the towers whose buffers also receive the sums
+  std::vector<Buffer*> pushBuffers;  // their buffers, filled by the communicator that installs the plan
 };
 
 struct ExecPlan {
   // phases[p][rank]: what `rank` runs in phase p; a barrier follows every phase.
   std::vector<std::vector<std::vector<ExecStep>>> phases;
   int fused = 0;  // copy steps replaced by pushes
+  bool remote = false;  // some step is a remote step (Note [Remote steps])
 };
 
 // `canPush(r, peer, q)`: whether tower r's thread, reducing tower peer's chunk into its own, may also write tower
