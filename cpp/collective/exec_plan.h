@@ -14,10 +14,13 @@ namespace tl {
 // in phase p + 1, the reducing tower can write each sum into the receiver's buffer as it computes it (one pass
 // over the data instead of two), and the receiver's copy is dropped. That is allowed when the transports let the
 // reducing tower's thread write the receiver's memory (host memory: CPU towers in one process), and when nothing
-// else reads or writes the receiver's chunk in phase p (so moving the write one phase earlier is invisible). The
+// else reads or writes the receiver's chunk in phase p (so moving the write one phase earlier is invisible; the
+// reducing tower's own earlier steps in phase p ran before on its thread, so they do not count). The
 // bytes are the ones the copy would have written, so replicas stay bit-identical and the schedule, as data and as
 // validated, is unchanged. A phase whose steps were all dropped is dropped with its barrier: ring on 2 towers
-// becomes one phase (each tower sums half of the buffer into both), ring on n towers saves one all-gather phase.
+// becomes one phase (each tower sums half of the buffer into both), ring on n towers saves one all-gather phase,
+// and naive on n towers becomes one phase (tower 0 sums every tower's buffer, then pushes the sum into all of
+// them: two barriers in all, the small-message path for any number of towers).
 struct Buffer;
 
 struct ExecStep {
