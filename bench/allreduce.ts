@@ -193,7 +193,7 @@ export const allreduce: Section = {
     const results: Result[] = [];
     const latency: Latency[] = [];
     try {
-      for (const n of TOWERS) latency.push(...(await measureLatency(h, n, ['ring', 'tree'])));
+      for (const n of TOWERS) latency.push(...(await measureLatency(h, n, ALGOS)));
       for (let i = 0; i < 2; i++) await memcpy.pair();  // fault the destination pages in
       for (const n of TOWERS) {
         for (const bytes of SIZES) {
@@ -244,18 +244,19 @@ export const allreduce: Section = {
       }
       const ring = latency.find((x) => x.n === n && x.algo === 'ring')!;
       const tree = latency.find((x) => x.n === n && x.algo === 'tree')!;
+      const naive = latency.find((x) => x.n === n && x.algo === 'naive')!;
       const small = results.find((x) => x.n === n && x.algo === 'ring' && x.bytes === KB)!;
       const indent = n === 2 ? '' : '  ';
       rows.push({
-        name: `${indent}all-reduce latency, 1 KB, ${n} towers, ${B2B} back to back on the device threads (ring / tree ${tree.b2bUs.toFixed(2)} us)`,
+        name: `${indent}all-reduce latency, 1 KB, ${n} towers, ${B2B} back to back on the device threads (ring / tree ${tree.b2bUs.toFixed(2)} / naive ${naive.b2bUs.toFixed(2)} us)`,
         value: ring.b2bUs,
         unit: 'us',
         ...(n === 2 ? { target: '<= 10 us (issue 16)', met: ring.b2bUs <= 10 } : {}),
         note: `per collective = run wall time / ${B2B}, median of best ${KEEP} of ${REPS}: ${ring.b2bReps.map((x) => x.toFixed(2)).join(', ')} us; ` +
-          `barrier wait ${(small.waitFrac * 100).toFixed(0)}% of rank time` + (n === 2 ? '; the ring on 2 towers runs as one phase (Note [Fused steps])' : ''),
+          `barrier wait ${(small.waitFrac * 100).toFixed(0)}% of rank time` + (n === 2 ? '; the ring on 2 towers runs as one phase (Note [Fused steps])' : '; naive runs as one phase on any tower count (Note [Fused steps])'),
       });
       rows.push({
-        name: `${indent}  all-reduce 1 KB, ${n} towers, one per JS call (run every tower's program + await; ring / tree ${tree.callUs.toFixed(1)} us)`,
+        name: `${indent}  all-reduce 1 KB, ${n} towers, one per JS call (run every tower's program + await; ring / tree ${tree.callUs.toFixed(1)} / naive ${naive.callUs.toFixed(1)} us)`,
         value: ring.callUs,
         unit: 'us',
         reference: { value: ring.emptyCallUs, label: `an empty program on ${n} towers, run + await (the bare round trip)` },
