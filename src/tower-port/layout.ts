@@ -10,7 +10,11 @@
 // it is the same math because every example counts once with weight 1 / global batch whatever the split, so the
 // gradient and the update are the ones the requested towers would give up to float rounding (the same sum in
 // another order, < 1e-5: test/fold-towers.test.ts), not bit for bit. What the extra towers would have added is
-// only more replicas of the same weights. `layout: { extraTowers: 'threads' }` opts into a device thread per tower
+// only more replicas of the same weights. A fold runs exactly what as many towers as cores run (the same slots,
+// GEMM threads, schedule and shard sizes; no extra split or pass), so 4 towers asked for on 2 cores cost what 2
+// towers cost. (In mode 'async' each worker takes whole batches of its own, so there a
+// fold means fewer workers, each as before: asynchronous training promises no trajectory to keep.)
+// `layout: { extraTowers: 'threads' }` opts into a device thread per tower
 // (they time-share the cores; the spinning barrier then yields instead of spinning: Note [Spinning barrier]). A
 // process group keeps 'threads' (every process runs the towers the group agreed on; 'fold' there is refused), and
 // so do towers on the float64 reference backend (they compute on the calling thread; there is nothing to fold).
