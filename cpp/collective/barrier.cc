@@ -42,7 +42,7 @@ bool SpinBarrier::spin(Kind kind, uint64_t gen, int64_t t0) {
   const int64_t ns = budget.load(std::memory_order_relaxed);
   auto released = [&] {
     if (generation_.load(std::memory_order_acquire) == gen) return false;
-    budget.store(std::min(kMaxSpinNs, ns * 2), std::memory_order_relaxed);
+    if (ns < kMaxSpinNs) budget.store(std::min(kMaxSpinNs, ns * 2), std::memory_order_relaxed);  // no write once at the cap
     return true;
   };
   if (!yield_)  // the common short wait: a bounded number of pauses, no clock read
@@ -59,7 +59,7 @@ bool SpinBarrier::spin(Kind kind, uint64_t gen, int64_t t0) {
       cpuRelax();
     if ((i & 31) == 0 && nowNs() - t0 > ns) break;
   }
-  budget.store(std::max(kMinSpinNs, ns / 2), std::memory_order_relaxed);
+  if (ns > kMinSpinNs) budget.store(std::max(kMinSpinNs, ns / 2), std::memory_order_relaxed);
   return false;
 }
 

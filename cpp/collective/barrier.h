@@ -24,7 +24,8 @@ namespace tl {
 // add on the shared count and one store of the generation by the last tower, which reads no clock at all; a waiting
 // tower reads the clock twice (when it starts waiting and when it is released: the wait it reports), and spins
 // kQuickSpins pauses (a microsecond or two) before it looks at the clock for its spin budget. No lock is taken
-// unless someone sleeps.
+// unless someone sleeps. The count, the generation and the spin budgets sit on three cache lines, and a budget is
+// written only when it changes, so the waiters' spinning reads share the generation's line with nothing written.
 class SpinBarrier {
  public:
   enum class Result { Released, Stopped, TimedOut };
@@ -73,7 +74,7 @@ class SpinBarrier {
   alignas(64) std::atomic<uint64_t> generation_{0};
   std::atomic<bool> stop_{false};
   std::atomic<int> sleepers_{0};
-  std::atomic<int64_t> budgetNs_[2];
+  alignas(64) std::atomic<int64_t> budgetNs_[2];  // off the generation's line: waiters write it, everyone reads that
   std::mutex mu_;
   std::condition_variable cv_;
   std::string cause_;
