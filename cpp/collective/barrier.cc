@@ -26,7 +26,7 @@ SpinBarrier::SpinBarrier(int parties)
 }
 
 void SpinBarrier::release(uint64_t gen) {
-  generation_.store(gen + 1, std::memory_order_seq_cst);
+  state_.store(((gen + 1) & 0xffffffffu) << 32, std::memory_order_seq_cst);
   if (sleepers_.load(std::memory_order_seq_cst) > 0) {
     std::lock_guard<std::mutex> lk(mu_);
     cv_.notify_all();
@@ -41,7 +41,7 @@ bool SpinBarrier::spin(Kind kind, uint64_t gen, int64_t t0) {
   std::atomic<int64_t>& budget = budgetNs_[kind];
   const int64_t ns = budget.load(std::memory_order_relaxed);
   auto released = [&] {
-    if (generation_.load(std::memory_order_acquire) == gen) return false;
+    if (generation() == gen) return false;
     if (ns < kMaxSpinNs) budget.store(std::min(kMaxSpinNs, ns * 2), std::memory_order_relaxed);  // no write once at the cap
     return true;
   };
@@ -67,10 +67,10 @@ SpinBarrier::Result SpinBarrier::block(uint64_t gen, int64_t timeoutMs) {
   std::unique_lock<std::mutex> lk(mu_);
   sleepers_.fetch_add(1, std::memory_order_seq_cst);
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
-  auto done = [&] { return generation_.load(std::memory_order_seq_cst) != gen || stop_.load(std::memory_order_acquire); };
+  auto done = [&] { return (state_.load(std::memory_order_seq_cst) >> 32) != gen || stop_.load(std::memory_order_acquire); };
   const bool ok = cv_.wait_until(lk, deadline, done);
   sleepers_.fetch_sub(1, std::memory_order_relaxed);
-  if (generation_.load(std::memory_order_acquire) != gen) return Result::Released;
+  if (generation() != gen) return Result::Released;
   return ok ? Result::Stopped : Result::TimedOut;
 }
 

@@ -17,15 +17,15 @@ namespace tl {
 // only the imbalance of equal work): a wait released while spinning doubles that kind's budget (up to kMaxSpinNs),
 // a wait that had to sleep halves it (down to kMinSpinNs). When the barrier has more parties than the machine has
 // hardware threads, a spinning tower would hold the core its peer needs, so it yields instead of pausing.
-// The last tower to arrive resets the count, runs the caller's `last` action (installing a pending schedule: Note
-// [Schedule changes]), then publishes the next generation; it takes the mutex to notify only when someone sleeps
+// The last tower to arrive runs the caller's `last` action (installing a pending schedule: Note [Schedule
+// changes]), then resets the count and publishes the next generation; it takes the mutex to notify only when someone sleeps
 // (a sleeper registers under the mutex before it checks the generation, so no wake-up is lost).
 // Cost per barrier, the common case of a small collective (Note [Collective executor] counts the rest): one atomic
-// add on the shared count and one store of the generation by the last tower, which reads no clock at all; a waiting
-// tower reads the clock twice (when it starts waiting and when it is released: the wait it reports), and spins
+// add on the word holding the count and the generation, and for the last tower one store (count 0, next
+// generation) and no clock read; a waiting tower reads the clock twice (when it starts waiting and when it is released: the wait it reports), and spins
 // kQuickSpins pauses (a microsecond or two) before it looks at the clock for its spin budget. No lock is taken
-// unless someone sleeps. The count, the generation and the spin budgets sit on three cache lines, and a budget is
-// written only when it changes, so the waiters' spinning reads share the generation's line with nothing written.
+// unless someone sleeps. The spin budgets sit on a line of their own and are written only when they change, so the
+// line the waiters spin on is written only by arrivals and the release.
 class SpinBarrier {
  public:
   enum class Result { Released, Stopped, TimedOut };
@@ -42,11 +42,11 @@ class SpinBarrier {
   Result arrive(Kind kind, int64_t timeoutMs, Last&& last, int64_t& waitedNs) {
     waitedNs = 0;
     if (stop_.load(std::memory_order_acquire)) return Result::Stopped;
-    const uint64_t gen = generation_.load(std::memory_order_acquire);
-    if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == parties_) {
-      arrived_.store(0, std::memory_order_relaxed);
+    const uint64_t old = state_.fetch_add(1, std::memory_order_acq_rel);
+    const uint64_t gen = old >> 32;
+    if (static_cast<int>(old & 0xffffffffu) + 1 == parties_) {
       last();
-      release(gen);
+      release(gen);  // the count back to 0 and the next generation, in one store
       return Result::Released;
     }
     const int64_t t0 = nowNs();
@@ -70,8 +70,10 @@ class SpinBarrier {
 
   const int parties_;
   const bool yield_;  // more parties than hardware threads: yield the core while spinning
-  alignas(64) std::atomic<int> arrived_{0};
-  alignas(64) std::atomic<uint64_t> generation_{0};
+  uint64_t generation() const { return state_.load(std::memory_order_acquire) >> 32; }
+  // The generation (high 32 bits, wrapping) and the count of parties arrived in it (low 32 bits), in one word: an
+  // arrival is one atomic add that also tells the generation, a release one store, and waiters spin on that line.
+  alignas(64) std::atomic<uint64_t> state_{0};
   std::atomic<bool> stop_{false};
   std::atomic<int> sleepers_{0};
   alignas(64) std::atomic<int64_t> budgetNs_[2];  // off the generation's line: waiters write it, everyone reads that
