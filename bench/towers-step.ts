@@ -122,7 +122,7 @@ export const towersStep: Section = {
     const runtimes = new Map<number | 'fold', Awaited<ReturnType<typeof createRuntime>>>();
     const byTowers = new Map<number | 'fold', RunStats[]>(configs.map((n) => [n, []]));
     try {
-      for (const n of TOWERS) runtimes.set(n, await createRuntime({ devices: `cpu*${n}`, reduction: { algorithm: ALGORITHM } }));
+      for (const n of TOWERS) runtimes.set(n, await createRuntime({ devices: `cpu*${n}`, reduction: { algorithm: ALGORITHM }, layout: { extraTowers: 'threads' } })); // a thread per tower
       runtimes.set('fold', await createRuntime({ devices: 'cpu*4', reduction: { algorithm: ALGORITHM }, layout: { extraTowers: 'fold' } }));
       // Interleave the tower counts so a burst of load from other processes does not land on one of them only.
       for (let rep = 0; rep < REPS; rep++)
@@ -190,7 +190,7 @@ export const towersStep: Section = {
     const cores = availableParallelism();
     const capped = stats.get(Math.min(2, cores));
     if (capped && cores < 4) {
-      for (const [key, how] of [[4, "a device thread each, time-sharing the cores"], ['fold', "layout.extraTowers 'fold'"]] as const) {
+      for (const [key, how] of [[4, "a device thread each, time-sharing the cores"], ['fold', "layout.extraTowers 'fold', the default"]] as const) {
         const four = stats.get(key)!;
         rows.push({
           name: `4 towers asked for on ${cores} cores (${how}) vs ${Math.min(2, cores)} towers`,

@@ -95,6 +95,7 @@ interface TrainFlags {
   dataset?: string;
   dataDir?: string;
   devices: string;
+  extraTowers?: 'threads' | 'fold'; // --extra-towers: CPU towers beyond the cores (Note [CPU layout])
   reduction: 'auto' | 'ring' | 'tree' | 'naive';
   overlap?: boolean; // --overlap, --bucket-mb: the all-reduce overlapped with backward (Note [Overlapped all-reduce])
   pipeline?: boolean; // P (issue 16): --no-pipeline, steps launched one at a time (Note [Pipelined steps])
@@ -166,6 +167,7 @@ async function train(f: TrainFlags): Promise<number> {
     reduction: { algorithm: f.reduction },
     maxTowers: f.maxTowers,
     ...(f.gemmThreads ? { gemmThreads: f.gemmThreads } : {}),
+    ...(f.extraTowers ? { layout: { extraTowers: f.extraTowers } } : {}), // --extra-towers (Note [CPU layout])
     ...(groupRequested() && !asyncAcrossProcesses(f) ? { group: true } : {}), // under towerline launch, mpirun, srun
   });
   let stopped: { why: string; code: number } | undefined;
@@ -252,6 +254,8 @@ export function buildCli(): Command {
     .option('--data-dir <dir>', 'folder with the data set files (MNIST: the four IDX files; CIFAR-10: cifar-10-batches-bin)')
     .option('--devices <list>', `devices, one tower each. ${DEVICE_HELP}`, 'cpu:0')
     .option('--max-towers <n>', 'the most towers to start (each a worker thread with its own model and data)', int('--max-towers'), DEFAULT_MAX_TOWERS)
+    // --extra-towers: what CPU towers beyond the cores do (Note [CPU layout]).
+    .addOption(new Option('--extra-towers <mode>', "CPU towers beyond the cores: 'fold' (default in one process: one device thread per core, the batch shared over them) or 'threads' (a device thread per tower)").choices(['threads', 'fold']))
     .option('--gemm-threads <n>', "GEMM threads per CPU tower (default: the cores shared by the towers; results do not depend on it)", int('--gemm-threads'))
     .addOption(new Option('--reduction <algorithm>', 'all-reduce algorithm').choices(['auto', 'ring', 'tree', 'naive']).default('auto'))
     .option('--overlap', 'overlap the gradient all-reduce with backward, bucket by bucket (pays across machines; docs/multi-process.md)')
@@ -303,11 +307,11 @@ export function buildCli(): Command {
     .action(async () => {
       const { topology, formatTopology } = await import('./topology.js');
       process.stdout.write(`${formatTopology(topology())}\n`);
-      // Issue 16: the CPU layout the runtime picks for 1, 2, 4 ... towers on this machine (Note [CPU layout]).
-      const { cpuLayout, describeLayout } = await import('./tower-port/layout.js');
+      // Issue 16: the CPU layout a run in one process picks for 1, 2, 4 ... towers on this machine (Note [CPU layout]).
+      const { describeDefaultLayout } = await import('./tower-port/layout.js');
       const cores = (await import('node:os')).availableParallelism();
       const counts = [...new Set([1, 2, cores, 2 * cores])].sort((a, b) => a - b);
-      process.stdout.write(`CPU layouts:\n${counts.map((n) => `  ${describeLayout(cpuLayout(cores, n))}`).join('\n')}\n`);
+      process.stdout.write(`CPU layouts (one process; a process group gives every tower a thread):\n${counts.map((n) => `  ${describeDefaultLayout(cores, n)}`).join('\n')}\n`);
     });
   program
     .command('bench')

@@ -54,7 +54,7 @@ export interface AsyncUpdate {
 }
 
 export type RunEvent =
-  /** `layout`: how the CPU towers share the cores (Note [CPU layout]), e.g. "2 CPU towers on 2 cores: 1 GEMM thread each". */
+  /** `layout`: how the CPU towers share the cores (Note [CPU layout]), e.g. "2 CPU towers on 2 cores: 1 GEMM thread each", or, for more towers than cores, what was asked for and what runs ("4 CPU towers asked for on 2 cores: 2 device threads, ..."); `devices` lists the towers that run. */
   | { type: 'started'; step: number; totalSteps: number; stepsPerEpoch: number; devices: string[]; layout?: string; optimizerBytes?: number[] } // Z: optimizerBytes, each tower's optimizer state with shardUpdate
   | { type: 'epoch'; epoch: number; steps: number }
   | { type: 'skipped'; step: number; reason: string }

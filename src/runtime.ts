@@ -53,9 +53,10 @@ export class Runtime {
     const o = parseRuntimeOptions(opts);
     const asked = parseDevices(o.devices, { maxTowers: o.maxTowers }); // bounded before any tower starts
     if (o.layout?.extraTowers === 'fold' && o.group)
-      throw new ConfigError("layout.extraTowers 'fold' works in one process; a process group runs the same towers in every process (use 'threads', the default)", 'layout.extraTowers');
+      throw new ConfigError("layout.extraTowers 'fold' works in one process; a process group runs the same towers in every process (use 'threads', the default in a group)", 'layout.extraTowers');
     const cores = o.layout?.cores ?? availableParallelism();
-    const slots = layoutSlots(asked, o.layout ?? {}, cores).slots; // Note [CPU layout]
+    const foldByDefault = !o.group && openPorts.deviceThreads;
+    const slots = layoutSlots(asked, o.layout ?? {}, cores, 1, foldByDefault).slots; // Note [CPU layout]: extra CPU towers folded by default
     // A bad strategy fails before any tower starts; with a group, after every process joined (src/group/join.ts).
     const world = await joinWorld(o, slots.length);
     const gemmThreads = gemmThreadsFor(slots, o.gemmThreads, world.processesOnHost, cores);
@@ -67,7 +68,7 @@ export class Runtime {
       throw e;
     }
     const towers = new TowerSet(ports, connect, o.reduction, o.collectiveTimeoutMs, world);
-    towers.layout = layoutSlots(asked, o.layout ?? {}, cores, world.processesOnHost).text;
+    towers.layout = layoutSlots(asked, o.layout ?? {}, cores, world.processesOnHost, foldByDefault).text;
     const gemm = openPorts.arithmetic();
     // The run settings' layout (Note [Run settings]): what this runtime's towers are and how they compute.
     const layout = (): Layout => ({ towers: towers.devices, gemmThreads, gemm, reduction: towers.reductionId(), shares: o.shares, ...(towers.shards ? { shardUpdate: true } : {}) });

@@ -27,7 +27,7 @@ interface Seen {
 
 /** Trains on `devices` with mode 'async'; returns the summary (or the error) and what the streams said. */
 async function train(devices: string, o: Omit<TrainOptions, 'mode'>, setUp?: (rt: object) => void, during?: (rt: object, e: StepEvent) => void) {
-  const rt = await createRuntime({ devices });
+  const rt = await createRuntime({ devices, layout: { extraTowers: 'threads' } }); // every worker its own thread (Note [CPU layout])
   const seen: Seen = { steps: [], events: [] };
   try {
     setUp?.(rt);

@@ -47,7 +47,7 @@ const CASES: Record<string, () => unknown> = {
   'input-wrong-type': () => dev.copyIn(dev.alloc(4, 'i32'), new Float32Array([1.5]) as unknown as Int32Array),
   'empty-dataset': () => batchPlans({ count: 0, batchSize: 10, seed: 1, lastBatch: 'keep' }),
   'batch-smaller-than-towers': async () => {
-    const rt = await createRuntime({ devices: 'cpu*3' });
+    const rt = await createRuntime({ devices: 'cpu*3', layout: { extraTowers: 'threads' } });
     try {
       await rt.train({ model: mnistMlp(8), optimizer, data: mnist({ batchSize: 2 }), steps: 1 }).done;
     } finally {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
 import { towerline } from './support/cli.js';
 
-const common = ['--devices', 'cpu*3', '--batch-size', '96', '--steps', '90', '--seed', '7', '--lr', '0.05', '--ema', '0.99', '--checkpoint-every', '20', '--log-every', '10'];
+const common = ['--devices', 'cpu*3', '--extra-towers', 'threads', '--batch-size', '96', '--steps', '90', '--seed', '7', '--lr', '0.05', '--ema', '0.99', '--checkpoint-every', '20', '--log-every', '10'];
 
 describe('towerline CLI end to end', () => {
   it('SIGKILL mid-run, then --resume: final weights, optimizer state and EMA equal an uninterrupted run bit for bit', async () => {
@@ -44,7 +44,7 @@ describe('towerline CLI end to end', () => {
 
   it('writes a timeline with one track per tower and the phases of each step in order, and TensorBoard scalars and histograms', async () => {
     const base = await mkdtemp(join(tmpdir(), 'towerline-trace-'));
-    const r = await towerline(['train', '--devices', 'cpu*3', '--steps', '6', '--trace', join(base, 't.json'), '--log-dir', join(base, 'tb'), '--histograms-every', '3']);
+    const r = await towerline(['train', '--devices', 'cpu*3', '--extra-towers', 'threads', '--steps', '6', '--trace', join(base, 't.json'), '--log-dir', join(base, 'tb'), '--histograms-every', '3']);
     assert.equal(r.code, 0, r.err);
     const trace = JSON.parse(await readFile(join(base, 't.json'), 'utf8')) as { traceEvents: Array<{ ph: string; name: string; tid: number; ts: number; dur?: number; args?: { name?: string; step?: number } }> };
     const names = trace.traceEvents.filter((e) => e.ph === 'M' && e.name === 'thread_name').map((e) => e.args?.name);

@@ -101,6 +101,20 @@ describe('fused reduce-and-push steps (Note [Fused steps])', () => {
     });
   }
 
+  it('naive on 2..4 towers runs as one phase (tower 0 sums every buffer, then pushes the sum into all), bit-identical to the schedule', async () => {
+    for (let n = 2; n <= MAX_RANKS; n++) {
+      const length = 256; // 1 KB: the small-message path
+      const s = naiveSchedule({ ranks: n, length });
+      const inputs = inputsFor(n, length, 7 * n);
+      const { out, phases, fused } = await runNative(s, inputs);
+      assert.equal(s.phases.length, 2);
+      assert.equal(phases, 1, `naive n=${n}: the broadcast phase is dropped`);
+      assert.equal(fused, n - 1);
+      const want = simulate(s, inputs);
+      out.forEach((o, r) => sameBits(o, want[r]!, `naive n=${n} tower ${r}`));
+    }
+  });
+
   it('ring on 4 towers drops one phase (the first all-gather copies become pushes)', async () => {
     const length = 4096;
     const s = ringSchedule({ ranks: 4, length });

@@ -17,7 +17,7 @@ const CORNER_WEIGHT = 3;
 
 describe('non-finite guard', () => {
   it("halt (default): a NaN in tower 2's gradient stops the run naming step, tower and tensor", async () => {
-    const rt = await createRuntime({ devices: 'cpu*3' });
+    const rt = await createRuntime({ devices: 'cpu*3', layout: { extraTowers: 'threads' } });
     try {
       injectFaults(rt, (step, rank) => (step === 4 && rank === 2 ? { at: 'gradient', kind: 'nan', index: IN_BIAS } : undefined));
       const run = rt.train({ model, optimizer, data: mnist({ batchSize: 96 }), steps: 10, seed: 1 });
@@ -96,7 +96,7 @@ describe('non-finite guard: rollback', () => {
 
 describe('watchdog', () => {
   it('a tower stalled in backward is reported within its deadline, naming the tower and the phase; close returns', async () => {
-    const rt = await createRuntime({ devices: 'cpu*3' });
+    const rt = await createRuntime({ devices: 'cpu*3', layout: { extraTowers: 'threads' } });
     injectFaults(rt, (step, rank) => (step === 3 && rank === 1 ? { at: 'backward', kind: 'stall', ms: 4000 } : undefined));
     const run = rt.train({ model, optimizer, data: mnist({ batchSize: 96 }), steps: 10, seed: 1, guard: { stepTimeoutMs: 1500 } });
     let stepStart = 0;
@@ -117,7 +117,7 @@ describe('watchdog', () => {
 describe('replica consistency check', () => {
   for (const [devices, algorithm, rank] of [['cpu*2', 'ring', 1], ['cpu*3', 'naive', 2]] as const) {
     it(`a single bit flipped in tower ${rank}'s weights (${algorithm}, ${devices}) is detected within K=5 steps, naming the tower`, async () => {
-      const rt = await createRuntime({ devices, reduction: { algorithm } });
+      const rt = await createRuntime({ devices, reduction: { algorithm }, layout: { extraTowers: 'threads' } });
       try {
         // The lowest mantissa bit of one weight of one replica, just before step 7's update: silent corruption.
         injectFaults(rt, (step, r) => (step === 7 && r === rank ? { at: 'update', kind: 'bitflip', index: CORNER_WEIGHT } : undefined));

@@ -155,7 +155,7 @@ describe('2 processes × 2 CPU towers over a directory store', () => {
   });
 
   it('one process with 3 towers resumes the same checkpoint and says the trajectory is no longer bit-identical', { timeout: 120_000 }, async () => {
-    const rt = await createRuntime({ devices: 'cpu*3' });
+    const rt = await createRuntime({ devices: 'cpu*3', layout: { extraTowers: 'threads' } });
     try {
       const run = rt.train({ model: mnistMlp(64), optimizer: { type: 'momentum', lr: 0.05, momentum: 0.9 }, data: mnist({ batchSize: 128 }), steps: 60, seed: 11, checkpoint: { dir: ckptA, resume: true } });
       const events: Array<{ type: string; note?: string; bitIdentical?: boolean; step?: number }> = [];

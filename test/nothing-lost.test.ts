@@ -80,7 +80,7 @@ async function errorOf(f: () => unknown): Promise<string> {
 
 /** Trains `steps` on a fresh runtime; returns tower 0's weights and the events. */
 async function trainAlone(devices: string, steps: number, extra: Record<string, unknown> = {}): Promise<{ weights: Map<string, Float32Array>; events: RunEvent[] }> {
-  const rt = await createRuntime({ devices });
+  const rt = await createRuntime({ devices, layout: { extraTowers: 'threads' } });
   try {
     const run = rt.train({ model, optimizer, data: mnist({ batchSize: 32 }), steps, seed: 3, ...extra });
     const events: RunEvent[] = [];
@@ -189,7 +189,7 @@ const CASES: Record<string, () => Promise<string>> = {
   },
   'cli-resume-other-devices': async () => {
     const dir = await finishedRun();
-    const r = await towerline([...T, '--devices', 'cpu*3', '--steps', '4', '--checkpoint-dir', dir, '--resume']);
+    const r = await towerline([...T, '--devices', 'cpu*3', '--extra-towers', 'threads', '--steps', '4', '--checkpoint-dir', dir, '--resume']);
     assert.equal(r.code, 0, r.err);
     assert.equal(await stepOf(dir), 4);
     return all(r);
@@ -292,7 +292,7 @@ const CASES: Record<string, () => Promise<string>> = {
     return 'the run used the schedule as accepted';
   },
   'api-state-reads-from-subscriber': async () => {
-    const rt = await createRuntime({ devices: 'cpu*3' });
+    const rt = await createRuntime({ devices: 'cpu*3', layout: { extraTowers: 'threads' } });
     try {
       const run = rt.train({ model, optimizer, data: mnist({ batchSize: 48 }), steps: 30 });
       const reads: Array<Promise<string>> = [];

@@ -87,7 +87,7 @@ describe('overlap in one process (2 and 3 CPU towers)', () => {
 
   it('3 towers: one communicator per bucket; 20 steps stay within 1e-6 of overlap off, replicas bit-identical', { timeout: 120_000 }, async () => {
     const weights = async (overlap: boolean) => {
-      const rt = await createRuntime({ devices: 'cpu*3' });
+      const rt = await createRuntime({ devices: 'cpu*3', layout: { extraTowers: 'threads' } });
       try {
         const run = rt.train({ model, optimizer, data, steps: 20, seed: 5, overlap, ...(overlap ? { bucketBytes: 1024 } : {}) });
         let comms = -1;

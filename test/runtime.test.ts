@@ -145,7 +145,7 @@ describe('MNIST on 3 CPU towers', () => {
 
 describe('faults', () => {
   it('a tower whose kernel throws makes the step stream error with the device and the cause, fast; close returns', async () => {
-    const rt = await createRuntime({ devices: 'cpu*3', collectiveTimeoutMs: 20_000 });
+    const rt = await createRuntime({ devices: 'cpu*3', collectiveTimeoutMs: 20_000, layout: { extraTowers: 'threads' } });
     // Tower 1's step program fails at its forward fault point as a kernel error would (contract section 1).
     try {
       injectFaults(rt, (step, rank) => (step === 2 && rank === 1 ? { at: 'forward', kind: 'throw' } : undefined));
@@ -163,7 +163,7 @@ describe('faults', () => {
   });
 
   it('a worker killed mid-run errors within 5 s naming the device; close returns; no threads or buffers left', async () => {
-    const rt = await createRuntime({ devices: 'cpu*3', collectiveTimeoutMs: 60_000 });
+    const rt = await createRuntime({ devices: 'cpu*3', collectiveTimeoutMs: 60_000, layout: { extraTowers: 'threads' } });
     const run = rt.train({ model, optimizer, data: mnist({ batchSize: 128 }), steps: 100000 });
     await new Promise<void>((resolve) => {
       const sub = run.steps$.subscribe((e) => {

@@ -26,30 +26,40 @@ SpinBarrier::SpinBarrier(int parties)
 }
 
 void SpinBarrier::release(uint64_t gen) {
-  generation_.store(gen + 1, std::memory_order_seq_cst);
+  state_.store(((gen + 1) & 0xffffffffu) << 32, std::memory_order_seq_cst);
   if (sleepers_.load(std::memory_order_seq_cst) > 0) {
     std::lock_guard<std::mutex> lk(mu_);
     cv_.notify_all();
   }
 }
 
-bool SpinBarrier::spin(Kind kind, uint64_t gen) {
+int64_t SpinBarrier::nowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
+
+bool SpinBarrier::spin(Kind kind, uint64_t gen, int64_t t0) {
   std::atomic<int64_t>& budget = budgetNs_[kind];
   const int64_t ns = budget.load(std::memory_order_relaxed);
-  const auto t0 = Clock::now();
-  for (uint32_t i = 1;; ++i) {
-    if (generation_.load(std::memory_order_acquire) != gen) {
-      budget.store(std::min(kMaxSpinNs, ns * 2), std::memory_order_relaxed);
-      return true;
+  auto released = [&] {
+    if (generation() == gen) return false;
+    if (ns < kMaxSpinNs) budget.store(std::min(kMaxSpinNs, ns * 2), std::memory_order_relaxed);  // no write once at the cap
+    return true;
+  };
+  if (!yield_)  // the common short wait: a bounded number of pauses, no clock read
+    for (uint32_t i = 0; i < kQuickSpins; ++i) {
+      if (released()) return true;
+      cpuRelax();
     }
+  for (uint32_t i = 1;; ++i) {
+    if (released()) return true;
     if (stop_.load(std::memory_order_relaxed)) return false;
     if (yield_)
       std::this_thread::yield();
     else
       cpuRelax();
-    if ((i & 31) == 0 && std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count() > ns) break;
+    if ((i & 31) == 0 && nowNs() - t0 > ns) break;
   }
-  budget.store(std::max(kMinSpinNs, ns / 2), std::memory_order_relaxed);
+  if (ns > kMinSpinNs) budget.store(std::max(kMinSpinNs, ns / 2), std::memory_order_relaxed);
   return false;
 }
 
@@ -57,10 +67,10 @@ SpinBarrier::Result SpinBarrier::block(uint64_t gen, int64_t timeoutMs) {
   std::unique_lock<std::mutex> lk(mu_);
   sleepers_.fetch_add(1, std::memory_order_seq_cst);
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
-  auto done = [&] { return generation_.load(std::memory_order_seq_cst) != gen || stop_.load(std::memory_order_acquire); };
+  auto done = [&] { return (state_.load(std::memory_order_seq_cst) >> 32) != gen || stop_.load(std::memory_order_acquire); };
   const bool ok = cv_.wait_until(lk, deadline, done);
   sleepers_.fetch_sub(1, std::memory_order_relaxed);
-  if (generation_.load(std::memory_order_acquire) != gen) return Result::Released;
+  if (generation() != gen) return Result::Released;
   return ok ? Result::Stopped : Result::TimedOut;
 }
 

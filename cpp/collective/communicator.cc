@@ -6,15 +6,9 @@
 
 namespace tl {
 
-using Clock = std::chrono::steady_clock;
-
-static double msSince(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
 Communicator::Communicator(uint32_t id, std::vector<std::shared_ptr<Buffer>> buffers, Schedule schedule, int64_t timeoutMs)
     : id_(id), buffers_(std::move(buffers)), timeoutMs_(timeoutMs), barrier_(static_cast<int>(buffers_.size())),
-      stats_(buffers_.size()) {
+      slots_(buffers_.size()) {
   TL_CHECK(buffers_.size() >= 1, "a communicator needs at least one tower buffer");
   int64_t n = buffers_[0]->numel;
   for (size_t r = 0; r < buffers_.size(); ++r) {
@@ -39,6 +33,10 @@ std::shared_ptr<const Communicator::Installed> Communicator::install(Schedule s)
     return transports_[r][peer]->canPush(*buffers_[r]->device, *buffers_[peer]->device, *buffers_[q]->device);
   };
   ExecPlan plan = planExecution(s, size(), canPush);
+  for (auto& phase : plan.phases)
+    for (auto& steps : phase)
+      for (ExecStep& e : steps)
+        for (int q : e.pushTo) e.pushBuffers.push_back(buffers_[q].get());
   return std::make_shared<const Installed>(Installed{std::move(s), std::move(plan)});
 }
 
@@ -62,7 +60,7 @@ void Communicator::abort(const std::string& why) {
     std::lock_guard<std::mutex> lk(mu_);
     remote = remote_;
   }
-  if (remote && inside_.load() > 0) remote->abort(why);  // the other processes stop waiting for this one's remote steps
+  if (remote && anyInside()) remote->abort(why);  // the other processes stop waiting for this one's remote steps
 }
 
 void Communicator::setRemote(std::shared_ptr<RemoteReducer> remote) {
@@ -79,12 +77,18 @@ void Communicator::remoteStep(int rank, const CollStep& s, RemoteReducer* remote
   remote->allReduce(static_cast<int>(s.peer), *buffers_[rank], s.offset, s.length);
 }
 
-Communicator::RankStats Communicator::stats(int rank) {
-  TL_CHECK(rank >= 0 && rank < size(), "rank " << rank << " outside [0, " << size() << ")");
-  return RankStats{stats_[rank].totalMs.load(std::memory_order_relaxed), stats_[rank].waitMs.load(std::memory_order_relaxed)};
+bool Communicator::anyInside() const {
+  for (const RankSlot& s : slots_)
+    if (s.inside.load()) return true;
+  return false;
 }
 
-void Communicator::barrier(int rank, size_t phase, const Installed* running) {
+Communicator::RankStats Communicator::stats(int rank) {
+  TL_CHECK(rank >= 0 && rank < size(), "rank " << rank << " outside [0, " << size() << ")");
+  return RankStats{slots_[rank].totalMs.load(std::memory_order_relaxed), slots_[rank].waitMs.load(std::memory_order_relaxed)};
+}
+
+int64_t Communicator::barrier(int rank, size_t phase, const Installed* running) {
   const bool entry = running == nullptr;
   const std::string& dev = buffers_[rank]->device->name();
   const int64_t timeoutMs = timeoutMs_.load(std::memory_order_relaxed);
@@ -94,8 +98,9 @@ void Communicator::barrier(int rank, size_t phase, const Installed* running) {
     if (pending_) current_ = std::move(pending_);
     hasPending_.store(false, std::memory_order_relaxed);
   };
-  const SpinBarrier::Result r = barrier_.arrive(entry ? SpinBarrier::kEntry : SpinBarrier::kPhase, timeoutMs, installPending);
-  if (r == SpinBarrier::Result::Released) return;
+  int64_t waitedNs = 0;
+  const SpinBarrier::Result r = barrier_.arrive(entry ? SpinBarrier::kEntry : SpinBarrier::kPhase, timeoutMs, installPending, waitedNs);
+  if (r == SpinBarrier::Result::Released) return waitedNs;
   if (r == SpinBarrier::Result::TimedOut) {
     const std::string why =
         entry ? "timed out after " + std::to_string(timeoutMs) + " ms at the start of the collective waiting for the other towers"
@@ -120,41 +125,35 @@ void Communicator::runStep(int rank, const ExecStep& e, RemoteReducer* remote) {
   } else if (e.pushTo.empty()) {
     t.reduce(mine, *buffers_[s.peer], s.offset, s.length);
   } else {
-    std::vector<Buffer*> targets;
-    for (int q : e.pushTo) targets.push_back(buffers_[q].get());
-    t.reduceAndPush(mine, *buffers_[s.peer], targets, s.offset, s.length);
+    t.reduceAndPush(mine, *buffers_[s.peer], e.pushBuffers, s.offset, s.length);
   }
 }
 
 void Communicator::execute(int rank) {
   TL_CHECK(rank >= 0 && rank < size(), "collective rank " << rank << " outside [0, " << size() << ")");
+  RankSlot& slot = slots_[rank];
   struct Inside {
-    std::atomic<int>& n;
-    explicit Inside(std::atomic<int>& c) : n(c) { ++n; }
-    ~Inside() { --n; }
-  } inside(inside_);
-  auto t0 = Clock::now();
-  double wait = 0;
-  std::shared_ptr<const Installed> sched;
-  auto timedBarrier = [&](size_t phase, bool entry) {
-    auto w0 = Clock::now();
-    barrier(rank, phase, entry ? nullptr : sched.get());
-    wait += msSince(w0);
-  };
-  timedBarrier(0, true);  // every tower's gradient is complete before anyone reads it
-  sched = current_;       // the same for every rank of this collective (Note [Schedule changes])
+    std::atomic<bool>& flag;
+    explicit Inside(std::atomic<bool>& f) : flag(f) { flag.store(true); }
+    ~Inside() { flag.store(false, std::memory_order_release); }
+  } inside(slot.inside);
+  const int64_t t0 = SpinBarrier::nowNs();
+  int64_t waitNs = barrier(rank, 0, nullptr);  // every tower's gradient is complete before anyone reads it
+  // The same for every rank of this collective, and not replaced before every rank has left it (Note [Schedule
+  // changes]), so a plain pointer is enough.
+  const Installed* sched = current_.get();
   std::shared_ptr<RemoteReducer> remote;
-  {
+  if (sched->plan.remote) {
     std::lock_guard<std::mutex> lk(mu_);
     remote = remote_;
   }
   const auto& phases = sched->plan.phases;
   for (size_t p = 0; p < phases.size(); ++p) {
     for (const ExecStep& e : phases[p][rank]) runStep(rank, e, remote.get());
-    timedBarrier(p + 1, false);  // nobody writes what a peer may still be reading
+    waitNs += barrier(rank, p + 1, sched);  // nobody writes what a peer may still be reading
   }
-  stats_[rank].totalMs.store(msSince(t0), std::memory_order_relaxed);
-  stats_[rank].waitMs.store(wait, std::memory_order_relaxed);
+  slot.totalMs.store(static_cast<double>(SpinBarrier::nowNs() - t0) / 1e6, std::memory_order_relaxed);
+  slot.waitMs.store(static_cast<double>(waitNs) / 1e6, std::memory_order_relaxed);
 }
 
 }  // namespace tl

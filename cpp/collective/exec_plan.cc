@@ -9,13 +9,16 @@ bool overlaps(const CollStep& a, int64_t off, int64_t len) {
   return a.length > 0 && len > 0 && a.offset < off + len && off < a.offset + a.length;
 }
 
-// Whether, in `phase`, anything other than step `self` of tower r touches tower q's [off, off+len): q's own steps
-// write its buffer; every other non-remote step with peer q reads it; `pushed` lists ranges already pushed into q.
+// Whether, in `phase`, another tower touches tower q's [off, off+len) while tower r's step `self` may push into it:
+// q's own steps write its buffer; every non-remote step with peer q reads it; pushes into q write it. Tower r's own
+// steps up to `self` run before the push on r's thread (r's reduce from q earlier in the phase has read q's chunk
+// by then: the naive schedule's tower 0 sums every tower, then pushes the sum into all of them, in one phase), and
+// its steps after `self` do not touch [off, off+len) at all (the caller checked that `self` is the chunk's last).
 bool untouched(const std::vector<std::vector<ExecStep>>& phase, int r, size_t self, int q, int64_t off, int64_t len) {
   for (size_t x = 0; x < phase.size(); ++x)
     for (size_t k = 0; k < phase[x].size(); ++k) {
       const ExecStep& e = phase[x][k];
-      if (static_cast<int>(x) == r && k == self) continue;
+      if (static_cast<int>(x) == r && k <= self) continue;
       if (static_cast<int>(x) == q && overlaps(e.step, off, len)) return false;
       if (e.step.kind != CollStep::Remote && e.step.peer == q && overlaps(e.step, off, len)) return false;
       for (int t : e.pushTo)
@@ -34,7 +37,10 @@ ExecPlan planExecution(const Schedule& s, int ranks, const std::function<bool(in
     phases.emplace_back(ranks);
     dropped.emplace_back(ranks);
     for (int r = 0; r < ranks; ++r) {
-      for (const CollStep& st : phase[r]) phases.back()[r].push_back(ExecStep{st, {}});
+      for (const CollStep& st : phase[r]) {
+        phases.back()[r].push_back(ExecStep{st, {}, {}});
+        plan.remote |= st.kind == CollStep::Remote;
+      }
       dropped.back()[r].assign(phase[r].size(), false);
     }
   }

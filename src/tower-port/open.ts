@@ -15,6 +15,8 @@ export interface PortOpener {
   (slots: DeviceSlot[], o: { callMs: number; gemmThreads: number[] }): TowerPort[];
   /** What computes the products, for the run's layout: the GEMM kernel (gemmInfo().kernel), or the reference. */
   arithmetic(): string;
+  /** Whether each tower computes on a device thread of its own (only then are extra CPU towers folded by default: Note [CPU layout]). */
+  deviceThreads: boolean;
 }
 
 /**
@@ -34,7 +36,7 @@ const nativeArithmetic = (): string => native().gemmInfo().kernel;
 export const workerPorts: PortOpener = Object.assign(
   (slots: DeviceSlot[], o: { callMs: number; gemmThreads: number[] }) =>
     slots.map((s, r) => WorkerTowerPort.open(s.label, { kind: s.kind, index: s.index, gemmThreads: o.gemmThreads[r]! }, o.callMs)),
-  { arithmetic: nativeArithmetic },
+  { arithmetic: nativeArithmetic, deviceThreads: true },
 );
 
 /** Towers in this thread: on the slots' native devices, or on reference backends named 'ref:<rank>'. */
@@ -42,6 +44,6 @@ export function inProcessPorts(backend: 'native' | 'reference'): PortOpener {
   return Object.assign(
     (slots: DeviceSlot[], o: { callMs: number; gemmThreads: number[] }) =>
       slots.map((s, r) => new InProcessTowerPort(backend === 'reference' ? new ReferenceBackend(`ref:${r}`) : NativeDevice.open(s.kind, s.index, { gemmThreads: o.gemmThreads[r]! }))),
-    { arithmetic: backend === 'reference' ? () => 'float64 reference' : nativeArithmetic },
+    { arithmetic: backend === 'reference' ? () => 'float64 reference' : nativeArithmetic, deviceThreads: backend !== 'reference' },
   );
 }

@@ -7,7 +7,9 @@ export type Algorithm = 'ring' | 'tree' | 'naive';
 export function withRuntime<T>(devices: string, f: (rt: Runtime) => Promise<T>): Promise<T>;
 export function withRuntime<T>(devices: string, algorithm: Algorithm, f: (rt: Runtime) => Promise<T>): Promise<T>;
 export async function withRuntime<T>(devices: string, a: Algorithm | ((rt: Runtime) => Promise<T>), b?: (rt: Runtime) => Promise<T>): Promise<T> {
-  const opts: RuntimeOptions = typeof a === 'function' ? { devices } : { devices, reduction: { algorithm: a } };
+  // Real towers, each on its own device thread, even where they outnumber the cores (Note [CPU layout]).
+  const layout = { extraTowers: 'threads' } as const;
+  const opts: RuntimeOptions = typeof a === 'function' ? { devices, layout } : { devices, layout, reduction: { algorithm: a } };
   const f = typeof a === 'function' ? a : b!;
   const rt = await createRuntime(opts);
   try {
