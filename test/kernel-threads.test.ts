@@ -1,6 +1,7 @@
 // The CPU kernels that spread their work over the device's GEMM threads (Note [Conv chunks] in
-// cpp/cpu/kernels_conv2d.cc; LRN and max pooling by row blocks): the same bits on 1, 2 and 3 GEMM threads, and within
-// 1e-5 of the float64 reference at shapes that cut into several image groups and parts (and one image larger than a
+// cpp/cpu/kernels_conv2d.cc; LRN, max pooling, activations, optimizer updates and the row gather by blocks,
+// forEachRowBlock in cpp/cpu/kernels_cpu.h): the same bits on 1, 2 and 3 GEMM threads, and within 1e-5 of the float64
+// reference at shapes that cut into several image groups and parts (and one image larger than a
 // group, cut into sub-chunks).
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,6 +18,7 @@ interface Case {
   attrs: Record<string, number>;
   inputs: number[][];   // values, f32 unless ints says otherwise
   ints?: number[];      // input positions holding i32
+  u8?: number[];        // input positions holding u8
   outputs: Array<{ n: number; i32?: boolean; init?: number[] }>;
 }
 
@@ -28,7 +30,7 @@ const same = (a: ArrayLike<number>, b: ArrayLike<number>) => {
 
 async function runOn(dev: NativeDevice, c: Case): Promise<Array<Float32Array | Int32Array>> {
   const hin = c.inputs.map((v, i) => {
-    const h = dev.alloc(v.length, c.ints?.includes(i) ? 'i32' : 'f32');
+    const h = dev.alloc(v.length, c.ints?.includes(i) ? 'i32' : c.u8?.includes(i) ? 'u8' : 'f32');
     dev.copyIn(h, v);
     return h;
   });
@@ -44,7 +46,8 @@ async function runOn(dev: NativeDevice, c: Case): Promise<Array<Float32Array | I
 }
 
 function checkReference(c: Case, got: Array<Float32Array | Int32Array>): void {
-  const refIn = c.inputs.map((v, i) => (c.ints?.includes(i) ? Int32Array.from(v) : Float64Array.from(Float32Array.from(v))));
+  const refIn = c.inputs.map((v, i) =>
+    c.ints?.includes(i) ? Int32Array.from(v) : c.u8?.includes(i) ? Uint8Array.from(v) : Float64Array.from(Float32Array.from(v)));
   const refOut = c.outputs.map((o) => (o.i32 ? new Int32Array(o.n) : Float64Array.from(Float32Array.from(o.init ?? new Array(o.n).fill(7)))));
   referenceKernels[c.kernel]!(refIn, refOut, c.attrs);
   got.forEach((g, k) => {
@@ -103,8 +106,37 @@ function poolLrnCases(): Case[] {
   return out;
 }
 
+/** Elementwise kernels, the optimizer updates (plain and fused) and the row gather, at sizes of several blocks. */
+function elementCases(): Case[] {
+  const out: Case[] = [];
+  const r = testRandom(900);
+  const N = 200_003;
+  const pos = (n: number) => Array.from({ length: n }, () => 0.01 + r() * 0.98);
+  const hyper = [0.05, 3, 1 / 7, 0, 0, 0, 0, 0];
+  out.push({ kernel: 'relu_forward', attrs: { N }, inputs: [vals(r, N)], outputs: [{ n: N }] });
+  out.push({ kernel: 'relu_backward', attrs: { N }, inputs: [vals(r, N), vals(r, N)], outputs: [{ n: N }] });
+  out.push({ kernel: 'sigmoid_forward', attrs: { N }, inputs: [vals(r, N)], outputs: [{ n: N }] });
+  out.push({ kernel: 'sigmoid_backward', attrs: { N }, inputs: [pos(N), vals(r, N)], outputs: [{ n: N }] });
+  out.push({ kernel: 'sgd_update', attrs: { N }, inputs: [vals(r, N), hyper], outputs: [{ n: N, init: vals(r, N) }] });
+  out.push({ kernel: 'momentum_update', attrs: { N, momentum: 0.9, nesterov: 1 }, inputs: [vals(r, N), hyper], outputs: [{ n: N, init: vals(r, N) }, { n: N, init: vals(r, N) }] });
+  out.push({ kernel: 'adam_update', attrs: { N, beta1: 0.5, beta2: 0.9, epsilon: 1e-8 }, inputs: [vals(r, N), hyper], outputs: [{ n: N, init: vals(r, N) }, { n: N, init: vals(r, N) }, { n: N, init: pos(N) }] });
+  out.push({ kernel: 'ema_update', attrs: { N, decay: 0.99 }, inputs: [vals(r, N)], outputs: [{ n: N, init: vals(r, N) }] });
+  const tail = { clipNorm: 5, decay: 0.99 };
+  const grads = () => [{ n: N, init: vals(r, N) }, { n: N, init: vals(r, N) }];
+  out.push({ kernel: 'fused_sgd_update', attrs: { N, ...tail }, inputs: [[50 + N], hyper], outputs: [...grads(), { n: N, init: vals(r, N) }] });
+  out.push({ kernel: 'fused_momentum_update', attrs: { N, momentum: 0.9, nesterov: 0, ...tail }, inputs: [[50 + N], hyper], outputs: [...grads(), { n: N, init: vals(r, N) }, { n: N, init: vals(r, N) }] });
+  out.push({ kernel: 'fused_adam_update', attrs: { N, beta1: 0.5, beta2: 0.9, epsilon: 1e-8, ...tail }, inputs: [[50 + N], hyper], outputs: [...grads(), { n: N, init: vals(r, N) }, { n: N, init: pos(N) }, { n: N, init: vals(r, N) }] });
+  const B = 128, D = 784, R = 1000;
+  out.push({
+    kernel: 'gather_rows_u8', attrs: { B, D, R, scale: 1 / 255 }, u8: [0], ints: [1],
+    inputs: [Array.from({ length: R * D }, () => Math.floor(r() * 256)), Array.from({ length: B }, () => Math.floor(r() * R))],
+    outputs: [{ n: B * D }],
+  });
+  return out;
+}
+
 describe('CPU kernels spread over the GEMM threads: the same bits on 1, 2, 3 threads, within 1e-5 of the reference', () => {
-  for (const c of [...convCases(), ...poolLrnCases()]) {
+  for (const c of [...convCases(), ...poolLrnCases(), ...elementCases()]) {
     it(`${c.kernel} ${JSON.stringify(c.attrs)}`, async () => {
       const results = [];
       for (const d of devs) results.push(await runOn(d, c));
