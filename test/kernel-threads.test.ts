@@ -126,6 +126,10 @@ function elementCases(): Case[] {
   out.push({ kernel: 'fused_sgd_update', attrs: { N, ...tail }, inputs: [[50 + N], hyper], outputs: [...grads(), { n: N, init: vals(r, N) }] });
   out.push({ kernel: 'fused_momentum_update', attrs: { N, momentum: 0.9, nesterov: 0, ...tail }, inputs: [[50 + N], hyper], outputs: [...grads(), { n: N, init: vals(r, N) }, { n: N, init: vals(r, N) }] });
   out.push({ kernel: 'fused_adam_update', attrs: { N, beta1: 0.5, beta2: 0.9, epsilon: 1e-8, ...tail }, inputs: [[50 + N], hyper], outputs: [...grads(), { n: N, init: vals(r, N) }, { n: N, init: pos(N) }, { n: N, init: vals(r, N) }] });
+  // long sums: blocks of 2^15 on the threads, added in block order (Note [Sixteen partial sums])
+  out.push({ kernel: 'sum_squares', attrs: { N }, inputs: [vals(r, N)], outputs: [{ n: 1, init: [0.5] }] });
+  out.push({ kernel: 'l2_loss', attrs: { N, lambda: 1e-3 }, inputs: [vals(r, N)], outputs: [{ n: 1, init: [0.5] }] });
+  out.push({ kernel: 'l2_grad_norm', attrs: { N, lambda: 1e-3 }, inputs: [vals(r, N)], outputs: [{ n: N, init: vals(r, N) }, { n: 1, init: [0.5] }, { n: 1, init: [0.25] }] });
   const B = 128, D = 784, R = 1000;
   out.push({
     kernel: 'gather_rows_u8', attrs: { B, D, R, scale: 1 / 255 }, u8: [0], ints: [1],
