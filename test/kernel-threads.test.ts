@@ -8,6 +8,9 @@ import assert from 'node:assert/strict';
 import { NativeDevice } from '../src/backend/native-device.js';
 import { referenceKernels } from '../src/reference/kernels.js';
 import { relErr, testRandom } from '../src/reference/relerr.js';
+import { cifar10, createRuntime } from '../src/runtime.js';
+import { cifar10Cnn } from '../src/model/spec.js';
+import { sameBits } from './support/runtime.js';
 
 const THREADS = [1, 2, 3];
 const devs = THREADS.map((gemmThreads) => NativeDevice.open('cpu', 0, { gemmThreads }));
@@ -165,6 +168,25 @@ describe('CPU kernels spread over the GEMM threads: the same bits on 1, 2, 3 thr
     for (const d of devs) {
       await assert.rejects(runOn(d, { kernel: 'maxpool_backward', attrs, inputs: [new Array(n).fill(1), Array.from(am)], ints: [1], outputs: [{ n: x.length }] }),
         (e: Error) => /maxpool_backward/.test(e.message) && /o=51 is 0/.test(e.message));
+    }
+  });
+
+  it('the CIFAR-10 CNN trains to the same weights on 1, 2 and 3 GEMM threads (every kernel of its step)', async () => {
+    const train = async (gemmThreads: number) => {
+      const rt = await createRuntime({ devices: 'cpu*1', gemmThreads });
+      try {
+        const data = cifar10({ batchSize: 20, generated: { count: 60, seed: 3 } });
+        await rt.train({ model: cifar10Cnn(), optimizer: { type: 'momentum', lr: 0.05, momentum: 0.9 }, data, steps: 3, seed: 4 }).done;
+        return (await rt.readWeights())[0]!;
+      } finally {
+        await rt.close();
+      }
+    };
+    const [one, two, three] = [await train(1), await train(2), await train(3)];
+    assert.ok(one.size >= 10, `weights read: ${[...one.keys()].join(', ')}`);
+    for (const [name, w] of one) {
+      assert.ok(sameBits(w, two.get(name)!), `${name} differs on 2 GEMM threads`);
+      assert.ok(sameBits(w, three.get(name)!), `${name} differs on 3 GEMM threads`);
     }
   });
 });

@@ -229,23 +229,24 @@ std::vector<Case> cases() {
                  return std::vector<Op>{{"lrn_backward", {f32(LRN), f32(LRN), f32(LRN), f32(LRN, 1.f, 2.f)}, {f32(LRN)},
                                          lrnAttrs()}};
                }});
-  // CIFAR-10's convolutions and pooling at batch 128 (Note [Conv chunks] in cpp/cpu/kernels_conv2d.cc)
+  // CIFAR-10's convolutions at batch 16, an eighth of the bench's (callgrind runs them in about a minute each);
+  // Note [Conv chunks] in cpp/cpu/kernels_conv2d.cc
   const auto convAttrs = [](double H, double C, double acc) {
-    return at({{"B", 128}, {"H", H}, {"W", H}, {"C", C}, {"K", 64}, {"KH", 5}, {"KW", 5}, {"SH", 1}, {"SW", 1},
+    return at({{"B", 16}, {"H", H}, {"W", H}, {"C", C}, {"K", 64}, {"KH", 5}, {"KW", 5}, {"SH", 1}, {"SW", 1},
                {"padding", 1}, {"OH", H}, {"OW", H}, {"accumulate", acc}});
   };
-  const int64_t X1 = 128 * 24 * 24 * 3, Y1 = 128 * 24 * 24 * 64, X2 = 128 * 12 * 12 * 64, W2 = 25 * 64 * 64;
-  c.push_back({"conv1_forward", "conv2d_forward B=128 24x24x3 -> 64, 5x5 SAME (CIFAR-10 conv1)", [=] {
+  const int64_t X1 = 16 * 24 * 24 * 3, Y1 = 16 * 24 * 24 * 64, X2 = 16 * 12 * 12 * 64, W2 = 25 * 64 * 64;
+  c.push_back({"conv1_forward", "conv2d_forward B=16 24x24x3 -> 64, 5x5 SAME (CIFAR-10 conv1)", [=] {
                  return std::vector<Op>{{"conv2d_forward", {f32(X1), f32(25 * 3 * 64), f32(64)}, {f32(Y1)}, convAttrs(24, 3, 0)}};
                }});
-  c.push_back({"conv1_backward", "conv2d_backward B=128 24x24x3 -> 64, no dx (CIFAR-10 conv1)", [=] {
+  c.push_back({"conv1_backward", "conv2d_backward B=16 24x24x3 -> 64, no dx (CIFAR-10 conv1)", [=] {
                  return std::vector<Op>{{"conv2d_backward", {f32(X1), f32(25 * 3 * 64), f32(Y1)}, {f32(25 * 3 * 64), f32(64)},
                                          convAttrs(24, 3, 0)}};
                }});
-  c.push_back({"conv2_forward", "conv2d_forward B=128 12x12x64 -> 64, 5x5 SAME (CIFAR-10 conv2)", [=] {
+  c.push_back({"conv2_forward", "conv2d_forward B=16 12x12x64 -> 64, 5x5 SAME (CIFAR-10 conv2)", [=] {
                  return std::vector<Op>{{"conv2d_forward", {f32(X2), f32(W2), f32(64)}, {f32(X2)}, convAttrs(12, 64, 0)}};
                }});
-  c.push_back({"conv2_backward", "conv2d_backward B=128 12x12x64 -> 64, with dx (CIFAR-10 conv2)", [=] {
+  c.push_back({"conv2_backward", "conv2d_backward B=16 12x12x64 -> 64, with dx (CIFAR-10 conv2)", [=] {
                  return std::vector<Op>{{"conv2d_backward", {f32(X2), f32(W2), f32(X2)}, {f32(W2), f32(64), f32(X2)},
                                          convAttrs(12, 64, 0)}};
                }});
