@@ -139,6 +139,17 @@ function elementCases(): Case[] {
     inputs: [Array.from({ length: R * D }, () => Math.floor(r() * 256)), Array.from({ length: B }, () => Math.floor(r() * R))],
     outputs: [{ n: B * D }],
   });
+  // CIFAR-10's input: crops, flips and standardisation of 70 images (several blocks)
+  const [Rn, Bn, H, W, C, OH, OW] = [90, 70, 32, 32, 3, 24, 24];
+  out.push({
+    kernel: 'crop_flip_standardize_u8', attrs: { B: Bn, R: Rn, H, W, C, OH, OW }, u8: [0], ints: [1, 2],
+    inputs: [
+      Array.from({ length: Rn * H * W * C }, () => Math.floor(r() * 256)),
+      Array.from({ length: Bn }, () => Math.floor(r() * Rn)),
+      Array.from({ length: 3 * Bn }, (_, k) => Math.floor(r() * [H - OH + 1, W - OW + 1, 2][k % 3]!)),
+    ],
+    outputs: [{ n: Bn * OH * OW * C }],
+  });
   return out;
 }
 

@@ -212,12 +212,15 @@ TL_CPU_KERNEL(conv2d_backward) {
       }
     }
   });
-  // The parts in order (Note [Conv chunks])
-  for (int64_t i = 0; i < kk * K; ++i) {
-    float s = parts[i];
-    for (int64_t q = 1; q < p.parts; ++q) s += parts[q * kk * K + i];
-    pdw[i] = acc ? pdw[i] + s : s;
-  }
+  // The parts in order (Note [Conv chunks]), into part 0, then onto dw: by blocks of dw on the threads
+  forEachRowBlock(kk * K, 1, [&](int64_t i0, int64_t i1) {
+    float* __restrict__ s = parts;
+    for (int64_t q = 1; q < p.parts; ++q) {
+      const float* __restrict__ t = parts + q * kk * K;
+      for (int64_t i = i0; i < i1; ++i) s[i] += t[i];
+    }
+    for (int64_t i = i0; i < i1; ++i) pdw[i] = acc ? pdw[i] + s[i] : s[i];
+  });
   for (int64_t k = 0; k < K; ++k) {
     double s = dbParts[k];
     for (int64_t q = 1; q < p.parts; ++q) s += dbParts[q * K + k];
