@@ -15,7 +15,7 @@ void sgemm(bool transA, bool transB, int M, int N, int K, float alpha, const flo
 
 // One product computed by the calling thread alone, uncut (no slabs, no GemmThreads): for kernels that cut their work
 // by shape themselves and hand the pieces to the device's threads (gemmForEach); Note [Conv chunks] in
-// kernels_conv.cc. The bits depend on the arguments alone, as sgemm()'s do.
+// kernels_conv2d.cc. The bits depend on the arguments alone, as sgemm()'s do.
 void sgemmAlone(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
                 int ldb, float beta, float* C, int ldc);
 
