@@ -156,7 +156,7 @@ function elementCases(): Case[] {
 describe('CPU kernels spread over the GEMM threads: the same bits on 1, 2, 3 threads, within 1e-5 of the reference', () => {
   for (const c of [...convCases(), ...poolLrnCases(), ...elementCases()]) {
     it(`${c.kernel} ${JSON.stringify(c.attrs)}`, async () => {
-      const results = [];
+      const results: Array<Array<Float32Array | Int32Array>> = [];
       for (const d of devs) results.push(await runOn(d, c));
       assert.deepEqual(devs.map((d) => d.gemmThreads), THREADS);
       checkReference(c, results[0]!);
