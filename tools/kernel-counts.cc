@@ -314,7 +314,9 @@ int main(int argc, char** argv) {
   const int calls = argc > 3 ? std::atoi(argv[3]) : (mode == "count" ? 3 : 200);
   for (const Case& k : cases()) {
     if (k.name != argv[2]) continue;
-    // TOWERLINE_GEMM_THREADS=n binds n GEMM threads to this thread, as a CPU device binds its own (default 1)
+    // TOWERLINE_GEMM_THREADS=n binds n GEMM threads to this thread, as a CPU device binds its own (default 1). Keep 1
+    // under callgrind: it collects only on this thread (the toggles below), so pool threads' work would go uncounted;
+    // with 1, the inclusive count of GemmThreads::forEach is the work the threads would share.
     const char* gt = std::getenv("TOWERLINE_GEMM_THREADS");
     static GemmThreads threads(gt ? std::atoi(gt) : 1);
     GemmThreads::bind(&threads);
