@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "cpu/gemm.h"
 #include "kernel_contract.h"
 
 using namespace tl;
@@ -228,6 +229,27 @@ std::vector<Case> cases() {
                  return std::vector<Op>{{"lrn_backward", {f32(LRN), f32(LRN), f32(LRN), f32(LRN, 1.f, 2.f)}, {f32(LRN)},
                                          lrnAttrs()}};
                }});
+  // CIFAR-10's convolutions at batch 16, an eighth of the bench's (callgrind runs them in about a minute each);
+  // Note [Conv chunks] in cpp/cpu/kernels_conv2d.cc
+  const auto convAttrs = [](double H, double C, double acc) {
+    return at({{"B", 16}, {"H", H}, {"W", H}, {"C", C}, {"K", 64}, {"KH", 5}, {"KW", 5}, {"SH", 1}, {"SW", 1},
+               {"padding", 1}, {"OH", H}, {"OW", H}, {"accumulate", acc}});
+  };
+  const int64_t X1 = 16 * 24 * 24 * 3, Y1 = 16 * 24 * 24 * 64, X2 = 16 * 12 * 12 * 64, W2 = 25 * 64 * 64;
+  c.push_back({"conv1_forward", "conv2d_forward B=16 24x24x3 -> 64, 5x5 SAME (CIFAR-10 conv1)", [=] {
+                 return std::vector<Op>{{"conv2d_forward", {f32(X1), f32(25 * 3 * 64), f32(64)}, {f32(Y1)}, convAttrs(24, 3, 0)}};
+               }});
+  c.push_back({"conv1_backward", "conv2d_backward B=16 24x24x3 -> 64, no dx (CIFAR-10 conv1)", [=] {
+                 return std::vector<Op>{{"conv2d_backward", {f32(X1), f32(25 * 3 * 64), f32(Y1)}, {f32(25 * 3 * 64), f32(64)},
+                                         convAttrs(24, 3, 0)}};
+               }});
+  c.push_back({"conv2_forward", "conv2d_forward B=16 12x12x64 -> 64, 5x5 SAME (CIFAR-10 conv2)", [=] {
+                 return std::vector<Op>{{"conv2d_forward", {f32(X2), f32(W2), f32(64)}, {f32(X2)}, convAttrs(12, 64, 0)}};
+               }});
+  c.push_back({"conv2_backward", "conv2d_backward B=16 12x12x64 -> 64, with dx (CIFAR-10 conv2)", [=] {
+                 return std::vector<Op>{{"conv2d_backward", {f32(X2), f32(W2), f32(X2)}, {f32(W2), f32(64), f32(X2)},
+                                         convAttrs(12, 64, 0)}};
+               }});
   c.push_back({"tail_mnist_unfused", "MNIST update tail (after a gradient fill), today's ops: L2 loss+grad, arena norm, momentum x4",
                [] { return tail(kMnist, kMnistL2, false, false, false); }});
   c.push_back({"tail_mnist_fused", "MNIST update tail (after a gradient fill), fused: l2_grad_norm / sum_squares, fused_momentum_update x4",
@@ -292,6 +314,12 @@ int main(int argc, char** argv) {
   const int calls = argc > 3 ? std::atoi(argv[3]) : (mode == "count" ? 3 : 200);
   for (const Case& k : cases()) {
     if (k.name != argv[2]) continue;
+    // TOWERLINE_GEMM_THREADS=n binds n GEMM threads to this thread, as a CPU device binds its own (default 1). Keep 1
+    // under callgrind: it collects only on this thread (the toggles below), so pool threads' work would go uncounted;
+    // with 1, the inclusive count of GemmThreads::forEach is the work the threads would share.
+    const char* gt = std::getenv("TOWERLINE_GEMM_THREADS");
+    static GemmThreads threads(gt ? std::atoi(gt) : 1);
+    GemmThreads::bind(&threads);
     std::unique_ptr<Backend> dev = makeCpuBackend(0);
     Compiled p;
     if (!compile(k, p)) return 3;

@@ -332,6 +332,24 @@ void sgemm(bool tA, bool tB, int M, int N, int K, float alpha, const float* A, i
   runSlabs(openBlas().sgemm ? openblasSerial : gemmSerial, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+void sgemmAlone(bool tA, bool tB, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+                float beta, float* C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.f) {
+    scaleC(M, N, beta, C, ldc);
+    return;
+  }
+  (openBlas().sgemm ? openblasSerial : gemmSerial)(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemmForEach(int count, const std::function<void(int)>& f) {
+  GemmThreads* t = GemmThreads::bound();
+  if (t && count > 1)
+    t->forEach(count, f);
+  else
+    for (int i = 0; i < count; ++i) f(i);
+}
+
 const char* gemmImplName() {
   static const std::string name = [] {
     const OpenBlas& b = openBlas();

@@ -13,6 +13,16 @@ namespace tl {
 void sgemm(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
            int ldb, float beta, float* C, int ldc);
 
+// One product computed by the calling thread alone, uncut (no slabs, no GemmThreads): for kernels that cut their work
+// by shape themselves and hand the pieces to the device's threads (gemmForEach); Note [Conv chunks] in
+// kernels_conv2d.cc. The bits depend on the arguments alone, as sgemm()'s do.
+void sgemmAlone(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
+                int ldb, float beta, float* C, int ldc);
+
+// Runs f(0..count-1), each index once, on the calling thread's bound GemmThreads (the calling thread alone when none
+// is bound); rethrows the first error after all finished. f must not call sgemm() (use sgemmAlone) or gemmForEach.
+void gemmForEach(int count, const std::function<void(int)>& f);
+
 // The built-in kernel, always compiled so tests can check it even when sgemm() dispatches to OpenBLAS. Same slabs and
 // threads as sgemm().
 void sgemmBuiltin(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda,

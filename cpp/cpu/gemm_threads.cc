@@ -1,6 +1,7 @@
 // A device's GEMM threads (Note [GEMM threads] in gemm.cc): a small pool whose threads only decide who computes
 // which slab of a product, never how it is cut, and the calling thread's binding.
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <functional>
@@ -17,6 +18,31 @@ namespace tl {
 namespace {
 
 thread_local GemmThreads* tlsThreads = nullptr;
+
+// Note [Pool spin]: a step runs its kernels back to back, each handing its pieces to the pool, so a worker that
+// slept after every job would pay a wake-up (a futex wake and a reschedule, tens of microseconds on an idle core) per
+// kernel, and the device thread as long again waiting for it to finish. So a worker spins up to kSpin for the next
+// job before it sleeps, and the device thread spins up to kSpin for the workers to finish before it sleeps; both then
+// block on the condition variables as before (a slow or descheduled thread costs time, never a lost job or wake-up:
+// the predicates are read under the mutex). The spin decides only when a thread looks, never what it computes.
+constexpr std::chrono::microseconds kSpin{50};
+
+inline void cpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Spins until done() or kSpin has passed; returns done().
+template <class F>
+bool spinUntil(F done) {
+  const auto until = std::chrono::steady_clock::now() + kSpin;
+  for (int i = 0;; ++i) {
+    if (done()) return true;
+    cpuRelax();
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() >= until) return done();
+  }
+}
 
 }  // namespace
 
@@ -42,14 +68,15 @@ class GemmThreads::Pool {
       job_ = &f;
       count_ = count;
       next_.store(0);
-      pending_ = n_ - 1;
+      pending_.store(n_ - 1);
       error_ = nullptr;
-      ++gen_;
+      gen_.fetch_add(1);
     }
     cv_.notify_all();
     work();
+    spinUntil([this] { return pending_.load() == 0; });  // Note [Pool spin]
     std::unique_lock<std::mutex> lk(m_);
-    done_.wait(lk, [this] { return pending_ == 0; });
+    done_.wait(lk, [this] { return pending_.load() == 0; });
     job_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -69,26 +96,31 @@ class GemmThreads::Pool {
   }
   void loop(unsigned long seen) {
     for (;;) {
+      spinUntil([&] { return stopping_.load() || gen_.load() != seen; });  // Note [Pool spin]
       {
         std::unique_lock<std::mutex> lk(m_);
-        cv_.wait(lk, [&] { return stop_ || gen_ != seen; });
+        cv_.wait(lk, [&] { return stop_ || gen_.load() != seen; });
         if (stop_) return;
-        seen = gen_;
+        seen = gen_.load();
       }
       work();
-      std::lock_guard<std::mutex> lk(m_);
-      if (--pending_ == 0) done_.notify_one();
+      if (pending_.fetch_sub(1) == 1) {
+        std::lock_guard<std::mutex> lk(m_);  // the device thread reads pending_ under m_ before it sleeps
+        done_.notify_one();
+      }
     }
   }
   void start(int n) {
     n_ = n;
     stop_ = false;
-    for (int i = 1; i < n_; ++i) workers_.emplace_back([this, g = gen_] { loop(g); });
+    stopping_.store(false);
+    for (int i = 1; i < n_; ++i) workers_.emplace_back([this, g = gen_.load()] { loop(g); });
   }
   void stop() {
     {
       std::lock_guard<std::mutex> lk(m_);
       stop_ = true;
+      stopping_.store(true);
     }
     cv_.notify_all();
     for (auto& t : workers_) t.join();
@@ -102,8 +134,9 @@ class GemmThreads::Pool {
   const std::function<void(int)>* job_ = nullptr;
   std::atomic<int> next_{0};
   int count_ = 0;
-  unsigned long gen_ = 0;
-  int pending_ = 0;
+  std::atomic<unsigned long> gen_{0};  // written under m_; read without it while spinning
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stopping_{false};
   int n_ = 1;
   bool stop_ = false;
   std::exception_ptr error_;

@@ -1,6 +1,5 @@
-// CPU convolution, pooling and dropout kernels, NHWC (see docs/kernels.md, "Convolution and pooling"); LRN is in
-// kernels_lrn.cc.
-// conv2d runs as im2col + sgemm over chunks of output rows; everything else is plain loops on one thread.
+// CPU pooling and dropout kernels, NHWC (see docs/kernels.md, "Convolution and pooling"); conv2d is in
+// kernels_conv2d.cc, LRN in kernels_lrn.cc.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -13,157 +12,16 @@
 namespace tl {
 namespace cpuk {
 
-// ---- conv2d ------------------------------------------------------------------------------------------------------
-
-// Per-thread scratch for the column matrices, kept between calls (kernels of one device run on its thread).
-static float* scratchFloats(std::vector<float>& v, int64_t n) {
-  if ((int64_t)v.size() < n) v.assign((size_t)n, 0.f);
-  return v.data();
-}
-
-// Output rows per chunk: the column matrix of one chunk stays around 4 MB (a few images of a CIFAR-sized layer).
-static int64_t chunkRows(int64_t kk, int64_t rows) {
-  const int64_t budget = int64_t(1) << 20;  // floats
-  return std::max<int64_t>(1, std::min<int64_t>(rows, budget / std::max<int64_t>(kk, 1)));
-}
-
-// Row r of the column matrix (r = (b·OH + oh)·OW + ow) is the receptive field of that output, ordered (kh, kw, c) to
-// match the filter's (KH, KW, C, K) layout; cells in the padding are 0. Rows [r0, r0 + m) go to col (m, KH·KW·C).
-static void im2col(const ConvGeom& g, const float* x, int64_t r0, int64_t m, float* col) {
-  const int64_t C = g.C, KW = g.KW, kk = g.KH * KW * C, rowC = KW * C;
-  for (int64_t r = r0; r < r0 + m; ++r) {
-    const int64_t b = r / (g.OH * g.OW), rem = r - b * g.OH * g.OW, oh = rem / g.OW, ow = rem - oh * g.OW;
-    const int64_t ih0 = oh * g.SH - g.padTop, iw0 = ow * g.SW - g.padLeft;
-    float* dst = col + (r - r0) * kk;
-    const bool wInside = iw0 >= 0 && iw0 + KW <= g.W;
-    for (int64_t kh = 0; kh < g.KH; ++kh, dst += rowC) {
-      const int64_t ih = ih0 + kh;
-      if (ih < 0 || ih >= g.H) {
-        std::memset(dst, 0, sizeof(float) * rowC);
-        continue;
-      }
-      const float* src = x + ((b * g.H + ih) * g.W) * C;
-      if (wInside) {  // the KW cells of this filter row are contiguous in NHWC
-        std::memcpy(dst, src + iw0 * C, sizeof(float) * rowC);
-        continue;
-      }
-      for (int64_t kw = 0; kw < KW; ++kw) {
-        const int64_t iw = iw0 + kw;
-        if (iw < 0 || iw >= g.W) std::memset(dst + kw * C, 0, sizeof(float) * C);
-        else std::memcpy(dst + kw * C, src + iw * C, sizeof(float) * C);
-      }
-    }
-  }
-}
-
-// The adjoint of im2col: dx += the column rows [r0, r0 + m), padding cells dropped.
-static void col2imAdd(const ConvGeom& g, const float* col, int64_t r0, int64_t m, float* dx) {
-  const int64_t C = g.C, KW = g.KW, kk = g.KH * KW * C, rowC = KW * C;
-  for (int64_t r = r0; r < r0 + m; ++r) {
-    const int64_t b = r / (g.OH * g.OW), rem = r - b * g.OH * g.OW, oh = rem / g.OW, ow = rem - oh * g.OW;
-    const int64_t ih0 = oh * g.SH - g.padTop, iw0 = ow * g.SW - g.padLeft;
-    const float* src = col + (r - r0) * kk;
-    const int64_t kw0 = std::max<int64_t>(0, -iw0), kw1 = std::min<int64_t>(KW, g.W - iw0);
-    for (int64_t kh = 0; kh < g.KH; ++kh, src += rowC) {
-      const int64_t ih = ih0 + kh;
-      if (ih < 0 || ih >= g.H || kw0 >= kw1) continue;
-      float* dst = dx + ((b * g.H + ih) * g.W + iw0 + kw0) * C;  // cells kw0..kw1−1 of this filter row
-      const float* s = src + kw0 * C;
-      for (int64_t j = 0; j < (kw1 - kw0) * C; ++j) dst[j] += s[j];
-    }
-  }
-}
-
-// A 1x1 filter with stride 1 needs no column matrix: x itself is (B·H·W, C).
-static bool isPointwise(const ConvGeom& g) { return g.KH == 1 && g.KW == 1 && g.SH == 1 && g.SW == 1; }
-
-// in: x (B,H,W,C), w (KH,KW,C,K), b (K); out: y (B,OH,OW,K)
-TL_CPU_KERNEL(conv2d_forward) {
-  const ConvArgs& a = c.args<ConvArgs>();
-  const ConvGeom& g = a.g;
-  const int64_t K = a.K, M = a.M, kk = a.kk;
-  const int iK = a.iK, iKK = a.iKK;
-  const TensorRef &x = c.in[0], &w = c.in[1], &b = c.in[2], &y = c.out[0];
-  float* py = y.f32();
-  const float* pb = b.f32();
-  for (int64_t r = 0; r < M; ++r) std::copy(pb, pb + K, py + r * K);
-  if (K == 0 || M == 0 || kk == 0) return;
-  if (isPointwise(g)) {
-    sgemm(false, false, (int)M, iK, iKK, 1.f, x.f32(), std::max(iKK, 1), w.f32(), iK, 1.f, py, iK);
-    return;
-  }
-  static thread_local std::vector<float> colBuf;
-  const int64_t step = chunkRows(kk, M);
-  float* col = scratchFloats(colBuf, step * kk);
-  for (int64_t r0 = 0; r0 < M; r0 += step) {
-    const int64_t m = std::min(step, M - r0);
-    im2col(g, x.f32(), r0, m, col);
-    sgemm(false, false, (int)m, iK, iKK, 1.f, col, iKK, w.f32(), iK, 1.f, py + r0 * K, iK);
-  }
-}
-
-// in: x (B,H,W,C), w (KH,KW,C,K), dy (B,OH,OW,K); out: dw (KH,KW,C,K), db (K) [, dx (B,H,W,C)]
-TL_CPU_KERNEL(conv2d_backward) {
-  const ConvBackwardArgs& a = c.args<ConvBackwardArgs>();
-  const ConvGeom& g = a.g;
-  const int64_t K = a.K, M = a.M, kk = a.kk;
-  const int iK = a.iK, iKK = a.iKK;
-  const bool acc = a.acc, wantDx = a.wantDx;
-  const TensorRef &x = c.in[0], &w = c.in[1], &dy = c.in[2], &dw = c.out[0], &db = c.out[1];
-  const float *px = x.f32(), *pw = w.f32(), *pdy = dy.f32();
-  float *pdw = dw.f32(), *pdx = wantDx ? c.out[2].f32() : nullptr;
-
-  // db (K) = column sums of dy, in double across the B·OH·OW rows
-  {
-    std::vector<double> s(K, 0.0);
-    for (int64_t r = 0; r < M; ++r) {
-      const float* row = pdy + r * K;
-      for (int64_t k = 0; k < K; ++k) s[k] += row[k];
-    }
-    float* pdb = db.f32();
-    for (int64_t k = 0; k < K; ++k) pdb[k] = acc ? (float)((double)pdb[k] + s[k]) : (float)s[k];
-  }
-  if (K == 0) return;
-  if (M == 0 || kk == 0) {  // empty sums: dw = 0 (or unchanged), dx = 0
-    if (!acc) std::fill(pdw, pdw + kk * K, 0.f);
-    if (wantDx) std::fill(pdx, pdx + g.inNumel(), 0.f);
-    return;
-  }
-  if (isPointwise(g)) {
-    // dw (C,K) = xᵀ·dy; dx (B·H·W, C) = dy·wᵀ
-    sgemm(true, false, iKK, iK, (int)M, 1.f, px, iKK, pdy, iK, acc ? 1.f : 0.f, pdw, iK);
-    if (wantDx) sgemm(false, true, (int)M, iKK, iK, 1.f, pdy, iK, pw, iK, 0.f, pdx, iKK);
-    return;
-  }
-  static thread_local std::vector<float> colBuf, dcolBuf;
-  const int64_t step = chunkRows(kk, M);
-  float* col = scratchFloats(colBuf, step * kk);
-  float* dcol = wantDx ? scratchFloats(dcolBuf, step * kk) : nullptr;
-  if (wantDx) std::fill(pdx, pdx + g.inNumel(), 0.f);
-  for (int64_t r0 = 0; r0 < M; r0 += step) {
-    const int64_t m = std::min(step, M - r0);
-    const float* dyc = pdy + r0 * K;
-    // dw (KK,K) (+)= colᵀ (KK,m) · dy (m,K); chunks after the first always add
-    im2col(g, px, r0, m, col);
-    sgemm(true, false, iKK, iK, (int)m, 1.f, col, iKK, dyc, iK, (acc || r0 > 0) ? 1.f : 0.f, pdw, iK);
-    if (wantDx) {
-      // dcol (m,KK) = dy (m,K) · wᵀ (K,KK), then scattered back onto dx
-      sgemm(false, true, (int)m, iKK, iK, 1.f, dyc, iK, pw, iK, 0.f, dcol, iKK);
-      col2imAdd(g, dcol, r0, m, pdx);
-    }
-  }
-}
-
 // ---- max pooling -------------------------------------------------------------------------------------------------
 
 namespace {
 
 // The window loops of maxpool_forward on the ISA path (Note [Kernel ISA] in isa.h): selects only, the same bits on each.
 struct MaxpoolForward {
-  TL_ISA_INLINE static void run(const ConvGeom* gp, const float* px, float* py, int32_t* pa) {
+  TL_ISA_INLINE static void run(const ConvGeom* gp, int64_t b0, int64_t b1, const float* px, float* py, int32_t* pa) {
     const ConvGeom& g = *gp;
     const int64_t C = g.C;
-    for (int64_t b = 0; b < g.B; ++b)
+    for (int64_t b = b0; b < b1; ++b)
       for (int64_t oh = 0; oh < g.OH; ++oh) {
         const int64_t ih0 = oh * g.SH - g.padTop;
         const int64_t h0 = std::max<int64_t>(ih0, 0), h1 = std::min<int64_t>(ih0 + g.KH, g.H);
@@ -205,7 +63,11 @@ struct MaxpoolForward {
 // lowest flat index, wins ties; padding cells never take part.
 TL_CPU_KERNEL(maxpool_forward) {
   const PoolArgs& a = c.args<PoolArgs>();
-  perIsa<MaxpoolForward>(&a.g, static_cast<const float*>(c.in[0].f32()), c.out[0].f32(), c.out[1].i32());
+  const float* px = c.in[0].f32();
+  float* py = c.out[0].f32();
+  int32_t* pa = c.out[1].i32();
+  // images are independent: any cut gives the same bits
+  forEachRowBlock(a.g.B, a.g.H * a.g.W * a.g.C, [&](int64_t b0, int64_t b1) { perIsa<MaxpoolForward>(&a.g, b0, b1, px, py, pa); });
 }
 
 // in: dy (B,OH,OW,C), argmax (B,OH,OW,C) i32; out: dx (B,H,W,C) = 0, then dx[argmax[o]] += dy[o].
@@ -221,8 +83,11 @@ TL_CPU_KERNEL(maxpool_backward) {
   // 32-bit unsigned arithmetic: all indices are below 2^31 (maxpoolBackwardArgs).
   const uint32_t uC = (uint32_t)std::max<int64_t>(C, 1), uW = (uint32_t)std::max<int64_t>(g.W, 1);
   const uint32_t imageSize = (uint32_t)(g.H * g.W * C);
-  for (int64_t b = 0, o = 0; b < g.B; ++b)
-    for (int64_t oh = 0; oh < g.OH; ++oh) {
+  const int64_t outPerImage = g.OH * g.OW * C;
+  // Whether image b's argmax cells are all inside their windows; raise: fail naming the first one that is not.
+  auto imageOk = [&](int64_t b, bool raise) {
+    bool all = true;
+    for (int64_t oh = 0, o = b * outPerImage; oh < g.OH; ++oh) {
       const int64_t ih0 = oh * g.SH - g.padTop;
       const int64_t h0 = std::max<int64_t>(ih0, 0), h1 = std::min<int64_t>(ih0 + g.KH, g.H);
       for (int64_t ow = 0; ow < g.OW; ++ow) {
@@ -235,7 +100,7 @@ TL_CPU_KERNEL(maxpool_backward) {
           const uint32_t pix = rel / uC, ah = pix / uW, aw = pix - ah * uW;
           ok &= rel < imageSize && pix * uC == rel && ah >= h0 && ah < h1 && aw >= w0 && aw < w1;
         }
-        if (!ok)
+        if (!ok && raise)
           for (int64_t ch = 0; ch < C; ++ch) {
             const uint32_t rel = (uint32_t)((int64_t)pa[o + ch] - imageBase - ch);
             const uint32_t pix = rel / uC, ah = pix / uW, aw = pix - ah * uW;
@@ -243,13 +108,27 @@ TL_CPU_KERNEL(maxpool_backward) {
                       "argmax at o=" << o + ch << " is " << pa[o + ch] << ", not a cell of that output's window; "
                                      << "pass maxpool_forward's argmax with the same attributes");
           }
+        all &= ok;
         o += C;
       }
     }
+    return all;
+  };
+  // Images on the device's threads (each writes only its own image's dx cells, once every argmax is checked); the
+  // first bad image, in order, is reported from this thread, before anything is written.
+  std::vector<char> bad((size_t)g.B, 0);
+  const int64_t imageCells = g.H * g.W * C;
+  forEachRowBlock(g.B, imageCells, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) bad[(size_t)b] = !imageOk(b, false);
+  });
+  for (int64_t b = 0; b < g.B; ++b)
+    if (bad[(size_t)b]) imageOk(b, true);
   float* pdx = dx.f32();
   const float* pdy = dy.f32();
-  std::fill(pdx, pdx + g.inNumel(), 0.f);
-  for (int64_t o = 0; o < nOut; ++o) pdx[pa[o]] += pdy[o];
+  forEachRowBlock(g.B, imageCells, [&](int64_t b0, int64_t b1) {
+    std::fill(pdx + b0 * imageCells, pdx + b1 * imageCells, 0.f);
+    for (int64_t o = b0 * outPerImage; o < std::min(nOut, b1 * outPerImage); ++o) pdx[pa[o]] += pdy[o];
+  });
 }
 
 // ---- dropout -----------------------------------------------------------------------------------------------------

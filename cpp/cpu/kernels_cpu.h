@@ -1,11 +1,14 @@
 // Shared helpers for the CPU kernel files: the host-side index scan, and TL_CPU_KERNEL (Note [Kernel registry]).
 #pragma once
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 
 #include "../dropout_hash.h"
 #include "../hyper.h"
 #include "../kernel.h"
 #include "../kernel_args.h"
+#include "gemm.h"
 
 namespace tl {
 namespace cpuk {
@@ -17,6 +20,15 @@ inline void checkIndices(const KernelCall& c, const IndexRange& r) {
   const int32_t* idx = r.values(c);
   for (int64_t i = 0; i < r.n; ++i)
     if (idx[i] < 0 || idx[i] >= r.limit) failIndex(c, r, i, idx[i]);
+}
+
+// Rows [0, n) of `width` floats each, in blocks of about 32K floats (cut by n and width alone), spread over the
+// device's GEMM threads (gemmForEach): f(r0, r1) per block. For kernels whose rows are independent, so any thread
+// count gives the same bits; f must not call sgemm().
+inline void forEachRowBlock(int64_t n, int64_t width, const std::function<void(int64_t, int64_t)>& f) {
+  const int64_t block = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(width, 1));
+  const int64_t blocks = (n + block - 1) / block;
+  gemmForEach((int)blocks, [&](int i) { f(i * block, std::min(n, (i + 1) * block)); });
 }
 
 // The table CPU kernels add themselves to (cpuKernels() in backend.h is the same table, read-only).

@@ -33,7 +33,13 @@ struct GatherU8 {
 TL_CPU_KERNEL(gather_rows_u8) {
   const GatherRowsArgs& a = c.args<GatherRowsArgs>();
   checkIndices(c, a.idx);
-  perIsa<GatherU8>(static_cast<const uint8_t*>(c.in[0].u8()), a.idx.values(c), c.out[0].f32(), a.B, a.D, a.scale);
+  const uint8_t* src = c.in[0].u8();
+  const int32_t* idx = a.idx.values(c);
+  float* y = c.out[0].f32();
+  // rows are independent: any cut over the device's threads gives the same bits
+  forEachRowBlock(a.B, a.D, [&](int64_t b0, int64_t b1) {
+    perIsa<GatherU8>(src, idx + b0, y + b0 * a.D, b1 - b0, a.D, a.scale);
+  });
 }
 
 // in: src (R,D) f32, idx (B) i32; out: y (B,D) = src[idx[b]]

@@ -152,24 +152,30 @@ TL_CPU_KERNEL(matmul) {
 
 // x (N) -> y (N): y = max(x, 0) (NaN propagates)
 TL_CPU_KERNEL(relu_forward) {
-  perIsa<Relu>(static_cast<const float*>(c.in[0].f32()), c.out[0].f32(), c.args<SizeArgs>().N);
+  const float* x = c.in[0].f32();
+  float* y = c.out[0].f32();
+  forEachRowBlock(c.args<SizeArgs>().N, 1, [&](int64_t i, int64_t e) { perIsa<Relu>(x + i, y + i, e - i); });
 }
 
 // y (N), dy (N) -> dx (N); dx may alias dy
 TL_CPU_KERNEL(relu_backward) {
-  perIsa<ReluBackward>(static_cast<const float*>(c.in[0].f32()), static_cast<const float*>(c.in[1].f32()),
-                       c.out[0].f32(), c.args<SizeArgs>().N);
+  const float *y = c.in[0].f32(), *dy = c.in[1].f32();
+  float* dx = c.out[0].f32();
+  forEachRowBlock(c.args<SizeArgs>().N, 1, [&](int64_t i, int64_t e) { perIsa<ReluBackward>(y + i, dy + i, dx + i, e - i); });
 }
 
 // x (N) -> y (N); exp of a non-positive number only (expNonPositive), so no overflow for large |x|
 TL_CPU_KERNEL(sigmoid_forward) {
-  perIsa<Sigmoid>(static_cast<const float*>(c.in[0].f32()), c.out[0].f32(), c.args<SizeArgs>().N);
+  const float* x = c.in[0].f32();
+  float* y = c.out[0].f32();
+  forEachRowBlock(c.args<SizeArgs>().N, 1, [&](int64_t i, int64_t e) { perIsa<Sigmoid>(x + i, y + i, e - i); });
 }
 
 // y (N), dy (N) -> dx (N) = dy·y·(1−y); dx may alias dy
 TL_CPU_KERNEL(sigmoid_backward) {
-  perIsa<SigmoidBackward>(static_cast<const float*>(c.in[0].f32()), static_cast<const float*>(c.in[1].f32()),
-                          c.out[0].f32(), c.args<SizeArgs>().N);
+  const float *y = c.in[0].f32(), *dy = c.in[1].f32();
+  float* dx = c.out[0].f32();
+  forEachRowBlock(c.args<SizeArgs>().N, 1, [&](int64_t i, int64_t e) { perIsa<SigmoidBackward>(y + i, dy + i, dx + i, e - i); });
 }
 
 TL_CPU_KERNEL(tanh_forward) {

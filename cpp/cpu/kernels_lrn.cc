@@ -67,11 +67,11 @@ struct Row {
 
 struct LrnForward {
   // x (N,C) -> y (N,C), sc (N,C)
-  TL_ISA_INLINE static void run(const float* x, float* y, float* sc, const LrnArgs* a, PowKind k, Row* w) {
+  TL_ISA_INLINE static void run(const float* x, float* y, float* sc, int64_t rows, const LrnArgs* a, PowKind k, Row* w) {
     const int64_t C = a->C, r = a->r;
     const double bias = a->bias, alpha = a->alpha;
     double *__restrict__ pad = w->pad, *__restrict__ win = w->win, *__restrict__ sv = w->s, *__restrict__ pw = w->pw;
-    for (int64_t row = 0; row < a->N; ++row) {
+    for (int64_t row = 0; row < rows; ++row) {
       const float* __restrict__ xr = x + row * C;
       float* __restrict__ yr = y + row * C;
       float* __restrict__ sr = sc + row * C;
@@ -90,11 +90,11 @@ struct LrnForward {
 struct LrnBackward {
   // x, y, dy, sc (N,C) -> dx (N,C)
   TL_ISA_INLINE static void run(const float* x, const float* y, const float* dy, const float* sc, float* dx,
-                                const LrnArgs* a, PowKind k, Row* w) {
+                                int64_t rows, const LrnArgs* a, PowKind k, Row* w) {
     const int64_t C = a->C, r = a->r;
     const double k2ab = 2.0 * a->alpha * a->beta;
     double *__restrict__ pad = w->pad, *__restrict__ win = w->win, *__restrict__ sv = w->s, *__restrict__ pw = w->pw;
-    for (int64_t row = 0; row < a->N; ++row) {
+    for (int64_t row = 0; row < rows; ++row) {
       const float *__restrict__ xr = x + row * C, *__restrict__ yr = y + row * C, *__restrict__ dyr = dy + row * C,
                   *__restrict__ sr = sc + row * C;
       float* __restrict__ dxr = dx + row * C;
@@ -112,17 +112,24 @@ struct LrnBackward {
 // in: x (N,C); out: y (N,C), scale (N,C) = bias + alpha·Σ_{|c'−c| <= r} x[c']² (TF's tf.nn.lrn), y = x·scale^(−beta)
 TL_CPU_KERNEL(lrn_forward) {
   const LrnArgs& a = c.args<LrnArgs>();
-  Row w(a.C, a.r);
-  perIsa<LrnForward>(static_cast<const float*>(c.in[0].f32()), c.out[0].f32(), c.out[1].f32(), &a, powKind(a.beta), &w);
+  const float* x = c.in[0].f32();
+  float *y = c.out[0].f32(), *sc = c.out[1].f32();
+  forEachRowBlock(a.N, a.C, [&](int64_t r0, int64_t r1) {  // rows are independent: any cut gives the same bits
+    Row w(a.C, a.r);
+    perIsa<LrnForward>(x + r0 * a.C, y + r0 * a.C, sc + r0 * a.C, r1 - r0, &a, powKind(a.beta), &w);
+  });
 }
 
 // in: x, y, dy, scale (N,C); out: dx (N,C) = dy·scale^(−beta) − 2·alpha·beta·x·Σ_{|c−j| <= r} dy[c]·y[c]/scale[c]
 TL_CPU_KERNEL(lrn_backward) {
   const LrnArgs& a = c.args<LrnArgs>();
-  Row w(a.C, a.r);
-  perIsa<LrnBackward>(static_cast<const float*>(c.in[0].f32()), static_cast<const float*>(c.in[1].f32()),
-                      static_cast<const float*>(c.in[2].f32()), static_cast<const float*>(c.in[3].f32()),
-                      c.out[0].f32(), &a, powKind(a.beta), &w);
+  const float *x = c.in[0].f32(), *y = c.in[1].f32(), *dy = c.in[2].f32(), *sc = c.in[3].f32();
+  float* dx = c.out[0].f32();
+  forEachRowBlock(a.N, a.C, [&](int64_t r0, int64_t r1) {
+    Row w(a.C, a.r);
+    const int64_t o = r0 * a.C;
+    perIsa<LrnBackward>(x + o, y + o, dy + o, sc + o, dx + o, r1 - r0, &a, powKind(a.beta), &w);
+  });
 }
 
 }  // namespace cpuk

@@ -85,6 +85,17 @@ void runLoop(const Tail& t, bool clip, A... a) {
   else perIsa<Loop<false, false>>(a..., t);
 }
 
+// Elements [0, n) in blocks over the device's GEMM threads (forEachRowBlock): f(i0, count, tail moved to i0). Each
+// element's update reads and writes its own index only, so any thread count gives the same bits.
+template <class F>
+void overBlocks(int64_t n, const Tail& t, F f) {
+  forEachRowBlock(n, 1, [&](int64_t i0, int64_t i1) {
+    Tail tb = t;
+    if (tb.shadow) tb.shadow += i0;
+    f(i0, i1 - i0, tb);
+  });
+}
+
 // The tail of a fused_*_update call: the clip factor from the global squared norm s (input 0), and the shadow, the
 // output after the update's own `outputs` when the call has it.
 Tail tailOf(const KernelCall& c, const TailArgs& a, size_t outputs, bool* clip) {
@@ -110,27 +121,42 @@ AdamConsts adamConsts(const KernelCall& c, const AdamArgs& a, const float* hyper
 // in: g (N), hyper; out: w (N) -= lr·g
 TL_CPU_KERNEL(sgd_update) {
   const int64_t N = c.args<SizeArgs>().N;
-  runLoop<SgdLoop>(Tail{}, false, c.in[0].f32(), c.out[0].f32(), N, c.in[1].f32()[kHyperLr]);
+  float* g = c.in[0].f32();
+  const float lr = c.in[1].f32()[kHyperLr];
+  float* w = c.out[0].f32();
+  overBlocks(N, Tail{}, [&](int64_t i, int64_t n, const Tail& t) { runLoop<SgdLoop>(t, false, g + i, w + i, n, lr); });
 }
 
 // in: g (N), hyper; out: w (N), v (N). v = m·v + g; w −= lr·v, or nesterov: w −= lr·(g + m·v)
 TL_CPU_KERNEL(momentum_update) {
   const MomentumArgs& a = c.args<MomentumArgs>();
-  runLoop<MomentumLoop>(Tail{}, false, c.in[0].f32(), c.out[0].f32(), c.out[1].f32(), a.N, c.in[1].f32()[kHyperLr],
-                        a.momentum, a.nesterov);
+  float* g = c.in[0].f32();
+  const float lr = c.in[1].f32()[kHyperLr];
+  float *w = c.out[0].f32(), *v = c.out[1].f32();
+  overBlocks(a.N, Tail{}, [&](int64_t i, int64_t n, const Tail& t) {
+    runLoop<MomentumLoop>(t, false, g + i, w + i, v + i, n, lr, a.momentum, a.nesterov);
+  });
 }
 
 // in: g (N), hyper; out: w (N), m (N), v (N). TF AdamOptimizer with bias correction folded into lr_t (double).
 TL_CPU_KERNEL(adam_update) {
   const AdamArgs& a = c.args<AdamArgs>();
   const AdamConsts k = adamConsts(c, a, c.in[1].f32());
-  runLoop<AdamLoop>(Tail{}, false, c.in[0].f32(), c.out[0].f32(), c.out[1].f32(), c.out[2].f32(), a.N, k);
+  float* g = c.in[0].f32();
+  float *w = c.out[0].f32(), *m = c.out[1].f32(), *v = c.out[2].f32();
+  overBlocks(a.N, Tail{}, [&](int64_t i, int64_t n, const Tail& t) {
+    runLoop<AdamLoop>(t, false, g + i, w + i, m + i, v + i, n, k);
+  });
 }
 
 // in: w (N); out: shadow (N) = decay·shadow + (1−decay)·w
 TL_CPU_KERNEL(ema_update) {
   const EmaArgs& a = c.args<EmaArgs>();
-  perIsa<EmaLoop>(c.in[0].f32(), c.out[0].f32(), a.N, (float)a.decay, (float)(1.0 - a.decay));
+  const float* w = c.in[0].f32();
+  float* s = c.out[0].f32();
+  forEachRowBlock(a.N, 1, [&](int64_t i0, int64_t i1) {
+    perIsa<EmaLoop>(w + i0, s + i0, i1 - i0, (float)a.decay, (float)(1.0 - a.decay));
+  });
 }
 
 // in: s (1), hyper; out: g (N), w (N) [, shadow (N)]
@@ -138,7 +164,9 @@ TL_CPU_KERNEL(fused_sgd_update) {
   const FusedSgdArgs& a = c.args<FusedSgdArgs>();
   bool clip;
   const Tail t = tailOf(c, a.tail, 2, &clip);
-  runLoop<SgdLoop>(t, clip, c.out[0].f32(), c.out[1].f32(), a.N, c.in[1].f32()[kHyperLr]);
+  float *g = c.out[0].f32(), *w = c.out[1].f32();
+  const float lr = c.in[1].f32()[kHyperLr];
+  overBlocks(a.N, t, [&](int64_t i, int64_t n, const Tail& tb) { runLoop<SgdLoop>(tb, clip, g + i, w + i, n, lr); });
 }
 
 // in: s (1), hyper; out: g (N), w (N), v (N) [, shadow (N)]
@@ -146,8 +174,11 @@ TL_CPU_KERNEL(fused_momentum_update) {
   const FusedMomentumArgs& a = c.args<FusedMomentumArgs>();
   bool clip;
   const Tail t = tailOf(c, a.tail, 3, &clip);
-  runLoop<MomentumLoop>(t, clip, c.out[0].f32(), c.out[1].f32(), c.out[2].f32(), a.N, c.in[1].f32()[kHyperLr],
-                        a.momentum, a.nesterov);
+  float *g = c.out[0].f32(), *w = c.out[1].f32(), *v = c.out[2].f32();
+  const float lr = c.in[1].f32()[kHyperLr];
+  overBlocks(a.N, t, [&](int64_t i, int64_t n, const Tail& tb) {
+    runLoop<MomentumLoop>(tb, clip, g + i, w + i, v + i, n, lr, a.momentum, a.nesterov);
+  });
 }
 
 // in: s (1), hyper; out: g (N), w (N), m (N), v (N) [, shadow (N)]
@@ -156,7 +187,10 @@ TL_CPU_KERNEL(fused_adam_update) {
   const AdamConsts k = adamConsts(c, a, c.in[1].f32());
   bool clip;
   const Tail t = tailOf(c, a.tail, 4, &clip);
-  runLoop<AdamLoop>(t, clip, c.out[0].f32(), c.out[1].f32(), c.out[2].f32(), c.out[3].f32(), a.N, k);
+  float *g = c.out[0].f32(), *w = c.out[1].f32(), *m = c.out[2].f32(), *v = c.out[3].f32();
+  overBlocks(a.N, t, [&](int64_t i, int64_t n, const Tail& tb) {
+    runLoop<AdamLoop>(tb, clip, g + i, w + i, m + i, v + i, n, k);
+  });
 }
 
 }  // namespace cpuk

@@ -6,6 +6,10 @@
 #include <immintrin.h>
 #endif
 
+#include <algorithm>
+#include <vector>
+
+#include "gemm.h"
 #include "isa.h"
 
 namespace tl {
@@ -17,6 +21,9 @@ namespace cpuk {
 // of 8, lane k of the whole being sum k. Every path thus adds the same doubles in the same order, so the result is
 // the same bits on every path (Note [Kernel ISA]); 16 independent chains also hide the latency of the dependent
 // double adds (a single running sum is latency-bound). The products are exact: a float squared fits a double.
+// A sum longer than kSumBlock elements is cut into blocks of kSumBlock (by its length alone), each block summed as
+// above, the blocks on the device's GEMM threads (gemmForEach), and the blocks' sums added in block order: the same
+// bits on any number of threads, and sumSquares and l2GradSums still cut and add alike.
 
 namespace {
 
@@ -174,7 +181,7 @@ TL_AVX512 void l2GradSumsAvx512(const float* w, float* g, int64_t n, float lambd
 
 }  // namespace
 
-double sumSquares(const float* x, int64_t n) {
+double sumSquaresBlock(const float* x, int64_t n) {
 #ifdef TL_ISA_X86
   switch (kernelIsa()) {
     case Isa::Avx512: return sumSquaresAvx512(x, n);
@@ -185,7 +192,7 @@ double sumSquares(const float* x, int64_t n) {
   return sumSquaresScalar(x, n);
 }
 
-void l2GradSums(const float* w, float* g, int64_t n, float lambda, double* sumG2, double* sumW2) {
+void l2GradSumsBlock(const float* w, float* g, int64_t n, float lambda, double* sumG2, double* sumW2) {
 #ifdef TL_ISA_X86
   switch (kernelIsa()) {
     case Isa::Avx512: return l2GradSumsAvx512(w, g, n, lambda, sumG2, sumW2);
@@ -194,6 +201,37 @@ void l2GradSums(const float* w, float* g, int64_t n, float lambda, double* sumG2
   }
 #endif
   l2GradSumsScalar(w, g, n, lambda, sumG2, sumW2);
+}
+
+constexpr int64_t kSumBlock = int64_t(1) << 15;  // a multiple of 16 (Note [Sixteen partial sums])
+
+double sumSquares(const float* x, int64_t n) {
+  if (n <= kSumBlock) return sumSquaresBlock(x, n);
+  std::vector<double> part((size_t)((n + kSumBlock - 1) / kSumBlock));
+  gemmForEach((int)part.size(), [&](int b) {
+    const int64_t i = b * kSumBlock;
+    part[(size_t)b] = sumSquaresBlock(x + i, std::min(kSumBlock, n - i));
+  });
+  double s = part[0];
+  for (size_t b = 1; b < part.size(); ++b) s += part[b];
+  return s;
+}
+
+void l2GradSums(const float* w, float* g, int64_t n, float lambda, double* sumG2, double* sumW2) {
+  if (n <= kSumBlock) return l2GradSumsBlock(w, g, n, lambda, sumG2, sumW2);
+  const size_t blocks = (size_t)((n + kSumBlock - 1) / kSumBlock);
+  std::vector<double> pg(blocks), pw(blocks);
+  gemmForEach((int)blocks, [&](int b) {
+    const int64_t i = b * kSumBlock;
+    l2GradSumsBlock(w + i, g + i, std::min(kSumBlock, n - i), lambda, &pg[(size_t)b], &pw[(size_t)b]);
+  });
+  double sg = pg[0], sw = pw[0];
+  for (size_t b = 1; b < blocks; ++b) {
+    sg += pg[b];
+    sw += pw[b];
+  }
+  *sumG2 = sg;
+  *sumW2 = sw;
 }
 
 }  // namespace cpuk
