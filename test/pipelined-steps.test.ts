@@ -31,7 +31,7 @@ const data = () => blocks({ batchSize: 30, count: 240, dim: DIM, seed: 3 });
 type Open = () => Promise<Runtime>;
 const dirSync = () => mkdtempSync(join(tmpdir(), 'tl-pipe-'));
 const reference = (n: number): Open => () => createInProcessRuntime({ devices: `cpu*${n}`, backend: 'reference', reduction: { algorithm: 'ring' }, collectiveTimeoutMs: 20_000 });
-const workers = (n: number): Open => () => createRuntime({ devices: `cpu*${n}`, reduction: { algorithm: 'ring' }, collectiveTimeoutMs: 60_000 });
+const workers = (n: number): Open => () => createRuntime({ devices: `cpu*${n}`, reduction: { algorithm: 'ring' }, collectiveTimeoutMs: 60_000, layout: { extraTowers: 'threads' } });
 
 /** Counts the steps each tower was given `chained` (launched behind an unconsumed step), passing every call on. */
 function countChained(rt: Runtime): { chained: number; all: number } {

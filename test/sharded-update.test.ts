@@ -44,7 +44,7 @@ interface Outcome {
 }
 
 async function withRt<T>(towers: number, f: (rt: Runtime) => Promise<T>, backend: 'native' | 'reference' = 'native'): Promise<T> {
-  const rt = await createInProcessRuntime({ devices: `cpu*${towers}`, backend, reduction: { algorithm: 'ring' }, collectiveTimeoutMs: 10_000 });
+  const rt = await createInProcessRuntime({ devices: `cpu*${towers}`, backend, reduction: { algorithm: 'ring' }, collectiveTimeoutMs: 10_000, layout: { extraTowers: 'threads' } });
   try {
     return await f(rt);
   } finally {
