@@ -44,7 +44,7 @@ const median = (xs: number[]) => {
 
 /** Median ms of one tower's batch (input + forward + backward) in a short unslowed run. */
 async function calibrate(mode: Mode): Promise<number> {
-  const rt = await createRuntime({ devices: 'cpu*3' });
+  const rt = await createRuntime({ devices: 'cpu*3', layout: { extraTowers: 'threads' } }); // three real towers, one of them slowed, even on 2 cores
   try {
     const run = rt.train(options(mode, undefined, 40));
     const ms: number[] = [];
@@ -66,7 +66,7 @@ interface Result {
 }
 
 async function measure(mode: Mode, stallMs: number): Promise<Result> {
-  const rt = await createRuntime({ devices: 'cpu*3' });
+  const rt = await createRuntime({ devices: 'cpu*3', layout: { extraTowers: 'threads' } }); // three real towers, one of them slowed, even on 2 cores
   try {
     injectFaults(rt, (_step, rank) => (rank === SLOWED ? { at: 'forward', kind: 'stall', ms: stallMs } : undefined));
     const t0 = performance.now();
