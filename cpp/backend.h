@@ -18,6 +18,9 @@ class Backend {
   virtual void copyIn(void* dst, const void* src, size_t bytes) = 0;   // host -> device
   virtual void copyOut(void* dst, const void* src, size_t bytes) = 0;  // device -> host
   virtual void copyWithin(void* dst, const void* src, size_t bytes) = 0;  // device -> same device
+  // Its buffers are plain host memory that any host thread may read and write, so another such device's kernels may
+  // work on them directly (Registry::allocShared; Note [Shared weights] in src/model/shard-plan.ts).
+  virtual bool hostMemory() const { return false; }
   virtual void sync() = 0;  // waits for all work queued on this device
   virtual const KernelTable& kernels() const = 0;
   // Called once on the device's own thread before any other call (CUDA binds its context here).

@@ -196,6 +196,32 @@ std::shared_ptr<Buffer> Registry::allocView(uint32_t parentHandle, int64_t offse
   return buf;
 }
 
+bool Registry::canShare(uint32_t deviceId, uint32_t parentHandle) {
+  auto dev = device(deviceId);
+  auto parent = buffer(parentHandle);
+  return dev->backend().hostMemory() && parent->device->backend().hostMemory();
+}
+
+std::shared_ptr<Buffer> Registry::allocShared(uint32_t deviceId, uint32_t parentHandle, uint64_t env) {
+  auto dev = device(deviceId);
+  auto parent = buffer(parentHandle);
+  TL_CHECK(dev->backend().hostMemory() && parent->device->backend().hostMemory(),
+           "allocShared: buffer #" << parentHandle << " of " << parent->device->name() << " cannot be shared with " << dev->name()
+                                   << "; only devices whose buffers are host memory (cpu) share buffers (check canShare first)");
+  auto root = parent->parent ? parent->parent : parent;
+  auto buf = std::make_shared<Buffer>();
+  buf->device = dev;
+  buf->numel = parent->numel;
+  buf->dtype = parent->dtype;
+  buf->ownerEnv = env;
+  buf->parent = root;
+  buf->data = parent->data;
+  std::lock_guard<std::mutex> lk(mu_);
+  buf->handle = nextHandle_++;
+  buffers_[buf->handle] = buf;
+  return buf;
+}
+
 uint32_t Registry::newHandle() {
   std::lock_guard<std::mutex> lk(mu_);
   return nextHandle_++;

@@ -89,6 +89,10 @@ class Registry {
   std::shared_ptr<Buffer> buffer(uint32_t handle);  // throws if unknown
   // A view of `numel` elements of `parent` starting at element `offset` (gradient and weight arenas).
   std::shared_ptr<Buffer> allocView(uint32_t parent, int64_t offset, int64_t numel, uint64_t env);
+  // A buffer of device `deviceId` that is `parent`'s whole memory (another device's): both devices' memory must be
+  // host memory (Backend::hostMemory). Like a view, it keeps the memory alive and never frees it.
+  std::shared_ptr<Buffer> allocShared(uint32_t deviceId, uint32_t parent, uint64_t env);
+  bool canShare(uint32_t deviceId, uint32_t parent);
   void freeBuffer(uint32_t handle);
 
   std::shared_ptr<Program> addProgram(std::shared_ptr<Program> p);

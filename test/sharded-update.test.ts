@@ -41,6 +41,8 @@ interface Outcome {
   consistent: boolean;
   optimizerNumel: number[];
   shards: Array<[number, number] | undefined>;
+  /** Each tower's weights are tower 0's memory (Note [Shared weights]). */
+  shared: Array<boolean | undefined>;
 }
 
 async function withRt<T>(towers: number, f: (rt: Runtime) => Promise<T>, backend: 'native' | 'reference' = 'native'): Promise<T> {
@@ -72,6 +74,7 @@ async function train(towers: number, o: Partial<TrainOptions> & { optimizer: Opt
         consistent: (await rt.checkReplicas()).consistent,
         optimizerNumel: built.map((b) => b.optimizerNumel ?? -1),
         shards: built.map((b) => b.shard),
+        shared: built.map((b) => b.sharedWeights),
       };
     },
     backend,
@@ -119,6 +122,9 @@ describe('the sharded update equals the unsharded one (in-process native towers)
         assert.equal(sharded.optimizerNumel.reduce((a, b) => a + b, 0), slots * PARAMS);
         for (const n of sharded.optimizerNumel) assert.ok(n <= slots * (Math.ceil(PARAMS / towers) + 16), `tower keeps ${n} elements`);
         assert.deepEqual(sharded.shards, shardBounds(PARAMS, towers));
+        // Native cpu towers of one process share tower 0's weights and EMA (Note [Shared weights]); unsharded ones never.
+        assert.deepEqual(sharded.shared, [false, ...Array(towers - 1).fill(true)]);
+        assert.deepEqual(plain.shared, Array(towers).fill(undefined));
         const started = sharded.events.find((e) => e.type === 'started');
         assert.deepEqual(started?.type === 'started' && started.optimizerBytes, sharded.optimizerNumel.map((n) => 4 * n), 'the started event reports it');
       });
@@ -159,7 +165,8 @@ describe('the sharded update equals the unsharded one (in-process native towers)
       await rt.train({ model, optimizer: adam, data: data(30), steps: 2, seed: 4, emaDecay: 0.9, shardUpdate: true }).done;
       during = count();
     });
-    assert.ok(during.comms >= before.comms + 5, `the sharded group has its communicators (${JSON.stringify(during)})`);
+    // gradient reduce-scatter, start-up broadcast, partials, and the weights' barrier (shared weights: no EMA all-gather)
+    assert.ok(during.comms >= before.comms + 4, `the sharded group has its communicators (${JSON.stringify(during)})`);
     assert.deepEqual(count(), before);
   });
 
@@ -170,12 +177,37 @@ describe('the sharded update equals the unsharded one (in-process native towers)
     assert.equal(maxDiff(sharded.weights[0]!, plain.weights[0]!), 0);
   });
 
-  it('on the float64 reference backend: the same weights as unsharded, replicas bit-identical', async () => {
+  it('on the float64 reference backend (own copies, the weight all-gather): the same weights as unsharded, replicas bit-identical', async () => {
     const plain = await train(3, { optimizer: adam, steps: 20 }, 'reference');
     const sharded = await train(3, { optimizer: adam, steps: 20, shardUpdate: true }, 'reference');
+    assert.deepEqual(sharded.shared, [false, false, false], 'reference towers cannot share memory: they keep the all-gather');
     assertReplicasEqual(sharded.weights, 'reference sharded');
     const d = maxDiff(sharded.weights[0]!, plain.weights[0]!);
     assert.ok(d < 1e-6, `weights differ by ${d}`);
+  });
+});
+
+describe('shared buffers (Note [Shared weights])', () => {
+  it("a cpu device's buffer shared with another cpu device is the same memory, kept alive by the sharer", async () => {
+    const nat = native();
+    const a = nat.openDevice('cpu', 0), b = nat.openDevice('cpu', 1);
+    try {
+      const h = nat.alloc(a.id, 40, 'f32');
+      assert.equal(nat.canShare(b.id, h), true);
+      const s = nat.allocShared(b.id, h);
+      assert.equal(nat.bufferInfo(s).device, b.id);
+      assert.equal(nat.bufferInfo(s).numel, 40);
+      nat.write(h, Float32Array.from({ length: 40 }, (_, i) => i + 0.5));
+      assert.deepEqual([...(nat.read(s) as Float32Array)], Array.from({ length: 40 }, (_, i) => i + 0.5));
+      nat.write(s, Float32Array.of(7), 3);
+      assert.equal((nat.read(h) as Float32Array)[3], 7);
+      nat.free(h); // the sharer keeps the memory alive
+      assert.equal((nat.read(s) as Float32Array)[39], 39.5);
+      nat.free(s);
+    } finally {
+      nat.closeDevice(a.id);
+      nat.closeDevice(b.id);
+    }
   });
 });
 

@@ -15,6 +15,7 @@ class CpuBackend final : public Backend {
   explicit CpuBackend(int index) : index_(index) {}
   std::string name() const override { return "cpu:" + std::to_string(index_); }
   std::string kind() const override { return "cpu"; }
+  bool hostMemory() const override { return true; }
   void* alloc(size_t bytes) override {
     size_t rounded = (bytes + 63) / 64 * 64;  // 64-byte alignment for vector loads
     void* p = std::aligned_alloc(64, rounded);

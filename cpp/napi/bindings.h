@@ -5,7 +5,7 @@
 namespace tl {
 namespace napi {
 
-// backendKinds, deviceCount, openDevice, closeDevice, alloc, allocView, free, bufferInfo, write, read, sync,
+// backendKinds, deviceCount, openDevice, closeDevice, alloc, allocView, allocShared, canShare, free, bufferInfo, write, read, sync,
 // kernelNames, stats, nowMs (devices.cc)
 void registerDeviceBindings(Napi::Env env, Napi::Object exports);
 // compile, run, runWith, releaseProgram, programStatus (programs.cc)

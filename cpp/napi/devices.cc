@@ -84,6 +84,21 @@ Napi::Value AllocView(const Napi::CallbackInfo& info) {
   });
 }
 
+// allocShared(device, parent): `parent`'s memory as a buffer of `device`; canShare(device, parent) says whether it may.
+Napi::Value AllocShared(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t dev = u32Arg(info, 0, "device id");
+  uint32_t parent = u32Arg(info, 1, "parent buffer handle");
+  return guarded(env, [&]() -> Napi::Value { return Napi::Number::New(env, Registry::get().allocShared(dev, parent, envId(env))->handle); });
+}
+
+Napi::Value CanShare(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t dev = u32Arg(info, 0, "device id");
+  uint32_t parent = u32Arg(info, 1, "parent buffer handle");
+  return guarded(env, [&]() -> Napi::Value { return Napi::Boolean::New(env, Registry::get().canShare(dev, parent)); });
+}
+
 Napi::Value Free(const Napi::CallbackInfo& info) {
   return withHandle(info, "buffer handle", [](uint32_t h) { Registry::get().freeBuffer(h); });
 }
@@ -179,7 +194,8 @@ Napi::Value NowMs(const Napi::CallbackInfo& info) { return Napi::Number::New(inf
 
 void registerDeviceBindings(Napi::Env env, Napi::Object exports) {
   exportAll(env, exports, {{"backendKinds", BackendKinds}, {"deviceCount", DeviceCount}, {"openDevice", OpenDevice},
-                           {"closeDevice", CloseDevice}, {"alloc", Alloc}, {"allocView", AllocView}, {"free", Free},
+                           {"closeDevice", CloseDevice}, {"alloc", Alloc}, {"allocView", AllocView}, {"allocShared", AllocShared},
+                           {"canShare", CanShare}, {"free", Free},
                            {"bufferInfo", BufferInfo}, {"write", Write}, {"read", Read}, {"sync", Sync},
                            {"kernelNames", KernelNames}, {"stats", Stats}, {"nowMs", NowMs}});
 }

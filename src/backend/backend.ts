@@ -32,6 +32,11 @@ export interface Backend {
   alloc(numel: number, dtype?: DType): number;
   /** A view of `numel` elements of `parent` from element `offset` (one flat gradient arena, per-tensor views). */
   allocView(parent: number, offset: number, numel: number): number;
+  /**
+   * Native devices: another device's buffer `parent` as this device's own (its whole memory, shared, not copied), or
+   * undefined where the two devices' memory cannot be shared (Note [Shared weights] in src/model/shard-plan.ts).
+   */
+  share?(parent: number): number | undefined;
   free(handle: number): void;
   copyIn(handle: number, data: ArrayLike<number>, offset?: number): void;
   copyOut(handle: number): HostArray;

@@ -64,6 +64,14 @@ export class NativeDevice implements Backend {
     return h;
   }
 
+  /** `parent` (another host-memory device's buffer) as this device's buffer, or undefined where that is not possible. */
+  share(parent: number): number | undefined {
+    if (!native().canShare(this.id, parent)) return undefined;
+    const h = native().allocShared(this.id, parent);
+    this.dtypes.set(h, this.dtypeOf(parent));
+    return h;
+  }
+
   /** The last (or current) run of a program: start time, '@mark' times, whether a '@guard' stopped it. */
   status(program: number): { marks: Float64Array; startMs: number; guardTripped: boolean; currentOp: number } {
     return native().programStatus(program);

@@ -112,16 +112,29 @@ export class TowerSet {
     this.uploaded.clear();
     const n = this.size;
     const sharded = shardUpdate && n > 1 && this.world.processes === 1; // one tower: a no-op (Note [Sharded update])
-    this.built = await this.all((p, rank) => p.build(sharded ? { ...req, shard: { rank, towers: n } } : req));
+    this.built = sharded ? await this.buildSharded(req) : await this.all((p) => p.build(req));
     const length = this.built[0]!.paramCount;
     this.shards = sharded ? shardBounds(length, n) : undefined;
+    const sharedWeights = sharded && this.built.slice(1).every((b) => b.sharedWeights);
     this.buckets = overlap && this.world.towers > 1 ? planBuckets(this.built[0]!.params, length, overlap.bucketBytes) : undefined;
     const schedules = this.bucketSchedules();
     const buckets = this.buckets?.map((b, k) => ({ offset: b.offset, length: b.length, schedule: schedules![k]! }));
-    this.group = await this.world.connect(this.connect)(this.ports, { schedule: this.schedule(), length, timeoutMs: this.collectiveMs, ...(buckets ? { buckets } : {}), ...(this.shards ? { shards: this.shards } : {}) });
+    this.group = await this.world.connect(this.connect)(this.ports, { schedule: this.schedule(), length, timeoutMs: this.collectiveMs, ...(buckets ? { buckets } : {}), ...(this.shards ? { shards: this.shards, sharedWeights } : {}) });
     await this.ports[0]!.initWeights(seed);
     await this.group.shareWeights?.(); // across processes: rank 0's tower 0 to every tower 0
     await this.broadcastWeights();
+  }
+
+  /** Tower 0 first, then the others offered its weight and EMA arenas (Note [Shared weights]): all share or none. */
+  private async buildSharded(req: BuildRequest): Promise<TowerInfo[]> {
+    const towers = this.size;
+    const first = await this.ports[0]!.build({ ...req, shard: { rank: 0, towers } });
+    const a = this.ports[0]!.endpoint().arenas;
+    const share = { weightArena: a.weightArena, ...(a.shardBuffers?.emaArena !== undefined ? { emaArena: a.shardBuffers.emaArena } : {}) };
+    const rest = await Promise.all(this.ports.slice(1).map((p, i) => p.build({ ...req, shard: { rank: i + 1, towers, share } })));
+    if (new Set(rest.map((b) => b.sharedWeights === true)).size > 1)
+      throw new Error(`sharded update: towers ${this.devices.join(', ')} differ in whether they can share tower 0's weights; use towers of one kind`);
+    return [first, ...rest];
   }
 
   broadcastWeights(): Promise<void[]> {

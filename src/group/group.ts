@@ -38,6 +38,8 @@ export interface GroupOptions {
   buckets?: Array<{ offset: number; length: number; schedule: Schedule }>;
   /** The sharded update (Note [Sharded update]): each tower's shard of the arenas; `schedule` then goes unused. */
   shards?: Array<[number, number]>;
+  /** With `shards`: every tower's weight and EMA arena is tower 0's memory (Note [Shared weights]): nothing to copy. */
+  sharedWeights?: boolean;
 }
 
 /** What a local group needs of a process group (src/group/process-group.ts). */

@@ -30,6 +30,16 @@ function bucketComms(eps: GroupEndpoint[], o: GroupOptions, made: { views: numbe
   return made.comms;
 }
 
+/** With shared weights the start-up broadcast has nothing to copy: it runs over the tiny partials buffers (Note [Shared weights]). */
+function sharedBroadcast(eps: GroupEndpoint[], timeoutMs: number): number {
+  const partials = eps.map((e, r) => e.arenas.shardBuffers?.partials ?? unshared(r));
+  return native().createComm(partials, broadcastSchedule(eps.length, 2 * eps.length), timeoutMs);
+}
+
+function unshared(rank: number): never {
+  throw new Error(`tower ${rank} has no shard buffers but the group was told its weights are shared; rebuild every tower with the sharded update`);
+}
+
 function nativeComms(eps: GroupEndpoint[], o: GroupOptions): Comms {
   const n = eps.length;
   const nat = native();
@@ -44,9 +54,9 @@ function nativeComms(eps: GroupEndpoint[], o: GroupOptions): Comms {
   };
   try {
     o.remote?.attach(grad);
-    weights = nat.createComm(eps.map((e) => e.arenas.weightArena), broadcastSchedule(n, o.length), o.timeoutMs);
+    weights = o.sharedWeights ? sharedBroadcast(eps, o.timeoutMs) : nat.createComm(eps.map((e) => e.arenas.weightArena), broadcastSchedule(n, o.length), o.timeoutMs);
     bucketComms(eps, o, made);
-    if (o.shards) shard = shardComms(eps, o.shards, (pick, s) => (extra.push(nat.createComm(eps.map(pick), s, o.timeoutMs)), extra[extra.length - 1]!));
+    if (o.shards) shard = shardComms(eps, o.shards, o.sharedWeights === true, (pick, s) => (extra.push(nat.createComm(eps.map(pick), s, o.timeoutMs)), extra[extra.length - 1]!));
   } catch (e) {
     free();
     throw e;
@@ -74,7 +84,7 @@ function referenceComms(eps: GroupEndpoint[], o: GroupOptions, names: string[]):
   const weights = new ReferenceCollective(views('weightArena'), broadcastSchedule(eps.length, o.length), o.timeoutMs, names);
   const extra: ReferenceCollective[] = [];
   const live = (e: (typeof eps)[number], h: number) => (e.kind === 'reference' ? (e.backend.view(h) as Float64Array) : new Float64Array(0));
-  const shard = o.shards ? shardComms(eps, o.shards, (pick, s) => extra[extra.push(new ReferenceCollective(eps.map((e) => live(e, pick(e))), s, o.timeoutMs, names)) - 1]!.id) : undefined;
+  const shard = o.shards ? shardComms(eps, o.shards, false, (pick, s) => extra[extra.push(new ReferenceCollective(eps.map((e) => live(e, pick(e))), s, o.timeoutMs, names)) - 1]!.id) : undefined;
   return {
     grad: grad.id,
     weights: weights.id,

@@ -6,8 +6,8 @@ import { allGatherSchedule } from '../scheduler/shards.js';
 import type { Schedule } from '../scheduler/schedule.js';
 import type { GroupEndpoint } from '../tower-port/port.js';
 
-/** `make(buffer of each endpoint, schedule)` creates one communicator over every tower's buffer. */
-export function shardComms(eps: GroupEndpoint[], shards: Array<[number, number]>, make: (pick: (e: GroupEndpoint) => number, s: Schedule) => number): ShardComms {
+/** `make(buffer of each endpoint, schedule)` creates one communicator over every tower's buffer; `shared`: Note [Shared weights]. */
+export function shardComms(eps: GroupEndpoint[], shards: Array<[number, number]>, shared: boolean, make: (pick: (e: GroupEndpoint) => number, s: Schedule) => number): ShardComms {
   const bufs = eps.map((e, r) => {
     const b = e.arenas.shardBuffers;
     if (!b) throw new Error(`tower ${r} was not built for the sharded update (BuildRequest.shard); rebuild every tower with it`);
@@ -15,6 +15,8 @@ export function shardComms(eps: GroupEndpoint[], shards: Array<[number, number]>
   });
   const at = (e: GroupEndpoint) => bufs[eps.indexOf(e)]!;
   const partials = make((e) => at(e).partials, allGatherSchedule(partialShards(eps.length)));
+  // Shared weights: nothing to copy, only the barrier (the partials gathered once more; Note [Shared weights]).
+  if (shared) return { partials, weights: make((e) => at(e).partials, allGatherSchedule(partialShards(eps.length))) };
   const weights = make((e) => e.arenas.weightArena, allGatherSchedule(shards));
   const ema = bufs.every((b) => b.emaArena !== undefined) ? make((e) => at(e).emaArena!, allGatherSchedule(shards)) : undefined;
   return { partials, weights, ...(ema !== undefined ? { ema } : {}) };

@@ -35,6 +35,10 @@ export interface Param {
 /** A parameter as a layer declares it, named. */
 export type ParamRequest = Omit<Param, 'numel' | 'offset' | 'w' | 'g' | 'slots' | 'ema' | 'localNormSq'>;
 
+function unreachable(why: string): never {
+  throw new Error(`unreachable: ${why}`);
+}
+
 /** Owns buffers on one backend; free() releases them all, views before their arenas. */
 export class TowerMemory {
   private readonly owned: number[] = [];
@@ -44,6 +48,13 @@ export class TowerMemory {
   alloc(numel: number, dtype: DType = 'f32'): number {
     const h = this.backend.alloc(numel, dtype);
     this.owned.push(h);
+    return h;
+  }
+
+  /** Another device's buffer as this backend's own (shared memory, Note [Shared weights]); undefined where it cannot be. */
+  share(parent: number): number | undefined {
+    const h = this.backend.share?.(parent);
+    if (h !== undefined) this.owned.push(h);
     return h;
   }
 
@@ -66,18 +77,31 @@ export interface Arenas {
   emaArena?: number;
   paramCount: number;
   params: Param[];
+  /** The weight (and EMA) arena is another tower's memory (Note [Shared weights] in shard-plan.ts). */
+  sharedWeights?: boolean;
+}
+
+/** Another tower's weight and EMA arenas, to share where the backend can (Note [Shared weights] in shard-plan.ts). */
+export interface SharedArenas {
+  weightArena: number;
+  emaArena?: number;
 }
 
 /**
  * The two arenas and each parameter's views into them (in declaration order), plus its optimizer slots, EMA and
  * local norm scalar. `slots` per parameter: 0 for SGD, 1 momentum, 2 Adam; `ema` when the run keeps one.
  */
-export function allocateParams(mem: TowerMemory, requests: ParamRequest[], opts: { slots: number; ema: boolean; emaArena?: boolean }): Arenas {
+export function allocateParams(mem: TowerMemory, requests: ParamRequest[], opts: { slots: number; ema: boolean; emaArena?: boolean; share?: SharedArenas }): Arenas {
   const numels = requests.map((r) => r.shape.reduce((a, b) => a * b, 1));
   const paramCount = numels.reduce((a, b) => a + b, 0);
-  const weightArena = mem.alloc(Math.max(1, paramCount));
+  const keepEma = opts.ema && opts.emaArena;
+  // Both arenas shared, or neither: the EMA is shared only where the weights are (the same two devices).
+  const share = opts.share && (!keepEma || opts.share.emaArena !== undefined) ? opts.share : undefined;
+  const sharedW = share ? mem.share(share.weightArena) : undefined;
+  const weightArena = sharedW ?? mem.alloc(Math.max(1, paramCount));
   const gradArena = mem.alloc(Math.max(1, paramCount));
-  const emaArena = opts.ema && opts.emaArena ? mem.alloc(Math.max(1, paramCount)) : undefined;
+  const sharedEma = () => mem.share(share!.emaArena!) ?? unreachable('the weight arena was shared but the EMA arena was not');
+  const emaArena = !keepEma ? undefined : sharedW !== undefined ? sharedEma() : mem.alloc(Math.max(1, paramCount));
   let offset = 0;
   const params = requests.map((r, i): Param => {
     const numel = numels[i]!;
@@ -94,5 +118,5 @@ export function allocateParams(mem: TowerMemory, requests: ParamRequest[], opts:
     offset += numel;
     return p;
   });
-  return { weightArena, gradArena, ...(emaArena !== undefined ? { emaArena } : {}), paramCount, params };
+  return { weightArena, gradArena, ...(emaArena !== undefined ? { emaArena } : {}), paramCount, params, ...(sharedW !== undefined ? { sharedWeights: true } : {}) };
 }

@@ -74,7 +74,8 @@ export function buildNetwork(spec: ResolvedModelSpec, mem: TowerMemory, maxBatch
     const base = layer.name ?? `${layer.type}_${li}`;
     return plan.params.map(({ suffix, ...d }) => ({ ...d, name: `${base}/${suffix}` }));
   });
-  const arenas = allocateParams(mem, requests, { ema: opt.ema, emaArena: opt.shard !== undefined, slots: opt.shard ? 0 : opt.slots });
+  const share = opt.shard?.share;
+  const arenas = allocateParams(mem, requests, { ema: opt.ema, emaArena: opt.shard !== undefined, slots: opt.shard ? 0 : opt.slots, ...(share ? { share } : {}) });
   const shard = opt.shard ? planShard(mem, arenas, opt.shard, opt.slots) : undefined;
   const inputDim = prod(spec.input.shape);
   const x = mem.alloc(maxBatch * inputDim);

@@ -1,12 +1,33 @@
 // The shard of the arenas a tower owns under the sharded update (Note [Sharded update] in sharded-update.ts): its
 // pieces (views of each parameter cut by the shard), its shard-sized optimizer slot arenas and the norm partials.
-import type { Param, TowerMemory } from './memory.js';
+import type { Param, SharedArenas, TowerMemory } from './memory.js';
 import { shardBounds } from '../scheduler/shards.js';
 
-/** This tower's place: its rank among `towers`. */
+// Note [Shared weights]: the sharded update's weight all-gather copies every tower's updated shard into every other
+// tower's weight arena. Where the towers' memory is one address space (native devices whose Backend::hostMemory is
+// true: cpu), the towers need not hold copies at all: tower 0 builds first and every other tower takes tower 0's
+// weight and EMA arenas as its own (Backend.share, a buffer of its device over the same memory), so each tower's
+// fused update writes its shard straight into the weights every tower reads, and the all-gather has nothing left
+// to copy. What stays is its ordering, kept by barriers:
+//  - no tower writes its shard of step t before every tower has read the weights of step t: the update follows the
+//    gradient reduce-scatter, whose entry barrier every tower reaches only after its backward (the last reader);
+//  - no tower reads the weights of step t+1 before every tower has written its shard: the weight all-gather is
+//    replaced by a barrier (the partials' all-gather run once more: it copies the same 2N floats again, changing
+//    nothing), the step program's last op, so the next step (pipelined or not) starts after it;
+//  - the start-up broadcast has nothing to copy (it runs over the partials too), and the EMA restart, a resume, a
+//    rollback or a rebroadcast write each tower's own pieces only (disjoint ranges whose union is every element),
+//    so no two towers ever write the same element.
+// Replicas are then bit-identical by construction (there is one copy); the replica check still hashes each tower's
+// view. Evaluation, readWeights and checkpoints read the one copy. The optimizer slots stay per tower (shard-sized),
+// and the gradient arenas stay per tower (each tower's backward writes its own). Towers that cannot share (the
+// float64 reference backend, devices with their own memory) keep their copies and the all-gather; every rank of a
+// group does one or the other (TowerSet.build refuses a mix).
+
+/** This tower's place: its rank among `towers`, and tower 0's arenas to share (ranks > 0; Note [Shared weights]). */
 export interface ShardPlace {
   rank: number;
   towers: number;
+  share?: SharedArenas;
 }
 
 /** A parameter cut by the shard: views that the fused kernels run on unchanged. */
@@ -25,6 +46,8 @@ export interface Piece {
 /** This tower's shard of a network's arenas and the buffers of the sharded tail. */
 export interface ShardPlan {
   place: ShardPlace;
+  /** The weight and EMA arenas are tower 0's memory (Note [Shared weights]). */
+  shared: boolean;
   offset: number;
   length: number;
   pieces: Piece[];
@@ -43,7 +66,7 @@ export function partialShards(towers: number): Array<[number, number]> {
 }
 
 /** Views of this tower's pieces, its shard-sized slot arenas and the partials buffer. */
-export function planShard(mem: TowerMemory, arenas: { weightArena: number; gradArena: number; emaArena?: number; paramCount: number; params: Param[] }, place: ShardPlace, slots: number): ShardPlan {
+export function planShard(mem: TowerMemory, arenas: { weightArena: number; gradArena: number; emaArena?: number; paramCount: number; params: Param[]; sharedWeights?: boolean }, place: ShardPlace, slots: number): ShardPlan {
   const [offset, length] = shardBounds(arenas.paramCount, place.towers)[place.rank]!;
   const slotArenas = Array.from({ length: slots }, () => mem.alloc(Math.max(1, length)));
   const pieces = arenas.params.flatMap((p): Piece[] => {
@@ -66,5 +89,5 @@ export function planShard(mem: TowerMemory, arenas: { weightArena: number; gradA
   const partials = mem.alloc(2 * place.towers);
   const pair = (r: number) => ({ normSq: mem.view(partials, 2 * r, 1), regLoss: mem.view(partials, 2 * r + 1, 1) });
   const all = Array.from({ length: place.towers }, (_, r) => pair(r));
-  return { place, offset, length, pieces, optimizerNumel: slots * length, partials, mine: { ...all[place.rank]!, both: mem.view(partials, 2 * place.rank, 2) }, all };
+  return { place, shared: arenas.sharedWeights === true, offset, length, pieces, optimizerNumel: slots * length, partials, mine: { ...all[place.rank]!, both: mem.view(partials, 2 * place.rank, 2) }, all };
 }

@@ -7,7 +7,7 @@ import { fusedUpdateOp } from './optimizer.js';
 import type { Param } from './memory.js';
 import type { NetworkBuffers } from './network.js';
 import { paramNormOp } from './passes.js';
-import type { ShardPlan } from './shard-plan.js';
+import type { Piece, ShardPlan } from './shard-plan.js';
 import { ConfigError } from '../errors.js';
 
 // Note [Sharded update]: with `shardUpdate` on (2+ towers of one process, native cpu or the float64 reference),
@@ -23,6 +23,7 @@ import { ConfigError } from '../errors.js';
 //     global norm of step 3;
 //  5. '@collective' all-gather of the weight arena (and of the EMA arena when kept): every tower copies the other
 //     shards verbatim, so replicas stay bit-identical (the replica hash checks it) and evaluation sees the full EMA.
+//     Towers that share tower 0's weight and EMA arenas run only this collective's barrier (Note [Shared weights]).
 // Optimizer slots are one arena per slot kind sized to the shard: optimizer memory per tower drops by N. The
 // checkpoint format does not change: the coordinator merges each tower's owned ranges into full tensors
 // (mergeOwned), and each tower takes its ranges back on resume, so sharded and unsharded runs resume each other.
@@ -101,6 +102,18 @@ export function shardSlotWrites(params: Param[], plan: ShardPlan, slots: number,
       return [h, Float32Array.from({ length: pc.numel }, (_, i) => v[from + i]!)];
     }),
   );
+}
+
+/** With shared weights, the ranges of the weights and EMA this tower writes: its own pieces (Note [Shared weights]). */
+export function sharedWeightWrites(plan: ShardPlan, tensors: Map<string, ArrayLike<number>>): Array<[number, Float32Array]> {
+  const part = (name: string, pc: Piece) => {
+    const from = pc.start - pc.param.offset;
+    return Float32Array.from({ length: pc.numel }, (_, i) => tensors.get(name)![from + i]!);
+  };
+  return plan.pieces.flatMap((pc): Array<[number, Float32Array]> => [
+    [pc.w, part(pc.param.name, pc)],
+    ...(pc.ema !== undefined ? [[pc.ema, part(`ema/${pc.param.name}`, pc)] as [number, Float32Array]] : []),
+  ]);
 }
 
 /**

@@ -33,15 +33,18 @@ export function readState(backend: Backend, params: Param[]): NamedTensor[] {
   return stateTensors(params).map(({ name, handle, p }) => ({ name, shape: p.shape, data: backend.copyOut(handle) as Float32Array }));
 }
 
-/** Restores readState()'s tensors. Checks every name and size first: a mismatched state changes nothing. */
-export function writeState(backend: Backend, params: Param[], model: string, tensors: Map<string, ArrayLike<number>>): void {
-  const plan = stateTensors(params).map(({ name, handle, p }): [number, ArrayLike<number>] => {
+/**
+ * Restores readState()'s tensors. Checks every name and size first: a mismatched state changes nothing. Without
+ * `weights`, the weights and EMA are only checked (a tower sharing them writes its own pieces: Note [Shared weights]).
+ */
+export function writeState(backend: Backend, params: Param[], model: string, tensors: Map<string, ArrayLike<number>>, weights = true): void {
+  const plan = stateTensors(params).map(({ name, handle, p }): [number, ArrayLike<number>, boolean] => {
     const v = tensors.get(name);
     if (!v) throw new Error(`checkpoint has no tensor '${name}' that model '${model}' needs (is it from another model or optimizer?)`);
     if (v.length !== p.numel) throw new RangeError(`checkpoint tensor '${name}' has ${v.length} values; model '${model}' expects ${p.numel} (shape ${p.shape.join('x')})`);
-    return [handle, v];
+    return [handle, v, handle === p.w || handle === p.ema];
   });
-  for (const [h, v] of plan) backend.copyIn(h, v);
+  for (const [h, v, isWeight] of plan) if (weights || !isWeight) backend.copyIn(h, v);
 }
 
 /** Sets the weights by parameter name; checks all first. */

@@ -14,7 +14,7 @@ import { TowerInputs, type BatchSource, type BatchWrites, type DeviceDataset, ty
 import { TowerDiagnostics } from './diagnostics.js';
 import { deviceFault, type StepFault } from './fault.js';
 import * as state from './state.js';
-import { readShardState, shardSlotWrites, type ShardPlace } from './sharded-update.js';
+import { readShardState, sharedWeightWrites, shardSlotWrites, type ShardPlace } from './sharded-update.js';
 
 export type { Param } from './memory.js';
 export type { BatchSource, DeviceDataset, DeviceImageTransform, ImageTransform } from './inputs.js';
@@ -211,11 +211,16 @@ export class Tower {
     return this.diag.replicaHashes();
   }
 
-  /** Runs a collective over the weight arena (the start-up broadcast from tower 0), then restarts the EMA. */
+  /**
+   * Runs a collective over the weight arena (the start-up broadcast from tower 0), then restarts the EMA (with shared
+   * weights, of this tower's own pieces: Note [Shared weights]).
+   */
   async runWeightCollective(slot: CollectiveSlot): Promise<void> {
+    const sh = this.network.shard;
+    const own: Array<{ w: number; ema?: number; numel: number }> = sh?.shared ? sh.pieces : this.params;
     await this.backend.runOps([
       { kernel: '@collective', inputs: [], outputs: [], attrs: { comm: slot.comm, rank: slot.rank } },
-      ...this.params.filter((p) => p.ema !== undefined).map((p) => ({ kernel: 'copy', inputs: [p.w], outputs: [p.ema!], attrs: { N: p.numel } })),
+      ...own.filter((p) => p.ema !== undefined).map((p) => ({ kernel: 'copy', inputs: [p.w], outputs: [p.ema!], attrs: { N: p.numel } })),
     ]);
   }
 
@@ -271,8 +276,8 @@ export class Tower {
   writeState(tensors: Map<string, ArrayLike<number>>): void {
     const sh = this.network.shard;
     const slotWrites = sh ? shardSlotWrites(this.params, sh, this.slotKinds, this.spec.name, tensors) : [];
-    state.writeState(this.backend, this.params, this.spec.name, tensors);
-    for (const [h, v] of slotWrites) this.backend.copyIn(h, v);
+    state.writeState(this.backend, this.params, this.spec.name, tensors, !sh?.shared); // shared: own pieces only
+    for (const [h, v] of [...slotWrites, ...(sh?.shared ? sharedWeightWrites(sh, tensors) : [])]) this.backend.copyIn(h, v);
   }
 
   /** Optimizer slot kinds (momentum 1, Adam 2). */

@@ -123,6 +123,10 @@ export interface NativeAddon {
   programStatus(program: number): { marks: Float64Array; startMs: number; guardTripped: boolean; currentOp: number };
   nowMs(): number;
   allocView(parent: number, offset: number, numel: number): number;
+  /** `parent`'s whole memory (another device's buffer) as a buffer of `device`; only where canShare says so. */
+  allocShared(device: number, parent: number): number;
+  /** Whether both devices' buffers are host memory, so `device`'s kernels may work on `parent` (Note [Shared weights]). */
+  canShare(device: number, parent: number): boolean;
   createComm(buffers: number[], schedule: NativeSchedule, timeoutMs: number): number;
   /** Validated now (throws like validateSchedule); used from the communicator's next collective on. */
   setCommSchedule(comm: number, schedule: NativeSchedule): void;

@@ -21,7 +21,7 @@ export interface BuildRequest {
   maxBatch: number;
   training: TrainingOptions;
   /** The sharded update: this tower's rank among how many (Note [Sharded update] in src/model/sharded-update.ts). */
-  shard?: { rank: number; towers: number };
+  shard?: { rank: number; towers: number; share?: { weightArena: number; emaArena?: number } };
 }
 
 /** What the coordinator learns about a built tower (no buffer handles: those stay behind the port). */
@@ -36,6 +36,8 @@ export interface TowerInfo {
   optimizerNumel?: number;
   /** With the sharded update: [offset, length] of the tower's shard of the arenas. */
   shard?: [number, number];
+  /** With the sharded update: its weight and EMA arenas are tower 0's memory (Note [Shared weights]). */
+  sharedWeights?: boolean;
 }
 
 /** One training step on one tower's shard: row indices into an uploaded data set and the hyper-parameters. */

@@ -55,7 +55,7 @@ export class TowerHost implements TowerActorApi {
       paramCount: t.paramCount,
       params: placementOf(t),
       optimizerNumel: t.optimizerNumel,
-      ...(sh ? { shard: [sh.offset, sh.length] as [number, number] } : {}),
+      ...(sh ? { shard: [sh.offset, sh.length] as [number, number], sharedWeights: sh.shared } : {}),
       gradArena: t.gradArena,
       weightArena: t.weightArena,
       ...shardBuffers(t),
