@@ -115,6 +115,11 @@ std::vector<KernelContract> build() {
        "g += lambda · w; accumulates s[0] += Σ g² of the new g and loss[0] += lambda · ½ Σ w² (sums in double). The "
        "same bits as those three kernels on this one parameter",
        parseElementwise},
+      {"add_grad_norm", kElementwise, {{"w", F32, "(N)"}, {"a", F32, "(N)"}, {"b", F32, "(N)"}},
+       {{"g", F32, "(N)"}, {"s", F32, "(1)"}, {"loss", F32, "(1)"}}, 0, {D("N"), Num("lambda")},
+       "the sharded update's two-tower reduce and `l2_grad_norm` in one pass: g = a + b, then g += lambda · w when "
+       "lambda > 0; accumulates s[0] += Σ g² and loss[0] += lambda · ½ Σ w² (sums in double, block by block)",
+       parseElementwise},
       elementwise("fill", {}, {"x", F32, "(N)"}, "value", "x = value"),
       elementwise("scale", {}, {"x", F32, "(N)"}, "factor", "in place: x *= factor"),
       elementwise("axpy", {{"x", F32, "(N)"}}, {"y", F32, "(N)"}, "alpha", "in place: y += alpha · x"),

@@ -58,6 +58,7 @@ const VALID: Record<string, Record<string, number>> = {
   l2_backward: { N: 5, lambda: 0.5 },
   sum_squares: { N: 5 },
   l2_grad_norm: { N: 5, lambda: 0.5 },
+  add_grad_norm: { N: 5, lambda: 0.5 },
   clip_by_norm: { N: 5, clipNorm: 1 },
   fill: { N: 5, value: 2 },
   scale: { N: 5, factor: 2 },

@@ -61,6 +61,8 @@ function fusedCases(N: number): Case[] {
     }
   }
   out.push({ kernel: 'l2_grad_norm', attrs: { N, lambda: 0.004 }, inputs: [{ n: N }], outputs: [{ n: N }, { n: 1 }, { n: 1 }] });
+  for (const lambda of [0, 0.004]) // the sharded update's fused two-tower reduce (Note [Shared gradients])
+    out.push({ kernel: 'add_grad_norm', attrs: { N, lambda }, inputs: [{ n: N }, { n: N }, { n: N }], outputs: [{ n: N }, { n: 1 }, { n: 1 }] });
   // matmul: the step's GEMM shapes in small, every transpose combination
   for (const [M, N, K] of [[1, 1, 1], [5, 3, 7], [17, 9, 33], [64, 50, 20]] as const) {
     for (const [transA, transB] of [[0, 0], [1, 0], [0, 1], [1, 1]] as const) {

@@ -23,6 +23,23 @@ import { shardBounds } from '../scheduler/shards.js';
 // float64 reference backend, devices with their own memory) keep their copies and the all-gather; every rank of a
 // group does one or the other (TowerSet.build refuses a mix).
 
+// Note [Shared gradients]: with shared weights and two towers, the towers share their gradient arenas as well (each
+// takes the other's as a buffer of its own device), and the gradient reduce-scatter, the norm pass and the local
+// norms fold into one pass per piece: `add_grad_norm` reads both towers' gradients at the piece (a + b: tower 0's
+// plus tower 1's, the same sum the reduce-scatter forms) and writes the sum into this tower's shard-sized `reduced`
+// buffer while adding its Σg² (and the L2 term and loss) into the tower's partials. The step's '@collective' on
+// the gradient communicator is then only its entry barrier (every backward has finished before anyone reads a
+// peer's gradient), and the partials' all-gather after the pass is the barrier that keeps the next step's backward
+// from overwriting a gradient a peer still reads. The towers' own gradients are left as backward wrote them, so the
+// local norms of Note [Non-finite guard] need not run every step: after a guard trip the tower computes them from
+// its intact gradient (Tower.refreshLocalNorms) to name the tower and tensor. The 'received' fault point fires only
+// in the tower's own shard and corrupts its own gradient there, right before the pass that receives the peer's
+// values (only this tower reads that range, and a corrupted element outside it would have no effect on the update
+// either way); the local norms after the trip then see it, where the reduce-scatter's local norms, taken before,
+// would not. readGradients overlays each tower's reduced shard on its own gradient, so
+// it still shows the reduced (clipped) gradient. Three or more towers keep the transport's reduce-scatter (a sum of
+// more than two needs the reduce-scatter's schedule) with the shared weights.
+
 /** This tower's place: its rank among `towers`, and tower 0's arenas to share (ranks > 0; Note [Shared weights]). */
 export interface ShardPlace {
   rank: number;
@@ -58,6 +75,33 @@ export interface ShardPlan {
   mine: { normSq: number; regLoss: number; both: number };
   /** Views of every tower's pair, in rank order (summed by every tower alike). */
   all: Array<{ normSq: number; regLoss: number }>;
+}
+
+/** The reduce fused with the norm over shared gradient arenas (Note [Shared gradients]). */
+export interface FusedReduce {
+  /** Shard-sized: this tower's reduced gradient. */
+  reduced: number;
+  /** The plan's pieces with `g` a view of `reduced`. */
+  pieces: Piece[];
+  /** Per piece: views of tower 0's and tower 1's gradient at it. */
+  sources: Array<[number, number]>;
+}
+
+/** Shares the other tower's gradient arena and plans the fused pass; `gradArenas`: every tower's, in rank order. */
+export function planFusedReduce(mem: TowerMemory, plan: ShardPlan, gradArena: number, gradArenas: number[]): FusedReduce {
+  if (gradArenas.length !== 2) throw new Error(`the fused reduce sums two towers' gradients; given ${gradArenas.length}`);
+  const arenas = gradArenas.map((h, r) => {
+    if (r === plan.place.rank) return gradArena;
+    const s = mem.share(h);
+    if (s === undefined) throw new Error(`tower ${plan.place.rank} cannot share tower ${r}'s gradient arena though it shares its weights`);
+    return s;
+  });
+  const reduced = mem.alloc(Math.max(1, plan.length));
+  return {
+    reduced,
+    pieces: plan.pieces.map((pc) => ({ ...pc, g: mem.view(reduced, pc.start - plan.offset, pc.numel) })),
+    sources: plan.pieces.map((pc) => [mem.view(arenas[0]!, pc.start, pc.numel), mem.view(arenas[1]!, pc.start, pc.numel)]),
+  };
 }
 
 /** The shards of a 2N-float partials buffer: two floats per tower. */

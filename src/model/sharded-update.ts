@@ -7,7 +7,7 @@ import { fusedUpdateOp } from './optimizer.js';
 import type { Param } from './memory.js';
 import type { NetworkBuffers } from './network.js';
 import { paramNormOp } from './passes.js';
-import type { Piece, ShardPlan } from './shard-plan.js';
+import type { FusedReduce, Piece, ShardPlan } from './shard-plan.js';
 import { ConfigError } from '../errors.js';
 
 // Note [Sharded update]: with `shardUpdate` on (2+ towers of one process, native cpu or the float64 reference),
@@ -39,31 +39,42 @@ import { ConfigError } from '../errors.js';
 // measures the block network, and the default can follow that measurement.
 // The shard and its views are planned in shard-plan.ts.
 
-export { partialShards, planShard, type Piece, type ShardPlace, type ShardPlan } from './shard-plan.js';
+export { partialShards, planFusedReduce, planShard, type FusedReduce, type Piece, type ShardPlace, type ShardPlan } from './shard-plan.js';
 
 /** The communicators of the sharded tail (src/group/shard-comms.ts), one rank each. */
 export interface ShardComms {
   partials: number;
   weights: number;
   ema?: number;
+  /** Shared weights, two towers: every tower's gradient arena, for the fused reduce (Note [Shared gradients]). */
+  gradients?: number[];
 }
 
 const collective = (comm: number, rank: number): Op => ({ kernel: '@collective', inputs: [], outputs: [], attrs: { comm, rank } });
 
-/** Steps 2-5 of Note [Sharded update] (step 1 is the step program's '@collective' on the reduce-scatter). */
-export function shardedUpdateOps(buffers: NetworkBuffers, t: ResolvedTrainingOptions, plan: ShardPlan, comms: ShardComms): Op[] {
+/**
+ * Steps 2-5 of Note [Sharded update] (step 1 is the step program's '@collective' on the reduce-scatter); with `fused`,
+ * step 1's sums are formed here, in the norm pass (Note [Shared gradients]).
+ */
+export function shardedUpdateOps(buffers: NetworkBuffers, t: ResolvedTrainingOptions, plan: ShardPlan, comms: ShardComms, fused?: FusedReduce): Op[] {
   const { regLoss, normSq, hyper } = buffers;
   const { rank } = plan.place;
   const add = (x: number, y: number): Op => ({ kernel: 'axpy', inputs: [x], outputs: [y], attrs: { N: 1, alpha: 1 } });
+  const { normSq: s, regLoss: loss } = plan.mine;
+  // add_grad_norm: w, a, b (N) -> g = a + b (+ lambda w), s += Σg², loss += lambda ½Σw²
+  const reduceNorm = (pc: Piece, [a, b]: [number, number]): Op => ({ kernel: 'add_grad_norm', inputs: [pc.w, a, b], outputs: [pc.g, s, loss], attrs: { N: pc.numel, lambda: pc.l2 } });
+  const pieces = fused?.pieces ?? plan.pieces;
   return [
     { kernel: 'fill', inputs: [], outputs: [plan.mine.both], attrs: { N: 2, value: 0 } },
-    ...plan.pieces.map((pc) => paramNormOp(pc, plan.mine)),
+    ...(fused
+      ? fused.pieces.map((pc, k) => reduceNorm(pc, fused.sources[k]!))
+      : plan.pieces.map((pc) => paramNormOp(pc, plan.mine))),
     collective(comms.partials, rank),
     { kernel: 'fill', inputs: [], outputs: [regLoss], attrs: { N: 1, value: 0 } },
     { kernel: 'fill', inputs: [], outputs: [normSq], attrs: { N: 1, value: 0 } },
     ...plan.all.flatMap((q) => [add(q.normSq, normSq), add(q.regLoss, regLoss)]),
     { kernel: '@guard', inputs: [normSq], outputs: [] },
-    ...plan.pieces.map((pc) => fusedUpdateOp(t, pc, normSq, hyper)),
+    ...pieces.map((pc) => fusedUpdateOp(t, pc, normSq, hyper)),
     collective(comms.weights, rank),
     ...(comms.ema !== undefined ? [collective(comms.ema, rank)] : []),
   ];
@@ -102,6 +113,11 @@ export function shardSlotWrites(params: Param[], plan: ShardPlan, slots: number,
       return [h, Float32Array.from({ length: pc.numel }, (_, i) => v[from + i]!)];
     }),
   );
+}
+
+/** Writes each piece's `g` (the fused reduce's sums) over its range of the per-parameter copies in `out`. */
+export function overlayPieces(backend: Backend, pieces: Piece[], out: Map<string, Float32Array>): void {
+  for (const pc of pieces) out.get(pc.param.name)!.set(backend.copyOut(pc.g), pc.start - pc.param.offset);
 }
 
 /** With shared weights, the ranges of the weights and EMA this tower writes: its own pieces (Note [Shared weights]). */

@@ -6,7 +6,7 @@ import type { ResolvedTrainingOptions } from './optimizer.js';
 import { faultOp } from './fault.js';
 import { backwardOps, forwardOps, localNormOps, lossOps, paramNormOp, updateOps } from './passes.js';
 import { overlappedReduceOps, type OverlapSlot } from './overlap-ops.js';
-import { shardedUpdateOps, type ShardComms } from './sharded-update.js';
+import { shardedUpdateOps, type FusedReduce, type ShardComms } from './sharded-update.js';
 
 export const STEP_PHASES = ['input', 'forward', 'backward', 'reduce', 'update'] as const;
 
@@ -77,15 +77,15 @@ export function stepTimings(marks: ArrayLike<number>, startMs: number): StepTimi
 const mark: Op = { kernel: '@mark', inputs: [], outputs: [] };
 
 /** The step program at batch B after `input` (the dataset gather, or nothing for host batches); Note [Fault points]. */
-export function stepOps(net: Network, B: number, input: Op[], collective: CollectiveSlot | undefined, t: ResolvedTrainingOptions): Op[] {
-  return [...computeOps(net, B, input, collective), faultOp('update', net.weightArena), ...tailOps(net, collective, t), mark];
+export function stepOps(net: Network, B: number, input: Op[], collective: CollectiveSlot | undefined, t: ResolvedTrainingOptions, fused?: FusedReduce): Op[] {
+  return [...computeOps(net, B, input, collective), faultOp('update', net.weightArena), ...tailOps(net, collective, t, fused), mark];
 }
 
 /** The update after the collective: the whole arena's (Note [Fused parameter tail]) or this tower's shard's. */
-function tailOps(net: Network, collective: CollectiveSlot | undefined, t: ResolvedTrainingOptions): Op[] {
+function tailOps(net: Network, collective: CollectiveSlot | undefined, t: ResolvedTrainingOptions, fused: FusedReduce | undefined): Op[] {
   if (!net.shard) return updateOps(net, t);
   if (!collective?.shard) throw new Error('a tower built for the sharded update steps only in its group (joinGroup with the shard communicators)');
-  return shardedUpdateOps(net.buffers, t, net.shard, collective.shard);
+  return shardedUpdateOps(net.buffers, t, net.shard, collective.shard, fused);
 }
 
 /**
@@ -109,6 +109,8 @@ export function gradientOps(net: Network, B: number, input: Op[]): Op[] {
 function computeOps(net: Network, B: number, input: Op[], collective: CollectiveSlot | undefined): Op[] {
   const { x, loss } = net.buffers;
   const ov = collective?.overlap ? overlappedReduceOps(net, backwardOps(net, B), collective.overlap, collective.rank) : undefined;
+  // The fused reduce (Note [Shared gradients]): local norms only after a trip; 'received' only in this tower's shard.
+  const fused = collective?.shard?.gradients !== undefined;
   return [
     ...input,
     mark,
@@ -117,11 +119,11 @@ function computeOps(net: Network, B: number, input: Op[], collective: Collective
     ...lossOps(net, B),
     mark,
     faultOp('backward', loss),
-    ...(ov ? ov.backward : [...backwardOps(net, B), faultOp('gradient', net.gradArena), ...localNormOps(net)]),
+    ...(ov ? ov.backward : [...backwardOps(net, B), faultOp('gradient', net.gradArena), ...(fused ? [] : localNormOps(net))]),
     mark,
     ...(ov ? ov.wait : [faultOp('reduce', net.gradArena)]),
     ...(collective && !ov ? [{ kernel: '@collective', inputs: [], outputs: [], attrs: { comm: collective.comm, rank: collective.rank } }] : []),
-    faultOp('received', net.gradArena),
+    fused && net.shard ? faultOp('received', net.gradArena, { from: net.shard.offset, to: net.shard.offset + net.shard.length }) : faultOp('received', net.gradArena),
     mark,
   ];
 }

@@ -8,13 +8,13 @@ import { parseModelSpec, type ModelSpec, type ResolvedModelSpec } from './spec.j
 import { parseTrainingOptions, slotCount, type ResolvedTrainingOptions, type TrainingOptions } from './optimizer.js';
 import { TowerMemory, type Param } from './memory.js';
 import { buildNetwork, type Network } from './network.js';
-import { forwardOps, lossOps } from './passes.js';
+import { forwardOps, localNormOps, lossOps } from './passes.js';
 import { gradientOps, stepOps, stepTimings, type CollectiveSlot, type StepLaunch, type StepResult, type STEP_PHASES } from './step-program.js';
 import { TowerInputs, type BatchSource, type BatchWrites, type DeviceDataset, type ImageTransform } from './inputs.js';
 import { TowerDiagnostics } from './diagnostics.js';
 import { deviceFault, type StepFault } from './fault.js';
 import * as state from './state.js';
-import { readShardState, sharedWeightWrites, shardSlotWrites, type ShardPlace } from './sharded-update.js';
+import { overlayPieces, planFusedReduce, readShardState, sharedWeightWrites, shardSlotWrites, type FusedReduce, type ShardPlace } from './sharded-update.js';
 
 export type { Param } from './memory.js';
 export type { BatchSource, DeviceDataset, DeviceImageTransform, ImageTransform } from './inputs.js';
@@ -52,6 +52,8 @@ export class Tower {
   private readonly diag: TowerDiagnostics;
   private readonly programs = new Map<string, number>();
   private disposed = false;
+  /** The fused reduce of the group joined last (Note [Shared gradients]). */
+  private fused: { key: string; plan: FusedReduce } | undefined;
 
   constructor(
     readonly backend: Backend,
@@ -151,8 +153,9 @@ export class Tower {
     const { idx, hyper, loss, regLoss, normSq } = this.network.buffers;
     const crop = this.inputs.crop;
     const input = () => this.inputs.ops(B, ds);
+    const fused = () => (c?.shard?.gradients ? this.fusedReduce(c.shard.gradients) : undefined);
     return {
-      program: this.program(key, () => (variant === 'gradient' ? gradientOps(this.network, B, input()) : stepOps(this.network, B, input(), c, t))),
+      program: this.program(key, () => (variant === 'gradient' ? gradientOps(this.network, B, input()) : stepOps(this.network, B, input(), c, t, fused()))),
       indices: idx,
       hyper,
       ...(ds?.transform?.mode === 'random' && crop !== undefined ? { crop } : {}),
@@ -194,6 +197,18 @@ export class Tower {
     const st = b.status?.(program);
     const values = Float64Array.from(reads, (h) => b.copyOut(h)[0]!);
     return { values, marks: st?.marks ?? new Float64Array(0), startMs: st?.startMs ?? 0, waitMs: 0, guardTripped: st?.guardTripped ?? false };
+  }
+
+  /** The fused reduce over these gradient arenas (Note [Shared gradients]), planned once per group. */
+  private fusedReduce(gradArenas: number[]): FusedReduce {
+    const key = gradArenas.join(',');
+    if (this.fused?.key !== key) this.fused = { key, plan: planFusedReduce(this.mem, this.network.shard!, this.gradArena, gradArenas) };
+    return this.fused.plan;
+  }
+
+  /** With the fused reduce the step computes no local norms: after a guard trip, compute them from the intact gradient. */
+  async refreshLocalNorms(): Promise<void> {
+    if (this.fused) await this.backend.run(this.program('localNorms', () => localNormOps(this.network)));
   }
 
   /** Which phase the current step is in, from its '@mark' progress; undefined when no step runs. */
@@ -257,7 +272,9 @@ export class Tower {
 
   /** Copies of the weights, gradients or EMA by parameter name (for checkpoints and tests; never on the hot path). */
   readWeights(which: 'w' | 'g' | 'ema' = 'w'): Map<string, Float32Array> {
-    return state.readWeights(this.backend, this.params, which);
+    const out = state.readWeights(this.backend, this.params, which);
+    if (which === 'g' && this.fused) overlayPieces(this.backend, this.fused.plan.pieces, out); // Note [Shared gradients]
+    return out;
   }
 
   /**

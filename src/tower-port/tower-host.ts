@@ -90,6 +90,7 @@ export class TowerHost implements TowerActorApi {
   }
 
   async firstNonFinite(): Promise<string | undefined> {
+    await this.need().refreshLocalNorms();
     return this.need().firstNonFiniteLocal();
   }
 

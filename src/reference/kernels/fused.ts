@@ -20,6 +20,23 @@ defineKernel('l2_grad_norm', {
   kernels.l2_loss!([w], [loss], { N, lambda });
 });
 
+defineKernel('add_grad_norm', {
+  inputs: [['w', 'f32'], ['a', 'f32'], ['b', 'f32']],
+  outputs: [['g', 'f32'], ['s', 'f32'], ['loss', 'f32']],
+}, (inp, out, attrs) => {
+  // w, a, b are (N); g = a + b (N), then l2_grad_norm on it (lambda 0: sum_squares only)
+  const op = 'add_grad_norm';
+  const N = dim(op, attrs, 'N');
+  const lambda = num(op, attrs, 'lambda');
+  const a = f64(inp[1]), b = f64(inp[2]), g = f64(out[0]);
+  need(op, 'a', a, N, `N=${N}`);
+  need(op, 'b', b, N, `N=${N}`);
+  need(op, 'g', g, N, `N=${N}`);
+  for (let i = 0; i < N; i++) g[i] = a[i]! + b[i]!;
+  if (lambda > 0) kernels.l2_grad_norm!([inp[0]!], out, { N, lambda });
+  else kernels.sum_squares!([out[0]!], [out[1]!], { N });
+});
+
 /**
  * A fused update: clip g by the global norm s (clipNorm 0: not at all) as clip_by_norm does, run `update` on
  * (g, hyper) -> (w, slots...), then ema_update the shadow from the new w when there is one.
