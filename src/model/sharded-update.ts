@@ -32,11 +32,12 @@ import { ConfigError } from '../errors.js';
 // of the run's layout (a resume that changes it is told the trajectory is no longer bit-identical).
 // Not supported (refused by checkShardUpdate): several processes, `overlap`, async mode. One tower: a no-op. The
 // reduction option does not apply (the reduce-scatter is one phase: in one process towers read each other's memory
-// directly, so the all-gather is already the copy into shared weight memory; a push instead of a pull would need the
-// same barrier). Default off: it cuts the update's work to 1/N per tower for the same bytes moved as the ring
-// all-reduce, but takes 3 collective phases per step (4 with an EMA) where the ring takes 2(N-1), each a barrier: it
-// should win where the update is heavy (Adam on large layers) and lose on small models; bench/blocks-shard.ts
-// measures the block network, and the default can follow that measurement.
+// directly). Towers whose memory is shared (cpu) hold one weight and EMA arena, so the all-gather copies nothing
+// (Note [Shared weights]), and two of them fold the reduce-scatter and every norm pass into one pass (Note [Shared
+// gradients]): per step each tower then reads both gradients at its shard once, runs the update on its shard, and
+// meets the other at three barriers, with no copy at all. Default off: on the CPU the tail is bound by memory
+// bandwidth, which two towers share, so it wins only where the update's bytes dominate (Adam on large layers);
+// bench/blocks-shard.ts measures the block network, and the default can follow a measurement on a quiet machine.
 // The shard and its views are planned in shard-plan.ts.
 
 export { partialShards, planFusedReduce, planShard, type FusedReduce, type Piece, type ShardPlace, type ShardPlan } from './shard-plan.js';
