@@ -127,6 +127,8 @@ describe('the sharded update equals the unsharded one (in-process native towers)
         assert.deepEqual(plain.shared, Array(towers).fill(undefined));
         const started = sharded.events.find((e) => e.type === 'started');
         assert.deepEqual(started?.type === 'started' && started.optimizerBytes, sharded.optimizerNumel.map((n) => 4 * n), 'the started event reports it');
+        // Two towers also share gradients and fold the reduce-scatter into the norm pass (Note [Shared gradients]).
+        assert.equal(started?.type === 'started' && started.shardMemory, towers === 2 ? 'shared weights and gradients' : 'shared weights');
       });
 
   it('towers on worker threads (the production port) give the same bits as in-process towers', async () => {
@@ -181,6 +183,7 @@ describe('the sharded update equals the unsharded one (in-process native towers)
     const plain = await train(3, { optimizer: adam, steps: 20 }, 'reference');
     const sharded = await train(3, { optimizer: adam, steps: 20, shardUpdate: true }, 'reference');
     assert.deepEqual(sharded.shared, [false, false, false], 'reference towers cannot share memory: they keep the all-gather');
+    assert.ok(sharded.events.some((e) => e.type === 'started' && e.shardMemory === 'copies'));
     assertReplicasEqual(sharded.weights, 'reference sharded');
     const d = maxDiff(sharded.weights[0]!, plain.weights[0]!);
     assert.ok(d < 1e-6, `weights differ by ${d}`);
@@ -332,7 +335,7 @@ describe('the CLI', () => {
     const ok = await towerline(['train', '--devices', 'cpu*2', '--shard-update', '--steps', '3', '--batch-size', '32', '--optimizer', 'adam', '--lr', '0.001']);
     assert.equal(ok.code, 0, ok.err);
     assert.match(ok.out, /done: 3 steps/);
-    assert.match(ok.out, /sharded update: optimizer state per tower 1\.\d\d MiB, 1\.\d\d MiB/); // Adam on 784-500-10: 2 x 1.52 MiB
+    assert.match(ok.out, /sharded update: optimizer state per tower 1\.\d\d MiB, 1\.\d\d MiB \(shared weights and gradients\)/); // Adam on 784-500-10: 2 x 1.52 MiB
     const bad = await towerline(['train', '--devices', 'cpu*2', '--shard-update', '--overlap', '--steps', '3']);
     assert.notEqual(bad.code, 0);
     assert.match(bad.err, /shardUpdate: true cannot be combined with overlap/);

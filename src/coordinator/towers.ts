@@ -13,6 +13,7 @@ import { planBuckets, type Bucket } from '../scheduler/buckets.js';
 import type { StateTensor } from '../tower-port/protocol.js';
 import { reduceScatterSchedule, shardBounds } from '../scheduler/shards.js';
 import { mergeOwned, slotParam } from '../model/sharded-update.js';
+import { shardMemory } from '../model/shard-plan.js';
 
 export class TowerSet {
   private group: TowerGroup | undefined;
@@ -33,6 +34,8 @@ export class TowerSet {
   closed = false;
   /** With the sharded update (train's `shardUpdate`, 2+ towers): each tower's shard of the arenas (Note [Sharded update]). */
   shards: Array<[number, number]> | undefined;
+  /** With the sharded update: every tower holds tower 0's weights (Note [Shared weights]). */
+  private sharedWeights = false;
 
   constructor(
     readonly ports: TowerPort[],
@@ -115,7 +118,7 @@ export class TowerSet {
     this.built = sharded ? await this.buildSharded(req) : await this.all((p) => p.build(req));
     const length = this.built[0]!.paramCount;
     this.shards = sharded ? shardBounds(length, n) : undefined;
-    const sharedWeights = sharded && this.built.slice(1).every((b) => b.sharedWeights);
+    const sharedWeights = (this.sharedWeights = sharded && this.built.slice(1).every((b) => b.sharedWeights === true));
     this.buckets = overlap && this.world.towers > 1 ? planBuckets(this.built[0]!.params, length, overlap.bucketBytes) : undefined;
     const schedules = this.bucketSchedules();
     const buckets = this.buckets?.map((b, k) => ({ offset: b.offset, length: b.length, schedule: schedules![k]! }));
@@ -205,8 +208,8 @@ export class TowerSet {
   }
 
   /** With the sharded update, the bytes of optimizer state each tower keeps (the `started` event reports them). */
-  shardReport(): { optimizerBytes?: number[] } {
-    return this.shards ? { optimizerBytes: this.built.map((b) => 4 * (b.optimizerNumel ?? 0)) } : {};
+  shardReport(): { optimizerBytes?: number[]; shardMemory?: ReturnType<typeof shardMemory> } {
+    return this.shards ? { optimizerBytes: this.built.map((b) => 4 * (b.optimizerNumel ?? 0)), shardMemory: shardMemory(this.sharedWeights, this.size) } : {};
   }
 
   /** The whole training state (tower 0's; with the sharded update the optimizer slots merged from every tower's shard). */

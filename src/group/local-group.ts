@@ -8,6 +8,7 @@ import type { ConnectGroup, GroupOptions, TowerGroup } from './group.js';
 import { allGatherSchedule, reduceScatterSchedule } from '../scheduler/shards.js';
 import type { Schedule } from '../scheduler/schedule.js';
 import { partialShards, type ShardComms } from '../model/sharded-update.js';
+import { fusesReduce } from '../model/shard-plan.js';
 import { shardComms } from './shard-comms.js';
 
 type Comms = { grad: number; weights: number; buckets?: number[]; shard?: ShardComms; setSchedule: TowerGroup['setSchedule']; release(): void };
@@ -47,7 +48,7 @@ function unshared(rank: number): never {
 function nativeComms(eps: GroupEndpoint[], o: GroupOptions): Comms {
   const n = eps.length;
   const nat = native();
-  const fused = o.shards !== undefined && o.sharedWeights === true && n === 2; // Note [Shared gradients]
+  const fused = o.shards !== undefined && fusesReduce(o.sharedWeights === true, n); // Note [Shared gradients]
   const grad = fused ? overPartials(eps, allGatherSchedule(partialShards(n)), o.timeoutMs) : nat.createComm(eps.map((e) => e.arenas.gradArena), gradSchedule(o), o.timeoutMs);
   let weights: number | undefined;
   let shard: ShardComms | undefined;

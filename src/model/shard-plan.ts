@@ -77,6 +77,16 @@ export interface ShardPlan {
   all: Array<{ normSq: number; regLoss: number }>;
 }
 
+/** Whether a group folds the reduce-scatter into the norm pass (Note [Shared gradients]): shared weights, two towers. */
+export function fusesReduce(sharedWeights: boolean, towers: number): boolean {
+  return sharedWeights && towers === 2;
+}
+
+/** How the towers of a sharded group hold weights and gradients (the `started` event's `shardMemory`). */
+export function shardMemory(sharedWeights: boolean, towers: number): 'copies' | 'shared weights' | 'shared weights and gradients' {
+  return fusesReduce(sharedWeights, towers) ? 'shared weights and gradients' : sharedWeights ? 'shared weights' : 'copies';
+}
+
 /** The reduce fused with the norm over shared gradient arenas (Note [Shared gradients]). */
 export interface FusedReduce {
   /** Shard-sized: this tower's reduced gradient. */
