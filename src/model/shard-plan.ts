@@ -36,7 +36,8 @@ import { shardBounds } from '../scheduler/shards.js';
 // in the tower's own shard and corrupts its own gradient there, right before the pass that receives the peer's
 // values (only this tower reads that range, and a corrupted element outside it would have no effect on the update
 // either way); the local norms after the trip then see it, where the reduce-scatter's local norms, taken before,
-// would not. readGradients overlays each tower's reduced shard on its own gradient, so
+// would not (so would a 'reduce' fault: with no local check before the pass, the trip names the corrupted tower).
+// readGradients overlays each tower's reduced shard on its own gradient, so
 // it still shows the reduced (clipped) gradient. Three or more towers keep the transport's reduce-scatter (a sum of
 // more than two needs the reduce-scatter's schedule) with the shared weights.
 
