@@ -30,7 +30,8 @@ import { shardBounds } from '../scheduler/shards.js';
 // buffer while adding its Σg² (and the L2 term and loss) into the tower's partials. The step's '@collective' on
 // the gradient communicator is then only its entry barrier (every backward has finished before anyone reads a
 // peer's gradient), and the partials' all-gather after the pass is the barrier that keeps the next step's backward
-// from overwriting a gradient a peer still reads. The towers' own gradients are left as backward wrote them, so the
+// from overwriting a gradient a peer still reads. The pass runs in the step's reduce phase (its timings and trace
+// show it there, as they show the reduce-scatter). The towers' own gradients are left as backward wrote them, so the
 // local norms of Note [Non-finite guard] need not run every step: after a guard trip the tower computes them from
 // its intact gradient (Tower.refreshLocalNorms) to name the tower and tensor. The 'received' fault point fires only
 // in the tower's own shard and corrupts its own gradient there, right before the pass that receives the peer's

@@ -54,22 +54,27 @@ export interface ShardComms {
 const collective = (comm: number, rank: number): Op => ({ kernel: '@collective', inputs: [], outputs: [], attrs: { comm, rank } });
 
 /**
+ * The fused reduce (Note [Shared gradients]): step 1's sums and step 2's norm partials in one pass per piece, run in
+ * the step's reduce phase right after the gradient collective's barrier.
+ */
+export function fusedReduceOps(plan: ShardPlan, fused: FusedReduce): Op[] {
+  const { normSq: s, regLoss: loss } = plan.mine;
+  // add_grad_norm: w, a, b (N) -> g = a + b (+ lambda w), s += Σg², loss += lambda ½Σw²
+  const reduceNorm = (pc: Piece, [a, b]: [number, number]): Op => ({ kernel: 'add_grad_norm', inputs: [pc.w, a, b], outputs: [pc.g, s, loss], attrs: { N: pc.numel, lambda: pc.l2 } });
+  return [{ kernel: 'fill', inputs: [], outputs: [plan.mine.both], attrs: { N: 2, value: 0 } }, ...fused.pieces.map((pc, k) => reduceNorm(pc, fused.sources[k]!))];
+}
+
+/**
  * Steps 2-5 of Note [Sharded update] (step 1 is the step program's '@collective' on the reduce-scatter); with `fused`,
- * step 1's sums are formed here, in the norm pass (Note [Shared gradients]).
+ * steps 1 and 2 ran as fusedReduceOps and the update works on its reduced pieces (Note [Shared gradients]).
  */
 export function shardedUpdateOps(buffers: NetworkBuffers, t: ResolvedTrainingOptions, plan: ShardPlan, comms: ShardComms, fused?: FusedReduce): Op[] {
   const { regLoss, normSq, hyper } = buffers;
   const { rank } = plan.place;
   const add = (x: number, y: number): Op => ({ kernel: 'axpy', inputs: [x], outputs: [y], attrs: { N: 1, alpha: 1 } });
-  const { normSq: s, regLoss: loss } = plan.mine;
-  // add_grad_norm: w, a, b (N) -> g = a + b (+ lambda w), s += Σg², loss += lambda ½Σw²
-  const reduceNorm = (pc: Piece, [a, b]: [number, number]): Op => ({ kernel: 'add_grad_norm', inputs: [pc.w, a, b], outputs: [pc.g, s, loss], attrs: { N: pc.numel, lambda: pc.l2 } });
   const pieces = fused?.pieces ?? plan.pieces;
   return [
-    { kernel: 'fill', inputs: [], outputs: [plan.mine.both], attrs: { N: 2, value: 0 } },
-    ...(fused
-      ? fused.pieces.map((pc, k) => reduceNorm(pc, fused.sources[k]!))
-      : plan.pieces.map((pc) => paramNormOp(pc, plan.mine))),
+    ...(fused ? [] : [{ kernel: 'fill', inputs: [], outputs: [plan.mine.both], attrs: { N: 2, value: 0 } }, ...plan.pieces.map((pc) => paramNormOp(pc, plan.mine))]),
     collective(comms.partials, rank),
     { kernel: 'fill', inputs: [], outputs: [regLoss], attrs: { N: 1, value: 0 } },
     { kernel: 'fill', inputs: [], outputs: [normSq], attrs: { N: 1, value: 0 } },

@@ -6,7 +6,7 @@ import type { ResolvedTrainingOptions } from './optimizer.js';
 import { faultOp } from './fault.js';
 import { backwardOps, forwardOps, localNormOps, lossOps, paramNormOp, updateOps } from './passes.js';
 import { overlappedReduceOps, type OverlapSlot } from './overlap-ops.js';
-import { shardedUpdateOps, type FusedReduce, type ShardComms } from './sharded-update.js';
+import { fusedReduceOps, shardedUpdateOps, type FusedReduce, type ShardComms } from './sharded-update.js';
 
 export const STEP_PHASES = ['input', 'forward', 'backward', 'reduce', 'update'] as const;
 
@@ -78,7 +78,7 @@ const mark: Op = { kernel: '@mark', inputs: [], outputs: [] };
 
 /** The step program at batch B after `input` (the dataset gather, or nothing for host batches); Note [Fault points]. */
 export function stepOps(net: Network, B: number, input: Op[], collective: CollectiveSlot | undefined, t: ResolvedTrainingOptions, fused?: FusedReduce): Op[] {
-  return [...computeOps(net, B, input, collective), faultOp('update', net.weightArena), ...tailOps(net, collective, t, fused), mark];
+  return [...computeOps(net, B, input, collective, fused), faultOp('update', net.weightArena), ...tailOps(net, collective, t, fused), mark];
 }
 
 /** The update after the collective: the whole arena's (Note [Fused parameter tail]) or this tower's shard's. */
@@ -106,10 +106,11 @@ export function gradientOps(net: Network, B: number, input: Op[]): Op[] {
 }
 
 /** Input, forward, loss, backward, local norms and the collective point: everything before the update. */
-function computeOps(net: Network, B: number, input: Op[], collective: CollectiveSlot | undefined): Op[] {
+function computeOps(net: Network, B: number, input: Op[], collective: CollectiveSlot | undefined, fusedReduce?: FusedReduce): Op[] {
   const { x, loss } = net.buffers;
   const ov = collective?.overlap ? overlappedReduceOps(net, backwardOps(net, B), collective.overlap, collective.rank) : undefined;
-  // The fused reduce (Note [Shared gradients]): local norms only after a trip; 'received' only in this tower's shard.
+  // The fused reduce (Note [Shared gradients]): local norms only after a trip; 'received' only in this tower's shard,
+  // before the pass, which is this step's reduce phase.
   const fused = collective?.shard?.gradients !== undefined;
   return [
     ...input,
@@ -124,6 +125,7 @@ function computeOps(net: Network, B: number, input: Op[], collective: Collective
     ...(ov ? ov.wait : [faultOp('reduce', net.gradArena)]),
     ...(collective && !ov ? [{ kernel: '@collective', inputs: [], outputs: [], attrs: { comm: collective.comm, rank: collective.rank } }] : []),
     fused && net.shard ? faultOp('received', net.gradArena, { from: net.shard.offset, to: net.shard.offset + net.shard.length }) : faultOp('received', net.gradArena),
+    ...(fusedReduce && net.shard ? fusedReduceOps(net.shard, fusedReduce) : []),
     mark,
   ];
 }
