@@ -2,6 +2,9 @@
 // towers with the sharded update (Note [Sharded update]): issue 16 asks 2 towers with it to be at least as fast as 1.
 // Configurations interleave rep by rep so drift on the machine hits them alike; the figure per configuration is the
 // lowest of the reps' median step times; the ratio is 1 tower's time / the configuration's (>= 1: not slower).
+// Each row's note also gives, from the rep with that lowest median, the slowest tower's median device time per
+// phase (forward, backward, reduce, update), to show where a step's time goes. On cpu the sharded towers share
+// weights and gradients (Notes [Shared weights], [Shared gradients]): 'reduce' is then the fused reduce-and-norm pass.
 import { blocks, createRuntime, type StepEvent } from '../src/runtime.js';
 import { blockNetwork } from '../src/model/spec.js';
 import { blockTraining } from '../src/model/presets.js';
@@ -18,17 +21,20 @@ const CONFIGS = [
   { label: '2 CPU towers, sharded update', towers: 2, shardUpdate: true },
 ] as const;
 
-/** The median step time (ms) of one run of WARMUP + STEPS steps, warm-up left out. */
-async function medianStepMs(towers: number, shardUpdate: boolean, seed: number): Promise<number> {
+const PHASES = ['forward', 'backward', 'reduce', 'update'] as const;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+
+/** The median step time (ms) of one run of WARMUP + STEPS steps, warm-up left out, and its phases (see above). */
+async function medianStepMs(towers: number, shardUpdate: boolean, seed: number): Promise<{ ms: number; phases: string }> {
   const rt = await createRuntime({ devices: `cpu*${towers}` });
   try {
-    const ms: number[] = [];
+    const events: StepEvent[] = [];
     const run = rt.train({ model: blockNetwork(), ...blockTraining(), data: blocks({ batchSize: BATCH }), seed, steps: WARMUP + STEPS, shardUpdate, guard: { replicaCheckEvery: 0 } });
-    run.steps$.subscribe((e: StepEvent) => e.step > WARMUP && ms.push(e.secPerBatch * 1000));
+    run.steps$.subscribe((e: StepEvent) => e.step > WARMUP && events.push(e));
     const s = await run.done;
     if (!Number.isFinite(s.finalLoss)) throw new Error(`blocks-shard bench: training diverged (loss ${s.finalLoss})`);
-    ms.sort((a, b) => a - b);
-    return ms[ms.length >> 1]!;
+    const slowest = (p: (typeof PHASES)[number]) => Math.max(...Array.from({ length: towers }, (_, t) => median(events.map((e) => e.towers[t]![p]))));
+    return { ms: median(events.map((e) => e.secPerBatch * 1000)), phases: PHASES.map((p) => `${p} ${slowest(p).toFixed(1)}`).join(', ') };
   } finally {
     await rt.close();
   }
@@ -38,16 +44,18 @@ export const blocksShardBench: Section = {
   name: 'blocks-shard',
   description: `seed 001's block network (batch ${BATCH}, Adam, clip 5): 1 tower vs 2 towers, without and with the sharded update`,
   async run(): Promise<Row[]> {
-    const times = CONFIGS.map(() => [] as number[]);
-    for (let r = 0; r < REPS; r++) for (const [k, c] of CONFIGS.entries()) times[k]!.push(await medianStepMs(c.towers, c.shardUpdate, r));
+    const runs = CONFIGS.map(() => [] as Array<{ ms: number; phases: string }>);
+    for (let r = 0; r < REPS; r++) for (const [k, c] of CONFIGS.entries()) runs[k]!.push(await medianStepMs(c.towers, c.shardUpdate, r));
+    const times = runs.map((xs) => xs.map((x) => x.ms));
     const best = times.map((xs) => Math.min(...xs));
+    const phases = runs.map((xs, k) => xs[times[k]!.indexOf(best[k]!)]!.phases);
     return CONFIGS.map((c, k) => ({
       name: `blocks 6x1000x1000 train step B=${BATCH}, ${c.label}`,
       value: best[k]!,
       unit: 'ms/step',
       ...(k > 0 ? { reference: { value: best[0]!, label: CONFIGS[0].label }, ratio: best[0]! / best[k]! } : {}),
       ...(c.shardUpdate ? { target: 'ratio >= 1.0 (issue 16)', met: best[0]! / best[k]! >= 1 } : {}),
-      note: `lowest of ${REPS} reps' median step (${STEPS} steps after ${WARMUP} warm-up): [${times[k]!.map((x) => x.toFixed(1)).join(', ')}] ms`,
+      note: `lowest of ${REPS} reps' median step (${STEPS} steps after ${WARMUP} warm-up): [${times[k]!.map((x) => x.toFixed(1)).join(', ')}] ms; device ms per phase: ${phases[k]}`,
     }));
   },
 };
