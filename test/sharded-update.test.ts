@@ -131,6 +131,17 @@ describe('the sharded update equals the unsharded one (in-process native towers)
         assert.equal(started?.type === 'started' && started.shardMemory, towers === 2 ? 'shared weights and gradients' : 'shared weights');
       });
 
+  it('two towers without L2 (the fused pass without its L2 term): weights and gradients within 1e-6, replicas bit-identical', async () => {
+    const noL2: ModelSpec = { ...model, layers: model.layers.map((l) => ({ ...l, l2: 0 })) };
+    const plain = await train(2, { optimizer: adam, model: noL2, steps: 30 });
+    const sharded = await train(2, { optimizer: adam, model: noL2, steps: 30, shardUpdate: true });
+    assert.ok(clipped(sharded), 'the test clips');
+    assert.deepEqual(sharded.shared, [false, true]);
+    assertReplicasEqual(sharded.weights, 'no L2');
+    assert.ok(maxDiff(sharded.weights[0]!, plain.weights[0]!) < 1e-6, 'weights');
+    assert.ok(maxDiff(sharded.grads[0]!, plain.grads[0]!) < 1e-6, 'merged gradients');
+  });
+
   it('towers on worker threads (the production port) give the same bits as in-process towers', async () => {
     const o = { model, optimizer: adam, data: data(30), steps: 20, seed: 4, clipNorm: 0.5, emaDecay: 0.9, shardUpdate: true };
     const inProcess = await train(2, o);
