@@ -13,7 +13,7 @@ import { internalsOf } from '../src/coordinator/internals.js';
 import { injectFaults } from '../src/testing/faults.js';
 import { checkShardUpdate, mergeOwned, slotParam } from '../src/model/sharded-update.js';
 import { towerline } from './support/cli.js';
-import { shardBounds } from '../src/scheduler/shards.js';
+import { barrierSchedule, shardBounds } from '../src/scheduler/shards.js';
 import { sameBits } from './support/runtime.js';
 import { relErr } from '../src/reference/relerr.js';
 import { native } from '../src/native/addon.js';
@@ -221,6 +221,33 @@ describe('shared buffers (Note [Shared weights])', () => {
     } finally {
       nat.closeDevice(a.id);
       nat.closeDevice(b.id);
+    }
+  });
+});
+
+describe('the barrier collective (shared memory: nothing to copy)', () => {
+  it('has no phases: a barrier with a step is refused; a barrier holds every tower until all arrive', async () => {
+    const nat = native();
+    nat.validateSchedule(barrierSchedule(), 3, 10);
+    assert.throws(() => nat.validateSchedule({ ...barrierSchedule(), phases: [[[], [[1, 0, 0, 4]]]] }, 2, 10), /a barrier has no phases/);
+    const devs = [nat.openDevice('cpu', 0), nat.openDevice('cpu', 1)];
+    const bufs = devs.map((d) => nat.alloc(d.id, 4, 'f32'));
+    const comm = nat.createComm(bufs, barrierSchedule(), 10_000);
+    try {
+      nat.write(bufs[0]!, Float32Array.of(1, 2, 3, 4));
+      const op = (rank: number) => [{ kernel: '@collective', inputs: [], outputs: [], attrs: { comm, rank } }];
+      const programs = devs.map((d, r) => nat.compile(d.id, op(r)));
+      let first = false;
+      const p0 = nat.run(programs[0]!).then(() => (first = true));
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(first, false, 'tower 0 waits at the barrier for tower 1');
+      await Promise.all([p0, nat.run(programs[1]!)]);
+      assert.deepEqual([...(nat.read(bufs[1]!) as Float32Array)], [0, 0, 0, 0], 'a barrier copies nothing');
+      for (const p of programs) nat.releaseProgram(p);
+    } finally {
+      nat.releaseComm(comm);
+      for (const b of bufs) nat.free(b);
+      for (const d of devs) nat.closeDevice(d.id);
     }
   });
 });

@@ -217,6 +217,10 @@ void validateSchedule(const Schedule& s, int ranks, int64_t length) {
   const std::string where = scheduleWhere(s.name, ranks, length);
   checkSteps(s, ranks, length, where);
   checkShards(s, ranks, length, where);
+  if (s.collective == Collective::Barrier) {
+    TL_CHECK(s.phases.empty(), where << ": a barrier has no phases (it only waits for every tower), got " << s.phases.size());
+    return;
+  }
   if (length == 0) return;
   checkSums(s, ranks, length, where);
 }

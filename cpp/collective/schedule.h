@@ -20,8 +20,10 @@ struct CollStep {
 
 // What a schedule computes: every rank ends with the sum of all ranks' values (the gradient all-reduce), or with
 // rank 0's values (the start-up weight broadcast); a reduce-scatter leaves the sum of shard r at rank r (the
-// sharded update's gradient), an all-gather leaves shard q of every rank equal to rank q's (its weights).
-enum class Collective { AllReduce, Broadcast, ReduceScatter, AllGather };
+// sharded update's gradient), an all-gather leaves shard q of every rank equal to rank q's (its weights); a barrier
+// has no phases and changes nothing: its entry barrier is all it does (towers that share memory: Note [Shared
+// weights] in src/model/shard-plan.ts).
+enum class Collective { AllReduce, Broadcast, ReduceScatter, AllGather, Barrier };
 
 // phases[p][rank] is what `rank` does in phase p; all ranks finish phase p before any starts p + 1.
 struct Schedule {

@@ -48,7 +48,7 @@ bool safeInteger(const Napi::Value& v, int64_t* out) {
 }
 
 // Schedules cross as {name, phases: number[][][][], collective?: 'all-reduce' | 'broadcast' | 'reduce-scatter' |
-// 'all-gather', shards?: [offset, length][]}, phases[p][rank] =
+// 'all-gather' | 'barrier', shards?: [offset, length][]}, phases[p][rank] =
 // [[kind, peer, offset, length], ...]. This makes the native deep copy and checks its shape; validateSchedule checks
 // the rest, on the copy.
 Schedule scheduleArg(Napi::Env env, const Napi::Value& v, int ranks, int64_t length) {
@@ -64,9 +64,10 @@ Schedule scheduleArg(Napi::Env env, const Napi::Value& v, int ranks, int64_t len
   else if (collective == "broadcast") s.collective = Collective::Broadcast;
   else if (collective == "reduce-scatter") s.collective = Collective::ReduceScatter;
   else if (collective == "all-gather") s.collective = Collective::AllGather;
+  else if (collective == "barrier") s.collective = Collective::Barrier;
   else
-    TL_CHECK_ARG(false, Type, where << ": collective must be 'all-reduce' (the default), 'broadcast', 'reduce-scatter' or "
-                                       "'all-gather', got " << jsonOf(env, cv));
+    TL_CHECK_ARG(false, Type, where << ": collective must be 'all-reduce' (the default), 'broadcast', 'reduce-scatter', "
+                                       "'all-gather' or 'barrier', got " << jsonOf(env, cv));
   Napi::Value sv = v.As<Napi::Object>().Get("shards");
   if (!sv.IsUndefined()) {
     TL_CHECK_ARG(sv.IsArray(), Type, where << ": shards must be an array of [offset, length], got " << jsonOf(env, sv));

@@ -5,9 +5,9 @@ import { broadcastSchedule } from '../scheduler/broadcast.js';
 import { ReferenceCollective } from '../reference/reference-collective.js';
 import type { TowerPort, GroupEndpoint } from '../tower-port/port.js';
 import type { ConnectGroup, GroupOptions, TowerGroup } from './group.js';
-import { allGatherSchedule, reduceScatterSchedule } from '../scheduler/shards.js';
+import { barrierSchedule, reduceScatterSchedule } from '../scheduler/shards.js';
 import type { Schedule } from '../scheduler/schedule.js';
-import { partialShards, type ShardComms } from '../model/sharded-update.js';
+import type { ShardComms } from '../model/sharded-update.js';
 import { fusesReduce } from '../model/shard-plan.js';
 import { shardComms } from './shard-comms.js';
 
@@ -34,7 +34,7 @@ function bucketComms(eps: GroupEndpoint[], o: GroupOptions, made: { views: numbe
 
 /**
  * With shared weights the start-up broadcast has nothing to copy, and with the fused reduce neither has the gradient
- * collective: they run over the tiny partials buffers, for their barriers (Notes [Shared weights], [Shared gradients]).
+ * collective: they are barriers, over the partials buffers (Notes [Shared weights], [Shared gradients]).
  */
 function overPartials(eps: GroupEndpoint[], s: Schedule, timeoutMs: number): number {
   const partials = eps.map((e, r) => e.arenas.shardBuffers?.partials ?? unshared(r));
@@ -49,7 +49,7 @@ function nativeComms(eps: GroupEndpoint[], o: GroupOptions): Comms {
   const n = eps.length;
   const nat = native();
   const fused = o.shards !== undefined && fusesReduce(o.sharedWeights === true, n); // Note [Shared gradients]
-  const grad = fused ? overPartials(eps, allGatherSchedule(partialShards(n)), o.timeoutMs) : nat.createComm(eps.map((e) => e.arenas.gradArena), gradSchedule(o), o.timeoutMs);
+  const grad = fused ? overPartials(eps, barrierSchedule(), o.timeoutMs) : nat.createComm(eps.map((e) => e.arenas.gradArena), gradSchedule(o), o.timeoutMs);
   let weights: number | undefined;
   let shard: ShardComms | undefined;
   const made = { views: [] as number[], comms: [] as number[] };
@@ -60,7 +60,7 @@ function nativeComms(eps: GroupEndpoint[], o: GroupOptions): Comms {
   };
   try {
     o.remote?.attach(grad);
-    weights = o.sharedWeights ? overPartials(eps, broadcastSchedule(n, 2 * n), o.timeoutMs) : nat.createComm(eps.map((e) => e.arenas.weightArena), broadcastSchedule(n, o.length), o.timeoutMs);
+    weights = o.sharedWeights ? overPartials(eps, barrierSchedule(), o.timeoutMs) : nat.createComm(eps.map((e) => e.arenas.weightArena), broadcastSchedule(n, o.length), o.timeoutMs);
     bucketComms(eps, o, made);
     if (o.shards) shard = shardComms(eps, o.shards, o.sharedWeights === true, (pick, s) => (extra.push(nat.createComm(eps.map(pick), s, o.timeoutMs)), extra[extra.length - 1]!));
     if (shard && fused) shard.gradients = eps.map((e) => e.arenas.gradArena);

@@ -2,7 +2,7 @@
 // of the norm partials, the weight arena and the EMA arena, made by the local group's native or reference maker.
 import type { ShardComms } from '../model/sharded-update.js';
 import { partialShards } from '../model/sharded-update.js';
-import { allGatherSchedule } from '../scheduler/shards.js';
+import { allGatherSchedule, barrierSchedule } from '../scheduler/shards.js';
 import type { Schedule } from '../scheduler/schedule.js';
 import type { GroupEndpoint } from '../tower-port/port.js';
 
@@ -15,8 +15,8 @@ export function shardComms(eps: GroupEndpoint[], shards: Array<[number, number]>
   });
   const at = (e: GroupEndpoint) => bufs[eps.indexOf(e)]!;
   const partials = make((e) => at(e).partials, allGatherSchedule(partialShards(eps.length)));
-  // Shared weights: nothing to copy, only the barrier (the partials gathered once more; Note [Shared weights]).
-  if (shared) return { partials, weights: make((e) => at(e).partials, allGatherSchedule(partialShards(eps.length))) };
+  // Shared weights: nothing to copy, only the barrier (Note [Shared weights]).
+  if (shared) return { partials, weights: make((e) => at(e).partials, barrierSchedule()) };
   const weights = make((e) => e.arenas.weightArena, allGatherSchedule(shards));
   const ema = bufs.every((b) => b.emaArena !== undefined) ? make((e) => at(e).emaArena!, allGatherSchedule(shards)) : undefined;
   return { partials, weights, ...(ema !== undefined ? { ema } : {}) };

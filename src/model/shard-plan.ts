@@ -12,9 +12,9 @@ import { shardBounds } from '../scheduler/shards.js';
 //  - no tower writes its shard of step t before every tower has read the weights of step t: the update follows the
 //    gradient reduce-scatter, whose entry barrier every tower reaches only after its backward (the last reader);
 //  - no tower reads the weights of step t+1 before every tower has written its shard: the weight all-gather is
-//    replaced by a barrier (the partials' all-gather run once more: it copies the same 2N floats again, changing
-//    nothing), the step program's last op, so the next step (pipelined or not) starts after it;
-//  - the start-up broadcast has nothing to copy (it runs over the partials too), and the EMA restart, a resume, a
+//    replaced by a barrier (a collective with no phases: only its entry barrier), the step program's last op, so the
+//    next step (pipelined or not) starts after it;
+//  - the start-up broadcast has nothing to copy (it is a barrier too), and the EMA restart, a resume, a
 //    rollback or a rebroadcast write each tower's own pieces only (disjoint ranges whose union is every element),
 //    so no two towers ever write the same element.
 // Replicas are then bit-identical by construction (there is one copy); the replica check still hashes each tower's
@@ -28,7 +28,7 @@ import { shardBounds } from '../scheduler/shards.js';
 // norms fold into one pass per piece: `add_grad_norm` reads both towers' gradients at the piece (a + b: tower 0's
 // plus tower 1's, the same sum the reduce-scatter forms) and writes the sum into this tower's shard-sized `reduced`
 // buffer while adding its Σg² (and the L2 term and loss) into the tower's partials. The step's '@collective' on
-// the gradient communicator is then only its entry barrier (every backward has finished before anyone reads a
+// the gradient communicator is then a barrier (every backward has finished before anyone reads a
 // peer's gradient), and the partials' all-gather after the pass is the barrier that keeps the next step's backward
 // from overwriting a gradient a peer still reads. The pass runs in the step's reduce phase (its timings and trace
 // show it there, as they show the reduce-scatter). The towers' own gradients are left as backward wrote them, so the

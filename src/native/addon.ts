@@ -64,7 +64,7 @@ export interface NativeContract {
 export interface NativeSchedule {
   name: string;
   phases: number[][][][];
-  collective?: 'all-reduce' | 'broadcast' | 'reduce-scatter' | 'all-gather';
+  collective?: 'all-reduce' | 'broadcast' | 'reduce-scatter' | 'all-gather' | 'barrier';
   /** Reduce-scatter and all-gather: [offset, length] owned by each rank, tiling the buffer in rank order. */
   shards?: Array<[number, number]>;
 }

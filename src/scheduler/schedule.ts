@@ -27,7 +27,7 @@ export interface Schedule {
    * reduce-scatter leaves the sum of shard r at tower r, an all-gather shard q of tower q everywhere
    * (src/scheduler/shards.ts, the sharded update).
    */
-  collective?: 'all-reduce' | 'broadcast' | 'reduce-scatter' | 'all-gather';
+  collective?: 'all-reduce' | 'broadcast' | 'reduce-scatter' | 'all-gather' | 'barrier';
   /** Reduce-scatter and all-gather: [offset, length] that tower r owns, tiling [0, length) in rank order. */
   shards?: Array<[number, number]>;
 }

@@ -33,6 +33,11 @@ export function reduceScatterSchedule(shards: Array<[number, number]>): Schedule
   return { name: 'reduce-scatter', collective: 'reduce-scatter', shards, phases: n > 1 ? [phase] : [] };
 }
 
+/** No phases: the collective's entry barrier only, where towers share the memory a copy would fill (Note [Shared weights]). */
+export function barrierSchedule(): Schedule {
+  return { name: 'barrier', collective: 'barrier', phases: [] };
+}
+
 /** Tower r copies every other tower q's shard q verbatim: one phase. */
 export function allGatherSchedule(shards: Array<[number, number]>): Schedule {
   const n = shards.length;
