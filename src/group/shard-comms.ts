@@ -1,5 +1,6 @@
 // The communicators of the sharded update's tail (Note [Sharded update] in src/model/sharded-update.ts): all-gathers
-// of the norm partials, the weight arena and the EMA arena, made by the local group's native or reference maker.
+// of the norm partials, the weight arena and the EMA arena, made by the local group's native or reference maker; with
+// shared weights (Note [Shared weights]) the weights' all-gather is a barrier and there is no EMA all-gather.
 import type { ShardComms } from '../model/sharded-update.js';
 import { partialShards } from '../model/sharded-update.js';
 import { allGatherSchedule, barrierSchedule } from '../scheduler/shards.js';
