@@ -1,8 +1,8 @@
 // MNIST training through the real runtime (createRuntime + train, device actors on worker_threads) on 1, 2 and 4
 // CPU towers at global batch 128: examples/sec, and the runtime's own per-step overhead.
 //
-// Steps are pipelined (the default; Note [Pipelined steps]): step t+1 is queued on every device thread while step t
-// runs, so a step's wall time is counted from when the step before it landed, not from its own launch.
+// Steps are pipelined (the default; Note [Pipelined steps]): steps t+1 and t+2 are queued on every device thread
+// while step t runs, so a step's wall time is counted from when the step before it landed, not from its own launch.
 //
 // Definitions, per step (from the steps$ event):
 //   wall      = StepEvent.secPerBatch: the coordinator's time from the later of the step's launch and the previous

@@ -33,15 +33,16 @@ const dirSync = () => mkdtempSync(join(tmpdir(), 'tl-pipe-'));
 const reference = (n: number): Open => () => createInProcessRuntime({ devices: `cpu*${n}`, backend: 'reference', reduction: { algorithm: 'ring' }, collectiveTimeoutMs: 20_000 });
 const workers = (n: number): Open => () => createRuntime({ devices: `cpu*${n}`, reduction: { algorithm: 'ring' }, collectiveTimeoutMs: 60_000, layout: { extraTowers: 'threads' } });
 
-/** Counts the steps each tower was given `chained` (launched behind an unconsumed step), passing every call on. */
-function countChained(rt: Runtime): { chained: number; all: number } {
-  const seen = { chained: 0, all: 0 };
+/** Counts the steps each tower was given `chained` (launched behind an unconsumed step) and those its device
+ * cancelled, passing every call on. */
+function countChained(rt: Runtime): { chained: number; all: number; cancelled: number } {
+  const seen = { chained: 0, all: 0, cancelled: 0 };
   for (const port of internalsOf(rt).towers.ports) {
     const step = port.step.bind(port);
     port.step = (req, ms, fault, chained) => {
       seen.all++;
       if (chained) seen.chained++;
-      return step(req, ms, fault, chained);
+      return step(req, ms, fault, chained).then((r) => ((seen.cancelled += r.cancelled ? 1 : 0), r));
     };
   }
   return seen;
@@ -53,6 +54,7 @@ interface Outcome {
   error: string | undefined;
   weights: Array<Map<string, Float32Array>>;
   chained: number;
+  cancelled: number;
 }
 
 /** The fields of a step event that do not depend on wall time. */
@@ -79,7 +81,7 @@ async function trainOn(rt: Runtime, opts: Record<string, unknown>, fault?: Plan)
     (e: Error) => e.message,
   );
   await new Promise((r) => setTimeout(r, 10)); // the asap-scheduled last events
-  return { steps, events, error, weights: await rt.readWeights(), chained: seen.chained };
+  return { steps, events, error, weights: await rt.readWeights(), chained: seen.chained, cancelled: seen.cancelled };
 }
 
 type Plan = (step: number, rank: number) => Fault | undefined;
@@ -137,11 +139,14 @@ describe('pipelined steps: a NaN at step k gives the sequential outcome under ev
       assert.equal(p.steps.length, 5);
     });
 
-    it(`skip (${port}): step k skipped, the step behind it run again, the same 30 steps`, async () => {
+    it(`skip (${port}): step k skipped, the steps behind it run again, the same 30 steps`, async () => {
       const [p, s] = await both(open, () => ({ guard: { nonFinite: 'skip' } }), nanAt(6, 1));
       assertSame(p, s, 'skip');
       assert.deepEqual(p.events.filter((e) => e.type === 'skipped').map((e) => (e as { step: number }).step), [6]);
       assert.equal(p.steps.length, 29);
+      // Steps 7 and 8 were in flight behind step 6 (depth two) and cancelled on both towers, then run again.
+      assert.equal(p.cancelled, 2 * 2, 'two steps cancelled per tower');
+      assert.equal(s.cancelled, 0);
     });
 
     it(`rollback (${port}): restored from the checkpoint with a lower rate, the same weights after`, async () => {

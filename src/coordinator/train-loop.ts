@@ -9,7 +9,7 @@ import { runSettingsOf, type Layout, type ResolvedTrainOptions } from '../option
 import type { RunEvent, RunSummary, StepEvent } from '../events.js';
 import type { StepRecord } from '../observers/observer.js';
 import type { StepReply, StepRequest } from '../tower-port/protocol.js';
-import { cancelled, unpipelined, type Flight, type Shards } from './pipeline.js';
+import { cancelled, PIPELINE_DEPTH, unpipelined, type Flight, type Shards } from './pipeline.js';
 import { Checkpoints, type TrainState } from './checkpoints.js';
 import type { LoadedCheckpoint } from '../io/checkpoint.js';
 import { checkBatch, checkMemory, towerBytes } from './bounds.js';
@@ -93,40 +93,37 @@ export class TrainLoop {
   /** One pass over the batches from state.next, until the end, a stop or a rollback (Note [Pipelined steps]). */
   private async pass(): Promise<void> {
     const world = this.c.towers.world;
-    let ahead: Flight | undefined; // launched, not yet landed
+    const flights: Flight[] = []; // launched, not yet landed, oldest first
     try {
       for (const batch of this.plan.batches(this.state.next)) {
-        if (ahead && !this.mayRunAhead(ahead)) {
-          const a = ahead;
-          ahead = undefined;
-          if ((await this.land(a, undefined)) === 'rolledBack') return;
-        }
-        const done = this.state.step + (ahead ? 1 : 0); // steps done once `ahead` lands (skipped ones count)
+        const last = flights[flights.length - 1];
+        if (last && !this.mayRunAhead(last)) while (flights.length > 0) if ((await this.landOldest(flights)) !== 'ok') return;
+        const done = this.state.step + flights.length; // steps done once every flight lands (skipped ones count)
         if (this.plan.reached(done) || world.stopping(this.c.stopped())) break;
-        const next = this.launch(batch, done + 1, ahead !== undefined);
-        if (ahead) {
-          const a = ahead;
-          ahead = next; // in flight while `a` lands: a failure must not leave it waiting in an all-reduce
-          const landed = await this.land(a, next);
-          if (landed === 'rolledBack') return;
-          if (landed === 'redo') {
-            ahead = undefined; // cancelled on every device: nothing runs
-            if (world.stopping(this.c.stopped())) break;
-            ahead = { ...next, settled: launchAll(this.c.towers, next.shards.requests, this.deadlineMs(), next.faults) };
-            continue;
-          }
-        }
-        ahead = next;
+        flights.push(this.launch(batch, done + 1, flights.length > 0));
+        if (flights.length > PIPELINE_DEPTH && (await this.landOldest(flights)) !== 'ok') return;
       }
-      if (ahead) {
-        const a = ahead;
-        ahead = undefined;
-        await this.land(a, undefined);
-      }
+      while (flights.length > 0) if ((await this.landOldest(flights)) !== 'ok') return;
     } catch (e) {
-      if (ahead) this.c.towers.abortGroup(); // frees towers blocked in the all-reduce of the step behind the failed one
+      if (flights.length > 0) this.c.towers.abortGroup(); // frees towers blocked in the all-reduce of a step behind the failed one
       throw e;
     }
+  }
+
+  /**
+   * Lands the oldest flight with the others in flight behind it (a failure must not leave them waiting in an
+   * all-reduce). After a guard trip every step behind was cancelled on every device: they are launched again,
+   * the same requests and faults, the first unchained ('stopped': the run was stopped instead).
+   */
+  private async landOldest(flights: Flight[]): Promise<'ok' | 'rolledBack' | 'stopped'> {
+    const landed = await this.land(flights.shift()!, flights);
+    if (landed !== 'redo') return landed;
+    if (this.c.towers.world.stopping(this.c.stopped())) {
+      flights.length = 0; // cancelled on every device: nothing runs
+      return 'stopped';
+    }
+    flights.forEach((b, i) => (flights[i] = { ...b, settled: launchAll(this.c.towers, b.shards.requests, this.deadlineMs(), b.faults, i > 0) }));
+    return 'ok';
   }
 
   private deadlineMs(): number {
@@ -147,21 +144,22 @@ export class TrainLoop {
 
   /**
    * Consumes a launched step: its replies (or its failure's root cause), the non-finite policy, the step event,
-   * and, with no step behind it, the work between steps. 'redo': the step behind was cancelled by its devices
+   * and, with no step behind it, the work between steps. 'redo': the steps behind were cancelled by their devices
    * after this one's guard tripped, and must be launched again (policy 'skip').
    */
-  private async land(f: Flight, behind: Flight | undefined): Promise<'ok' | 'redo' | 'rolledBack'> {
+  private async land(f: Flight, behind: Flight[]): Promise<'ok' | 'redo' | 'rolledBack'> {
     const replies = await settleAll(this.c.towers, f.step, await f.settled, this.deadlineMs());
     if (replies.some((r) => r.cancelled)) throw new Error(`step ${f.step} was cancelled on some towers and not others (internal error; Note [Pipelined steps])`);
     this.state.next = this.plan.after(f.batch);
     this.speed?.record(f.shards.sizes, replies);
     if (nonFinite(replies)) {
-      const drained = behind && (await behind.settled); // cancelled on every device (a trip), or run (a non-finite loss alone)
+      // Every step behind settles first: cancelled on every device (a trip), or run (a non-finite loss alone).
+      const drained = await Promise.all(behind.map((b) => b.settled));
       if (await this.onNonFinite(replies)) return 'rolledBack';
-      return drained && cancelled(drained) ? 'redo' : 'ok';
+      return drained.length > 0 && cancelled(drained[0]!) ? 'redo' : 'ok';
     }
     await this.emit(f.batch, f.shards, replies);
-    if (!behind && this.hasDuties(f.batch)) await this.afterStep(f.batch);
+    if (behind.length === 0 && this.hasDuties(f.batch)) await this.afterStep(f.batch);
     return 'ok';
   }
 
