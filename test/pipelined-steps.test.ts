@@ -18,6 +18,8 @@ import { StepLauncher } from '../src/tower-port/step-launcher.js';
 import { HyperSlot } from '../src/native/hyper.js';
 import type { StepLaunch } from '../src/model/step-program.js';
 import type { StepRequest } from '../src/tower-port/protocol.js';
+import { TowerError } from '../src/errors.js';
+import { towerline } from './support/cli.js';
 
 const DIM = 24;
 const init = { type: 'truncatedNormal' as const, stddev: 0.3 };
@@ -100,6 +102,9 @@ async function both(open: Open, opts: (pipeline: boolean) => Record<string, unkn
 }
 
 function assertSame(p: Outcome, s: Outcome, what: string): void {
+  const started = (o: Outcome) => (o.events.find((e) => e.type === 'started') as { pipeline?: unknown } | undefined)?.pipeline;
+  assert.deepEqual(started(p), { depth: 2 }, `${what}: 'started' says the steps are pipelined`);
+  assert.deepEqual(started(s), { depth: 0, off: 'pipeline: false' }, `${what}: 'started' says why not`);
   assert.equal(p.error, s.error, `${what}: the same failure`);
   assert.deepEqual(p.steps.map(exact), s.steps.map(exact), `${what}: the same step events`);
   assert.deepEqual(p.events.filter((e) => e.type !== 'started').map(exactEvent), s.events.filter((e) => e.type !== 'started').map(exactEvent), `${what}: the same run events`);
@@ -222,5 +227,50 @@ describe('the step launcher keeps call order', () => {
     assert.deepEqual(ran, [1, 2, 3]);
     assert.equal(prepares.length, 1, 'the launch handles are prepared once');
     launcher.close();
+  });
+});
+
+describe('the step deadline of a queued step (Note [Step deadline timer])', () => {
+  it('starts when the step before it settles, not at its launch; a missed one rejects the steps behind it', async () => {
+    const runs: Array<{ resolve(): void }> = [];
+    const launcher = new StepLauncher('fake:0', {
+      prepare: () => Promise.resolve({ program: 7, indices: 1, hyper: 2, reads: [3, 4, 5] }),
+      run: () => new Promise((resolve) => runs.push({ resolve: () => resolve({ values: [1, 0, 1], marks: [], startMs: 0, waitMs: 0, guardTripped: false }) })),
+      status: () => ({ marks: [], currentOp: -1 }),
+      clockOffsetMs: 0,
+      deadCause: () => undefined,
+    });
+    const q = (t: number): StepRequest => ({ dataset: 'train', indices: new Int32Array([t]), lr: 0.1, t, gradScale: 1 });
+    const outcome = (p: Promise<unknown>) => p.then(() => 'ok', (e: unknown) => (e instanceof TowerError ? e.causeText : String(e)));
+    const settled: string[] = [];
+    const first = outcome(launcher.step(q(1), 600_000)).then((o) => (settled.push(`1 ${o}`), o));
+    // Steps 2 and 3 queued behind step 1 with a short deadline: it must not run while step 1 holds the device.
+    const second = outcome(launcher.step(q(2), 30, undefined, true)).then((o) => (settled.push(`2 ${o}`), o));
+    const third = outcome(launcher.step(q(3), 30, undefined, true)).then((o) => (settled.push(`3 ${o}`), o));
+    await new Promise((r) => setTimeout(r, 300)); // ten of the queued steps' deadlines: none may have fired
+    assert.equal(settled.length, 0, `nothing settles while step 1 runs: ${settled.join(', ')}`);
+    assert.equal(runs.length, 3, 'all three runs were handed to the device');
+    runs[0]!.resolve();
+    assert.equal(await first, 'ok');
+    // Step 2 never answers: its own deadline (started when step 1 settled) rejects it, and step 3 behind it.
+    assert.match(await second, /no answer within 30 ms \(deadline\)/);
+    assert.match(await third, /not run: the step before it missed its deadline/);
+    assert.deepEqual(settled.map((x) => x.slice(0, 1)), ['1', '2', '3']);
+    launcher.close();
+  });
+});
+
+describe('pipeline through the CLI', () => {
+  it('--no-pipeline says the steps run one at a time, and prints the same losses as the pipelined default', { timeout: 120_000 }, async () => {
+    const args = ['train', '--devices', 'cpu*2', '--extra-towers', 'threads', '--steps', '8', '--seed', '3', '--log-every', '1'];
+    const [on, off] = [await towerline(args), await towerline([...args, '--no-pipeline'])];
+    assert.equal(on.code, 0, on.err);
+    assert.equal(off.code, 0, off.err);
+    assert.match(off.out, /^steps launched one at a time \(pipeline: false\)$/m);
+    assert.doesNotMatch(on.out, /one at a time/);
+    const losses = (out: string) => [...out.matchAll(/^step (\d+), loss = (\S+) /gm)].map((m) => `${m[1]} ${m[2]}`);
+    assert.equal(losses(on.out).length, 8);
+    assert.deepEqual(losses(off.out), losses(on.out));
+    assert.deepEqual(off.out.match(/final loss \S+/)?.[0], on.out.match(/final loss \S+/)?.[0]);
   });
 });

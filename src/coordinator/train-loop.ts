@@ -79,8 +79,10 @@ export class TrainLoop {
     const resumeFrom = await this.ckpt.plan(); // before anything is built (Note [Checkpoint ownership])
     await this.prepare();
     if (resumeFrom) await this.resume(resumeFrom);
-    this.c.emitEvent({ type: 'started', step: this.state.step, totalSteps: this.plan.totalSteps, stepsPerEpoch: this.plan.perEpoch, devices: this.c.towers.devices, ...(this.c.towers.layout ? { layout: this.c.towers.layout } : {}), ...this.c.towers.shardReport() });
-    this.pipelined = unpipelined(this.c.o.pipeline, this.c.shares, world.processes) === undefined;
+    const off = unpipelined(this.c.o.pipeline, this.c.shares, world.processes);
+    this.pipelined = off === undefined;
+    const pipeline = off === undefined ? { depth: PIPELINE_DEPTH } : { depth: 0, off };
+    this.c.emitEvent({ type: 'started', step: this.state.step, totalSteps: this.plan.totalSteps, stepsPerEpoch: this.plan.perEpoch, devices: this.c.towers.devices, ...(this.c.towers.layout ? { layout: this.c.towers.layout } : {}), ...this.c.towers.shardReport(), pipeline });
     do {
       this.rolledBack = false;
       await this.pass();
