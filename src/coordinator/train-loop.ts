@@ -16,7 +16,7 @@ import { checkBatch, checkMemory, towerBytes } from './bounds.js';
 import { evaluateTest, TEST_SET } from './evaluation.js';
 import { countRollback, describeNonFinite, nonFinite, nonFiniteAction, type Rollbacks } from './non-finite.js';
 import { RunPlan } from './plan.js';
-import { replicaPolicy } from './replicas.js';
+import { replicaCheckDue, replicaPolicy } from './replicas.js';
 import { shardSizes, splitIndices } from './shard.js';
 import { SpeedShares } from './speed.js';
 import { faultsFor, launchAll, settleAll, type FaultPlan } from './step.js';
@@ -162,6 +162,7 @@ export class TrainLoop {
     }
     await this.emit(f.batch, f.shards, replies);
     if (behind.length === 0 && this.hasDuties(f.batch)) await this.afterStep(f.batch);
+    else if (this.c.towers.world.towers === 1 && replicaCheckDue(this.state.step, this.c.o.guard.replicaCheckEvery)) await this.checkReplicas(); // reads nothing
     return 'ok';
   }
 
@@ -280,7 +281,7 @@ export class TrainLoop {
     const { o } = this.c;
     return (
       this.c.towers.queued > 0 ||
-      (o.guard.replicaCheckEvery > 0 && step % o.guard.replicaCheckEvery === 0) ||
+      (replicaCheckDue(step, o.guard.replicaCheckEvery) && this.c.towers.world.towers > 1) || // one tower: nothing to compare or drain
       (o.histogramsEvery !== undefined && step % o.histogramsEvery === 0) || // read in the gap after exactly this step
       (o.checkpoint?.everySteps !== undefined && step % o.checkpoint.everySteps === 0) ||
       this.plan.endsEpoch(batch)
@@ -292,7 +293,7 @@ export class TrainLoop {
     const { towers, o } = this.c;
     const step = this.state.step;
     await towers.drain();
-    await replicaPolicy(towers, step, { every: o.guard.replicaCheckEvery, policy: o.guard.replicaPolicy }, (r) => this.c.emitEvent({ type: 'replicas', step, ...r }));
+    await this.checkReplicas();
     if (o.checkpoint?.everySteps && step % o.checkpoint.everySteps === 0) await this.save();
     if (!this.plan.endsEpoch(batch)) return;
     this.c.emitEvent({ type: 'epoch', epoch: batch.epoch, steps: step });
@@ -300,6 +301,13 @@ export class TrainLoop {
     const e = await evaluateTest(towers, o.emaDecay !== undefined);
     this.evaluation = { loss: e.loss, accuracy: e.accuracy };
     this.c.emitEvent({ type: 'evaluation', epoch: batch.epoch, step, ...e });
+  }
+
+  /** The replica check and its policy after the step just landed, if due (Note [Pipelined steps]). */
+  private async checkReplicas(): Promise<void> {
+    const { towers, o } = this.c;
+    const step = this.state.step;
+    await replicaPolicy(towers, step, { every: o.guard.replicaCheckEvery, policy: o.guard.replicaPolicy }, (r) => this.c.emitEvent({ type: 'replicas', step, ...r }));
   }
 
   private async save(): Promise<void> {
