@@ -40,7 +40,8 @@ import type { Settled } from './step.js';
 // deadline timer]), so it covers its own run, not the wait behind its predecessors.
 //
 // What stays synchronous (the pipeline is drained, step t landed with nothing behind it, before any of these):
-// replica checks, checkpoints, the end of an epoch and evaluation (they read the weights after step t exactly),
+// replica checks (with more than one tower in all: one tower has nothing to compare, and its check reads nothing),
+// checkpoints, the end of an epoch and evaluation (they read the weights after step t exactly),
 // weight histograms (their steps are known in advance: read in the gap right after), work queued for the gap
 // between steps (state reads: every tower after the same step; a read queued while steps are in flight waits for
 // the next gap, as a read queued from an asap-scheduled steps$ subscriber always did), a pending reduction
