@@ -165,6 +165,35 @@ describe('pipelined steps: a NaN at step k gives the sequential outcome under ev
   }
 });
 
+describe('pipelined steps: stop', () => {
+  it('the steps already launched are landed and reported, and the weights are those of the last reported step', async () => {
+    const stopAt = 3;
+    const rt = await reference(2)();
+    const reported: number[] = [];
+    let done!: { steps: number };
+    let weights!: Array<Map<string, Float32Array>>;
+    try {
+      const run = rt.train({ model, optimizer, data: data(), steps: 200, seed: 5 });
+      run.steps$.subscribe((e) => {
+        reported.push(e.step);
+        if (e.step === stopAt) run.stop();
+      });
+      done = await run.done;
+      await new Promise((r) => setTimeout(r, 10)); // the asap-scheduled last events
+      weights = await rt.readWeights();
+    } finally {
+      await rt.close();
+    }
+    assert.ok(done.steps >= stopAt && done.steps < 200, `stopped after ${done.steps} steps`);
+    assert.deepEqual(reported, Array.from({ length: done.steps }, (_, i) => i + 1), 'every step kept is reported, once, in order');
+    // The same number of steps one at a time: the same weights, so no launched step was applied unreported.
+    const [, s] = await both(reference(2), () => ({ steps: done.steps }));
+    weights.forEach((tower, r) => {
+      for (const [name, w] of tower) assert.ok(sameBits(w, s.weights[r]!.get(name)!), `tower ${r} '${name}' differs from ${done.steps} steps one at a time`);
+    });
+  });
+});
+
 describe('pipelined steps: failures and checkpoints', () => {
   it('a worker killed mid-pipeline fails the run naming its tower, not a step queued behind', { timeout: 120_000 }, async () => {
     const rt = await createRuntime({ devices: 'cpu*2', collectiveTimeoutMs: 600_000 });
