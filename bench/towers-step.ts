@@ -1,8 +1,8 @@
 // MNIST training through the real runtime (createRuntime + train, device actors on worker_threads) on 1, 2 and 4
 // CPU towers at global batch 128: examples/sec, and the runtime's own per-step overhead.
 //
-// Steps are pipelined (the default; Note [Pipelined steps]): step t+1 is queued on every device thread while step t
-// runs, so a step's wall time is counted from when the step before it landed, not from its own launch.
+// Steps are pipelined (the default; Note [Pipelined steps]): steps t+1 and t+2 are queued on every device thread
+// while step t runs, so a step's wall time is counted from when the step before it landed, not from its own launch.
 //
 // Definitions, per step (from the steps$ event):
 //   wall      = StepEvent.secPerBatch: the coordinator's time from the later of the step's launch and the previous
@@ -15,8 +15,10 @@
 //               skew between the towers' start times that the barrier does not absorb.
 //   busy(i)   = tower(i) - idle(i), idle = the tower's barrier waits in the all-reduce (reduceWaitMs).
 //   gap       = max_i (startMs_i(t) - (startMs_i(t-1) + tower_i(t-1))): how long the device threads sat between two
-//               step programs (the slowest to go on); pipelining queues step t before step t-1 ends, so this is
-//               the hand-off inside the device thread, not a JS round trip.
+//               step programs (the slowest to go on); pipelining queues step t before step t-1 ends, so its median
+//               is the hand-off inside the device thread (the reply's wake-up of the JS thread, the next run's
+//               inputs), not a JS round trip; its mean also counts the steps where a device ran dry (a drain for a
+//               replica check, a JS thread woken late, a device thread preempted).
 //   start skew = max_i startMs(i) - min_i startMs(i): how far apart the towers' programs began (process-wide
 //               clock); the early towers spend it waiting at the all-reduce's first barrier.
 //   overhead incl. skew = wall - max_i busy(i): also counts the towers' start skew, which the first barrier turns
@@ -152,17 +154,18 @@ export const towersStep: Section = {
         reduce: median(pooled((r) => r.reduceMs)),
         skew: median(pooled((r) => r.skewUs)),
         gap: median(pooled((r) => r.gapUs)),
+        gapMean: pooled((r) => r.gapUs).reduce((a, b) => a + b, 0) / pooled((r) => r.gapUs).length,
       };
     };
     const stats = new Map(configs.map((n) => [n, pick(n)]));
 
     console.log(`  # per step, median over ${REPS} runs x ${MEASURED} steps (after ${WARMUP} warm-up steps each), ms unless said`);
-    console.log(`  # towers  examples/s  (total-time)   wall   max tower  max busy  max idle  reduce  skew us  overhead us (p10..p90)  incl. skew us  over run us  vs busy us  gap us  (target <= 20 us at 1 and 2 towers)`);
+    console.log(`  # towers  examples/s  (total-time)   wall   max tower  max busy  max idle  reduce  skew us  overhead us (p10..p90)  incl. skew us  over run us  vs busy us  gap us (mean)  (target <= 20 us at 1 and 2 towers)`);
     for (const n of TOWERS) {
       const s = stats.get(n)!;
       console.log(`  ${String(n).padStart(8)} ${s.eps.toFixed(0).padStart(11)} ${`(${s.epsTotal.toFixed(0)})`.padStart(13)} ${s.wall.toFixed(3).padStart(7)} ` +
         `${s.maxTower.toFixed(3).padStart(10)} ${s.busy.toFixed(3).padStart(9)} ${s.idle.toFixed(3).padStart(9)} ${s.reduce.toFixed(3).padStart(7)} ${s.skew.toFixed(0).padStart(8)} ` +
-        `${s.overhead.toFixed(0).padStart(12)} ${`(${s.overheadP10.toFixed(0)}..${s.overheadP90.toFixed(0)})`.padEnd(12)} ${s.overheadSkew.toFixed(0).padStart(12)} ${s.overheadRun.toFixed(0).padStart(12)} ${s.overheadRunBusy.toFixed(0).padStart(10)} ${s.gap.toFixed(0).padStart(6)}`);
+        `${s.overhead.toFixed(0).padStart(12)} ${`(${s.overheadP10.toFixed(0)}..${s.overheadP90.toFixed(0)})`.padEnd(12)} ${s.overheadSkew.toFixed(0).padStart(12)} ${s.overheadRun.toFixed(0).padStart(12)} ${s.overheadRunBusy.toFixed(0).padStart(10)} ${s.gap.toFixed(0).padStart(6)} ${`(${s.gapMean.toFixed(0)})`.padStart(6)}`);
     }
 
     const one = stats.get(1)!;
@@ -214,7 +217,7 @@ export const towersStep: Section = {
         met: s.overhead <= (n <= 2 ? 20 : 100),
         note: `median over ${REPS} x ${MEASURED} steps, p10 ${s.overheadP10.toFixed(0)} us, p90 ${s.overheadP90.toFixed(0)} us; ` +
           `wall ${s.wall.toFixed(3)} ms, slowest tower ${s.maxTower.toFixed(3)} ms (busy ${s.busy.toFixed(3)}, idle ${s.idle.toFixed(3)}) = ${((s.overhead / 1000 / s.wall) * 100).toFixed(0)}% of the step; ` +
-          `over the whole run (elapsed / steps - mean slowest tower) ${s.overheadRun.toFixed(0)} us; device threads between two step programs (median gap) ${s.gap.toFixed(0)} us; steps pipelined (Note [Pipelined steps])`,
+          `over the whole run (elapsed / steps - mean slowest tower) ${s.overheadRun.toFixed(0)} us; device threads between two step programs (median gap) ${s.gap.toFixed(0)} us, mean ${s.gapMean.toFixed(0)} us (a mean far above the median: devices left idle, e.g. by a late JS wake-up or a drain); steps pipelined (Note [Pipelined steps])`,
       });
     }
     for (const n of TOWERS) {

@@ -201,6 +201,7 @@ async function train(f: TrainFlags): Promise<number> {
     });
     run.events$.subscribe((e) => {
       if (e.type === 'started') total = e.totalSteps;
+      if (e.type === 'started' && e.pipeline?.off !== undefined) out.line(`steps launched one at a time (${e.pipeline.off})`); // O (issue 16)
       if (e.type === 'started' && e.optimizerBytes) out.line(`sharded update: optimizer state per tower ${e.optimizerBytes.map((b) => `${(b / 2 ** 20).toFixed(2)} MiB`).join(', ')}${e.shardMemory ? ` (${e.shardMemory})` : ''}`); // Z
       if (e.type === 'evaluation') out.line(`epoch ${e.epoch + 1}: test accuracy ${(e.accuracy * 100).toFixed(2)}%${e.useEma ? ' (EMA weights)' : ''}`);
       if (e.type === 'checkpoint') out.line(`checkpoint at step ${e.step}: ${e.path}`);

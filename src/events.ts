@@ -53,9 +53,16 @@ export interface AsyncUpdate {
   towerExamplesPerSec: number[];
 }
 
+/** How the synchronous loop launches steps (Note [Pipelined steps]): `depth` steps in flight behind the one landing,
+ * or 0 and `off` saying why ('pipeline: false', "'speed' shares", 'several processes'). */
+export interface PipelineReport {
+  depth: number;
+  off?: string;
+}
+
 export type RunEvent =
   /** `layout`: how the CPU towers share the cores (Note [CPU layout]), e.g. "2 CPU towers on 2 cores: 1 GEMM thread each", or, for more towers than cores, what was asked for and what runs ("4 CPU towers asked for on 2 cores: 2 device threads, ..."); `devices` lists the towers that run. */
-  | { type: 'started'; step: number; totalSteps: number; stepsPerEpoch: number; devices: string[]; layout?: string; optimizerBytes?: number[]; shardMemory?: 'copies' | 'shared weights' | 'shared weights and gradients' } // Z: optimizerBytes, each tower's optimizer state with shardUpdate; shardMemory, what the towers share (Note [Shared weights])
+  | { type: 'started'; step: number; totalSteps: number; stepsPerEpoch: number; devices: string[]; layout?: string; optimizerBytes?: number[]; shardMemory?: 'copies' | 'shared weights' | 'shared weights and gradients'; pipeline?: PipelineReport } // Z: optimizerBytes, each tower's optimizer state with shardUpdate; shardMemory, what the towers share (Note [Shared weights]); O: pipeline
   | { type: 'epoch'; epoch: number; steps: number }
   | { type: 'skipped'; step: number; reason: string }
   | { type: 'checkpoint'; step: number; path: string }

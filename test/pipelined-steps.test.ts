@@ -18,6 +18,8 @@ import { StepLauncher } from '../src/tower-port/step-launcher.js';
 import { HyperSlot } from '../src/native/hyper.js';
 import type { StepLaunch } from '../src/model/step-program.js';
 import type { StepRequest } from '../src/tower-port/protocol.js';
+import { TowerError } from '../src/errors.js';
+import { towerline } from './support/cli.js';
 
 const DIM = 24;
 const init = { type: 'truncatedNormal' as const, stddev: 0.3 };
@@ -33,15 +35,16 @@ const dirSync = () => mkdtempSync(join(tmpdir(), 'tl-pipe-'));
 const reference = (n: number): Open => () => createInProcessRuntime({ devices: `cpu*${n}`, backend: 'reference', reduction: { algorithm: 'ring' }, collectiveTimeoutMs: 20_000 });
 const workers = (n: number): Open => () => createRuntime({ devices: `cpu*${n}`, reduction: { algorithm: 'ring' }, collectiveTimeoutMs: 60_000, layout: { extraTowers: 'threads' } });
 
-/** Counts the steps each tower was given `chained` (launched behind an unconsumed step), passing every call on. */
-function countChained(rt: Runtime): { chained: number; all: number } {
-  const seen = { chained: 0, all: 0 };
+/** Counts the steps each tower was given `chained` (launched behind an unconsumed step) and those its device
+ * cancelled, passing every call on. */
+function countChained(rt: Runtime): { chained: number; all: number; cancelled: number } {
+  const seen = { chained: 0, all: 0, cancelled: 0 };
   for (const port of internalsOf(rt).towers.ports) {
     const step = port.step.bind(port);
     port.step = (req, ms, fault, chained) => {
       seen.all++;
       if (chained) seen.chained++;
-      return step(req, ms, fault, chained);
+      return step(req, ms, fault, chained).then((r) => ((seen.cancelled += r.cancelled ? 1 : 0), r));
     };
   }
   return seen;
@@ -53,6 +56,7 @@ interface Outcome {
   error: string | undefined;
   weights: Array<Map<string, Float32Array>>;
   chained: number;
+  cancelled: number;
 }
 
 /** The fields of a step event that do not depend on wall time. */
@@ -79,7 +83,7 @@ async function trainOn(rt: Runtime, opts: Record<string, unknown>, fault?: Plan)
     (e: Error) => e.message,
   );
   await new Promise((r) => setTimeout(r, 10)); // the asap-scheduled last events
-  return { steps, events, error, weights: await rt.readWeights(), chained: seen.chained };
+  return { steps, events, error, weights: await rt.readWeights(), chained: seen.chained, cancelled: seen.cancelled };
 }
 
 type Plan = (step: number, rank: number) => Fault | undefined;
@@ -98,6 +102,9 @@ async function both(open: Open, opts: (pipeline: boolean) => Record<string, unkn
 }
 
 function assertSame(p: Outcome, s: Outcome, what: string): void {
+  const started = (o: Outcome) => (o.events.find((e) => e.type === 'started') as { pipeline?: unknown } | undefined)?.pipeline;
+  assert.deepEqual(started(p), { depth: 2 }, `${what}: 'started' says the steps are pipelined`);
+  assert.deepEqual(started(s), { depth: 0, off: 'pipeline: false' }, `${what}: 'started' says why not`);
   assert.equal(p.error, s.error, `${what}: the same failure`);
   assert.deepEqual(p.steps.map(exact), s.steps.map(exact), `${what}: the same step events`);
   assert.deepEqual(p.events.filter((e) => e.type !== 'started').map(exactEvent), s.events.filter((e) => e.type !== 'started').map(exactEvent), `${what}: the same run events`);
@@ -117,8 +124,10 @@ for (const [port, open] of [['in-process reference', reference], ['worker', work
         assertSame(p, s, `${n} towers`);
         assert.equal(p.steps.length, 30);
         assert.deepEqual(p.events.filter((e) => e.type === 'replicas').map((e) => [(e as { step: number }).step, (e as { consistent: boolean }).consistent]), [7, 14, 21, 28].map((k) => [k, true]));
-        // Every step is launched behind its predecessor but the first and those after a drain (steps 7, 8, 14, 16, 21, 24, 28).
-        assert.ok(p.chained >= n * 20, `pipelined: ${p.chained} chained launches over ${n} towers`);
+        // Every step is launched behind its predecessor but the first and those after a drain: the ends of epochs
+        // (steps 8, 16, 24) and, with more than one tower, the replica checks (7, 14, 21, 28); one tower has no
+        // replicas to compare, so its checks drain nothing.
+        assert.equal(p.chained, n * (n === 1 ? 30 - 4 : 30 - 8), `pipelined: ${p.chained} chained launches over ${n} towers`);
       });
     }
   });
@@ -137,11 +146,14 @@ describe('pipelined steps: a NaN at step k gives the sequential outcome under ev
       assert.equal(p.steps.length, 5);
     });
 
-    it(`skip (${port}): step k skipped, the step behind it run again, the same 30 steps`, async () => {
+    it(`skip (${port}): step k skipped, the steps behind it run again, the same 30 steps`, async () => {
       const [p, s] = await both(open, () => ({ guard: { nonFinite: 'skip' } }), nanAt(6, 1));
       assertSame(p, s, 'skip');
       assert.deepEqual(p.events.filter((e) => e.type === 'skipped').map((e) => (e as { step: number }).step), [6]);
       assert.equal(p.steps.length, 29);
+      // Steps 7 and 8 were in flight behind step 6 (depth two) and cancelled on both towers, then run again.
+      assert.equal(p.cancelled, 2 * 2, 'two steps cancelled per tower');
+      assert.equal(s.cancelled, 0);
     });
 
     it(`rollback (${port}): restored from the checkpoint with a lower rate, the same weights after`, async () => {
@@ -151,6 +163,35 @@ describe('pipelined steps: a NaN at step k gives the sequential outcome under ev
       assert.equal((rb as { step: number } | undefined)?.step, 4);
     });
   }
+});
+
+describe('pipelined steps: stop', () => {
+  it('the steps already launched are landed and reported, and the weights are those of the last reported step', async () => {
+    const stopAt = 3;
+    const rt = await reference(2)();
+    const reported: number[] = [];
+    let done!: { steps: number };
+    let weights!: Array<Map<string, Float32Array>>;
+    try {
+      const run = rt.train({ model, optimizer, data: data(), steps: 200, seed: 5 });
+      run.steps$.subscribe((e) => {
+        reported.push(e.step);
+        if (e.step === stopAt) run.stop();
+      });
+      done = await run.done;
+      await new Promise((r) => setTimeout(r, 10)); // the asap-scheduled last events
+      weights = await rt.readWeights();
+    } finally {
+      await rt.close();
+    }
+    assert.ok(done.steps >= stopAt && done.steps < 200, `stopped after ${done.steps} steps`);
+    assert.deepEqual(reported, Array.from({ length: done.steps }, (_, i) => i + 1), 'every step kept is reported, once, in order');
+    // The same number of steps one at a time: the same weights, so no launched step was applied unreported.
+    const [, s] = await both(reference(2), () => ({ steps: done.steps }));
+    weights.forEach((tower, r) => {
+      for (const [name, w] of tower) assert.ok(sameBits(w, s.weights[r]!.get(name)!), `tower ${r} '${name}' differs from ${done.steps} steps one at a time`);
+    });
+  });
 });
 
 describe('pipelined steps: failures and checkpoints', () => {
@@ -217,5 +258,50 @@ describe('the step launcher keeps call order', () => {
     assert.deepEqual(ran, [1, 2, 3]);
     assert.equal(prepares.length, 1, 'the launch handles are prepared once');
     launcher.close();
+  });
+});
+
+describe('the step deadline of a queued step (Note [Step deadline timer])', () => {
+  it('starts when the step before it settles, not at its launch; a missed one rejects the steps behind it', async () => {
+    const runs: Array<{ resolve(): void }> = [];
+    const launcher = new StepLauncher('fake:0', {
+      prepare: () => Promise.resolve({ program: 7, indices: 1, hyper: 2, reads: [3, 4, 5] }),
+      run: () => new Promise((resolve) => runs.push({ resolve: () => resolve({ values: [1, 0, 1], marks: [], startMs: 0, waitMs: 0, guardTripped: false }) })),
+      status: () => ({ marks: [], currentOp: -1 }),
+      clockOffsetMs: 0,
+      deadCause: () => undefined,
+    });
+    const q = (t: number): StepRequest => ({ dataset: 'train', indices: new Int32Array([t]), lr: 0.1, t, gradScale: 1 });
+    const outcome = (p: Promise<unknown>) => p.then(() => 'ok', (e: unknown) => (e instanceof TowerError ? e.causeText : String(e)));
+    const settled: string[] = [];
+    const first = outcome(launcher.step(q(1), 600_000)).then((o) => (settled.push(`1 ${o}`), o));
+    // Steps 2 and 3 queued behind step 1 with a short deadline: it must not run while step 1 holds the device.
+    const second = outcome(launcher.step(q(2), 30, undefined, true)).then((o) => (settled.push(`2 ${o}`), o));
+    const third = outcome(launcher.step(q(3), 30, undefined, true)).then((o) => (settled.push(`3 ${o}`), o));
+    await new Promise((r) => setTimeout(r, 300)); // ten of the queued steps' deadlines: none may have fired
+    assert.equal(settled.length, 0, `nothing settles while step 1 runs: ${settled.join(', ')}`);
+    assert.equal(runs.length, 3, 'all three runs were handed to the device');
+    runs[0]!.resolve();
+    assert.equal(await first, 'ok');
+    // Step 2 never answers: its own deadline (started when step 1 settled) rejects it, and step 3 behind it.
+    assert.match(await second, /no answer within 30 ms \(deadline\)/);
+    assert.match(await third, /not run: the step before it missed its deadline/);
+    assert.deepEqual(settled.map((x) => x.slice(0, 1)), ['1', '2', '3']);
+    launcher.close();
+  });
+});
+
+describe('pipeline through the CLI', () => {
+  it('--no-pipeline says the steps run one at a time, and prints the same losses as the pipelined default', { timeout: 120_000 }, async () => {
+    const args = ['train', '--devices', 'cpu*2', '--extra-towers', 'threads', '--steps', '8', '--seed', '3', '--log-every', '1'];
+    const [on, off] = [await towerline(args), await towerline([...args, '--no-pipeline'])];
+    assert.equal(on.code, 0, on.err);
+    assert.equal(off.code, 0, off.err);
+    assert.match(off.out, /^steps launched one at a time \(pipeline: false\)$/m);
+    assert.doesNotMatch(on.out, /one at a time/);
+    const losses = (out: string) => [...out.matchAll(/^step (\d+), loss = (\S+) /gm)].map((m) => `${m[1]} ${m[2]}`);
+    assert.equal(losses(on.out).length, 8);
+    assert.deepEqual(losses(off.out), losses(on.out));
+    assert.deepEqual(off.out.match(/final loss \S+/)?.[0], on.out.match(/final loss \S+/)?.[0]);
   });
 });

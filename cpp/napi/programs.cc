@@ -132,7 +132,7 @@ Napi::Value RunWith(const Napi::CallbackInfo& info) {
   if (info.Length() < 3 || !info[1].IsArray() || !info[2].IsArray())
     throw Napi::TypeError::New(env, "runWith(program, writes: [handle, typedArray, offset?][], reads: handle[], fault?, chained?)");
   // chained: queued behind a step whose reply JS has not consumed; cancelled (not run) when the device's previous
-  // step run tripped its guard or failed (Note [Pipelined steps] in src/coordinator/pipeline.ts).
+  // step run tripped its guard, failed or was itself cancelled (Note [Pipelined steps] in src/coordinator/pipeline.ts).
   const bool chained = info.Length() > 4 && info[4].IsBoolean() && info[4].As<Napi::Boolean>().Value();
   return guarded(env, [&]() -> Napi::Value {
     auto prog = Registry::get().program(h);

@@ -11,6 +11,14 @@ export interface ReplicaReport {
   detail: string;
 }
 
+/** Whether the replica check runs after `step` (every `every` steps; 0: never). */
+export function replicaCheckDue(step: number, every: number): boolean {
+  return every > 0 && step % every === 0;
+}
+
+/** The check of a run with one tower in all: the same report, without hashing (Note [Pipelined steps]: it drains nothing). */
+const ONE_TOWER: ReplicaReport = Object.freeze({ consistent: true, differing: Object.freeze([]) as unknown as string[], detail: 'one tower in all: no replicas to compare' });
+
 export async function checkReplicas(towers: TowerSet): Promise<ReplicaReport> {
   const hashes = await towers.all((p) => p.replicaHashes());
   const ref = hashes[0]!;
@@ -34,7 +42,8 @@ export async function checkReplicas(towers: TowerSet): Promise<ReplicaReport> {
  * very same values (a float64 reference tower rounds what it reads).
  */
 export async function replicaPolicy(towers: TowerSet, step: number, o: { every: number; policy: 'halt' | 'rebroadcast' }, report: (r: ReplicaReport) => void): Promise<void> {
-  if (o.every <= 0 || step % o.every !== 0) return;
+  if (!replicaCheckDue(step, o.every)) return;
+  if (towers.world.towers === 1) return report(ONE_TOWER); // nothing to compare: no hashing, no drained pipeline
   const r = await checkReplicas(towers);
   report(r);
   if (r.consistent) return;

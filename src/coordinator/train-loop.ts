@@ -9,14 +9,14 @@ import { runSettingsOf, type Layout, type ResolvedTrainOptions } from '../option
 import type { RunEvent, RunSummary, StepEvent } from '../events.js';
 import type { StepRecord } from '../observers/observer.js';
 import type { StepReply, StepRequest } from '../tower-port/protocol.js';
-import { cancelled, unpipelined, type Flight, type Shards } from './pipeline.js';
+import { cancelled, PIPELINE_DEPTH, unpipelined, type Flight, type Shards } from './pipeline.js';
 import { Checkpoints, type TrainState } from './checkpoints.js';
 import type { LoadedCheckpoint } from '../io/checkpoint.js';
 import { checkBatch, checkMemory, towerBytes } from './bounds.js';
 import { evaluateTest, TEST_SET } from './evaluation.js';
 import { countRollback, describeNonFinite, nonFinite, nonFiniteAction, type Rollbacks } from './non-finite.js';
 import { RunPlan } from './plan.js';
-import { replicaPolicy } from './replicas.js';
+import { replicaCheckDue, replicaPolicy } from './replicas.js';
 import { shardSizes, splitIndices } from './shard.js';
 import { SpeedShares } from './speed.js';
 import { faultsFor, launchAll, settleAll, type FaultPlan } from './step.js';
@@ -79,8 +79,10 @@ export class TrainLoop {
     const resumeFrom = await this.ckpt.plan(); // before anything is built (Note [Checkpoint ownership])
     await this.prepare();
     if (resumeFrom) await this.resume(resumeFrom);
-    this.c.emitEvent({ type: 'started', step: this.state.step, totalSteps: this.plan.totalSteps, stepsPerEpoch: this.plan.perEpoch, devices: this.c.towers.devices, ...(this.c.towers.layout ? { layout: this.c.towers.layout } : {}), ...this.c.towers.shardReport() });
-    this.pipelined = unpipelined(this.c.o.pipeline, this.c.shares, world.processes) === undefined;
+    const off = unpipelined(this.c.o.pipeline, this.c.shares, world.processes);
+    this.pipelined = off === undefined;
+    const pipeline = off === undefined ? { depth: PIPELINE_DEPTH } : { depth: 0, off };
+    this.c.emitEvent({ type: 'started', step: this.state.step, totalSteps: this.plan.totalSteps, stepsPerEpoch: this.plan.perEpoch, devices: this.c.towers.devices, ...(this.c.towers.layout ? { layout: this.c.towers.layout } : {}), ...this.c.towers.shardReport(), pipeline });
     do {
       this.rolledBack = false;
       await this.pass();
@@ -93,40 +95,37 @@ export class TrainLoop {
   /** One pass over the batches from state.next, until the end, a stop or a rollback (Note [Pipelined steps]). */
   private async pass(): Promise<void> {
     const world = this.c.towers.world;
-    let ahead: Flight | undefined; // launched, not yet landed
+    const flights: Flight[] = []; // launched, not yet landed, oldest first
     try {
       for (const batch of this.plan.batches(this.state.next)) {
-        if (ahead && !this.mayRunAhead(ahead)) {
-          const a = ahead;
-          ahead = undefined;
-          if ((await this.land(a, undefined)) === 'rolledBack') return;
-        }
-        const done = this.state.step + (ahead ? 1 : 0); // steps done once `ahead` lands (skipped ones count)
+        const last = flights[flights.length - 1];
+        if (last && !this.mayRunAhead(last)) while (flights.length > 0) if ((await this.landOldest(flights)) !== 'ok') return;
+        const done = this.state.step + flights.length; // steps done once every flight lands (skipped ones count)
         if (this.plan.reached(done) || world.stopping(this.c.stopped())) break;
-        const next = this.launch(batch, done + 1, ahead !== undefined);
-        if (ahead) {
-          const a = ahead;
-          ahead = next; // in flight while `a` lands: a failure must not leave it waiting in an all-reduce
-          const landed = await this.land(a, next);
-          if (landed === 'rolledBack') return;
-          if (landed === 'redo') {
-            ahead = undefined; // cancelled on every device: nothing runs
-            if (world.stopping(this.c.stopped())) break;
-            ahead = { ...next, settled: launchAll(this.c.towers, next.shards.requests, this.deadlineMs(), next.faults) };
-            continue;
-          }
-        }
-        ahead = next;
+        flights.push(this.launch(batch, done + 1, flights.length > 0));
+        if (flights.length > PIPELINE_DEPTH && (await this.landOldest(flights)) !== 'ok') return;
       }
-      if (ahead) {
-        const a = ahead;
-        ahead = undefined;
-        await this.land(a, undefined);
-      }
+      while (flights.length > 0) if ((await this.landOldest(flights)) !== 'ok') return;
     } catch (e) {
-      if (ahead) this.c.towers.abortGroup(); // frees towers blocked in the all-reduce of the step behind the failed one
+      if (flights.length > 0) this.c.towers.abortGroup(); // frees towers blocked in the all-reduce of a step behind the failed one
       throw e;
     }
+  }
+
+  /**
+   * Lands the oldest flight with the others in flight behind it (a failure must not leave them waiting in an
+   * all-reduce). After a guard trip every step behind was cancelled on every device: they are launched again,
+   * the same requests and faults, the first unchained ('stopped': the run was stopped instead).
+   */
+  private async landOldest(flights: Flight[]): Promise<'ok' | 'rolledBack' | 'stopped'> {
+    const landed = await this.land(flights.shift()!, flights);
+    if (landed !== 'redo') return landed;
+    if (this.c.towers.world.stopping(this.c.stopped())) {
+      flights.length = 0; // cancelled on every device: nothing runs
+      return 'stopped';
+    }
+    flights.forEach((b, i) => (flights[i] = { ...b, settled: launchAll(this.c.towers, b.shards.requests, this.deadlineMs(), b.faults, i > 0) }));
+    return 'ok';
   }
 
   private deadlineMs(): number {
@@ -147,21 +146,23 @@ export class TrainLoop {
 
   /**
    * Consumes a launched step: its replies (or its failure's root cause), the non-finite policy, the step event,
-   * and, with no step behind it, the work between steps. 'redo': the step behind was cancelled by its devices
+   * and, with no step behind it, the work between steps. 'redo': the steps behind were cancelled by their devices
    * after this one's guard tripped, and must be launched again (policy 'skip').
    */
-  private async land(f: Flight, behind: Flight | undefined): Promise<'ok' | 'redo' | 'rolledBack'> {
+  private async land(f: Flight, behind: Flight[]): Promise<'ok' | 'redo' | 'rolledBack'> {
     const replies = await settleAll(this.c.towers, f.step, await f.settled, this.deadlineMs());
     if (replies.some((r) => r.cancelled)) throw new Error(`step ${f.step} was cancelled on some towers and not others (internal error; Note [Pipelined steps])`);
     this.state.next = this.plan.after(f.batch);
     this.speed?.record(f.shards.sizes, replies);
     if (nonFinite(replies)) {
-      const drained = behind && (await behind.settled); // cancelled on every device (a trip), or run (a non-finite loss alone)
+      // Every step behind settles first: cancelled on every device (a trip), or run (a non-finite loss alone).
+      const drained = await Promise.all(behind.map((b) => b.settled));
       if (await this.onNonFinite(replies)) return 'rolledBack';
-      return drained && cancelled(drained) ? 'redo' : 'ok';
+      return drained.length > 0 && cancelled(drained[0]!) ? 'redo' : 'ok';
     }
     await this.emit(f.batch, f.shards, replies);
-    if (!behind && this.hasDuties(f.batch)) await this.afterStep(f.batch);
+    if (behind.length === 0 && this.hasDuties(f.batch)) await this.afterStep(f.batch);
+    else if (this.c.towers.world.towers === 1 && replicaCheckDue(this.state.step, this.c.o.guard.replicaCheckEvery)) await this.checkReplicas(); // reads nothing
     return 'ok';
   }
 
@@ -280,7 +281,7 @@ export class TrainLoop {
     const { o } = this.c;
     return (
       this.c.towers.queued > 0 ||
-      (o.guard.replicaCheckEvery > 0 && step % o.guard.replicaCheckEvery === 0) ||
+      (replicaCheckDue(step, o.guard.replicaCheckEvery) && this.c.towers.world.towers > 1) || // one tower: nothing to compare or drain
       (o.histogramsEvery !== undefined && step % o.histogramsEvery === 0) || // read in the gap after exactly this step
       (o.checkpoint?.everySteps !== undefined && step % o.checkpoint.everySteps === 0) ||
       this.plan.endsEpoch(batch)
@@ -292,7 +293,7 @@ export class TrainLoop {
     const { towers, o } = this.c;
     const step = this.state.step;
     await towers.drain();
-    await replicaPolicy(towers, step, { every: o.guard.replicaCheckEvery, policy: o.guard.replicaPolicy }, (r) => this.c.emitEvent({ type: 'replicas', step, ...r }));
+    await this.checkReplicas();
     if (o.checkpoint?.everySteps && step % o.checkpoint.everySteps === 0) await this.save();
     if (!this.plan.endsEpoch(batch)) return;
     this.c.emitEvent({ type: 'epoch', epoch: batch.epoch, steps: step });
@@ -300,6 +301,13 @@ export class TrainLoop {
     const e = await evaluateTest(towers, o.emaDecay !== undefined);
     this.evaluation = { loss: e.loss, accuracy: e.accuracy };
     this.c.emitEvent({ type: 'evaluation', epoch: batch.epoch, step, ...e });
+  }
+
+  /** The replica check and its policy after the step just landed, if due (Note [Pipelined steps]). */
+  private async checkReplicas(): Promise<void> {
+    const { towers, o } = this.c;
+    const step = this.state.step;
+    await replicaPolicy(towers, step, { every: o.guard.replicaCheckEvery, policy: o.guard.replicaPolicy }, (r) => this.c.emitEvent({ type: 'replicas', step, ...r }));
   }
 
   private async save(): Promise<void> {

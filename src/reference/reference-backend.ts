@@ -232,7 +232,8 @@ export class ReferenceBackend implements Backend {
     for (const h of reads) this.buffer(h, 'runWith');
     // Queued behind a run in flight: the writes are copied now (the caller may reuse its arrays, as natively).
     const immediate = this.inFlight++ === 0;
-    const run = immediate ? this.runStep(p, writes, reads, fault, chained) : this.tail.then(() => this.runStep(p, writes.map(([h, v]): [number, number[]] => [h, Array.from(v)]), reads, fault, chained));
+    const staged = immediate ? writes : writes.map(([h, v]): [number, number[]] => [h, Array.from(v)]); // copied here, not when it runs
+    const run = immediate ? this.runStep(p, staged, reads, fault, chained) : this.tail.then(() => this.runStep(p, staged, reads, fault, chained));
     this.tail = run.then(
       () => void this.inFlight--,
       () => void this.inFlight--,
