@@ -64,3 +64,42 @@ for (const n of threads.length ? threads : [1, 2]) {
 dev.releaseProgram(marked);
 tower.dispose();
 await dev.close();
+
+// The floor's GEMMs (bench/mnist-floor.ts: the matmul kernel at the step's shapes, fresh buffers), marked the same way.
+{
+  const { mlpStepGemms } = await import('./mnist-floor.js');
+  const { mnistMlp } = await import('../src/model/spec.js');
+  const fdev = NativeDevice.open('cpu', 0);
+  const shapes = mlpStepGemms(mnistMlp(), B);
+  const bufs: number[] = [];
+  const alloc = (n: number, fill: boolean) => {
+    const h = fdev.alloc(n);
+    bufs.push(h);
+    if (fill) fdev.copyIn(h, Float32Array.from({ length: n }, (_, i) => ((i * 7919) % 201) / 100 - 1));
+    return h;
+  };
+  const fops: Op[] = shapes.flatMap((s) => [
+    { kernel: 'matmul', inputs: [alloc(s.M * s.K, true), alloc(s.K * s.N, true)], outputs: [alloc(s.M * s.N, false)], attrs: { ...s } },
+    { kernel: '@mark', inputs: [], outputs: [] },
+  ]);
+  const fp = fdev.compile(fops);
+  for (const n of threads.length ? threads : [1, 2]) {
+    fdev.gemmThreads = n;
+    const per: number[][] = shapes.map(() => []);
+    for (let r = 0; r < RUNS + 20; r++) {
+      const res = await fdev.runWith(fp, [], []);
+      if (r < 20) continue;
+      let prev = 0;
+      res.marks.forEach((m, i) => {
+        per[i]!.push((m - prev) * 1e3);
+        prev = m;
+      });
+    }
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    console.log(`\nfloor, ${n} GEMM thread(s):`);
+    shapes.forEach((s, i) => console.log(`  matmul ${s.M}x${s.N}x${s.K} tA=${s.transA} tB=${s.transB}`.padEnd(48) + ` median ${med(per[i]!).toFixed(1).padStart(7)}  min ${Math.min(...per[i]!).toFixed(1).padStart(7)}`));
+  }
+  fdev.releaseProgram(fp);
+  bufs.forEach((h) => fdev.free(h));
+  await fdev.close();
+}
