@@ -28,7 +28,17 @@ const ds = tower.uploadDataset(train.images, train.labels, train.count);
 const launch = tower.stepLaunch(B, ds);
 const ops = captured!;
 const label = (op: Op) => `${op.kernel}${op.attrs && 'N' in op.attrs ? ` N=${String(op.attrs.N)}` : ''}${op.attrs && 'M' in op.attrs ? ` ${String(op.attrs.M)}x${String(op.attrs.N)}x${String(op.attrs.K)}` : ''}`;
-const kept = ops.filter((op) => op.kernel !== '@mark');
+// PROFILE_UNFOLD=1: the lone tower's local norms as separate sum_squares passes right after backward (the program
+// before the fold into l2_grad_norm's `local` output), for an A/B in one build.
+const unfold = (list: Op[]): Op[] => {
+  const local = new Map(list.filter((o) => o.kernel === 'l2_grad_norm' && o.outputs.length > 3).map((o) => [o.outputs[3]!, o]));
+  return list.flatMap((o): Op[] => {
+    if (o.kernel === 'l2_grad_norm' && o.outputs.length > 3) return [{ ...o, outputs: o.outputs.slice(0, 3) }];
+    const l2 = o.kernel === 'fill' ? local.get(o.outputs[0]!) : undefined;
+    return l2 ? [o, { kernel: 'sum_squares', inputs: [l2.outputs[0]!], outputs: [o.outputs[0]!], attrs: { N: l2.attrs!.N! } }] : [o];
+  });
+};
+const kept = (process.env.PROFILE_UNFOLD === '1' ? unfold(ops) : ops).filter((op) => op.kernel !== '@mark');
 const marked = dev.compile(kept.flatMap((op) => [op, { kernel: '@mark', inputs: [], outputs: [] }]));
 const order = epochOrder(train.count, 7, 0, true);
 for (const n of threads.length ? threads : [1, 2]) {
