@@ -1,5 +1,11 @@
 // The practical floor of an MLP train step on cpu:0: the step's GEMMs alone (the `matmul` kernel: the process's GEMM,
 // OpenBLAS when it loads) at the step's exact shapes, nothing else. bench/mnist-step.ts prints our wall step against it.
+// How it differs from the GEMMs inside a step (per-op marks of both, bench/mnist-profile.ts; issue 16's phase 4):
+// - its products run back to back, so the GEMM pool never waits between them; a step has serial stretches between
+//   its large GEMMs (Note [Pool spin] in cpp/cpu/gemm_threads.cc: the workers' spin adapts to them);
+// - its small products (N = 10) read operands the large ones have evicted, so they take ~40-47 us each against
+//   ~31 us for the step's dense_forward of the same shape, whose input the relu just wrote: about 35 us per step in
+//   our favour, 1-3% of the ratio. Left as it is: this is the floor issue 16 defines (the GEMMs alone).
 import type { Op } from '../src/backend/backend.js';
 import { NativeDevice } from '../src/backend/native-device.js';
 import { native } from '../src/native/addon.js';
