@@ -42,6 +42,22 @@ export function mlpStepGemms(spec: ModelSpec, B: number): GemmShape[] {
   return out;
 }
 
+/** The `matmul` op of each shape on buffers of its own (inputs filled, every handle pushed to `handles`). */
+export function floorOps(dev: NativeDevice, shapes: GemmShape[], handles: number[]): Op[] {
+  const alloc = (n: number, fill: boolean) => {
+    const h = dev.alloc(n);
+    handles.push(h);
+    if (fill) dev.copyIn(h, Float32Array.from({ length: n }, (_, i) => ((i * 7919) % 201) / 100 - 1));
+    return h;
+  };
+  return shapes.map((s) => ({
+    kernel: 'matmul',
+    inputs: [alloc(s.M * s.K, true), alloc(s.K * s.N, true)],
+    outputs: [alloc(s.M * s.N, false)],
+    attrs: { ...s },
+  }));
+}
+
 const PER_PROGRAM = 20;  // the step's GEMMs this many times per program, so the run's round trip is amortised
 
 /**
@@ -51,19 +67,8 @@ const PER_PROGRAM = 20;  // the step's GEMMs this many times per program, so the
 export async function gemmFloor(shapes: GemmShape[], threads: number[], opts: { steps: number; reps: number; keep: number }): Promise<Map<number, { value: number; reps: number[] }>> {
   const dev = NativeDevice.open('cpu', 0);
   const handles: number[] = [];
-  const alloc = (n: number, fill: boolean) => {
-    const h = dev.alloc(n);
-    handles.push(h);
-    if (fill) dev.copyIn(h, Float32Array.from({ length: n }, (_, i) => ((i * 7919) % 201) / 100 - 1));
-    return h;
-  };
   try {
-    const one: Op[] = shapes.map((s) => ({
-      kernel: 'matmul',
-      inputs: [alloc(s.M * s.K, true), alloc(s.K * s.N, true)],
-      outputs: [alloc(s.M * s.N, false)],
-      attrs: { ...s },
-    }));
+    const one = floorOps(dev, shapes, handles);
     const program = dev.compile(Array.from({ length: PER_PROGRAM }, () => one).flat());
     const runs = Math.max(1, Math.round(opts.steps / PER_PROGRAM));
     const reps = new Map<number, number[]>(threads.map((n) => [n, []]));

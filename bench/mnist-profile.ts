@@ -77,21 +77,12 @@ await dev.close();
 
 // The floor's GEMMs (bench/mnist-floor.ts: the matmul kernel at the step's shapes, fresh buffers), marked the same way.
 {
-  const { mlpStepGemms } = await import('./mnist-floor.js');
+  const { floorOps, mlpStepGemms } = await import('./mnist-floor.js');
   const { mnistMlp } = await import('../src/model/spec.js');
   const fdev = NativeDevice.open('cpu', 0);
   const shapes = mlpStepGemms(mnistMlp(), B);
   const bufs: number[] = [];
-  const alloc = (n: number, fill: boolean) => {
-    const h = fdev.alloc(n);
-    bufs.push(h);
-    if (fill) fdev.copyIn(h, Float32Array.from({ length: n }, (_, i) => ((i * 7919) % 201) / 100 - 1));
-    return h;
-  };
-  const fops: Op[] = shapes.flatMap((s) => [
-    { kernel: 'matmul', inputs: [alloc(s.M * s.K, true), alloc(s.K * s.N, true)], outputs: [alloc(s.M * s.N, false)], attrs: { ...s } },
-    { kernel: '@mark', inputs: [], outputs: [] },
-  ]);
+  const fops = floorOps(fdev, shapes, bufs).flatMap((op): Op[] => [op, { kernel: '@mark', inputs: [], outputs: [] }]);
   const fp = fdev.compile(fops);
   for (const n of threads.length ? threads : [1, 2]) {
     fdev.gemmThreads = n;
