@@ -137,6 +137,10 @@ function elementCases(): Case[] {
   out.push({ kernel: 'l2_loss', attrs: { N, lambda: 1e-3 }, inputs: [vals(r, N)], outputs: [{ n: 1, init: [0.5] }] });
   out.push({ kernel: 'l2_grad_norm', attrs: { N, lambda: 1e-3 }, inputs: [vals(r, N)], outputs: [{ n: N, init: vals(r, N) }, { n: 1, init: [0.5] }, { n: 1, init: [0.25] }] });
   out.push({ kernel: 'l2_grad_norm', attrs: { N, lambda: 1e-3 }, inputs: [vals(r, N)], outputs: [{ n: N, init: vals(r, N) }, { n: 1, init: [0.5] }, { n: 1, init: [0.25] }, { n: 1, init: [0.125] }] });
+  // dense_backward at the MNIST MLP's shapes: the classifier layer's products (one slab each) and the hidden layer's,
+  // cut into slabs (Note [GEMM threads])
+  for (const [Bd, I, O] of [[128, 500, 10], [128, 784, 500]] as const)
+    out.push({ kernel: 'dense_backward', attrs: { B: Bd, I, O, accumulate: 0 }, inputs: [vals(r, Bd * I), vals(r, I * O), vals(r, Bd * O)], outputs: [{ n: I * O }, { n: O }, { n: Bd * I }] });
   const B = 400, D = 784, R = 1000;
   out.push({
     kernel: 'gather_rows_u8', attrs: { B, D, R, scale: 1 / 255 }, u8: [0], ints: [1],
