@@ -16,18 +16,6 @@ const threads = process.argv.slice(2).map(Number).filter((n) => n > 0);
 
 const train = await loadMnist('train');
 const dev = NativeDevice.open('cpu', 0);
-let captured: Op[] | undefined;
-const compile = dev.compile.bind(dev);
-dev.compile = (ops: Op[]) => {
-  captured ??= ops;  // the first program compiled by the tower's step launch is the step program
-  return compile(ops);
-};
-const tower = mnistTower(dev, B, LR);
-tower.initWeights(1);
-const ds = tower.uploadDataset(train.images, train.labels, train.count);
-const launch = tower.stepLaunch(B, ds);
-const ops = captured!;
-const label = (op: Op) => `${op.kernel}${op.attrs && 'N' in op.attrs ? ` N=${String(op.attrs.N)}` : ''}${op.attrs && 'M' in op.attrs ? ` ${String(op.attrs.M)}x${String(op.attrs.N)}x${String(op.attrs.K)}` : ''}`;
 // PROFILE_UNFOLD=1: the lone tower's local norms as separate sum_squares passes right after backward (the program
 // before the fold into l2_grad_norm's `local` output), for an A/B in one build.
 const unfold = (list: Op[]): Op[] => {
@@ -38,7 +26,20 @@ const unfold = (list: Op[]): Op[] => {
     return l2 ? [o, { kernel: 'sum_squares', inputs: [l2.outputs[0]!], outputs: [o.outputs[0]!], attrs: { N: l2.attrs!.N! } }] : [o];
   });
 };
-const kept = (process.env.PROFILE_UNFOLD === '1' ? unfold(ops) : ops).filter((op) => op.kernel !== '@mark');
+let captured: Op[] | undefined;
+const compile = dev.compile.bind(dev);
+dev.compile = (list: Op[]) => {
+  const ops = process.env.PROFILE_UNFOLD === '1' ? unfold(list) : list;
+  captured ??= ops;  // the first program compiled by the tower's step launch is the step program
+  return compile(ops);
+};
+const tower = mnistTower(dev, B, LR);
+tower.initWeights(1);
+const ds = tower.uploadDataset(train.images, train.labels, train.count);
+const launch = tower.stepLaunch(B, ds);
+const ops = captured!;
+const label = (op: Op) => `${op.kernel}${op.attrs && 'N' in op.attrs ? ` N=${String(op.attrs.N)}` : ''}${op.attrs && 'M' in op.attrs ? ` ${String(op.attrs.M)}x${String(op.attrs.N)}x${String(op.attrs.K)}` : ''}`;
+const kept = ops.filter((op) => op.kernel !== '@mark');
 const marked = dev.compile(kept.flatMap((op) => [op, { kernel: '@mark', inputs: [], outputs: [] }]));
 const order = epochOrder(train.count, 7, 0, true);
 for (const n of threads.length ? threads : [1, 2]) {
