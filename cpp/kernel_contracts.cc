@@ -109,11 +109,12 @@ std::vector<KernelContract> build() {
                   "accumulates: s[0] += Σ x² (accumulate in double)"),
       elementwise("clip_by_norm", {{"s", F32, "(1)"}}, {"g", F32, "(N)"}, "clipNorm",
                   "in place: g *= min(1, clipNorm / sqrt(s[0])) (s = global squared norm; s = 0 leaves g unchanged)"),
-      {"l2_grad_norm", kElementwise, {{"w", F32, "(N)"}}, {{"g", F32, "(N)"}, {"s", F32, "(1)"}, {"loss", F32, "(1)"}}, 0,
-       {D("N"), Num("lambda")},
+      {"l2_grad_norm", kElementwise, {{"w", F32, "(N)"}},
+       {{"g", F32, "(N)"}, {"s", F32, "(1)"}, {"loss", F32, "(1)"}, {"local", F32, "(1)"}}, 1, {D("N"), Num("lambda")},
        "`l2_backward`, `sum_squares` and `l2_loss` in one pass (the fused tail before the guard): in place "
        "g += lambda · w; accumulates s[0] += Σ g² of the new g and loss[0] += lambda · ½ Σ w² (sums in double). The "
-       "same bits as those three kernels on this one parameter",
+       "same bits as those three kernels on this one parameter. With `local`, also local[0] += Σ g² of the g it was "
+       "given, as a `sum_squares` before it (a lone tower's local norm, Note [Non-finite guard])",
        parseElementwise},
       {"add_grad_norm", kElementwise, {{"w", F32, "(N)"}, {"a", F32, "(N)"}, {"b", F32, "(N)"}},
        {{"g", F32, "(N)"}, {"s", F32, "(1)"}, {"loss", F32, "(1)"}}, 0, {D("N"), Num("lambda")},

@@ -8,7 +8,7 @@ import { buildNetwork } from '../src/model/network.js';
 import { TowerMemory } from '../src/model/memory.js';
 import { parseModelSpec } from '../src/model/spec.js';
 import { parseTrainingOptions } from '../src/model/optimizer.js';
-import { updateOps } from '../src/model/passes.js';
+import { localNormOps, updateOps } from '../src/model/passes.js';
 import { openTestDevice } from './support/device.js';
 import { sameBits } from './support/runtime.js';
 import { TAIL_SIZES } from './support/tail-sizes.js';
@@ -49,6 +49,22 @@ describe(`the fused tail on ${dev.name} equals the unfused kernels bit for bit`,
           { kernel: 'l2_loss', inputs: [h.w!], outputs: [h.loss!], attrs },
         ],
         `l2_grad_norm N=${N}`,
+      );
+    });
+
+    it(`l2_grad_norm with local = sum_squares (into local) + l2_backward + sum_squares + l2_loss, N=${N}`, async () => {
+      const r = testRandom(3 * N + 1);
+      const attrs = { N, lambda: 0.003 };
+      await sameAfter(
+        { w: vals(r, N), g: vals(r, N, -0.1, 0.1), s: [0.25], loss: [0.5], local: [0.125] },
+        (h) => [{ kernel: 'l2_grad_norm', inputs: [h.w!], outputs: [h.g!, h.s!, h.loss!, h.local!], attrs }],
+        (h) => [
+          { kernel: 'sum_squares', inputs: [h.g!], outputs: [h.local!], attrs: { N } },
+          { kernel: 'l2_backward', inputs: [h.w!], outputs: [h.g!], attrs },
+          { kernel: 'sum_squares', inputs: [h.g!], outputs: [h.s!], attrs: { N } },
+          { kernel: 'l2_loss', inputs: [h.w!], outputs: [h.loss!], attrs },
+        ],
+        `l2_grad_norm with local N=${N}`,
       );
     });
 
@@ -126,6 +142,12 @@ describe('the tower update tail', () => {
       // nothing writes a weight before the guard
       const weights = new Set(net.params.map((p) => p.w));
       assert.ok(ops.slice(0, guard).every((o) => !o.outputs.some((h) => weights.has(h))));
+      // a lone tower: the L2 parameter's local norm comes from its pass-1 op; the others' stay sum_squares
+      const lone = updateOps(net, t, true);
+      assert.deepEqual(lone.slice(2, guard).map((o) => o.outputs.slice(3)), [[net.params[0]!.localNormSq], [], [], []]);
+      const fills = localNormOps(net, net.params, true);
+      assert.deepEqual(fills.map((o) => o.kernel), ['fill', 'fill', 'sum_squares', 'fill', 'sum_squares', 'fill', 'sum_squares']);
+      assert.deepEqual(fills.filter((o) => o.kernel === 'fill').map((o) => o.outputs[0]), net.params.map((p) => p.localNormSq));
     } finally {
       mem.free();
     }

@@ -102,18 +102,21 @@ function poolLrnCases(): Case[] {
   const y = new Float64Array(ny), am = new Int32Array(ny);
   referenceKernels.maxpool_forward!([Float64Array.from(Float32Array.from(x))], [y, am], attrs);
   out.push({ kernel: 'maxpool_backward', attrs, inputs: [vals(r, ny), Array.from(am)], ints: [1], outputs: [{ n: B * H * W * C }] });
-  const N = 2333, lrn = { N, C, depthRadius: 4, bias: 1, alpha: 0.001 / 9, beta: 0.75 };
+  const N = 4500, lrn = { N, C, depthRadius: 4, bias: 1, alpha: 0.001 / 9, beta: 0.75 };
   out.push({ kernel: 'lrn_forward', attrs: lrn, inputs: [vals(r, N * C)], outputs: [{ n: N * C }, { n: N * C }] });
   const scale = Array.from({ length: N * C }, () => 1 + r() * 2);
   out.push({ kernel: 'lrn_backward', attrs: lrn, inputs: [vals(r, N * C), vals(r, N * C), vals(r, N * C), scale], outputs: [{ n: N * C }] });
   return out;
 }
 
-/** Elementwise kernels, the optimizer updates (plain and fused) and the row gather, at sizes of several blocks. */
+/**
+ * Elementwise kernels, the optimizer updates (plain and fused) and the row gather, at sizes of several blocks and above
+ * forEachRowBlock's kFanOutFloats (2^18 floats; below it a pass stays on the calling thread).
+ */
 function elementCases(): Case[] {
   const out: Case[] = [];
   const r = testRandom(900);
-  const N = 200_003;
+  const N = 300_007;
   const pos = (n: number) => Array.from({ length: n }, () => 0.01 + r() * 0.98);
   const hyper = [0.05, 3, 1 / 7, 0, 0, 0, 0, 0];
   out.push({ kernel: 'relu_forward', attrs: { N }, inputs: [vals(r, N)], outputs: [{ n: N }] });
@@ -133,14 +136,19 @@ function elementCases(): Case[] {
   out.push({ kernel: 'sum_squares', attrs: { N }, inputs: [vals(r, N)], outputs: [{ n: 1, init: [0.5] }] });
   out.push({ kernel: 'l2_loss', attrs: { N, lambda: 1e-3 }, inputs: [vals(r, N)], outputs: [{ n: 1, init: [0.5] }] });
   out.push({ kernel: 'l2_grad_norm', attrs: { N, lambda: 1e-3 }, inputs: [vals(r, N)], outputs: [{ n: N, init: vals(r, N) }, { n: 1, init: [0.5] }, { n: 1, init: [0.25] }] });
-  const B = 128, D = 784, R = 1000;
+  out.push({ kernel: 'l2_grad_norm', attrs: { N, lambda: 1e-3 }, inputs: [vals(r, N)], outputs: [{ n: N, init: vals(r, N) }, { n: 1, init: [0.5] }, { n: 1, init: [0.25] }, { n: 1, init: [0.125] }] });
+  // dense_backward at the MNIST MLP's shapes: the classifier layer's products (one slab each) and the hidden layer's,
+  // cut into slabs (Note [GEMM threads])
+  for (const [Bd, I, O] of [[128, 500, 10], [128, 784, 500]] as const)
+    out.push({ kernel: 'dense_backward', attrs: { B: Bd, I, O, accumulate: 0 }, inputs: [vals(r, Bd * I), vals(r, I * O), vals(r, Bd * O)], outputs: [{ n: I * O }, { n: O }, { n: Bd * I }] });
+  const B = 400, D = 784, R = 1000;
   out.push({
     kernel: 'gather_rows_u8', attrs: { B, D, R, scale: 1 / 255 }, u8: [0], ints: [1],
     inputs: [Array.from({ length: R * D }, () => Math.floor(r() * 256)), Array.from({ length: B }, () => Math.floor(r() * R))],
     outputs: [{ n: B * D }],
   });
-  // CIFAR-10's input: crops, flips and standardisation of 70 images (several blocks)
-  const [Rn, Bn, H, W, C, OH, OW] = [90, 70, 32, 32, 3, 24, 24];
+  // CIFAR-10's input: crops, flips and standardisation of 160 images (several blocks)
+  const [Rn, Bn, H, W, C, OH, OW] = [90, 160, 32, 32, 3, 24, 24];
   out.push({
     kernel: 'crop_flip_standardize_u8', attrs: { B: Bn, R: Rn, H, W, C, OH, OW }, u8: [0], ints: [1, 2],
     inputs: [

@@ -259,7 +259,12 @@ struct Slabs {
 
 constexpr double kSlabWork = 2.0e6;          // multiply-adds below which a product is one slab
 constexpr int kMaxSlabs = 64;                // so more threads than this gain nothing on one product
-constexpr int kColAlign = 64, kRowAlign = 48;  // whole register tiles (NR = 16, MR = 6) for the built-in kernel
+// Whole register tiles (NR = 16, MR = 6) for the built-in kernel. Column slabs are at least 128 wide: each slab is
+// its own call, and OpenBLAS packs the uncut operand again per call, so 64-wide slabs cost the MNIST MLP's
+// 128x500x784 and 784x500x128 products ~6-8% (issue 16: per-op marks at 1 thread, ~1.26 -> ~1.17 ms and ~1.31 ->
+// ~1.24 ms; callgrind, OpenBLAS alone: 28.2M -> 27.0M and 29.0M -> 27.5M instructions for two products). The price:
+// such a product has 4 slabs, not 8, for the threads to share.
+constexpr int kColAlign = 128, kRowAlign = 48;
 
 int ceilDiv(int a, int b) { return (a + b - 1) / b; }
 int roundUp(int a, int b) { return ceilDiv(a, b) * b; }

@@ -1,5 +1,6 @@
 // A device's GEMM threads (Note [GEMM threads] in gemm.cc): a small pool whose threads only decide who computes
 // which slab of a product, never how it is cut, and the calling thread's binding.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -25,7 +26,13 @@ thread_local GemmThreads* tlsThreads = nullptr;
 // job before it sleeps, and the device thread spins up to kSpin for the workers to finish before it sleeps; both then
 // block on the condition variables as before (a slow or descheduled thread costs time, never a lost job or wake-up:
 // the predicates are read under the mutex). The spin decides only when a thread looks, never what it computes.
-constexpr std::chrono::microseconds kSpin{50};
+// A worker's spin for the next job adapts to the gaps it sees, between kSpin and kSpinMax: when a job finds it
+// asleep less than kSpinMax after its previous job ended, it spins twice that gap next time (capped); a longer gap
+// sets it back to kSpin. An MLP step's serial stretch between its two large GEMMs (about 0.1 ms of small GEMMs,
+// softmax and activations) otherwise cost two wake-ups per step on 2 threads, and on a VM waking a halted vCPU
+// costs tens of microseconds (issue 16: the non-GEMM part of the MNIST step did not shrink on 2 threads; the floor,
+// GEMMs back to back, never pays one). Idle devices still sleep after kSpinMax at most.
+constexpr std::chrono::microseconds kSpin{50}, kSpinMax{400};
 
 inline void cpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -33,10 +40,10 @@ inline void cpuRelax() {
 #endif
 }
 
-// Spins until done() or kSpin has passed; returns done().
+// Spins until done() or `budget` has passed; returns done().
 template <class F>
-bool spinUntil(F done) {
-  const auto until = std::chrono::steady_clock::now() + kSpin;
+bool spinUntil(F done, std::chrono::microseconds budget = kSpin) {
+  const auto until = std::chrono::steady_clock::now() + budget;
   for (int i = 0;; ++i) {
     if (done()) return true;
     cpuRelax();
@@ -95,19 +102,27 @@ class GemmThreads::Pool {
     }
   }
   void loop(unsigned long seen) {
+    using Clock = std::chrono::steady_clock;
+    auto budget = kSpin;  // Note [Pool spin]: adapts to the gaps between jobs
+    auto ended = Clock::now();
     for (;;) {
-      spinUntil([&] { return stopping_.load() || gen_.load() != seen; });  // Note [Pool spin]
+      const bool hot = spinUntil([&] { return stopping_.load() || gen_.load() != seen; }, budget);
       {
         std::unique_lock<std::mutex> lk(m_);
         cv_.wait(lk, [&] { return stop_ || gen_.load() != seen; });
         if (stop_) return;
         seen = gen_.load();
       }
+      if (!hot) {
+        const auto gap = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - ended);
+        budget = gap < kSpinMax ? std::min(kSpinMax, 2 * gap) : kSpin;
+      }
       work();
       if (pending_.fetch_sub(1) == 1) {
         std::lock_guard<std::mutex> lk(m_);  // the device thread reads pending_ under m_ before it sleeps
         done_.notify_one();
       }
+      ended = Clock::now();
     }
   }
   void start(int n) {

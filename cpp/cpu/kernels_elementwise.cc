@@ -61,13 +61,16 @@ TL_CPU_KERNEL(sum_squares) {
 
 // in: w (N); out: g (N) in place g += lambda·w, s (1) += Σg² of the new g, loss (1) += lambda·½·Σw²: l2_backward,
 // sum_squares and l2_loss in one pass, their bits (Note [Sixteen partial sums]).
+// With a 4th output local (1): local += Σg² of the incoming g, as a sum_squares on g before this kernel would.
 TL_CPU_KERNEL(l2_grad_norm) {
   const ElementwiseArgs& a = c.args<ElementwiseArgs>();
-  double g2 = 0, w2 = 0;
-  l2GradSums(c.in[0].f32(), c.out[0].f32(), a.N, (float)a.coef, &g2, &w2);
+  const bool withLocal = c.out.size() > 3;
+  double g2 = 0, w2 = 0, old2 = 0;
+  l2GradSums(c.in[0].f32(), c.out[0].f32(), a.N, (float)a.coef, &g2, &w2, withLocal ? &old2 : nullptr);
   float *s = c.out[1].f32(), *loss = c.out[2].f32();
   s[0] = (float)((double)s[0] + g2);
   loss[0] = (float)((double)loss[0] + a.coef * 0.5 * w2);
+  if (withLocal) c.out[3].f32()[0] = (float)((double)c.out[3].f32()[0] + old2);
 }
 
 // in: s (1) global squared norm; out: g (N), in place: g *= min(1, clipNorm/sqrt(s)); s = 0 leaves g unchanged

@@ -59,6 +59,11 @@ struct L2GradSquareF {
 // tail] in src/model/passes.ts): two stream-ordered reductions, the first also writing g.
 TL_CUDA_KERNEL(l2_grad_norm) {
   const ElementwiseArgs& a = c.args<ElementwiseArgs>();
+  if (c.out.size() > 3) {  // local (1) += Σg² of the incoming g: a sum_squares before the rest, stream-ordered
+    ScalarEpilogue local;
+    local.keep = true;
+    reduceToScalar(c, a.N, SquareF{c.out[0].f32()}, c.out[3].f32(), local);
+  }
   ScalarEpilogue norm;
   norm.keep = true;
   reduceToScalar(c, a.N, L2GradSquareF{c.in[0].f32(), c.out[0].f32(), (float)a.coef}, c.out[1].f32(), norm);

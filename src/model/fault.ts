@@ -12,6 +12,8 @@ import type { DeviceFault, Op } from '../backend/backend.js';
 //   reduce   before the collective        the gradient arena          (past the local check: only the reduced norm sees it)
 //   received right after the collective   the gradient arena          (this tower received a corrupted chunk)
 //   update   before the update            the weight arena            (a weight silently corrupted on one replica)
+// A lone tower (no collective) takes the local norm of a parameter with an L2 term in its tail's first pass (Note
+// [Fused parameter tail]), so there a 'reduce' or 'received' corruption of such a gradient is seen as the tower's own.
 // With overlap on (Note [Overlapped all-reduce]) 'gradient' and 'reduce' sit before each bucket's local norms and
 // before its start, carrying the bucket's range: a 'nan'/'bitflip' at element i happens in i's bucket, at the same
 // place relative to that bucket's norms and reduction as above; 'stall'/'throw' happen at the first bucket.

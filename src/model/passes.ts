@@ -29,11 +29,15 @@ export function backwardOps(net: Network, B: number): Op[] {
   return [head, ...[...net.layers].reverse().flatMap((l) => l.backward(B))];
 }
 
-/** Σ g² of each parameter's local gradient (Note [Non-finite guard]), before any collective. */
-export function localNormOps(net: Network, params = net.params): Op[] {
+/**
+ * Σ g² of each parameter's local gradient (Note [Non-finite guard]), before any collective. A lone tower (`lone`: no
+ * collective) leaves the sum of a parameter with an L2 term to its tail's first pass (paramNormOp with `local`),
+ * which reads that gradient anyway: only the fill is here.
+ */
+export function localNormOps(net: Network, params = net.params, lone = false): Op[] {
   return params.flatMap((p): Op[] => [
     { kernel: 'fill', inputs: [], outputs: [p.localNormSq], attrs: { N: 1, value: 0 } },
-    { kernel: 'sum_squares', inputs: [p.g], outputs: [p.localNormSq], attrs: { N: p.numel } },
+    ...(lone && p.l2 > 0 ? [] : [{ kernel: 'sum_squares', inputs: [p.g], outputs: [p.localNormSq], attrs: { N: p.numel } }]),
   ]);
 }
 
@@ -49,13 +53,25 @@ export function localNormOps(net: Network, params = net.params): Op[] {
 // one difference from the unfused op list: the global norm is summed per parameter into the f32 normSq (one
 // rounding per parameter) instead of in one pass over the arena; every tower runs the same op list, so replicas stay
 // bit-identical (Note [Synchronous update]). The clipping factor and the guard read that same normSq.
+// A lone tower (no collective: its reduced gradient is its local one) also takes the local norm of each parameter
+// with an L2 term in pass 1 (l2_grad_norm's `local` output, the bits of the sum_squares it replaces), so its largest
+// gradients are read twice per step instead of three times (issue 16). Its local norms are thus taken after the
+// 'reduce' and 'received' fault points (Note [Fault points]), which on a lone tower have no collective to blame.
 
-/** The L2 term and the norm of one reduced gradient (pass 1 of Note [Fused parameter tail]). */
-export function paramNormOp(p: Pick<Param, 'l2' | 'w' | 'g' | 'numel'>, buffers: { regLoss: number; normSq: number }): Op {
+/**
+ * The L2 term and the norm of one reduced gradient (pass 1 of Note [Fused parameter tail]); with `local` (a lone
+ * tower's localNormSq, filled with 0 by localNormOps), also the local norm of a parameter with an L2 term.
+ */
+export function paramNormOp(p: Pick<Param, 'l2' | 'w' | 'g' | 'numel'>, buffers: { regLoss: number; normSq: number }, local?: number): Op {
   const { regLoss, normSq } = buffers;
   return p.l2 > 0
-    ? { kernel: 'l2_grad_norm', inputs: [p.w], outputs: [p.g, normSq, regLoss], attrs: { N: p.numel, lambda: p.l2 } }
+    ? { kernel: 'l2_grad_norm', inputs: [p.w], outputs: [p.g, normSq, regLoss, ...(local === undefined ? [] : [local])], attrs: { N: p.numel, lambda: p.l2 } }
     : { kernel: 'sum_squares', inputs: [p.g], outputs: [normSq], attrs: { N: p.numel } };
+}
+
+/** Pass 1 for every parameter, with the local norms on a lone tower (see paramNormOp). */
+export function paramNormOps(net: Network, lone: boolean): Op[] {
+  return net.params.map((p) => paramNormOp(p, net.buffers, lone ? p.localNormSq : undefined));
 }
 
 /** Clipping, the optimizer and the EMA of one parameter (pass 2 of Note [Fused parameter tail]). */
@@ -68,12 +84,12 @@ export function paramUpdateOp(p: Param, t: ResolvedTrainingOptions, buffers: { n
  * then clipping, the optimizer and the EMA, fused per parameter (Note [Fused parameter tail]). Every tower runs these
  * on identical inputs, so replicas stay bit-identical (Note [Synchronous update]).
  */
-export function updateOps(net: Network, t: ResolvedTrainingOptions): Op[] {
+export function updateOps(net: Network, t: ResolvedTrainingOptions, lone = false): Op[] {
   const { regLoss, normSq } = net.buffers;
   return [
     { kernel: 'fill', inputs: [], outputs: [regLoss], attrs: { N: 1, value: 0 } },
     { kernel: 'fill', inputs: [], outputs: [normSq], attrs: { N: 1, value: 0 } },
-    ...net.params.map((p) => paramNormOp(p, net.buffers)),
+    ...paramNormOps(net, lone),
     { kernel: '@guard', inputs: [normSq], outputs: [] },
     ...net.params.map((p) => paramUpdateOp(p, t, net.buffers)),
   ];

@@ -4,7 +4,7 @@ import type { Op } from '../backend/backend.js';
 import type { Network } from './network.js';
 import type { ResolvedTrainingOptions } from './optimizer.js';
 import { faultOp } from './fault.js';
-import { backwardOps, forwardOps, localNormOps, lossOps, paramNormOp, updateOps } from './passes.js';
+import { backwardOps, forwardOps, localNormOps, lossOps, paramNormOps, updateOps } from './passes.js';
 import { overlappedReduceOps, type OverlapSlot } from './overlap-ops.js';
 import { fusedReduceOps, shardedUpdateOps, type FusedReduce, type ShardComms } from './sharded-update.js';
 
@@ -83,7 +83,7 @@ export function stepOps(net: Network, B: number, input: Op[], collective: Collec
 
 /** The update after the collective: the whole arena's (Note [Fused parameter tail]) or this tower's shard's. */
 function tailOps(net: Network, collective: CollectiveSlot | undefined, t: ResolvedTrainingOptions, fused: FusedReduce | undefined): Op[] {
-  if (!net.shard) return updateOps(net, t);
+  if (!net.shard) return updateOps(net, t, collective === undefined);
   if (!collective?.shard) throw new Error('a tower built for the sharded update steps only in its group (joinGroup with the shard communicators)');
   return shardedUpdateOps(net.buffers, t, net.shard, collective.shard, fused);
 }
@@ -100,7 +100,7 @@ export function gradientOps(net: Network, B: number, input: Op[]): Op[] {
     ...computeOps(net, B, input, undefined),
     { kernel: 'fill', inputs: [], outputs: [regLoss], attrs: { N: 1, value: 0 } },
     { kernel: 'fill', inputs: [], outputs: [normSq], attrs: { N: 1, value: 0 } },
-    ...net.params.map((p) => paramNormOp(p, net.buffers)),
+    ...paramNormOps(net, true),
     mark,
   ];
 }
@@ -120,7 +120,7 @@ function computeOps(net: Network, B: number, input: Op[], collective: Collective
     ...lossOps(net, B),
     mark,
     faultOp('backward', loss),
-    ...(ov ? ov.backward : [...backwardOps(net, B), faultOp('gradient', net.gradArena), ...(fused ? [] : localNormOps(net))]),
+    ...(ov ? ov.backward : [...backwardOps(net, B), faultOp('gradient', net.gradArena), ...(fused ? [] : localNormOps(net, net.params, !collective))]),
     mark,
     ...(ov ? ov.wait : [faultOp('reduce', net.gradArena)]),
     ...(collective && !ov ? [{ kernel: '@collective', inputs: [], outputs: [], attrs: { comm: collective.comm, rank: collective.rank } }] : []),

@@ -21,6 +21,7 @@ function cases(N: number): Spec[] {
     { kernel: 'l2_loss', attrs: { N, lambda: 0.01 }, sizes: [N], outs: [1] },
     { kernel: 'l2_backward', attrs: { N, lambda: 0.01 }, sizes: [N], outs: [N] },
     { kernel: 'l2_grad_norm', attrs: { N, lambda: 0.01 }, sizes: [N], outs: [N, 1, 1] },
+    { kernel: 'l2_grad_norm', attrs: { N, lambda: 0.01 }, sizes: [N], outs: [N, 1, 1, 1] },
     { kernel: 'clip_by_norm', attrs: { N, clipNorm: 0.5 }, sizes: [1], outs: [N] },
     { kernel: 'scale', attrs: { N, factor: -1.5 }, sizes: [], outs: [N] },
     { kernel: 'axpy', attrs: { N, alpha: 0.3 }, sizes: [N], outs: [N] },

@@ -4,9 +4,10 @@ import { fail, dim, num, flag, need, f64, defineKernel, needHyper, kernels, type
 
 defineKernel('l2_grad_norm', {
   inputs: [['w', 'f32']],
-  outputs: [['g', 'f32'], ['s', 'f32'], ['loss', 'f32']],
+  outputs: [['g', 'f32'], ['s', 'f32'], ['loss', 'f32'], ['local', 'f32']],
+  optionalOutputs: 1,
 }, (inp, out, a) => {
-  // w is (N); g is (N), updated in place; s and loss are (1), accumulated into
+  // w is (N); g is (N), updated in place; s, loss and local (optional) are (1), accumulated into
   const op = 'l2_grad_norm';
   const N = dim(op, a, 'N');
   const lambda = num(op, a, 'lambda');
@@ -15,6 +16,10 @@ defineKernel('l2_grad_norm', {
   need(op, 'g', g, N, `N=${N}`);
   need(op, 's', s, 1, 'scalar');
   need(op, 'loss', loss, 1, 'scalar');
+  if (out[3] !== undefined) {
+    need(op, 'local', f64(out[3]), 1, 'scalar');
+    kernels.sum_squares!([g], [out[3]], { N });  // the incoming g's norm, before the L2 term
+  }
   kernels.l2_backward!([w], [g], { N, lambda });
   kernels.sum_squares!([g], [s], { N });
   kernels.l2_loss!([w], [loss], { N, lambda });
