@@ -10,7 +10,6 @@ import type { Op } from '../src/backend/backend.js';
 import { NativeDevice } from '../src/backend/native-device.js';
 import { native } from '../src/native/addon.js';
 import type { ModelSpec } from '../src/model/spec.js';
-import { medianOfBest } from './section.js';
 
 /** One GEMM: C (M,N) = op(A)·op(B), as the `matmul` kernel takes it. */
 export interface GemmShape {
@@ -60,36 +59,38 @@ export function floorOps(dev: NativeDevice, shapes: GemmShape[], handles: number
 
 const PER_PROGRAM = 20;  // the step's GEMMs this many times per program, so the run's round trip is amortised
 
+/** The GEMMs alone, ready to time: `stepsPerSec(n, steps)` runs about `steps` steps' GEMMs at n GEMM threads. */
+export interface GemmFloor {
+  stepsPerSec(threads: number, steps: number): Promise<number>;
+  close(): Promise<void>;
+}
+
 /**
- * Steps per second of the GEMMs alone, per GEMM thread count: each the median of the best `keep` of `reps`
- * repetitions of `steps` steps' GEMMs, the thread counts interleaved as in measureOurs.
+ * Opens the floor on a cpu:0 device of its own and warms it at each of `threads`. bench/mnist-step.ts times it rep by
+ * rep right after our own step at the same thread count, so drift on a shared machine lands on both sides alike.
  */
-export async function gemmFloor(shapes: GemmShape[], threads: number[], opts: { steps: number; reps: number; keep: number }): Promise<Map<number, { value: number; reps: number[] }>> {
+export async function openGemmFloor(shapes: GemmShape[], threads: number[]): Promise<GemmFloor> {
   const dev = NativeDevice.open('cpu', 0);
   const handles: number[] = [];
-  try {
-    const one = floorOps(dev, shapes, handles);
-    const program = dev.compile(Array.from({ length: PER_PROGRAM }, () => one).flat());
-    const runs = Math.max(1, Math.round(opts.steps / PER_PROGRAM));
-    const reps = new Map<number, number[]>(threads.map((n) => [n, []]));
-    for (const n of threads) {
-      dev.gemmThreads = n;
-      for (let i = 0; i < 3; i++) await dev.run(program);
-    }
-    for (let r = 0; r < opts.reps; r++) {
-      for (const n of threads) {
-        dev.gemmThreads = n;
-        await dev.run(program);
-        const t0 = process.hrtime.bigint();
-        for (let i = 0; i < runs; i++) await dev.run(program);
-        const sec = Number(process.hrtime.bigint() - t0) / 1e9;
-        reps.get(n)!.push((runs * PER_PROGRAM) / sec);
-      }
-    }
-    dev.releaseProgram(program);
-    return new Map([...reps].map(([n, xs]) => [n, { value: medianOfBest(xs, opts.keep), reps: xs }]));
-  } finally {
-    handles.forEach((h) => dev.free(h));
-    await dev.close();
+  const one = floorOps(dev, shapes, handles);
+  const program = dev.compile(Array.from({ length: PER_PROGRAM }, () => one).flat());
+  for (const n of threads) {
+    dev.gemmThreads = n;
+    for (let i = 0; i < 3; i++) await dev.run(program);
   }
+  return {
+    async stepsPerSec(n, steps) {
+      dev.gemmThreads = n;
+      await dev.run(program); // settle at the new thread count
+      const runs = Math.max(1, Math.round(steps / PER_PROGRAM));
+      const t0 = process.hrtime.bigint();
+      for (let i = 0; i < runs; i++) await dev.run(program);
+      return (runs * PER_PROGRAM) / (Number(process.hrtime.bigint() - t0) / 1e9);
+    },
+    async close() {
+      dev.releaseProgram(program);
+      handles.forEach((h) => dev.free(h));
+      await dev.close();
+    },
+  };
 }

@@ -7,7 +7,7 @@ import { NativeDevice } from '../src/backend/native-device.js';
 import { loadMnist } from '../src/data/mnist.js';
 import { native } from '../src/native/addon.js';
 import { mnistMlp } from '../src/model/spec.js';
-import { gemmFloor, mlpStepGemms } from './mnist-floor.js';
+import { mlpStepGemms, openGemmFloor, type GemmFloor } from './mnist-floor.js';
 import { mnistDataDir, mnistSteps, mnistTower } from './mnist-train.js';
 import { torchPython } from './python.js';
 import { medianOfBest, type Row, type Section } from './section.js';
@@ -30,14 +30,21 @@ interface TorchResult {
   configs?: { threads: number; examplesPerSec: number; reps: number[] }[];
 }
 
-/** Our side: examples/sec per gemm-thread count, each the median of the best KEEP of REPS repetitions. */
-async function measureOurs(): Promise<Map<number, { value: number; reps: number[] }>> {
+type Measured = Map<number, { value: number; reps: number[] }>;
+
+/**
+ * Our side: examples/sec per gemm-thread count, each the median of the best KEEP of REPS repetitions. With `floor`,
+ * each repetition also times the practical floor (the step's GEMMs alone, bench/mnist-floor.ts) right after ours at
+ * the same thread count: the floor ratio compares two figures taken side by side, not minutes apart.
+ */
+async function measureOurs(floor?: GemmFloor): Promise<{ ours: Measured; floor?: Measured }> {
   const train = await loadMnist('train');
   const dev = NativeDevice.open('cpu', 0);
   const tower = mnistTower(dev, BATCH, LR);
   try {
     const step = mnistSteps(tower, train, BATCH, LR);
     const reps = new Map<number, number[]>(THREADS.map((n) => [n, []]));
+    const floorReps = new Map<number, number[]>(THREADS.map((n) => [n, []]));
     for (const n of THREADS) {
       dev.gemmThreads = n;
       for (let i = 0; i < WARMUP; i++) await step();
@@ -51,11 +58,13 @@ async function measureOurs(): Promise<Map<number, { value: number; reps: number[
         for (let i = 0; i < STEPS; i++) await step();
         const sec = Number(process.hrtime.bigint() - t0) / 1e9;
         reps.get(n)!.push((STEPS * BATCH) / sec);
+        if (floor) floorReps.get(n)!.push(await floor.stepsPerSec(n, STEPS));
       }
     }
     const loss = tower.dataLoss() * BATCH;  // mean loss of the last batch (the step weights it by 1/B)
     if (!Number.isFinite(loss)) throw new Error(`mnist-step: training diverged (loss ${loss})`);
-    return new Map([...reps].map(([n, xs]) => [n, { value: medianOfBest(xs, KEEP), reps: xs }]));
+    const summary = (m: Map<number, number[]>): Measured => new Map([...m].map(([n, xs]) => [n, { value: medianOfBest(xs, KEEP), reps: xs }]));
+    return { ours: summary(reps), ...(floor ? { floor: summary(floorReps) } : {}) };
   } finally {
     tower.dispose();
     await dev.close();
@@ -126,7 +135,11 @@ export const mnistStep: Section = {
   name: 'mnist',
   description: `train steps of the 784-500-10 MLP, batch ${BATCH}, momentum SGD, real MNIST, 1 tower on cpu:0 vs PyTorch`,
   async run(): Promise<Row[]> {
-    const ours = await measureOurs();
+    // The practical floor (the step's GEMMs alone at its exact shapes) is timed rep by rep next to ours.
+    const floorBench = await openGemmFloor(mlpStepGemms(mnistMlp(), BATCH), THREADS);
+    const measured = await measureOurs(floorBench).finally(() => floorBench.close());
+    const ours = measured.ours;
+    const floor = measured.floor!;
     const torch = await measureTorch(THREADS);
     // Truly equal cores: one child per thread count with every thread pool of PyTorch's pinned to it.
     const pinned = new Map<number, { value: number; reps: number[] }>();
@@ -189,9 +202,8 @@ export const mnistStep: Section = {
           note: `PyTorch pinned reps ${fmtReps(p.reps)}`,
         });
     }
-    // The practical floor: the step's GEMMs alone at its exact shapes, in the same run (bench/mnist-floor.ts). Our
-    // wall step is within 1.2x of it when ours / floor (both in examples/s) is >= 1/1.2.
-    const floor = await gemmFloor(mlpStepGemms(mnistMlp(), BATCH), THREADS, { steps: STEPS, reps: REPS, keep: KEEP });
+    // Against the practical floor, timed rep by rep beside ours (measureOurs). Our wall step is within 1.2x of it when
+    // ours / floor (both in examples/s) is >= 1/1.2.
     for (const [n, f] of floor) {
       const o = ours.get(n)!;
       const floorExamples = f.value * BATCH;
@@ -229,6 +241,6 @@ export const mnistStep: Section = {
 
 // Child mode (used by measureOursLikeTorch): measure our side only and print it as one JSON line.
 if (process.argv.includes('--child') && process.argv[1] === fileURLToPath(import.meta.url)) {
-  const ours = await measureOurs();
+  const { ours } = await measureOurs();
   console.log(JSON.stringify({ ours: [...ours] }));
 }
