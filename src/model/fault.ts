@@ -45,3 +45,12 @@ export function deviceFault(f: StepFault): DeviceFault {
   if (!KINDS.includes(f.kind)) throw new TypeError(`fault.kind: expected one of ${KINDS.join(', ')}; given ${JSON.stringify(f.kind)}`);
   return { point: FaultPoint[f.point], kind: f.kind, ...(f.ms !== undefined ? { ms: f.ms } : {}), ...(f.index !== undefined ? { index: f.index } : {}) };
 }
+
+/**
+ * A point's '@fault' on a factor of a gradient (Note [Shared gradients]): a 'nan'/'bitflip' whose index (in the
+ * point's plain buffer) lies in [from, to) hits element (index − base) mod wrap of `output`; it must precede the
+ * point's plain op (faultOp), which gives the indices their range.
+ */
+export function factorFaultOp(point: FaultPointName, output: number, at: { from: number; to: number; wrap: number; base: number }): Op {
+  return { kernel: '@fault', inputs: [], outputs: [output], attrs: { point: FaultPoint[point], ...at } };
+}
