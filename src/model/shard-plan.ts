@@ -42,6 +42,20 @@ import { shardBounds } from '../scheduler/shards.js';
 // readGradients overlays each tower's reduced shard on its own gradient, so
 // it still shows the reduced (clipped) gradient. Three or more towers keep the transport's reduce-scatter (a sum of
 // more than two needs the reduce-scatter's schedule) with the shared weights.
+// Dense weights go further: their gradient x_tᵀ·dy_t is never written per tower. The towers also share their
+// factors (each dense layer's x and dy, which backward leaves intact: planFactors checks that no later op writes
+// them, and a row-count buffer the step writes first), backward runs `dense_backward` without dW, and in the reduce
+// phase the owner of each weight piece forms the sum from both towers' factors with `dense_grad_norm` (tower 0's
+// product, then tower 1's added: the a + b of add_grad_norm) in L2-sized chunks, norms it there and streams it into
+// `reduced`. Per step that drops each tower's full dW write (4 MB per 1000×1000 layer) and the pass that read both
+// back; the dW products are the same work, moved from backward to the reduce phase, and each tower does those of its
+// shard. The bits differ from dense_backward + add_grad_norm by rounding (OpenBLAS's per-element sums depend on how a
+// product is cut), not between replicas (one copy) nor runs (chunks cut by shape). The peer reads the factors after
+// the gradient barrier and is done before the partials' barrier, so the next step cannot overwrite them under it.
+// Faults keep their meaning: the 'gradient', 'reduce' and 'received' points also carry a '@fault' per formed weight
+// on the tower's own dy ('wrap'/'base': the element's column, row 0), so a NaN at a weight element makes that column
+// of the tower's contribution NaN; after a trip the tower recomputes its own dW of each formed weight into its
+// gradient arena (refreshFormedOps) before its local norms, which then name it.
 
 /** This tower's place: its rank among `towers`, and tower 0's arenas to share (ranks > 0; Note [Shared weights]). */
 export interface ShardPlace {

@@ -35,8 +35,9 @@ import { ConfigError } from '../errors.js';
 // reduction option does not apply (the reduce-scatter is one phase: in one process towers read each other's memory
 // directly). Towers whose memory is shared (cpu) hold one weight and EMA arena, so the all-gather copies nothing
 // (Note [Shared weights]), and two of them fold the reduce-scatter and every norm pass into one pass (Note [Shared
-// gradients]): per step each tower then reads both gradients at its shard once, runs the update on its shard, and
-// meets the other at three barriers, with no copy at all. Default off: on the CPU the tail is bound by memory
+// gradients]): per step each tower then reads both gradients at its shard once (dense weights: forms them there from
+// both towers' activations instead), runs the update on its shard, and meets the other at three barriers, with no
+// copy at all. Default off: on the CPU the tail is bound by memory
 // bandwidth, which two towers share, so it wins only where the update's bytes dominate (Adam on large layers);
 // bench/blocks-shard.ts measures the block network, and the default can follow a measurement on a quiet machine.
 // The shard and its views are planned in shard-plan.ts.
