@@ -39,7 +39,7 @@ function denseCases(): Case[] {
   // dense_grad_norm: two towers' weight gradient from their factors at a piece (partial rows at both ends; the
   // largest spans two of the CPU kernel's chunks), tower 1 with fewer rows, with and without the L2 term
   const rows = (v: number) => ({ n: 1, gen: (() => [v]) as Gen });
-  for (const [B, I, O, at, cut] of [[1, 1, 1, 0, 0], [17, 33, 9, 5, 9], [3, 5, 17, 0, 0], [64, 1000, 100, 37, 1000]] as const)
+  for (const [B, I, O, at, cut] of [[1, 1, 1, 0, 0], [17, 33, 9, 5, 9], [3, 5, 17, 0, 0], [40, 600, 500, 37, 1000]] as const)
     for (const lambda of [0, 0.004]) {
       const N = I * O - at - cut;
       out.push({ kernel: 'dense_grad_norm', attrs: { N, B, I, O, at, lambda }, inputs: [{ n: N }, { n: B * I }, { n: B * O }, rows(B), { n: B * I }, { n: B * O }, rows(Math.max(0, B - 2))], outputs: [{ n: N }, { n: 1 }, { n: 1 }] });
