@@ -10,6 +10,7 @@ import type { Backend, Op } from '../src/backend/backend.js';
 import { internalsOf } from '../src/coordinator/internals.js';
 import { injectFaults } from '../src/testing/faults.js';
 import { sameBits } from './support/runtime.js';
+import { NativeDevice } from '../src/backend/native-device.js';
 
 const DIM = 24;
 const init = { kernelInit: { type: 'truncatedNormal' as const, stddev: 0.3 }, l2: 1e-3 };
@@ -51,6 +52,38 @@ function maxDiff(a: Map<string, Float32Array>, b: Map<string, Float32Array>): nu
 }
 
 describe('dense weight gradients formed from both towers\' factors (Note [Shared gradients])', () => {
+  it('dense_grad_norm gives the same bits at any GEMM thread count (chunks cut by shape, sums added in block order)', async () => {
+    const dev = NativeDevice.open('cpu', 0);
+    try {
+      const [B, I, O, at, N] = [32, 700, 900, 123, 700 * 900 - 123 - 45]; // three chunks, partial rows at both ends
+      const buf = (n: number, s: number) => {
+        const h = dev.alloc(n);
+        dev.copyIn(h, Float32Array.from({ length: n }, (_, i) => Math.sin(i * s + s)));
+        return h;
+      };
+      const ins = [buf(N, 0.05), buf(B * I, 0.37), buf(B * O, 0.11), buf(1, 0), buf(B * I, 0.73), buf(B * O, 0.29), buf(1, 0)];
+      dev.copyIn(ins[3]!, [B]);
+      dev.copyIn(ins[6]!, [B - 3]);
+      const outs = [dev.alloc(N), dev.alloc(1), dev.alloc(1)];
+      const p = dev.compile([
+        { kernel: 'fill', inputs: [], outputs: [outs[1]!], attrs: { N: 1, value: 0 } },
+        { kernel: 'fill', inputs: [], outputs: [outs[2]!], attrs: { N: 1, value: 0 } },
+        { kernel: 'dense_grad_norm', inputs: ins, outputs: outs, attrs: { N, B, I, O, at, lambda: 0.01 } },
+      ]);
+      const results = [];
+      for (const threads of [1, 3, 2]) {
+        dev.gemmThreads = threads;
+        await dev.runWith(p, [], []);
+        results.push(outs.map((h) => Float32Array.from(dev.copyOut(h))));
+      }
+      dev.releaseProgram(p);
+      for (const r of results.slice(1)) r.forEach((v, k) => assert.ok(sameBits(v, results[0]![k]!), `output ${k} differs across thread counts`));
+      assert.ok(results[0]![1]![0]! > 0 && results[0]![2]![0]! > 0, 'the sums were taken');
+    } finally {
+      await dev.close();
+    }
+  });
+
   it('each tower\'s step program: dense_backward without dW, dense_grad_norm at its shard\'s weight pieces, faults on the factors', async () => {
     await withRt(async (rt, programs) => {
       await rt.train({ model, optimizer: adam, data: data(30), steps: 2, seed: 4, shardUpdate: true }).done;
