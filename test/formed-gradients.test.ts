@@ -70,7 +70,7 @@ describe('dense weight gradients formed from both towers\' factors (Note [Shared
         { kernel: 'fill', inputs: [], outputs: [outs[2]!], attrs: { N: 1, value: 0 } },
         { kernel: 'dense_grad_norm', inputs: ins, outputs: outs, attrs: { N, B, I, O, at, lambda: 0.01 } },
       ]);
-      const results = [];
+      const results: Float32Array[][] = [];
       for (const threads of [1, 3, 2]) {
         dev.gemmThreads = threads;
         await dev.runWith(p, [], []);
