@@ -4,7 +4,10 @@
 // lowest of the reps' median step times; the ratio is 1 tower's time / the configuration's (>= 1: not slower).
 // Each row's note also gives, from the rep with that lowest median, the slowest tower's median device time per
 // phase (forward, backward, reduce, update), to show where a step's time goes. On cpu the sharded towers share
-// weights and gradients (Notes [Shared weights], [Shared gradients]): 'reduce' is then the fused reduce-and-norm pass.
+// weights and gradients (Notes [Shared weights], [Shared gradients]): 'reduce' is then the fused reduce-and-norm pass,
+// which also forms each dense weight's summed gradient from both towers' x and dy, so the dW products (half of them
+// per tower) are timed in 'reduce', not in 'backward', there: compare backward + reduce across rows. The step time,
+// the figure and the ratio measure what they did before.
 import { blocks, createRuntime, type StepEvent } from '../src/runtime.js';
 import { blockNetwork } from '../src/model/spec.js';
 import { blockTraining } from '../src/model/presets.js';

@@ -56,7 +56,22 @@ void failIndex(const KernelCall& c, const IndexRange& r, int64_t at, int32_t val
 
 std::unique_ptr<KernelArgs> parseDenseForward(const KernelCall& c) { return done(denseDims(c)); }
 
-std::unique_ptr<KernelArgs> parseDenseBackward(const KernelCall& c) { return backwardOf<DenseBackwardArgs>(c, denseDims(c)); }
+std::unique_ptr<KernelArgs> parseDenseBackward(const KernelCall& c) {
+  auto a = backwardOf<DenseBackwardArgs>(c, denseDims(c));
+  static_cast<DenseBackwardArgs&>(*a).wantDw = !flagAttr(c, "noWeightGrad");
+  return a;
+}
+
+std::unique_ptr<KernelArgs> parseDenseGradNorm(const KernelCall& c) {
+  DenseGradNormArgs a;
+  static_cast<DenseArgs&>(a) = denseDims(c);
+  a.N = dim(c, "N");
+  a.at = dim(c, "at");
+  a.lambda = attr(c, "lambda");
+  TL_KCHECK(c, a.at + a.N <= a.I * a.O, "elements [at, at+N) = [" << a.at << ", " << a.at + a.N << ") must lie in the (I,O) = ("
+                                                                   << a.I << "," << a.O << ") weight gradient");
+  return done(a);
+}
 
 std::unique_ptr<KernelArgs> parseMatmul(const KernelCall& c) {
   MatmulArgs a;

@@ -69,6 +69,13 @@ struct DenseArgs : KernelArgs {
 struct DenseBackwardArgs : DenseArgs {
   bool acc = false;     // attribute accumulate = 1: dW and db are added to, not overwritten
   bool wantDx = false;  // the optional dx output is present
+  bool wantDw = true;   // attribute noWeightGrad = 1: dW is left as it is (another kernel forms it)
+};
+// dense_grad_norm: in w (N), x0 (B,I), dy0 (B,O), n0 (1), x1 (B,I), dy1 (B,O), n1 (1); out g (N), s (1), loss (1).
+// Elements [at, at+N) of the (I,O) weight gradient; the row counts n0, n1 are read when it runs (at most B).
+struct DenseGradNormArgs : DenseArgs {
+  int64_t N = 0, at = 0;
+  double lambda = 0;
 };
 
 // matmul: in A (M,K), B (K,N) (stored transposed under transA/transB); out C (M,N). All fit a GEMM int.
@@ -199,6 +206,7 @@ uint64_t dropoutStep(const KernelCall& c, const float* hyper);
 
 std::unique_ptr<KernelArgs> parseDenseForward(const KernelCall& c);
 std::unique_ptr<KernelArgs> parseDenseBackward(const KernelCall& c);
+std::unique_ptr<KernelArgs> parseDenseGradNorm(const KernelCall& c);
 std::unique_ptr<KernelArgs> parseMatmul(const KernelCall& c);
 std::unique_ptr<KernelArgs> parseSizeN(const KernelCall& c);
 std::unique_ptr<KernelArgs> parseLabelled(const KernelCall& c);

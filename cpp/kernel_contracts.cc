@@ -70,9 +70,11 @@ std::vector<KernelContract> build() {
       {"dense_forward", kLayers, {{"x", F32, "(B,I)"}, {"W", F32, "(I,O)"}, {"b", F32, "(O)"}}, {{"y", F32, "(B,O)"}}, 0,
        {D("B"), D("I"), D("O")}, "y = x·W + b", parseDenseForward},
       {"dense_backward", kLayers, {{"x", F32, "(B,I)"}, {"W", F32, "(I,O)"}, {"dy", F32, "(B,O)"}},
-       {{"dW", F32, "(I,O)"}, {"db", F32, "(O)"}, {"dx", F32, "(B,I)"}}, 1, {D("B"), D("I"), D("O"), Flag("accumulate")},
+       {{"dW", F32, "(I,O)"}, {"db", F32, "(O)"}, {"dx", F32, "(B,I)"}}, 1,
+       {D("B"), D("I"), D("O"), Flag("accumulate"), Flag("noWeightGrad")},
        "dW = xᵀ·dy, db = Σ_rows dy, dx = dy·Wᵀ. With accumulate=1, dW and db are added to (dx is always overwritten). "
-       "dx is computed only when a third output is given.",
+       "dx is computed only when a third output is given; with noWeightGrad=1 dW is left as it is (`dense_grad_norm` "
+       "forms it later).",
        parseDenseBackward},
       {"matmul", kLayers, {{"A", F32, "(M,K)"}, {"B", F32, "(K,N)"}}, {{"C", F32, "(M,N)"}}, 0,
        {D("M"), D("N"), D("K"), Flag("transA"), Flag("transB")},
@@ -121,6 +123,16 @@ std::vector<KernelContract> build() {
        "the sharded update's two-tower reduce and `l2_grad_norm` in one pass: g = a + b, then g += lambda · w when "
        "lambda > 0; accumulates s[0] += Σ g² and loss[0] += lambda · ½ Σ w² (sums in double, block by block)",
        parseElementwise},
+      {"dense_grad_norm", kElementwise,
+       {{"w", F32, "(N)"}, {"x0", F32, "(B,I)"}, {"dy0", F32, "(B,O)"}, {"n0", F32, "(1)"}, {"x1", F32, "(B,I)"},
+        {"dy1", F32, "(B,O)"}, {"n1", F32, "(1)"}},
+       {{"g", F32, "(N)"}, {"s", F32, "(1)"}, {"loss", F32, "(1)"}}, 0,
+       {D("N"), D("B"), D("I"), D("O"), D("at"), Num("lambda")},
+       "`add_grad_norm` with the two towers' weight gradients formed from their factors: g = elements [at, at+N) of "
+       "x0ᵀ·dy0 + x1ᵀ·dy1 (I,O), over the first n0 and n1 rows (integers in [0, B], read when it runs; "
+       "`dense_backward`'s dW of each, then their sum), then g += lambda · w when lambda > 0; accumulates s[0] += Σ g² "
+       "and loss[0] += lambda · ½ Σ w² (sums in double, block by block)",
+       parseDenseGradNorm},
       elementwise("fill", {}, {"x", F32, "(N)"}, "value", "x = value"),
       elementwise("scale", {}, {"x", F32, "(N)"}, "factor", "in place: x *= factor"),
       elementwise("axpy", {{"x", F32, "(N)"}}, {"y", F32, "(N)"}, "alpha", "in place: y += alpha · x"),

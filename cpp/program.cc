@@ -107,9 +107,12 @@ std::shared_ptr<Program> Program::compile(const std::shared_ptr<Device>& dev, co
       }
       case OpKind::Fault: {
         FaultOp f{intAttr(d, i, "point", 0, kFaultPoints), oneF32(dev, d, i, true)};
-        if (d.attrs.has("from")) f.from = intAttr(d, i, "from", 0, double(f.target->numel));
-        if (d.attrs.has("to")) f.to = intAttr(d, i, "to", double(f.from + 1), double(f.target->numel) + 1);
-        if (prog->faultNumel[f.point] < 0) prog->faultNumel[f.point] = f.target->numel;
+        if (d.attrs.has("wrap")) f.wrap = intAttr(d, i, "wrap", 1, double(f.target->numel) + 1);
+        const double space = f.wrap ? 2147483647.0 : double(f.target->numel);  // wrap: the plain op's index space
+        if (d.attrs.has("from")) f.from = intAttr(d, i, "from", 0, space);
+        if (d.attrs.has("to")) f.to = intAttr(d, i, "to", double(f.from + 1), space + 1);
+        if (f.wrap) f.base = intAttr(d, i, "base", 0, double(f.from) + 1);
+        if (!f.wrap && prog->faultNumel[f.point] < 0) prog->faultNumel[f.point] = f.target->numel;
         prog->ops.emplace_back(std::move(f));
         break;
       }
@@ -197,7 +200,13 @@ void Program::executeOps(Backend& dev, std::chrono::steady_clock::time_point t0,
         if (f.point != armed) break;
         if ((fault->kind == FaultKind::NaN || fault->kind == FaultKind::BitFlip) && (fault->index < f.from || fault->index >= f.to)) break;
         armed = -1;  // once per run: at the first op of its point
-        applyFault(*fault, dev, *f.target, device->name());
+        if (f.wrap) {
+          FaultSpec at = *fault;
+          at.index = (at.index - f.base) % f.wrap;
+          applyFault(at, dev, *f.target, device->name());
+        } else {
+          applyFault(*fault, dev, *f.target, device->name());
+        }
         break;
       }
       case OpKind::Overlap:

@@ -32,8 +32,10 @@ struct OpDesc {
 //   '@mark'        records the time since the run started (a phase boundary of Tower timings; syncs the device);
 //   '@guard'       inputs [v]: if v[0] is not finite, the rest of the program is skipped (Note [Non-finite guard]);
 //   '@collective'  attrs {comm, rank}: runs the communicator's schedule as that rank (Note [Collective executor]);
-//   '@fault'       attrs {point, from?, to?}, outputs [buf]: where an armed fault happens (Note [Fault injection]);
-//                  with [from, to) a 'nan'/'bitflip' fires only at the op whose range holds its index;
+//   '@fault'       attrs {point, from?, to?, wrap?, base?}, outputs [buf]: where an armed fault happens (Note [Fault
+//                  injection]); with [from, to) a 'nan'/'bitflip' fires only at the op whose range holds its index;
+//                  with wrap, [from, to) is in the index space of the point's plain op (another buffer's) and index
+//                  i hits element (i − base) mod wrap of this op's buffer (a gradient's factor: Note [Shared gradients]);
 //   '@bucket'      attrs {comm, rank, timeoutMs}: starts that bucket's collective off the device thread, and
 //   '@wait'        attrs {timeoutMs}: waits for every started bucket (Note [Overlapped all-reduce] in collective/overlap.h).
 struct KernelOp {
@@ -47,7 +49,7 @@ struct KernelOp {
 struct MarkOp { int index = 0; };
 struct GuardOp { std::shared_ptr<Buffer> value; };
 struct CollectiveOp { std::shared_ptr<Communicator> comm; int rank = 0; };
-struct FaultOp { int point = 0; std::shared_ptr<Buffer> target; int64_t from = 0, to = INT64_MAX; };
+struct FaultOp { int point = 0; std::shared_ptr<Buffer> target; int64_t from = 0, to = INT64_MAX, wrap = 0, base = 0; };
 using CompiledOp = std::variant<KernelOp, MarkOp, GuardOp, CollectiveOp, FaultOp, OverlapOp>;
 
 // Programs hold their buffers, so freeing a handle that a program still uses cannot leave a dangling pointer.

@@ -59,6 +59,7 @@ const VALID: Record<string, Record<string, number>> = {
   sum_squares: { N: 5 },
   l2_grad_norm: { N: 5, lambda: 0.5 },
   add_grad_norm: { N: 5, lambda: 0.5 },
+  dense_grad_norm: { N: 5, B: 2, I: 3, O: 4, at: 3, lambda: 0.5 },
   clip_by_norm: { N: 5, clipNorm: 1 },
   fill: { N: 5, value: 2 },
   scale: { N: 5, factor: 2 },

@@ -117,6 +117,31 @@ describe('bad fault specs are rejected when runWith is called, naming the field;
   });
 });
 
+describe("a '@fault' with wrap and base (a gradient's factor: Note [Shared gradients])", () => {
+  it("an index in [from, to) of the point's plain buffer hits element (index − base) mod wrap of its own; other indices reach the plain op", async () => {
+    const big = nat.alloc(dev.id, 40, 'f32'), small = nat.alloc(dev.id, 6, 'f32');
+    const p = nat.compile(dev.id, [
+      { kernel: 'fill', inputs: [], outputs: [big], attrs: { N: 40, value: 1 } },
+      { kernel: 'fill', inputs: [], outputs: [small], attrs: { N: 6, value: 1 } },
+      { kernel: '@fault', inputs: [], outputs: [small], attrs: { point: 3, from: 10, to: 30, wrap: 4, base: 8 } },
+      { kernel: '@fault', inputs: [], outputs: [big], attrs: { point: 3 } },
+    ]);
+    const nans = (h: number) => Array.from(read(h)).flatMap((v, i) => (Number.isNaN(v) ? [i] : []));
+    try {
+      await nat.runWith(p, [], [], { point: 3, kind: 'nan', index: 23 }); // (23 − 8) mod 4 = 3
+      assert.deepEqual([nans(small), nans(big)], [[3], []]);
+      await nat.runWith(p, [], [], { point: 3, kind: 'nan', index: 35 }); // outside [10, 30): the plain op's
+      assert.deepEqual([nans(small), nans(big)], [[], [35]]);
+      assert.throws(() => nat.runWith(p, [], [], { point: 3, kind: 'nan', index: 40 }), /fault\.index must be an integer in \[0, 40\)/, "the plain op's buffer bounds the index");
+      assert.throws(() => nat.compile(dev.id, [{ kernel: '@fault', inputs: [], outputs: [small], attrs: { point: 3, from: 10, to: 30, wrap: 4 } }]), /attribute 'base' must be a number/);
+      assert.throws(() => nat.compile(dev.id, [{ kernel: '@fault', inputs: [], outputs: [small], attrs: { point: 3, wrap: 7, base: 0 } }]), /'wrap' must be an integer in \[1, 7\)/);
+    } finally {
+      nat.releaseProgram(p);
+      [big, small].forEach((h) => nat.free(h));
+    }
+  });
+});
+
 describe("a 'throw' in a collective's program", () => {
   it('fails that tower and aborts its peer at once, naming the tower that failed', async () => {
     const bufs = devs.map((d) => nat.alloc(d.id, N, 'f32'));

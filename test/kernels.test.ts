@@ -33,7 +33,17 @@ function denseCases(): Case[] {
     out.push({ kernel: 'dense_forward', attrs: { B, I, O }, inputs: [{ n: B * I }, { n: I * O }, { n: O }], outputs: [{ n: B * O }] });
     out.push({ kernel: 'dense_backward', attrs: { B, I, O, accumulate: 0 }, inputs: [{ n: B * I }, { n: I * O }, { n: B * O }], outputs: [{ n: I * O }, { n: O }, { n: B * I }] });
     out.push({ kernel: 'dense_backward', attrs: { B, I, O, accumulate: 1 }, inputs: [{ n: B * I }, { n: I * O }, { n: B * O }], outputs: [{ n: I * O }, { n: O }] });
+    // noWeightGrad: dW keeps what it held (another kernel forms it: Note [Shared gradients])
+    out.push({ kernel: 'dense_backward', attrs: { B, I, O, accumulate: 0, noWeightGrad: 1 }, inputs: [{ n: B * I }, { n: I * O }, { n: B * O }], outputs: [{ n: I * O }, { n: O }, { n: B * I }] });
   }
+  // dense_grad_norm: two towers' weight gradient from their factors at a piece (partial rows at both ends; the
+  // largest spans two of the CPU kernel's chunks), tower 1 with fewer rows, with and without the L2 term
+  const rows = (v: number) => ({ n: 1, gen: (() => [v]) as Gen });
+  for (const [B, I, O, at, cut] of [[1, 1, 1, 0, 0], [17, 33, 9, 5, 9], [3, 5, 17, 0, 0], [40, 600, 500, 37, 1000]] as const)
+    for (const lambda of [0, 0.004]) {
+      const N = I * O - at - cut;
+      out.push({ kernel: 'dense_grad_norm', attrs: { N, B, I, O, at, lambda }, inputs: [{ n: N }, { n: B * I }, { n: B * O }, rows(B), { n: B * I }, { n: B * O }, rows(Math.max(0, B - 2))], outputs: [{ n: N }, { n: 1 }, { n: 1 }] });
+    }
   return out;
 }
 

@@ -130,7 +130,7 @@ TL_CPU_KERNEL(dense_backward) {
   const TensorRef &x = c.in[0], &W = c.in[1], &dy = c.in[2], &dW = c.out[0], &db = c.out[1];
   const int ldI = std::max(iI, 1), ldO = std::max(iO, 1);
   // dW (I,O) = xᵀ (I,B) · dy (B,O)
-  sgemm(true, false, iI, iO, iB, 1.f, x.f32(), ldI, dy.f32(), ldO, acc ? 1.f : 0.f, dW.f32(), ldO);
+  if (a.wantDw) sgemm(true, false, iI, iO, iB, 1.f, x.f32(), ldI, dy.f32(), ldO, acc ? 1.f : 0.f, dW.f32(), ldO);
   // db (O) = column sums of dy, in double across the batch
   {
     std::vector<double> s(O, 0.0);

@@ -1,5 +1,5 @@
-// CUDA regularisation, norm and elementwise kernels: l2_loss, l2_backward, sum_squares, l2_grad_norm, clip_by_norm,
-// fill, scale, axpy, copy (docs/kernels.md).
+// CUDA regularisation, norm and elementwise kernels: l2_loss, l2_backward, sum_squares, l2_grad_norm, dense_grad_norm,
+// clip_by_norm, fill, scale, axpy, copy (docs/kernels.md).
 #include "kernels_common.cuh"
 
 namespace tl {
@@ -71,6 +71,44 @@ TL_CUDA_KERNEL(l2_grad_norm) {
   l2.keep = true;
   l2.coef = a.coef * 0.5;
   reduceToScalar(c, a.N, SquareF{c.in[0].f32()}, c.out[2].f32(), l2);
+}
+
+__global__ void copyKernel(const float* x, float* y, int64_t n) {
+  TL_GRID_STRIDE(i, n) y[i] = x[i];
+}
+
+// in: w (N), x0 (B,I), dy0 (B,O), n0 (1), x1 (B,I), dy1 (B,O), n1 (1); out: g (N), s (1), loss (1) (Note [Shared
+// gradients] in src/model/shard-plan.ts): the rows of the (I,O) weight gradient holding [at, at+N) formed in scratch,
+// tower 0's product then tower 1's added (beta 1), the piece copied into g, then l2_grad_norm's reductions on it.
+// The row counts are read back first (one stream sync) and checked on the host.
+TL_CUDA_KERNEL(dense_grad_norm) {
+  const DenseGradNormArgs& a = c.args<DenseGradNormArgs>();
+  if (a.N == 0) return;
+  CudaBackend& cb = cudaOf(c);
+  float n[2];
+  cb.readBack(&n[0], c.in[3].f32(), sizeof(float));
+  cb.readBack(&n[1], c.in[6].f32(), sizeof(float));
+  for (int t = 0; t < 2; ++t)
+    TL_KCHECK(c, floorf(n[t]) == n[t] && n[t] >= 0 && n[t] <= (float)a.B,
+              "n" << t << " = " << n[t] << " rows; expected an integer in [0, B=" << a.B << "]");
+  const int64_t O = a.O, r0 = a.at / O, r1 = (a.at + a.N + O - 1) / O;
+  const int m = (int)(r1 - r0), iI = a.iI, iO = a.iO;
+  float* rows = static_cast<float*>(cb.scratch((size_t)(m * O) * sizeof(float)));
+  gemmRowMajor(c, true, false, m, iO, (int)n[0], c.in[1].f32() + r0, iI, c.in[2].f32(), iO, 0.f, rows, iO);
+  gemmRowMajor(c, true, false, m, iO, (int)n[1], c.in[4].f32() + r0, iI, c.in[5].f32(), iO, 1.f, rows, iO);
+  copyKernel<<<gridFor(a.N), kThreads, 0, cb.stream()>>>(rows + (a.at - r0 * O), c.out[0].f32(), a.N);
+  TL_CUDA_LAUNCH_CHECK();
+  ScalarEpilogue norm;
+  norm.keep = true;
+  if (a.lambda > 0) {
+    reduceToScalar(c, a.N, L2GradSquareF{c.in[0].f32(), c.out[0].f32(), (float)a.lambda}, c.out[1].f32(), norm);
+    ScalarEpilogue l2;
+    l2.keep = true;
+    l2.coef = a.lambda * 0.5;
+    reduceToScalar(c, a.N, SquareF{c.in[0].f32()}, c.out[2].f32(), l2);
+  } else {
+    reduceToScalar(c, a.N, SquareF{c.out[0].f32()}, c.out[1].f32(), norm);
+  }
 }
 
 // g (N) *= min(1, clipNorm/sqrt(s[0])); s = 0 or a factor >= 1 leaves g unchanged, a NaN norm scales by NaN.

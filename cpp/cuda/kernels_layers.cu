@@ -44,7 +44,7 @@ TL_CUDA_KERNEL(dense_backward) {
   const TensorRef &x = c.in[0], &W = c.in[1], &dy = c.in[2], &dW = c.out[0], &db = c.out[1];
   CudaBackend& cb = cudaOf(c);
   // dW (I,O) = xᵀ (I,B) · dy (B,O)
-  gemmRowMajor(c, true, false, iI, iO, iB, x.f32(), iI, dy.f32(), iO, acc ? 1.f : 0.f, dW.f32(), iO);
+  if (a.wantDw) gemmRowMajor(c, true, false, iI, iO, iB, x.f32(), iI, dy.f32(), iO, acc ? 1.f : 0.f, dW.f32(), iO);
   if (O > 0) {
     columnSumsKernel<<<gridFor(O), kThreads, 0, cb.stream()>>>(dy.f32(), db.f32(), B, O, acc);
     TL_CUDA_LAUNCH_CHECK();

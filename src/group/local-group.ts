@@ -63,7 +63,11 @@ function nativeComms(eps: GroupEndpoint[], o: GroupOptions): Comms {
     weights = o.sharedWeights ? overPartials(eps, barrierSchedule(), o.timeoutMs) : nat.createComm(eps.map((e) => e.arenas.weightArena), broadcastSchedule(n, o.length), o.timeoutMs);
     bucketComms(eps, o, made);
     if (o.shards) shard = shardComms(eps, o.shards, o.sharedWeights === true, (pick, s) => (extra.push(nat.createComm(eps.map(pick), s, o.timeoutMs)), extra[extra.length - 1]!));
-    if (shard && fused) shard.gradients = eps.map((e) => e.arenas.gradArena);
+    if (shard && fused) {
+      shard.gradients = eps.map((e) => e.arenas.gradArena);
+      const factors = eps.map((e) => e.arenas.shardBuffers?.factors);
+      if (factors.every((f) => f !== undefined)) shard.factors = factors;
+    }
   } catch (e) {
     free();
     throw e;

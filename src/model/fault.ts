@@ -14,6 +14,9 @@ import type { DeviceFault, Op } from '../backend/backend.js';
 //   update   before the update            the weight arena            (a weight silently corrupted on one replica)
 // A lone tower (no collective) takes the local norm of a parameter with an L2 term in its tail's first pass (Note
 // [Fused parameter tail]), so there a 'reduce' or 'received' corruption of such a gradient is seen as the tower's own.
+// Two sharded cpu towers that form dense weight gradients from their factors (Note [Shared gradients]) add, at
+// 'gradient', 'reduce' and 'received', a '@fault' per formed weight on the tower's dy (factorFaultOp): an index in
+// such a weight corrupts the tower's contribution to that element's column, since its own dW is never written.
 // With overlap on (Note [Overlapped all-reduce]) 'gradient' and 'reduce' sit before each bucket's local norms and
 // before its start, carrying the bucket's range: a 'nan'/'bitflip' at element i happens in i's bucket, at the same
 // place relative to that bucket's norms and reduction as above; 'stall'/'throw' happen at the first bucket.
@@ -44,4 +47,13 @@ export function deviceFault(f: StepFault): DeviceFault {
     throw new TypeError(`fault.point: expected one of ${Object.keys(FaultPoint).join(', ')}; given ${JSON.stringify(f.point)}`);
   if (!KINDS.includes(f.kind)) throw new TypeError(`fault.kind: expected one of ${KINDS.join(', ')}; given ${JSON.stringify(f.kind)}`);
   return { point: FaultPoint[f.point], kind: f.kind, ...(f.ms !== undefined ? { ms: f.ms } : {}), ...(f.index !== undefined ? { index: f.index } : {}) };
+}
+
+/**
+ * A point's '@fault' on a factor of a gradient (Note [Shared gradients]): a 'nan'/'bitflip' whose index (in the
+ * point's plain buffer) lies in [from, to) hits element (index − base) mod wrap of `output`; it must precede the
+ * point's plain op (faultOp), which gives the indices their range.
+ */
+export function factorFaultOp(point: FaultPointName, output: number, at: { from: number; to: number; wrap: number; base: number }): Op {
+  return { kernel: '@fault', inputs: [], outputs: [output], attrs: { point: FaultPoint[point], ...at } };
 }

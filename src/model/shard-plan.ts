@@ -1,5 +1,6 @@
 // The shard of the arenas a tower owns under the sharded update (Note [Sharded update] in sharded-update.ts): its
 // pieces (views of each parameter cut by the shard), its shard-sized optimizer slot arenas and the norm partials.
+import type { Op } from '../backend/backend.js';
 import type { Param, SharedArenas, TowerMemory } from './memory.js';
 import { shardBounds } from '../scheduler/shards.js';
 
@@ -41,6 +42,20 @@ import { shardBounds } from '../scheduler/shards.js';
 // readGradients overlays each tower's reduced shard on its own gradient, so
 // it still shows the reduced (clipped) gradient. Three or more towers keep the transport's reduce-scatter (a sum of
 // more than two needs the reduce-scatter's schedule) with the shared weights.
+// Dense weights go further: their gradient x_tᵀ·dy_t is never written per tower. The towers also share their
+// factors (each dense layer's x and dy, which backward leaves intact: planFactors checks that no later op writes
+// them, and a row-count buffer the step writes first), backward runs `dense_backward` without dW, and in the reduce
+// phase the owner of each weight piece forms the sum from both towers' factors with `dense_grad_norm` (tower 0's
+// product, then tower 1's added: the a + b of add_grad_norm) in L2-sized chunks, norms it there and streams it into
+// `reduced`. Per step that drops each tower's full dW write (4 MB per 1000×1000 layer) and the pass that read both
+// back; the dW products are the same work, moved from backward to the reduce phase, and each tower does those of its
+// shard. The bits differ from dense_backward + add_grad_norm by rounding (OpenBLAS's per-element sums depend on how a
+// product is cut), not between replicas (one copy) nor runs (chunks cut by shape). The peer reads the factors after
+// the gradient barrier and is done before the partials' barrier, so the next step cannot overwrite them under it.
+// Faults keep their meaning: the 'gradient', 'reduce' and 'received' points also carry a '@fault' per formed weight
+// on the tower's own dy ('wrap'/'base': the element's column, row 0), so a NaN at a weight element makes that column
+// of the tower's contribution NaN; after a trip the tower recomputes its own dW of each formed weight into its
+// gradient arena (refreshFormedOps) before its local norms, which then name it.
 
 /** This tower's place: its rank among `towers`, and tower 0's arenas to share (ranks > 0; Note [Shared weights]). */
 export interface ShardPlace {
@@ -89,6 +104,45 @@ export function shardMemory(sharedWeights: boolean, towers: number): 'copies' | 
   return fusesReduce(sharedWeights, towers) ? 'shared weights and gradients' : sharedWeights ? 'shared weights' : 'copies';
 }
 
+/** A dense weight whose summed gradient the fused reduce forms from the towers' factors x and dy (Note [Shared gradients]). */
+export interface WeightFactor {
+  param: Param;
+  x: number;
+  dy: number;
+  I: number;
+  O: number;
+}
+
+/** A sharded tower's factors: its row-count buffer (this step's batch, written by the step) and its dense weights. */
+export interface Factors {
+  rows: number;
+  maxBatch: number;
+  weights: WeightFactor[];
+}
+
+/**
+ * The dense weights of a backward op list whose x and dy stay as their `dense_backward` (accumulate 0, one per
+ * weight) read them: no later op of the list writes either, so after backward they still give the weight's gradient.
+ */
+export function planFactors(mem: TowerMemory, params: Param[], backward: Op[], maxBatch: number): Factors {
+  const byGrad = new Map(params.map((p) => [p.g, p]));
+  const count = new Map<number, number>();
+  for (const op of backward) if (op.kernel === 'dense_backward') count.set(op.outputs[0]!, (count.get(op.outputs[0]!) ?? 0) + 1);
+  const weights = backward.flatMap((op, i): WeightFactor[] => {
+    const param = op.kernel === 'dense_backward' ? byGrad.get(op.outputs[0]!) : undefined;
+    if (!param || count.get(param.g) !== 1 || op.attrs?.accumulate) return [];
+    const [x, , dy] = op.inputs as [number, number, number];
+    if (backward.slice(i + 1).some((later) => later.outputs.includes(x) || later.outputs.includes(dy))) return [];
+    return [{ param, x, dy, I: Number(op.attrs!.I), O: Number(op.attrs!.O) }];
+  });
+  return { rows: mem.alloc(1), maxBatch, weights };
+}
+
+/** What a tower gives its peer for the fused reduce: [rows, x, dy of each weight factor]. */
+export function factorHandles(f: Factors): number[] {
+  return [f.rows, ...f.weights.flatMap((w) => [w.x, w.dy])];
+}
+
 /** The reduce fused with the norm over shared gradient arenas (Note [Shared gradients]). */
 export interface FusedReduce {
   /** Shard-sized: this tower's reduced gradient. */
@@ -97,22 +151,47 @@ export interface FusedReduce {
   pieces: Piece[];
   /** Per piece: views of tower 0's and tower 1's gradient at it. */
   sources: Array<[number, number]>;
+  /** Per piece of a weight formed from the factors: its dense_grad_norm inputs after w, and attributes. */
+  formed: Array<{ inputs: number[]; attrs: Record<string, number> } | undefined>;
+  /** This tower's factors, when the peer's are shared: their dense_backward leaves dW alone. */
+  factors?: Factors;
+  /** A zero row count and two scalars: the local norms' recomputation after a trip (Tower.refreshLocalNorms). */
+  scratch: { all: number; zero: number; s: number; loss: number };
 }
 
-/** Shares the other tower's gradient arena and plans the fused pass; `gradArenas`: every tower's, in rank order. */
-export function planFusedReduce(mem: TowerMemory, plan: ShardPlan, gradArena: number, gradArenas: number[]): FusedReduce {
+/**
+ * Shares the other tower's gradient arena (and factors) and plans the fused pass; `gradArenas`: every tower's, in rank
+ * order; `factors`: this tower's, and every tower's factorHandles in rank order.
+ */
+export function planFusedReduce(mem: TowerMemory, plan: ShardPlan, gradArena: number, gradArenas: number[], factors?: { own: Factors; all: number[][] }): FusedReduce {
   if (gradArenas.length !== 2) throw new Error(`the fused reduce sums two towers' gradients; given ${gradArenas.length}`);
-  const arenas = gradArenas.map((h, r) => {
-    if (r === plan.place.rank) return gradArena;
+  const me = plan.place.rank;
+  const share = (h: number, r: number, what: string) => {
     const s = mem.share(h);
-    if (s === undefined) throw new Error(`tower ${plan.place.rank} cannot share tower ${r}'s gradient arena though it shares its weights`);
+    if (s === undefined) throw new Error(`tower ${me} cannot share tower ${r}'s ${what} though it shares its weights`);
     return s;
-  });
+  };
+  const arenas = gradArenas.map((h, r) => (r === me ? gradArena : share(h, r, 'gradient arena')));
+  const lists = factors?.all.map((l, r) => (r === me ? l : l.map((h) => share(h, r, 'activations'))));
   const reduced = mem.alloc(Math.max(1, plan.length));
+  const own = factors && lists?.every((l) => l.length === 1 + 2 * factors.own.weights.length) ? factors.own : undefined;
+  const formed = plan.pieces.map((pc) => {
+    const k = own ? own.weights.findIndex((w) => w.param === pc.param) : -1;
+    if (k < 0) return undefined;
+    const w = own!.weights[k]!;
+    const t = (r: number) => [lists![r]![1 + 2 * k]!, lists![r]![2 + 2 * k]!, lists![r]![0]!];
+    return { inputs: [...t(0), ...t(1)], attrs: { B: own!.maxBatch, I: w.I, O: w.O, at: pc.start - pc.param.offset } };
+  });
   return {
     reduced,
     pieces: plan.pieces.map((pc) => ({ ...pc, g: mem.view(reduced, pc.start - plan.offset, pc.numel) })),
     sources: plan.pieces.map((pc) => [mem.view(arenas[0]!, pc.start, pc.numel), mem.view(arenas[1]!, pc.start, pc.numel)]),
+    formed,
+    ...(own && own.weights.length > 0 ? { factors: own } : {}),
+    scratch: (() => {
+      const all = mem.alloc(3);
+      return { all, zero: mem.view(all, 0, 1), s: mem.view(all, 1, 1), loss: mem.view(all, 2, 1) };
+    })(),
   };
 }
 

@@ -7,6 +7,7 @@ import { fusedUpdateOp } from './optimizer.js';
 import type { Param } from './memory.js';
 import type { NetworkBuffers } from './network.js';
 import { paramNormOp } from './passes.js';
+import { factorFaultOp } from './fault.js';
 import type { FusedReduce, Piece, ShardPlan } from './shard-plan.js';
 import { ConfigError } from '../errors.js';
 
@@ -34,13 +35,14 @@ import { ConfigError } from '../errors.js';
 // reduction option does not apply (the reduce-scatter is one phase: in one process towers read each other's memory
 // directly). Towers whose memory is shared (cpu) hold one weight and EMA arena, so the all-gather copies nothing
 // (Note [Shared weights]), and two of them fold the reduce-scatter and every norm pass into one pass (Note [Shared
-// gradients]): per step each tower then reads both gradients at its shard once, runs the update on its shard, and
-// meets the other at three barriers, with no copy at all. Default off: on the CPU the tail is bound by memory
+// gradients]): per step each tower then reads both gradients at its shard once (dense weights: forms them there from
+// both towers' activations instead), runs the update on its shard, and meets the other at three barriers, with no
+// copy at all. Default off: on the CPU the tail is bound by memory
 // bandwidth, which two towers share, so it wins only where the update's bytes dominate (Adam on large layers);
 // bench/blocks-shard.ts measures the block network, and the default can follow a measurement on a quiet machine.
 // The shard and its views are planned in shard-plan.ts.
 
-export { partialShards, planFusedReduce, planShard, type FusedReduce, type Piece, type ShardPlace, type ShardPlan } from './shard-plan.js';
+export { factorHandles, partialShards, planFactors, planFusedReduce, planShard, type Factors, type FusedReduce, type Piece, type ShardPlace, type ShardPlan } from './shard-plan.js';
 
 /** The communicators of the sharded tail (src/group/shard-comms.ts), one rank each. */
 export interface ShardComms {
@@ -49,6 +51,8 @@ export interface ShardComms {
   ema?: number;
   /** Shared weights, two towers: every tower's gradient arena, for the fused reduce (Note [Shared gradients]). */
   gradients?: number[];
+  /** With `gradients`: every tower's factor handles (factorHandles), for the weights formed from them. */
+  factors?: number[][];
 }
 
 const collective = (comm: number, rank: number): Op => ({ kernel: '@collective', inputs: [], outputs: [], attrs: { comm, rank } });
@@ -61,7 +65,46 @@ export function fusedReduceOps(plan: ShardPlan, fused: FusedReduce): Op[] {
   const { normSq: s, regLoss: loss } = plan.mine;
   // add_grad_norm: w, a, b (N) -> g = a + b (+ lambda w), s += Σg², loss += lambda ½Σw²
   const reduceNorm = (pc: Piece, [a, b]: [number, number]): Op => ({ kernel: 'add_grad_norm', inputs: [pc.w, a, b], outputs: [pc.g, s, loss], attrs: { N: pc.numel, lambda: pc.l2 } });
-  return [{ kernel: 'fill', inputs: [], outputs: [plan.mine.both], attrs: { N: 2, value: 0 } }, ...fused.pieces.map((pc, k) => reduceNorm(pc, fused.sources[k]!))];
+  // dense_grad_norm: w (N), x0, dy0, n0, x1, dy1, n1 -> g = [at, at+N) of x0ᵀdy0 + x1ᵀdy1 (+ lambda w), s, loss as above
+  const formNorm = (pc: Piece, f: { inputs: number[]; attrs: Record<string, number> }): Op => ({ kernel: 'dense_grad_norm', inputs: [pc.w, ...f.inputs], outputs: [pc.g, s, loss], attrs: { N: pc.numel, lambda: pc.l2, ...f.attrs } });
+  const piece = (pc: Piece, k: number) => (fused.formed[k] ? formNorm(pc, fused.formed[k]) : reduceNorm(pc, fused.sources[k]!));
+  return [{ kernel: 'fill', inputs: [], outputs: [plan.mine.both], attrs: { N: 2, value: 0 } }, ...fused.pieces.map(piece)];
+}
+
+/**
+ * The step's ops that change where the fused reduce forms weight gradients from the factors (Note [Shared gradients]):
+ * the row count written first, dense_backward without dW, and each fault point's '@fault' on a weight's own dy (the
+ * element's column, row 0) ahead of the point's plain op; 'received' only at the pieces of this tower's shard.
+ */
+export function factorOps(fused: FusedReduce | undefined, B: number) {
+  const f = fused?.factors;
+  const formedBy = new Map(f?.weights.map((w) => [w.param.g, w]));
+  return {
+    rows: f ? [{ kernel: 'fill', inputs: [], outputs: [f.rows], attrs: { N: 1, value: B } }] : [],
+    backward: (ops: Op[]): Op[] => (f ? ops.map((op) => (op.kernel === 'dense_backward' && formedBy.has(op.outputs[0]!) ? { ...op, attrs: { ...op.attrs, noWeightGrad: 1 } } : op)) : ops),
+    faults: (point: 'gradient' | 'reduce' | 'received'): Op[] => {
+      if (!f || !fused) return [];
+      const at = (w: (typeof f.weights)[number], from: number, to: number) => factorFaultOp(point, w.dy, { from, to, wrap: w.O, base: w.param.offset });
+      if (point !== 'received') return f.weights.map((w) => at(w, w.param.offset, w.param.offset + w.param.numel));
+      return fused.pieces.flatMap((pc, k) => (fused.formed[k] ? [at(formedBy.get(pc.param.g)!, pc.start, pc.start + pc.numel)] : []));
+    },
+  };
+}
+
+/** After a guard trip, each formed weight's own gradient (its factors alone, into its gradient view), then local norms. */
+export function refreshFormedOps(fused: FusedReduce): Op[] {
+  const f = fused.factors;
+  if (!f) return [];
+  const { all, zero, s, loss } = fused.scratch;
+  return [
+    { kernel: 'fill', inputs: [], outputs: [all], attrs: { N: 3, value: 0 } },
+    ...f.weights.map((w): Op => ({
+      kernel: 'dense_grad_norm',
+      inputs: [w.param.w, w.x, w.dy, f.rows, w.x, w.dy, zero],
+      outputs: [w.param.g, s, loss],
+      attrs: { N: w.param.numel, B: f.maxBatch, I: w.I, O: w.O, at: 0, lambda: 0 },
+    })),
+  ];
 }
 
 /**

@@ -6,7 +6,7 @@ import type { ResolvedTrainingOptions } from './optimizer.js';
 import { faultOp } from './fault.js';
 import { backwardOps, forwardOps, localNormOps, lossOps, paramNormOps, updateOps } from './passes.js';
 import { overlappedReduceOps, type OverlapSlot } from './overlap-ops.js';
-import { fusedReduceOps, shardedUpdateOps, type FusedReduce, type ShardComms } from './sharded-update.js';
+import { factorOps, fusedReduceOps, shardedUpdateOps, type FusedReduce, type ShardComms } from './sharded-update.js';
 
 export const STEP_PHASES = ['input', 'forward', 'backward', 'reduce', 'update'] as const;
 
@@ -111,19 +111,23 @@ function computeOps(net: Network, B: number, input: Op[], collective: Collective
   const ov = collective?.overlap ? overlappedReduceOps(net, backwardOps(net, B), collective.overlap, collective.rank) : undefined;
   // The fused reduce (Note [Shared gradients]): local norms only after a trip; 'received' only in this tower's shard,
   // before the pass, which is this step's reduce phase.
+  // Weights formed from the towers' factors: this step's row count, no dW in backward, faults on the factors too.
   const fused = collective?.shard?.gradients !== undefined;
+  const fo = factorOps(fusedReduce, B);
   return [
     ...input,
+    ...fo.rows,
     mark,
     faultOp('forward', x),
     ...forwardOps(net, B, { train: true, useEma: false }),
     ...lossOps(net, B),
     mark,
     faultOp('backward', loss),
-    ...(ov ? ov.backward : [...backwardOps(net, B), faultOp('gradient', net.gradArena), ...(fused ? [] : localNormOps(net, net.params, !collective))]),
+    ...(ov ? ov.backward : [...fo.backward(backwardOps(net, B)), ...fo.faults('gradient'), faultOp('gradient', net.gradArena), ...(fused ? [] : localNormOps(net, net.params, !collective))]),
     mark,
-    ...(ov ? ov.wait : [faultOp('reduce', net.gradArena)]),
+    ...(ov ? ov.wait : [...fo.faults('reduce'), faultOp('reduce', net.gradArena)]),
     ...(collective && !ov ? [{ kernel: '@collective', inputs: [], outputs: [], attrs: { comm: collective.comm, rank: collective.rank } }] : []),
+    ...fo.faults('received'),
     fused && net.shard ? faultOp('received', net.gradArena, { from: net.shard.offset, to: net.shard.offset + net.shard.length }) : faultOp('received', net.gradArena),
     ...(fusedReduce && net.shard ? fusedReduceOps(net.shard, fusedReduce) : []),
     mark,

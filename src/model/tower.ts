@@ -8,13 +8,13 @@ import { parseModelSpec, type ModelSpec, type ResolvedModelSpec } from './spec.j
 import { parseTrainingOptions, slotCount, type ResolvedTrainingOptions, type TrainingOptions } from './optimizer.js';
 import { TowerMemory, type Param } from './memory.js';
 import { buildNetwork, type Network } from './network.js';
-import { forwardOps, localNormOps, lossOps } from './passes.js';
+import { backwardOps, forwardOps, localNormOps, lossOps } from './passes.js';
 import { gradientOps, stepOps, stepTimings, type CollectiveSlot, type StepLaunch, type StepResult, type STEP_PHASES } from './step-program.js';
 import { TowerInputs, type BatchSource, type BatchWrites, type DeviceDataset, type ImageTransform } from './inputs.js';
 import { TowerDiagnostics } from './diagnostics.js';
 import { deviceFault, type StepFault } from './fault.js';
 import * as state from './state.js';
-import { overlayPieces, planFusedReduce, readShardState, sharedWeightWrites, shardSlotWrites, type FusedReduce, type ShardPlace } from './sharded-update.js';
+import { factorHandles, overlayPieces, planFactors, planFusedReduce, readShardState, refreshFormedOps, sharedWeightWrites, shardSlotWrites, type Factors, type FusedReduce, type ShardPlace } from './sharded-update.js';
 
 export type { Param } from './memory.js';
 export type { BatchSource, DeviceDataset, DeviceImageTransform, ImageTransform } from './inputs.js';
@@ -54,6 +54,8 @@ export class Tower {
   private disposed = false;
   /** The fused reduce of the group joined last (Note [Shared gradients]). */
   private fused: { key: string; plan: FusedReduce } | undefined;
+  /** A sharded tower's factors on a backend that shares memory (Note [Shared gradients]). */
+  private readonly factors: Factors | undefined;
 
   constructor(
     readonly backend: Backend,
@@ -81,6 +83,7 @@ export class Tower {
     ({ weightArena: this.weightArena, gradArena: this.gradArena, paramCount: this.paramCount } = n);
     this.inputs = new TowerInputs(this.mem, n, this.maxBatch);
     this.diag = new TowerDiagnostics(this.mem, n, (key, build) => this.program(key, build));
+    this.factors = n.shard && backend.share ? planFactors(this.mem, n.params, backwardOps(n, 1), this.maxBatch) : undefined;
   }
 
   /** Seeded initialisation: the same seed gives the same weights bit for bit, on any backend. */
@@ -153,7 +156,7 @@ export class Tower {
     const { idx, hyper, loss, regLoss, normSq } = this.network.buffers;
     const crop = this.inputs.crop;
     const input = () => this.inputs.ops(B, ds);
-    const fused = () => (c?.shard?.gradients ? this.fusedReduce(c.shard.gradients) : undefined);
+    const fused = () => (c?.shard?.gradients ? this.fusedReduce(c.shard.gradients, c.shard.factors) : undefined);
     return {
       program: this.program(key, () => (variant === 'gradient' ? gradientOps(this.network, B, input()) : stepOps(this.network, B, input(), c, t, fused()))),
       indices: idx,
@@ -200,15 +203,25 @@ export class Tower {
   }
 
   /** The fused reduce over these gradient arenas (Note [Shared gradients]), planned once per group. */
-  private fusedReduce(gradArenas: number[]): FusedReduce {
-    const key = gradArenas.join(',');
-    if (this.fused?.key !== key) this.fused = { key, plan: planFusedReduce(this.mem, this.network.shard!, this.gradArena, gradArenas) };
+  private fusedReduce(gradArenas: number[], factors: number[][] | undefined): FusedReduce {
+    const key = `${gradArenas.join(',')}/${factors?.map((l) => l.join(',')).join(';') ?? ''}`;
+    const own = factors && this.factors ? { own: this.factors, all: factors } : undefined;
+    if (this.fused?.key !== key) this.fused = { key, plan: planFusedReduce(this.mem, this.network.shard!, this.gradArena, gradArenas, own) };
     return this.fused.plan;
   }
 
-  /** With the fused reduce the step computes no local norms: after a guard trip, compute them from the intact gradient. */
+  /** A sharded tower's factor handles for its peer (Note [Shared gradients]); undefined on backends that cannot share. */
+  factorHandles(): number[] | undefined {
+    return this.factors ? factorHandles(this.factors) : undefined;
+  }
+
+  /**
+   * With the fused reduce the step computes no local norms: after a guard trip, compute them from the intact gradient
+   * (the weights it forms from factors: from this tower's own first).
+   */
   async refreshLocalNorms(): Promise<void> {
-    if (this.fused) await this.backend.run(this.program('localNorms', () => localNormOps(this.network)));
+    const f = this.fused;
+    if (f) await this.backend.run(this.program(`localNorms:${f.key}`, () => [...refreshFormedOps(f.plan), ...localNormOps(this.network)]));
   }
 
   /** Which phase the current step is in, from its '@mark' progress; undefined when no step runs. */

@@ -118,7 +118,7 @@ export interface ArenaHandles {
   gradArena: number;
   weightArena: number;
   /** With the sharded update: the norm partials buffer and the EMA arena its all-gathers run over. */
-  shardBuffers?: { partials: number; emaArena?: number };
+  shardBuffers?: { partials: number; emaArena?: number; factors?: number[] };
 }
 
 /** What a device actor exposes over comlink. */

@@ -14,7 +14,8 @@ function f32(v: ArrayLike<number>): Float32Array {
 /** The buffers a sharded tower's all-gathers run over (Note [Sharded update]). */
 function shardBuffers(t: Tower): Pick<ArenaHandles, 'shardBuffers'> {
   const sh = t.network.shard;
-  return sh ? { shardBuffers: { partials: sh.partials, ...(t.network.emaArena !== undefined ? { emaArena: t.network.emaArena } : {}) } } : {};
+  const factors = t.factorHandles();
+  return sh ? { shardBuffers: { partials: sh.partials, ...(t.network.emaArena !== undefined ? { emaArena: t.network.emaArena } : {}), ...(factors ? { factors } : {}) } } : {};
 }
 
 export class TowerHost implements TowerActorApi {

@@ -42,6 +42,43 @@ defineKernel('add_grad_norm', {
   else kernels.sum_squares!([out[0]!], [out[1]!], { N });
 });
 
+defineKernel('dense_grad_norm', {
+  inputs: [['w', 'f32'], ['x0', 'f32'], ['dy0', 'f32'], ['n0', 'f32'], ['x1', 'f32'], ['dy1', 'f32'], ['n1', 'f32']],
+  outputs: [['g', 'f32'], ['s', 'f32'], ['loss', 'f32']],
+}, (inp, out, attrs) => {
+  // g = elements [at, at+N) of x0ᵀ·dy0 + x1ᵀ·dy1 (I,O) over each one's first n rows (n0, n1 in [0, B], read now);
+  // then add_grad_norm's L2 term and sums on it
+  const op = 'dense_grad_norm';
+  const N = dim(op, attrs, 'N'), B = dim(op, attrs, 'B'), I = dim(op, attrs, 'I'), O = dim(op, attrs, 'O'), at = dim(op, attrs, 'at');
+  const lambda = num(op, attrs, 'lambda');
+  if (at + N > I * O) fail(op, `elements [at, at+N) = [${at}, ${at + N}) must lie in the (I,O) = (${I},${O}) weight gradient`);
+  const g = f64(out[0]);
+  need(op, 'g', g, N, `N=${N}`);
+  const rows = (k: number, name: string) => {
+    const n = f64(inp[k])[0]!;
+    if (!(Number.isInteger(n) && n >= 0 && n <= B)) fail(op, `${name} = ${n} rows; expected an integer in [0, B=${B}]`);
+    return n;
+  };
+  const towers = [[1, 2, rows(3, 'n0')], [4, 5, rows(6, 'n1')]] as const;
+  for (const [xi, di] of towers) {
+    need(op, xi === 1 ? 'x0' : 'x1', f64(inp[xi]), B * I, `B=${B}, I=${I}`);
+    need(op, di === 2 ? 'dy0' : 'dy1', f64(inp[di]), B * O, `B=${B}, O=${O}`);
+  }
+  for (let e = 0; e < N; e++) {
+    const i = Math.floor((at + e) / O), o = (at + e) % O;
+    let sum = 0;
+    for (const [xi, di, n] of towers) {
+      const x = f64(inp[xi]), dy = f64(inp[di]);
+      let t = 0;
+      for (let r = 0; r < n; r++) t += x[r * I + i]! * dy[r * O + o]!;
+      sum += t;
+    }
+    g[e] = sum;
+  }
+  if (lambda > 0) kernels.l2_grad_norm!([inp[0]!], out, { N, lambda });
+  else kernels.sum_squares!([out[0]!], [out[1]!], { N });
+});
+
 /**
  * A fused update: clip g by the global norm s (clipNorm 0: not at all) as clip_by_norm does, run `update` on
  * (g, hyper) -> (w, slots...), then ema_update the shadow from the new w when there is one.

@@ -49,6 +49,7 @@ defineKernel('dense_backward', {
   const op = 'dense_backward';
   const B = dim(op, a, 'B'), I = dim(op, a, 'I'), O = dim(op, a, 'O');
   const accumulate = flag(op, a, 'accumulate');
+  const wantDw = !flag(op, a, 'noWeightGrad');
   const x = f64(inp[0]), W = f64(inp[1]), dy = f64(inp[2]), dW = f64(out[0]), db = f64(out[1]);
   const dx = out.length > 2 ? f64(out[2]) : undefined;
   need(op, 'x', x, B * I, `B=${B}, I=${I}`);
@@ -57,7 +58,7 @@ defineKernel('dense_backward', {
   need(op, 'dW', dW, I * O, `I=${I}, O=${O}`);
   need(op, 'db', db, O, `O=${O}`);
   if (dx) need(op, 'dx', dx, B * I, `B=${B}, I=${I}`);
-  for (let i = 0; i < I; i++) {
+  for (let i = 0; i < I && wantDw; i++) {
     for (let o = 0; o < O; o++) {
       let s = 0;
       for (let r = 0; r < B; r++) s += x[r * I + i] * dy[r * O + o];
