@@ -12,10 +12,12 @@ namespace tl {
 
 namespace {
 
-// Buffers of 1 MiB and more (data sets, weight, gradient and optimizer arenas) sit on 2 MiB pages where the kernel
-// allows (transparent huge pages in 'madvise' mode, Linux's common default): the row gather reads rows scattered over
-// a data set far beyond the TLB's reach, and the tail's passes stream whole arenas; 4 KiB pages cost a page walk per
-// row or per 4 KiB there (issue 16's profile). The memory is the same; at most 2 MiB of rounding per such buffer.
+// Buffers of 1 MiB and more (data sets, weight, gradient and optimizer arenas) start on a 2 MiB boundary and their
+// whole 2 MiB regions sit on 2 MiB pages where the kernel allows (transparent huge pages in 'madvise' mode, Linux's
+// common default): the row gather reads rows scattered over a data set far beyond the TLB's reach, and the tail's
+// passes stream whole arenas; 4 KiB pages cost a page walk per row or per 4 KiB there (issue 16's profile). The
+// size is not rounded up to 2 MiB (a buffer just over 1 MiB used to take 2 MiB): the part after the last whole
+// 2 MiB region keeps 4 KiB pages.
 constexpr size_t kHuge = size_t(2) << 20, kHugeFrom = size_t(1) << 20;
 
 class CpuBackend final : public Backend {
@@ -26,10 +28,10 @@ class CpuBackend final : public Backend {
   bool hostMemory() const override { return true; }
   void* alloc(size_t bytes) override {
     const size_t align = bytes >= kHugeFrom ? kHuge : 64;  // 64-byte alignment for vector loads
-    size_t rounded = (bytes + align - 1) / align * align;
-    void* p = std::aligned_alloc(align, rounded);
-    TL_CHECK(p != nullptr, "alloc on " << name() << ": out of host memory allocating " << bytes << " bytes");
-    if (align == kHuge) madvise(p, rounded, MADV_HUGEPAGE);  // advice only: a failure changes nothing but speed
+    const size_t rounded = (bytes + 63) / 64 * 64;         // whole vectors; posix_memalign takes any size
+    void* p = nullptr;
+    TL_CHECK(posix_memalign(&p, align, rounded) == 0 && p != nullptr, "alloc on " << name() << ": out of host memory allocating " << bytes << " bytes");
+    if (align == kHuge && rounded >= kHuge) madvise(p, rounded / kHuge * kHuge, MADV_HUGEPAGE);  // advice only: a failure changes nothing but speed
     std::memset(p, 0, rounded);
     return p;
   }
