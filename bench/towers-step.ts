@@ -103,7 +103,7 @@ async function runOnce(rt: Awaited<ReturnType<typeof createRuntime>>, towers: nu
     if (events.length === WARMUP || events.length === WARMUP + MEASURED) cpu.push(threadCpuUs());
   });
   const summary = await run.done;
-  await new Promise((r) => setImmediate(r));  // let the asap-scheduled last events arrive
+  await new Promise((r) => setImmediate(r));  // let the last events arrive (delivered in a microtask: Note [Run stream delivery])
   if (events.length !== WARMUP + MEASURED) throw new Error(`towers ${towers}: got ${events.length} step events, expected ${WARMUP + MEASURED}`);
   if (!Number.isFinite(summary.finalLoss)) throw new Error(`towers ${towers}: training diverged (loss ${summary.finalLoss})`);
   const measured = events.slice(WARMUP);
