@@ -262,6 +262,7 @@ export class TrainLoop {
     const wall = (endMs - startMs) / 1000;
     this.loss = loss + replies[0]!.regLoss;
     this.state.step++;
+    const devices = this.c.towers.devices; // a getter that maps the ports: once per step, not once per tower
     const event: StepEvent = {
       step: this.state.step,
       epoch: batch.epoch,
@@ -272,7 +273,7 @@ export class TrainLoop {
       secPerBatch: wall,
       batchSize: batch.indices.length,
       shardSizes: s.allSizes.slice(), // a copy: the split is reused across steps (equalSplit)
-      towers: replies.map((r, i) => ({ device: this.c.towers.devices[i]!, ...r.timings, idle: r.reduceWaitMs })),
+      towers: replies.map((r, i) => ({ device: devices[i]!, ...r.timings, idle: r.reduceWaitMs })),
     };
     this.c.emitStep({ event, startMs, endMs });
   }
