@@ -26,6 +26,11 @@
 // examples/sec: the median over measured steps of batch / wall (StepEvent.examplesPerSec), and, as a check,
 // measured steps * batch / (arrival time of the last measured event - arrival time of the last warm-up event),
 // which also counts the coordinator's work between steps.
+// JS thread CPU per step = the CPU time of the thread that runs the coordinator (this process's main thread, from
+//   /proc/thread-self/schedstat, Linux only) over the measured steps / measured steps: the train loop, the step
+//   launcher, the replies' decoding, the step events and their delivery, the wake-ups. Not part of the overhead
+//   above; it is what the JS thread takes from the device threads' cores (2 cores, 2 GEMM threads: every microsecond
+//   of it runs on a core a device thread or GEMM worker wanted).
 // overhead over the run = that elapsed time / measured steps - the mean over measured steps of the slowest tower's
 //   device time: the per-step overhead with nothing taken from the median (every gap, every outlier counted).
 //   With pipelining a tower may start step t+1 while another still finishes step t, so with several towers the
@@ -35,6 +40,7 @@
 import { createRuntime, mnist, type StepEvent } from '../src/runtime.js';
 import { mnistMlp } from '../src/model/spec.js';
 import { availableParallelism } from 'node:os';
+import { readFileSync } from 'node:fs';
 import type { Row, Section } from './section.js';
 
 const BATCH = 128;
@@ -43,6 +49,15 @@ const MEASURED = 200;
 const REPS = 3;  // runs per tower count, interleaved over the tower counts
 const TOWERS = [1, 2, 4];
 const ALGORITHM = 'ring' as const;
+
+/** This thread's CPU time in us (Linux's /proc/thread-self/schedstat: ns on a CPU), or NaN where there is none. */
+function threadCpuUs(): number {
+  try {
+    return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1000;
+  } catch {
+    return NaN;
+  }
+}
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -69,6 +84,7 @@ interface RunStats {
   reduceMs: number[];        // the slowest tower's reduce phase (incl. its barrier waits), per step
   skewUs: number[];          // max - min of the towers' program start times, per step
   gapUs: number[];           // the largest device-thread gap between the previous step's program and this one's
+  jsCpuUs: number;           // the JS thread's CPU time over the measured steps / measured steps
   finalLoss: number;
 }
 
@@ -81,13 +97,17 @@ async function runOnce(rt: Awaited<ReturnType<typeof createRuntime>>, towers: nu
     steps: WARMUP + MEASURED,
     seed,
   });
-  run.steps$.subscribe((e) => events.push({ e, at: performance.now() }));
+  const cpu: number[] = [];
+  run.steps$.subscribe((e) => {
+    events.push({ e, at: performance.now() });
+    if (events.length === WARMUP || events.length === WARMUP + MEASURED) cpu.push(threadCpuUs());
+  });
   const summary = await run.done;
-  await new Promise((r) => setImmediate(r));  // let the asap-scheduled last events arrive
+  await new Promise((r) => setImmediate(r));  // let the last events arrive (delivered in a microtask: Note [Run stream delivery])
   if (events.length !== WARMUP + MEASURED) throw new Error(`towers ${towers}: got ${events.length} step events, expected ${WARMUP + MEASURED}`);
   if (!Number.isFinite(summary.finalLoss)) throw new Error(`towers ${towers}: training diverged (loss ${summary.finalLoss})`);
   const measured = events.slice(WARMUP);
-  const s: RunStats = { towers, examplesPerSec: 0, throughputTotal: 0, overheadUs: [], overheadRunUs: 0, overheadRunBusyUs: 0, gapUs: [], overheadSkewUs: [], wallMs: [], maxTowerMs: [], maxBusyMs: [], idleMs: [], reduceMs: [], skewUs: [], finalLoss: summary.finalLoss };
+  const s: RunStats = { towers, examplesPerSec: 0, throughputTotal: 0, overheadUs: [], overheadRunUs: 0, overheadRunBusyUs: 0, gapUs: [], jsCpuUs: (cpu[1]! - cpu[0]!) / MEASURED, overheadSkewUs: [], wallMs: [], maxTowerMs: [], maxBusyMs: [], idleMs: [], reduceMs: [], skewUs: [], finalLoss: summary.finalLoss };
   measured.forEach(({ e }, k) => {
     const prev = events[WARMUP + k - 1]!.e.towers;
     s.gapUs.push(Math.max(...e.towers.map((t, i) => (t.startMs - (prev[i]!.startMs + prev[i]!.total)) * 1000)));
@@ -154,18 +174,19 @@ export const towersStep: Section = {
         reduce: median(pooled((r) => r.reduceMs)),
         skew: median(pooled((r) => r.skewUs)),
         gap: median(pooled((r) => r.gapUs)),
+        jsCpu: median(runs.map((r) => r.jsCpuUs)),
         gapMean: pooled((r) => r.gapUs).reduce((a, b) => a + b, 0) / pooled((r) => r.gapUs).length,
       };
     };
     const stats = new Map(configs.map((n) => [n, pick(n)]));
 
     console.log(`  # per step, median over ${REPS} runs x ${MEASURED} steps (after ${WARMUP} warm-up steps each), ms unless said`);
-    console.log(`  # towers  examples/s  (total-time)   wall   max tower  max busy  max idle  reduce  skew us  overhead us (p10..p90)  incl. skew us  over run us  vs busy us  gap us (mean)  (target <= 20 us at 1 and 2 towers)`);
+    console.log(`  # towers  examples/s  (total-time)   wall   max tower  max busy  max idle  reduce  skew us  overhead us (p10..p90)  incl. skew us  over run us  vs busy us  gap us (mean)  JS cpu us  (target <= 20 us at 1 and 2 towers)`);
     for (const n of TOWERS) {
       const s = stats.get(n)!;
       console.log(`  ${String(n).padStart(8)} ${s.eps.toFixed(0).padStart(11)} ${`(${s.epsTotal.toFixed(0)})`.padStart(13)} ${s.wall.toFixed(3).padStart(7)} ` +
         `${s.maxTower.toFixed(3).padStart(10)} ${s.busy.toFixed(3).padStart(9)} ${s.idle.toFixed(3).padStart(9)} ${s.reduce.toFixed(3).padStart(7)} ${s.skew.toFixed(0).padStart(8)} ` +
-        `${s.overhead.toFixed(0).padStart(12)} ${`(${s.overheadP10.toFixed(0)}..${s.overheadP90.toFixed(0)})`.padEnd(12)} ${s.overheadSkew.toFixed(0).padStart(12)} ${s.overheadRun.toFixed(0).padStart(12)} ${s.overheadRunBusy.toFixed(0).padStart(10)} ${s.gap.toFixed(0).padStart(6)} ${`(${s.gapMean.toFixed(0)})`.padStart(6)}`);
+        `${s.overhead.toFixed(0).padStart(12)} ${`(${s.overheadP10.toFixed(0)}..${s.overheadP90.toFixed(0)})`.padEnd(12)} ${s.overheadSkew.toFixed(0).padStart(12)} ${s.overheadRun.toFixed(0).padStart(12)} ${s.overheadRunBusy.toFixed(0).padStart(10)} ${s.gap.toFixed(0).padStart(6)} ${`(${s.gapMean.toFixed(0)})`.padStart(6)} ${s.jsCpu.toFixed(0).padStart(10)}`);
     }
 
     const one = stats.get(1)!;
@@ -229,7 +250,8 @@ export const towersStep: Section = {
         target: n <= 2 ? '<= 20 us (issue 16)' : '<= 100 us',
         met: s.overheadRun <= (n <= 2 ? 20 : 100),
         note: `median of ${REPS} runs x ${MEASURED} steps: ${s.runs.map((r) => r.overheadRunUs.toFixed(0)).join(', ')} us; ` +
-          `against the slowest busy time (barrier waits left out): ${s.overheadRunBusy.toFixed(0)} us (${s.runs.map((r) => r.overheadRunBusyUs.toFixed(0)).join(', ')})`,
+          `against the slowest busy time (barrier waits left out): ${s.overheadRunBusy.toFixed(0)} us (${s.runs.map((r) => r.overheadRunBusyUs.toFixed(0)).join(', ')}); ` +
+          `JS thread CPU per step ${s.runs.map((r) => r.jsCpuUs.toFixed(0)).join(', ')} us`,
       });
     }
     for (const n of TOWERS) {
@@ -240,6 +262,15 @@ export const towersStep: Section = {
         unit: 'us',
         note: `median over ${REPS} x ${MEASURED} steps; = ${((s.overheadSkew / 1000 / s.wall) * 100).toFixed(0)}% of the step; median start skew ${s.skew.toFixed(0)} us; ` +
           `busy = device-thread time less the all-reduce barrier waits (which absorb the skew between the towers' starts)`,
+      });
+    }
+    for (const n of TOWERS) {
+      const s = stats.get(n)!;
+      rows.push({
+        name: `  JS thread CPU per step, ${n} tower${n > 1 ? 's' : ''} (the coordinator's thread, not part of the overhead; it shares the cores)`,
+        value: s.jsCpu,
+        unit: 'us',
+        note: `median of ${REPS} runs x ${MEASURED} steps: ${s.runs.map((r) => r.jsCpuUs.toFixed(0)).join(', ')} us (/proc/thread-self/schedstat; NaN where there is none)`,
       });
     }
     return rows;

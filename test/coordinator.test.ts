@@ -15,6 +15,8 @@ import { InProcessTowerPort } from '../src/tower-port/in-process-port.js';
 import { SpeedShares } from '../src/coordinator/speed.js';
 import { shardSizes } from '../src/coordinator/shard.js';
 import { settingsDiff } from '../src/coordinator/checkpoints.js';
+import { RunDelivery } from '../src/coordinator/run-delivery.js';
+import { ReplaySubject, Subject, share } from 'rxjs';
 import { injectFaults } from '../src/testing/faults.js';
 import { relErr } from '../src/reference/relerr.js';
 import type { StepReply } from '../src/tower-port/protocol.js';
@@ -264,5 +266,37 @@ describe('resume (in-process native towers, float32 like the checkpoints)', () =
 
   it('settingsDiff lists every differing leaf by path', () => {
     assert.deepEqual(settingsDiff({ a: 1, b: { c: [1, 2] }, d: 'x' }, { a: 1, b: { c: [1, 3] }, e: true }), ['b.c[1]: saved 2, given 3', 'd: saved "x", given (not set)', 'e: saved (not set), given true']);
+  });
+});
+
+describe('run stream delivery (Note [Run stream delivery])', () => {
+  it('delivers later, never inside next(), in emission order across streams; what a delivery emits comes after', async () => {
+    const d = new RunDelivery();
+    const steps = new ReplaySubject<string>(1);
+    const events = new Subject<string>();
+    const steps$ = steps.pipe(d.deliver(), share());
+    const events$ = events.pipe(d.deliver(), share());
+    const seen: string[] = [];
+    steps$.subscribe({ next: (v) => seen.push(`s:${v}`), complete: () => seen.push('s:done') });
+    events$.subscribe((v) => {
+      seen.push(`e:${v}`);
+      if (v === 'x') steps.next('c'); // emitted during a delivery: delivered after the values already queued
+    });
+    steps.next('a');
+    events.next('x');
+    steps.next('b');
+    assert.deepEqual(seen, [], 'nothing is delivered inside next()');
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(seen, ['s:a', 'e:x', 's:b', 's:c']);
+    steps.complete();
+    assert.deepEqual(seen.length, 4, 'nor inside complete()');
+    await new Promise((r) => setImmediate(r));
+    assert.equal(seen[4], 's:done');
+    // A late subscriber to a finished stream gets the latest value, then completion, also later.
+    const late: string[] = [];
+    steps$.subscribe({ next: (v) => late.push(v), complete: () => late.push('done') });
+    assert.deepEqual(late, []);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(late, ['c', 'done']);
   });
 });

@@ -261,17 +261,23 @@ describe('the step launcher keeps call order', () => {
   });
 });
 
+/** A step launcher over a fake device whose runs answer only when the test resolves them (runs[i].resolve()). */
+function heldLauncher() {
+  const runs: Array<{ resolve(): void }> = [];
+  const launcher = new StepLauncher('fake:0', {
+    prepare: () => Promise.resolve({ program: 7, indices: 1, hyper: 2, reads: [3, 4, 5] }),
+    run: () => new Promise((resolve) => runs.push({ resolve: () => resolve({ values: [1, 0, 1], marks: [], startMs: 0, waitMs: 0, guardTripped: false }) })),
+    status: () => ({ marks: [], currentOp: -1 }),
+    clockOffsetMs: 0,
+    deadCause: () => undefined,
+  });
+  const q = (t: number): StepRequest => ({ dataset: 'train', indices: new Int32Array([t]), lr: 0.1, t, gradScale: 1 });
+  return { runs, launcher, q };
+}
+
 describe('the step deadline of a queued step (Note [Step deadline timer])', () => {
   it('starts when the step before it settles, not at its launch; a missed one rejects the steps behind it', async () => {
-    const runs: Array<{ resolve(): void }> = [];
-    const launcher = new StepLauncher('fake:0', {
-      prepare: () => Promise.resolve({ program: 7, indices: 1, hyper: 2, reads: [3, 4, 5] }),
-      run: () => new Promise((resolve) => runs.push({ resolve: () => resolve({ values: [1, 0, 1], marks: [], startMs: 0, waitMs: 0, guardTripped: false }) })),
-      status: () => ({ marks: [], currentOp: -1 }),
-      clockOffsetMs: 0,
-      deadCause: () => undefined,
-    });
-    const q = (t: number): StepRequest => ({ dataset: 'train', indices: new Int32Array([t]), lr: 0.1, t, gradScale: 1 });
+    const { runs, launcher, q } = heldLauncher();
     const outcome = (p: Promise<unknown>) => p.then(() => 'ok', (e: unknown) => (e instanceof TowerError ? e.causeText : String(e)));
     const settled: string[] = [];
     const first = outcome(launcher.step(q(1), 600_000)).then((o) => (settled.push(`1 ${o}`), o));
@@ -287,6 +293,31 @@ describe('the step deadline of a queued step (Note [Step deadline timer])', () =
     assert.match(await second, /no answer within 30 ms \(deadline\)/);
     assert.match(await third, /not run: the step before it missed its deadline/);
     assert.deepEqual(settled.map((x) => x.slice(0, 1)), ['1', '2', '3']);
+    launcher.close();
+  });
+});
+
+describe('the step deadline timer is not touched per step (Note [Step deadline timer])', () => {
+  it('a step with the same deadline as the one before it still gets its whole deadline from when that one settled', async () => {
+    const { runs, launcher, q } = heldLauncher();
+    const DEADLINE = 200;
+    const first = launcher.step(q(1), DEADLINE);
+    let rejectedAt = 0;
+    const second = launcher.step(q(2), DEADLINE, undefined, true).then(
+      () => 'ok',
+      (e: unknown) => ((rejectedAt = performance.now()), e instanceof TowerError ? e.causeText : String(e)),
+    );
+    // Step 1 answers after most of its deadline: the timer set at its start fires before step 2's deadline ends.
+    await new Promise((r) => setTimeout(r, DEADLINE * 0.75));
+    const settledAt = performance.now();
+    runs[0]!.resolve();
+    await first;
+    // Step 2 never answers: rejected at its own deadline, a whole one after step 1 settled (timers never fire early).
+    assert.match(await second, /no answer within 200 ms \(deadline\)/);
+    assert.ok(rejectedAt - settledAt >= DEADLINE - 1, `rejected ${(rejectedAt - settledAt).toFixed(1)} ms after step 1 settled, before its ${DEADLINE} ms deadline`);
+    // A step after a missed deadline gets a timer again.
+    const third = launcher.step(q(3), 30).then(() => 'ok', (e: unknown) => (e instanceof TowerError ? e.causeText : String(e)));
+    assert.match(await third, /no answer within 30 ms \(deadline\)/);
     launcher.close();
   });
 });

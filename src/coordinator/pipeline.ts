@@ -44,7 +44,7 @@ import type { Settled } from './step.js';
 // checkpoints, the end of an epoch and evaluation (they read the weights after step t exactly),
 // weight histograms (their steps are known in advance: read in the gap right after), work queued for the gap
 // between steps (state reads: every tower after the same step; a read queued while steps are in flight waits for
-// the next gap, as a read queued from an asap-scheduled steps$ subscriber always did), a pending reduction
+// the next gap, as a read queued from a steps$ subscriber always did: Note [Run stream delivery]), a pending reduction
 // strategy (a schedule is never changed under a collective), and stop (checked before each launch; the steps
 // already launched are landed and reported, then the run stops). Not pipelined at all: 'speed' shares (the split of
 // t+1 depends on t's timings) and runs over several processes (every rank agrees on the loss and on stopping after

@@ -1,6 +1,6 @@
 // A training run: its streams, its observers (TensorBoard, trace), and how it ends. Note [Run streams] in
 // src/events.ts: the error is delivered once, through `done` (and a 'failed' event); the streams then complete.
-import { ReplaySubject, Subject, asapScheduler, observeOn, share } from 'rxjs';
+import { ReplaySubject, Subject, share } from 'rxjs';
 import type { Layout, ResolvedTrainOptions } from '../options.js';
 import { OutputError, RuntimeClosedError } from '../errors.js';
 import { prepareOutputs } from './outputs.js';
@@ -9,6 +9,7 @@ import type { RunObserver, RunStreams, StepRecord } from '../observers/observer.
 import { tensorBoardObserver } from '../observers/tensorboard.js';
 import { traceObserver } from '../observers/trace.js';
 import { TrainLoop, type LoopContext } from './train-loop.js';
+import { RunDelivery } from './run-delivery.js';
 import type { FaultPlan } from './step.js';
 import type { TowerSet } from './towers.js';
 
@@ -107,9 +108,10 @@ export function startRun(
     },
   );
   done.catch(() => undefined); // an app that never awaits `done` must not die of an unhandled rejection
+  const delivery = new RunDelivery();
   return {
-    steps$: steps.pipe(observeOn(asapScheduler), share()),
-    events$: events.pipe(observeOn(asapScheduler), share()),
+    steps$: steps.pipe(delivery.deliver(), share()), // asynchronously, in order across both (Note [Run stream delivery])
+    events$: events.pipe(delivery.deliver(), share()),
     done,
     stop: () => {
       stopRequested = true;

@@ -37,12 +37,28 @@ const NO_FAULTS: Array<FaultSpec | undefined> = Object.freeze([]) as unknown as 
 export function launchAll(towers: TowerSet, requests: StepRequest[], deadlineMs: number, faults: Array<FaultSpec | undefined>, chained = false): Promise<Settled> {
   const dead = towers.dead;
   if (dead) return Promise.resolve(towers.ports.map(() => ({ status: 'rejected' as const, reason: new TowerError(dead.device, 'step', dead.causeText) })));
-  return Promise.allSettled(towers.ports.map((p, r) => p.step(requests[r]!, deadlineMs, faults[r], chained)));
+  const ports = towers.ports;
+  if (ports.length === 1) return ports[0]!.step(requests[0]!, deadlineMs, faults[0], chained).then(oneFulfilled, oneRejected); // allSettled of one
+  return Promise.allSettled(ports.map((p, r) => p.step(requests[r]!, deadlineMs, faults[r], chained)));
+}
+
+const oneFulfilled = (value: StepReply): Settled => [{ status: 'fulfilled', value }];
+const oneRejected = (reason: unknown): Settled => [{ status: 'rejected', reason }];
+
+/** The replies when every tower's step was fulfilled, else undefined (settleAll then finds the root cause). */
+export function fulfilled(settled: Settled): StepReply[] | undefined {
+  const replies: StepReply[] = [];
+  for (const s of settled) {
+    if (s.status !== 'fulfilled') return undefined;
+    replies.push(s.value);
+  }
+  return replies;
 }
 
 /** The replies of a launched step, or its root cause (the watchdog names the towers that missed the deadline). */
 export async function settleAll(towers: TowerSet, step: number, settled: Settled, deadlineMs: number): Promise<StepReply[]> {
-  if (settled.every((s) => s.status === 'fulfilled')) return settled.map((s) => (s as PromiseFulfilledResult<StepReply>).value);
+  const replies = fulfilled(settled);
+  if (replies) return replies;
   const failed = settled.flatMap((s) => (s.status === 'rejected' ? [s.reason as unknown] : []));
   const e = rootCause(failed);
   if (!(e instanceof TowerError) || !e.causeText.endsWith('(deadline)')) throw e;

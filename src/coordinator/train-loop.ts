@@ -19,7 +19,7 @@ import { RunPlan } from './plan.js';
 import { replicaCheckDue, replicaPolicy } from './replicas.js';
 import { shardSizes, splitIndices } from './shard.js';
 import { SpeedShares } from './speed.js';
-import { faultsFor, launchAll, settleAll, type FaultPlan } from './step.js';
+import { faultsFor, fulfilled, launchAll, settleAll, type FaultPlan } from './step.js';
 import { runAgreement } from '../group/agreement.js';
 import type { TowerSet } from './towers.js';
 
@@ -150,8 +150,9 @@ export class TrainLoop {
    * after this one's guard tripped, and must be launched again (policy 'skip').
    */
   private async land(f: Flight, behind: Flight[]): Promise<'ok' | 'redo' | 'rolledBack'> {
-    const replies = await settleAll(this.c.towers, f.step, await f.settled, this.deadlineMs());
-    if (replies.some((r) => r.cancelled)) throw new Error(`step ${f.step} was cancelled on some towers and not others (internal error; Note [Pipelined steps])`);
+    const settled = await f.settled;
+    const replies = fulfilled(settled) ?? (await settleAll(this.c.towers, f.step, settled, this.deadlineMs()));
+    for (const r of replies) if (r.cancelled) throw new Error(`step ${f.step} was cancelled on some towers and not others (internal error; Note [Pipelined steps])`);
     this.state.next = this.plan.after(f.batch);
     this.speed?.record(f.shards.sizes, replies);
     if (nonFinite(replies)) {
@@ -160,7 +161,10 @@ export class TrainLoop {
       if (await this.onNonFinite(replies)) return 'rolledBack';
       return drained.length > 0 && cancelled(drained[0]!) ? 'redo' : 'ok';
     }
-    await this.emit(f.batch, f.shards, replies);
+    let lossSum = 0;
+    for (const r of replies) lossSum += r.loss;
+    const total = await this.c.towers.world.afterStep(this.state.step + 1, lossSum, this.c.stopped());
+    this.emit(f.batch, f.shards, replies, total.loss);
     if (behind.length === 0 && this.hasDuties(f.batch)) await this.afterStep(f.batch);
     else if (this.c.towers.world.towers === 1 && replicaCheckDue(this.state.step, this.c.o.guard.replicaCheckEvery)) await this.checkReplicas(); // reads nothing
     return 'ok';
@@ -206,14 +210,13 @@ export class TrainLoop {
     const lr = learningRate(this.schedule, done) * this.state.lrScale;
     const gradScale = 1 / batch.indices.length;
     const t = done + 1;
-    const requests = parts.map((indices): StepRequest => ({
-      dataset: TRAIN_SET,
-      indices,
-      ...(this.stepParams ? { crop: this.stepParams(this.c.o.seed, done, indices) } : {}),
-      lr,
-      t,
-      gradScale,
-    }));
+    const stepParams = this.stepParams;
+    const requests: StepRequest[] = [];
+    for (const indices of parts) {
+      const q: StepRequest = { dataset: TRAIN_SET, indices, lr, t, gradScale };
+      if (stepParams) q.crop = stepParams(this.c.o.seed, done, indices);
+      requests.push(q);
+    }
     return { sizes, allSizes, requests, lr, startMs };
   }
 
@@ -250,17 +253,16 @@ export class TrainLoop {
     return true;
   }
 
-  private async emit(batch: BatchPlan, s: Shards, replies: StepReply[]): Promise<void> {
-    let lossSum = 0;
-    for (const r of replies) lossSum += r.loss;
-    const total = await this.c.towers.world.afterStep(this.state.step + 1, lossSum, this.c.stopped());
+  /** The step event of a landed step; `loss`: the data loss summed over every tower of every process. */
+  private emit(batch: BatchPlan, s: Shards, replies: StepReply[], loss: number): void {
     const endMs = performance.now();
     // A pipelined step was launched while its predecessor ran: its wall time starts when that one landed.
     const startMs = Math.max(s.startMs, this.lastEndMs);
     this.lastEndMs = endMs;
     const wall = (endMs - startMs) / 1000;
-    this.loss = total.loss + replies[0]!.regLoss;
+    this.loss = loss + replies[0]!.regLoss;
     this.state.step++;
+    const devices = this.c.towers.devices; // a getter that maps the ports: once per step, not once per tower
     const event: StepEvent = {
       step: this.state.step,
       epoch: batch.epoch,
@@ -271,7 +273,7 @@ export class TrainLoop {
       secPerBatch: wall,
       batchSize: batch.indices.length,
       shardSizes: s.allSizes.slice(), // a copy: the split is reused across steps (equalSplit)
-      towers: replies.map((r, i) => ({ device: this.c.towers.devices[i]!, ...r.timings, idle: r.reduceWaitMs })),
+      towers: replies.map((r, i) => ({ device: devices[i]!, ...r.timings, idle: r.reduceWaitMs })),
     };
     this.c.emitStep({ event, startMs, endMs });
   }

@@ -38,18 +38,24 @@ export interface LauncherDeps {
   deadCause(): string | undefined;
 }
 
-// Note [Step deadline timer]: a step's deadline is one Node timer per launcher, re-armed with refresh() for each
-// step (no new timer, no clearTimeout, no Promise.race). The timer runs for the launcher's oldest unsettled step
-// only: a step queued behind another (Note [Pipelined steps]) gets its deadline when the one before it settles, so
-// each deadline covers its own run, not the wait behind its predecessor. The timer is ref'd while a step is pending
-// (a hung step keeps the process alive until its deadline fires) and unref'd once none is, so an idle tower never
-// holds the process. A missed deadline rejects that step and every step queued behind it (they cannot start
-// before it ends). A step with a different deadline gets a new timer.
+// Note [Step deadline timer]: a step's deadline is one Node timer per launcher that is not touched per step (no
+// new timer, no refresh(), no clearTimeout, no Promise.race): each pending step records when its deadline started
+// (`since`), and the timer, armed for a whole deadline when it last started, checks the oldest pending step when it
+// fires: past its deadline, the step is rejected; else the timer is set again for what is left of it. The oldest
+// step's deadline started no earlier than the timer did, so the timer never fires after it (steps of one launcher
+// with a different deadline restart the timer). The deadline runs for the launcher's oldest unsettled step only: a
+// step queued behind another (Note [Pipelined steps]) gets its deadline when the one before it settles, so each
+// deadline covers its own run, not the wait behind its predecessor. The timer is ref'd while a step is pending (a
+// hung step keeps the process alive until its deadline fires) and unref'd once none is, so an idle tower never holds
+// the process; an unref'd timer that fires with nothing pending is not set again. A missed deadline rejects that
+// step and every step queued behind it (they cannot start before it ends).
 
 /** A step launched and not yet settled, oldest first. */
 interface Pending {
   program: number;
   deadlineMs: number;
+  /** When its deadline started (performance.now()): when it became the oldest pending step. */
+  since: number;
   reject(e: TowerError): void;
 }
 
@@ -66,7 +72,9 @@ export class StepLauncher {
   // A step waiting for its launch handles: steps called after it wait too, so runs reach the device in call order.
   private preparing: Promise<StepLaunch> | undefined;
   private timer: NodeJS.Timeout | undefined;
+  // The deadline the timer is set for (-1: none), and whether it is set (it stops when it fires with nothing pending).
   private timerMs = -1;
+  private timerSet = false;
 
   constructor(
     private readonly device: string,
@@ -85,6 +93,7 @@ export class StepLauncher {
     clearTimeout(this.timer);
     this.timer = undefined;
     this.timerMs = -1;
+    this.timerSet = false;
   }
 
   /** The phase of the step program running now, from its '@mark' progress; undefined when idle. */
@@ -147,7 +156,7 @@ export class StepLauncher {
       } catch (e) {
         return reject(this.failure(e));
       }
-      const p: Pending = { program, deadlineMs, reject };
+      const p: Pending = { program, deadlineMs, since: 0, reject };
       if (this.pending.push(p) === 1) this.arm(p);
       running.then(
         (r) => {
@@ -180,21 +189,27 @@ export class StepLauncher {
   /** Starts the deadline of the oldest pending step (Note [Step deadline timer]). */
   private arm(p: Pending): void {
     this.current = p.program;
-    if (this.timer === undefined || this.timerMs !== p.deadlineMs) {
-      clearTimeout(this.timer);
-      this.timerMs = p.deadlineMs;
-      this.timer = setTimeout(() => this.onDeadline(), p.deadlineMs);
-    } else {
-      this.timer.refresh();
-      this.timer.ref();
+    p.since = performance.now();
+    if (this.timerSet && this.timerMs === p.deadlineMs) {
+      this.timer!.ref(); // already set, at most one deadline ago: it fires no later than p's deadline
+      return;
     }
+    this.setTimer(p.deadlineMs);
+  }
+
+  private setTimer(ms: number, deadlineMs = ms): void {
+    clearTimeout(this.timer);
+    this.timerMs = deadlineMs;
+    this.timerSet = true;
+    this.timer = setTimeout(() => this.onTimer(), ms);
   }
 
   /** `p` settled: false if it was already rejected (a deadline); else its successor's deadline starts. */
   private settled(p: Pending): boolean {
     const i = this.pending.indexOf(p);
     if (i < 0) return false;
-    this.pending.splice(i, 1);
+    if (i === 0) this.pending.shift();
+    else this.pending.splice(i, 1);
     if (i > 0) return true; // settled out of order (an error): the oldest keeps its deadline
     const next = this.pending[0];
     if (next) this.arm(next);
@@ -202,11 +217,16 @@ export class StepLauncher {
     return true;
   }
 
-  private onDeadline(): void {
+  /** The timer fired: the oldest pending step missed its deadline, or the timer is set for what is left of it. */
+  private onTimer(): void {
+    this.timerSet = false;
+    const oldest = this.pending[0];
+    if (!oldest) return; // nothing pending: the timer stops (the next step sets it)
+    const left = oldest.since + oldest.deadlineMs - performance.now();
+    if (left > 0) return this.setTimer(Math.ceil(left), oldest.deadlineMs);
     const [late, ...behind] = this.pending.splice(0);
     this.timer?.unref();
-    if (!late) return;
-    late.reject(this.failed(`no answer within ${late.deadlineMs} ms (deadline)`));
+    late!.reject(this.failed(`no answer within ${late!.deadlineMs} ms (deadline)`));
     for (const b of behind) b.reject(this.failed('not run: the step before it missed its deadline'));
   }
 }
