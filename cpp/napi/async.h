@@ -21,11 +21,12 @@ uint64_t envId(Napi::Env env);
 
 // Note [Reply maker]: runWith settles once per training step, and building its reply object natively (a fresh
 // object, its property names internalised per call, then defined one by one, and an ArrayBuffer for each typed array)
-// was a sixth of the JS thread's CPU per step in issue 16's profile. src/native/addon.ts registers, per environment,
-// a JS function and a scratch Float64Array: the reply lambda writes the numbers into the scratch and calls the
-// function, which copies them out into small arrays (on V8's heap) and returns an object literal of the one shape
-// runWith always had (RunResult). The scratch is read back before the call returns, so replies of pipelined steps
-// never share memory. Without a registered maker (or a reply longer than the scratch) the reply is built natively.
+// was a sixth of the JS thread's CPU samples per step in a perf profile of the MNIST bench loop (issue 16). So
+// src/native/addon.ts registers, per environment, a JS function and a scratch Float64Array: the reply lambda writes
+// the numbers into the scratch and calls the function, which copies them out into small arrays (on V8's heap) and
+// returns an object literal of the one shape runWith always had (RunResult). The scratch is read back before the call
+// returns, so replies of pipelined steps never share memory. Without a registered maker (or a reply longer than the
+// scratch) the reply is built natively as before.
 struct ReplyMaker {
   Napi::Function make;  // make(nValues, nMarks, startMs, waitMs, guardTripped, cancelled) -> RunResult
   double* scratch = nullptr;
