@@ -22,8 +22,6 @@ class Backend {
   // work on them directly (Registry::allocShared; Note [Shared weights] in src/model/shard-plan.ts).
   virtual bool hostMemory() const { return false; }
   virtual void sync() = 0;  // waits for all work queued on this device
-  // Called on the device thread when a program starts (the CPU backend primes its GEMM pool: Note [Pool spin]).
-  virtual void beginProgram() {}
   virtual const KernelTable& kernels() const = 0;
   // Called once on the device's own thread before any other call (CUDA binds its context here).
   virtual void bindThread() {}

@@ -134,7 +134,6 @@ double nowMs() {
 
 void Program::execute(const FaultSpec* fault) {
   Backend& dev = device->backend();
-  dev.beginProgram();
   auto t0 = std::chrono::steady_clock::now();
   {
     std::lock_guard<std::mutex> lk(statusMu);

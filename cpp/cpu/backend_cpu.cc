@@ -41,7 +41,6 @@ class CpuBackend final : public Backend {
   const KernelTable& kernels() const override { return cpuKernels(); }
   // Every sgemm a kernel calls on this device's thread uses this device's threads (Note [GEMM threads]).
   void bindThread() override { GemmThreads::bind(&gemm_); }
-  void beginProgram() override { gemm_.prime(); }
   int gemmThreads() const override { return gemm_.size(); }
   void setGemmThreads(int n) override {
     TL_CHECK(n >= 1 && n <= kMaxGemmThreads, "gemmThreads of " << name() << " must be in [1, " << kMaxGemmThreads << "], got " << n);

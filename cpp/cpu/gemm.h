@@ -53,8 +53,6 @@ class GemmThreads {
   static GemmThreads* bound();
   // Runs f(0..count-1), each index once, spread over the threads; rethrows the first error after all finished.
   void forEach(int count, const std::function<void(int)>& f);
-  // Wakes sleeping pool threads to spin for a job about to come (Note [Pool spin]); hands out no work.
-  void prime();
 
  private:
   class Pool;

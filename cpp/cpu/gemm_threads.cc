@@ -32,13 +32,6 @@ thread_local GemmThreads* tlsThreads = nullptr;
 // softmax and activations) otherwise cost two wake-ups per step on 2 threads, and on a VM waking a halted vCPU
 // costs tens of microseconds (issue 16: the non-GEMM part of the MNIST step did not shrink on 2 threads; the floor,
 // GEMMs back to back, never pays one). Idle devices still sleep after kSpinMax at most.
-// A program's first parallel kernel comes after the JS round trip between two steps, often longer than the spin (on
-// a loaded 2-core VM the workers were asleep at the MNIST step's first GEMM in ~40% of steps, and the device thread
-// then did all 4 of its slabs alone in most of those); the device thread primes the pool when a program starts (GemmThreads::prime, from
-// Backend::beginProgram): sleeping workers wake and spin up to kSpinMax for the coming job while the device thread
-// runs the program's first ops (the input gather), so the wake-up is paid beside that work instead of inside the
-// first GEMM, where the device thread would take most of the slabs alone. A prime hands out no work and changes no
-// counter the jobs use; a worker it wakes goes back to waiting for gen_.
 constexpr std::chrono::microseconds kSpin{50}, kSpinMax{400};
 
 inline void cpuRelax() {
@@ -70,15 +63,6 @@ class GemmThreads::Pool {
   void resize(int n) {
     stop();
     start(n);
-  }
-
-  void prime() {
-    if (n_ <= 1 || sleeping_.load() == 0) return;  // Note [Pool spin]: nobody to wake
-    {
-      std::lock_guard<std::mutex> lk(m_);
-      prime_.fetch_add(1);
-    }
-    cv_.notify_all();
   }
 
   void forEach(int count, const std::function<void(int)>& f) {
@@ -121,20 +105,12 @@ class GemmThreads::Pool {
     using Clock = std::chrono::steady_clock;
     auto budget = kSpin;  // Note [Pool spin]: adapts to the gaps between jobs
     auto ended = Clock::now();
-    unsigned long primed = 0;
     for (;;) {
       const bool hot = spinUntil([&] { return stopping_.load() || gen_.load() != seen; }, budget);
       {
         std::unique_lock<std::mutex> lk(m_);
-        primed = prime_.load();
-        sleeping_.fetch_add(1);
-        cv_.wait(lk, [&] { return stop_ || gen_.load() != seen || prime_.load() != primed; });
-        sleeping_.fetch_sub(1);
+        cv_.wait(lk, [&] { return stop_ || gen_.load() != seen; });
         if (stop_) return;
-        if (gen_.load() == seen) {  // primed: a program started; spin for its first job (Note [Pool spin])
-          budget = kSpinMax;
-          continue;
-        }
         seen = gen_.load();
       }
       if (!hot) {
@@ -174,8 +150,6 @@ class GemmThreads::Pool {
   std::atomic<int> next_{0};
   int count_ = 0;
   std::atomic<unsigned long> gen_{0};  // written under m_; read without it while spinning
-  std::atomic<unsigned long> prime_{0};  // written under m_ (Note [Pool spin])
-  std::atomic<int> sleeping_{0};         // workers waiting on cv_
   std::atomic<int> pending_{0};
   std::atomic<bool> stopping_{false};
   int n_ = 1;
@@ -197,6 +171,5 @@ void GemmThreads::resize(int n) {
 void GemmThreads::bind(GemmThreads* t) { tlsThreads = t; }
 GemmThreads* GemmThreads::bound() { return tlsThreads; }
 void GemmThreads::forEach(int count, const std::function<void(int)>& f) { pool_->forEach(count, f); }
-void GemmThreads::prime() { pool_->prime(); }
 
 }  // namespace tl
