@@ -17,11 +17,14 @@ export function mnistTower(dev: NativeDevice, B: number, lr: number): Tower {
   return new Tower(dev, mnistMlp(), { maxBatch: B, training: { optimizer: { type: 'momentum', lr, momentum: 0.9 } } });
 }
 
+/** One train step of mnistSteps; `deviceMs` sums the device time of the steps run so far (their '@mark' totals). */
+export type MnistStep = (() => Promise<void>) & { deviceMs: number };
+
 /**
  * Seeds the tower's weights, uploads the training set and returns one train step: the next batch of B indices of a
  * shuffled epoch order (seed 7), a new order each epoch, at step t = 1, 2, ...
  */
-export function mnistSteps(tower: Tower, train: LabeledSet, B: number, lr: number): () => Promise<void> {
+export function mnistSteps(tower: Tower, train: LabeledSet, B: number, lr: number): MnistStep {
   tower.initWeights(1);
   const ds = tower.uploadDataset(train.images, train.labels, train.count);
   const perEpoch = Math.floor(train.count / B);
@@ -29,13 +32,16 @@ export function mnistSteps(tower: Tower, train: LabeledSet, B: number, lr: numbe
   let order = epochOrder(train.count, 7, epoch, true);
   let b = 0;
   let t = 1;
-  return async () => {
+  const step = async () => {
     if (b === perEpoch) {
       order = epochOrder(train.count, 7, ++epoch, true);
       b = 0;
     }
     const indices = order.subarray(b * B, (b + 1) * B);
     b++;
-    await tower.trainStep({ kind: 'indices', dataset: ds, indices }, lr, t++);
+    const r = await tower.trainStep({ kind: 'indices', dataset: ds, indices }, lr, t++);
+    step.deviceMs += r.timings.total;
   };
+  step.deviceMs = 0;
+  return step as MnistStep;
 }

@@ -29,6 +29,10 @@ struct EnvState {
   uint64_t id;
   CompletionTsfn tsfn;
   int pending = 0;  // JS thread only; keeps the event loop alive while device work is outstanding
+  // Note [Reply maker] (async.h): held strongly for the environment's life.
+  Napi::FunctionReference make;
+  Napi::Reference<Napi::Float64Array> scratchRef;
+  ReplyMaker maker;
 };
 
 std::atomic<uint64_t> nextEnvId{1};
@@ -40,10 +44,15 @@ void settle(Napi::Env env, Napi::Function, std::nullptr_t*, Completion* c) {
   if (env == nullptr) return;  // environment is going away: nobody is waiting any more
   auto* st = env.GetInstanceData<EnvState>();
   if (st && --st->pending == 0) st->tsfn.Unref(env);
-  if (c->error)
-    c->deferred.Reject(toJsError(env, c->error).Value());
-  else
-    c->deferred.Resolve(c->result ? c->result(env) : env.Undefined());
+  if (!c->error) {
+    try {
+      c->deferred.Resolve(c->result ? c->result(env) : env.Undefined());
+      return;
+    } catch (...) {  // building the reply failed (e.g. a JS exception in the reply maker): reject with that
+      c->error = std::current_exception();
+    }
+  }
+  c->deferred.Reject(toJsError(env, c->error).Value());
 }
 
 void cleanupEnv(EnvState* st) {
@@ -54,7 +63,7 @@ void cleanupEnv(EnvState* st) {
 }  // namespace
 
 void initEnv(Napi::Env env) {
-  auto* st = new EnvState{nextEnvId++, CompletionTsfn(), 0};
+  auto* st = new EnvState{nextEnvId++, CompletionTsfn(), 0, {}, {}, {}};
   st->tsfn = CompletionTsfn::New(env, "towerline-completions", 0, 1, nullptr);
   st->tsfn.Unref(env);
   env.SetInstanceData<EnvState>(st);  // deleted by node-addon-api when the environment is torn down
@@ -62,6 +71,20 @@ void initEnv(Napi::Env env) {
 }
 
 uint64_t envId(Napi::Env env) { return state(env).id; }
+
+void setReplyMaker(Napi::Env env, Napi::Function make, Napi::Float64Array scratch) {
+  auto& st = state(env);
+  st.make = Napi::Persistent(make);
+  st.scratchRef = Napi::Persistent(scratch);
+  st.maker = ReplyMaker{make, scratch.Data(), scratch.ElementLength()};
+}
+
+const ReplyMaker* replyMaker(Napi::Env env) {
+  auto& st = state(env);
+  if (st.make.IsEmpty()) return nullptr;
+  st.maker.make = st.make.Value();  // a handle valid in the caller's scope
+  return &st.maker;
+}
 
 Napi::Value submitAsync(Napi::Env env, const std::shared_ptr<Device>& dev, std::function<void()> task,
                         std::function<Napi::Value(Napi::Env)> result) {

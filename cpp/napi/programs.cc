@@ -173,6 +173,13 @@ Napi::Value RunWith(const Napi::CallbackInfo& info) {
       device.lastRun = out->guard ? Device::LastRun::Tripped : Device::LastRun::Ok;
     };
     auto result = [out](Napi::Env e) -> Napi::Value {
+      const size_t nv = out->values.size(), nm = out->marks.size();
+      if (const ReplyMaker* m = replyMaker(e); m && nv + nm <= m->capacity) {  // Note [Reply maker]
+        std::copy(out->values.begin(), out->values.end(), m->scratch);
+        std::copy(out->marks.begin(), out->marks.end(), m->scratch + nv);
+        return m->make.Call({Napi::Number::New(e, double(nv)), Napi::Number::New(e, double(nm)), Napi::Number::New(e, out->startMs),
+                             Napi::Number::New(e, out->waitMs), Napi::Boolean::New(e, out->guard), Napi::Boolean::New(e, out->cancelled)});
+      }
       auto r = ObjectOf(e).set("values", float64Array(e, out->values)).set("marks", float64Array(e, out->marks))
           .set("startMs", out->startMs).set("waitMs", out->waitMs).set("guardTripped", out->guard);
       if (out->cancelled) r.set("cancelled", true);
@@ -180,6 +187,16 @@ Napi::Value RunWith(const Napi::CallbackInfo& info) {
     };
     return submitAsync(env, prog->device, task, result);
   });
+}
+
+// setReplyMaker(make, scratch: Float64Array): Note [Reply maker] in async.h.
+Napi::Value SetReplyMaker(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsFunction() || !info[1].IsTypedArray() ||
+      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+    throw Napi::TypeError::New(env, "setReplyMaker(make: Function, scratch: Float64Array)");
+  setReplyMaker(env, info[0].As<Napi::Function>(), info[1].As<Napi::Float64Array>());
+  return env.Undefined();
 }
 
 Napi::Value ReleaseProgram(const Napi::CallbackInfo& info) {
@@ -201,6 +218,7 @@ Napi::Value ProgramStatus(const Napi::CallbackInfo& info) {
 
 void registerProgramBindings(Napi::Env env, Napi::Object exports) {
   exportAll(env, exports, {{"compile", Compile}, {"run", Run}, {"runWith", RunWith}, {"releaseProgram", ReleaseProgram},
+                           {"setReplyMaker", SetReplyMaker},
                            {"programStatus", ProgramStatus}});
 }
 

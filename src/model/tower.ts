@@ -1,7 +1,7 @@
 // One model replica on one device: its buffers and compiled programs; the jobs are in their own files (memory.ts,
 // network.ts and layers/, passes.ts, step-program.ts, inputs.ts, state.ts, diagnostics.ts) and Tower delegates.
 import type { Backend, DeviceFault, Op } from '../backend/backend.js';
-import { hyperBlock } from '../native/hyper.js';
+import { HyperSlot, HYPER_SIZE, hyperBlock } from '../native/hyper.js';
 import { Rng } from '../util/rng.js';
 import { initTensor } from './init.js';
 import { parseModelSpec, type ModelSpec, type ResolvedModelSpec } from './spec.js';
@@ -52,6 +52,10 @@ export class Tower {
   private readonly diag: TowerDiagnostics;
   private readonly programs = new Map<string, number>();
   private disposed = false;
+  /** trainStep's host hyper block, reused: runWith copies its writes before it returns (Note [One hand-off per step]). */
+  private readonly hyperHost = new Float32Array(HYPER_SIZE);
+  /** The last launch built, with what it was built for: a loop of steps builds it once (no key string per step). */
+  private lastLaunch: { B: number; ds: DeviceDataset | undefined; c: CollectiveSlot | undefined; variant: string; launch: StepLaunch } | undefined;
   /** The fused reduce of the group joined last (Note [Shared gradients]). */
   private fused: { key: string; plan: FusedReduce } | undefined;
   /** A sharded tower's factors on a backend that shares memory (Note [Shared gradients]). */
@@ -151,6 +155,14 @@ export class Tower {
   }
 
   private launch(B: number, ds: DeviceDataset | undefined, c: CollectiveSlot | undefined, variant: 'step' | 'gradient' = 'step'): StepLaunch {
+    const last = this.lastLaunch;
+    if (last && last.B === B && last.ds === ds && last.c === c && last.variant === variant) return last.launch;
+    const launch = this.buildLaunch(B, ds, c, variant);
+    this.lastLaunch = { B, ds, c, variant, launch };
+    return launch;
+  }
+
+  private buildLaunch(B: number, ds: DeviceDataset | undefined, c: CollectiveSlot | undefined, variant: 'step' | 'gradient'): StepLaunch {
     const t = this.requireTraining();
     const key = `${variant}:${B}:${ds ? ds.images : 'direct'}:${c ? `${c.comm}/${c.rank}` : 'alone'}`;
     const { idx, hyper, loss, regLoss, normSq } = this.network.buffers;
@@ -182,7 +194,11 @@ export class Tower {
     const { B, writes } = this.inputs.writes(src, (n) => this.checkBatch(n));
     const fault = opts.fault ? deviceFault(opts.fault) : undefined;
     const launch = this.launch(B, src.kind === 'indices' ? src.dataset : undefined, opts.collective);
-    writes.push([launch.hyper, hyperBlock(lr, t, opts.gradScale ?? 1 / B)]);
+    const h = this.hyperHost;
+    h[HyperSlot.lr] = lr;
+    h[HyperSlot.step] = t;
+    h[HyperSlot.gradScale] = opts.gradScale ?? 1 / B;
+    writes.push([launch.hyper, h]);
     this.diag.lastStepProgram = launch.program;
     const r = await this.execute(launch.program, writes, launch.reads, fault);
     const timings = stepTimings(r.marks, r.startMs);
@@ -329,6 +345,7 @@ export class Tower {
     this.disposed = true;
     for (const p of this.programs.values()) this.backend.releaseProgram(p);
     this.programs.clear();
+    this.lastLaunch = undefined;
     this.mem.free();
   }
 }

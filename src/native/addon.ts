@@ -120,6 +120,8 @@ export interface NativeAddon {
   run(program: number): Promise<void>;
   runWith(program: number, writes: Array<[number, NativeArray, number?]>, reads: number[], fault?: NativeFault, chained?: boolean): Promise<RunResult>;
   releaseProgram(program: number): void;
+  /** Registers how this environment's runWith replies are built (Note [Reply maker] in cpp/napi/async.h). */
+  setReplyMaker?(make: (nValues: number, nMarks: number, startMs: number, waitMs: number, guardTripped: boolean, cancelled: boolean) => RunResult, scratch: Float64Array): void;
   programStatus(program: number): { marks: Float64Array; startMs: number; guardTripped: boolean; currentOp: number };
   nowMs(): number;
   allocView(parent: number, offset: number, numel: number): number;
@@ -188,8 +190,20 @@ export interface RunResult {
 
 let cached: NativeAddon | undefined;
 
+// Note [Reply maker] (cpp/napi/async.h): runWith's reply, built here from numbers the addon writes into `scratch`
+// just before the call. slice() copies them out (small arrays live on V8's heap), so no reply shares memory.
+const scratch = new Float64Array(256);
+function makeRunResult(nValues: number, nMarks: number, startMs: number, waitMs: number, guardTripped: boolean, cancelled: boolean): RunResult {
+  const values = scratch.slice(0, nValues);
+  const marks = scratch.slice(nValues, nValues + nMarks);
+  return cancelled ? { values, marks, startMs, waitMs, guardTripped, cancelled } : { values, marks, startMs, waitMs, guardTripped };
+}
+
 /** The addon, loaded once per environment (each worker_thread loads its own copy of the module state). */
 export function native(): NativeAddon {
-  if (!cached) cached = loadAddon<NativeAddon>(); // Note [Addon lookup] in load.ts
+  if (!cached) {
+    cached = loadAddon<NativeAddon>(); // Note [Addon lookup] in load.ts
+    cached.setReplyMaker?.(makeRunResult, scratch);
+  }
   return cached;
 }
