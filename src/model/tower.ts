@@ -1,7 +1,7 @@
 // One model replica on one device: its buffers and compiled programs; the jobs are in their own files (memory.ts,
 // network.ts and layers/, passes.ts, step-program.ts, inputs.ts, state.ts, diagnostics.ts) and Tower delegates.
 import type { Backend, DeviceFault, Op } from '../backend/backend.js';
-import { HyperSlot, HYPER_SIZE, hyperBlock } from '../native/hyper.js';
+import { HYPER_SIZE, hyperBlock } from '../native/hyper.js';
 import { Rng } from '../util/rng.js';
 import { initTensor } from './init.js';
 import { parseModelSpec, type ModelSpec, type ResolvedModelSpec } from './spec.js';
@@ -194,11 +194,7 @@ export class Tower {
     const { B, writes } = this.inputs.writes(src, (n) => this.checkBatch(n));
     const fault = opts.fault ? deviceFault(opts.fault) : undefined;
     const launch = this.launch(B, src.kind === 'indices' ? src.dataset : undefined, opts.collective);
-    const h = this.hyperHost;
-    h[HyperSlot.lr] = lr;
-    h[HyperSlot.step] = t;
-    h[HyperSlot.gradScale] = opts.gradScale ?? 1 / B;
-    writes.push([launch.hyper, h]);
+    writes.push([launch.hyper, hyperBlock(lr, t, opts.gradScale ?? 1 / B, this.hyperHost)]);
     this.diag.lastStepProgram = launch.program;
     const r = await this.execute(launch.program, writes, launch.reads, fault);
     const timings = stepTimings(r.marks, r.startMs);

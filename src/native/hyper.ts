@@ -14,9 +14,9 @@ export const HYPER_USED = 3;
 /** Slots allocated per tower. */
 export const HYPER_SIZE = 8;
 
-/** A fresh host-side hyper block for one step. */
-export function hyperBlock(lr: number, step: number, gradScale: number): Float32Array {
-  const h = new Float32Array(HYPER_SIZE);
+/** A host-side hyper block for one step: `out` filled (a reused block; runWith copies its writes), else a fresh one. */
+export function hyperBlock(lr: number, step: number, gradScale: number, out?: Float32Array): Float32Array {
+  const h = out ?? new Float32Array(HYPER_SIZE);
   h[HyperSlot.lr] = lr;
   h[HyperSlot.step] = step;
   h[HyperSlot.gradScale] = gradScale;

@@ -2,7 +2,7 @@
 // through StepLauncher.step: the cached launch handles of the tower's compiled step program, the hyper block, one
 // runWith to the device thread and back, the deadline, and the decoding of the reply.
 import { TowerError } from '../errors.js';
-import { HYPER_SIZE, HyperSlot } from '../native/hyper.js';
+import { HYPER_SIZE, hyperBlock } from '../native/hyper.js';
 import { phaseOf, stepTimings } from '../model/tower.js';
 import type { FaultSpec, StepLaunch, StepReply, StepRequest, StepVariant } from './protocol.js';
 
@@ -139,13 +139,9 @@ export class StepLauncher {
 
   private launch(launch: StepLaunch, q: StepRequest, deadlineMs: number, fault: FaultSpec | undefined, chained: boolean): Promise<StepReply> {
     const program = launch.program;
-    const h = this.hyper;
-    h[HyperSlot.lr] = q.lr;
-    h[HyperSlot.step] = q.t;
-    h[HyperSlot.gradScale] = q.gradScale;
     const w = this.writes;
     w.length = 0;
-    w.push([launch.indices, q.indices], [launch.hyper, h]);
+    w.push([launch.indices, q.indices], [launch.hyper, hyperBlock(q.lr, q.t, q.gradScale, this.hyper)]);
     if (launch.crop !== undefined && q.crop) w.push([launch.crop, q.crop]);
     return new Promise<StepReply>((resolve, reject) => {
       const dead = this.deps.deadCause();
