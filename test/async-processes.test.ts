@@ -46,11 +46,12 @@ async function withRun<T>(workers: number, args: AsyncChildArgs, f: (ranks: Rank
 
 describe('asynchronous training across processes', () => {
   it('1 server + 2 worker processes on loopback train MNIST 784-500-10 to >= 97.5%', { timeout: 600_000 }, async () => {
-    const args = { devices: 'cpu:0', hidden: 500, epochs: 3, lr: 0.05, decay: 0.5 };
+    // Four epochs: three ended at 97.6-97.8%, and at 97.54% with the machine loaded (push order and staleness vary).
+    const args = { devices: 'cpu:0', hidden: 500, epochs: 4, lr: 0.05, decay: 0.5 };
     await withRun(2, args, async ([server, ...workers]) => {
       const done = await server!.next('done', 580_000);
       console.log(`# server: ${done.steps} updates, test accuracy ${done.accuracy}`);
-      assert.equal(done.steps, 3 * 937);
+      assert.equal(done.steps, 4 * 937);
       assert.ok((done.accuracy as number) >= 0.975, `test accuracy ${done.accuracy}`);
       for (const w of workers) assert.equal(await w.exited, 0, w.stderr());
       assert.equal(await server!.exited, 0, server!.stderr());
@@ -94,14 +95,14 @@ describe('asynchronous training across processes', () => {
   });
 
   it('2 servers + 2 worker processes, each server owning a shard, train MNIST 784-500-10 to >= 97.5%', { timeout: 600_000 }, async () => {
-    const args = { devices: 'cpu:0', hidden: 500, epochs: 3, lr: 0.05, decay: 0.5 };
+    const args = { devices: 'cpu:0', hidden: 500, epochs: 4, lr: 0.05, decay: 0.5 };
     await withRun(2, args, async ([lead, follower, ...workers]) => {
       const done = await lead!.next('done', 580_000);
       console.log(`# lead server: ${done.steps} updates, test accuracy ${done.accuracy}`);
-      assert.equal(done.steps, 3 * 937);
+      assert.equal(done.steps, 4 * 937);
       assert.ok((done.accuracy as number) >= 0.975, `test accuracy ${done.accuracy}`);
       const other = await follower!.next('done', 60_000);
-      assert.equal(other.steps, 3 * 937, 'the other server applied every gradient too');
+      assert.equal(other.steps, 4 * 937, 'the other server applied every gradient too');
       for (const r of [lead!, follower!, ...workers]) assert.equal(await r.exited, 0, r.stderr());
     }, 5000, 2);
   });

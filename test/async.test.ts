@@ -93,8 +93,9 @@ describe('MNIST 784-500-10 on 3 CPU towers, asynchronously', () => {
   const perPush = { type: 'momentum' as const, lr: { type: 'exponential' as const, lr: 0.1 / 3, decayRate: 0.9, decaySteps: 937, staircase: true }, momentum: 0.9 };
 
   it('reaches >= 97.5% test accuracy with the default staleness bound', async () => {
-    // lr 0.1 / 3 per push: about the synchronous step size per example (docs/async.md); evaluated on the EMA.
-    const { summary, error, seen } = await train('cpu*3', { ...o(4), optimizer: perPush, emaDecay: 0.999 });
+    // lr 0.1 / 3 per push: about the synchronous step size per example (docs/async.md); evaluated on the EMA. Five
+    // epochs: four ended at 97.7% (under load as well), too close to the bar for a run whose push order varies.
+    const { summary, error, seen } = await train('cpu*3', { ...o(5), optimizer: perPush, emaDecay: 0.999 });
     assert.equal(error, undefined);
     const per = [0, 0, 0];
     for (const e of seen.steps) per[e.async!.tower]!++;
