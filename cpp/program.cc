@@ -131,6 +131,15 @@ std::vector<const CollectiveOp*> Program::collectives() const {
   return out;
 }
 
+double Program::collectiveWaitMs() const {
+  double ms = 0;
+  for (const CompiledOp& op : ops) {
+    if (auto* c = std::get_if<CollectiveOp>(&op)) ms += c->comm->stats(c->rank).waitMs;
+    else if (auto* o = std::get_if<OverlapOp>(&op); o && o->comm) ms += o->comm->stats(o->rank).waitMs;  // '@bucket'
+  }
+  return ms;
+}
+
 double nowMs() {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }

@@ -72,8 +72,11 @@ struct Program {
                                           uint64_t ownerEnv);
   // On the device thread. `fault`: the one fault armed for this run (checked by checkFault), or nullptr.
   void execute(const FaultSpec* fault = nullptr);
-  // The collectives this program takes part in (their wait times go into runWith's result).
+  // The collectives this program takes part in.
   std::vector<const CollectiveOp*> collectives() const;
+  // Ms this program's last run waited for the other ranks inside its all-reduces (runWith's waitMs, a tower's
+  // `idle`): its collectives' barriers, and with overlap its buckets' (run on the bucket thread, same measure).
+  double collectiveWaitMs() const;
 
  private:
   void executeOps(Backend& dev, std::chrono::steady_clock::time_point t0, const FaultSpec* fault);

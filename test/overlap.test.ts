@@ -85,6 +85,26 @@ describe('overlap in one process (2 and 3 CPU towers)', () => {
     assert.doesNotMatch(layouts[1]!, /overlap/);
   });
 
+  it("a tower stalled before its all-reduce: the other tower's idle is its wait for it, with overlap on as off", async () => {
+    for (const overlap of [false, true]) {
+      const rt = await createRuntime({ devices: 'cpu*2', layout: { extraTowers: 'threads' } });
+      try {
+        injectFaults(rt, (step, t) => (step === 3 && t === 1 ? { at: 'forward', kind: 'stall', ms: 150 } : undefined));
+        const run = rt.train({ model, optimizer, data, steps: 4, seed: 5, overlap, ...(overlap ? { bucketBytes: 1024 } : {}) });
+        const idle = new Map<number, number[]>();
+        run.steps$.subscribe((e) => idle.set(e.step, e.towers.map((t) => t.idle)));
+        await run.done;
+        const [waited, stalled] = idle.get(3)!;
+        // Tower 0 reaches the first bucket (or the all-reduce) 150 ms before tower 1 and waits there; the deadline
+        // of a stall is a lower bound, so no upper bound is asserted.
+        assert.ok(waited! >= 120, `overlap ${overlap}: tower 0 waited ${waited} ms for the stalled tower 1 (idle at step 3: ${idle.get(3)})`);
+        assert.ok(stalled! < waited!, `overlap ${overlap}: the stalled tower waited less (${stalled} ms) than the other (${waited} ms)`);
+      } finally {
+        await rt.close();
+      }
+    }
+  });
+
   it('3 towers: one communicator per bucket; 20 steps stay within 1e-6 of overlap off, replicas bit-identical', { timeout: 120_000 }, async () => {
     const weights = async (overlap: boolean) => {
       const rt = await createRuntime({ devices: 'cpu*3', layout: { extraTowers: 'threads' } });

@@ -169,7 +169,7 @@ Napi::Value RunWith(const Napi::CallbackInfo& info) {
       out->marks = prog->marks;
       out->startMs = prog->startMs;
       out->guard = prog->guardTripped;
-      for (const CollectiveOp* c : prog->collectives()) out->waitMs += c->comm->stats(c->rank).waitMs;
+      out->waitMs = prog->collectiveWaitMs();
       device.lastRun = out->guard ? Device::LastRun::Tripped : Device::LastRun::Ok;
     };
     auto result = [out](Napi::Env e) -> Napi::Value {
