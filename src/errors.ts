@@ -54,8 +54,10 @@ export class TowerError extends TowerlineError {
     readonly device: string,
     readonly call: string,
     readonly causeText: string,
+    /** Who failed, as the message names it: a tower on `device`, unless another role is given (a parameter server). */
+    who = `tower on ${device}`,
   ) {
-    super(`tower on ${device}: ${call} failed: ${causeText}`);
+    super(`${who}: ${call} failed: ${causeText}`);
   }
 }
 

@@ -79,6 +79,7 @@ describe('asynchronous training across processes', () => {
         const e = await w.next('error', 30_000);
         console.log(`# worker ${w.rank}: ${Date.now() - killedAt} ms after the kill: ${e.message}`);
         assert.match(e.message as string, /parameter server \(rank 0\)/);
+        assert.doesNotMatch(e.message as string, /tower on parameter server/, 'the server is named as the server, not as a tower');
         assert.ok((e.at as number) - killedAt < 5000 + 5000, 'within the worker deadline (5 s) and the time to close');
         assert.notEqual(await w.exited, 0);
       }
@@ -116,6 +117,7 @@ describe('asynchronous training across processes', () => {
         const e = await w.next('error', 30_000);
         console.log(`# worker ${w.rank}: ${Date.now() - killedAt} ms after the kill: ${e.message}`);
         assert.match(e.message as string, /parameter server \(rank 1\)/);
+        assert.doesNotMatch(e.message as string, /tower on parameter server/, 'the server is named as the server, not as a tower');
         assert.ok((e.at as number) - killedAt < 5000 + 5000, 'within the worker deadline (5 s) and the time to close');
         assert.notEqual(await w.exited, 0);
       }

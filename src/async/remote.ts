@@ -27,7 +27,7 @@ import { StalenessGate } from './gate.js';
 import { asyncSettings } from './settings.js';
 import { shardBySize } from './shards.js';
 import { ROLE_ENV, serversOf } from './roles.js';
-import { answerLead, OtherServers, serverLabel, startFromLead } from './shard-link.js';
+import { answerLead, OtherServers, serverError, serverLabel, startFromLead } from './shard-link.js';
 
 export { ROLE_ENV } from './roles.js';
 
@@ -236,7 +236,7 @@ async function follow(c: LoopContext, conn: Connection, me: number, servers: num
   try {
     c.emitEvent({ type: 'started', step: start, totalSteps: plan.totalSteps, stepsPerEpoch: plan.perEpoch, devices: labels });
     await Promise.all([Promise.all(peers.map((_, r) => towerLoop(r))), answerLead(conn.link, server, me, waitMs, caughtUp)]);
-    if (finished === 0 && peers.length > 0) throw new TowerError(serverLabel(me), 'train', 'every worker tower was dropped before the run ended');
+    if (finished === 0 && peers.length > 0) throw serverError(me, 'train', 'every worker tower was dropped before the run ended');
     return { steps: version, epochs: plan.epochs, finalLoss: NaN };
   } finally {
     gate.close();
@@ -263,14 +263,14 @@ async function work(c: LoopContext, conn: Connection, servers: number): Promise<
     const { weightArena, gradArena } = ep.arenas;
     const ps = psNative();
     const fromServer = (k: number, call: string) => (e: unknown): never => {
-      throw e instanceof TowerError ? e : new TowerError(serverLabel(k), call, `${messageOf(e)} (tower ${port.device} of this worker was waiting for it)`);
+      throw e instanceof TowerError ? e : serverError(k, call, `${messageOf(e)} (tower ${port.device} of this worker was waiting for it)`);
     };
     const [lead] = ranges;
     const otherWork = () =>
       Promise.all(
         others.map(async ({ k, offset, length }) => {
           const h = await ps.psLinkRecvWork(conn.link, k, slot, weightArena, offset, length, waitMs).catch(fromServer(k, 'send work'));
-          if (h.kind !== WORK) throw new TowerError(serverLabel(k), 'send work', `expected work; got message kind ${h.kind}`);
+          if (h.kind !== WORK) throw serverError(k, 'send work', `expected work; got message kind ${h.kind}`);
           return h.values[STALENESS] ?? 0;
         }),
       );

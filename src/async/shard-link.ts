@@ -29,6 +29,8 @@ const EVALUATE = 6;
 const SNAPSHOT = 7;
 
 export const serverLabel = (rank: number): string => `parameter server (rank ${rank})`;
+/** A failure of (or a wait on) parameter server `rank`, named as the server, not as a tower on it. */
+export const serverError = (rank: number, call: string, cause: string): TowerError => new TowerError(serverLabel(rank), call, cause, serverLabel(rank));
 
 const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 const header = (kind: number, version: number, values: number[] = []): LinkHeader => ({ kind, tower: 0, batch: 0, version, values });
@@ -94,7 +96,7 @@ export class OtherServers {
       const fail = this.failed(k, call);
       await ps.psLinkSendStop(this.link, k, 0, header(kind, version), this.waitMs).catch(fail);
       // The other server may first wait up to waitMs for its pushes to catch up: twice that for the answer.
-      const got = await withDeadline(ps.psLinkRecvBuffers(this.link, k, 0, buffers(k), true, true, 0), 2 * this.waitMs, serverLabel(k), call).catch(fail);
+      const got = await withDeadline(ps.psLinkRecvBuffers(this.link, k, 0, buffers(k), true, true, 0), 2 * this.waitMs, serverLabel(k), call, serverLabel(k)).catch(fail);
       if (got.kind !== kind) fail(new Error(`expected the answer to message kind ${kind}; got kind ${got.kind}`));
     }
   }
@@ -102,7 +104,7 @@ export class OtherServers {
   private failed(k: number, call: string) {
     return (e: unknown): never => {
       psNative().psLinkAbort(this.link, k, 0);
-      throw e instanceof TowerError ? e : new TowerError(serverLabel(k), call, messageOf(e));
+      throw e instanceof TowerError ? e : serverError(k, call, messageOf(e));
     };
   }
 }
@@ -112,7 +114,7 @@ export class OtherServers {
 export async function startFromLead(link: number, server: ServerTower, me: number, waitMs: number): Promise<number> {
   const ps = psNative();
   const fail = (e: unknown): never => {
-    throw new TowerError(serverLabel(0), 'start', `${messageOf(e)} (${serverLabel(me)} was waiting for it)`);
+    throw serverError(0, 'start', `${messageOf(e)} (${serverLabel(me)} was waiting for it)`);
   };
   const h = await ps.psLinkRecvWork(link, 0, 0, server.tower.weightArena, 0, 0, waitMs).catch(fail);
   if (h.kind !== START) fail(new Error(`expected the start (message kind ${START}); got kind ${h.kind}`));
@@ -127,7 +129,7 @@ export async function answerLead(link: number, server: ServerTower, me: number, 
   const ema = server.tower.params[0]?.ema !== undefined;
   for (;;) {
     const h = await ps.psLinkRecvWork(link, 0, 0, server.tower.weightArena, 0, 0, 0).catch((e: unknown): never => {
-      throw new TowerError(serverLabel(0), 'evaluate', `${messageOf(e)} (${serverLabel(me)} was waiting for it)`);
+      throw serverError(0, 'evaluate', `${messageOf(e)} (${serverLabel(me)} was waiting for it)`);
     });
     if (h.kind !== EVALUATE && h.kind !== SNAPSHOT) return;
     await caughtUp(h.version);

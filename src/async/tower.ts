@@ -41,13 +41,13 @@ export interface AsyncTower {
 }
 
 /** Rejects with a TowerError naming `device` when `p` takes longer than `ms`. */
-export async function withDeadline<T>(p: Promise<T>, ms: number, device: string, call: string): Promise<T> {
+export async function withDeadline<T>(p: Promise<T>, ms: number, device: string, call: string, who?: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([
       p,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new TowerError(device, call, `no answer within ${ms} ms (deadline)`)), ms);
+        timer = setTimeout(() => reject(new TowerError(device, call, `no answer within ${ms} ms (deadline)`, who)), ms);
       }),
     ]);
   } finally {
