@@ -40,7 +40,7 @@ export interface AsyncTower {
   release(why?: string): Promise<void>;
 }
 
-/** Rejects with a TowerError naming `device` when `p` takes longer than `ms`. */
+/** Rejects with a TowerError naming `device` (as `who`, when given: a parameter server) when `p` takes longer than `ms`. */
 export async function withDeadline<T>(p: Promise<T>, ms: number, device: string, call: string, who?: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
