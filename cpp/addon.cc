@@ -22,6 +22,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tl::napi::registerProgramBindings(env, exports);
   tl::napi::registerCommBindings(env, exports);
   tl::napi::registerGemmBindings(env, exports);
+  tl::napi::registerAffinityBindings(env, exports);
   tl::napi::registerContractBindings(env, exports);
   tl::napi::registerGpuBindings(env, exports);
   tl::napi::registerGroupBindings(env, exports);

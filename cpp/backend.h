@@ -1,8 +1,10 @@
 // The one Backend interface: memory, copies, synchronisation and kernels by name. cpu and cuda implement it.
 #pragma once
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "kernel.h"
 
@@ -31,6 +33,19 @@ class Backend {
   virtual void setGemmThreads(int n) {
     TL_CHECK(n == 1, name() << " runs its GEMMs on the device, not on host threads; gemmThreads applies to cpu devices");
   }
+  // Pins the device thread to cpus[0] and GEMM worker i to cpus[i] (cpus.size() == gemmThreads()); empty: back to
+  // the mask the threads had before (Note [Thread placement] in src/tower-port/thread-placement.ts). On the device thread.
+  virtual void setThreadCpus(const std::vector<int>& cpus) {
+    TL_CHECK(cpus.empty(), name() << " computes on the device, not on host threads; thread placement (cpus) applies to cpu devices");
+  }
+  // Around each program run on the device thread (its helper threads may stay ready for its kernels meanwhile).
+  virtual void programBegins() {}
+  virtual void programEnds() {}
+  // Runs f (a task's completion: it wakes the JS thread) on an idle helper thread if one is ready, else at once;
+  // in the order handed off. Called on the device thread.
+  virtual void handOff(std::function<void()> f) { f(); }
+  // Each of its compute threads' CPU masks: the device thread's first, then each GEMM worker's. On the device thread.
+  virtual std::vector<std::vector<int>> threadCpus() const { return {}; }
 };
 
 // Factories; each backend lives in its own directory (cpp/cpu, cpp/cuda).

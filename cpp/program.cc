@@ -153,6 +153,11 @@ void Program::execute(const FaultSpec* fault) {
     guardTripped = false;
     std::fill(marks.begin(), marks.end(), -1.0);
   }
+  struct Running {  // the backend's helper threads stay ready for the program's kernels until it ends
+    Backend& dev;
+    explicit Running(Backend& d) : dev(d) { dev.programBegins(); }
+    ~Running() { dev.programEnds(); }
+  } running(dev);
   try {
     executeOps(dev, t0, fault);
   } catch (const std::exception& e) {

@@ -21,6 +21,7 @@ import { loadMnist, MNIST_FILES } from './data/mnist.js';
 import { registerLaunch } from './cli/launch.js';
 import { groupRequested } from './group/options.js';
 import { asyncAcrossProcesses, asyncFlags } from './async/cli-flags.js';
+import type { LayoutOptions } from './tower-port/layout.js';
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
@@ -90,12 +91,21 @@ export function stepLine(e: StepEvent): string {
   return `step ${e.step}, loss = ${e.loss.toFixed(2)} (${e.examplesPerSec.toFixed(1)} examples/sec; ${e.secPerBatch.toFixed(3)} sec/batch)`;
 }
 
+/** --extra-towers and --pin as RuntimeOptions.layout (Note [CPU layout], Note [Thread placement]). */
+function layoutFlags(f: { extraTowers?: 'threads' | 'fold'; pin?: 'auto' | 'on' | 'off' }): { layout?: LayoutOptions } {
+  const layout: LayoutOptions = {};
+  if (f.extraTowers) layout.extraTowers = f.extraTowers;
+  if (f.pin === 'on' || f.pin === 'off') layout.pin = f.pin === 'on';
+  return Object.keys(layout).length > 0 ? { layout } : {};
+}
+
 interface TrainFlags {
   model: string;
   dataset?: string;
   dataDir?: string;
   devices: string;
   extraTowers?: 'threads' | 'fold'; // --extra-towers: CPU towers beyond the cores (Note [CPU layout])
+  pin?: 'auto' | 'on' | 'off'; // --pin: thread placement (Note [Thread placement])
   reduction: 'auto' | 'ring' | 'tree' | 'naive';
   overlap?: boolean; // --overlap, --bucket-mb: the all-reduce overlapped with backward (Note [Overlapped all-reduce])
   pipeline?: boolean; // P (issue 16): --no-pipeline, steps launched one at a time (Note [Pipelined steps])
@@ -167,7 +177,7 @@ async function train(f: TrainFlags): Promise<number> {
     reduction: { algorithm: f.reduction },
     maxTowers: f.maxTowers,
     ...(f.gemmThreads ? { gemmThreads: f.gemmThreads } : {}),
-    ...(f.extraTowers ? { layout: { extraTowers: f.extraTowers } } : {}), // --extra-towers (Note [CPU layout])
+    ...layoutFlags(f),
     ...(groupRequested() && !asyncAcrossProcesses(f) ? { group: true } : {}), // under towerline launch, mpirun, srun
   });
   let stopped: { why: string; code: number } | undefined;
@@ -257,6 +267,7 @@ export function buildCli(): Command {
     .option('--max-towers <n>', 'the most towers to start (each a worker thread with its own model and data)', int('--max-towers'), DEFAULT_MAX_TOWERS)
     // --extra-towers: what CPU towers beyond the cores do (Note [CPU layout]).
     .addOption(new Option('--extra-towers <mode>', "CPU towers beyond the cores: 'fold' (default in one process: one device thread per core, the batch shared over them) or 'threads' (a device thread per tower)").choices(['threads', 'fold']))
+    .addOption(new Option('--pin <mode>', "pin CPU towers' threads and the coordinator to CPUs: 'auto' (default: in one process, where they fit and the coordinator has a CPU without a device thread), 'on' or 'off'").choices(['auto', 'on', 'off']))
     .option('--gemm-threads <n>', "GEMM threads per CPU tower (default: the cores shared by the towers; results do not depend on it)", int('--gemm-threads'))
     .addOption(new Option('--reduction <algorithm>', 'all-reduce algorithm').choices(['auto', 'ring', 'tree', 'naive']).default('auto'))
     .option('--overlap', 'overlap the gradient all-reduce with backward, bucket by bucket (pays across machines; docs/multi-process.md)')
@@ -310,9 +321,12 @@ export function buildCli(): Command {
       process.stdout.write(`${formatTopology(topology())}\n`);
       // Issue 16: the CPU layout a run in one process picks for 1, 2, 4 ... towers on this machine (Note [CPU layout]).
       const { describeDefaultLayout } = await import('./tower-port/layout.js');
+      const { processCpus } = await import('./tower-port/coordinator-cpus.js');
+      const { native } = await import('./native/addon.js');
+      const cpus = { allowed: processCpus(), supported: native().affinitySupported }; // Note [Thread placement]
       const cores = (await import('node:os')).availableParallelism();
       const counts = [...new Set([1, 2, cores, 2 * cores])].sort((a, b) => a - b);
-      process.stdout.write(`CPU layouts (one process; a process group gives every tower a thread):\n${counts.map((n) => `  ${describeDefaultLayout(cores, n)}`).join('\n')}\n`);
+      process.stdout.write(`CPU layouts (one process; a process group gives every tower a thread):\n${counts.map((n) => `  ${describeDefaultLayout(cores, n, cpus)}`).join('\n')}\n`);
     });
   program
     .command('bench')

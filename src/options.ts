@@ -274,7 +274,7 @@ export const runtimeOptionsSchema = z
     gemmThreads: z.number().int('expected an integer').min(1).max(256).optional(),
     maxTowers: positiveInt.default(DEFAULT_MAX_TOWERS),
     group: z.union([z.boolean(), z.custom<GroupSettings>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'expected true or the group settings')]).optional(), // checked by src/group/options.ts
-    layout: z.object({ extraTowers: z.enum(['threads', 'fold']).optional(), cores: positiveInt.optional() }).strict().optional(), // Note [CPU layout]
+    layout: z.object({ extraTowers: z.enum(['threads', 'fold']).optional(), cores: positiveInt.optional(), pin: z.boolean().optional() }).strict().optional(), // Note [CPU layout], Note [Thread placement]
   })
   .strict();
 export type ResolvedRuntimeOptions = Omit<z.output<typeof runtimeOptionsSchema>, 'reduction'> & { reduction: ReductionOptions | undefined };

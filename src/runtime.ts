@@ -9,6 +9,9 @@ import { connectLocalGroup } from './group/local-group.js';
 import type { ConnectGroup } from './group/group.js';
 import { gemmThreadsFor, workerPorts, type PortOpener } from './tower-port/open.js';
 import { layoutSlots } from './tower-port/layout.js';
+import { placeThreads, PlacementError, type Placement } from './tower-port/thread-placement.js';
+import { holdCoordinator, processCpus } from './tower-port/coordinator-cpus.js';
+import { native } from './native/addon.js';
 import { checkShardUpdate } from './model/sharded-update.js';
 import type { Layout } from './options.js';
 import { ConfigError } from './errors.js';
@@ -32,11 +35,13 @@ export class Runtime {
   readonly #opts: ResolvedRuntimeOptions;
   readonly #internals: RuntimeInternals;
   readonly #layout: () => Layout;
+  readonly #placement: Placement | undefined;
   #running = false;
   #closed = false;
 
-  private constructor(towers: TowerSet, opts: ResolvedRuntimeOptions, layout: () => Layout) {
+  private constructor(towers: TowerSet, opts: ResolvedRuntimeOptions, layout: () => Layout, placement: Placement | undefined) {
     this.#towers = towers;
+    this.#placement = placement;
     this.#opts = opts;
     this.#layout = layout;
     this.#internals = { towers, faults: undefined };
@@ -61,18 +66,20 @@ export class Runtime {
     const world = await joinWorld(o, slots.length);
     const gemmThreads = gemmThreadsFor(slots, o.gemmThreads, world.processesOnHost, cores);
     let ports: ReturnType<PortOpener>;
+    let placement: Placement | undefined;
     try {
-      ports = openPorts(slots, { callMs: o.callTimeoutMs, gemmThreads });
+      placement = placeTowers(slots, gemmThreads, openPorts.deviceThreads, world, o.layout);
+      ports = openPorts(slots, { callMs: o.callTimeoutMs, gemmThreads, ...(placement ? { cpus: placement.towers } : {}) });
     } catch (e) {
       world.close();
       throw e;
     }
     const towers = new TowerSet(ports, connect, o.reduction, o.collectiveTimeoutMs, world);
-    towers.layout = layoutSlots(asked, o.layout ?? {}, cores, world.processesOnHost, foldByDefault).text;
+    towers.layout = layoutSlots(asked, o.layout ?? {}, cores, world.processesOnHost, foldByDefault).text + (placement ? `; ${placement.text}` : '');
     const gemm = openPorts.arithmetic();
     // The run settings' layout (Note [Run settings]): what this runtime's towers are and how they compute.
     const layout = (): Layout => ({ towers: towers.devices, gemmThreads, gemm, reduction: towers.reductionId(), shares: o.shares, ...(towers.shards ? { shardUpdate: true } : {}) });
-    return new Runtime(towers, o, layout);
+    return new Runtime(towers, o, layout, placement);
   }
 
   /** The towers' device labels, in rank order. */
@@ -101,11 +108,20 @@ export class Runtime {
     checkShardUpdate(o, this.#towers.world.processes); // Z: refusals of the sharded update (Note [Sharded update])
     const kind = asyncRunKind(o, this.#towers.size, this.#towers.world.processes); // mode 'async' (src/async/), checked here; undefined: synchronous
     this.#running = true;
-    const run = startRun(this.#towers, o, { callMs: this.#opts.callTimeoutMs, shares: this.#opts.shares, faults: this.#internals.faults, layout: this.#layout }, kind);
-    run.done.then(
-      () => (this.#running = false),
-      () => (this.#running = false),
-    );
+    const release = holdCoordinator(this.#placement?.coordinator); // Note [Thread placement]: for the length of the run
+    let run: TrainRun;
+    try {
+      run = startRun(this.#towers, o, { callMs: this.#opts.callTimeoutMs, shares: this.#opts.shares, faults: this.#internals.faults, layout: this.#layout }, kind);
+    } catch (e) {
+      release();
+      this.#running = false;
+      throw e;
+    }
+    const ended = () => {
+      release();
+      this.#running = false;
+    };
+    run.done.then(ended, ended);
     return run;
   }
 
@@ -151,6 +167,27 @@ export class Runtime {
     if (this.#closed) return;
     this.#closed = true;
     await this.#towers.close();
+  }
+}
+
+/**
+ * Where this process's compute threads run (Note [Thread placement]), or undefined where nothing is placed (towers
+ * without device threads). `layout.pin: true` that cannot be honoured is a ConfigError naming it.
+ */
+function placeTowers(slots: Array<{ kind: string; label: string }>, gemmThreads: number[], deviceThreads: boolean, world: { grouped: boolean; localRank: number; processesOnHost: number }, layout: { cores?: number; pin?: boolean } | undefined): Placement | undefined {
+  if (!deviceThreads) return undefined;
+  const placed = slots.map((s, r) => ({ label: s.label, threads: s.kind === 'cpu' ? gemmThreads[r]! : 0 }));
+  try {
+    return placeThreads(placed, {
+      pin: layout?.pin,
+      allowed: processCpus(),
+      cores: layout?.cores,
+      supported: native().affinitySupported,
+      group: world.grouped ? { localRank: world.localRank, localWorldSize: world.processesOnHost } : undefined,
+    });
+  } catch (e) {
+    if (e instanceof PlacementError) throw new ConfigError(e.message, 'layout.pin');
+    throw e;
   }
 }
 

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "backend.h"
+#include "../affinity.h"
 #include "gemm.h"
 
 namespace tl {
@@ -46,12 +47,45 @@ class CpuBackend final : public Backend {
   int gemmThreads() const override { return gemm_.size(); }
   void setGemmThreads(int n) override {
     TL_CHECK(n >= 1 && n <= kMaxGemmThreads, "gemmThreads of " << name() << " must be in [1, " << kMaxGemmThreads << "], got " << n);
+    if (!cpus_.empty() && n != gemm_.size()) setThreadCpus({});  // the placement was made for the old count
     gemm_.resize(n);
+  }
+  void setThreadCpus(const std::vector<int>& cpus) override {
+    TL_CHECK(cpus.empty() || static_cast<int>(cpus.size()) == gemm_.size(),
+             "cpus of " << name() << ": expected one CPU per compute thread (the device thread and its " << gemm_.size() - 1
+                        << " GEMM workers: " << gemm_.size() << "), got " << cpus.size() << " (" << cpuList(cpus) << ")");
+    if (cpus.empty()) {
+      if (cpus_.empty()) return;
+      pinThread(unpinned_);
+      gemm_.setWorkerCpus(std::vector<std::vector<int>>(gemm_.size() - 1, unpinned_));
+      cpus_.clear();
+      return;
+    }
+    if (cpus_.empty()) unpinned_ = tl::threadCpus();
+    pinThread({cpus[0]});
+    std::vector<std::vector<int>> workers;
+    for (size_t i = 1; i < cpus.size(); ++i) workers.push_back({cpus[i]});
+    gemm_.setWorkerCpus(workers);
+    cpus_ = cpus;
+    const auto seen = gemm_.workerCpus();
+    for (size_t i = 0; i < workers.size(); ++i)
+      TL_CHECK(seen[i] == workers[i], "cpus of " << name() << ": GEMM worker " << i + 1 << " could not be pinned to CPU " << workers[i][0]
+                                                 << " (it runs on " << cpuList(seen[i]) << "); is that CPU in this process's cpuset?");
+  }
+  void programBegins() override { gemm_.hold(true); }
+  void programEnds() override { gemm_.hold(false); }
+  void handOff(std::function<void()> f) override { gemm_.handOff(std::move(f)); }
+  std::vector<std::vector<int>> threadCpus() const override {
+    std::vector<std::vector<int>> out{tl::threadCpus()};
+    for (auto& w : gemm_.workerCpus()) out.push_back(w);
+    return out;
   }
 
  private:
   int index_;
   GemmThreads gemm_;
+  std::vector<int> cpus_;      // its placement, empty when unpinned
+  std::vector<int> unpinned_;  // the device thread's mask before the placement
 };
 
 }  // namespace

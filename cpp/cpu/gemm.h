@@ -4,6 +4,7 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <vector>
 
 namespace tl {
 
@@ -47,7 +48,17 @@ class GemmThreads {
   GemmThreads(const GemmThreads&) = delete;
   GemmThreads& operator=(const GemmThreads&) = delete;
   int size() const;
-  void resize(int n);  // n in [1, kMaxGemmThreads]; throws otherwise
+  void resize(int n);  // n in [1, kMaxGemmThreads]; throws otherwise (a placement for another count is dropped)
+  // Pins worker i (participants 1..size()-1) to masks[i-1], restarting the workers; empty: they inherit the device
+  // thread's mask (Note [Thread placement] in src/tower-port/thread-placement.ts). Runs on the device thread.
+  void setWorkerCpus(std::vector<std::vector<int>> masks);
+  // While held (a step program runs on the device thread), idle workers spin longer for the next job (Note [Pool spin]).
+  void hold(bool on);
+  // Runs f on a worker spinning for its next job, else on the caller at once; in the order handed off (Note
+  // [Hand-off to a spinning worker] in gemm_threads.cc).
+  void handOff(std::function<void()> f);
+  // Each worker's CPU mask as it started (after its pin, if any).
+  std::vector<std::vector<int>> workerCpus() const;
   // Makes this the calling thread's GEMM threads (nullptr unbinds: the thread computes alone).
   static void bind(GemmThreads* t);
   static GemmThreads* bound();

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -13,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "../affinity.h"
 #include "gemm.h"
 
 namespace tl {
@@ -32,7 +34,23 @@ thread_local GemmThreads* tlsThreads = nullptr;
 // softmax and activations) otherwise cost two wake-ups per step on 2 threads, and on a VM waking a halted vCPU
 // costs tens of microseconds (issue 16: the non-GEMM part of the MNIST step did not shrink on 2 threads; the floor,
 // GEMMs back to back, never pays one). Idle devices still sleep after kSpinMax at most.
-constexpr std::chrono::microseconds kSpin{50}, kSpinMax{400};
+// While the device thread runs a step program (GemmThreads::hold), a worker spins up to kHeld between jobs: a worker
+// preempted in a serial stretch (by the coordinator's thread, which shares its CPU: Note [Thread placement]) would
+// otherwise find its budget spent when it runs again and sleep, and every product after it would pay a wake-up (on
+// the bench VM a futex wake of a halted vCPU cost 3% of the device thread's samples). Outside programs the budget
+// above applies, so an idle device stops spinning within kSpinMax.
+constexpr std::chrono::microseconds kSpin{50}, kSpinMax{400}, kHeld{2000};
+
+// Note [Hand-off to a spinning worker]: when a device thread finishes a task, it settles the task's promise by waking
+// the JS thread (a thread-safe function: an eventfd write). On the bench VM that write cost the device thread about
+// 30 us per step (a halted vCPU's wake-up), between one step program and the next although the next was queued
+// (Note [Pipelined steps]). A GEMM worker is idle at that moment, spinning for its next job (Note [Pool spin]), and
+// with the threads placed it shares its CPU with the JS thread (Note [Thread placement]), so it can do the write off
+// the device thread's critical path, and wake the JS thread on its own CPU. handOff(f) queues f; a spinning worker
+// runs it, and when no worker spins the caller does, at once. Every f runs exactly once, in the order handed off
+// (all run under drainMu_, first in first out). The two sides check each other Dekker-style: the caller queues, then
+// reads spinning_; a worker leaving its spin decrements spinning_, then looks at the queue; with sequentially
+// consistent atomics at least one of them sees the other, so nothing is left queued with nobody to run it.
 
 inline void cpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -64,6 +82,64 @@ class GemmThreads::Pool {
     stop();
     start(n);
   }
+  // Restarts the workers, worker i (1-based participant) pinned to masks[i-1]; empty: they inherit the caller's mask.
+  void setWorkerCpus(std::vector<std::vector<int>> masks) {
+    const int n = n_;
+    stop();
+    masks_ = std::move(masks);
+    start(n);
+  }
+  void hold(bool on) { held_.store(on, std::memory_order_relaxed); }
+  void handOff(std::function<void()> f) {  // Note [Hand-off to a spinning worker]
+    {
+      std::lock_guard<std::mutex> lk(sideMu_);
+      side_.push_back(std::move(f));
+      sideCount_.fetch_add(1);
+    }
+    if (spinning_.load() == 0) drainSide();
+  }
+  // Runs what is queued, unless another thread is running it: that one looks again after it lets go, so nothing
+  // queued meanwhile is left behind, and nobody ever waits for a drainer that was preempted.
+  void drainSide() {
+    while (sideCount_.load() > 0) {
+      if (!drainMu_.try_lock()) return;
+      for (;;) {
+        std::function<void()> f;
+        {
+          std::lock_guard<std::mutex> lk(sideMu_);
+          if (side_.empty()) break;
+          f = std::move(side_.front());
+          side_.pop_front();
+          sideCount_.fetch_sub(1);
+        }
+        f();
+      }
+      drainMu_.unlock();
+    }
+  }
+  // A worker's spin for its next job: `budget` (Note [Pool spin]); while the device thread runs a program (held_),
+  // up to kHeld, and `budget` more once the program ends.
+  template <class F>
+  bool spinForJob(F news, std::chrono::microseconds budget) {
+    using Clock = std::chrono::steady_clock;
+    auto now = Clock::now();
+    auto until = now + budget;
+    const auto heldUntil = now + kHeld;
+    for (int i = 0;; ++i) {
+      if (news()) return true;
+      cpuRelax();
+      if ((i & 63) == 63) {
+        now = Clock::now();
+        if (held_.load(std::memory_order_relaxed) && now < heldUntil) until = std::max(until, now + budget);
+        if (now >= until) return news();
+      }
+    }
+  }
+  std::vector<std::vector<int>> workerCpus() {
+    std::unique_lock<std::mutex> lk(m_);
+    started_.wait(lk, [this] { return ready_ == n_ - 1; });
+    return seen_;
+  }
 
   void forEach(int count, const std::function<void(int)>& f) {
     if (n_ <= 1 || count <= 1) {
@@ -81,7 +157,7 @@ class GemmThreads::Pool {
     }
     cv_.notify_all();
     work();
-    spinUntil([this] { return pending_.load() == 0; });  // Note [Pool spin]
+    spinUntil([this] { return pending_.load() == 0; }, held_.load(std::memory_order_relaxed) ? kHeld : kSpin);  // Note [Pool spin]
     std::unique_lock<std::mutex> lk(m_);
     done_.wait(lk, [this] { return pending_.load() == 0; });
     job_ = nullptr;
@@ -106,7 +182,14 @@ class GemmThreads::Pool {
     auto budget = kSpin;  // Note [Pool spin]: adapts to the gaps between jobs
     auto ended = Clock::now();
     for (;;) {
-      const bool hot = spinUntil([&] { return stopping_.load() || gen_.load() != seen; }, budget);
+      spinning_.fetch_add(1);
+      const auto news = [&] { return stopping_.load() || gen_.load() != seen || sideCount_.load() > 0; };
+      const bool hot = spinForJob(news, budget);
+      spinning_.fetch_sub(1);
+      if (sideCount_.load() > 0) {  // Note [Hand-off to a spinning worker]: after leaving the spin, so none is missed
+        drainSide();
+        if (gen_.load() == seen && !stopping_.load()) continue;  // back to spinning for the next job
+      }
       {
         std::unique_lock<std::mutex> lk(m_);
         cv_.wait(lk, [&] { return stop_ || gen_.load() != seen; });
@@ -129,9 +212,29 @@ class GemmThreads::Pool {
     n_ = n;
     stop_ = false;
     stopping_.store(false);
-    for (int i = 1; i < n_; ++i) workers_.emplace_back([this, g = gen_.load()] { loop(g); });
+    if (masks_.size() != static_cast<size_t>(n - 1)) masks_.clear();  // a placement for another count no longer applies
+    ready_ = 0;
+    seen_.assign(n - 1, {});
+    for (int i = 1; i < n_; ++i)
+      workers_.emplace_back([this, i, g = gen_.load()] {
+        std::vector<int> cpus;
+        try {
+          if (!masks_.empty()) pinThread(masks_[i - 1]);  // Note [Thread placement]
+          cpus = threadCpus();
+        } catch (...) {
+          cpus = threadCpus();  // unpinned: it computes the same, only where the OS puts it (the run reports the masks)
+        }
+        {
+          std::lock_guard<std::mutex> lk(m_);
+          seen_[i - 1] = std::move(cpus);
+          ++ready_;
+        }
+        started_.notify_all();
+        loop(g);
+      });
   }
   void stop() {
+    while (sideCount_.load() > 0) drainSide();  // whatever was handed off runs before the workers go
     {
       std::lock_guard<std::mutex> lk(m_);
       stop_ = true;
@@ -144,7 +247,10 @@ class GemmThreads::Pool {
   }
 
   std::mutex m_;
-  std::condition_variable cv_, done_;
+  std::condition_variable cv_, done_, started_;
+  std::vector<std::vector<int>> masks_;  // per worker; empty: inherited
+  std::vector<std::vector<int>> seen_;   // each worker's mask as it started
+  int ready_ = 0;
   std::vector<std::thread> workers_;
   const std::function<void(int)>* job_ = nullptr;
   std::atomic<int> next_{0};
@@ -152,6 +258,10 @@ class GemmThreads::Pool {
   std::atomic<unsigned long> gen_{0};  // written under m_; read without it while spinning
   std::atomic<int> pending_{0};
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> held_{false};
+  std::mutex sideMu_, drainMu_;
+  std::deque<std::function<void()>> side_;
+  std::atomic<int> sideCount_{0}, spinning_{0};
   int n_ = 1;
   bool stop_ = false;
   std::exception_ptr error_;
@@ -168,6 +278,15 @@ void GemmThreads::resize(int n) {
                                 std::to_string(n));
   if (n != pool_->size()) pool_->resize(n);
 }
+void GemmThreads::setWorkerCpus(std::vector<std::vector<int>> masks) {
+  if (!masks.empty() && masks.size() != static_cast<size_t>(size() - 1))
+    throw std::invalid_argument("GEMM worker CPUs: expected " + std::to_string(size() - 1) + " masks (one per worker), got " +
+                                std::to_string(masks.size()));
+  pool_->setWorkerCpus(std::move(masks));
+}
+std::vector<std::vector<int>> GemmThreads::workerCpus() const { return pool_->workerCpus(); }
+void GemmThreads::hold(bool on) { pool_->hold(on); }
+void GemmThreads::handOff(std::function<void()> f) { pool_->handOff(std::move(f)); }
 void GemmThreads::bind(GemmThreads* t) { tlsThreads = t; }
 GemmThreads* GemmThreads::bound() { return tlsThreads; }
 void GemmThreads::forEach(int count, const std::function<void(int)>& f) { pool_->forEach(count, f); }

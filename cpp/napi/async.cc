@@ -88,8 +88,12 @@ const ReplyMaker* replyMaker(Napi::Env env) {
 
 Napi::Value submitAsync(Napi::Env env, const std::shared_ptr<Device>& dev, std::function<void()> task,
                         std::function<Napi::Value(Napi::Env)> result) {
-  return submitAsync(env, [dev](std::function<void()> t, std::function<void(std::exception_ptr)> d) { dev->submit(std::move(t), std::move(d)); },
-                     std::move(task), std::move(result));
+  // The completion (it wakes this JS thread) goes through the backend's hand-off: a CPU device's spinning GEMM worker
+  // does it off the device thread's critical path (Note [Hand-off to a spinning worker] in cpu/gemm_threads.cc).
+  return submitAsync(env, [dev](std::function<void()> t, std::function<void(std::exception_ptr)> d) {
+    Device* raw = dev.get();
+    dev->submit(std::move(t), [raw, d = std::move(d)](std::exception_ptr e) { raw->backend().handOff([d, e] { d(e); }); });
+  }, std::move(task), std::move(result));
 }
 
 Napi::Value submitAsync(Napi::Env env, const SubmitFn& submit, std::function<void()> task,

@@ -2,6 +2,9 @@
 #pragma once
 #include <napi.h>
 
+#include <string>
+#include <vector>
+
 namespace tl {
 namespace napi {
 
@@ -14,6 +17,9 @@ void registerProgramBindings(Napi::Env env, Napi::Object exports);
 void registerCommBindings(Napi::Env env, Napi::Object exports);
 // gemmInfo, setDeviceGemmThreads, deviceGemmThreads (gemm.cc)
 void registerGemmBindings(Napi::Env env, Napi::Object exports);
+// affinitySupported, threadCpus, pinThread, deviceThreadCpus (affinity.cc; Note [Thread placement])
+void registerAffinityBindings(Napi::Env env, Napi::Object exports);
+std::vector<int> cpusArg(Napi::Env env, const Napi::Value& v, const std::string& what);
 // contract, kernelIsa (contract.cc)
 void registerContractBindings(Napi::Env env, Napi::Object exports);
 // topology, p2pSelfTest, setP2PEnabled (gpu.cc; what they do comes from the GPU inspection hook)

@@ -39,13 +39,18 @@ int gemmThreadsOption(const Napi::CallbackInfo& info) {
 Napi::Value OpenDevice(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber())
-    throw Napi::TypeError::New(env, "openDevice(kind: string, index: number, { gemmThreads? })");
+    throw Napi::TypeError::New(env, "openDevice(kind: string, index: number, { gemmThreads?, cpus? })");
   const int threads = gemmThreadsOption(info);
+  // cpus: the device thread's CPU, then each GEMM worker's (Note [Thread placement] in src/tower-port/thread-placement.ts).
+  std::vector<int> cpus;
+  if (info.Length() > 2 && info[2].IsObject() && !info[2].As<Napi::Object>().Get("cpus").IsUndefined())
+    cpus = cpusArg(env, info[2].As<Napi::Object>().Get("cpus"), "openDevice: cpus");
   return guarded(env, [&]() -> Napi::Value {
     auto dev = Registry::get().openDevice(info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::Number>().Int32Value(),
                                           envId(env));
     try {
       if (threads != 1) dev->runBlocking([&] { dev->backend().setGemmThreads(threads); });
+      if (!cpus.empty()) dev->runBlocking([&] { dev->backend().setThreadCpus(cpus); });
     } catch (...) {
       Registry::get().closeDevice(dev->id());
       throw;

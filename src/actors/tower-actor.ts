@@ -8,4 +8,4 @@ import { TowerHost } from '../tower-port/tower-host.js';
 import type { ActorStart } from '../tower-port/protocol.js';
 
 const start = workerData as ActorStart;
-Comlink.expose(new TowerHost(NativeDevice.open(start.kind, start.index, { gemmThreads: start.gemmThreads })), nodeEndpoint(parentPort!));
+Comlink.expose(new TowerHost(NativeDevice.open(start.kind, start.index, { gemmThreads: start.gemmThreads, ...(start.cpus ? { cpus: start.cpus } : {}) })), nodeEndpoint(parentPort!));

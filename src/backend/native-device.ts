@@ -38,8 +38,9 @@ export class NativeDevice implements Backend {
   /**
    * Opens `kind:index` (e.g. 'cpu', 0). Throws naming the kind and the index when it does not exist. `gemmThreads`
    * (default 1): the threads this device's GEMMs use; results are the same bits at any count (Note [GEMM threads]).
+   * `cpus`: one CPU per compute thread, the device thread's first (Note [Thread placement]); absent: not pinned.
    */
-  static open(kind: string, index: number, opts: { gemmThreads?: number } = {}): NativeDevice {
+  static open(kind: string, index: number, opts: { gemmThreads?: number; cpus?: number[] } = {}): NativeDevice {
     return new NativeDevice(native().openDevice(kind, index, opts));
   }
 

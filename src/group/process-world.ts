@@ -58,6 +58,8 @@ export class ProcessWorld implements World {
   readonly towers: number;
   readonly writesCheckpoints: boolean;
   readonly processesOnHost: number;
+  readonly localRank: number;
+  readonly grouped = true;
   private stopAgreed = false;
 
   constructor(private readonly group: ProcessGroup) {
@@ -67,6 +69,7 @@ export class ProcessWorld implements World {
     this.towers = this.processes * this.towersPerProcess;
     this.writesCheckpoints = this.rank === 0;
     this.processesOnHost = group.options.localWorldSize;
+    this.localRank = group.options.localRank;
   }
 
   get shape(): WorldShape {

@@ -47,6 +47,10 @@ export interface World {
   readonly shape: WorldShape;
   /** The processes of the run on this machine (they share its cores). */
   readonly processesOnHost: number;
+  /** This process's index among them (0 in one process): its share of the host's CPUs (Note [Thread placement]). */
+  readonly localRank: number;
+  /** Whether this is a process group (several processes that agreed on a run), not one process alone. */
+  readonly grouped: boolean;
   /** Rank 0 writes checkpoints; every rank can resume (Note [Process dimension]). */
   readonly writesCheckpoints: boolean;
   /** Plans and validates the gradient all-reduce for this world. */
@@ -80,6 +84,8 @@ export function localWorld(towers: number): World {
     towers,
     shape: { processes: 1, towersPerProcess: towers },
     processesOnHost: 1,
+    localRank: 0,
+    grouped: false,
     writesCheckpoints: true,
     plan: planReduction,
     connect: (local) => local,

@@ -107,8 +107,11 @@ export interface NativeGroupInfo {
 export interface NativeAddon {
   backendKinds(): string[];
   deviceCount(kind: string): number;
-  /** gemmThreads (default 1): this device's GEMM threads (Note [GEMM threads] in cpp/cpu/gemm.cc); only cpu devices take more than 1. */
-  openDevice(kind: string, index: number, opts?: { gemmThreads?: number }): { id: number; name: string; kind: string; gemmThreads: number };
+  /**
+   * gemmThreads (default 1): this device's GEMM threads (Note [GEMM threads] in cpp/cpu/gemm.cc); only cpu devices take more than 1.
+   * cpus: one CPU per compute thread, the device thread's first, then each GEMM worker's (Note [Thread placement]); cpu devices only.
+   */
+  openDevice(kind: string, index: number, opts?: { gemmThreads?: number; cpus?: number[] }): { id: number; name: string; kind: string; gemmThreads: number };
   closeDevice(id: number): void;
   alloc(device: number, numel: number, dtype: NativeDType): number;
   free(handle: number): void;
@@ -146,6 +149,14 @@ export interface NativeAddon {
   /** A device's GEMM threads from its next kernel on; the results do not change (Note [GEMM threads]). */
   setDeviceGemmThreads(device: number, n: number): void;
   deviceGemmThreads(device: number): number;
+  /** Whether this platform pins threads to CPUs (Linux); elsewhere threadCpus is empty and pinThread throws. */
+  affinitySupported: boolean;
+  /** The calling thread's CPUs, ascending (Note [Thread placement] in src/tower-port/thread-placement.ts). */
+  threadCpus(): number[];
+  /** Restricts the calling thread to `cpus`. */
+  pinThread(cpus: number[]): void;
+  /** A device's compute threads' CPUs as they are: the device thread's, then each GEMM worker's (empty off the CPU). */
+  deviceThreadCpus(device: number): number[][];
   /** The hyper slots and the kernel contract table. */
   contract(): NativeContract;
   /**

@@ -21,6 +21,8 @@
 // The decision is made once, here; src/runtime.ts applies it, and the `started` event and `towerline topo` say
 // what was asked for and what runs.
 
+import { placeThreads } from './thread-placement.js';
+
 export interface CpuLayout {
   /** Hardware threads this machine offers (os.availableParallelism()). */
   cores: number;
@@ -53,6 +55,8 @@ export interface LayoutOptions {
   extraTowers?: 'threads' | 'fold';
   /** The cores to lay the towers out on (default: os.availableParallelism()). */
   cores?: number;
+  /** Pin compute threads and the coordinator to CPUs (Note [Thread placement]); default: in one process where they fit. */
+  pin?: boolean;
 }
 
 /** The device slots a run opens, and its layout in words (for `started`). */
@@ -96,7 +100,13 @@ function describeFold(asked: number, l: CpuLayout, byDefault: boolean): string {
     `the same gradient up to float rounding; 'threads' gives each tower its own thread); ${describeLayout(l).replace(/^.*?: /, '')}`;
 }
 
-/** What a run in one process on `cores` cores does with `towers` CPU towers by default, in words (`towerline topo`). */
-export function describeDefaultLayout(cores: number, towers: number): string {
-  return layoutSlots(Array.from({ length: towers }, () => ({ kind: 'cpu' })), {}, cores).text;
+/**
+ * What a run in one process on `cores` cores does with `towers` CPU towers by default, in words (`towerline topo`);
+ * with `cpus` (the CPUs this process may use, and whether threads can be pinned), where its threads run too.
+ */
+export function describeDefaultLayout(cores: number, towers: number, cpus?: { allowed: number[]; supported: boolean }): string {
+  const l = layoutSlots(Array.from({ length: towers }, () => ({ kind: 'cpu' })), {}, cores);
+  if (!cpus) return l.text;
+  const placed = placeThreads(l.slots.map((_, i) => ({ label: `cpu:${i}`, threads: l.layout.gemmThreads })), { ...cpus, cores });
+  return `${l.text}; ${placed.text}`;
 }

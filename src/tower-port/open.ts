@@ -10,9 +10,17 @@ import { WorkerTowerPort } from './worker-port.js';
 import { InProcessTowerPort } from './in-process-port.js';
 import { cpuLayout } from './layout.js';
 
+/** What a port opener needs besides the slots: per rank, GEMM threads and (when placed) its threads' CPUs. */
+export interface OpenOptions {
+  callMs: number;
+  gemmThreads: number[];
+  /** Note [Thread placement]: per rank, the device thread's CPU then each GEMM worker's; undefined: not pinned. */
+  cpus?: Array<number[] | undefined>;
+}
+
 /** Opens one port per slot, each tower's GEMMs on `gemmThreads[rank]` threads; `arithmetic` names what computes. */
 export interface PortOpener {
-  (slots: DeviceSlot[], o: { callMs: number; gemmThreads: number[] }): TowerPort[];
+  (slots: DeviceSlot[], o: OpenOptions): TowerPort[];
   /** What computes the products, for the run's layout: the GEMM kernel (gemmInfo().kernel), or the reference. */
   arithmetic(): string;
   /** Whether each tower computes on a device thread of its own (only then are extra CPU towers folded by default: Note [CPU layout]). */
@@ -30,20 +38,22 @@ export function gemmThreadsFor(slots: DeviceSlot[], requested: number | undefine
   return slots.map((s) => (s.kind === 'cpu' ? (requested ?? shared) : 1));
 }
 
+const cpusOf = (o: OpenOptions, r: number): { cpus?: number[] } => (o.cpus?.[r] ? { cpus: o.cpus[r] } : {});
+
 const nativeArithmetic = (): string => native().gemmInfo().kernel;
 
 /** One device actor per slot. */
 export const workerPorts: PortOpener = Object.assign(
-  (slots: DeviceSlot[], o: { callMs: number; gemmThreads: number[] }) =>
-    slots.map((s, r) => WorkerTowerPort.open(s.label, { kind: s.kind, index: s.index, gemmThreads: o.gemmThreads[r]! }, o.callMs)),
+  (slots: DeviceSlot[], o: OpenOptions) =>
+    slots.map((s, r) => WorkerTowerPort.open(s.label, { kind: s.kind, index: s.index, gemmThreads: o.gemmThreads[r]!, ...cpusOf(o, r) }, o.callMs)),
   { arithmetic: nativeArithmetic, deviceThreads: true },
 );
 
 /** Towers in this thread: on the slots' native devices, or on reference backends named 'ref:<rank>'. */
 export function inProcessPorts(backend: 'native' | 'reference'): PortOpener {
   return Object.assign(
-    (slots: DeviceSlot[], o: { callMs: number; gemmThreads: number[] }) =>
-      slots.map((s, r) => new InProcessTowerPort(backend === 'reference' ? new ReferenceBackend(`ref:${r}`) : NativeDevice.open(s.kind, s.index, { gemmThreads: o.gemmThreads[r]! }))),
+    (slots: DeviceSlot[], o: OpenOptions) =>
+      slots.map((s, r) => new InProcessTowerPort(backend === 'reference' ? new ReferenceBackend(`ref:${r}`) : NativeDevice.open(s.kind, s.index, { gemmThreads: o.gemmThreads[r]!, ...cpusOf(o, r) }))),
     { arithmetic: backend === 'reference' ? () => 'float64 reference' : nativeArithmetic, deviceThreads: backend !== 'reference' },
   );
 }

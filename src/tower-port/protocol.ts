@@ -111,6 +111,8 @@ export interface ActorStart {
   index: number;
   /** Threads this tower's GEMMs use (the results do not depend on it; Note [GEMM threads]). */
   gemmThreads: number;
+  /** Its compute threads' CPUs, the device thread's first (Note [Thread placement]); absent: not pinned. */
+  cpus?: number[];
 }
 
 /** The arenas a collective group is built over (native buffer handles; only the group module reads them). */

@@ -1,0 +1,19 @@
+// Pinning host threads to CPUs (Note [Thread placement] in src/tower-port/thread-placement.ts decides where; this only
+// carries it out). Linux only: elsewhere threadCpus() is empty and pinThread() refuses.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace tl {
+
+// Whether this platform lets a thread be pinned to CPUs.
+bool affinitySupported();
+// The CPUs the calling thread may run on, ascending; empty where the platform has no thread affinity.
+std::vector<int> threadCpus();
+// Restricts the calling thread to `cpus` (non-empty, each in [0, 1024)). Throws naming the CPUs and the OS error
+// (e.g. a CPU outside the process's cgroup or cpuset).
+void pinThread(const std::vector<int>& cpus);
+// "0,1,3" for messages.
+std::string cpuList(const std::vector<int>& cpus);
+
+}  // namespace tl

@@ -1,0 +1,160 @@
+// Thread placement (Note [Thread placement] in src/tower-port/thread-placement.ts): where each compute thread and
+// the coordinator run, that the device really pins them, that a run restores the coordinator's mask, and that
+// placement never changes the bits.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { placeThreads, PlacementError, type PlacedSlot } from '../src/tower-port/thread-placement.js';
+import { native } from '../src/native/addon.js';
+import { NativeDevice } from '../src/backend/native-device.js';
+import { createRuntime, mnist, type RunEvent } from '../src/runtime.js';
+import { mnistMlp } from '../src/model/spec.js';
+import { ConfigError } from '../src/errors.js';
+
+const cpu = (label: string, threads: number): PlacedSlot => ({ label, threads });
+const on = (allowed: number[], extra: Partial<Parameters<typeof placeThreads>[1]> = {}) => ({ allowed, supported: true, ...extra });
+
+describe('thread placement: the plan', () => {
+  it('puts each tower on CPUs of its own, device thread first, and the coordinator where no device thread is', () => {
+    const one = placeThreads([cpu('cpu:0', 2)], on([0, 1]));
+    assert.deepEqual(one.towers, [[0, 1]]);
+    assert.deepEqual(one.coordinator, [1], 'one tower with a GEMM worker: the coordinator shares the worker CPU');
+    assert.match(one.text, /^threads pinned: cpu:0 on CPU 0 \(GEMM workers on CPU 1\); the coordinator on CPU 1 during a run/);
+
+    const spare = placeThreads([cpu('cpu:0', 1)], on([0, 1, 2, 3]));
+    assert.deepEqual(spare.towers, [[0]]);
+    assert.deepEqual(spare.coordinator, [1, 2, 3], 'free CPUs go to the coordinator');
+
+    const two = placeThreads([cpu('cpu:0', 1), cpu('cpu:1', 1)], on([0, 1]));
+    assert.deepEqual(two.towers, [undefined, undefined], 'every CPU would run a device thread: nothing is pinned by default');
+    assert.match(two.text, /not pinned \(every CPU would run a device thread/);
+    const asked = placeThreads([cpu('cpu:0', 1), cpu('cpu:1', 1)], on([0, 1], { pin: true }));
+    assert.deepEqual(asked.towers, [[0], [1]], 'layout.pin true pins them all the same');
+    assert.equal(asked.coordinator, undefined);
+    assert.match(asked.text, /the coordinator left to the OS/);
+
+    const mixed = placeThreads([cpu('cuda:0', 0), cpu('cpu:0', 3)], on([4, 9, 2, 7]));
+    assert.deepEqual(mixed.towers, [undefined, [2, 4, 7]], 'CPUs in ascending order; towers not on host threads are not placed');
+    assert.deepEqual(mixed.coordinator, [9]);
+  });
+
+  it('does not pin where it cannot, and says why; layout.pin true that cannot be honoured is refused', () => {
+    const over = placeThreads([cpu('cpu:0', 1), cpu('cpu:1', 1), cpu('cpu:2', 1)], on([0, 1]));
+    assert.deepEqual(over.towers, [undefined, undefined, undefined]);
+    assert.equal(over.coordinator, undefined);
+    assert.match(over.text, /not pinned \(3 compute threads on 2 CPUs/);
+    assert.throws(() => placeThreads([cpu('cpu:0', 1), cpu('cpu:1', 1), cpu('cpu:2', 1)], on([0, 1], { pin: true })), (e: unknown) => e instanceof PlacementError && /layout.pin is true, but 3 compute threads on 2 CPUs/.test((e as Error).message));
+    assert.match(placeThreads([cpu('cpu:0', 2)], on([0, 1], { pin: false })).text, /not pinned \(layout.pin false\)/);
+    assert.match(placeThreads([cpu('cpu:0', 2)], on([], { supported: false })).text, /no thread affinity/);
+    assert.throws(() => placeThreads([cpu('cpu:0', 2)], on([], { supported: false, pin: true })), PlacementError);
+    assert.match(placeThreads([cpu('cuda:0', 0)], on([0, 1])).text, /no CPU tower computes on host threads/);
+  });
+
+  it('in a process group pins only when asked, each process on its local rank\'s share', () => {
+    const group = { localRank: 1, localWorldSize: 2 };
+    assert.match(placeThreads([cpu('cpu:0', 1)], on([0, 1, 2, 3], { group })).text, /a process group; layout.pin true/);
+    const mine = placeThreads([cpu('cpu:0', 2)], on([0, 1, 2, 3], { group, pin: true }));
+    assert.deepEqual(mine.towers, [[2, 3]]);
+    assert.deepEqual(mine.coordinator, [3]);
+    assert.throws(() => placeThreads([cpu('cpu:0', 1)], on([0], { group, pin: true })), /2 processes on this host share 1 CPUs: less than one each/);
+  });
+
+  it('layout.cores keeps to the first cores of the share', () => {
+    const p = placeThreads([cpu('cpu:0', 1)], on([0, 1, 2, 3], { cores: 2 }));
+    assert.deepEqual(p.towers, [[0]]);
+    assert.deepEqual(p.coordinator, [1]);
+  });
+});
+
+const allowed = native().affinitySupported ? native().threadCpus() : [];
+const skipNoAffinity = allowed.length < 2 ? 'needs thread affinity (Linux) and 2 CPUs' : false;
+
+describe('thread placement: the native threads', { skip: skipNoAffinity }, () => {
+  it('pins a device thread and its GEMM worker where openDevice says', async () => {
+    const [a, b] = [allowed[allowed.length - 1]!, allowed[0]!]; // in reverse, so the default order cannot pass it
+    const d = NativeDevice.open('cpu', 0, { gemmThreads: 2, cpus: [a, b] });
+    try {
+      assert.deepEqual(native().deviceThreadCpus(d.id), [[a], [b]]);
+      d.gemmThreads = 3; // another count: the placement no longer applies, the threads get their mask back
+      const after = native().deviceThreadCpus(d.id);
+      assert.equal(after.length, 3);
+      for (const m of after) assert.deepEqual(m, allowed, 'unpinned after a resize');
+    } finally {
+      await d.close();
+    }
+    const plain = NativeDevice.open('cpu', 0, { gemmThreads: 2 });
+    try {
+      for (const m of native().deviceThreadCpus(plain.id)) assert.deepEqual(m, allowed, 'no cpus: not pinned');
+    } finally {
+      await plain.close();
+    }
+  });
+
+  it('settles every completion once and in order when spinning GEMM workers deliver them (Note [Hand-off to a spinning worker])', async () => {
+    for (const cpus of [[allowed[0]!, allowed[1]!], undefined]) {
+      const d = NativeDevice.open('cpu', 0, { gemmThreads: 2, ...(cpus ? { cpus } : {}) });
+      try {
+        const [B, I, O] = [64, 256, 256];
+        const x = d.alloc(B * I, 'f32'), w = d.alloc(I * O, 'f32'), b = d.alloc(O, 'f32'), y = d.alloc(B * O, 'f32');
+        const program = d.compile([{ kernel: 'dense_forward', inputs: [x, w, b], outputs: [y], attrs: { B, I, O } }]);
+        const order: number[] = [];
+        const all: Promise<void>[] = [];
+        for (let i = 0; i < 600; i++) {
+          // products keep the worker spinning between jobs; syncs settle right after them, handed off to it
+          const p = i % 3 === 0 ? d.runWith(program, [], []).then(() => undefined) : d.sync();
+          all.push(p.then(() => void order.push(i)));
+        }
+        await Promise.all(all);
+        assert.equal(order.length, 600, 'every completion settled exactly once');
+        assert.deepEqual(order, [...order].sort((p, q) => p - q), `completions settled out of order (${cpus ? 'pinned' : 'unpinned'})`);
+        d.releaseProgram(program);
+      } finally {
+        await d.close();
+      }
+    }
+  });
+
+  it('refuses bad CPUs naming them, and counts that do not match the threads', () => {
+    assert.throws(() => native().openDevice('cpu', 0, { gemmThreads: 2, cpus: [allowed[0]!] }), /cpus of cpu:0: expected one CPU per compute thread .*: 2\), got 1/);
+    assert.throws(() => native().openDevice('cpu', 0, { cpus: [-1] }), /openDevice: cpus\[0\]: expected a CPU id/);
+    assert.throws(() => native().openDevice('cpu', 0, { cpus: [1023] }), /could not pin this thread to CPUs 1023/);
+    assert.equal(native().stats().devices, 0, 'a device that could not be placed is closed');
+  });
+
+  it('pins the coordinator for the length of a run, restores it after, and computes the same bits pinned or not', async () => {
+    const before = native().threadCpus();
+    const weights: Float32Array[][] = [];
+    for (const pin of [true, false]) {
+      const rt = await createRuntime({ devices: 'cpu*1', gemmThreads: 2, layout: { pin } });
+      try {
+        const run = rt.train({ model: mnistMlp(), optimizer: { type: 'momentum', lr: 0.01, momentum: 0.9 }, data: mnist({ batchSize: 64 }), steps: 12, seed: 3 });
+        const events: RunEvent[] = [];
+        const during: number[][] = [];
+        run.events$.subscribe((e) => events.push(e));
+        run.steps$.subscribe(() => during.push(native().threadCpus()));
+        await run.done;
+        const started = events.find((e) => e.type === 'started') as Extract<RunEvent, { type: 'started' }>;
+        if (pin) {
+          assert.match(started.layout ?? '', /threads pinned: cpu:0 on CPU \d+ \(GEMM workers on CPU \d+\); the coordinator on CPU \d+ during a run/);
+          const coord = Number(/the coordinator on CPU (\d+)/.exec(started.layout!)![1]);
+          assert.ok(during.length > 0 && during.every((m) => m.length === 1 && m[0] === coord), `the coordinator ran on CPU ${coord} during the run: ${JSON.stringify(during.slice(0, 3))}`);
+        } else {
+          assert.match(started.layout ?? '', /threads not pinned \(layout.pin false\)/);
+          assert.ok(during.every((m) => m.length === before.length));
+        }
+        assert.deepEqual(native().threadCpus(), before, 'the coordinator has its mask back once the run is done');
+        weights.push([...(await rt.readWeights())[0]!.values()]);
+      } finally {
+        await rt.close();
+      }
+    }
+    assert.equal(weights[0]!.length, weights[1]!.length);
+    weights[0]!.forEach((w, i) => assert.deepEqual(Buffer.from(w.buffer, w.byteOffset, w.byteLength), Buffer.from(weights[1]![i]!.buffer, weights[1]![i]!.byteOffset, weights[1]![i]!.byteLength), `tensor ${i} differs pinned vs unpinned`));
+  });
+
+  it('refuses layout.pin true where the threads outnumber the CPUs, naming the field', async () => {
+    await assert.rejects(
+      createRuntime({ devices: `cpu*${allowed.length + 1}`, layout: { pin: true, extraTowers: 'threads' } }),
+      (e: unknown) => e instanceof ConfigError && e.field === 'layout.pin' && /compute threads on \d+ CPUs/.test(e.message),
+    );
+  });
+});
