@@ -1,6 +1,10 @@
 // MNIST training through the real runtime (createRuntime + train, device actors on worker_threads) on 1, 2 and 4
 // CPU towers at global batch 128: examples/sec, and the runtime's own per-step overhead.
 //
+// Threads are not pinned (the default, Note [Thread placement]); a 1-tower run with layout.pin true (its device
+// thread and GEMM worker pinned, the coordinator on the worker's CPU) is interleaved with the others, so what
+// placement changes is measured in the same run.
+//
 // Steps are pipelined (the default; Note [Pipelined steps]): steps t+1 and t+2 are queued on every device thread
 // while step t runs, so a step's wall time is counted from when the step before it landed, not from its own launch.
 //
@@ -88,7 +92,7 @@ interface RunStats {
   finalLoss: number;
 }
 
-async function runOnce(rt: Awaited<ReturnType<typeof createRuntime>>, towers: number, seed: number): Promise<RunStats> {
+async function runOnce(rt: Awaited<ReturnType<typeof createRuntime>>, towers: number, seed: number, layout: (text: string) => void): Promise<RunStats> {
   const events: { e: StepEvent; at: number }[] = [];
   const run = rt.train({
     model: mnistMlp(),
@@ -98,6 +102,9 @@ async function runOnce(rt: Awaited<ReturnType<typeof createRuntime>>, towers: nu
     seed,
   });
   const cpu: number[] = [];
+  run.events$.subscribe((e) => {
+    if (e.type === 'started' && e.layout) layout(e.layout);
+  });
   run.steps$.subscribe((e) => {
     events.push({ e, at: performance.now() });
     if (events.length === WARMUP || events.length === WARMUP + MEASURED) cpu.push(threadCpuUs());
@@ -140,21 +147,24 @@ export const towersStep: Section = {
   description: `MNIST 784-500-10 through the runtime, global batch ${BATCH}, ${TOWERS.join('/')} CPU towers (${ALGORITHM} all-reduce): examples/s and per-step runtime overhead`,
   async run(): Promise<Row[]> {
     // 'fold': 4 towers asked for with layout.extraTowers 'fold' (Note [CPU layout]): one device thread per core.
-    const configs: Array<number | 'fold'> = [...TOWERS, 'fold'];
-    const runtimes = new Map<number | 'fold', Awaited<ReturnType<typeof createRuntime>>>();
-    const byTowers = new Map<number | 'fold', RunStats[]>(configs.map((n) => [n, []]));
+    // 'pinned': 1 tower with layout.pin true (Note [Thread placement]): what placement changes, in the same run.
+    const configs: Array<number | 'fold' | 'pinned'> = [...TOWERS, 'fold', 'pinned'];
+    const runtimes = new Map<number | 'fold' | 'pinned', Awaited<ReturnType<typeof createRuntime>>>();
+    const byTowers = new Map<number | 'fold' | 'pinned', RunStats[]>(configs.map((n) => [n, []]));
+    const layouts = new Map<number | 'fold' | 'pinned', string>();
     try {
       for (const n of TOWERS) runtimes.set(n, await createRuntime({ devices: `cpu*${n}`, reduction: { algorithm: ALGORITHM }, layout: { extraTowers: 'threads' } })); // a thread per tower
       runtimes.set('fold', await createRuntime({ devices: 'cpu*4', reduction: { algorithm: ALGORITHM }, layout: { extraTowers: 'fold' } }));
+      runtimes.set('pinned', await createRuntime({ devices: 'cpu*1', reduction: { algorithm: ALGORITHM }, layout: { pin: true } }));
       // Interleave the tower counts so a burst of load from other processes does not land on one of them only.
       for (let rep = 0; rep < REPS; rep++)
-        for (const n of configs) byTowers.get(n)!.push(await runOnce(runtimes.get(n)!, runtimes.get(n)!.devices.length, rep + 1));
+        for (const n of configs) byTowers.get(n)!.push(await runOnce(runtimes.get(n)!, runtimes.get(n)!.devices.length, rep + 1, (l) => layouts.set(n, l)));
     } finally {
       await Promise.all([...runtimes.values()].map((rt) => rt.close()));
     }
 
     // Per tower count: the run with the median examples/sec; step statistics pooled over all runs.
-    const pick = (n: number | 'fold') => {
+    const pick = (n: number | 'fold' | 'pinned') => {
       const runs = byTowers.get(n)!;
       const pooled = (f: (r: RunStats) => number[]) => runs.flatMap(f);
       return {
@@ -190,6 +200,8 @@ export const towersStep: Section = {
     }
 
     const one = stats.get(1)!;
+    const pinned = stats.get('pinned')!;
+    console.log(`  # 1 tower with layout.pin true (${layouts.get('pinned') ?? '?'}): ${pinned.eps.toFixed(0)} examples/s, overhead ${pinned.overhead.toFixed(0)} us (median gap ${pinned.gap.toFixed(0)} us), JS cpu ${pinned.jsCpu.toFixed(0)} us`);
     const rows: Row[] = [];
     for (const n of TOWERS) {
       const s = stats.get(n)!;
@@ -210,6 +222,17 @@ export const towersStep: Section = {
       }
       rows.push(row);
     }
+    // Note [Thread placement]: the same 1-tower run with its threads pinned, interleaved with the others.
+    rows.push({
+      name: '  mnist through the runtime, 1 tower, threads pinned (layout.pin true) vs not (the default)',
+      value: pinned.eps,
+      unit: 'examples/s',
+      reference: { value: one.eps, label: '1 tower, not pinned' },
+      ratio: pinned.eps / one.eps,
+      note: `runs ${pinned.runs.map((r) => r.examplesPerSec.toFixed(0)).join(', ')}; overhead per step ${pinned.overhead.toFixed(0)} us (not pinned ${one.overhead.toFixed(0)}), ` +
+        `over the whole run ${pinned.overheadRun.toFixed(0)} us (not pinned ${one.overheadRun.toFixed(0)}); JS thread CPU per step ${pinned.jsCpu.toFixed(0)} us (not pinned ${one.jsCpu.toFixed(0)}); ` +
+        `${layouts.get('pinned') ?? '?'}`,
+    });
     // Issue 16: more towers than cores never slower than as many towers as cores.
     const cores = availableParallelism();
     const capped = stats.get(Math.min(2, cores));

@@ -92,10 +92,10 @@ export function stepLine(e: StepEvent): string {
 }
 
 /** --extra-towers and --pin as RuntimeOptions.layout (Note [CPU layout], Note [Thread placement]). */
-function layoutFlags(f: { extraTowers?: 'threads' | 'fold'; pin?: 'auto' | 'on' | 'off' }): { layout?: LayoutOptions } {
+function layoutFlags(f: { extraTowers?: 'threads' | 'fold'; pin?: boolean }): { layout?: LayoutOptions } {
   const layout: LayoutOptions = {};
   if (f.extraTowers) layout.extraTowers = f.extraTowers;
-  if (f.pin === 'on' || f.pin === 'off') layout.pin = f.pin === 'on';
+  if (f.pin) layout.pin = true;
   return Object.keys(layout).length > 0 ? { layout } : {};
 }
 
@@ -105,7 +105,7 @@ interface TrainFlags {
   dataDir?: string;
   devices: string;
   extraTowers?: 'threads' | 'fold'; // --extra-towers: CPU towers beyond the cores (Note [CPU layout])
-  pin?: 'auto' | 'on' | 'off'; // --pin: thread placement (Note [Thread placement])
+  pin?: boolean; // --pin: thread placement (Note [Thread placement])
   reduction: 'auto' | 'ring' | 'tree' | 'naive';
   overlap?: boolean; // --overlap, --bucket-mb: the all-reduce overlapped with backward (Note [Overlapped all-reduce])
   pipeline?: boolean; // P (issue 16): --no-pipeline, steps launched one at a time (Note [Pipelined steps])
@@ -267,7 +267,7 @@ export function buildCli(): Command {
     .option('--max-towers <n>', 'the most towers to start (each a worker thread with its own model and data)', int('--max-towers'), DEFAULT_MAX_TOWERS)
     // --extra-towers: what CPU towers beyond the cores do (Note [CPU layout]).
     .addOption(new Option('--extra-towers <mode>', "CPU towers beyond the cores: 'fold' (default in one process: one device thread per core, the batch shared over them) or 'threads' (a device thread per tower)").choices(['threads', 'fold']))
-    .addOption(new Option('--pin <mode>', "pin CPU towers' threads and the coordinator to CPUs: 'auto' (default: in one process, where they fit and the coordinator has a CPU without a device thread), 'on' or 'off'").choices(['auto', 'on', 'off']))
+    .option('--pin', "pin CPU towers' device threads and GEMM workers to CPUs of their own, and the coordinator off them during the run (layout.pin; off by default: docs/benchmarks.md)")
     .option('--gemm-threads <n>', "GEMM threads per CPU tower (default: the cores shared by the towers; results do not depend on it)", int('--gemm-threads'))
     .addOption(new Option('--reduction <algorithm>', 'all-reduce algorithm').choices(['auto', 'ring', 'tree', 'naive']).default('auto'))
     .option('--overlap', 'overlap the gradient all-reduce with backward, bucket by bucket (pays across machines; docs/multi-process.md)')

@@ -11,7 +11,7 @@ import { mnistMlp } from '../src/model/spec.js';
 import { ConfigError } from '../src/errors.js';
 
 const cpu = (label: string, threads: number): PlacedSlot => ({ label, threads });
-const on = (allowed: number[], extra: Partial<Parameters<typeof placeThreads>[1]> = {}) => ({ allowed, supported: true, ...extra });
+const on = (allowed: number[], extra: Partial<Parameters<typeof placeThreads>[1]> = {}) => ({ allowed, supported: true, pin: true, ...extra });
 
 describe('thread placement: the plan', () => {
   it('puts each tower on CPUs of its own, device thread first, and the coordinator where no device thread is', () => {
@@ -25,37 +25,32 @@ describe('thread placement: the plan', () => {
     assert.deepEqual(spare.coordinator, [1, 2, 3], 'free CPUs go to the coordinator');
 
     const two = placeThreads([cpu('cpu:0', 1), cpu('cpu:1', 1)], on([0, 1]));
-    assert.deepEqual(two.towers, [undefined, undefined], 'every CPU would run a device thread: nothing is pinned by default');
-    assert.match(two.text, /not pinned \(every CPU would run a device thread/);
-    const asked = placeThreads([cpu('cpu:0', 1), cpu('cpu:1', 1)], on([0, 1], { pin: true }));
-    assert.deepEqual(asked.towers, [[0], [1]], 'layout.pin true pins them all the same');
-    assert.equal(asked.coordinator, undefined);
-    assert.match(asked.text, /the coordinator left to the OS/);
+    assert.deepEqual(two.towers, [[0], [1]]);
+    assert.equal(two.coordinator, undefined, 'every CPU runs a device thread: the coordinator is left to the OS');
+    assert.match(two.text, /the coordinator left to the OS/);
 
     const mixed = placeThreads([cpu('cuda:0', 0), cpu('cpu:0', 3)], on([4, 9, 2, 7]));
     assert.deepEqual(mixed.towers, [undefined, [2, 4, 7]], 'CPUs in ascending order; towers not on host threads are not placed');
     assert.deepEqual(mixed.coordinator, [9]);
   });
 
-  it('does not pin where it cannot, and says why; layout.pin true that cannot be honoured is refused', () => {
-    const over = placeThreads([cpu('cpu:0', 1), cpu('cpu:1', 1), cpu('cpu:2', 1)], on([0, 1]));
-    assert.deepEqual(over.towers, [undefined, undefined, undefined]);
-    assert.equal(over.coordinator, undefined);
-    assert.match(over.text, /not pinned \(3 compute threads on 2 CPUs/);
-    assert.throws(() => placeThreads([cpu('cpu:0', 1), cpu('cpu:1', 1), cpu('cpu:2', 1)], on([0, 1], { pin: true })), (e: unknown) => e instanceof PlacementError && /layout.pin is true, but 3 compute threads on 2 CPUs/.test((e as Error).message));
+  it('pins nothing unless layout.pin is true; layout.pin true that cannot be honoured is refused, saying why', () => {
+    const dflt = placeThreads([cpu('cpu:0', 2)], on([0, 1], { pin: undefined }));
+    assert.deepEqual(dflt.towers, [undefined]);
+    assert.equal(dflt.coordinator, undefined);
+    assert.match(dflt.text, /^threads not pinned \(the default; layout.pin true pins them\)$/);
     assert.match(placeThreads([cpu('cpu:0', 2)], on([0, 1], { pin: false })).text, /not pinned \(layout.pin false\)/);
-    assert.match(placeThreads([cpu('cpu:0', 2)], on([], { supported: false })).text, /no thread affinity/);
-    assert.throws(() => placeThreads([cpu('cpu:0', 2)], on([], { supported: false, pin: true })), PlacementError);
+    assert.throws(() => placeThreads([cpu('cpu:0', 1), cpu('cpu:1', 1), cpu('cpu:2', 1)], on([0, 1])), (e: unknown) => e instanceof PlacementError && /layout.pin is true, but 3 compute threads on 2 CPUs/.test((e as Error).message));
+    assert.throws(() => placeThreads([cpu('cpu:0', 2)], on([], { supported: false })), /layout.pin is true, but this platform has no thread affinity/);
     assert.match(placeThreads([cpu('cuda:0', 0)], on([0, 1])).text, /no CPU tower computes on host threads/);
   });
 
-  it('in a process group pins only when asked, each process on its local rank\'s share', () => {
+  it('in a process group pins each process on its local rank\'s share', () => {
     const group = { localRank: 1, localWorldSize: 2 };
-    assert.match(placeThreads([cpu('cpu:0', 1)], on([0, 1, 2, 3], { group })).text, /a process group; layout.pin true/);
-    const mine = placeThreads([cpu('cpu:0', 2)], on([0, 1, 2, 3], { group, pin: true }));
+    const mine = placeThreads([cpu('cpu:0', 2)], on([0, 1, 2, 3], { group }));
     assert.deepEqual(mine.towers, [[2, 3]]);
     assert.deepEqual(mine.coordinator, [3]);
-    assert.throws(() => placeThreads([cpu('cpu:0', 1)], on([0], { group, pin: true })), /2 processes on this host share 1 CPUs: less than one each/);
+    assert.throws(() => placeThreads([cpu('cpu:0', 1)], on([0], { group })), /2 processes on this host share 1 CPUs: less than one each/);
   });
 
   it('layout.cores keeps to the first cores of the share', () => {
@@ -123,8 +118,8 @@ describe('thread placement: the native threads', { skip: skipNoAffinity }, () =>
   it('pins the coordinator for the length of a run, restores it after, and computes the same bits pinned or not', async () => {
     const before = native().threadCpus();
     const weights: Float32Array[][] = [];
-    for (const pin of [true, false]) {
-      const rt = await createRuntime({ devices: 'cpu*1', gemmThreads: 2, layout: { pin } });
+    for (const pin of [true, undefined]) {
+      const rt = await createRuntime({ devices: 'cpu*1', gemmThreads: 2, ...(pin ? { layout: { pin } } : {}) });
       try {
         const run = rt.train({ model: mnistMlp(), optimizer: { type: 'momentum', lr: 0.01, momentum: 0.9 }, data: mnist({ batchSize: 64 }), steps: 12, seed: 3 });
         const events: RunEvent[] = [];
@@ -138,7 +133,7 @@ describe('thread placement: the native threads', { skip: skipNoAffinity }, () =>
           const coord = Number(/the coordinator on CPU (\d+)/.exec(started.layout!)![1]);
           assert.ok(during.length > 0 && during.every((m) => m.length === 1 && m[0] === coord), `the coordinator ran on CPU ${coord} during the run: ${JSON.stringify(during.slice(0, 3))}`);
         } else {
-          assert.match(started.layout ?? '', /threads not pinned \(layout.pin false\)/);
+          assert.match(started.layout ?? '', /threads not pinned \(the default; layout.pin true pins them\)/);
           assert.ok(during.every((m) => m.length === before.length));
         }
         assert.deepEqual(native().threadCpus(), before, 'the coordinator has its mask back once the run is done');

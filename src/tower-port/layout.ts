@@ -55,7 +55,7 @@ export interface LayoutOptions {
   extraTowers?: 'threads' | 'fold';
   /** The cores to lay the towers out on (default: os.availableParallelism()). */
   cores?: number;
-  /** Pin compute threads and the coordinator to CPUs (Note [Thread placement]); default: in one process where they fit. */
+  /** Pin compute threads and the coordinator to CPUs (Note [Thread placement]); default false. */
   pin?: boolean;
 }
 
@@ -102,11 +102,15 @@ function describeFold(asked: number, l: CpuLayout, byDefault: boolean): string {
 
 /**
  * What a run in one process on `cores` cores does with `towers` CPU towers by default, in words (`towerline topo`);
- * with `cpus` (the CPUs this process may use, and whether threads can be pinned), where its threads run too.
+ * with `cpus` (the CPUs this process may use, and whether threads can be pinned), where layout.pin true would put its threads.
  */
 export function describeDefaultLayout(cores: number, towers: number, cpus?: { allowed: number[]; supported: boolean }): string {
   const l = layoutSlots(Array.from({ length: towers }, () => ({ kind: 'cpu' })), {}, cores);
   if (!cpus) return l.text;
-  const placed = placeThreads(l.slots.map((_, i) => ({ label: `cpu:${i}`, threads: l.layout.gemmThreads })), { ...cpus, cores });
-  return `${l.text}; ${placed.text}`;
+  try {
+    const placed = placeThreads(l.slots.map((_, i) => ({ label: `cpu:${i}`, threads: l.layout.gemmThreads })), { ...cpus, cores, pin: true });
+    return `${l.text}; with --pin (layout.pin true): ${placed.text}`;
+  } catch (e) {
+    return `${l.text}; --pin (layout.pin true) refused: ${(e as Error).message}`;
+  }
 }

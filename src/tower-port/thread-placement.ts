@@ -2,29 +2,30 @@
 //
 // Note [Thread placement]: a CPU tower computes on its device thread and, with more than one GEMM thread, on its GEMM
 // workers (Note [CPU layout] sizes them so the busy threads never outnumber the cores). The coordinator (the JS thread
-// that launches steps, lands replies and emits the step events) needs CPU too, about 0.15 ms per MNIST step on the
-// 2-core bench machine, and left to the OS it runs where the thread that woke it runs: the device thread, whose reply
-// woke it. Every core is busy (the device thread computes, its GEMM worker computes or spins between kernels: Note
-// [Pool spin]), so the coordinator preempts the device thread, and the whole step waits for it: the device thread
-// sat 0.12 ms between two step programs although the next step was already queued (Note [Pipelined steps]), the
-// runtime's overhead per step (bench/towers-step.ts). A GEMM worker is the cheap thread to preempt instead: products
-// are handed out slab by slab (cpp/cpu/gemm_threads.cc), so while the worker is away the device thread takes its
-// slabs, and in the serial stretches of a step (gather, activations, loss, update) the worker only spins.
-// So by default a run in one process places its threads:
+// that launches steps, lands replies and emits the step events) needs CPU too, 0.15-0.2 ms per MNIST step on the
+// 2-core bench machine. With every core busy it preempts a compute thread; when the device thread's reply woke it,
+// often the device thread, and the step waits: the device thread sat 0.12 ms between two step programs although the
+// next step was queued (Note [Pipelined steps]). Two changes were measured against that (bench/towers-step.ts):
+//   - placing the threads: the device thread and GEMM workers pinned to CPUs of their own, the coordinator pinned
+//     for the length of a run to the CPUs no compute thread has, else to the GEMM workers' (a worker is the cheap
+//     thread to preempt: products are handed out slab by slab, so the device thread takes a preempted worker's
+//     slabs, and in a step's serial stretches the worker only spins);
+//   - handing the wake-up to a spinning GEMM worker (Note [Hand-off to a spinning worker] in cpp/cpu/gemm_threads.cc),
+//     so the JS thread is woken from, and by default runs on, the worker's CPU.
+// The hand-off alone took the 1-tower overhead from 0.12 ms to 10 us with nothing pinned. Pinning on top of it
+// changed neither that nor the examples/s beyond the machine's noise (interleaved runs: 3.15 ms against 3.22 ms a
+// step, 2.42 against 3.20, 1.00 in the bench's own pinned/unpinned row), and 2 towers on 2 cores ran slower pinned
+// (a pinned device thread cannot move away from the coordinator). So placement is off by default (it would also
+// restrict the app's own thread during a run) and `layout.pin: true` (CLI --pin) turns it on:
 //   - each CPU tower's device thread and GEMM workers on CPUs of their own, in slot order (tower 0: the first
 //     CPUs this process may use, its device thread first), one thread per CPU;
 //   - the coordinator, for the length of a run (train() until `done` settles; its mask before is restored), on the
-//     CPUs no compute thread has, else on the GEMM workers' CPUs.
-// When every CPU would run a device thread (as many 1-thread towers as cores) nothing is pinned by default: the
-// coordinator has no cheap thread to preempt, and a pinned device thread could not move away from it (2 towers on
-// the 2-core bench machine ran slower pinned: 0.73 of 1 tower's examples/s against 0.96 unpinned, one bench run
-// each); `layout.pin: true` pins them all the same, the coordinator left to the OS.
-// What is not pinned: towers on other devices (a CUDA tower's thread waits on its stream), the float64 reference
-// (it computes on the calling thread), more compute threads than CPUs (the OS time-shares them; 'threads' layouts),
-// and a process group unless asked (`layout.pin: true`: each process then takes its local rank's share of the CPUs,
-// localWorldSize equal shares; by default several processes on one host would not know each other's CPUs). Where the
-// platform has no thread affinity (not Linux) nothing is pinned. Placement changes where threads run, never what
-// they compute: the bits are the same pinned or not (test/thread-placement.test.ts). Threads the coordinator's thread
+//     CPUs no compute thread has, else on the GEMM workers' CPUs, else (every CPU runs a device thread) left to the OS.
+// What is never pinned: towers on other devices (a CUDA tower's thread waits on its stream), the float64 reference
+// (it computes on the calling thread). Refused with layout.pin true (a ConfigError naming it): more compute threads
+// than CPUs, and platforms without thread affinity (not Linux). In a process group each process takes its local
+// rank's share of the CPUs (localWorldSize equal shares). Placement changes where threads run, never what they
+// compute: the bits are the same pinned or not (test/thread-placement.test.ts). Threads the coordinator's thread
 // creates while it is pinned (e.g. libuv's pool, started on first use) inherit its mask; the `started` event and
 // `towerline topo` say where everything runs.
 
@@ -36,7 +37,7 @@ export interface PlacedSlot {
 }
 
 export interface PlacementOptions {
-  /** layout.pin: undefined = the default above. */
+  /** layout.pin: undefined or false = not pinned (the default above). */
   pin?: boolean | undefined;
   /** The CPUs this process may use (the coordinator thread's mask when the runtime opens). */
   allowed: number[];
@@ -65,29 +66,26 @@ export class PlacementError extends Error {}
 /** Where each compute thread and the coordinator run (Note [Thread placement]); a pure function of its inputs. */
 export function placeThreads(slots: PlacedSlot[], o: PlacementOptions): Placement {
   const need = slots.reduce((s, t) => s + t.threads, 0);
-  const refuse = (why: string): Placement => {
-    if (o.pin === true) throw new PlacementError(`layout.pin is true, but ${why}; drop layout.pin or set it false`);
-    return none(slots, why);
+  const refuse = (why: string): never => {
+    throw new PlacementError(`layout.pin is true, but ${why}; drop layout.pin or set it false`);
   };
-  if (o.pin === false) return none(slots, 'layout.pin false');
+  if (o.pin !== true) return none(slots, o.pin === false ? 'layout.pin false' : 'the default; layout.pin true pins them');
   if (need === 0) return none(slots, 'no CPU tower computes on host threads');
-  if (!o.supported || o.allowed.length === 0) return refuse('this platform has no thread affinity');
+  if (!o.supported || o.allowed.length === 0) refuse('this platform has no thread affinity');
   let share = [...o.allowed].sort((a, b) => a - b);
   if (o.group) {
-    if (o.pin !== true) return none(slots, 'a process group; layout.pin true gives each process its local rank\'s share of the CPUs');
     const { localRank, localWorldSize } = o.group;
     const per = Math.floor(share.length / localWorldSize);
-    if (per === 0) return refuse(`${localWorldSize} processes on this host share ${share.length} CPUs: less than one each`);
+    if (per === 0) refuse(`${localWorldSize} processes on this host share ${share.length} CPUs: less than one each`);
     share = share.slice(localRank * per, (localRank + 1) * per);
   }
   if (o.cores !== undefined) share = share.slice(0, o.cores);
-  if (need > share.length) return refuse(`${need} compute threads on ${share.length} CPU${share.length === 1 ? '' : 's'}: more threads than CPUs, so the OS time-shares them`);
+  if (need > share.length) refuse(`${need} compute threads on ${share.length} CPU${share.length === 1 ? '' : 's'}: more threads than CPUs, so the OS time-shares them`);
   let next = 0;
   const towers = slots.map((s) => (s.threads > 0 ? share.slice(next, (next += s.threads)) : undefined));
   const free = share.slice(next);
   const workers = towers.flatMap((c) => (c ? c.slice(1) : []));
   const coordinator = free.length > 0 ? free : workers.length > 0 ? workers : undefined;
-  if (!coordinator && o.pin !== true) return none(slots, 'every CPU would run a device thread, so the coordinator could only preempt one; layout.pin true pins them all the same');
   const list = (c: number[]) => `${c.length === 1 ? 'CPU' : 'CPUs'} ${c.join(',')}`;
   const parts = slots.flatMap((s, i) => {
     const c = towers[i];
