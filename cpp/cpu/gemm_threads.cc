@@ -38,7 +38,8 @@ thread_local GemmThreads* tlsThreads = nullptr;
 // preempted in a serial stretch (by the coordinator's thread, which shares its CPU: Note [Thread placement]) would
 // otherwise find its budget spent when it runs again and sleep, and every product after it would pay a wake-up (on
 // the bench VM a futex wake of a halted vCPU cost 3% of the device thread's samples). Outside programs the budget
-// above applies, so an idle device stops spinning within kSpinMax.
+// above applies, so an idle device stops spinning within kSpinMax. A pool with more threads than the machine has
+// hardware threads never spins longer for a program: its spinning threads would hold the cores the others need.
 constexpr std::chrono::microseconds kSpin{50}, kSpinMax{400}, kHeld{2000};
 
 // Note [Hand-off to a spinning worker]: when a device thread finishes a task, it settles the task's promise by waking
@@ -90,6 +91,7 @@ class GemmThreads::Pool {
     start(n);
   }
   void hold(bool on) { held_.store(on, std::memory_order_relaxed); }
+  bool heldSpin() const { return held_.load(std::memory_order_relaxed) && !oversubscribed_; }
   void handOff(std::function<void()> f) {  // Note [Hand-off to a spinning worker]
     {
       std::lock_guard<std::mutex> lk(sideMu_);
@@ -130,7 +132,7 @@ class GemmThreads::Pool {
       cpuRelax();
       if ((i & 63) == 63) {
         now = Clock::now();
-        if (held_.load(std::memory_order_relaxed) && now < heldUntil) until = std::max(until, now + budget);
+        if (heldSpin() && now < heldUntil) until = std::max(until, now + budget);
         if (now >= until) return news();
       }
     }
@@ -157,7 +159,7 @@ class GemmThreads::Pool {
     }
     cv_.notify_all();
     work();
-    spinUntil([this] { return pending_.load() == 0; }, held_.load(std::memory_order_relaxed) ? kHeld : kSpin);  // Note [Pool spin]
+    spinUntil([this] { return pending_.load() == 0; }, heldSpin() ? kHeld : kSpin);  // Note [Pool spin]
     std::unique_lock<std::mutex> lk(m_);
     done_.wait(lk, [this] { return pending_.load() == 0; });
     job_ = nullptr;
@@ -210,6 +212,8 @@ class GemmThreads::Pool {
   }
   void start(int n) {
     n_ = n;
+    const unsigned hw = std::thread::hardware_concurrency();
+    oversubscribed_ = hw > 0 && static_cast<unsigned>(n) > hw;
     stop_ = false;
     stopping_.store(false);
     if (masks_.size() != static_cast<size_t>(n - 1)) masks_.clear();  // a placement for another count no longer applies
@@ -259,6 +263,7 @@ class GemmThreads::Pool {
   std::atomic<int> pending_{0};
   std::atomic<bool> stopping_{false};
   std::atomic<bool> held_{false};
+  bool oversubscribed_ = false;  // more threads than hardware threads: no longer spins while held
   std::mutex sideMu_, drainMu_;
   std::deque<std::function<void()>> side_;
   std::atomic<int> sideCount_{0}, spinning_{0};
