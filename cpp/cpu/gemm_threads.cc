@@ -35,23 +35,26 @@ thread_local GemmThreads* tlsThreads = nullptr;
 // costs tens of microseconds (issue 16: the non-GEMM part of the MNIST step did not shrink on 2 threads; the floor,
 // GEMMs back to back, never pays one). Idle devices still sleep after kSpinMax at most.
 // While the device thread runs a step program (GemmThreads::hold), a worker spins up to kHeld between jobs: a worker
-// preempted in a serial stretch (by the coordinator's thread, which shares its CPU: Note [Thread placement]) would
-// otherwise find its budget spent when it runs again and sleep, and every product after it would pay a wake-up (on
-// the bench VM a futex wake of a halted vCPU cost 3% of the device thread's samples). Outside programs the budget
-// above applies, so an idle device stops spinning within kSpinMax. A pool with more threads than the machine has
-// hardware threads never spins longer for a program: its spinning threads would hold the cores the others need.
+// preempted in a serial stretch (e.g. by the coordinator's thread, woken on its CPU: Note [Hand-off to a spinning
+// worker]) would otherwise find its budget spent when it runs again and sleep, and every product after it would pay
+// a wake-up (on the bench VM a futex wake of a halted vCPU cost 3% of the device thread's samples). Outside programs
+// the budget above applies, so an idle device stops spinning within kSpinMax. A pool with more threads than the
+// machine has hardware threads never spins longer for a program: its spinning threads would hold the cores the
+// others need.
 constexpr std::chrono::microseconds kSpin{50}, kSpinMax{400}, kHeld{2000};
 
 // Note [Hand-off to a spinning worker]: when a device thread finishes a task, it settles the task's promise by waking
 // the JS thread (a thread-safe function: an eventfd write). On the bench VM that write cost the device thread about
 // 30 us per step (a halted vCPU's wake-up), between one step program and the next although the next was queued
-// (Note [Pipelined steps]). A GEMM worker is idle at that moment, spinning for its next job (Note [Pool spin]), and
-// with the threads placed it shares its CPU with the JS thread (Note [Thread placement]), so it can do the write off
-// the device thread's critical path, and wake the JS thread on its own CPU. handOff(f) queues f; a spinning worker
-// runs it, and when no worker spins the caller does, at once. Every f runs exactly once, in the order handed off
-// (all run under drainMu_, first in first out). The two sides check each other Dekker-style: the caller queues, then
-// reads spinning_; a worker leaving its spin decrements spinning_, then looks at the queue; with sequentially
-// consistent atomics at least one of them sees the other, so nothing is left queued with nobody to run it.
+// (Note [Pipelined steps]), and the JS thread, woken from the device thread's CPU, often preempted the device thread.
+// A GEMM worker is idle at that moment, spinning for its next job (Note [Pool spin]), so it does the write, off the
+// device thread's critical path, and the woken JS thread tends to run where its waker runs (the scheduler's wake
+// affinity), on the worker's CPU: the 1-tower overhead per step went from 125 to 8-14 us (docs/benchmarks.md).
+// handOff(f) queues f; a spinning worker runs it, and when no worker spins the caller does, at once. Every f runs
+// exactly once, in the order handed off (all run under drainMu_, first in first out). The two sides check each other
+// Dekker-style: the caller queues, then reads spinning_; a worker leaving its spin decrements spinning_, then looks
+// at the queue; with sequentially consistent atomics at least one of them sees the other, so nothing is left queued
+// with nobody to run it.
 
 inline void cpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -104,7 +107,8 @@ class GemmThreads::Pool {
   // queued meanwhile is left behind, and nobody ever waits for a drainer that was preempted.
   void drainSide() {
     while (sideCount_.load() > 0) {
-      if (!drainMu_.try_lock()) return;
+      std::unique_lock<std::mutex> drain(drainMu_, std::try_to_lock);
+      if (!drain.owns_lock()) return;
       for (;;) {
         std::function<void()> f;
         {
@@ -116,7 +120,6 @@ class GemmThreads::Pool {
         }
         f();
       }
-      drainMu_.unlock();
     }
   }
   // A worker's spin for its next job: `budget` (Note [Pool spin]); while the device thread runs a program (held_),
