@@ -211,6 +211,7 @@ async function train(f: TrainFlags): Promise<number> {
     });
     run.events$.subscribe((e) => {
       if (e.type === 'started') total = e.totalSteps;
+      if (e.type === 'started' && f.pin && e.layout) out.line(e.layout); // --pin: where each thread runs (Note [Thread placement])
       if (e.type === 'started' && e.pipeline?.off !== undefined) out.line(`steps launched one at a time (${e.pipeline.off})`); // O (issue 16)
       if (e.type === 'started' && e.optimizerBytes) out.line(`sharded update: optimizer state per tower ${e.optimizerBytes.map((b) => `${(b / 2 ** 20).toFixed(2)} MiB`).join(', ')}${e.shardMemory ? ` (${e.shardMemory})` : ''}`); // Z
       if (e.type === 'evaluation') out.line(`epoch ${e.epoch + 1}: test accuracy ${(e.accuracy * 100).toFixed(2)}%${e.useEma ? ' (EMA weights)' : ''}`);

@@ -94,4 +94,13 @@ describe('towerline CLI end to end', () => {
     assert.notEqual(r3.code, 0);
     assert.match(r3.err, /nonexistent/);
   });
+
+  it('--pin pins the tower\'s threads and says where they run', { skip: process.platform !== 'linux' ? 'thread affinity is Linux only' : false }, async () => {
+    const r = await towerline(['train', '--devices', 'cpu:0', '--pin', '--steps', '3', '--log-every', '1']);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /threads pinned: cpu:0 on CPU \d+/);
+    const plain = await towerline(['train', '--devices', 'cpu:0', '--steps', '2', '--log-every', '1']);
+    assert.equal(plain.code, 0, plain.err);
+    assert.doesNotMatch(plain.out, /threads pinned/, 'not pinned, and not said, without --pin');
+  });
 });

@@ -9,6 +9,7 @@ import { NativeDevice } from '../src/backend/native-device.js';
 import { createRuntime, mnist, type RunEvent } from '../src/runtime.js';
 import { mnistMlp } from '../src/model/spec.js';
 import { ConfigError } from '../src/errors.js';
+import { describeDefaultLayout } from '../src/tower-port/layout.js';
 
 const cpu = (label: string, threads: number): PlacedSlot => ({ label, threads });
 const on = (allowed: number[], extra: Partial<Parameters<typeof placeThreads>[1]> = {}) => ({ allowed, supported: true, pin: true, ...extra });
@@ -51,6 +52,12 @@ describe('thread placement: the plan', () => {
     assert.deepEqual(mine.towers, [[2, 3]]);
     assert.deepEqual(mine.coordinator, [3]);
     assert.throws(() => placeThreads([cpu('cpu:0', 1)], on([0], { group })), /2 processes on this host share 1 CPUs: less than one each/);
+  });
+
+  it('`towerline topo` says where --pin would put each default layout\'s threads', () => {
+    assert.match(describeDefaultLayout(2, 1, { allowed: [0, 1], supported: true }), /^1 CPU tower on 2 cores: 2 GEMM threads; with --pin \(layout.pin true\): threads pinned: cpu:0 on CPU 0 \(GEMM workers on CPU 1\); the coordinator on CPU 1 during a run/);
+    assert.match(describeDefaultLayout(2, 1, { allowed: [], supported: false }), /--pin \(layout.pin true\) refused: layout.pin is true, but this platform has no thread affinity/);
+    assert.equal(describeDefaultLayout(2, 1), '1 CPU tower on 2 cores: 2 GEMM threads', 'without the CPUs: the layout alone');
   });
 
   it('layout.cores keeps to the first cores of the share', () => {
