@@ -167,9 +167,12 @@ describe('a tower lost in an asynchronous run', () => {
       assert.ok(resumed && resumed.type === 'resumed' && resumed.step === 80 && !resumed.bitIdentical, JSON.stringify(resumed));
       assert.equal(second.summary!.steps, 100);
       assert.equal(Math.min(...second.seen.steps.map((e) => e.step)), 81, 'versions continue from the checkpoint');
-      const lastLoss = first.seen.steps.at(-1)!.loss;
-      const firstLoss = second.seen.steps[0]!.loss;
-      assert.ok(firstLoss < 1.2 && lastLoss < 1.2, `the restored weights are trained ones: loss ${lastLoss} before, ${firstLoss} after resume (fresh weights give ~2.3)`);
+      // One update's loss is one tower's batch of 32 (noisy: 1.23 once in CI); the mean of five is the weights' loss.
+      const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
+      const lastLoss = mean(first.seen.steps.slice(-5).map((e) => e.loss));
+      const firstLoss = mean(second.seen.steps.slice(0, 5).map((e) => e.loss));
+      console.log(`# mean loss of the last 5 updates ${lastLoss.toFixed(3)} (${first.seen.steps.slice(-5).map((e) => e.loss.toFixed(2)).join(' ')}), of the first 5 after resume ${firstLoss.toFixed(3)}`);
+      assert.ok(firstLoss < 1.2 && lastLoss < 1.2, `the restored weights are trained ones: mean loss of 5 updates ${lastLoss} before, ${firstLoss} after resume (fresh weights give ~2.3)`);
       assert.ok((await readdir(dir)).some((f) => f.includes('100')));
     } finally {
       await rm(dir, { recursive: true, force: true });
