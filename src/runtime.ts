@@ -108,9 +108,10 @@ export class Runtime {
     checkShardUpdate(o, this.#towers.world.processes); // Z: refusals of the sharded update (Note [Sharded update])
     const kind = asyncRunKind(o, this.#towers.size, this.#towers.world.processes); // mode 'async' (src/async/), checked here; undefined: synchronous
     this.#running = true;
-    const release = holdCoordinator(this.#placement?.coordinator); // Note [Thread placement]: for the length of the run
+    let release = (): void => undefined;
     let run: TrainRun;
     try {
+      release = holdCoordinator(this.#placement?.coordinator); // Note [Thread placement]: for the length of the run
       run = startRun(this.#towers, o, { callMs: this.#opts.callTimeoutMs, shares: this.#opts.shares, faults: this.#internals.faults, layout: this.#layout }, kind);
     } catch (e) {
       release();
