@@ -43,14 +43,14 @@ void pinThread(const std::vector<int>& cpus) {
   TL_CHECK(sched_setaffinity(0, sizeof set, &set) == 0,
            "pinThread: could not pin this thread to CPUs " << cpuList(cpus) << ": " << std::strerror(errno)
                                                            << " (a CPU this process may not use? see `taskset -p $PID`; "
-                                                              "or turn placement off: layout.pin false)");
+                                                              "or leave placement off: drop layout.pin / --pin)");
 }
 #else
 bool affinitySupported() { return false; }
 std::vector<int> threadCpus() { return {}; }
 void pinThread(const std::vector<int>& cpus) {
   TL_CHECK(false, "pinThread: this platform has no thread affinity, so CPUs " << cpuList(cpus)
-                                                                               << " cannot be reserved (layout.pin false)");
+                                                                               << " cannot be reserved; drop layout.pin / --pin (placement is Linux only)");
 }
 #endif
 
