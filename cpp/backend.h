@@ -44,6 +44,8 @@ class Backend {
   // Runs f (a task's completion: it wakes the JS thread) on an idle helper thread if one is ready, else at once;
   // in the order handed off. Called on the device thread.
   virtual void handOff(std::function<void()> f) { f(); }
+  // Whether a helper thread is spinning now, ready to take a handOff (a hint). On the device thread.
+  virtual bool helperReady() const { return false; }
   // Each of its compute threads' CPU masks: the device thread's first, then each GEMM worker's. On the device thread.
   virtual std::vector<std::vector<int>> threadCpus() const { return {}; }
 };

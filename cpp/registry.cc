@@ -1,6 +1,8 @@
 // Registry, Device thread and Program execution (see Note [Process-wide registry] in registry.h).
 #include "registry.h"
 
+#include "idle_work.h"
+
 #include "collective/communicator.h"
 #include "program.h"
 
@@ -32,6 +34,17 @@ void Device::loop(TaskQueue& q) {
 
 void Device::submit(std::function<void()> task, std::function<void(std::exception_ptr)> done) {
   TL_CHECK(queue_->submit(std::move(task), std::move(done)), "device " << name_ << " is closed; open it again before queueing work");
+}
+
+void Device::settle(std::function<void()> complete) {
+  // Behind a completion already put off, this one waits too (the order); a helper that spins takes it now. What is
+  // put off holds the device: the last reference may go on this thread (shutdown() detaches it), before the put-off
+  // work ran.
+  if (IdleWork::pending() || (!backend_->helperReady() && queue_->hasWork())) {
+    IdleWork::defer([self = shared_from_this(), complete = std::move(complete)]() mutable { self->backend_->handOff(std::move(complete)); });
+    return;
+  }
+  backend_->handOff(std::move(complete));
 }
 
 void Device::runBlocking(const std::function<void()>& task) {

@@ -9,6 +9,8 @@
 #include <mutex>
 #include <utility>
 
+#include "idle_work.h"
+
 namespace tl {
 
 class TaskQueue {
@@ -28,11 +30,25 @@ class TaskQueue {
     return true;
   }
 
+  // Whether tasks are queued that have not started (a hint: another thread may queue one at any time).
+  bool hasWork() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return !items_.empty();
+  }
+
   // The serving thread's loop: runs tasks until stopped and drained. With `failAll` set (a thread that could not
-  // start its work, e.g. a device that cannot bind), every task fails with it instead of running.
+  // start its work, e.g. a device that cannot bind), every task fails with it instead of running. What a task's
+  // completion put off (Note [Wake-ups in idle time] in idle_work.h) runs after the next task, before that task's
+  // completion, or before the queue waits for work, whichever comes first.
   void serve(std::exception_ptr failAll = nullptr) {
     std::unique_lock<std::mutex> lk(mu_);
     for (;;) {
+      if (items_.empty() && IdleWork::pending()) {
+        lk.unlock();
+        IdleWork::run();
+        lk.lock();
+        continue;
+      }
       cv_.wait(lk, [&] { return stopping_ || !items_.empty(); });
       if (items_.empty()) return;  // stopping and drained
       auto item = std::move(items_.front());
@@ -46,6 +62,7 @@ class TaskQueue {
           err = std::current_exception();
         }
       }
+      IdleWork::run();
       item.second(err);
       item = {};  // what the task held goes now, while the queue is certainly alive
       lk.lock();

@@ -7,6 +7,8 @@
 #include <mutex>
 #include <string>
 
+#include "../idle_work.h"
+
 namespace tl {
 
 // Note [Spinning barrier]: a small all-reduce is a few barriers around sub-microsecond copies, so the barrier is
@@ -36,7 +38,8 @@ class SpinBarrier {
   explicit SpinBarrier(int parties);
 
   // Waits until every party has arrived, the barrier is stopped, or `timeoutMs` passed (measured from when this
-  // party gives up spinning). `last` runs on the party that completes the barrier, before the others go on.
+  // party gives up spinning). `last` runs on the party that completes the barrier, before the others go on. A party
+  // that waits first runs what its thread put off (Note [Wake-ups in idle time] in idle_work.h).
   // `waitedNs` receives how long this party waited (0 for the party that completed the barrier).
   template <class Last>
   Result arrive(Kind kind, int64_t timeoutMs, Last&& last, int64_t& waitedNs) {
@@ -50,7 +53,8 @@ class SpinBarrier {
       return Result::Released;
     }
     const int64_t t0 = nowNs();
-    Result r = spin(kind, gen, t0) ? Result::Released : block(gen, timeoutMs);
+    if (IdleWork::pending()) IdleWork::run();  // Note [Wake-ups in idle time]: this party waits anyway
+    Result r = spin(kind, gen, nowNs()) ? Result::Released : block(gen, timeoutMs);
     waitedNs = nowNs() - t0;
     return r;
   }

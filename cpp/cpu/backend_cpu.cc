@@ -75,6 +75,7 @@ class CpuBackend final : public Backend {
   void programBegins() override { gemm_.hold(true); }
   void programEnds() override { gemm_.hold(false); }
   void handOff(std::function<void()> f) override { gemm_.handOff(std::move(f)); }
+  bool helperReady() const override { return gemm_.spinning(); }
   std::vector<std::vector<int>> threadCpus() const override {
     std::vector<std::vector<int>> out{tl::threadCpus()};
     for (auto& w : gemm_.workerCpus()) out.push_back(w);

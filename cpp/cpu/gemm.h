@@ -57,6 +57,8 @@ class GemmThreads {
   // Runs f on a worker spinning for its next job, else on the caller at once; in the order handed off (Note
   // [Hand-off to a spinning worker] in gemm_threads.cc).
   void handOff(std::function<void()> f);
+  // Whether a worker is spinning for its next job now (a hint: it may stop at any time).
+  bool spinning() const;
   // Each worker's CPU mask as it started (after its pin, if any).
   std::vector<std::vector<int>> workerCpus() const;
   // Makes this the calling thread's GEMM threads (nullptr unbinds: the thread computes alone).

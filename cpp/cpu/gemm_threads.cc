@@ -94,6 +94,7 @@ class GemmThreads::Pool {
     start(n);
   }
   void hold(bool on) { held_.store(on, std::memory_order_relaxed); }
+  bool spinning() const { return spinning_.load(std::memory_order_relaxed) > 0; }
   bool heldSpin() const { return held_.load(std::memory_order_relaxed) && !oversubscribed_; }
   void handOff(std::function<void()> f) {  // Note [Hand-off to a spinning worker]
     {
@@ -295,6 +296,7 @@ void GemmThreads::setWorkerCpus(std::vector<std::vector<int>> masks) {
 std::vector<std::vector<int>> GemmThreads::workerCpus() const { return pool_->workerCpus(); }
 void GemmThreads::hold(bool on) { pool_->hold(on); }
 void GemmThreads::handOff(std::function<void()> f) { pool_->handOff(std::move(f)); }
+bool GemmThreads::spinning() const { return pool_->spinning(); }
 void GemmThreads::bind(GemmThreads* t) { tlsThreads = t; }
 GemmThreads* GemmThreads::bound() { return tlsThreads; }
 void GemmThreads::forEach(int count, const std::function<void(int)>& f) { pool_->forEach(count, f); }

@@ -88,11 +88,12 @@ const ReplyMaker* replyMaker(Napi::Env env) {
 
 Napi::Value submitAsync(Napi::Env env, const std::shared_ptr<Device>& dev, std::function<void()> task,
                         std::function<Napi::Value(Napi::Env)> result) {
-  // The completion (it wakes this JS thread) goes through the backend's hand-off: a CPU device's spinning GEMM worker
-  // does it off the device thread's critical path (Note [Hand-off to a spinning worker] in cpu/gemm_threads.cc).
+  // The completion (it wakes this JS thread) stays off the device thread's critical path: a CPU device's spinning GEMM
+  // worker does it (Note [Hand-off to a spinning worker] in cpu/gemm_threads.cc), or the device thread does it when it
+  // would wait anyway (Note [Wake-ups in idle time] in idle_work.h).
   return submitAsync(env, [dev](std::function<void()> t, std::function<void(std::exception_ptr)> d) {
     Device* raw = dev.get();
-    dev->submit(std::move(t), [raw, d = std::move(d)](std::exception_ptr e) { raw->backend().handOff([d, e] { d(e); }); });
+    dev->submit(std::move(t), [raw, d = std::move(d)](std::exception_ptr e) { raw->settle([d, e] { d(e); }); });
   }, std::move(task), std::move(result));
 }
 
