@@ -16,7 +16,10 @@ Buffer::~Buffer() {
 
 Device::Device(uint32_t id, std::unique_ptr<Backend> backend, uint64_t ownerEnv)
     : id_(id), backend_(std::move(backend)), ownerEnv_(ownerEnv), name_(backend_->name()) {
-  thread_ = std::thread([this, q = queue_] { loop(*q); });
+  thread_ = std::thread([this, q = queue_, w = idle_] {
+    IdleWork::bindThread(w);  // the flush points of this thread (Note [Wake-ups in idle time])
+    loop(*q);
+  });
 }
 
 Device::~Device() { shutdown(); }
@@ -38,10 +41,9 @@ void Device::submit(std::function<void()> task, std::function<void(std::exceptio
 
 void Device::settle(std::function<void()> complete) {
   // Behind a completion already put off, this one waits too (the order); a helper that spins takes it now. What is
-  // put off holds the device: the last reference may go on this thread (shutdown() detaches it), before the put-off
-  // work ran.
-  if (IdleWork::pending() || (!backend_->helperReady() && queue_->hasWork())) {
-    IdleWork::defer([self = shared_from_this(), complete = std::move(complete)]() mutable { self->backend_->handOff(std::move(complete)); });
+  // put off holds the device: the last reference may go before it ran.
+  if (idle_->pending() || (!backend_->helperReady() && queue_->hasWork())) {
+    idle_->defer([self = shared_from_this(), complete = std::move(complete)]() mutable { self->backend_->handOff(std::move(complete)); });
     return;
   }
   backend_->handOff(std::move(complete));

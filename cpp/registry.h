@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "idle_work.h"
 #include "task_queue.h"
 
 namespace tl {
@@ -72,6 +73,7 @@ class Device : public std::enable_shared_from_this<Device> {
   uint64_t ownerEnv_;
   std::string name_;
   std::shared_ptr<TaskQueue> queue_ = std::make_shared<TaskQueue>();
+  std::shared_ptr<IdleWork> idle_ = std::make_shared<IdleWork>();  // completions put off (settle)
   std::thread thread_;
 };
 

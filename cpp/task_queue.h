@@ -43,9 +43,9 @@ class TaskQueue {
   void serve(std::exception_ptr failAll = nullptr) {
     std::unique_lock<std::mutex> lk(mu_);
     for (;;) {
-      if (items_.empty() && IdleWork::pending()) {
+      if (items_.empty() && IdleWork::pendingHere()) {
         lk.unlock();
-        IdleWork::run();
+        IdleWork::runHere();
         lk.lock();
         continue;
       }
@@ -62,7 +62,7 @@ class TaskQueue {
           err = std::current_exception();
         }
       }
-      IdleWork::run();
+      IdleWork::runHere();
       item.second(err);
       item = {};  // what the task held goes now, while the queue is certainly alive
       lk.lock();

@@ -53,7 +53,7 @@ class SpinBarrier {
       return Result::Released;
     }
     const int64_t t0 = nowNs();
-    if (IdleWork::pending()) IdleWork::run();  // Note [Wake-ups in idle time]: this party waits anyway
+    IdleWork::runHere();  // Note [Wake-ups in idle time]: this party waits anyway
     Result r = spin(kind, gen, nowNs()) ? Result::Released : block(gen, timeoutMs);
     waitedNs = nowNs() - t0;
     return r;

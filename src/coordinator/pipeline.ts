@@ -12,9 +12,9 @@ import type { Settled } from './step.js';
 // launched; so a JS thread woken up to a whole step late (its core taken by the device's GEMM threads or by another
 // process) still finds the device busy. With depth one the device ran dry whenever t's reply was handled after t+1
 // ended (bench/towers-step.ts: the mean gap between two step programs was several times the median).
-// A reply may reach this thread up to one step program late (Note [Wake-ups in idle time] in cpp/idle_work.h: with
-// more work queued, a device thread with no spinning helper wakes this thread when it would wait anyway); with depth
-// two the device still has t+2 to run when that happens.
+// A reply may reach this thread up to one step program (at most 10 ms) late (Note [Wake-ups in idle time] in
+// cpp/idle_work.h: with more work queued, a device thread with no spinning helper wakes this thread when it would
+// wait anyway); with depth two the device still has t+2 to run when that happens.
 //
 // Exactness. Step t+1's request is what the sequential loop would send after step t, whatever t's outcome short
 // of a rollback: an applied and a skipped step both count (state.step + 1), the learning-rate scale changes only
