@@ -53,8 +53,8 @@ class Device : public std::enable_shared_from_this<Device> {
   // Queues work for the device thread; `done` runs on the device thread after the task, with the error (if any).
   void submit(std::function<void()> task, std::function<void(std::exception_ptr)> done);
   // Settles a finished task (`complete` wakes the JS thread waiting for it): on a ready helper thread, else put off
-  // to this thread's idle time when more work is queued (Note [Wake-ups in idle time] in idle_work.h), else at once.
-  // In the order called. On the device thread (from a task's `done`).
+  // to this thread's idle time when more work is queued (at most its next task or 10 ms: Note [Wake-ups in idle time]
+  // in idle_work.h), else at once. In the order called. On the device thread (from a task's `done`).
   void settle(std::function<void()> complete);
   // Runs `task` on the device thread and blocks the caller until it finished; rethrows its error.
   void runBlocking(const std::function<void()>& task);
