@@ -39,10 +39,15 @@ int64_t SpinBarrier::nowNs() {
 
 bool SpinBarrier::spin(Kind kind, uint64_t gen, int64_t t0) {
   std::atomic<int64_t>& budget = budgetNs_[kind];
-  const int64_t ns = budget.load(std::memory_order_relaxed);
+  const int64_t base = budget.load(std::memory_order_relaxed);
+  // A probe (Note [Spinning barrier]): now and then a wait under a lowered budget spins the whole kMaxSpinNs.
+  thread_local uint32_t waits = 0;
+  const bool probe = base < kMaxSpinNs && ++waits % kProbeEvery == 0;
+  const int64_t ns = probe ? kMaxSpinNs : base;
   auto released = [&] {
     if (generation() == gen) return false;
-    if (ns < kMaxSpinNs) budget.store(std::min(kMaxSpinNs, ns * 2), std::memory_order_relaxed);  // no write once at the cap
+    if (base < kMaxSpinNs)  // no write once at the cap
+      budget.store(probe ? kMaxSpinNs : std::min(kMaxSpinNs, base * 2), std::memory_order_relaxed);
     return true;
   };
   if (!yield_)  // the common short wait: a bounded number of pauses, no clock read
@@ -59,7 +64,7 @@ bool SpinBarrier::spin(Kind kind, uint64_t gen, int64_t t0) {
       cpuRelax();
     if ((i & 31) == 0 && nowNs() - t0 > ns) break;
   }
-  if (ns > kMinSpinNs) budget.store(std::max(kMinSpinNs, ns / 2), std::memory_order_relaxed);
+  if (base > kMinSpinNs) budget.store(std::max(kMinSpinNs, base / 2), std::memory_order_relaxed);
   return false;
 }
 

@@ -17,7 +17,12 @@ namespace tl {
 // a bounded time, and only then sleeps on the condition variable with the deadline, exactly as before. The spin is
 // adaptive per kind of wait (the entry barrier of a collective absorbs the towers' start skew, the phase barriers
 // only the imbalance of equal work): a wait released while spinning doubles that kind's budget (up to kMaxSpinNs),
-// a wait that had to sleep halves it (down to kMinSpinNs). When the barrier has more parties than the machine has
+// a wait that had to sleep halves it (down to kMinSpinNs). Halving alone can lock a pair of towers into sleeping: once
+// the budget is low, each waiter sleeps, so its peer, released by it, reaches the next barrier first and sleeps too,
+// a wake-up per barrier (tens of microseconds on the bench VM), and no wait is ever released while spinning, so the
+// budget never grows back (the 1 KB all-reduce bench read 10-90 us a collective in such runs against 0.5 us in the
+// others). So every kProbeEvery-th wait of a thread under a lowered budget spins the whole kMaxSpinNs: released while
+// spinning, it restores the budget to kMaxSpinNs; else it halves as any sleeping wait. When the barrier has more parties than the machine has
 // hardware threads, a spinning tower would hold the core its peer needs, so it yields instead of pausing.
 // The last tower to arrive runs the caller's `last` action (installing a pending schedule: Note [Schedule
 // changes]), then resets the count and publishes the next generation; it takes the mutex to notify only when someone sleeps
@@ -33,7 +38,7 @@ class SpinBarrier {
   enum class Result { Released, Stopped, TimedOut };
   enum Kind { kEntry = 0, kPhase = 1 };
   static constexpr int64_t kMaxSpinNs = 50'000, kMinSpinNs = 1'000;
-  static constexpr uint32_t kQuickSpins = 128;
+  static constexpr uint32_t kQuickSpins = 128, kProbeEvery = 16;
 
   explicit SpinBarrier(int parties);
 
