@@ -62,7 +62,7 @@ class Reaper {
         w->run(late);
         any = any || w->pending();
       }
-      live.clear();  // a device may go here; not under mu_
+      live.clear();  // the last reference to a device's IdleWork may go here: not under mu_
       lk.lock();
       if (!any) {  // nothing put off: sleep until a device puts work off (poke), then look again after kLateMs
         asleep_.store(true, std::memory_order_seq_cst);
