@@ -45,7 +45,8 @@ class IdleWork : public std::enable_shared_from_this<IdleWork> {
   // Runs everything put off, oldest first (any thread). With `olderThanNs` set: only what was put off before it.
   void run(int64_t olderThanNs = INT64_MAX);
 
-  // The calling thread's device's put-off work (Device::loop binds it); the flush points call these.
+  // The calling thread's device's put-off work (the device thread binds it as it starts, in Device's constructor); the
+  // flush points call these.
   static void bindThread(std::shared_ptr<IdleWork> w);
   static bool pendingHere();
   static void runHere();
