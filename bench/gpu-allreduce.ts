@@ -3,11 +3,20 @@
 // Definitions as in bench/allreduce.ts: algbw = bytes / time; busbw = algbw * 2(n-1)/n; copy GB/s = bytes copied /
 // time by the 'copy' kernel on one tower (each byte read once and written once). With one GPU the towers share it:
 // the bandwidth between them is device memory bandwidth, not a link.
+//
+// Note [One-GPU all-reduce bound]: with n towers' buffers of S bytes in one GPU's memory, any all-reduce reads and
+// writes every buffer at least once: 2nS bytes at the memory rate R, where a copy of S moves 2S (copy GB/s = R/2).
+// So busbw / copy <= 2(n-1)/n * (S / (2nS/R)) / (R/2) = 2(n-1)/n², 0.375 at n = 4, 0.5 at n = 2, whatever the
+// algorithm. A ring moves more: (n-1) reduce steps of n chunks of S/n read twice and written once, then (n-1)
+// copy steps read once and written once, 5(n-1)S in all: busbw / copy <= 4/(5n), 0.2 at n = 4, 0.4 at n = 2.
+// Each 256 MB row's note gives both bounds, and PyTorch's plain sum-and-copy on the same GPU is measured beside ours
+// (bench/torch_allreduce.py; NCCL cannot put several ranks on one GPU).
 import { native } from '../src/native/addon.js';
 import { naiveSchedule } from '../src/scheduler/naive.js';
 import { ringSchedule } from '../src/scheduler/ring.js';
 import { treeSchedule } from '../src/scheduler/tree.js';
 import type { Schedule, ScheduleRequest } from '../src/scheduler/schedule.js';
+import { runPythonJson } from './python.js';
 import type { Row } from './section.js';
 
 export const TOWER_COUNTS = [2, 4];
@@ -116,6 +125,7 @@ export async function allReduceRows(): Promise<Row[]> {
           note: `${r.ms.toFixed(3)} ms per all-reduce, algbw ${algbw.toFixed(1)} GB/s; reps ${r.reps.map((x) => x.toFixed(3)).join(', ')} ms; ` +
             `copy reps ${m.copyReps.map((ms) => (bytes / (ms / 1000) / 1e9).toFixed(0)).join(', ')} GB/s`,
         };
+        if (mb === 256) row.note += `; one-GPU bound (Note [One-GPU all-reduce bound]): ratio <= ${(2 * (n - 1) / n ** 2).toFixed(3)} for any algorithm, ${(4 / (5 * n)).toFixed(3)} for a ring`;
         if (n === 4 && mb === 256 && r.algo === 'ring') {
           row.target = ALLREDUCE_TARGET;
           row.met = row.ratio! >= 0.6;
@@ -123,5 +133,35 @@ export async function allReduceRows(): Promise<Row[]> {
         rows.push(row);
       }
     }
+  rows.push(...(await torchRows(rows)));
+  return rows;
+}
+
+interface TorchAllReduce { ok: boolean; error?: string; torch?: string; gpu?: string; configs?: { towers: number; mb: number; allreduce_ms: number[]; copy_ms: number[] }[] }
+
+/** Per tower count at the largest size: our fastest algorithm's busbw against PyTorch's sum-and-copy on the same GPU. */
+async function torchRows(ours: Row[]): Promise<Row[]> {
+  const mb = Math.max(...SIZES_MB);
+  const r = await runPythonJson<TorchAllReduce>([new URL('./torch_allreduce.py', import.meta.url).pathname, '--towers',
+    ...TOWER_COUNTS.map(String), '--mb', String(mb)]);
+  const rows: Row[] = [];
+  for (const n of TOWER_COUNTS) {
+    const mine = ours.filter((x) => x.name.includes(`, ${n} towers on GPU 0, ${mb} MB`)).sort((x, y) => y.value - x.value)[0];
+    if (!mine) continue;
+    const row: Row = { name: `all-reduce (fastest: ${mine.name.split(',')[0]!.replace('all-reduce ', '')}), ${n} towers on GPU 0, ${mb} MB: busbw vs PyTorch`, value: mine.value, unit: 'GB/s', note: '' };
+    const c = r.ok ? (r as TorchAllReduce).configs?.find((x) => x.towers === n && x.mb === mb) : undefined;
+    if (!c) {
+      row.note = `PyTorch not measured: ${r.error ?? 'no result for this size'}`;
+    } else {
+      const med = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+      const bytes = mb * MB;
+      const busbw = (bytes / (med(c.allreduce_ms) / 1000) / 1e9) * 2 * (n - 1) / n;
+      const copy = bytes / (med(c.copy_ms) / 1000) / 1e9;
+      row.reference = { value: busbw, label: `PyTorch ${(r as TorchAllReduce).torch} on ${(r as TorchAllReduce).gpu}: sum of the ${n} buffers, then copied into each (CUDA events, median)` };
+      row.ratio = mine.value / busbw;
+      row.note = `PyTorch ${med(c.allreduce_ms).toFixed(3)} ms per all-reduce; its D2D copy ${copy.toFixed(0)} GB/s, so PyTorch's busbw / copy ${(busbw / copy).toFixed(2)} and ours / PyTorch's copy ${(mine.value / copy).toFixed(2)}`;
+    }
+    rows.push(row);
+  }
   return rows;
 }

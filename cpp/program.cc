@@ -160,6 +160,10 @@ void Program::execute(const FaultSpec* fault) {
   } running(dev);
   try {
     executeOps(dev, t0, fault);
+    // A run ends when its work has finished, not when it is queued: on an asynchronous backend (cuda) a run's done
+    // then means its results are kept, a fault in its last kernels fails this run (not the next), and a timed run
+    // measures the work itself.
+    dev.sync();
   } catch (const std::exception& e) {
     currentOp = -1;
     // Peers blocked in a collective with this tower must not wait for a step that will never come.

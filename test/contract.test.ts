@@ -3,7 +3,7 @@
 // checks it drives, run at compile time for every kernel: sizes, dtypes, attributes and arity.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { native, type ContractArg, type KernelContract } from '../src/native/addon.js';
 import { HYPER_SIZE, HYPER_USED, HyperSlot } from '../src/native/hyper.js';
 import { referenceSignatures } from '../src/reference/kernels.js';
@@ -33,6 +33,15 @@ describe('the contract and what repeats it', () => {
 
   it('every kernel the cpu device registers is in the table, and every entry has a cpu kernel', () => {
     assert.deepEqual(dev.kernelNames().sort(), contract.kernels.map((k) => k.name).sort());
+  });
+
+  // The CUDA table is only built where nvcc is (and only runs on a GPU): read it from the sources, so a kernel added
+  // to the contract without its CUDA twin fails here, not on the first lent GPU (seen 2026-11-30: add_grad_norm).
+  it('every entry of the table has a cuda kernel in cpp/cuda, and cpp/cuda registers nothing else', () => {
+    const dir = new URL('../cpp/cuda/', import.meta.url);
+    const names = readdirSync(dir).filter((f) => f.endsWith('.cu') || f.endsWith('.cc'))
+      .flatMap((f) => [...readFileSync(new URL(f, dir), 'utf8').matchAll(/^TL_CUDA_KERNEL\((\w+)\)/gm)].map((m) => m[1]!));
+    assert.deepEqual(names.sort(), contract.kernels.map((k) => k.name).sort());
   });
 
   it('docs/kernels.md is the rendering of the table (run `npm run docs:kernels` after changing it)', () => {

@@ -1,5 +1,5 @@
-// CUDA regularisation, norm and elementwise kernels: l2_loss, l2_backward, sum_squares, l2_grad_norm, dense_grad_norm,
-// clip_by_norm, fill, scale, axpy, copy (docs/kernels.md).
+// CUDA regularisation, norm and elementwise kernels: l2_loss, l2_backward, sum_squares, l2_grad_norm, add_grad_norm,
+// dense_grad_norm, clip_by_norm, fill, scale, axpy, copy (docs/kernels.md).
 #include "kernels_common.cuh"
 
 namespace tl {
@@ -71,6 +71,39 @@ TL_CUDA_KERNEL(l2_grad_norm) {
   l2.keep = true;
   l2.coef = a.coef * 0.5;
   reduceToScalar(c, a.N, SquareF{c.in[0].f32()}, c.out[2].f32(), l2);
+}
+
+// g[i] = a[i] + b[i] (+ lambda·w[i] when lambda > 0), returning the new g[i]² (the first pass of add_grad_norm; each
+// i is visited once, a[i] and b[i] read before g[i] is written, so g may be a or b)
+struct AddGradSquareF {
+  const float *w, *a, *b;
+  float* g;
+  float lambda;
+  __device__ double operator()(int64_t i) const {
+    float gi = a[i] + b[i];
+    if (lambda > 0.f) gi = gi + lambda * w[i];
+    g[i] = gi;
+    const double v = gi;
+    return v * v;
+  }
+};
+
+// in: w (N), a (N), b (N); out: g (N) = a + b (+ lambda·w), s (1) += Σg², loss (1) += lambda·½·Σw² when lambda > 0
+// (the sharded update's two-tower reduce, Note [Shared gradients] in src/model/shard-plan.ts): l2_grad_norm's
+// stream-ordered reductions, the first also forming g.
+TL_CUDA_KERNEL(add_grad_norm) {
+  const ElementwiseArgs& a = c.args<ElementwiseArgs>();
+  if (a.N == 0) return;
+  ScalarEpilogue norm;
+  norm.keep = true;
+  reduceToScalar(c, a.N, AddGradSquareF{c.in[0].f32(), c.in[1].f32(), c.in[2].f32(), c.out[0].f32(), (float)a.coef},
+                 c.out[1].f32(), norm);
+  if (a.coef > 0) {
+    ScalarEpilogue l2;
+    l2.keep = true;
+    l2.coef = a.coef * 0.5;
+    reduceToScalar(c, a.N, SquareF{c.in[0].f32()}, c.out[2].f32(), l2);
+  }
 }
 
 __global__ void copyKernel(const float* x, float* y, int64_t n) {
