@@ -144,8 +144,17 @@ double nowMs() {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+namespace {
+thread_local bool lastHadPeers = false;
+}  // namespace
+
+bool lastProgramHadPeers() { return lastHadPeers; }
+
 void Program::execute(const FaultSpec* fault) {
   Backend& dev = device->backend();
+  lastHadPeers = std::any_of(ops.begin(), ops.end(), [](const CompiledOp& op) {
+    return std::holds_alternative<CollectiveOp>(op) || std::holds_alternative<OverlapOp>(op);
+  });
   auto t0 = std::chrono::steady_clock::now();
   {
     std::lock_guard<std::mutex> lk(statusMu);

@@ -82,6 +82,10 @@ struct Program {
   void executeOps(Backend& dev, std::chrono::steady_clock::time_point t0, const FaultSpec* fault);
 };
 
+// Whether the last program this thread ran takes part in collectives ('@collective' or '@bucket' ops): its device
+// works in step with peers (Note [Spin for the next task] in task_queue.h).
+bool lastProgramHadPeers();
+
 // Milliseconds on the process-wide steady clock: every thread (and every worker) shares it, so timelines line up.
 double nowMs();
 

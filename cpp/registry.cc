@@ -1,9 +1,12 @@
 // Registry, Device thread and Program execution (see Note [Process-wide registry] in registry.h).
 #include "registry.h"
 
-#include "idle_work.h"
+#include <algorithm>
+#include <atomic>
+#include <thread>
 
 #include "collective/communicator.h"
+#include "idle_work.h"
 #include "program.h"
 
 namespace tl {
@@ -24,7 +27,30 @@ Device::Device(uint32_t id, std::unique_ptr<Backend> backend, uint64_t ownerEnv)
 
 Device::~Device() { shutdown(); }
 
+namespace {
+
+// Device threads not asleep on their queue (running a task or spinning for one), for the queue's idle spin
+// (Note [Spin for the next task]).
+std::atomic<int> awakeDeviceThreads{0};
+
+int cores() {
+  // hardware_concurrency() reads sysfs (tens of microseconds here): once per process.
+  static const int n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return n;
+}
+
+}  // namespace
+
 void Device::loop(TaskQueue& q) {
+  struct Awake {  // this thread, until it ends (the queue takes it out while it sleeps)
+    Awake() { awakeDeviceThreads.fetch_add(1, std::memory_order_relaxed); }
+    ~Awake() { awakeDeviceThreads.fetch_sub(1, std::memory_order_relaxed); }
+  } awake;
+  q.setIdleSpin([this] {
+    // + 1: the JS thread, woken by the completion just made
+    return !lastProgramHadPeers() && !backend_->helperReady() &&
+           awakeDeviceThreads.load(std::memory_order_relaxed) + 1 <= cores();
+  }, &awakeDeviceThreads);
   std::exception_ptr bindError;
   try {
     backend_->bindThread();

@@ -1,7 +1,9 @@
 // Device work queued back to back (Note [Wake-ups in idle time] in cpp/idle_work.h): a task's completion may be put
 // off to the device thread's idle time while more work is queued, so these check that every promise still settles,
 // once, in the order its work was queued, with and without a GEMM worker to take the wake-up, and when the device
-// closes with work queued.
+// closes with work queued; and, for a device thread that spins for its next task when its queue runs dry (Note [Spin
+// for the next task] in cpp/task_queue.h), that work queued during the spin, and after it, runs, and that the device
+// closes while its thread spins.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { native } from '../src/native/addon.js';
@@ -42,5 +44,23 @@ describe('completions of queued device work', () => {
     await Promise.all(all);
     assert.equal(settled.length, 200);
     assert.ok(settled.every((s) => s === 'ok'), `work queued before close runs: ${settled.find((s) => s !== 'ok')}`);
+  });
+
+  it('run work queued while the device thread spins for it and after it sleeps, and close while it spins', { timeout: 30_000 }, async () => {
+    const dev = nat.openDevice('cpu', 71, { gemmThreads: 1 }).id;
+    const x = nat.alloc(dev, 4, 'f32'), y = nat.alloc(dev, 4, 'f32');
+    nat.write(x, Float32Array.from([1, 1, 1, 1]));
+    const p = nat.compile(dev, [{ kernel: 'axpy', inputs: [x], outputs: [y], attrs: { N: 4, alpha: 1 } }]);
+    let runs = 0;
+    for (let i = 0; i < 600; i++) {
+      await nat.run(p);  // the next call comes while the thread spins ...
+      runs++;
+      if (i % 40 === 39) await new Promise((res) => setTimeout(res, 1 + (i % 3)));  // ... or after it has gone to sleep
+    }
+    assert.deepEqual(Array.from(nat.read(y) as Float32Array), [runs, runs, runs, runs], 'every run ran once');
+    const last = nat.run(p).then(() => 'ok', (e: Error) => `error: ${e.message}`);
+    nat.releaseProgram(p);
+    nat.closeDevice(dev);  // its thread is spinning, or about to
+    assert.equal(await last, 'ok');
   });
 });
