@@ -121,6 +121,9 @@ std::shared_ptr<Program> Program::compile(const std::shared_ptr<Device>& dev, co
         break;
     }
   }
+  prog->withPeers = std::any_of(prog->ops.begin(), prog->ops.end(), [](const CompiledOp& op) {
+    return std::holds_alternative<CollectiveOp>(op) || std::holds_alternative<OverlapOp>(op);
+  });
   return prog;
 }
 
@@ -152,9 +155,7 @@ bool lastProgramHadPeers() { return lastHadPeers; }
 
 void Program::execute(const FaultSpec* fault) {
   Backend& dev = device->backend();
-  lastHadPeers = std::any_of(ops.begin(), ops.end(), [](const CompiledOp& op) {
-    return std::holds_alternative<CollectiveOp>(op) || std::holds_alternative<OverlapOp>(op);
-  });
+  lastHadPeers = withPeers;
   auto t0 = std::chrono::steady_clock::now();
   {
     std::lock_guard<std::mutex> lk(statusMu);

@@ -57,6 +57,7 @@ struct Program {
   uint32_t handle = 0;
   std::shared_ptr<Device> device;
   std::vector<CompiledOp> ops;
+  bool withPeers = false;  // it has '@collective' or '@bucket' ops (lastProgramHadPeers)
   uint64_t ownerEnv = 0;
   int64_t faultNumel[kFaultPoints];  // numel of the first '@fault' op's buffer per point; -1: no op there
   std::vector<double> marks;  // milliseconds since the run started, one per '@mark' op (see Tower timings)
