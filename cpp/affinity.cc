@@ -1,8 +1,10 @@
 // Thread affinity (cpp/affinity.h).
 #include "affinity.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include "check.h"
 
@@ -53,5 +55,10 @@ void pinThread(const std::vector<int>& cpus) {
                                                                                << " cannot be reserved; drop layout.pin / --pin (placement is Linux only)");
 }
 #endif
+
+int machineThreads() {
+  static const int n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return n;
+}
 
 }  // namespace tl

@@ -13,6 +13,9 @@ std::vector<int> threadCpus();
 // Restricts the calling thread to `cpus` (non-empty, each in [0, 1024)). Throws naming the CPUs and the OS error
 // (e.g. a CPU outside the process's cgroup or cpuset).
 void pinThread(const std::vector<int>& cpus);
+// The machine's hardware threads (std::thread::hardware_concurrency(), at least 1), read once per process: it
+// reads sysfs, tens of microseconds on our VMs (Note [Spin for the next task]).
+int machineThreads();
 // "0,1,3" for messages.
 std::string cpuList(const std::vector<int>& cpus);
 

@@ -1,10 +1,10 @@
 // Registry, Device thread and Program execution (see Note [Process-wide registry] in registry.h).
 #include "registry.h"
 
-#include <algorithm>
 #include <atomic>
 #include <thread>
 
+#include "affinity.h"
 #include "collective/communicator.h"
 #include "idle_work.h"
 #include "program.h"
@@ -33,12 +33,6 @@ namespace {
 // (Note [Spin for the next task]).
 std::atomic<int> awakeDeviceThreads{0};
 
-int cores() {
-  // hardware_concurrency() reads sysfs (tens of microseconds here): once per process.
-  static const int n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  return n;
-}
-
 }  // namespace
 
 void Device::loop(TaskQueue& q) {
@@ -49,7 +43,7 @@ void Device::loop(TaskQueue& q) {
   q.setIdleSpin([this] {
     // + 1: the JS thread, woken by the completion just made
     return !lastProgramHadPeers() && !backend_->helperReady() &&
-           awakeDeviceThreads.load(std::memory_order_relaxed) + 1 <= cores();
+           awakeDeviceThreads.load(std::memory_order_relaxed) + 1 <= machineThreads();
   }, &awakeDeviceThreads);
   std::exception_ptr bindError;
   try {

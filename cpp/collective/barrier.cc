@@ -4,6 +4,8 @@
 #include <chrono>
 #include <thread>
 
+#include "../affinity.h"
+
 namespace tl {
 
 namespace {
@@ -21,7 +23,7 @@ inline void cpuRelax() {
 }  // namespace
 
 SpinBarrier::SpinBarrier(int parties)
-    : parties_(parties), yield_(parties > static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))) {
+    : parties_(parties), yield_(parties > machineThreads()) {
   for (auto& b : budgetNs_) b.store(kMaxSpinNs, std::memory_order_relaxed);
 }
 
