@@ -141,12 +141,14 @@ function elementCases(): Case[] {
   // cut into slabs (Note [GEMM threads])
   for (const [Bd, I, O] of [[128, 500, 10], [128, 784, 500]] as const)
     out.push({ kernel: 'dense_backward', attrs: { B: Bd, I, O, accumulate: 0 }, inputs: [vals(r, Bd * I), vals(r, I * O), vals(r, Bd * O)], outputs: [{ n: I * O }, { n: O }, { n: Bd * I }] });
-  const B = 400, D = 784, R = 1000;
-  out.push({
-    kernel: 'gather_rows_u8', attrs: { B, D, R, scale: 1 / 255 }, u8: [0], ints: [1],
-    inputs: [Array.from({ length: R * D }, () => Math.floor(r() * 256)), Array.from({ length: B }, () => Math.floor(r() * R))],
-    outputs: [{ n: B * D }],
-  });
+  // the row gather above kFanOutFloats, and at MNIST's 128 x 784 (below it, above the gather's own lower fan-out)
+  const D = 784, R = 1000;
+  for (const B of [400, 128])
+    out.push({
+      kernel: 'gather_rows_u8', attrs: { B, D, R, scale: 1 / 255 }, u8: [0], ints: [1],
+      inputs: [Array.from({ length: R * D }, () => Math.floor(r() * 256)), Array.from({ length: B }, () => Math.floor(r() * R))],
+      outputs: [{ n: B * D }],
+    });
   // CIFAR-10's input: crops, flips and standardisation of 160 images (several blocks)
   const [Rn, Bn, H, W, C, OH, OW] = [90, 160, 32, 32, 3, 24, 24];
   out.push({

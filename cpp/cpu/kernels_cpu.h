@@ -29,11 +29,12 @@ inline void checkIndices(const KernelCall& c, const IndexRange& r) {
 // pool costs when its thread is spinning, and far less than one that finds it asleep or descheduled (a relu over
 // 128x500 took 4.6 us alone and 21-70 us handed to 2 threads on a loaded machine; issue 16's profile).
 constexpr int64_t kFanOutFloats = int64_t(1) << 18;
-inline void forEachRowBlock(int64_t n, int64_t width, const std::function<void(int64_t, int64_t)>& f) {
+inline void forEachRowBlock(int64_t n, int64_t width, const std::function<void(int64_t, int64_t)>& f,
+                            int64_t fanOutFloats = kFanOutFloats) {
   const int64_t block = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(width, 1));
   const int64_t blocks = (n + block - 1) / block;
   const auto one = [&](int i) { f(i * block, std::min(n, (i + 1) * block)); };
-  if (n * std::max<int64_t>(width, 1) >= kFanOutFloats)
+  if (n * std::max<int64_t>(width, 1) >= fanOutFloats)
     gemmForEach((int)blocks, one);
   else
     for (int i = 0; i < (int)blocks; ++i) one(i);

@@ -32,6 +32,12 @@ struct GatherU8 {
 
 }  // namespace
 
+// A gather's rows sit anywhere in a data set far larger than the caches, so it waits on memory for each row: unlike
+// a streaming pass it gains from a second thread well below kFanOutFloats (bench/mnist-profile.ts, MNIST's 128 rows
+// of 784, 100K floats, 2 GEMM threads: 37-38 us on the device thread alone, 23-24 us spread over both; the rows are
+// independent, so the bits are the same on any thread count).
+constexpr int64_t kGatherFanOutFloats = int64_t(1) << 16;
+
 // in: src (R,D) u8, idx (B) i32; out: y (B,D) f32 = src[idx[b]]·scale
 TL_CPU_KERNEL(gather_rows_u8) {
   const GatherRowsArgs& a = c.args<GatherRowsArgs>();
@@ -42,7 +48,7 @@ TL_CPU_KERNEL(gather_rows_u8) {
   // rows are independent: any cut over the device's threads gives the same bits
   forEachRowBlock(a.B, a.D, [&](int64_t b0, int64_t b1) {
     perIsa<GatherU8>(src, idx + b0, y + b0 * a.D, b1 - b0, a.D, a.scale);
-  });
+  }, kGatherFanOutFloats);
 }
 
 // in: src (R,D) f32, idx (B) i32; out: y (B,D) = src[idx[b]]
