@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { holding } from './support/holding.js';
 
 interface Exit {
   code: number | null;
@@ -65,18 +66,24 @@ describe('a failing run in an app that subscribed without error handlers', () =>
 });
 
 describe('process lifetime', () => {
-  it('after close() the process exits at once (within 1 s)', async () => {
+  // Note [Exit checks without a stopwatch]: "exits at once" is checked by what holds the event loop after close():
+  // nothing but the stdio pipes (process.getActiveResourcesInfo(): a ref'd timer, worker, port or socket left behind
+  // is named there). The time to exit is only a backstop, 10 s: on a slow, loaded CI machine a healthy exit has taken
+  // close to 1 s, and a leaked deadline timer or worker would still hold the process for far longer (or forever).
+  it('after close() nothing holds the event loop and the process exits', async () => {
     const e = await app('lifetime-app', 'close');
     assert.equal(e.code, 0, e.err);
+    assert.deepEqual(holding(e.out), [], 'resources left after close()');
     const dt = e.exitAt - at(e, 'closed');
-    assert.ok(dt < 1000, `exited ${dt} ms after close()`);
+    assert.ok(dt < 10_000, `exited ${dt} ms after close()`);
   });
 
   it('a script that forgets close() after its run finished still exits', async () => {
     const e = await app('lifetime-app', 'forget');
     assert.equal(e.code, 0, e.err);
+    assert.deepEqual(holding(e.out), [], 'resources holding the event loop after the run finished');
     const dt = e.exitAt - at(e, 'done');
-    assert.ok(dt < 5000, `exited ${dt} ms after the run finished`);
+    assert.ok(dt < 10_000, `exited ${dt} ms after the run finished`);
   });
 
   it('an idle runtime does not keep the process alive', async () => {

@@ -191,6 +191,8 @@ async function main() {
   await rt.close();
   console.log('RESULT ' + JSON.stringify({ summary, seen, plans, addon: addonInfo() }));
   console.log('CLOSED ' + Date.now());
+  // What still holds the event loop on the next turn (Note [Exit checks without a stopwatch] in test/embedding.test.ts).
+  setImmediate(() => console.log('ACTIVE ' + JSON.stringify(process.getActiveResourcesInfo())));
 }
 main();
 `;
