@@ -248,7 +248,8 @@ void gemmSerial(bool tA, bool tB, int M, int N, int K, float alpha, const float*
 // thread, once, for the whole process), and the threads only decide who computes which slab. With one thread the
 // device thread computes every slab itself, in the same calls. So a run's trajectory does not depend on its GEMM
 // threads; the run settings record them in the layout all the same (src/options.ts, Note [Run settings]).
-// cpp/cpu/selftest.sh checks the bits at 1-7 threads, built-in and OpenBLAS, with two callers at once; the pool is in
+// cpp/cpu/selftest.sh (run by test/cpu-selftest.test.ts) checks the bits at 1-7 threads, built-in and OpenBLAS, with
+// two callers at once, and sgemmMany's against each product alone; the pool is in
 // gemm_threads.cc; test/crash-consistency.test.ts trains two runtimes at once on other thread counts.
 
 struct Slabs {
@@ -299,43 +300,79 @@ void openblasSerial(bool tA, bool tB, int M, int N, int K, float alpha, const fl
           ldb, beta, C, ldc);
 }
 
-// Cuts the product into its slabs and has the calling thread's GemmThreads compute them with `serial`.
-void runSlabs(SerialGemm serial, bool tA, bool tB, int M, int N, int K, float alpha, const float* A, int lda,
-              const float* B, int ldb, float beta, float* C, int ldc) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0 || alpha == 0.f) {  // cblas would reject lda < 1; the result is just beta*C either way
-    scaleC(M, N, beta, C, ldc);
+// Slab i of product g, cut as s says, computed by one `serial` call.
+void runSlab(SerialGemm serial, const GemmCall& g, const Slabs& s, int i) {
+  const int at = i * s.width;
+  if (s.alongN) {
+    const int n = std::min(s.width, g.N - at);
+    serial(g.tA, g.tB, g.M, n, g.K, g.alpha, g.A, g.lda, g.tB ? g.B + (size_t)at * g.ldb : g.B + at, g.ldb, g.beta,
+           g.C + at, g.ldc);
+  } else {
+    const int m = std::min(s.width, g.M - at);
+    serial(g.tA, g.tB, m, g.N, g.K, g.alpha, g.tA ? g.A + at : g.A + (size_t)at * g.lda, g.lda, g.B, g.ldb, g.beta,
+           g.C + (size_t)at * g.ldc, g.ldc);
+  }
+}
+
+// The slabs of the products `calls` (each cut by its own shape, slabsOf), all handed to the calling thread's
+// GemmThreads as one job and computed with `serial`. A degenerate product (K = 0 or alpha = 0: C = beta·C) is done
+// here first; an empty one is skipped.
+void runSlabs(SerialGemm serial, const GemmCall* calls, int n) {
+  if (n == 1) {  // one product: its slabs, without the lists below
+    const GemmCall& g = calls[0];
+    if (g.M <= 0 || g.N <= 0) return;
+    if (g.K <= 0 || g.alpha == 0.f) return scaleC(g.M, g.N, g.beta, g.C, g.ldc);
+    const Slabs s = slabsOf(g.M, g.N, g.K);
+    GemmThreads* t = GemmThreads::bound();
+    if (t && s.count > 1)
+      t->forEach(s.count, [&](int i) { runSlab(serial, g, s, i); });
+    else
+      for (int i = 0; i < s.count; ++i) runSlab(serial, g, s, i);
     return;
   }
-  const Slabs s = slabsOf(M, N, K);
-  auto slab = [&](int i) {
-    const int at = i * s.width;
-    if (s.alongN) {
-      const int n = std::min(s.width, N - at);
-      serial(tA, tB, M, n, K, alpha, A, lda, tB ? B + (size_t)at * ldb : B + at, ldb, beta, C + at, ldc);
-    } else {
-      const int m = std::min(s.width, M - at);
-      serial(tA, tB, m, N, K, alpha, tA ? A + at : A + (size_t)at * lda, lda, B, ldb, beta, C + (size_t)at * ldc, ldc);
+  struct Piece {
+    int call, slab;
+  };
+  std::vector<Slabs> cuts((size_t)n);
+  std::vector<Piece> pieces;
+  for (int c = 0; c < n; ++c) {
+    const GemmCall& g = calls[c];
+    if (g.M <= 0 || g.N <= 0) continue;
+    if (g.K <= 0 || g.alpha == 0.f) {  // cblas would reject lda < 1; the result is just beta*C either way
+      scaleC(g.M, g.N, g.beta, g.C, g.ldc);
+      continue;
     }
+    cuts[(size_t)c] = slabsOf(g.M, g.N, g.K);
+    for (int i = 0; i < cuts[(size_t)c].count; ++i) pieces.push_back({c, i});
+  }
+  auto piece = [&](int k) {
+    const Piece p = pieces[(size_t)k];
+    runSlab(serial, calls[p.call], cuts[(size_t)p.call], p.slab);
   };
   GemmThreads* t = GemmThreads::bound();
-  if (t && s.count > 1)
-    t->forEach(s.count, slab);
+  if (t && pieces.size() > 1)
+    t->forEach((int)pieces.size(), piece);
   else
-    for (int i = 0; i < s.count; ++i) slab(i);
+    for (int k = 0; k < (int)pieces.size(); ++k) piece(k);
 }
+
+SerialGemm processSerial() { return openBlas().sgemm ? openblasSerial : gemmSerial; }
 
 }  // namespace
 
 void sgemmBuiltin(bool tA, bool tB, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
                   float beta, float* C, int ldc) {
-  runSlabs(gemmSerial, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  const GemmCall g{tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
+  runSlabs(gemmSerial, &g, 1);
 }
 
 void sgemm(bool tA, bool tB, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
            float beta, float* C, int ldc) {
-  runSlabs(openBlas().sgemm ? openblasSerial : gemmSerial, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  const GemmCall g{tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
+  runSlabs(processSerial(), &g, 1);
 }
+
+void sgemmMany(const GemmCall* calls, int n) { runSlabs(processSerial(), calls, n); }
 
 void sgemmAlone(bool tA, bool tB, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
                 float beta, float* C, int ldc) {
@@ -344,7 +381,7 @@ void sgemmAlone(bool tA, bool tB, int M, int N, int K, float alpha, const float*
     scaleC(M, N, beta, C, ldc);
     return;
   }
-  (openBlas().sgemm ? openblasSerial : gemmSerial)(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  processSerial()(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemmForEach(int count, const std::function<void(int)>& f) {

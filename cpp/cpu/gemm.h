@@ -14,6 +14,25 @@ namespace tl {
 void sgemm(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
            int ldb, float beta, float* C, int ldc);
 
+// One product's arguments, as sgemm() takes them.
+struct GemmCall {
+  bool tA, tB;
+  int M, N, K;
+  float alpha;
+  const float* A;
+  int lda;
+  const float* B;
+  int ldb;
+  float beta;
+  float* C;
+  int ldc;
+};
+
+// Several products at once, none reading or writing another's C: every slab of every product (each product cut as
+// sgemm() cuts it) is handed to the calling thread's bound GemmThreads as one job, so products too small to cut run
+// side by side. Each product's bits are sgemm()'s (the same slabs, the same single-threaded calls).
+void sgemmMany(const GemmCall* calls, int n);
+
 // One product computed by the calling thread alone, uncut (no slabs, no GemmThreads): for kernels that cut their work
 // by shape themselves and hand the pieces to the device's threads (gemmForEach); Note [Conv chunks] in
 // kernels_conv2d.cc. The bits depend on the arguments alone, as sgemm()'s do.

@@ -129,8 +129,18 @@ TL_CPU_KERNEL(dense_backward) {
   const bool acc = a.acc, wantDx = a.wantDx;
   const TensorRef &x = c.in[0], &W = c.in[1], &dy = c.in[2], &dW = c.out[0], &db = c.out[1];
   const int ldI = std::max(iI, 1), ldO = std::max(iO, 1);
-  // dW (I,O) = xᵀ (I,B) · dy (B,O)
-  if (a.wantDw) sgemm(true, false, iI, iO, iB, 1.f, x.f32(), ldI, dy.f32(), ldO, acc ? 1.f : 0.f, dW.f32(), ldO);
+  // dW (I,O) = xᵀ (I,B) · dy (B,O) and dx (B,I) = dy (B,O) · Wᵀ (O,I): one job for the GEMM threads when both are
+  // wanted (sgemmMany: a layer's two products too small to cut, like MNIST's 500x10 classifier, run side by side;
+  // each product's bits are as when computed alone). They write different buffers and read only x, W and dy.
+  const GemmCall dWCall{true, false, iI, iO, iB, 1.f, x.f32(), ldI, dy.f32(), ldO, acc ? 1.f : 0.f, dW.f32(), ldO};
+  if (a.wantDw && wantDx) {
+    const GemmCall both[2] = {dWCall, {false, true, iB, iI, iO, 1.f, dy.f32(), ldO, W.f32(), ldO, 0.f, c.out[2].f32(), ldI}};
+    sgemmMany(both, 2);
+  } else if (a.wantDw) {
+    sgemmMany(&dWCall, 1);
+  } else if (wantDx) {
+    sgemm(false, true, iB, iI, iO, 1.f, dy.f32(), ldO, W.f32(), ldO, 0.f, c.out[2].f32(), ldI);
+  }
   // db (O) = column sums of dy, in double across the batch
   {
     std::vector<double> s(O, 0.0);
@@ -138,8 +148,6 @@ TL_CPU_KERNEL(dense_backward) {
     float* pdb = db.f32();
     for (int64_t o = 0; o < O; ++o) pdb[o] = acc ? (float)((double)pdb[o] + s[o]) : (float)s[o];
   }
-  // dx (B,I) = dy (B,O) · Wᵀ (O,I)
-  if (wantDx) sgemm(false, true, iB, iI, iO, 1.f, dy.f32(), ldO, W.f32(), ldO, 0.f, c.out[2].f32(), ldI);
 }
 
 // in: A (M,K) [or (K,M) with transA], B (K,N) [or (N,K) with transB]; out: C (M,N) = op(A)·op(B)

@@ -6,7 +6,7 @@ set -e
 here=$(cd "$(dirname "$0")" && pwd)
 out=${TMPDIR:-/tmp}/towerline-cpu-selftest
 mkdir -p "$out"
-srcs="$(ls "$here"/*.cc) $here/../kernel.cc $here/../kernel_args.cc $here/../kernel_contract.cc \
+srcs="$(ls "$here"/*.cc) $here/../affinity.cc $here/../kernel.cc $here/../kernel_args.cc $here/../kernel_contract.cc \
   $here/../kernel_contracts.cc $(ls "$here"/selftest/*.cc)"
 CXX=${CXX:-g++}
 FLAGS="-std=c++17 -O3 -fno-math-errno -fno-trapping-math -ffp-contract=off -Wall -Wextra -pthread -I$here/.."  # as CMakeLists.txt

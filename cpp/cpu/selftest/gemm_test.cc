@@ -140,6 +140,42 @@ void testGemmSameBits(GemmFn f, const char* name) {
                        std::to_string(bad) + " differ)");
 }
 
+// sgemmMany: the products of one call, degenerate ones included (K = 0: C = beta·C; M = 0: nothing), give the bits of
+// sgemm() on each alone, at 1, 2, 3 and 4 threads.
+void testGemmMany() {
+  const int shapes[][3] = {{500, 10, 128}, {128, 500, 10}, {784, 500, 128}, {7, 5, 0}, {0, 9, 4}, {33, 1, 17}};
+  const int count = sizeof(shapes) / sizeof(shapes[0]);
+  std::vector<std::vector<float>> A, B, C0, alone;
+  std::vector<tl::GemmCall> calls;
+  for (int i = 0; i < count; ++i) {
+    const int M = shapes[i][0], N = shapes[i][1], K = shapes[i][2];
+    const bool tA = i & 1, tB = (i >> 1) & 1;
+    A.push_back(rnd((size_t)std::max(M * K, 1)));
+    B.push_back(rnd((size_t)std::max(K * N, 1)));
+    C0.push_back(rnd((size_t)std::max(M * N, 1)));
+    const float beta = i % 3 == 0 ? 0.f : 0.5f;
+    calls.push_back({tA, tB, M, N, K, 1.f, A.back().data(), std::max(tA ? M : K, 1), B.back().data(), std::max(tB ? K : N, 1), beta,
+                     nullptr, std::max(N, 1)});
+  }
+  for (int i = 0; i < count; ++i) {
+    alone.push_back(C0[i]);
+    const tl::GemmCall& g = calls[i];
+    sgemm(g.tA, g.tB, g.M, g.N, g.K, g.alpha, g.A, g.lda, g.B, g.ldb, g.beta, alone.back().data(), g.ldc);
+  }
+  int bad = 0;
+  for (int threads : {1, 2, 3, 4}) {
+    tl::GemmThreads pool(threads);
+    tl::GemmThreads::bind(&pool);
+    auto C = C0;
+    for (int i = 0; i < count; ++i) calls[i].C = C[i].data();
+    tl::sgemmMany(calls.data(), count);
+    tl::GemmThreads::bind(nullptr);
+    for (int i = 0; i < count; ++i) bad += std::memcmp(C[i].data(), alone[i].data(), C[i].size() * sizeof(float)) != 0;
+  }
+  report(bad == 0, "sgemmMany: " + std::to_string(count) + " products in one call, the bits of each sgemm alone at 1-4 threads (" +
+                       std::to_string(bad) + " differ)");
+}
+
 double timeGemm(GemmFn f, bool tA, bool tB, int M, int N, int K, const std::vector<float>& A,
                 const std::vector<float>& B, std::vector<float>& C) {
   const int lda = tA ? M : K, ldb = tB ? K : N;
@@ -190,6 +226,7 @@ void testGemmAll() {
   testGemmConcurrent(sgemm, "sgemm");
   testGemmSameBits(sgemmBuiltin, "sgemmBuiltin");
   testGemmSameBits(sgemm, "sgemm");
+  testGemmMany();
 }
 
 void benchGemmAll() {
