@@ -158,7 +158,7 @@ async function train(f: TrainFlags): Promise<number> {
     ...(f.overlap ? { overlap: true } : {}),
     ...(f.pipeline === false ? { pipeline: false } : {}), // P (issue 16)
     ...(f.bucketMb !== undefined ? { bucketBytes: Math.max(4, Math.round(f.bucketMb * 2 ** 20)) } : {}),
-    ...(f.shardUpdate ? { shardUpdate: true } : {}), // Z: --shard-update
+    ...(f.shardUpdate !== undefined ? { shardUpdate: f.shardUpdate } : {}), // Z: --shard-update / --no-shard-update (unset: the default, Note [Sharded update])
     evaluate: f.eval ?? false,
     ...(f.epochs !== undefined ? { epochs: f.epochs } : {}),
     ...(f.steps !== undefined ? { steps: f.steps } : {}),
@@ -273,7 +273,8 @@ export function buildCli(): Command {
     .addOption(new Option('--reduction <algorithm>', 'all-reduce algorithm').choices(['auto', 'ring', 'tree', 'naive']).default('auto'))
     .option('--overlap', 'overlap the gradient all-reduce with backward, bucket by bucket (pays across machines; docs/multi-process.md)')
     .option('--bucket-mb <mib>', 'with --overlap: the cap of one gradient bucket in MiB (default 1)', num('--bucket-mb'))
-    .option('--shard-update', 'each tower updates only its shard of the weights and optimizer state (ZeRO-1; 2+ towers in one process)')
+    .option('--shard-update', 'each tower updates only its shard of the weights and optimizer state (ZeRO-1; 2+ towers in one process; the default for two CPU towers)')
+    .option('--no-shard-update', 'every tower runs the whole update (the default except for two CPU towers in one process)')
     .option('--no-pipeline', 'launch each step only after the previous one is consumed (default: pipelined; same results)') // P (issue 16)
     .option('--batch-size <n>', 'global batch size (split over the towers)', int('--batch-size'), 128)
     .option('--epochs <n>', 'epochs to train', int('--epochs'))

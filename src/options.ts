@@ -107,7 +107,7 @@ export interface TrainOptions {
   overlap?: boolean;
   /** With overlap: the byte cap of one gradient bucket (default 1 MiB). */
   bucketBytes?: number;
-  /** Z (issue 16): each tower updates only its shard of the weights and optimizer state (ZeRO-1; default off). */
+  /** Z (issue 16): each tower updates only its shard of the weights and optimizer state (ZeRO-1). Unset: on for exactly two CPU towers in one synchronous process without `overlap` or a chosen reduction strategy, else off (Note [Sharded update]). */
   shardUpdate?: boolean;
   /** Evaluate on the test set after each epoch (tower 0, EMA weights when kept). */
   evaluate?: boolean;

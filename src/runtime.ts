@@ -12,7 +12,7 @@ import { layoutSlots } from './tower-port/layout.js';
 import { placeThreads, PlacementError, type Placement } from './tower-port/thread-placement.js';
 import { holdCoordinator, processCpus } from './tower-port/coordinator-cpus.js';
 import { native } from './native/addon.js';
-import { checkShardUpdate } from './model/sharded-update.js';
+import { checkShardUpdate, shardUpdateByDefault } from './model/sharded-update.js';
 import type { Layout } from './options.js';
 import { ConfigError } from './errors.js';
 import { availableParallelism } from 'node:os';
@@ -105,7 +105,9 @@ export class Runtime {
     if (this.#closed) throw new RuntimeClosedError('the runtime is closed (rt.close() was called); create a new one with createRuntime()');
     if (this.#running) throw new Error('a training run is already in progress on this runtime; await its done first');
     const o = parseTrainOptions(options);
-    checkShardUpdate(o, this.#towers.world.processes); // Z: refusals of the sharded update (Note [Sharded update])
+    const world = this.#towers.world;
+    o.shardUpdate ??= shardUpdateByDefault(o, { devices: this.#towers.devices, processes: world.processes, reductionChosen: this.#towers.reductionChosen }); // Note [Sharded update]: the default
+    checkShardUpdate(o, world.processes); // Z: refusals of the sharded update (Note [Sharded update])
     const kind = asyncRunKind(o, this.#towers.size, this.#towers.world.processes); // mode 'async' (src/async/), checked here; undefined: synchronous
     this.#running = true;
     let release = (): void => undefined;

@@ -348,6 +348,67 @@ describe('rollback with the sharded update', () => {
   });
 });
 
+describe('the default (Note [Sharded update]: on for two CPU towers with no reduction chosen)', () => {
+  /** Whether a 4-step run on `devices` with these runtime and train options was sharded (the started event and the build agree). */
+  async function sharded(devices: string, rtOpts: { reduction?: { algorithm: 'ring' | 'auto' } }, o: Partial<TrainOptions> = {}): Promise<boolean> {
+    const rt = await createInProcessRuntime({ devices, collectiveTimeoutMs: 10_000, layout: { extraTowers: 'threads' }, ...rtOpts });
+    try {
+      const events: RunEvent[] = [];
+      const r = rt.train({ model, optimizer: momentum, data: data(30), steps: 4, seed: 4, ...o });
+      r.events$.subscribe((e) => events.push(e));
+      await r.done;
+      const started = events.find((e) => e.type === 'started');
+      const built = internalsOf(rt).towers.built;
+      const on = built.every((b) => b.shard !== undefined);
+      assert.equal(started?.type === 'started' && started.shardMemory !== undefined, on, 'the started event says whether the update is sharded');
+      if (!on) assert.ok(built.every((b) => b.shard === undefined));
+      assert.ok((await rt.checkReplicas()).consistent);
+      return on;
+    } finally {
+      await rt.close();
+    }
+  }
+
+  it("two CPU towers: on unless turned off, a reduction is chosen ('auto' is no choice) or overlap is on", async () => {
+    assert.equal(await sharded('cpu*2', {}), true, 'two CPU towers, nothing chosen');
+    assert.equal(await sharded('cpu*2', { reduction: { algorithm: 'auto' } }), true, "reduction 'auto'");
+    assert.equal(await sharded('cpu*2', {}, { shardUpdate: false }), false, 'shardUpdate: false');
+    assert.equal(await sharded('cpu*2', { reduction: { algorithm: 'ring' } }), false, 'a reduction chosen');
+    assert.equal(await sharded('cpu*2', {}, { overlap: true }), false, 'overlap: off, not refused');
+    assert.equal(await sharded('cpu*3', {}), false, 'three towers: unmeasured, off');
+    assert.equal(await sharded('cpu*1', {}), false, 'one tower');
+  });
+
+  it('setReduction during a sharded run is refused naming the sharded update and how to turn it off; the run goes on', async () => {
+    const rt = await createInProcessRuntime({ devices: 'cpu*2', collectiveTimeoutMs: 10_000, layout: { extraTowers: 'threads' } });
+    try {
+      const r = rt.train({ model, optimizer: momentum, data: data(30), steps: 6, seed: 4 });
+      let refused: unknown;
+      r.steps$.subscribe((e) => {
+        if (e.step !== 2) return;
+        try {
+          rt.setReduction({ algorithm: 'tree' });
+        } catch (err) {
+          refused = err;
+        }
+      });
+      const summary = await r.done;
+      assert.equal(summary.steps, 6);
+      assert.ok(refused instanceof ConfigError, `refused with a ConfigError, got ${String(refused)}`);
+      assert.match((refused as Error).message, /sharded update/);
+      assert.match((refused as Error).message, /shardUpdate: false/);
+      rt.setReduction({ algorithm: 'tree' }); // between runs: taken, and the next run is then not sharded by default
+      const events: RunEvent[] = [];
+      const next = rt.train({ model, optimizer: momentum, data: data(30), steps: 2, seed: 4 });
+      next.events$.subscribe((e) => events.push(e));
+      await next.done;
+      assert.ok(events.some((e) => e.type === 'started' && e.shardMemory === undefined), 'a chosen reduction: unsharded');
+    } finally {
+      await rt.close();
+    }
+  });
+});
+
 describe('refusals', () => {
   for (const [what, extra, re] of [
     ['overlap', { overlap: true }, /overlap/],
@@ -377,5 +438,16 @@ describe('the CLI', () => {
     const bad = await towerline(['train', '--devices', 'cpu*2', '--shard-update', '--overlap', '--steps', '3']);
     assert.notEqual(bad.code, 0);
     assert.match(bad.err, /shardUpdate: true cannot be combined with overlap/);
+  });
+
+  it('two CPU towers are sharded by default; --no-shard-update turns it off', async () => {
+    const args = ['train', '--devices', 'cpu*2', '--steps', '3', '--batch-size', '32', '--optimizer', 'adam', '--lr', '0.001'];
+    const byDefault = await towerline(args);
+    assert.equal(byDefault.code, 0, byDefault.err);
+    assert.match(byDefault.out, /sharded update: optimizer state per tower/);
+    const off = await towerline([...args, '--no-shard-update']);
+    assert.equal(off.code, 0, off.err);
+    assert.match(off.out, /done: 3 steps/);
+    assert.doesNotMatch(off.out, /sharded update/);
   });
 });

@@ -33,13 +33,18 @@ import { ConfigError } from '../errors.js';
 // of the run's layout (a resume that changes it is told the trajectory is no longer bit-identical).
 // Not supported (refused by checkShardUpdate): several processes, `overlap`, async mode. One tower: a no-op. The
 // reduction option does not apply (the reduce-scatter is one phase: in one process towers read each other's memory
-// directly). Towers whose memory is shared (cpu) hold one weight and EMA arena, so the all-gather copies nothing
-// (Note [Shared weights]), and two of them fold the reduce-scatter and every norm pass into one pass (Note [Shared
-// gradients]): per step each tower then reads both gradients at its shard once (dense weights: forms them there from
-// both towers' activations instead), runs the update on its shard, and meets the other at three barriers, with no
-// copy at all. Default off: on the CPU the tail is bound by memory
-// bandwidth, which two towers share, so it wins only where the update's bytes dominate (Adam on large layers);
-// bench/blocks-shard.ts measures the block network, and the default can follow a measurement on a quiet machine.
+// directly), so setReduction during a sharded run is refused rather than ignored. Towers whose memory is shared
+// (cpu) hold one weight and EMA arena, so the all-gather copies nothing (Note [Shared weights]), and two of them fold
+// the reduce-scatter and every norm pass into one pass (Note [Shared gradients]): per step each tower then reads both
+// gradients at its shard once (dense weights: forms them there from both towers' activations instead), runs the
+// update on its shard, and meets the other at three barriers, with no copy at all.
+// Default (shardUpdateByDefault): on for exactly two native CPU towers in one synchronous process, without `overlap`
+// and without a chosen reduction strategy (createRuntime's `reduction`, other than 'auto', or setReduction before the
+// run): there it won every case measured, 2 towers on the 2-core bench machine, interleaved, best of 3-4 median step
+// times (tmp probe, 2026-12-01): MNIST 784-500-10 B=128 momentum 1.41 against 1.50 ms, the same with Adam 1.51 / 1.65,
+// 784-1024-10 momentum 3.37 / 3.79, the block network (Adam, clip) 18.8 / 25.6 ms. Elsewhere it stays off unless
+// asked: 3+ towers take the reduce-scatter path, unmeasured here. `shardUpdate: false` (--no-shard-update) turns the
+// default off; the `started` event (optimizerBytes, shardMemory) and the run's layout say when it is on.
 // The shard and its views are planned in shard-plan.ts.
 
 export { factorHandles, partialShards, planFactors, planFusedReduce, planShard, type Factors, type FusedReduce, type Piece, type ShardPlace, type ShardPlan } from './shard-plan.js';
@@ -213,6 +218,15 @@ export function mergeOwned(
 export function slotParam(tensor: string): string | undefined {
   const m = /^optimizer\/(.+)\/\d+$/.exec(tensor);
   return m?.[1];
+}
+
+/**
+ * Whether a run that leaves `shardUpdate` unset gets the sharded update (Note [Sharded update], "Default"): exactly
+ * two native CPU towers, one process, synchronous, no `overlap`, and no reduction strategy chosen (a strategy sums the
+ * gradient with its own schedule, which the sharded tail does not use).
+ */
+export function shardUpdateByDefault(o: { overlap?: boolean; mode?: string }, run: { devices: string[]; processes: number; reductionChosen: boolean }): boolean {
+  return o.mode !== 'async' && !o.overlap && run.processes === 1 && !run.reductionChosen && run.devices.length === 2 && run.devices.every((d) => /^cpu:\d+$/.test(d));
 }
 
 /** Refuses what the sharded update does not support, saying what to change. */
