@@ -15,9 +15,10 @@ import { cifarBench } from './cifar.js';
 import { groupBench } from './group.js';
 import { asyncBench } from './async.js';
 import { blocksShardBench } from './blocks-shard.js'; // Z (issue 16): the block network with the sharded update
+import { shardDefaultBench } from './shard-default.js'; // Z (issue 16): where the sharded update is on by default
 import type { Row, Section } from './section.js';
 
-const SECTIONS: Section[] = [mnistStep, allreduce, towersStep, cifarBench, blocksShardBench, groupBench, asyncBench, gpu];
+const SECTIONS: Section[] = [mnistStep, allreduce, towersStep, cifarBench, blocksShardBench, shardDefaultBench, groupBench, asyncBench, gpu];
 // Sections run only when named, unless their condition holds (gpu: where CUDA devices exist).
 const ONLY_WHEN: Record<string, () => boolean> = { gpu: () => cudaDevices() > 0 };
 
