@@ -40,10 +40,11 @@ import { ConfigError } from '../errors.js';
 // update on its shard, and meets the other at three barriers, with no copy at all.
 // Default (shardUpdateByDefault): on for exactly two native CPU towers in one synchronous process, without `overlap`
 // and without a chosen reduction strategy (createRuntime's `reduction`, other than 'auto', or setReduction before the
-// run): there it won every case measured, 2 towers on the 2-core bench machine, interleaved, best of 3-4 median step
-// times (tmp probe, 2026-12-01): MNIST 784-500-10 B=128 momentum 1.41 against 1.50 ms, the same with Adam 1.51 / 1.65,
-// 784-1024-10 momentum 3.37 / 3.79, the block network (Adam, clip) 18.8 / 25.6 ms. Elsewhere it stays off unless
-// asked: 3+ towers take the reduce-scatter path, unmeasured here. `shardUpdate: false` (--no-shard-update) turns the
+// run): there it won every case measured (`npm run bench -- shard-default`: 2 towers on the 2-core bench machine,
+// interleaved, best of 4 median step times, 2026-12-01): MNIST 784-500-10 B=128 momentum 1.35 against 1.45 ms, the
+// same with Adam 1.42 / 1.55, 784-1024-10 momentum 2.88 / 3.31, the block network (Adam, clip) 18.5 / 26.5 ms (an
+// earlier probe: 1.41 / 1.50, 1.51 / 1.65, 3.37 / 3.79, 18.8 / 25.6). Elsewhere it stays off unless asked: 3+ towers
+// take the reduce-scatter path, unmeasured here. `shardUpdate: false` (--no-shard-update) turns the
 // default off; the `started` event (optimizerBytes, shardMemory) and the run's layout say when it is on.
 // The shard and its views are planned in shard-plan.ts.
 
