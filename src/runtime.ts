@@ -37,6 +37,8 @@ export class Runtime {
   readonly #layout: () => Layout;
   readonly #placement: Placement | undefined;
   #running = false;
+  /** The run in progress takes the sharded update (Note [Sharded update]): setReduction would not apply to it. */
+  #sharded = false;
   #closed = false;
 
   private constructor(towers: TowerSet, opts: ResolvedRuntimeOptions, layout: () => Layout, placement: Placement | undefined) {
@@ -89,6 +91,12 @@ export class Runtime {
 
   /** Changes the reduction strategy; takes effect at the next step. A bad strategy is rejected, nothing changes. */
   setReduction(reduction: ReductionOptions): void {
+    if (this.#running && this.#sharded)
+      throw new ConfigError(
+        'setReduction: this run uses the sharded update (Note [Sharded update]: on by default for two CPU towers), whose fused reduce-scatter follows no reduction schedule; ' +
+          'pass shardUpdate: false to train() (CLI --no-shard-update), or choose the reduction in createRuntime or before train()',
+        'reduction',
+      );
     this.#towers.setReduction(reduction);
   }
 
@@ -108,6 +116,7 @@ export class Runtime {
     const world = this.#towers.world;
     o.shardUpdate ??= shardUpdateByDefault(o, { devices: this.#towers.devices, processes: world.processes, reductionChosen: this.#towers.reductionChosen }); // Note [Sharded update]: the default
     checkShardUpdate(o, world.processes); // Z: refusals of the sharded update (Note [Sharded update])
+    this.#sharded = o.shardUpdate === true && this.#towers.size > 1;
     const kind = asyncRunKind(o, this.#towers.size, this.#towers.world.processes); // mode 'async' (src/async/), checked here; undefined: synchronous
     this.#running = true;
     let release = (): void => undefined;

@@ -399,10 +399,17 @@ describe('the default (Note [Sharded update]: on for two CPU towers with no redu
       assert.match((refused as Error).message, /shardUpdate: false/);
       rt.setReduction({ algorithm: 'tree' }); // between runs: taken, and the next run is then not sharded by default
       const events: RunEvent[] = [];
-      const next = rt.train({ model, optimizer: momentum, data: data(30), steps: 2, seed: 4 });
+      let taken = false;
+      const next = rt.train({ model, optimizer: momentum, data: data(30), steps: 3, seed: 4 });
       next.events$.subscribe((e) => events.push(e));
+      next.steps$.subscribe((e) => {
+        if (e.step !== 1) return;
+        rt.setReduction({ algorithm: 'ring' }); // an unsharded run takes it (between two steps)
+        taken = true;
+      });
       await next.done;
       assert.ok(events.some((e) => e.type === 'started' && e.shardMemory === undefined), 'a chosen reduction: unsharded');
+      assert.ok(taken, 'setReduction during an unsharded run is taken');
     } finally {
       await rt.close();
     }

@@ -1,6 +1,6 @@
 // The coordinator's towers: their ports, the group that connects them, the reduction in force, the data sets they
 // hold, and the queue of work that must run between two steps (state reads, histograms).
-import { ConfigError, type TowerError } from '../errors.js';
+import type { TowerError } from '../errors.js';
 import type { ConnectGroup, TowerGroup } from '../group/group.js';
 import { localWorld, type World } from '../group/world.js';
 import type { TowerPort } from '../tower-port/port.js';
@@ -73,12 +73,6 @@ export class TowerSet {
 
   /** A bad strategy throws and changes nothing; a good one is installed between two steps (never under a collective). */
   setReduction(reduction: ReductionOptions): void {
-    if (this.running && this.shards)
-      throw new ConfigError(
-        'setReduction: this run uses the sharded update (Note [Sharded update]: on by default for two CPU towers), whose fused reduce-scatter follows no reduction schedule; ' +
-          'pass shardUpdate: false to train() (CLI --no-shard-update), or choose the reduction in createRuntime or before train()',
-        'reduction',
-      );
     const s = this.schedule(reduction);
     const b = this.bucketSchedules(reduction);
     this.reduction = reduction;
