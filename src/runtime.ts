@@ -89,7 +89,10 @@ export class Runtime {
     return this.#towers.devices;
   }
 
-  /** Changes the reduction strategy; takes effect at the next step. A bad strategy is rejected, nothing changes. */
+  /**
+   * Changes the reduction strategy; takes effect at the next step. A bad strategy is rejected, nothing changes. Refused
+   * (ConfigError) while a run with the sharded update is in progress: its fused reduce-scatter follows no schedule.
+   */
   setReduction(reduction: ReductionOptions): void {
     if (this.#running && this.#sharded)
       throw new ConfigError(
