@@ -50,7 +50,7 @@ import type { Row, Section } from './section.js';
 const BATCH = 128;
 const WARMUP = 20;
 const MEASURED = 200;
-const REPS = 3;  // runs per tower count, interleaved over the tower counts
+const REPS = 4;  // runs per tower count, interleaved over the tower counts (order reversed every other rep)
 const TOWERS = [1, 2, 4];
 const ALGORITHM = 'ring' as const;
 
@@ -156,9 +156,12 @@ export const towersStep: Section = {
       for (const n of TOWERS) runtimes.set(n, await createRuntime({ devices: `cpu*${n}`, reduction: { algorithm: ALGORITHM }, layout: { extraTowers: 'threads' } })); // a thread per tower
       runtimes.set('fold', await createRuntime({ devices: 'cpu*4', reduction: { algorithm: ALGORITHM }, layout: { extraTowers: 'fold' } }));
       runtimes.set('pinned', await createRuntime({ devices: 'cpu*1', reduction: { algorithm: ALGORITHM }, layout: { pin: true } }));
-      // Interleave the tower counts so a burst of load from other processes does not land on one of them only.
+      // Interleave the tower counts so a burst of load from other processes does not land on one of them only, in
+      // the reverse order every other rep so no configuration always runs right after the same one (the fold used to
+      // follow the oversubscribed 4-thread run every time).
       for (let rep = 0; rep < REPS; rep++)
-        for (const n of configs) byTowers.get(n)!.push(await runOnce(runtimes.get(n)!, runtimes.get(n)!.devices.length, rep + 1, (l) => layouts.set(n, l)));
+        for (const n of rep % 2 === 0 ? configs : [...configs].reverse())
+          byTowers.get(n)!.push(await runOnce(runtimes.get(n)!, runtimes.get(n)!.devices.length, rep + 1, (l) => layouts.set(n, l)));
     } finally {
       await Promise.all([...runtimes.values()].map((rt) => rt.close()));
     }
