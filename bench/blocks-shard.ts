@@ -11,7 +11,7 @@
 import { blocks, createRuntime, type StepEvent } from '../src/runtime.js';
 import { blockNetwork } from '../src/model/spec.js';
 import { blockTraining } from '../src/model/presets.js';
-import type { Row, Section } from './section.js';
+import { median, type Row, type Section } from './section.js';
 
 const BATCH = 64;
 const WARMUP = 3;
@@ -25,7 +25,6 @@ const CONFIGS = [
 ] as const;
 
 const PHASES = ['forward', 'backward', 'reduce', 'update'] as const;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 /** The median step time (ms) of one run of WARMUP + STEPS steps, warm-up left out, and its phases (see above). */
 async function medianStepMs(towers: number, shardUpdate: boolean, seed: number): Promise<{ ms: number; phases: string }> {

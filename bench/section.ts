@@ -29,3 +29,9 @@ export function medianOfBest(xs: number[], keep = 3): number {
   const best = [...xs].sort((a, b) => b - a).slice(0, Math.max(1, Math.min(keep, xs.length)));
   return best[Math.floor((best.length - 1) / 2)]!;
 }
+
+/** The middle value of `xs` (the upper of the two middles for an even count). */
+export function median(xs: number[]): number {
+  if (xs.length === 0) throw new Error('median: no samples');
+  return [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+}

@@ -6,7 +6,7 @@
 import { blocks, createRuntime, mnist, type StepEvent, type TrainOptions } from '../src/runtime.js';
 import { blockNetwork, mnistMlp } from '../src/model/spec.js';
 import { blockTraining } from '../src/model/presets.js';
-import type { Row, Section } from './section.js';
+import { median, type Row, type Section } from './section.js';
 
 const QUICK = process.env.TOWERLINE_BENCH_QUICK === '1';
 const REPS = QUICK ? 1 : Number(process.env.TOWERLINE_BENCH_REPS ?? 4);
@@ -25,7 +25,6 @@ const CASES: Case[] = [
   { label: 'blocks 6x1000x1000 B=64, Adam, clip 5', train: { model: blockNetwork(), ...blockTraining(), data: blocks({ batchSize: 64 }) }, warmup: 3, steps: QUICK ? 3 : 15 },
 ];
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 export const shardDefaultBench: Section = {
   name: 'shard-default',
