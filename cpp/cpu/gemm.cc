@@ -318,18 +318,6 @@ void runSlab(SerialGemm serial, const GemmCall& g, const Slabs& s, int i) {
 // GemmThreads as one job and computed with `serial`. A degenerate product (K = 0 or alpha = 0: C = beta·C) is done
 // here first; an empty one is skipped.
 void runSlabs(SerialGemm serial, const GemmCall* calls, int n) {
-  if (n == 1) {  // one product: its slabs, without the lists below
-    const GemmCall& g = calls[0];
-    if (g.M <= 0 || g.N <= 0) return;
-    if (g.K <= 0 || g.alpha == 0.f) return scaleC(g.M, g.N, g.beta, g.C, g.ldc);
-    const Slabs s = slabsOf(g.M, g.N, g.K);
-    GemmThreads* t = GemmThreads::bound();
-    if (t && s.count > 1)
-      t->forEach(s.count, [&](int i) { runSlab(serial, g, s, i); });
-    else
-      for (int i = 0; i < s.count; ++i) runSlab(serial, g, s, i);
-    return;
-  }
   struct Piece {
     int call, slab;
   };
