@@ -120,7 +120,7 @@ export class Runtime {
     o.shardUpdate ??= shardUpdateByDefault(o, { devices: this.#towers.devices, processes: world.processes, reductionChosen: this.#towers.reductionChosen }); // Note [Sharded update]: the default
     checkShardUpdate(o, world.processes); // Z: refusals of the sharded update (Note [Sharded update])
     this.#sharded = o.shardUpdate === true && this.#towers.size > 1;
-    const kind = asyncRunKind(o, this.#towers.size, this.#towers.world.processes); // mode 'async' (src/async/), checked here; undefined: synchronous
+    const kind = asyncRunKind(o, this.#towers.size, world.processes); // mode 'async' (src/async/), checked here; undefined: synchronous
     this.#running = true;
     let release = (): void => undefined;
     let run: TrainRun;
