@@ -176,6 +176,16 @@ describe('non-finite policy (faults armed in the production step program)', () =
     });
   });
 
+  it("halt on a lone tower names the tensor, with an L2 term and without (Note [Lone tower's local norms])", async () => {
+    for (const [index, tensor] of [[DIM * 12 + 4, 'dense_0/bias'], [5, 'dense_0/kernel']] as const) {
+      await withRef(1, async (rt) => {
+        injectFaults(rt, (step) => (step === 2 ? { at: 'gradient', kind: 'nan', index } : undefined));
+        const run = rt.train({ model, optimizer, data: data(30), steps: 4, seed: 1 });
+        await assert.rejects(run.done, (e: Error) => e instanceof NonFiniteError && /step 2/.test(e.message) && e.message.includes(`ref:0: gradient of '${tensor}'`));
+      });
+    }
+  });
+
   it('skip: the step is skipped on every tower alike and training goes on', async () => {
     await withRef(2, async (rt) => {
       injectFaults(rt, (step, rank) => (step === 2 && rank === 0 ? { at: 'gradient', kind: 'nan', index: 0 } : undefined));

@@ -152,14 +152,16 @@ describe('op lists', () => {
       // the local norms; output the gradient arena.
       assert.equal(ops[pos.gradient - 1]!.kernel, 'conv2d_backward');
       assert.deepEqual(ops[pos.gradient - 1]!.outputs, [tower.params[0]!.g, tower.params[1]!.g]);
-      // A lone tower takes the local norm of a parameter with an L2 term in its tail's first pass (Note [Fused
-      // parameter tail]): only the fill is here.
+      // A lone tower takes no local norm here, only the fills (Note [Lone tower's local norms]): a parameter with an
+      // L2 term takes it in its tail's first pass, one without none (sum_squares into the global norm only).
       const collective = ops.findIndex((o) => o.kernel === '@collective');
       const p0 = tower.params[0]!;
       assert.equal(ops[pos.gradient + 1]!.kernel, 'fill');
-      if (collective < 0 && p0.l2 > 0) {
-        assert.notEqual(ops[pos.gradient + 2]!.kernel, 'sum_squares');
-        assert.ok(ops.some((o) => o.kernel === 'l2_grad_norm' && o.inputs[0] === p0.w && o.outputs[3] === p0.localNormSq));
+      if (collective < 0) {
+        assert.ok(!ops.some((o) => o.kernel === 'sum_squares' && tower.params.some((p) => p.localNormSq === o.outputs[0])), 'no local sum_squares on a lone tower');
+        const bias = tower.params.find((p) => p.l2 === 0)!;
+        assert.ok(ops.some((o) => o.kernel === 'sum_squares' && o.inputs[0] === bias.g && o.outputs[0] === tower.network.buffers.normSq), 'the L2-free parameter is summed into the global norm');
+        if (p0.l2 > 0) assert.ok(ops.some((o) => o.kernel === 'l2_grad_norm' && o.inputs[0] === p0.w && o.outputs[3] === p0.localNormSq));
       } else {
         assert.equal(ops[pos.gradient + 2]!.kernel, 'sum_squares');
         assert.deepEqual(ops[pos.gradient + 2]!.inputs, [p0.g]);
@@ -204,6 +206,8 @@ describe('op lists', () => {
     const r = await t.trainStep(batch, 0.1, 1, { fault: { point: 'gradient', kind: 'nan', index: bias0.offset + 2 } });
     assert.equal(r.skipped, true);
     assert.ok(!Number.isFinite(r.gradNorm));
+    assert.equal(t.firstNonFiniteLocal(), undefined, 'a lone step takes no local norm of an L2-free tensor (Note [Lone tower\'s local norms])');
+    await t.refreshLocalNorms();
     assert.equal(t.firstNonFiniteLocal(), bias0.name);
     for (const [name, v] of t.readWeights()) assert.deepEqual(v, before.get(name), `${name} must not change on a skipped step`);
     const ok = await t.trainStep(batch, 0.1, 2);

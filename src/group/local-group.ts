@@ -128,8 +128,13 @@ export const connectLocalGroup: ConnectGroup = async (ports: TowerPort[], o: Gro
   };
   try {
     const overlap = comms.buckets ? { buckets: comms.buckets.map((comm, k) => ({ comm, offset: o.buckets![k]!.offset, length: o.buckets![k]!.length })), timeoutMs: o.timeoutMs } : undefined;
+    // A tower alone (one tower, no other process, no buckets) has nothing to reduce: no gradient slot, so its step
+    // program is a lone tower's, with no collective (Note [Lone tower's local norms] in src/model/passes.ts).
+    const alone = ports.length === 1 && !o.remote && !overlap && !comms.shard;
     await Promise.all(
-      ports.map((p, rank) => p.joinGroup({ grad: { comm: comms.grad, rank, ...(overlap ? { overlap } : {}), ...(comms.shard ? { shard: comms.shard } : {}) }, weights: { comm: comms.weights, rank } })),
+      ports.map((p, rank) =>
+        p.joinGroup({ ...(alone ? {} : { grad: { comm: comms.grad, rank, ...(overlap ? { overlap } : {}), ...(comms.shard ? { shard: comms.shard } : {}) } }), weights: { comm: comms.weights, rank } }),
+      ),
     );
   } catch (e) {
     release();

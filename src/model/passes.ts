@@ -31,14 +31,18 @@ export function backwardOps(net: Network, B: number): Op[] {
 
 /**
  * Σ g² of each parameter's local gradient (Note [Non-finite guard]), before any collective. A lone tower (`lone`: no
- * collective) leaves the sum of a parameter with an L2 term to its tail's first pass (paramNormOp with `local`),
- * which reads that gradient anyway: only the fill is here.
+ * collective) takes none here, only the fills: see Note [Lone tower's local norms].
  */
 export function localNormOps(net: Network, params = net.params, lone = false): Op[] {
   return params.flatMap((p): Op[] => [
     { kernel: 'fill', inputs: [], outputs: [p.localNormSq], attrs: { N: 1, value: 0 } },
-    ...(lone && p.l2 > 0 ? [] : [{ kernel: 'sum_squares', inputs: [p.g], outputs: [p.localNormSq], attrs: { N: p.numel } }]),
+    ...(lone ? [] : [{ kernel: 'sum_squares', inputs: [p.g], outputs: [p.localNormSq], attrs: { N: p.numel } }]),
   ]);
+}
+
+/** A lone tower's local norms of the parameters without an L2 term, after a trip (Note [Lone tower's local norms]). */
+export function loneLocalNormOps(net: Network): Op[] {
+  return localNormOps(net, net.params.filter((p) => p.l2 === 0));
 }
 
 // Note [Fused parameter tail]: after the gradients are reduced each parameter is touched in two passes, split by the
@@ -53,10 +57,15 @@ export function localNormOps(net: Network, params = net.params, lone = false): O
 // one difference from the unfused op list: the global norm is summed per parameter into the f32 normSq (one
 // rounding per parameter) instead of in one pass over the arena; every tower runs the same op list, so replicas stay
 // bit-identical (Note [Synchronous update]). The clipping factor and the guard read that same normSq.
-// A lone tower (no collective: its reduced gradient is its local one) also takes the local norm of each parameter
-// with an L2 term in pass 1 (l2_grad_norm's `local` output, the bits of the sum_squares it replaces), so its largest
-// gradients are read twice per step instead of three times (issue 16). Its local norms are thus taken after the
-// 'reduce' and 'received' fault points (Note [Fault points]), which on a lone tower have no collective to blame.
+// Note [Lone tower's local norms]: a lone tower (no collective: its reduced gradient is its local one) reads each
+// gradient once before the update instead of twice (issue 16). A parameter with an L2 term takes its local norm in
+// pass 1 (l2_grad_norm's `local` output, the bits of the sum_squares it replaces, read before g += λ·w). A
+// parameter without one is only summed into the global norm in pass 1 (sum_squares leaves g as it is), and its
+// local norm is computed after a guard trip, from that intact gradient (Tower.refreshLocalNorms, loneLocalNormOps),
+// as the sharded towers' fused reduce does (Note [Shared gradients]): the same value the step would have taken, and
+// no pass at all on the steps that do not trip (the block network: 6 of its 12 MB-scale passes per step, about
+// 0.5 ms of 19 at 2 threads). Its local norms are thus taken after the 'reduce' and 'received' fault points
+// (Note [Fault points]), which on a lone tower have no collective to blame.
 
 /**
  * The L2 term and the norm of one reduced gradient (pass 1 of Note [Fused parameter tail]); with `local` (a lone

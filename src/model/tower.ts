@@ -8,7 +8,7 @@ import { parseModelSpec, type ModelSpec, type ResolvedModelSpec } from './spec.j
 import { parseTrainingOptions, slotCount, type ResolvedTrainingOptions, type TrainingOptions } from './optimizer.js';
 import { TowerMemory, type Param } from './memory.js';
 import { buildNetwork, type Network } from './network.js';
-import { backwardOps, forwardOps, localNormOps, lossOps } from './passes.js';
+import { backwardOps, forwardOps, localNormOps, loneLocalNormOps, lossOps } from './passes.js';
 import { gradientOps, stepOps, stepTimings, type CollectiveSlot, type StepLaunch, type StepResult, type STEP_PHASES } from './step-program.js';
 import { TowerInputs, type BatchSource, type BatchWrites, type DeviceDataset, type ImageTransform } from './inputs.js';
 import { TowerDiagnostics } from './diagnostics.js';
@@ -228,12 +228,16 @@ export class Tower {
   }
 
   /**
-   * With the fused reduce the step computes no local norms: after a guard trip, compute them from the intact gradient
-   * (the weights it forms from factors: from this tower's own first).
+   * With the fused reduce the step computes no local norms, and a lone step none of the parameters without an L2 term:
+   * after a guard trip, compute them from the intact gradient (the weights it forms from factors: from this tower's
+   * own first).
    */
   async refreshLocalNorms(): Promise<void> {
     const f = this.fused;
     if (f) await this.backend.run(this.program(`localNorms:${f.key}`, () => [...refreshFormedOps(f.plan), ...localNormOps(this.network)]));
+    // A lone step left the norms of parameters without an L2 term to now (Note [Lone tower's local norms]).
+    else if (this.lastLaunch && this.lastLaunch.c === undefined && this.network.params.some((p) => p.l2 === 0))
+      await this.backend.run(this.program('localNorms:lone', () => loneLocalNormOps(this.network)));
   }
 
   /** Which phase the current step is in, from its '@mark' progress; undefined when no step runs. */

@@ -91,9 +91,12 @@ export interface EvalReply {
   count: number;
 }
 
-/** A tower's places in its group's two collectives: the gradient all-reduce and the weight broadcast. */
+/**
+ * A tower's places in its group's two collectives: the gradient all-reduce (none for a tower alone in its group:
+ * its step then takes the lone program) and the weight broadcast.
+ */
 export interface GroupSlots {
-  grad: CollectiveSlot;
+  grad?: CollectiveSlot;
   weights: CollectiveSlot;
 }
 
