@@ -8,7 +8,7 @@ import { buildNetwork } from '../src/model/network.js';
 import { TowerMemory } from '../src/model/memory.js';
 import { parseModelSpec } from '../src/model/spec.js';
 import { parseTrainingOptions } from '../src/model/optimizer.js';
-import { localNormOps, updateOps } from '../src/model/passes.js';
+import { localNormOps, loneLocalNormOps, updateOps } from '../src/model/passes.js';
 import { openTestDevice } from './support/device.js';
 import { sameBits } from './support/runtime.js';
 import { TAIL_SIZES } from './support/tail-sizes.js';
@@ -142,12 +142,16 @@ describe('the tower update tail', () => {
       // nothing writes a weight before the guard
       const weights = new Set(net.params.map((p) => p.w));
       assert.ok(ops.slice(0, guard).every((o) => !o.outputs.some((h) => weights.has(h))));
-      // a lone tower: the L2 parameter's local norm comes from its pass-1 op; the others' stay sum_squares
+      // a lone tower (Note [Lone tower's local norms]): the L2 parameter's local norm comes from its pass-1 op; the
+      // others' only after a trip (loneLocalNormOps), so the step has the fills alone
       const lone = updateOps(net, t, true);
       assert.deepEqual(lone.slice(2, guard).map((o) => o.outputs.slice(3)), [[net.params[0]!.localNormSq], [], [], []]);
       const fills = localNormOps(net, net.params, true);
-      assert.deepEqual(fills.map((o) => o.kernel), ['fill', 'fill', 'sum_squares', 'fill', 'sum_squares', 'fill', 'sum_squares']);
-      assert.deepEqual(fills.filter((o) => o.kernel === 'fill').map((o) => o.outputs[0]), net.params.map((p) => p.localNormSq));
+      assert.deepEqual(fills.map((o) => o.kernel), ['fill', 'fill', 'fill', 'fill']);
+      assert.deepEqual(fills.map((o) => o.outputs[0]), net.params.map((p) => p.localNormSq));
+      const after = loneLocalNormOps(net);
+      assert.deepEqual(after.map((o) => o.kernel), ['fill', 'sum_squares', 'fill', 'sum_squares', 'fill', 'sum_squares']);
+      assert.deepEqual(after.filter((o) => o.kernel === 'sum_squares').map((o) => [o.inputs[0], o.outputs[0]]), net.params.slice(1).map((p) => [p.g, p.localNormSq]));
     } finally {
       mem.free();
     }
