@@ -28,9 +28,14 @@ function rowLine(r: Row): string {
   const parts = [`${r.name}: ${num(r.value)} ${r.unit}`];
   if (r.reference) parts.push(`${r.reference.label}: ${num(r.reference.value)} ${r.unit}`);
   else parts.push('reference: n/a');
-  if (r.ratio !== undefined) parts.push(`ratio ${r.ratio.toFixed(2)}`);
+  if (r.ratio !== undefined) parts.push(`ratio ${ratioText(r.ratio)}`);
   if (r.target) parts.push(`target ${r.target}: ${r.met === undefined ? 'n/a' : r.met ? 'MET' : 'NOT MET'}`);
   return parts.join(' | ');
+}
+
+/** A ratio to 2 decimals, or 3 within 0.005 of 1 (0.9987 would read "1.00" beside a ">= 1.0" target it misses). */
+function ratioText(x: number): string {
+  return Math.abs(x - 1) < 0.005 ? x.toFixed(3) : x.toFixed(2);
 }
 
 function table(rows: { section: string; row: Row }[]): string {
@@ -40,7 +45,7 @@ function table(rows: { section: string; row: Row }[]): string {
     r.name.trim(),
     `${num(r.value)} ${r.unit}`,
     r.reference ? `${num(r.reference.value)}` : 'n/a',
-    r.ratio !== undefined ? r.ratio.toFixed(2) : '-',
+    r.ratio !== undefined ? ratioText(r.ratio) : '-',
     r.target ? `${r.target} ${r.met === undefined ? '(n/a)' : r.met ? 'MET' : 'NOT MET'}` : '',
   ]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
