@@ -1,7 +1,8 @@
 // Seed 001's block network (6 x 1000x1000 sigmoid, batch 64, Adam, clip 5) on 1 CPU tower, on 2 towers, and on 2
 // towers with the sharded update (Note [Sharded update]): issue 16 asks 2 towers with it to be at least as fast as 1.
-// Configurations interleave rep by rep (order reversed every other rep) so drift on the machine hits them alike; the figure per configuration is the
-// lowest of the reps' median step times; the ratio is 1 tower's time / the configuration's (>= 1: not slower).
+// Configurations interleave rep by rep (their order reversed every other rep) so drift on the machine hits them
+// alike; the figure per configuration is the lowest of the reps' median step times; the ratio is 1 tower's time /
+// the configuration's (>= 1: not slower).
 // Each row's note also gives, from the rep with that lowest median, the slowest tower's median device time per
 // phase (forward, backward, reduce, update), to show where a step's time goes. On cpu the sharded towers share
 // weights and gradients (Notes [Shared weights], [Shared gradients]): 'reduce' is then the fused reduce-and-norm pass,
@@ -47,7 +48,6 @@ export const blocksShardBench: Section = {
   description: `seed 001's block network (batch ${BATCH}, Adam, clip 5): 1 tower vs 2 towers, without and with the sharded update`,
   async run(): Promise<Row[]> {
     const runs = CONFIGS.map(() => [] as Array<{ ms: number; phases: string }>);
-    // The configuration order is reversed every other rep, so neither runs always first (or right after another).
     for (let r = 0; r < REPS; r++) {
       const order = [...CONFIGS.keys()];
       if (r % 2 === 1) order.reverse();

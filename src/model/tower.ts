@@ -245,7 +245,10 @@ export class Tower {
     return this.diag.currentPhase();
   }
 
-  /** After a guard trip: the first tensor (in parameter order) whose local gradient was not finite, if any. */
+  /**
+   * After a guard trip and refreshLocalNorms: the first tensor (in parameter order) whose local gradient was not
+   * finite, if any.
+   */
   firstNonFiniteLocal(): string | undefined {
     return this.diag.firstNonFiniteLocal();
   }
