@@ -4,6 +4,7 @@
 
 #include <mutex>
 
+#include "affinity.h"
 #include "backend.h"
 #include "napi/async.h"
 #include "napi/bindings.h"
@@ -14,6 +15,7 @@ namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   static std::once_flag once;
   std::call_once(once, [] {
+    tl::machineThreads();  // counted before placement pins any thread (cpp/affinity.h)
     tl::registerCpuBackend();
     tl::runStartupHooks();  // optional backends (Note [Backend start-up hooks])
   });

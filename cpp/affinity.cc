@@ -57,7 +57,10 @@ void pinThread(const std::vector<int>& cpus) {
 #endif
 
 int machineThreads() {
-  static const int n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  static const int n = [] {
+    const std::vector<int> cpus = threadCpus();
+    return cpus.empty() ? static_cast<int>(std::max(1u, std::thread::hardware_concurrency())) : static_cast<int>(cpus.size());
+  }();
   return n;
 }
 

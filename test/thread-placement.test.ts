@@ -3,6 +3,8 @@
 // placement never changes the bits.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { placeThreads, PlacementError, type PlacedSlot } from '../src/tower-port/thread-placement.js';
 import { native } from '../src/native/addon.js';
 import { NativeDevice } from '../src/backend/native-device.js';
@@ -113,6 +115,14 @@ describe('thread placement: the native threads', { skip: skipNoAffinity }, () =>
         await d.close();
       }
     }
+  });
+
+  it("counts the CPUs this process may use, as os.availableParallelism() does: a cpuset is not the whole machine", () => {
+    assert.equal(native().machineThreads, availableParallelism());
+    // A child limited to one CPU (taskset: the affinity a container's cpuset gives) counts one on both sides.
+    const probe = `import { availableParallelism } from 'node:os'; import { native } from ${JSON.stringify(new URL('../src/native/addon.ts', import.meta.url).href)}; console.log(JSON.stringify([native().machineThreads, availableParallelism()]));`;
+    const out = execFileSync('taskset', ['-c', String(allowed[1]), process.execPath, '--import', 'tsx', '--input-type=module', '-e', probe], { encoding: 'utf8' });
+    assert.deepEqual(JSON.parse(out.trim().split('\n').pop()!), [1, 1]);
   });
 
   it('refuses bad CPUs naming them, and counts that do not match the threads', () => {

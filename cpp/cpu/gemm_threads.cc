@@ -216,8 +216,7 @@ class GemmThreads::Pool {
   }
   void start(int n) {
     n_ = n;
-    const unsigned hw = std::thread::hardware_concurrency();
-    oversubscribed_ = hw > 0 && static_cast<unsigned>(n) > hw;
+    oversubscribed_ = n > machineThreads();
     stop_ = false;
     stopping_.store(false);
     if (masks_.size() != static_cast<size_t>(n - 1)) masks_.clear();  // a placement for another count no longer applies

@@ -58,6 +58,7 @@ Napi::Value DeviceThreadCpus(const Napi::CallbackInfo& info) {
 
 void registerAffinityBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("affinitySupported", Napi::Boolean::New(env, affinitySupported()));
+  exports.Set("machineThreads", Napi::Number::New(env, machineThreads()));
   exportAll(env, exports, {{"threadCpus", ThreadCpus}, {"pinThread", PinThread}, {"deviceThreadCpus", DeviceThreadCpus}});
 }
 

@@ -151,6 +151,8 @@ export interface NativeAddon {
   deviceGemmThreads(device: number): number;
   /** Whether this platform pins threads to CPUs (Linux); elsewhere threadCpus is empty and pinThread throws. */
   affinitySupported: boolean;
+  /** The CPUs this process may run on as the native side counts them (cpp/affinity.h: machineThreads), counted at load. */
+  machineThreads: number;
   /** The calling thread's CPUs, ascending (Note [Thread placement] in src/tower-port/thread-placement.ts). */
   threadCpus(): number[];
   /** Restricts the calling thread to `cpus`. */
