@@ -13,8 +13,8 @@ std::vector<int> threadCpus();
 // Restricts the calling thread to `cpus` (non-empty, each in [0, 1024)). Throws naming the CPUs and the OS error
 // (e.g. a CPU outside the process's cgroup or cpuset).
 void pinThread(const std::vector<int>& cpus);
-// The hardware threads this process may run on, read once per process (tens of microseconds on our VMs: Note [Spin
-// for the next task]): the CPUs in the affinity mask of the thread that asks first, as Node's
+// The hardware threads this process may run on, read once per process (hot paths ask: Note [Spin for the next
+// task]): the CPUs in the affinity mask of the thread that asks first, as Node's
 // os.availableParallelism() counts them, so a container limited to a cpuset is not taken for the whole host (the
 // layout sizes GEMM threads from the JS count; the barriers and the GEMM pool decide to yield from this one). The
 // addon asks at load, on the thread loading it, before placement pins any thread (Note [Thread placement]).
