@@ -12,7 +12,7 @@
 import { createRuntime, mnist, type StepEvent, type TrainOptions } from '../src/runtime.js';
 import { mnistMlp } from '../src/model/spec.js';
 import { injectFaults } from '../src/testing/faults.js';
-import type { Row, Section } from './section.js';
+import { median, type Row, type Section } from './section.js';
 
 const PER_TOWER = 64;
 const EPOCHS = 4;
@@ -36,11 +36,6 @@ function options(mode: Mode, epochs: number | undefined, steps?: number): TrainO
     ...(mode === 'async' ? { mode: 'async' as const, maxStaleness: 4 } : {}),
   };
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[s.length >> 1]!;
-};
 
 /** Median ms of one tower's batch (input + forward + backward) in a short unslowed run. */
 async function calibrate(mode: Mode): Promise<number> {

@@ -25,7 +25,6 @@ const CASES: Case[] = [
   { label: 'blocks 6x1000x1000 B=64, Adam, clip 5', train: { model: blockNetwork(), ...blockTraining(), data: blocks({ batchSize: 64 }) }, warmup: 3, steps: QUICK ? 3 : 15 },
 ];
 
-
 export const shardDefaultBench: Section = {
   name: 'shard-default',
   description: '2 CPU towers with the sharded update (the default there) vs without it, interleaved on one runtime',
