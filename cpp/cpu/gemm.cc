@@ -292,10 +292,31 @@ using SerialGemm = void (*)(bool tA, bool tB, int M, int N, int K, float alpha, 
 // OpenBLAS at one thread for the whole process (Note [GEMM threads]); set once, before its first product.
 std::once_flag g_blasOneThread;
 
+// Note [OpenBLAS's first product]: on a 2-core AMD EPYC VM without AVX-512 (OpenBLAS 0.3.21, core Zen), OpenBLAS's
+// narrow NN products, such as our 128-column slabs (slabsOf), ran at half speed for the life of a process whose
+// first products were all narrow: 128x128x784 took 1.61-1.72 ms after a first product of 128x128x784, 128x256x784,
+// 128x300x784, 8x2048x2048 or 2x2x2, against 0.70-0.77 ms after a first product of 128x400x784, 128x500x784,
+// 256x512x512 or 512^3 (a C program calling OpenBLAS directly, one process per case, the same each of 2-6 times).
+// TN products (the dW slabs) and whole products were not affected. Page faults were the same, and so was THP off;
+// a first product by another thread on the same buffer (calls one after the other) fixed it too. We do not know
+// OpenBLAS's mechanism. So every thread's first OpenBLAS product is a 256x512x512 NN on scratch of its own (67M
+// multiply-adds, about 2 ms there, once per thread), before any product of ours. It writes only the scratch: the
+// bits of every later product are unchanged. Measured on that VM: the MNIST step's GEMM floor (bench/mnist-floor.ts)
+// at 1 thread went from 9.9-10.3 to 6.4-6.6 ms.
+void warmOpenBlas(const OpenBlas& b) {
+  thread_local bool warmed = false;
+  if (warmed) return;
+  warmed = true;
+  constexpr int M = 256, N = 512, K = 512;
+  std::vector<float> a((size_t)M * K, 0.5f), w((size_t)K * N, 0.25f), c((size_t)M * N);
+  b.sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, M, N, K, 1.f, a.data(), K, w.data(), N, 0.f, c.data(), N);
+}
+
 void openblasSerial(bool tA, bool tB, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
                     int ldb, float beta, float* C, int ldc) {
   const OpenBlas& b = openBlas();
   std::call_once(g_blasOneThread, [&b] { b.setThreads(1); });
+  warmOpenBlas(b);  // Note [OpenBLAS's first product]
   b.sgemm(kCblasRowMajor, tA ? kCblasTrans : kCblasNoTrans, tB ? kCblasTrans : kCblasNoTrans, M, N, K, alpha, A, lda, B,
           ldb, beta, C, ldc);
 }
