@@ -296,13 +296,14 @@ std::once_flag g_blasOneThread;
 // narrow NN products, such as our 128-column slabs (slabsOf), ran at half speed for the life of a process whose
 // first products were all narrow: 128x128x784 took 1.61-1.72 ms after a first product of 128x128x784, 128x256x784,
 // 128x300x784, 8x2048x2048 or 2x2x2, against 0.70-0.77 ms after a first product of 128x400x784, 128x500x784,
-// 256x512x512 or 512^3 (a C program calling OpenBLAS directly, one process per case, the same each of 2-6 times).
+// 256x512x512 or 512^3 (C calling OpenBLAS directly, one process per case, the same each of 2-6 times;
+// tools/openblas-first-product.c reproduces it).
 // TN products (the dW slabs) and whole products were not affected. Page faults were the same, and so was THP off;
 // a first product by another thread on the same buffer (calls one after the other) fixed it too. We do not know
 // OpenBLAS's mechanism. So every thread's first OpenBLAS product is a 256x512x512 NN on scratch of its own (67M
 // multiply-adds, about 2 ms there, once per thread), before any product of ours. It writes only the scratch: the
 // bits of every later product are unchanged. Measured on that VM: the MNIST step's GEMM floor (bench/mnist-floor.ts)
-// at 1 thread went from 9.9-10.3 to 6.4-6.6 ms.
+// at 1 thread went from 9.9-10.3 to 6.4-6.9 ms.
 void warmOpenBlas(const OpenBlas& b) {
   thread_local bool warmed = false;
   if (warmed) return;
