@@ -7,7 +7,7 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { createRuntime, mnist, type RunEvent } from '../src/runtime.js';
+import { createRuntime, mnist, type RunEvent, type RuntimeOptions } from '../src/runtime.js';
 import { mnistMlp } from '../src/model/spec.js';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
 import type { Schedule } from '../src/scheduler/schedule.js';
@@ -79,8 +79,8 @@ async function errorOf(f: () => unknown): Promise<string> {
 }
 
 /** Trains `steps` on a fresh runtime; returns tower 0's weights and the events. */
-async function trainAlone(devices: string, steps: number, extra: Record<string, unknown> = {}): Promise<{ weights: Map<string, Float32Array>; events: RunEvent[] }> {
-  const rt = await createRuntime({ devices, layout: { extraTowers: 'threads' } });
+async function trainAlone(devices: string, steps: number, extra: Record<string, unknown> = {}, options: Partial<RuntimeOptions> = {}): Promise<{ weights: Map<string, Float32Array>; events: RunEvent[] }> {
+  const rt = await createRuntime({ devices, layout: { extraTowers: 'threads' }, ...options });
   try {
     const run = rt.train({ model, optimizer, data: mnist({ batchSize: 32 }), steps, seed: 3, ...extra });
     const events: RunEvent[] = [];
@@ -287,7 +287,9 @@ const CASES: Record<string, () => Promise<string>> = {
     } finally {
       await rt.close();
     }
-    const alone = await trainAlone('cpu*2', 4);
+    // The reference runs the built-in ring, as the accepted copy does: with no strategy chosen, 2 CPU towers would
+    // take the sharded update, whose formed dW need not match the ring's bits (Note [Shared gradients]).
+    const alone = await trainAlone('cpu*2', 4, {}, { reduction: { algorithm: 'ring' } });
     for (const [name, w] of alone.weights) assert.ok(sameBits(w, weights.get(name)!), `${name}: the accepted copy ran, not the edited schedule`);
     return 'the run used the schedule as accepted';
   },
