@@ -273,13 +273,29 @@ const CASES: Record<string, () => Promise<string>> = {
     return warnings;
   },
   'api-schedule-mutated-after-accept': async () => {
-    let planned: Schedule | undefined;
-    const strategy = { name: 'my-ring', plan: (req: Parameters<typeof ringSchedule>[0]) => (planned = ringSchedule(req)) };
+    // Each planned schedule shows the ring on the runtime's first read of its phases, and the ring without tower 1's
+    // steps on every later read: a runtime that reads the strategy's object again (to validate, compile or run it)
+    // instead of its own copy from the first read would see the edit.
+    let reads = 0;
+    const edited = (req: Parameters<typeof ringSchedule>[0]): Schedule => {
+      const ring = ringSchedule(req);
+      const dropped = ring.phases.map((phase) => phase.map((moves, r) => (r === 1 ? [] : moves)));
+      let first = true;
+      return {
+        name: ring.name,
+        get phases() {
+          reads++;
+          const p = first ? ring.phases : dropped;
+          first = false;
+          return p;
+        },
+      };
+    };
+    const strategy = { name: 'my-ring', plan: edited };
     const rt = await createRuntime({ devices: 'cpu*2', reduction: { algorithm: 'ring' } });
     let weights: Map<string, Float32Array>;
     try {
       rt.setReduction({ custom: strategy });
-      for (const phase of planned!.phases) phase[1]!.length = 0; // drop tower 1's steps after it was accepted
       await rt.train({ model, optimizer, data: mnist({ batchSize: 32 }), steps: 4, seed: 3 }).done;
       const report = await rt.checkReplicas();
       assert.ok(report.consistent);
@@ -289,6 +305,7 @@ const CASES: Record<string, () => Promise<string>> = {
     }
     // The reference runs the built-in ring, as the accepted copy does: with no strategy chosen, 2 CPU towers would
     // take the sharded update, whose formed dW need not match the ring's bits (Note [Shared gradients]).
+    assert.ok(reads >= 1, 'the strategy planned');
     const alone = await trainAlone('cpu*2', 4, {}, { reduction: { algorithm: 'ring' } });
     for (const [name, w] of alone.weights) assert.ok(sameBits(w, weights.get(name)!), `${name}: the accepted copy ran, not the edited schedule`);
     return 'the run used the schedule as accepted';
