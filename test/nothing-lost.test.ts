@@ -303,9 +303,9 @@ const CASES: Record<string, () => Promise<string>> = {
     } finally {
       await rt.close();
     }
+    assert.ok(reads >= 1, 'the strategy planned');
     // The reference runs the built-in ring, as the accepted copy does: with no strategy chosen, 2 CPU towers would
     // take the sharded update, whose formed dW need not match the ring's bits (Note [Shared gradients]).
-    assert.ok(reads >= 1, 'the strategy planned');
     const alone = await trainAlone('cpu*2', 4, {}, { reduction: { algorithm: 'ring' } });
     for (const [name, w] of alone.weights) assert.ok(sameBits(w, weights.get(name)!), `${name}: the accepted copy ran, not the edited schedule`);
     return 'the run used the schedule as accepted';
