@@ -3,8 +3,9 @@
 // unchanged) and checked against the run settings the same way on resume (src/coordinator/checkpoints.ts).
 //
 // Note [Async resume]: an asynchronous run is not bit-reproducible: which tower pushes when depends on timing, so
-// the order of updates, their lags and the batches each tower computes differ run to run (a run with one tower and
-// maxStaleness 0 is the exception: one push at a time in data order). What a checkpoint keeps exactly is the server's
+// the order of updates, their lags and the batches each tower computes differ run to run (maxStaleness 0 is the
+// exception: its rounds push in batch order, Note [Lock-step rounds] in rounds.ts; but a resume computes the round
+// that was in flight again, from the restored weights). What a checkpoint keeps exactly is the server's
 // state at its version: resuming restores those tensors bit for bit, continues the version count (so the learning
 // rate schedule and the data order continue from there: batch `version` of the seeded order is the next handed
 // out) and the staleness bound. What it does not keep: the gradients that were in flight (computed on older

@@ -9,6 +9,7 @@ import type { StepRecord } from '../observers/observer.js';
 import type { FaultPlan } from '../coordinator/step.js';
 import { BatchDispenser, type BatchIndex, type NumberedBatch } from './batches.js';
 import { StalenessGate } from './gate.js';
+import { LockStepRounds } from './rounds.js';
 import type { AsyncCheckpoints } from './checkpoint.js';
 import type { Applied } from './native.js';
 import type { ServerTower } from './server.js';
@@ -40,6 +41,8 @@ export interface AsyncLoopContext {
 
 export class AsyncLoop {
   private readonly gate: StalenessGate;
+  /** maxStaleness 0: a round's pushes after all its computes, in batch order (Note [Lock-step rounds]). */
+  private readonly rounds: LockStepRounds | undefined;
   private readonly dispenser: BatchDispenser;
   private readonly rates: number[];
   /** Versions handed to pushes so far: the server takes pushes in the order they are made, so it is exact. */
@@ -55,6 +58,7 @@ export class AsyncLoop {
 
   constructor(private readonly c: AsyncLoopContext) {
     this.gate = new StalenessGate(c.towers.length, c.s.maxStaleness);
+    this.rounds = c.s.maxStaleness === 0 ? new LockStepRounds(() => this.gate.live) : undefined;
     this.dispenser = new BatchDispenser(c.start, c.totalSteps);
     this.rates = new Array<number>(c.towers.length).fill(0);
     this.submitted = c.start;
@@ -89,7 +93,9 @@ export class AsyncLoop {
           this.gate.close(); // nothing left to compute: towers held at the gate by this one must not wait for it
           return;
         }
+        this.rounds?.waiting(true);
         await new Promise<void>((r) => this.changed.push(r)); // a batch may come back from a dropped tower
+        this.rounds?.waiting(false);
         continue;
       }
       this.inflight++;
@@ -113,6 +119,17 @@ export class AsyncLoop {
       this.drop(rank, e instanceof Error ? e.message : String(e));
       return;
     }
+    if (!this.rounds) return this.push(rank, t, batch, computed, waitFrom, start);
+    await this.rounds.park(batch.number);
+    try {
+      await this.push(rank, t, batch, computed, waitFrom, start);
+    } finally {
+      this.rounds.done(batch.number);
+    }
+  }
+
+  /** Pushes a computed gradient (a tower dropped meanwhile gives its batch back), reports it, runs its duties. */
+  private async push(rank: number, t: AsyncTower, batch: NumberedBatch, computed: Computed, waitFrom: number, start: number): Promise<void> {
     while (this.hold) await this.hold;
     if (this.failure || !this.gate.isAlive(rank)) {
       this.dispenser.giveBack(batch.number);
@@ -208,6 +225,7 @@ export class AsyncLoop {
   private drop(rank: number, reason: string): void {
     if (!this.gate.isAlive(rank) || this.failure || this.ended) return;
     this.gate.drop(rank);
+    this.rounds?.check();
     this.c.server.drop(rank);
     const t = this.c.towers[rank]!;
     const remaining = this.gate.live;
@@ -222,6 +240,7 @@ export class AsyncLoop {
     this.failure = e;
     this.dispenser.end();
     this.gate.close();
+    this.rounds?.close();
     this.changed.splice(0).forEach((f) => f());
   }
 }
