@@ -59,9 +59,8 @@ constexpr std::chrono::microseconds kSpin{50}, kSpinMax{400}, kHeld{2000};
 // nanoseconds after it queued, saw 0 and won drainMu_ in about a third of the steps, so it did the write itself
 // (1 tower, 2 cores, the AVX2 VM of 2026-12-01: the settle took a mean of 11 us on the device thread before, 3.3-4.2
 // after; the mean gap between two step programs went from 17.9 to 12-14 us, and bench/towers-step.ts's 1-tower
-// overhead per step from 10-22 us to 5-10 us, three runs each). Nothing is lost by
-// staying counted: until the worker decrements, it is spinning or draining, and either way it looks at the queue
-// again before it stops.
+// overhead per step from 10-22 us to 5-10 us, three runs each). Nothing is lost by staying counted: until the
+// worker decrements, it is spinning or draining, and either way it looks at the queue again before it stops.
 
 inline void cpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)

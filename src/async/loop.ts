@@ -119,12 +119,11 @@ export class AsyncLoop {
       this.drop(rank, e instanceof Error ? e.message : String(e));
       return;
     }
-    if (!this.rounds) return this.push(rank, t, batch, computed, waitFrom, start);
-    await this.rounds.park(batch.number);
+    await this.rounds?.park(batch.number);
     try {
       await this.push(rank, t, batch, computed, waitFrom, start);
     } finally {
-      this.rounds.done(batch.number);
+      this.rounds?.done(batch.number);
     }
   }
 
